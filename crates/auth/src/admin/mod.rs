@@ -1,0 +1,3 @@
+//! What operators do: the functions behind the `tobira` CLI (and the admin API later).
+
+pub mod users;

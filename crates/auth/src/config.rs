@@ -1,0 +1,774 @@
+//! Configuration: built-in defaults, then a TOML file named by `--config` or
+//! `TOBIRA_CONFIG`, then `TOBIRA_<SECTION>__<KEY>` environment variables. Every secret may
+//! instead be read from a file named by the same key with a `_file` suffix
+//! (`TOBIRA_KEYS__MASTER_KEY_FILE=/run/secrets/master`), so it never sits in the
+//! environment or in the config file.
+//!
+//! All layers are merged as one TOML tree and deserialised once with
+//! `deny_unknown_fields`; the error names the offending key (and the variable it came from).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+use url::Url;
+
+/// Prefix of every environment variable read as configuration.
+pub const ENV_PREFIX: &str = "TOBIRA_";
+/// Names the configuration file when `--config` is not given.
+pub const ENV_CONFIG_FILE: &str = "TOBIRA_CONFIG";
+
+/// Keys whose values are secrets: they may come from `<key>_file` and are never logged.
+const SECRET_KEYS: &[&str] = &["database.url", "ephemeral.url", "keys.master_key"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The OP's issuer identifier: the exact `iss` of every token (OIDC Discovery §3).
+    pub issuer: Issuer,
+    /// Holds the SQLite file, the master key and the mail outbox unless their own paths
+    /// are set.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub ephemeral: EphemeralConfig,
+    pub keys: KeysConfig,
+    pub mail: MailConfig,
+    pub password: PasswordConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Peers whose `X-Forwarded-For` is believed. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
+    pub request_timeout_secs: u64,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`; empty means the SQLite file
+    /// `<data_dir>/tobira.db`.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+    /// Apply pending migrations at `tobira serve` (under a lock shared by replicas).
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EphemeralConfig {
+    /// `redis://...` or `rediss://...`; empty means an in-process store (one replica only).
+    pub url: Secret,
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Master key encrypting the signing keys at rest (base64url of 32 bytes). Empty:
+    /// read from, or generated into, `master_key_path`.
+    pub master_key: Secret,
+    /// Empty means `<data_dir>/master.key`.
+    pub master_key_path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The `From:` of every mail.
+    pub from: String,
+    /// Where `.eml` files go when no SMTP server is configured. Empty means
+    /// `<data_dir>/outbox`.
+    pub outbox_dir: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// argon2id memory cost in KiB (OWASP: 19456 = 19 MiB).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; 0 means one per CPU core. Bounds the memory an attack
+    /// can make the server spend (each hash holds `argon2_memory_kib`).
+    pub max_concurrent_hashes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `info,tobira_auth=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            // Browsers allow passkeys over plain http only on `localhost`.
+            issuer: Issuer::parse("http://localhost:8080").expect("static URL"),
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            ephemeral: EphemeralConfig::default(),
+            keys: KeysConfig::default(),
+            mail: MailConfig::default(),
+            password: PasswordConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            trusted_proxies: Vec::new(),
+            request_timeout_secs: 30,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            max_connections: 10,
+            connect_timeout_secs: 5,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl Default for EphemeralConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            key_prefix: "tobira:".to_owned(),
+        }
+    }
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: "Tobira <no-reply@localhost>".to_owned(),
+            outbox_dir: String::new(),
+        }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            max_concurrent_hashes: 0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration of the running process: defaults, the file named by
+    /// `path` or `TOBIRA_CONFIG`, then the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == ENV_CONFIG_FILE)
+            .map(|(_, v)| PathBuf::from(v));
+        let file = match path.map(Path::to_path_buf).or(from_env) {
+            Some(path) => Some(read_file_layer(&path)?),
+            None => None,
+        };
+        Self::from_layers(file, &env)
+    }
+
+    /// Merges the layers and validates the result. `file` is the parsed TOML file (if
+    /// any) and `env` the environment variables (only `TOBIRA_*` ones are read).
+    pub fn from_layers(file: Option<Table>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut tree = Self::default().to_table();
+        if let Some(file) = file {
+            merge(&mut tree, file);
+        }
+        for (name, raw) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == ENV_CONFIG_FILE {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            set_from_env(&mut tree, name, &path, raw)?;
+        }
+        resolve_secret_files(&mut tree)?;
+        let config: Config = serde_path_to_error::deserialize(Value::Table(tree)).map_err(|e| {
+            ConfigError::Invalid {
+                key: e.path().to_string(),
+                reason: e.inner().message().to_owned(),
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The complete configuration as a TOML tree (secrets included: do not log it).
+    pub fn to_table(&self) -> Table {
+        match Value::try_from(self) {
+            Ok(Value::Table(t)) => t,
+            _ => unreachable!("Config serialises to a table"),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let db = self.database.url.expose();
+        if !(db.is_empty()
+            || db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql:// (or be empty for the embedded SQLite file)",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        let eph = self.ephemeral.url.expose();
+        if !(eph.is_empty() || eph.starts_with("redis://") || eph.starts_with("rediss://")) {
+            return Err(invalid(
+                "ephemeral.url",
+                "must start with redis:// or rediss:// (or be empty for the in-process store)",
+            ));
+        }
+        let p = &self.password;
+        if argon2::Params::new(
+            p.argon2_memory_kib,
+            p.argon2_iterations,
+            p.argon2_parallelism,
+            None,
+        )
+        .is_err()
+        {
+            return Err(invalid(
+                "password",
+                "argon2 parameters out of range (memory ≥ 8 × parallelism KiB, iterations ≥ 1, parallelism ≥ 1)",
+            ));
+        }
+        if p.argon2_memory_kib < 7 * 1024 {
+            return Err(invalid(
+                "password.argon2_memory_kib",
+                "below the OWASP minimum of 7168 KiB for argon2id",
+            ));
+        }
+        if self.server.request_timeout_secs == 0 {
+            return Err(invalid("server.request_timeout_secs", "must be at least 1"));
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(invalid("log.level", "not a valid tracing filter"));
+        }
+        Ok(())
+    }
+
+    /// The database URL to connect to, defaulting to the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        let url = self.database.url.expose();
+        if url.is_empty() {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tobira.db").display()
+            )
+        } else {
+            url.to_owned()
+        }
+    }
+
+    pub fn master_key_path(&self) -> PathBuf {
+        or_in_data_dir(&self.keys.master_key_path, &self.data_dir, "master.key")
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        or_in_data_dir(&self.mail.outbox_dir, &self.data_dir, "outbox")
+    }
+
+    /// Hashes at once: the setting, or one per core.
+    pub fn max_concurrent_hashes(&self) -> usize {
+        match self.password.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+fn or_in_data_dir(value: &str, data_dir: &Path, name: &str) -> PathBuf {
+    if value.is_empty() {
+        data_dir.join(name)
+    } else {
+        PathBuf::from(value)
+    }
+}
+
+/// The issuer identifier, kept exactly as configured: `iss` is compared as a string by
+/// relying parties, so `https://id.example.jp` and `https://id.example.jp/` differ and
+/// the OP must never rewrite one into the other (as `Url` would).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Issuer(String);
+
+impl Issuer {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let url = Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err("must be an https (or http) URL".to_owned());
+        }
+        // OIDC Discovery §3: no query or fragment.
+        if url.query().is_some() || url.fragment().is_some() || value.contains(['?', '#']) {
+            return Err("must not have a query or fragment".to_owned());
+        }
+        if url.scheme() == "http" && !is_loopback_host(&url) {
+            return Err(
+                "plain http is allowed only for localhost / loopback addresses; use https"
+                    .to_owned(),
+            );
+        }
+        Ok(Self(value.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// An endpoint under the issuer: `endpoint("/jwks")` → `https://id.example.jp/jwks`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.0.trim_end_matches('/'), path)
+    }
+}
+
+impl TryFrom<String> for Issuer {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Issuer> for String {
+    fn from(issuer: Issuer) -> Self {
+        issuer.0
+    }
+}
+
+impl fmt::Display for Issuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn read_file_layer(path: &Path) -> Result<Table, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    text.parse::<Table>().map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets one key from an environment variable, typed like the key's current value.
+fn set_from_env(
+    tree: &mut Table,
+    var: &str,
+    path: &[String],
+    raw: &str,
+) -> Result<(), ConfigError> {
+    let unknown = || ConfigError::UnknownEnv {
+        var: var.to_owned(),
+        key: path.join("."),
+    };
+    let (last, parents) = path.split_last().ok_or_else(unknown)?;
+    if last.is_empty() || parents.iter().any(String::is_empty) {
+        return Err(unknown());
+    }
+    let mut table = &mut *tree;
+    for part in parents {
+        table = match table.get_mut(part) {
+            Some(Value::Table(t)) => t,
+            _ => return Err(unknown()),
+        };
+    }
+    let dotted = path.join(".");
+    let value = match table.get(last) {
+        Some(current) => typed_like(current, raw).map_err(|reason| ConfigError::InvalidEnv {
+            var: var.to_owned(),
+            key: dotted.clone(),
+            reason,
+        })?,
+        // `<secret>_file` is the only key that does not exist in the defaults.
+        None => match last.strip_suffix("_file") {
+            Some(base)
+                if table.contains_key(base)
+                    && SECRET_KEYS.contains(&format!("{}.{base}", parents.join(".")).as_str()) =>
+            {
+                Value::String(raw.to_owned())
+            }
+            _ => return Err(unknown()),
+        },
+    };
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+fn typed_like(current: &Value, raw: &str) -> Result<Value, String> {
+    Ok(match current {
+        Value::String(_) => Value::String(raw.to_owned()),
+        Value::Integer(_) => Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected an integer, got {raw:?}"))?,
+        ),
+        Value::Boolean(_) => Value::Boolean(match raw.trim() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(format!("expected true or false, got {raw:?}")),
+        }),
+        Value::Float(_) => Value::Float(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("expected a number, got {raw:?}"))?,
+        ),
+        // Lists are written as TOML arrays (`["10.0.0.0/8"]`) or comma-separated.
+        Value::Array(_) => {
+            let trimmed = raw.trim();
+            if trimmed.starts_with('[') {
+                let doc: Table = format!("v = {trimmed}")
+                    .parse()
+                    .map_err(|e| format!("not a TOML array: {e}"))?;
+                doc.get("v").cloned().unwrap_or(Value::Array(Vec::new()))
+            } else {
+                Value::Array(
+                    trimmed
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| Value::String(s.to_owned()))
+                        .collect(),
+                )
+            }
+        }
+        Value::Table(_) => return Err("names a section, not a key".to_owned()),
+        Value::Datetime(_) => Value::String(raw.to_owned()),
+    })
+}
+
+/// Replaces `<secret>_file` keys by the contents of the file they name.
+fn resolve_secret_files(tree: &mut Table) -> Result<(), ConfigError> {
+    for key in SECRET_KEYS {
+        let (section, name) = key.split_once('.').expect("secret keys are section.key");
+        let Some(Value::Table(table)) = tree.get_mut(section) else {
+            continue;
+        };
+        let file_key = format!("{name}_file");
+        let Some(value) = table.remove(&file_key) else {
+            continue;
+        };
+        let dotted = format!("{section}.{file_key}");
+        let Value::String(path) = value else {
+            return Err(ConfigError::Invalid {
+                key: dotted,
+                reason: "expected a file path".to_owned(),
+            });
+        };
+        let secret = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+            key: dotted.clone(),
+            reason: format!("cannot read {path}: {e}"),
+        })?;
+        // Secret files conventionally end with a newline that is not part of the secret.
+        let secret = secret.trim_end_matches(['\n', '\r']).to_owned();
+        table.insert(name.to_owned(), Value::String(secret));
+    }
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("environment variable {var}: no configuration key `{key}`")]
+    UnknownEnv { var: String, key: String },
+    #[error("environment variable {var} (configuration key `{key}`): {reason}")]
+    InvalidEnv {
+        var: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// A secret string: printed as `[redacted]` by `Debug`, so a config dump or an error
+/// never leaks it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("[redacted]")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn file(text: &str) -> Option<Table> {
+        Some(text.parse().expect("test TOML parses"))
+    }
+
+    fn err(file_text: Option<&str>, vars: &[(&str, &str)]) -> String {
+        Config::from_layers(file_text.and_then(file), &env(vars))
+            .expect_err("configuration must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_need_no_file_and_no_environment() {
+        let c = Config::from_layers(None, &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.issuer.as_str(), "http://localhost:8080");
+        assert_eq!(c.issuer.endpoint("/jwks"), "http://localhost:8080/jwks");
+        assert!(c.server.trusted_proxies.is_empty());
+        assert_eq!(c.database_url(), "sqlite://./data/tobira.db?mode=rwc");
+        assert_eq!(c.master_key_path(), PathBuf::from("./data/master.key"));
+        assert_eq!(c.outbox_dir(), PathBuf::from("./data/outbox"));
+    }
+
+    #[test]
+    fn shipped_config_file_documents_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tobira.toml");
+        let shipped = read_file_layer(&path).unwrap();
+        // Exact equality: a key missing from the file, or a default that drifted, fails.
+        assert_eq!(shipped, Config::default().to_table());
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        let c = Config::from_layers(
+            file("[server]\nbind = \"127.0.0.1:7000\"\n[database]\nmax_connections = 3"),
+            &env(&[
+                ("TOBIRA_SERVER__BIND", "127.0.0.1:9000"),
+                ("TOBIRA_ISSUER", "http://127.0.0.1:9000"),
+                ("TOBIRA_DATABASE__URL", "postgres://db/tobira"),
+                ("TOBIRA_EPHEMERAL__URL", "redis://127.0.0.1:6379"),
+                (
+                    "TOBIRA_SERVER__TRUSTED_PROXIES",
+                    "10.0.0.0/8, 192.168.1.1/32",
+                ),
+                ("TOBIRA_DATABASE__MIGRATE_ON_START", "false"),
+                ("TOBIRA_LOG__FORMAT", "json"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.issuer.as_str(), "http://127.0.0.1:9000");
+        assert_eq!(c.database.max_connections, 3);
+        assert_eq!(c.database_url(), "postgres://db/tobira");
+        assert_eq!(c.ephemeral.url.expose(), "redis://127.0.0.1:6379");
+        assert_eq!(c.server.trusted_proxies.len(), 2);
+        assert!(!c.database.migrate_on_start);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_never_debug_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db-url");
+        std::fs::write(&path, "postgres://u:hunter2@db/tobira\n").unwrap();
+        let c = Config::from_layers(
+            None,
+            &env(&[("TOBIRA_DATABASE__URL_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.database.url.expose(), "postgres://u:hunter2@db/tobira");
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let c = Config::from_layers(
+            file(&format!(
+                "[keys]\nmaster_key_file = {:?}",
+                path.to_str().unwrap()
+            )),
+            &[],
+        )
+        .unwrap();
+        assert!(c.keys.master_key.expose().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_file_variant_exists_only_for_secrets() {
+        let e = err(None, &[("TOBIRA_SERVER__BIND_FILE", "/etc/hostname")]);
+        assert!(e.contains("TOBIRA_SERVER__BIND_FILE"), "{e}");
+        let e = err(None, &[("TOBIRA_DATABASE__URL_FILE", "/does/not/exist")]);
+        assert!(
+            e.contains("database.url_file") && e.contains("/does/not/exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let e = err(Some("[server]\nbnd = \"127.0.0.1:1\""), &[]);
+        assert!(e.contains("server") && e.contains("bnd"), "{e}");
+        let e = err(Some("[sever]\nbind = \"127.0.0.1:1\""), &[]);
+        assert!(e.contains("sever"), "{e}");
+        let e = err(None, &[("TOBIRA_SERVER__PORT", "1")]);
+        assert!(
+            e.contains("TOBIRA_SERVER__PORT") && e.contains("server.port"),
+            "{e}"
+        );
+        let e = err(None, &[("TOBIRA_SERVER", "1")]);
+        assert!(e.contains("TOBIRA_SERVER"), "{e}");
+        let e = err(None, &[("TOBIRA_SERVER____BIND", "1")]);
+        assert!(e.contains("TOBIRA_SERVER____BIND"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_refused_by_name() {
+        for (vars, key) in [
+            (&[("TOBIRA_SERVER__BIND", "localhost")][..], "server.bind"),
+            (
+                &[("TOBIRA_DATABASE__MAX_CONNECTIONS", "ten")],
+                "database.max_connections",
+            ),
+            (
+                &[("TOBIRA_DATABASE__MAX_CONNECTIONS", "0")],
+                "database.max_connections",
+            ),
+            (
+                &[("TOBIRA_DATABASE__MIGRATE_ON_START", "yes")],
+                "database.migrate_on_start",
+            ),
+            (&[("TOBIRA_DATABASE__URL", "mysql://x")], "database.url"),
+            (
+                &[("TOBIRA_EPHEMERAL__URL", "memcached://x")],
+                "ephemeral.url",
+            ),
+            (&[("TOBIRA_ISSUER", "not a url")], "issuer"),
+            (&[("TOBIRA_ISSUER", "http://example.com")], "issuer"),
+            (&[("TOBIRA_ISSUER", "https://example.com/?a=b")], "issuer"),
+            (&[("TOBIRA_LOG__FORMAT", "xml")], "log.format"),
+            (
+                &[("TOBIRA_SERVER__TRUSTED_PROXIES", "10.0.0.0/99")],
+                "server.trusted_proxies",
+            ),
+            (
+                &[("TOBIRA_PASSWORD__ARGON2_MEMORY_KIB", "64")],
+                "password.argon2_memory_kib",
+            ),
+        ] {
+            let e = err(None, vars);
+            assert!(e.contains(key), "{vars:?}: {e}");
+        }
+        let e = err(Some("[server]\nbind = 8080"), &[]);
+        assert!(e.contains("server.bind"), "{e}");
+    }
+
+    #[test]
+    fn malformed_toml_names_the_file_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[server\nbind = 1").unwrap();
+        let e = read_file_layer(&path).unwrap_err().to_string();
+        assert!(e.contains("bad.toml") && e.contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,50 @@
+//! An account as the rest of the OP sees it.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{Email, Subject, UserId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    /// Frozen by support: cannot sign in, data kept.
+    Frozen,
+    /// Deleted by the member: kept for the retention period, then purged.
+    Deleted,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Frozen => "frozen",
+            Self::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "frozen" => Some(Self::Frozen),
+            "deleted" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: UserId,
+    pub sub: Subject,
+    pub email: Email,
+    pub email_verified: bool,
+    /// PHC string; `None` for accounts that sign in only by federation or passkey.
+    pub password_hash: Option<String>,
+    pub display_name: String,
+    pub locale: String,
+    pub status: UserStatus,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}

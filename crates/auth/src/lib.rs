@@ -1,0 +1,18 @@
+//! Tobira, an OpenID Connect identity provider: the library behind the `tobira` binary.
+//! `startup::Application` builds and serves the OP from a `Config`.
+
+pub mod admin;
+pub mod authn;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod ops;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+
+pub use clock::Clock;
+pub use config::Config;
+pub use startup::Application;

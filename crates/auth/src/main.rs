@@ -1,0 +1,249 @@
+//! `tobira`: the OP's server and its operator commands.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tobira_auth::admin::users::{AddUser, UserView, add_user};
+use tobira_auth::authn::password::PasswordHasher;
+use tobira_auth::domain::Email;
+use tobira_auth::startup::{self, Application};
+use tobira_auth::web::i18n::{Lang, Msg};
+use tobira_auth::{Clock, Config, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "tobira",
+    version,
+    about = "Tobira OpenID Connect identity provider"
+)]
+struct Cli {
+    /// Configuration file (TOML); also `TOBIRA_CONFIG`. Without one, built-in defaults
+    /// and `TOBIRA_*` environment variables apply.
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (applies pending migrations first unless
+    /// `database.migrate_on_start = false`).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage member accounts.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create an account. Asks for the password twice on a terminal.
+    Add(UsersAdd),
+    /// Show an account.
+    Show {
+        #[arg(long)]
+        email: String,
+        /// Print one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct UsersAdd {
+    #[arg(long)]
+    email: String,
+    /// Read the password from standard input (one trailing newline is dropped).
+    #[arg(long)]
+    password_stdin: bool,
+    /// Mark the email address as already verified.
+    #[arg(long)]
+    verified: bool,
+    /// Display name.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Language of mails and pages for this member.
+    #[arg(long, value_enum, default_value_t = LocaleArg::Ja)]
+    locale: LocaleArg,
+    /// Print one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LocaleArg {
+    Ja,
+    En,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return fail(&e.to_string()),
+    };
+    telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// The operator's language, from the usual POSIX variables; English by default.
+fn cli_lang() -> Lang {
+    ["LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|v| !v.is_empty())
+        .and_then(|v| Lang::negotiate(&v))
+        .unwrap_or(Lang::En)
+}
+
+async fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        Command::Serve => {
+            let app = Application::build(config, Clock::system())
+                .await
+                .map_err(|e| e.to_string())?;
+            app.run_until(startup::shutdown_signal())
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = tobira_auth::store::Db::connect(
+                &config.database_url(),
+                config.database.max_connections,
+                std::time::Duration::from_secs(config.database.connect_timeout_secs),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            db.migrate().await.map_err(|e| e.to_string())?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Add(args)) => users_add(args, &config).await,
+        Command::Users(UsersCommand::Show { email, json }) => {
+            users_show(&email, json, &config).await
+        }
+    }
+}
+
+async fn users_add(args: UsersAdd, config: &Config) -> Result<(), String> {
+    let lang = cli_lang();
+    // Refuse a bad address before asking for a password.
+    Email::parse(&args.email).map_err(|e| Msg::from(e).text(lang).to_owned())?;
+    let password = if args.password_stdin {
+        read_password_stdin()?
+    } else {
+        prompt_password_twice(lang)?
+    };
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let hasher = PasswordHasher::new(&config.password, config.max_concurrent_hashes())
+        .map_err(|e| e.to_string())?;
+    let request = AddUser {
+        email: &args.email,
+        password: Some(&password),
+        email_verified: args.verified,
+        display_name: args.name,
+        locale: match args.locale {
+            LocaleArg::Ja => Lang::Ja,
+            LocaleArg::En => Lang::En,
+        },
+    };
+    let user = add_user(&db, &hasher, &Clock::system(), request)
+        .await
+        .map_err(|e| e.message(lang).map_or_else(|| e.to_string(), str::to_owned))?;
+    print_user(&UserView::from(&user), args.json)
+}
+
+async fn users_show(email: &str, json: bool, config: &Config) -> Result<(), String> {
+    let lang = cli_lang();
+    let email = Email::parse(email).map_err(|e| Msg::from(e).text(lang).to_owned())?;
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let user = db
+        .users()
+        .find_by_email(&email)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no account with the email address {email}"))?;
+    print_user(&UserView::from(&user), json)
+}
+
+fn print_user(view: &UserView, json: bool) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        serde_json::to_string(view).map_err(|e| e.to_string())?
+    } else {
+        let fmt = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        format!(
+            "id:             {}\nsub:            {}\nemail:          {}\nemail verified: {}\npassword:       {}\ndisplay name:   {}\nlocale:         {}\nstatus:         {}\ncreated:        {}\nupdated:        {}",
+            view.id,
+            view.sub,
+            view.email,
+            view.email_verified,
+            if view.has_password { "set" } else { "none" },
+            view.display_name,
+            view.locale,
+            view.status.as_str(),
+            fmt(view.created_at),
+            fmt(view.updated_at),
+        )
+    };
+    writeln!(out, "{text}").map_err(|e| e.to_string())
+}
+
+fn read_password_stdin() -> Result<String, String> {
+    let mut buf = String::new();
+    std::io::stdin()
+        .read_to_string(&mut buf)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    // Drop the newline `echo` adds; anything else (spaces included) is the password.
+    let password = buf
+        .strip_suffix("\r\n")
+        .or_else(|| buf.strip_suffix('\n'))
+        .unwrap_or(&buf);
+    if password.is_empty() {
+        return Err("no password on standard input".to_owned());
+    }
+    Ok(password.to_owned())
+}
+
+fn prompt_password_twice(lang: Lang) -> Result<String, String> {
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            "no terminal to ask for the password on: pass it on standard input with --password-stdin"
+                .to_owned(),
+        );
+    }
+    let (first_prompt, second_prompt) = match lang {
+        Lang::Ja => ("パスワード: ", "パスワード（確認）: "),
+        Lang::En => ("Password: ", "Repeat password: "),
+    };
+    let first = rpassword::prompt_password(first_prompt).map_err(|e| e.to_string())?;
+    let second = rpassword::prompt_password(second_prompt).map_err(|e| e.to_string())?;
+    if first != second {
+        return Err(Msg::PasswordsDoNotMatch.text(lang).to_owned());
+    }
+    Ok(first)
+}

@@ -1,0 +1,206 @@
+//! Builds the app from a configuration: stores, migrations, state, router, listener.
+//! `main` and the tests go through the same `Application::build`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use url::Url;
+
+use crate::authn::password::PasswordHasher;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ops::{self, Metrics};
+use crate::state::AppState;
+use crate::store::{Db, DbError, Ephemeral, EphemeralError, ephemeral};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Ephemeral(#[from] EphemeralError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Connects the durable store and brings its schema up to date (or checks it is, when
+/// `database.migrate_on_start` is off). Shared by `serve` and the CLI's admin commands.
+pub async fn open_db(config: &Config) -> Result<Db, DbError> {
+    let db = Db::connect(
+        &config.database_url(),
+        config.database.max_connections,
+        Duration::from_secs(config.database.connect_timeout_secs),
+    )
+    .await?;
+    if config.database.migrate_on_start {
+        db.migrate().await?;
+    } else {
+        db.check_schema().await?;
+    }
+    Ok(db)
+}
+
+pub async fn open_ephemeral(config: &Config, clock: &Clock) -> Result<Ephemeral, EphemeralError> {
+    let url = config.ephemeral.url.expose();
+    Ok(if url.is_empty() {
+        Arc::new(ephemeral::MemoryStore::new(clock.clone()))
+    } else {
+        Arc::new(
+            ephemeral::RedisStore::connect(url, &config.ephemeral.key_prefix, clock.clone())
+                .await?,
+        )
+    })
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config, clock: Clock) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.bind,
+                source,
+            })?;
+        Self::build_on(listener, config, clock).await
+    }
+
+    /// Builds on a listener bound by the caller (tests bind port 0 first, to derive the
+    /// issuer from the real port).
+    pub async fn build_on(
+        listener: TcpListener,
+        config: Config,
+        clock: Clock,
+    ) -> Result<Self, StartError> {
+        let db = open_db(&config).await?;
+        let ephemeral = open_ephemeral(&config, &clock).await?;
+        let hasher = PasswordHasher::new(&config.password, config.max_concurrent_hashes())
+            .map_err(|e| StartError::Other(e.to_string()))?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            ephemeral,
+            clock,
+            hasher,
+            metrics: Metrics::install(),
+        };
+        let router = router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// `http://<bound address>`: where this process answers.
+    pub fn url(&self) -> Url {
+        Url::parse(&format!("http://{}", self.local_addr())).expect("socket address forms a URL")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(issuer = %self.state.config.issuer, "listening on http://{}", self.local_addr());
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let server = &state.config.server;
+    let request_id = HeaderName::from_static("x-request-id");
+    let middleware = ServiceBuilder::new()
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(server.request_timeout_secs),
+        ))
+        .layer(RequestBodyLimitLayer::new(server.max_body_bytes));
+    Router::new()
+        .merge(ops::router())
+        .layer(middleware::from_fn(ops::track))
+        .layer(middleware)
+        .with_state(state)
+}
+
+/// Completes on ctrl-c or SIGTERM (what orchestrators send before killing a replica).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

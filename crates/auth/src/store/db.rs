@@ -1,0 +1,218 @@
+//! The durable store's connection, migrations (under a lock shared by replicas) and
+//! readiness check.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use tobira_migrations::{Migrator, MigratorTrait};
+
+use super::UserRepo;
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    conn: DatabaseConnection,
+    /// For SQLite files: the lock file that serialises migrations across processes.
+    lock_path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to the database ({target}): {source}")]
+    Connect {
+        target: String,
+        source: sea_orm::DbErr,
+    },
+    #[error("cannot create the directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot take the migration lock: {0}")]
+    Lock(String),
+    #[error("migration failed: {0}")]
+    Migrate(sea_orm::DbErr),
+    #[error("the database schema is behind this version of tobira: run `tobira migrate`")]
+    Outdated,
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Any fixed 64-bit number, the same in every replica: the PostgreSQL advisory lock
+/// that migrations run under ("tobira" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x746f_6269_7261;
+
+impl Db {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Self, DbError> {
+        let lock_path = sqlite_file(url);
+        if let Some(parent) = lock_path.as_ref().and_then(|p| p.parent())
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| DbError::Directory {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            // Migrations hold one connection for the lock and need another to work.
+            .max_connections(max_connections.max(2))
+            .connect_timeout(timeout)
+            .acquire_timeout(timeout)
+            .sqlx_logging(false);
+        let conn = Database::connect(options)
+            .await
+            .map_err(|source| DbError::Connect {
+                target: redact_url(url),
+                source,
+            })?;
+        if conn.get_database_backend() == DbBackend::Sqlite {
+            // WAL lets readers run while a writer commits; persistent for the file.
+            conn.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        }
+        Ok(Self {
+            conn,
+            lock_path: lock_path.map(|p| p.with_extension("migrate.lock")),
+        })
+    }
+
+    pub fn backend(&self) -> DbBackend {
+        self.conn.get_database_backend()
+    }
+
+    /// Applies pending migrations. Replicas starting together queue on a lock (an
+    /// advisory lock on PostgreSQL, a file lock beside a SQLite file); whoever comes
+    /// second finds nothing left to do.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                let pool = self.conn.get_postgres_connection_pool();
+                let mut lock_conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| DbError::Lock(e.to_string()))?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(MIGRATION_LOCK_KEY)
+                    .execute(&mut *lock_conn)
+                    .await
+                    .map_err(|e| DbError::Lock(e.to_string()))?;
+                let result = Migrator::up(&self.conn, None)
+                    .await
+                    .map_err(DbError::Migrate);
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(MIGRATION_LOCK_KEY)
+                    .execute(&mut *lock_conn)
+                    .await;
+                if unlocked.is_err() {
+                    // Closing the session releases the lock for certain.
+                    lock_conn.close_on_drop();
+                }
+                result
+            }
+            _ => {
+                let _guard = match &self.lock_path {
+                    Some(path) => Some(lock_file(path.clone()).await?),
+                    None => None,
+                };
+                Migrator::up(&self.conn, None)
+                    .await
+                    .map_err(DbError::Migrate)
+            }
+        }
+    }
+
+    /// Fails unless every migration this binary knows has been applied.
+    pub async fn check_schema(&self) -> Result<(), DbError> {
+        let pending = Migrator::get_pending_migrations(&self.conn).await?;
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(DbError::Outdated)
+        }
+    }
+
+    /// Readiness: the database answers a query.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.conn.ping().await?;
+        Ok(())
+    }
+
+    pub fn users(&self) -> UserRepo<'_> {
+        UserRepo::new(&self.conn)
+    }
+
+    pub async fn close(self) -> Result<(), DbError> {
+        self.conn.close().await?;
+        Ok(())
+    }
+}
+
+/// Holds an exclusive `flock` on the file until dropped.
+async fn lock_file(path: PathBuf) -> Result<std::fs::File, DbError> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| DbError::Lock(format!("{}: {e}", path.display())))?;
+        file.lock()
+            .map_err(|e| DbError::Lock(format!("{}: {e}", path.display())))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| DbError::Lock(e.to_string()))?
+}
+
+/// The file behind a `sqlite:` URL, if it names one (not `sqlite::memory:`).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" || url.contains("mode=memory") {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+/// A database URL fit for an error message: the password replaced.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(unparsable URL)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(
+            sqlite_file("sqlite://./data/tobira.db?mode=rwc"),
+            Some("./data/tobira.db".into())
+        );
+        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some("/tmp/x.db".into()));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/x"), None);
+    }
+
+    #[test]
+    fn passwords_never_reach_error_messages() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db:5432/x"),
+            "postgres://u:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://db/x"), "postgres://db/x");
+    }
+}

@@ -1,0 +1,3 @@
+//! sea-orm entities: the tables as rows. Private to `store`.
+
+pub mod users;

@@ -1,0 +1,33 @@
+//! Storage. The durable store (sea-orm over SQLite or PostgreSQL, one implementation for
+//! both) hands out domain types through one repository per kind of data; sea-orm models
+//! never leave this module. The ephemeral store holds short-lived values (codes,
+//! challenges, counters) in process or in Redis.
+
+mod db;
+mod entity;
+pub mod ephemeral;
+mod users;
+
+pub use db::{Db, DbError};
+pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore};
+pub use users::{NewUser, UserRepo};
+
+/// Errors of the durable store. "Not found" is not an error: lookups return `Option`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("this email address is already registered")]
+    EmailTaken,
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Turns a unique-key violation into the domain error it means (one place, not string
+/// matching in every caller).
+fn on_unique_violation(err: sea_orm::DbErr, meaning: StoreError) -> StoreError {
+    match err.sql_err() {
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => meaning,
+        _ => StoreError::Db(err),
+    }
+}

@@ -1,0 +1,101 @@
+//! Accounts in the durable store.
+
+use rand::CryptoRng;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+
+use super::entity::users;
+use super::{StoreError, on_unique_violation};
+use crate::clock::Clock;
+use crate::domain::{Email, Subject, User, UserId, UserStatus};
+
+pub struct UserRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+/// What it takes to create an account; the repository makes the ids and timestamps.
+pub struct NewUser {
+    pub email: Email,
+    pub email_verified: bool,
+    pub password_hash: Option<String>,
+    pub display_name: String,
+    pub locale: String,
+}
+
+impl<'c> UserRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Creates an account. `EmailTaken` when a live account has the same normalised
+    /// address (decided by the unique index, so two concurrent sign-ups cannot both win).
+    ///
+    /// The ids and timestamps are made before the returned future first runs, so the
+    /// future does not hold the random source (a thread-local RNG is not `Send`).
+    pub fn add(
+        &self,
+        clock: &Clock,
+        rng: &mut impl CryptoRng,
+        new: NewUser,
+    ) -> impl Future<Output = Result<User, StoreError>> + Send + 'c {
+        let now = clock.now();
+        let row = users::ActiveModel {
+            id: Set(UserId::new_v7(now).0),
+            sub: Set(Subject::generate(rng).as_str().to_owned()),
+            email: Set(new.email.normalized().to_owned()),
+            email_display: Set(new.email.display().to_owned()),
+            email_verified: Set(new.email_verified),
+            password_hash: Set(new.password_hash),
+            display_name: Set(new.display_name),
+            locale: Set(new.locale),
+            status: Set(UserStatus::Active.as_str().to_owned()),
+            created_at: Set(now),
+            updated_at: Set(now),
+            deleted_at: Set(None),
+        };
+        let conn = self.conn;
+        async move {
+            let model = users::Entity::insert(row)
+                .exec_with_returning(conn)
+                .await
+                .map_err(|e| on_unique_violation(e, StoreError::EmailTaken))?;
+            to_user(model)
+        }
+    }
+
+    /// The live (not deleted) account with this address.
+    pub async fn find_by_email(&self, email: &Email) -> Result<Option<User>, StoreError> {
+        users::Entity::find()
+            .filter(users::Column::Email.eq(email.normalized()))
+            .filter(users::Column::Status.ne(UserStatus::Deleted.as_str()))
+            .one(self.conn)
+            .await?
+            .map(to_user)
+            .transpose()
+    }
+
+    pub async fn find_by_sub(&self, sub: &Subject) -> Result<Option<User>, StoreError> {
+        users::Entity::find()
+            .filter(users::Column::Sub.eq(sub.as_str()))
+            .one(self.conn)
+            .await?
+            .map(to_user)
+            .transpose()
+    }
+}
+
+fn to_user(m: users::Model) -> Result<User, StoreError> {
+    let status = UserStatus::parse(&m.status)
+        .ok_or_else(|| StoreError::Corrupt(format!("user {} has status {:?}", m.id, m.status)))?;
+    Ok(User {
+        id: UserId(m.id),
+        sub: Subject::from_stored(m.sub),
+        email: Email::from_stored(m.email, m.email_display),
+        email_verified: m.email_verified,
+        password_hash: m.password_hash,
+        display_name: m.display_name,
+        locale: m.locale,
+        status,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}

@@ -1,0 +1,118 @@
+//! The message catalogue. Every text a member can read is a `Msg`, and `Msg::text` has
+//! one arm per message with both languages, so a missing translation does not compile.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    /// The default: our members are in Japan.
+    #[default]
+    Ja,
+    En,
+}
+
+impl Lang {
+    /// The first supported language of a preference list: `ui_locales` ("en ja"),
+    /// `Accept-Language` ("en-US,en;q=0.9") or a POSIX locale ("ja_JP.UTF-8").
+    pub fn negotiate(preferences: &str) -> Option<Self> {
+        preferences
+            .split([',', ' '])
+            .map(|tag| tag.split(';').next().unwrap_or("").trim())
+            .find_map(Self::from_tag)
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        let primary = tag
+            .split(['-', '_', '.'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match primary.as_str() {
+            "ja" => Some(Self::Ja),
+            "en" => Some(Self::En),
+            _ => None,
+        }
+    }
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::Ja => "ja",
+            Self::En => "en",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Msg {
+    EmailEmpty,
+    EmailInvalid,
+    EmailTooLong,
+    EmailTaken,
+    PasswordTooShort,
+    PasswordTooLong,
+    PasswordTooWeak,
+    PasswordContainsEmail,
+    PasswordsDoNotMatch,
+}
+
+impl Msg {
+    pub fn text(self, lang: Lang) -> &'static str {
+        use Lang::{En, Ja};
+        match (self, lang) {
+            (Self::EmailEmpty, Ja) => "メールアドレスを入力してください。",
+            (Self::EmailEmpty, En) => "Enter your email address.",
+            (Self::EmailInvalid, Ja) => "メールアドレスの形式が正しくありません。",
+            (Self::EmailInvalid, En) => "This email address is not valid.",
+            (Self::EmailTooLong, Ja) => "メールアドレスが長すぎます。",
+            (Self::EmailTooLong, En) => "This email address is too long.",
+            (Self::EmailTaken, Ja) => "このメールアドレスはすでに登録されています。",
+            (Self::EmailTaken, En) => "This email address is already registered.",
+            (Self::PasswordTooShort, Ja) => "パスワードは8文字以上にしてください。",
+            (Self::PasswordTooShort, En) => "Use at least 8 characters for your password.",
+            (Self::PasswordTooLong, Ja) => "パスワードは128文字以内にしてください。",
+            (Self::PasswordTooLong, En) => "Use at most 128 characters for your password.",
+            (Self::PasswordTooWeak, Ja) => {
+                "推測されやすいパスワードです。単語を組み合わせるなど、より長く予測しにくいものにしてください。"
+            }
+            (Self::PasswordTooWeak, En) => {
+                "This password is too easy to guess. Make it longer and less predictable, for example several unrelated words."
+            }
+            (Self::PasswordContainsEmail, Ja) => {
+                "パスワードにメールアドレスの一部を含めないでください。"
+            }
+            (Self::PasswordContainsEmail, En) => {
+                "Do not use part of your email address in your password."
+            }
+            (Self::PasswordsDoNotMatch, Ja) => "パスワードが一致しません。",
+            (Self::PasswordsDoNotMatch, En) => "The passwords do not match.",
+        }
+    }
+}
+
+impl From<crate::domain::EmailError> for Msg {
+    fn from(e: crate::domain::EmailError) -> Self {
+        use crate::domain::EmailError;
+        match e {
+            EmailError::Empty => Self::EmailEmpty,
+            EmailError::TooLong => Self::EmailTooLong,
+            EmailError::Invalid => Self::EmailInvalid,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn languages_are_negotiated_from_every_kind_of_preference_list() {
+        assert_eq!(Lang::negotiate("en-US,en;q=0.9,ja;q=0.8"), Some(Lang::En));
+        assert_eq!(Lang::negotiate("fr-FR, ja;q=0.5"), Some(Lang::Ja));
+        assert_eq!(Lang::negotiate("de en"), Some(Lang::En));
+        assert_eq!(Lang::negotiate("ja_JP.UTF-8"), Some(Lang::Ja));
+        assert_eq!(Lang::negotiate("C.UTF-8"), None);
+        assert_eq!(Lang::negotiate(""), None);
+        assert_eq!(Lang::default(), Lang::Ja);
+    }
+}

@@ -1,0 +1,3 @@
+//! What the pages share: the message catalogue (Japanese first, English second).
+
+pub mod i18n;

@@ -1,0 +1,399 @@
+//! The `tobira` binary as an operator meets it: real processes, real exit codes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::helpers::TestDb;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tobira");
+
+/// A `tobira` command with a private data directory and no stray configuration.
+struct Tobira {
+    dir: tempfile::TempDir,
+    db_url: Option<String>,
+}
+
+impl Tobira {
+    fn new(db: Option<&TestDb>) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            db_url: db.map(|d| d.url.clone()),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOBIRA_DATA_DIR", self.dir.path().join("data"))
+            .env("RUST_LOG", "warn");
+        if let Some(url) = &self.db_url {
+            cmd.env("TOBIRA_DATABASE__URL", url);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn databases() -> Vec<Option<TestDb>> {
+    let mut dbs = vec![None];
+    dbs.extend(TestDb::postgres().await.map(Some));
+    dbs
+}
+
+#[tokio::test]
+async fn users_add_then_show_round_trips_as_json_without_secrets() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        let add = tobira.run(
+            &[
+                "users",
+                "add",
+                "--email",
+                "Hanako@Example.jp",
+                "--password-stdin",
+                "--verified",
+                "--name",
+                "花子",
+                "--json",
+            ],
+            Some("violet-tunnel-ramen-42\n"),
+        );
+        assert!(add.status.success(), "{}", stderr(&add));
+        let created: serde_json::Value = serde_json::from_str(stdout(&add).trim()).unwrap();
+        assert_eq!(
+            stdout(&add).trim().lines().count(),
+            1,
+            "one JSON object on stdout"
+        );
+        let show = tobira.run(
+            &[
+                "users",
+                "show",
+                "--email",
+                "ＨＡＮＡＫＯ@example.jp",
+                "--json",
+            ],
+            None,
+        );
+        assert!(show.status.success(), "{}", stderr(&show));
+        let shown: serde_json::Value = serde_json::from_str(stdout(&show).trim()).unwrap();
+        assert_eq!(created, shown);
+        assert_eq!(shown["email"], "Hanako@Example.jp");
+        assert_eq!(shown["email_verified"], true);
+        assert_eq!(shown["display_name"], "花子");
+        assert_eq!(shown["status"], "active");
+        assert_eq!(shown["has_password"], true);
+        for o in [&add, &show] {
+            let all = format!("{}{}", stdout(o), stderr(o));
+            assert!(
+                !all.contains("argon2") && !all.contains("violet"),
+                "secret leaked: {all}"
+            );
+        }
+        // The human form says the same.
+        let human = tobira.run(&["users", "show", "--email", "hanako@example.jp"], None);
+        assert!(stdout(&human).contains(shown["sub"].as_str().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn users_add_refuses_bad_input_with_a_reason_and_writes_nothing() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        let ok = tobira.run(
+            &[
+                "users",
+                "add",
+                "--email",
+                "taro@example.com",
+                "--password-stdin",
+            ],
+            Some("violet-tunnel-ramen-42"),
+        );
+        assert!(ok.status.success(), "{}", stderr(&ok));
+
+        let dup = tobira.run(
+            &[
+                "users",
+                "add",
+                "--email",
+                "ＴＡＲＯ@example.com",
+                "--password-stdin",
+            ],
+            Some("another-strong-pass-77"),
+        );
+        assert!(!dup.status.success());
+        assert!(
+            stderr(&dup).contains("already registered"),
+            "{}",
+            stderr(&dup)
+        );
+
+        let weak = tobira.run(
+            &[
+                "users",
+                "add",
+                "--email",
+                "jiro@example.com",
+                "--password-stdin",
+            ],
+            Some("password1"),
+        );
+        assert!(!weak.status.success());
+        assert!(
+            stderr(&weak).contains("too easy to guess"),
+            "{}",
+            stderr(&weak)
+        );
+        let missing = tobira.run(&["users", "show", "--email", "jiro@example.com"], None);
+        assert!(!missing.status.success());
+        assert!(
+            stderr(&missing).contains("no account"),
+            "{}",
+            stderr(&missing)
+        );
+
+        let bad_email = tobira.run(
+            &["users", "add", "--email", "jiro@", "--password-stdin"],
+            Some("violet-tunnel-ramen-42"),
+        );
+        assert!(!bad_email.status.success());
+        assert!(
+            stderr(&bad_email).contains("not valid"),
+            "{}",
+            stderr(&bad_email)
+        );
+
+        let empty = tobira.run(
+            &[
+                "users",
+                "add",
+                "--email",
+                "saburo@example.com",
+                "--password-stdin",
+            ],
+            Some(""),
+        );
+        assert!(!empty.status.success());
+        assert!(stderr(&empty).contains("no password"), "{}", stderr(&empty));
+    }
+}
+
+#[test]
+fn messages_follow_the_operator_locale() {
+    let tobira = Tobira::new(None);
+    let out = tobira
+        .command(&[
+            "users",
+            "add",
+            "--email",
+            "jiro@example.com",
+            "--password-stdin",
+        ])
+        .env("LANG", "ja_JP.UTF-8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(b"1234567")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("パスワードは8文字以上にしてください。"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn users_add_without_a_terminal_refuses_to_prompt() {
+    let tobira = Tobira::new(None);
+    let out = tobira.run(&["users", "add", "--email", "taro@example.com"], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--password-stdin"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_configuration_stops_with_the_key_named() {
+    let tobira = Tobira::new(None);
+    let cfg = tobira.dir.path().join("tobira.toml");
+    std::fs::write(&cfg, "[server]\nbind = \"127.0.0.1:0\"\nport = 8080\n").unwrap();
+    let out = tobira.run(&["--config", cfg.to_str().unwrap(), "migrate"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("port"), "{}", stderr(&out));
+
+    std::fs::write(&cfg, "[server\n").unwrap();
+    let out = tobira
+        .command(&["serve"])
+        .env("TOBIRA_CONFIG", &cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("tobira.toml"), "{}", stderr(&out));
+
+    let out = tobira
+        .command(&["serve"])
+        .env("TOBIRA_SERVER__BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("TOBIRA_SERVER__BIND") || stderr(&out).contains("server.bind"),
+        "{}",
+        stderr(&out)
+    );
+
+    let missing = tobira.run(&["--config", "/no/such/file.toml", "migrate"], None);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("/no/such/file.toml"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn unreachable_stores_stop_start_up_with_a_clear_message() {
+    let tobira = Tobira::new(None);
+    let out = tobira
+        .command(&["serve"])
+        .env(
+            "TOBIRA_DATABASE__URL",
+            "postgres://tobira:hunter2@127.0.0.1:1/tobira",
+        )
+        .env("TOBIRA_SERVER__BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot connect to the database") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    let out = tobira
+        .command(&["serve"])
+        .env("TOBIRA_EPHEMERAL__URL", "redis://127.0.0.1:1")
+        .env("TOBIRA_SERVER__BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("ephemeral store unavailable"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn serve_reports_its_port_answers_and_stops_on_sigterm() {
+    let tobira = Tobira::new(None);
+    let mut child = tobira
+        .command(&["serve"])
+        .env("TOBIRA_SERVER__BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let url = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a `listening on` line");
+        if let Some(i) = line.find("listening on http://") {
+            break line[i + "listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    assert!(!url.ends_with(":0"), "the real port is reported: {url}");
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The embedded default keeps its data in data_dir.
+    assert!(tobira.dir.path().join("data/tobira.db").exists());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit}");
+}
+
+#[test]
+fn migrate_applies_the_schema_once() {
+    let tobira = Tobira::new(None);
+    for _ in 0..2 {
+        let out = tobira.run(&["migrate"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}

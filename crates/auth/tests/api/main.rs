@@ -1,0 +1,11 @@
+//! The OP's integration tests: one binary, one module per capability.
+//! Storage suites run on SQLite + memory always, and on PostgreSQL + Redis when
+//! `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set (`TEST_REQUIRE_SERVICES=1` turns an
+//! unreachable service into a failure instead of a skip).
+
+mod cli;
+mod ephemeral;
+mod health;
+mod helpers;
+mod migrations;
+mod users;

@@ -1,0 +1,23 @@
+//! Schema migrations of the Tobira OP, shared by SQLite and PostgreSQL.
+//!
+//! Applied by `tobira migrate` and at `tobira serve` (under a lock taken by the caller, so
+//! replicas that start together do not race). Later capabilities add tables by new
+//! migrations; a released migration is never edited.
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_users;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_users::Migration)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "tobira_migrations".into_iden()
+    }
+}
