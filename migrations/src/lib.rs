@@ -8,13 +8,17 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
+mod m20261122_000002_oidc;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_users::Migration)]
+        vec![
+            Box::new(m20261122_000001_users::Migration),
+            Box::new(m20261122_000002_oidc::Migration),
+        ]
     }
 
     fn migration_table_name() -> DynIden {

@@ -38,7 +38,51 @@ pub struct Config {
     pub keys: KeysConfig,
     pub mail: MailConfig,
     pub password: PasswordConfig,
+    pub session: SessionConfig,
+    pub tokens: TokenConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Lifetime of a "keep me signed in" session (and of its persistent cookie).
+    pub remember_days: u32,
+    /// A session without "keep me signed in" ends after this long without activity…
+    pub idle_timeout_mins: u32,
+    /// …and at the latest this long after sign-in.
+    pub absolute_timeout_hours: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            remember_days: 30,
+            idle_timeout_mins: 120,
+            absolute_timeout_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Lifetime of access tokens (JWTs: they cannot be recalled from caches, keep it short).
+    pub access_token_secs: u32,
+    /// Lifetime of ID tokens.
+    pub id_token_secs: u32,
+    /// Lifetime of each refresh token; every use issues a new one.
+    pub refresh_token_days: u32,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_secs: 600,
+            id_token_secs: 600,
+            refresh_token_days: 30,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +179,8 @@ impl Default for Config {
             keys: KeysConfig::default(),
             mail: MailConfig::default(),
             password: PasswordConfig::default(),
+            session: SessionConfig::default(),
+            tokens: TokenConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -298,6 +344,21 @@ impl Config {
                 "below the OWASP minimum of 7168 KiB for argon2id",
             ));
         }
+        for (key, value) in [
+            ("session.remember_days", self.session.remember_days),
+            ("session.idle_timeout_mins", self.session.idle_timeout_mins),
+            (
+                "session.absolute_timeout_hours",
+                self.session.absolute_timeout_hours,
+            ),
+            ("tokens.access_token_secs", self.tokens.access_token_secs),
+            ("tokens.id_token_secs", self.tokens.id_token_secs),
+            ("tokens.refresh_token_days", self.tokens.refresh_token_days),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         if self.server.request_timeout_secs == 0 {
             return Err(invalid("server.request_timeout_secs", "must be at least 1"));
         }
@@ -331,6 +392,11 @@ impl Config {
 
     pub fn outbox_dir(&self) -> PathBuf {
         or_in_data_dir(&self.mail.outbox_dir, &self.data_dir, "outbox")
+    }
+
+    /// Cookies get `Secure` (and the `__Host-` prefix) when the issuer is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.as_str().starts_with("https://")
     }
 
     /// Hashes at once: the setting, or one per core.

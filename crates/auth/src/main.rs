@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tobira_auth::admin::clients::{AddClient, ClientView, add_client};
 use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::authn::password::PasswordHasher;
 use tobira_auth::domain::Email;
+use tobira_auth::domain::GrantType;
 use tobira_auth::startup::{self, Application};
 use tobira_auth::web::i18n::{Lang, Msg};
 use tobira_auth::{Clock, Config, telemetry};
@@ -37,6 +39,63 @@ enum Command {
     /// Manage member accounts.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Manage relying parties (OAuth clients).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register a client. Prints its client_id and, for a confidential client, its
+    /// secret (shown once; only a hash is kept).
+    Add(ClientsAdd),
+    /// List the registered clients.
+    List {
+        /// Print one JSON array on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a client; its grants and tokens stop working.
+    Remove {
+        #[arg(value_name = "CLIENT_ID")]
+        client_id: String,
+    },
+}
+
+#[derive(Args)]
+struct ClientsAdd {
+    #[arg(long)]
+    name: String,
+    /// Registered redirect URI (exact match); repeat for several.
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may return; repeat for several.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// A public client (no secret; PKCE required), e.g. a mobile app or SPA.
+    #[arg(long)]
+    public: bool,
+    /// One of our own apps: no consent screen.
+    #[arg(long)]
+    first_party: bool,
+    /// An extra grant type beyond authorization_code.
+    #[arg(long = "grant", value_enum)]
+    grants: Vec<GrantArg>,
+    /// Use this client_id instead of a generated one.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Read the client secret from standard input instead of generating one.
+    #[arg(long)]
+    secret_stdin: bool,
+    /// Print one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GrantArg {
+    #[value(name = "refresh_token")]
+    RefreshToken,
 }
 
 #[derive(Subcommand)]
@@ -143,7 +202,95 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Users(UsersCommand::Show { email, json }) => {
             users_show(&email, json, &config).await
         }
+        Command::Clients(ClientsCommand::Add(args)) => clients_add(args, &config).await,
+        Command::Clients(ClientsCommand::List { json }) => clients_list(json, &config).await,
+        Command::Clients(ClientsCommand::Remove { client_id }) => {
+            let db = startup::open_db(&config).await.map_err(|e| e.to_string())?;
+            if db
+                .clients()
+                .remove(&client_id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                eprintln!("removed client {client_id}");
+                Ok(())
+            } else {
+                Err(format!("no client with client_id {client_id}"))
+            }
+        }
     }
+}
+
+async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
+    let secret = if args.secret_stdin {
+        Some(read_secret_stdin("client secret")?)
+    } else {
+        None
+    };
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let request = AddClient {
+        name: args.name,
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        public: args.public,
+        first_party: args.first_party,
+        extra_grants: args
+            .grants
+            .iter()
+            .map(|g| match g {
+                GrantArg::RefreshToken => GrantType::RefreshToken,
+            })
+            .collect(),
+        client_id: args.client_id,
+        secret,
+    };
+    let added = add_client(&db, &Clock::system(), request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let view = ClientView::from(&added.client);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let mut value = serde_json::to_value(&view).map_err(|e| e.to_string())?;
+        if let Some(secret) = &added.secret {
+            value["client_secret"] = serde_json::Value::String(secret.clone());
+        }
+        writeln!(out, "{value}").map_err(|e| e.to_string())
+    } else {
+        writeln!(out, "client_id:     {}", view.client_id).map_err(|e| e.to_string())?;
+        if let Some(secret) = &added.secret {
+            writeln!(out, "client_secret: {secret}").map_err(|e| e.to_string())?;
+            eprintln!("The secret is shown only now; Tobira keeps only its hash.");
+        }
+        Ok(())
+    }
+}
+
+async fn clients_list(json: bool, config: &Config) -> Result<(), String> {
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let clients = db.clients().list().await.map_err(|e| e.to_string())?;
+    let views: Vec<ClientView> = clients.iter().map(ClientView::from).collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let text = serde_json::to_string(&views).map_err(|e| e.to_string())?;
+        return writeln!(out, "{text}").map_err(|e| e.to_string());
+    }
+    for v in views {
+        let kind = match (v.public, v.first_party) {
+            (true, _) => "public",
+            (false, true) => "confidential, first-party",
+            (false, false) => "confidential",
+        };
+        let uris: Vec<&str> = v.redirect_uris.iter().map(|u| u.as_str()).collect();
+        writeln!(
+            out,
+            "{}\t{}\t({kind})\t{}",
+            v.client_id,
+            v.name,
+            uris.join(" ")
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 async fn users_add(args: UsersAdd, config: &Config) -> Result<(), String> {
@@ -151,7 +298,7 @@ async fn users_add(args: UsersAdd, config: &Config) -> Result<(), String> {
     // Refuse a bad address before asking for a password.
     Email::parse(&args.email).map_err(|e| Msg::from(e).text(lang).to_owned())?;
     let password = if args.password_stdin {
-        read_password_stdin()?
+        read_secret_stdin("password")?
     } else {
         prompt_password_twice(lang)?
     };
@@ -213,20 +360,20 @@ fn print_user(view: &UserView, json: bool) -> Result<(), String> {
     writeln!(out, "{text}").map_err(|e| e.to_string())
 }
 
-fn read_password_stdin() -> Result<String, String> {
+fn read_secret_stdin(what: &str) -> Result<String, String> {
     let mut buf = String::new();
     std::io::stdin()
         .read_to_string(&mut buf)
-        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
-    // Drop the newline `echo` adds; anything else (spaces included) is the password.
-    let password = buf
+        .map_err(|e| format!("cannot read the {what} from standard input: {e}"))?;
+    // Drop the newline `echo` adds; anything else (spaces included) is the secret.
+    let secret = buf
         .strip_suffix("\r\n")
         .or_else(|| buf.strip_suffix('\n'))
         .unwrap_or(&buf);
-    if password.is_empty() {
-        return Err("no password on standard input".to_owned());
+    if secret.is_empty() {
+        return Err(format!("no {what} on standard input"));
     }
-    Ok(password.to_owned())
+    Ok(secret.to_owned())
 }
 
 fn prompt_password_twice(lang: Lang) -> Result<String, String> {

@@ -18,12 +18,16 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-use crate::authn::password::PasswordHasher;
+use crate::authn::password::{Password, PasswordHasher};
+use crate::authn::session::SessionPolicy;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::crypto::random_token;
+use crate::keys::{KeyError, KeyRing, MasterKey};
 use crate::ops::{self, Metrics};
 use crate::state::AppState;
 use crate::store::{Db, DbError, Ephemeral, EphemeralError, ephemeral};
+use crate::web::cookies::CookiePolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,6 +35,8 @@ pub enum StartError {
     Db(#[from] DbError),
     #[error(transparent)]
     Ephemeral(#[from] EphemeralError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -97,13 +103,27 @@ impl Application {
         let ephemeral = open_ephemeral(&config, &clock).await?;
         let hasher = PasswordHasher::new(&config.password, config.max_concurrent_hashes())
             .map_err(|e| StartError::Other(e.to_string()))?;
+        let master = MasterKey::load_or_create(&config)?;
+        let keys = KeyRing::load_or_init(&db, &master, &clock).await?;
+        let dummy = Password::for_verification(&random_token(&mut rand::rng(), 24));
+        let dummy_hash: Arc<str> = hasher
+            .hash(&dummy)
+            .await
+            .map_err(|e| StartError::Other(e.to_string()))?
+            .into();
         let state = AppState {
-            config: Arc::new(config),
             db,
             ephemeral,
             clock,
             hasher,
+            dummy_hash,
+            keys,
+            sessions: SessionPolicy::from(&config.session),
+            cookies: CookiePolicy {
+                secure: config.secure_cookies(),
+            },
             metrics: Metrics::install(),
+            config: Arc::new(config),
         };
         let router = router(state.clone());
         Ok(Self {
@@ -170,6 +190,18 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
+        // No scripts, no framing (clickjacking), styles only from us. No `form-action`:
+        // browsers apply it to the redirect that follows a form post.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(server.request_timeout_secs),
@@ -177,6 +209,8 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(server.max_body_bytes));
     Router::new()
         .merge(ops::router())
+        .merge(crate::oidc::router())
+        .merge(crate::web::pages::router())
         .layer(middleware::from_fn(ops::track))
         .layer(middleware)
         .with_state(state)

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use crate::authn::password::PasswordHasher;
+use crate::authn::session::SessionPolicy;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::keys::KeyRing;
 use crate::ops::Metrics;
 use crate::store::{Db, Ephemeral};
+use crate::web::cookies::CookiePolicy;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,5 +18,11 @@ pub struct AppState {
     pub ephemeral: Ephemeral,
     pub clock: Clock,
     pub hasher: PasswordHasher,
+    /// A hash of a random password, verified when an address is unknown so that the
+    /// answer takes as long as for a real account.
+    pub dummy_hash: Arc<str>,
+    pub keys: KeyRing,
+    pub sessions: SessionPolicy,
+    pub cookies: CookiePolicy,
     pub metrics: Metrics,
 }

@@ -1,3 +1,4 @@
 //! What operators do: the functions behind the `tobira` CLI (and the admin API later).
 
+pub mod clients;
 pub mod users;

@@ -7,12 +7,12 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use tobira_migrations::{Migrator, MigratorTrait};
 
-use super::UserRepo;
+use super::{ClientRepo, GrantRepo, RefreshTokenRepo, SessionRepo, SigningKeyRepo, UserRepo};
 
 #[derive(Clone, Debug)]
 pub struct Db {
     conn: DatabaseConnection,
-    /// For SQLite files: the lock file that serialises migrations across processes.
+    /// For SQLite files: the database file, beside which lock files live.
     lock_path: Option<PathBuf>,
 }
 
@@ -38,9 +38,31 @@ pub enum DbError {
     Db(#[from] sea_orm::DbErr),
 }
 
-/// Any fixed 64-bit number, the same in every replica: the PostgreSQL advisory lock
-/// that migrations run under ("tobira" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x746f_6269_7261;
+/// The locks replicas share.
+#[derive(Clone, Copy, Debug)]
+pub enum Lock {
+    Migrations,
+    /// Creating the first signing key, so two replicas starting at once agree on one.
+    SigningKeys,
+}
+
+impl Lock {
+    /// PostgreSQL advisory lock keys: fixed numbers, the same in every replica
+    /// ("tobira" in ASCII, then a counter).
+    fn key(self) -> i64 {
+        match self {
+            Self::Migrations => 0x746f_6269_7261,
+            Self::SigningKeys => 0x746f_6269_7261_01,
+        }
+    }
+
+    fn file_extension(self) -> &'static str {
+        match self {
+            Self::Migrations => "migrate.lock",
+            Self::SigningKeys => "keys.lock",
+        }
+    }
+}
 
 impl Db {
     pub async fn connect(
@@ -74,20 +96,24 @@ impl Db {
             // WAL lets readers run while a writer commits; persistent for the file.
             conn.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         }
-        Ok(Self {
-            conn,
-            lock_path: lock_path.map(|p| p.with_extension("migrate.lock")),
-        })
+        Ok(Self { conn, lock_path })
     }
 
     pub fn backend(&self) -> DbBackend {
         self.conn.get_database_backend()
     }
 
-    /// Applies pending migrations. Replicas starting together queue on a lock (an
-    /// advisory lock on PostgreSQL, a file lock beside a SQLite file); whoever comes
-    /// second finds nothing left to do.
+    /// Applies pending migrations. Replicas starting together queue on a lock; whoever
+    /// comes second finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), DbError> {
+        self.locked(Lock::Migrations, Migrator::up(&self.conn, None))
+            .await?
+            .map_err(DbError::Migrate)
+    }
+
+    /// Runs `work` while holding a lock shared by every replica: an advisory lock on
+    /// PostgreSQL, a file lock beside a SQLite file (one machine).
+    pub async fn locked<T>(&self, lock: Lock, work: impl Future<Output = T>) -> Result<T, DbError> {
         match self.backend() {
             DbBackend::Postgres => {
                 let pool = self.conn.get_postgres_connection_pool();
@@ -96,31 +122,29 @@ impl Db {
                     .await
                     .map_err(|e| DbError::Lock(e.to_string()))?;
                 sqlx::query("SELECT pg_advisory_lock($1)")
-                    .bind(MIGRATION_LOCK_KEY)
+                    .bind(lock.key())
                     .execute(&mut *lock_conn)
                     .await
                     .map_err(|e| DbError::Lock(e.to_string()))?;
-                let result = Migrator::up(&self.conn, None)
-                    .await
-                    .map_err(DbError::Migrate);
+                let result = work.await;
                 let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(MIGRATION_LOCK_KEY)
+                    .bind(lock.key())
                     .execute(&mut *lock_conn)
                     .await;
                 if unlocked.is_err() {
                     // Closing the session releases the lock for certain.
                     lock_conn.close_on_drop();
                 }
-                result
+                Ok(result)
             }
             _ => {
                 let _guard = match &self.lock_path {
-                    Some(path) => Some(lock_file(path.clone()).await?),
+                    Some(path) => {
+                        Some(lock_file(path.with_extension(lock.file_extension())).await?)
+                    }
                     None => None,
                 };
-                Migrator::up(&self.conn, None)
-                    .await
-                    .map_err(DbError::Migrate)
+                Ok(work.await)
             }
         }
     }
@@ -143,6 +167,26 @@ impl Db {
 
     pub fn users(&self) -> UserRepo<'_> {
         UserRepo::new(&self.conn)
+    }
+
+    pub fn clients(&self) -> ClientRepo<'_> {
+        ClientRepo::new(&self.conn)
+    }
+
+    pub fn sessions(&self) -> SessionRepo<'_> {
+        SessionRepo::new(&self.conn)
+    }
+
+    pub fn grants(&self) -> GrantRepo<'_> {
+        GrantRepo::new(&self.conn)
+    }
+
+    pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
+        RefreshTokenRepo::new(&self.conn)
+    }
+
+    pub fn signing_keys(&self) -> SigningKeyRepo<'_> {
+        SigningKeyRepo::new(&self.conn)
     }
 
     pub async fn close(self) -> Result<(), DbError> {

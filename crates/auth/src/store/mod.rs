@@ -3,13 +3,19 @@
 //! never leave this module. The ephemeral store holds short-lived values (codes,
 //! challenges, counters) in process or in Redis.
 
+mod clients;
 mod db;
 mod entity;
 pub mod ephemeral;
+mod sessions;
+mod signing_keys;
 mod users;
 
-pub use db::{Db, DbError};
+pub use clients::ClientRepo;
+pub use db::{Db, DbError, Lock};
 pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore};
+pub use sessions::{GrantRepo, NewGrant, NewSession, RefreshTokenRepo, Rotation, SessionRepo};
+pub use signing_keys::{SigningKeyRepo, StoredKey};
 pub use users::{NewUser, UserRepo};
 
 /// Errors of the durable store. "Not found" is not an error: lookups return `Option`.
@@ -17,6 +23,8 @@ pub use users::{NewUser, UserRepo};
 pub enum StoreError {
     #[error("this email address is already registered")]
     EmailTaken,
+    #[error("a client with this client_id exists")]
+    ClientIdTaken,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

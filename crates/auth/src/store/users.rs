@@ -73,6 +73,14 @@ impl<'c> UserRepo<'c> {
             .transpose()
     }
 
+    pub async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        users::Entity::find_by_id(id.0)
+            .one(self.conn)
+            .await?
+            .map(to_user)
+            .transpose()
+    }
+
     pub async fn find_by_sub(&self, sub: &Subject) -> Result<Option<User>, StoreError> {
         users::Entity::find()
             .filter(users::Column::Sub.eq(sub.as_str()))

@@ -35,6 +35,22 @@ impl Lang {
         }
     }
 
+    /// The language a page offers to switch to.
+    pub fn other(self) -> Self {
+        match self {
+            Self::Ja => Self::En,
+            Self::En => Self::Ja,
+        }
+    }
+
+    /// "Sign in to continue to {client}".
+    pub fn login_for(self, client: &str) -> String {
+        match self {
+            Self::Ja => format!("{client} を利用するにはログインしてください"),
+            Self::En => format!("Sign in to continue to {client}"),
+        }
+    }
+
     pub fn tag(self) -> &'static str {
         match self {
             Self::Ja => "ja",
@@ -54,6 +70,25 @@ pub enum Msg {
     PasswordTooWeak,
     PasswordContainsEmail,
     PasswordsDoNotMatch,
+    PasswordRequired,
+    LoginTitle,
+    EmailLabel,
+    PasswordLabel,
+    RememberMe,
+    SignInButton,
+    ForgotPassword,
+    CreateAccount,
+    InvalidCredentials,
+    AccountUnavailable,
+    LoginExpired,
+    FormExpired,
+    ErrorTitle,
+    UnknownClient,
+    BadRedirectUri,
+    BadRequest,
+    ServerError,
+    ErrorReference,
+    OtherLanguage,
 }
 
 impl Msg {
@@ -86,6 +121,60 @@ impl Msg {
             }
             (Self::PasswordsDoNotMatch, Ja) => "パスワードが一致しません。",
             (Self::PasswordsDoNotMatch, En) => "The passwords do not match.",
+            (Self::PasswordRequired, Ja) => "パスワードを入力してください。",
+            (Self::PasswordRequired, En) => "Enter your password.",
+            (Self::LoginTitle, Ja) => "ログイン",
+            (Self::LoginTitle, En) => "Sign in",
+            (Self::EmailLabel, Ja) => "メールアドレス",
+            (Self::EmailLabel, En) => "Email address",
+            (Self::PasswordLabel, Ja) => "パスワード",
+            (Self::PasswordLabel, En) => "Password",
+            (Self::RememberMe, Ja) => "ログインしたままにする",
+            (Self::RememberMe, En) => "Keep me signed in",
+            (Self::SignInButton, Ja) => "ログイン",
+            (Self::SignInButton, En) => "Sign in",
+            (Self::ForgotPassword, Ja) => "パスワードをお忘れの方",
+            (Self::ForgotPassword, En) => "Forgot your password?",
+            (Self::CreateAccount, Ja) => "アカウントを作成",
+            (Self::CreateAccount, En) => "Create an account",
+            (Self::InvalidCredentials, Ja) => "メールアドレスまたはパスワードが正しくありません。",
+            (Self::InvalidCredentials, En) => "The email address or password is incorrect.",
+            (Self::AccountUnavailable, Ja) => {
+                "このアカウントは現在ご利用いただけません。サポートにお問い合わせください。"
+            }
+            (Self::AccountUnavailable, En) => {
+                "This account cannot be used at the moment. Please contact support."
+            }
+            (Self::LoginExpired, Ja) => {
+                "ログインの有効期限が切れました。ご利用中のサービスに戻って、もう一度ログインしてください。"
+            }
+            (Self::LoginExpired, En) => {
+                "This sign-in has expired. Go back to the service you were using and sign in again."
+            }
+            (Self::FormExpired, Ja) => {
+                "フォームの有効期限が切れました。ページを再読み込みして、もう一度お試しください。"
+            }
+            (Self::FormExpired, En) => "This form has expired. Reload the page and try again.",
+            (Self::ErrorTitle, Ja) => "エラー",
+            (Self::ErrorTitle, En) => "Error",
+            (Self::UnknownClient, Ja) => "このアプリケーションは登録されていません。",
+            (Self::UnknownClient, En) => "This application is not registered.",
+            (Self::BadRedirectUri, Ja) => {
+                "戻り先のURLがこのアプリケーションに登録されていないため、続行できません。"
+            }
+            (Self::BadRedirectUri, En) => {
+                "The return address is not registered for this application, so sign-in cannot continue."
+            }
+            (Self::BadRequest, Ja) => "リクエストが正しくありません。",
+            (Self::BadRequest, En) => "The request is not valid.",
+            (Self::ServerError, Ja) => {
+                "問題が発生しました。しばらくしてから、もう一度お試しください。"
+            }
+            (Self::ServerError, En) => "Something went wrong. Please try again in a moment.",
+            (Self::ErrorReference, Ja) => "お問い合わせ番号",
+            (Self::ErrorReference, En) => "Reference",
+            (Self::OtherLanguage, Ja) => "English",
+            (Self::OtherLanguage, En) => "日本語",
         }
     }
 }

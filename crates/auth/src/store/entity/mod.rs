@@ -1,3 +1,8 @@
 //! sea-orm entities: the tables as rows. Private to `store`.
 
+pub mod clients;
+pub mod grants;
+pub mod refresh_tokens;
+pub mod sessions;
+pub mod signing_keys;
 pub mod users;

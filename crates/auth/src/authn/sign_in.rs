@@ -1,0 +1,53 @@
+//! Password sign-in. The answer for an unknown address and for a wrong password is the
+//! same, and takes the same time (a dummy hash is verified), so the form cannot be used
+//! to find out who has an account.
+
+use super::password::{Password, PasswordHasher};
+use crate::domain::{Email, User, UserStatus};
+use crate::store::Db;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("invalid email address or password")]
+    InvalidCredentials,
+    /// Frozen by support. Said only after the right password, so it reveals nothing to
+    /// someone who does not already hold the account.
+    #[error("account unavailable")]
+    AccountUnavailable,
+    #[error("sign-in failed: {0}")]
+    Internal(String),
+}
+
+pub async fn with_password(
+    db: &Db,
+    hasher: &PasswordHasher,
+    dummy_hash: &str,
+    email: &str,
+    password: &str,
+) -> Result<User, SignInError> {
+    let password = Password::for_verification(password);
+    let user = match Email::parse(email) {
+        Ok(email) => db
+            .users()
+            .find_by_email(&email)
+            .await
+            .map_err(|e| SignInError::Internal(e.to_string()))?,
+        Err(_) => None,
+    };
+    let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
+        // Spend the same time as a real verification.
+        let _ = hasher.verify(&password, dummy_hash).await;
+        return Err(SignInError::InvalidCredentials);
+    };
+    let ok = hasher
+        .verify(&password, &hash)
+        .await
+        .map_err(|e| SignInError::Internal(e.to_string()))?;
+    if !ok {
+        return Err(SignInError::InvalidCredentials);
+    }
+    match user.status {
+        UserStatus::Active => Ok(user),
+        UserStatus::Frozen | UserStatus::Deleted => Err(SignInError::AccountUnavailable),
+    }
+}

@@ -1,0 +1,630 @@
+//! The authorization endpoint (OIDC Core §3.1.2, RFC 6749 §4.1, RFC 7636, RFC 9207).
+//!
+//! An unknown client or an unregistered `redirect_uri` gets an error page, never a
+//! redirect (that would make us an open redirector). Every later error goes back to the
+//! client with `error`, `error_description`, `state` and `iss`. A request that needs a
+//! sign-in is parked in the ephemeral store as a login transaction and resumed by
+//! `/authorize/continue` once the member has signed in.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use url::Url;
+
+use super::error::ErrorCode;
+use super::paths;
+use super::tokens::CodeRecord;
+use crate::authn::session;
+use crate::crypto::random_token;
+use crate::domain::{AMR_PASSWORD, BrowserSession, Client, GrantType, User, UserStatus};
+use crate::state::AppState;
+use crate::store::NewGrant;
+use crate::web::cookies::SESSION;
+use crate::web::i18n::Msg;
+use crate::web::pages::{RequestId, error_page, page_lang};
+
+/// Scopes this OP knows; others are ignored (RFC 6749 §3.3 lets the server narrow).
+pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+
+/// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
+pub const CODE_LIFETIME: Duration = Duration::seconds(60);
+/// A sign-in started from an authorization request may take this long.
+const LOGIN_TX_LIFETIME: Duration = Duration::minutes(30);
+
+/// A validated authorization request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uri: String,
+    /// Known scopes only, in a stable order.
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt_none: bool,
+    pub prompt_login: bool,
+    pub prompt_consent: bool,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    /// The `sub` of a valid `id_token_hint`: only this member may be signed in.
+    pub hint_sub: Option<String>,
+}
+
+/// An authorization request waiting for the member to sign in.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LoginTx {
+    pub request: AuthRequest,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub fn login_tx_key(id: &str) -> String {
+    format!("login_tx:{id}")
+}
+
+/// Why a request cannot proceed.
+pub enum Rejection {
+    /// Client or redirect URI not trusted: shown to the person, never redirected.
+    Page(StatusCode, Msg),
+    /// Sent back to the client's redirect URI.
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        code: ErrorCode,
+        description: String,
+    },
+    Internal(String),
+}
+
+impl Rejection {
+    fn to_client(req: &AuthRequest, code: ErrorCode, description: impl Into<String>) -> Self {
+        Self::Redirect {
+            redirect_uri: req.redirect_uri.clone(),
+            state: req.state.clone(),
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn respond(self, state: &AppState, headers: &HeaderMap, request_id: RequestId) -> Response {
+        let lang = page_lang(None, None, headers);
+        match self {
+            Self::Page(status, msg) => error_page(status, lang, msg, None),
+            Self::Redirect {
+                redirect_uri,
+                state: rp_state,
+                code,
+                description,
+            } => {
+                let mut params = vec![
+                    ("error", code.as_str().to_owned()),
+                    ("error_description", description),
+                ];
+                if let Some(s) = rp_state {
+                    params.push(("state", s));
+                }
+                redirect_to_client(state, &redirect_uri, params)
+            }
+            Self::Internal(cause) => {
+                tracing::error!(error = %cause, "authorization request failed");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    lang,
+                    Msg::ServerError,
+                    request_id.0,
+                )
+            }
+        }
+    }
+}
+
+/// A 303 to the client's (registered) redirect URI with `params` and our `iss`
+/// (RFC 9207) added to its query.
+pub fn redirect_to_client(
+    state: &AppState,
+    redirect_uri: &str,
+    mut params: Vec<(&str, String)>,
+) -> Response {
+    params.push(("iss", state.config.issuer.as_str().to_owned()));
+    let Ok(mut url) = Url::parse(redirect_uri) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    url.query_pairs_mut().extend_pairs(params);
+    see_other(url.as_str(), &[])
+}
+
+pub fn see_other(location: &str, set_cookies: &[String]) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    for c in set_cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            h.append(header::SET_COOKIE, v);
+        }
+    }
+    res
+}
+
+/// Parses and checks an authorization request, in the order the spec requires: first
+/// whether we may redirect at all, then everything else.
+pub async fn validate(
+    state: &AppState,
+    params: Vec<(String, String)>,
+) -> Result<(AuthRequest, Client), Rejection> {
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut repeated = None;
+    for (k, v) in params {
+        if map.contains_key(&k) {
+            repeated = Some(k);
+        } else {
+            map.insert(k, v);
+        }
+    }
+    let get = |k: &str| map.get(k).filter(|v| !v.is_empty()).cloned();
+
+    let client_id =
+        get("client_id").ok_or(Rejection::Page(StatusCode::BAD_REQUEST, Msg::UnknownClient))?;
+    let client = state
+        .db
+        .clients()
+        .find(&client_id)
+        .await
+        .map_err(|e| Rejection::Internal(e.to_string()))?
+        .ok_or(Rejection::Page(StatusCode::BAD_REQUEST, Msg::UnknownClient))?;
+    // Exact string match (RFC 9700 §2.1): no prefix, no normalisation, no extra query.
+    let redirect_uri = get("redirect_uri")
+        .filter(|u| client.redirect_uri(u).is_some())
+        .ok_or(Rejection::Page(
+            StatusCode::BAD_REQUEST,
+            Msg::BadRedirectUri,
+        ))?;
+    if matches!(&repeated, Some(k) if k == "client_id" || k == "redirect_uri") {
+        return Err(Rejection::Page(StatusCode::BAD_REQUEST, Msg::BadRequest));
+    }
+
+    let mut req = AuthRequest {
+        client_id,
+        client_name: client.name.clone(),
+        redirect_uri,
+        scopes: Vec::new(),
+        state: map.get("state").cloned(),
+        nonce: get("nonce"),
+        code_challenge: get("code_challenge"),
+        prompt_none: false,
+        prompt_login: false,
+        prompt_consent: false,
+        max_age: None,
+        login_hint: get("login_hint"),
+        ui_locales: get("ui_locales"),
+        hint_sub: None,
+    };
+    let reject = |req: &AuthRequest, code, msg: &str| Err(Rejection::to_client(req, code, msg));
+
+    if let Some(k) = repeated {
+        return reject(
+            &req,
+            ErrorCode::InvalidRequest,
+            &format!("parameter {k} is repeated"),
+        );
+    }
+    if map.contains_key("request") {
+        return reject(
+            &req,
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        );
+    }
+    if map.contains_key("request_uri") {
+        return reject(
+            &req,
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        );
+    }
+    match get("response_type").as_deref() {
+        None => return reject(&req, ErrorCode::InvalidRequest, "response_type is required"),
+        Some("code") => {}
+        Some(_) => {
+            return reject(
+                &req,
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            );
+        }
+    }
+    if let Some(mode) = get("response_mode")
+        && mode != "query"
+    {
+        return reject(
+            &req,
+            ErrorCode::InvalidRequest,
+            "only response_mode=query is supported",
+        );
+    }
+    if !client.allows(GrantType::AuthorizationCode) {
+        return reject(
+            &req,
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code flow",
+        );
+    }
+    let requested: Vec<String> = get("scope")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !requested.iter().any(|s| s == "openid") {
+        return reject(
+            &req,
+            ErrorCode::InvalidScope,
+            "the openid scope is required",
+        );
+    }
+    req.scopes = SCOPES
+        .iter()
+        .filter(|s| requested.iter().any(|r| r == *s))
+        .map(|s| (*s).to_owned())
+        .collect();
+
+    // PKCE (RFC 7636). A challenge without a method means `plain` (§4.3), which lets
+    // anyone who sees the request redeem the code: refused.
+    match (&req.code_challenge, get("code_challenge_method").as_deref()) {
+        (None, Some(_)) => {
+            return reject(
+                &req,
+                ErrorCode::InvalidRequest,
+                "code_challenge_method without code_challenge",
+            );
+        }
+        (None, None) if client.public => {
+            return reject(
+                &req,
+                ErrorCode::InvalidRequest,
+                "public clients must use PKCE (code_challenge with S256)",
+            );
+        }
+        (None, None) => {}
+        (Some(_), Some("S256")) => {}
+        (Some(_), Some("plain") | None) => {
+            return reject(
+                &req,
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256; plain is not allowed",
+            );
+        }
+        (Some(_), Some(_)) => {
+            return reject(
+                &req,
+                ErrorCode::InvalidRequest,
+                "unsupported code_challenge_method",
+            );
+        }
+    }
+    if let Some(c) = &req.code_challenge
+        && !is_pkce_value(c)
+    {
+        return reject(
+            &req,
+            ErrorCode::InvalidRequest,
+            "code_challenge is malformed",
+        );
+    }
+
+    for value in get("prompt")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        match value {
+            "none" => req.prompt_none = true,
+            "login" => req.prompt_login = true,
+            "consent" => req.prompt_consent = true,
+            // We hold one account per browser: choosing one is signing in again.
+            "select_account" => req.prompt_login = true,
+            _ => {}
+        }
+    }
+    if req.prompt_none && (req.prompt_login || req.prompt_consent) {
+        return reject(
+            &req,
+            ErrorCode::InvalidRequest,
+            "prompt=none cannot be combined with other values",
+        );
+    }
+    if let Some(raw) = get("max_age") {
+        match raw.parse::<i64>() {
+            Ok(n) if n >= 0 => req.max_age = Some(n),
+            _ => {
+                return reject(
+                    &req,
+                    ErrorCode::InvalidRequest,
+                    "max_age must be a non-negative integer",
+                );
+            }
+        }
+    }
+    if let Some(hint) = get("id_token_hint") {
+        match hint_subject(state, &hint) {
+            Some(sub) => req.hint_sub = Some(sub),
+            None => {
+                return reject(
+                    &req,
+                    ErrorCode::InvalidRequest,
+                    "id_token_hint is not a valid ID token from this issuer",
+                );
+            }
+        }
+    }
+    Ok((req, client))
+}
+
+/// The `sub` of an ID token we issued. An expired one is still a fine hint (OIDC Core
+/// §3.1.2.1); a forged, foreign or unsigned one is not.
+pub fn hint_subject(state: &AppState, token: &str) -> Option<String> {
+    let (claims, _) = state.keys.verify(token).ok()?;
+    if claims.get("iss")?.as_str()? != state.config.issuer.as_str() {
+        return None;
+    }
+    Some(claims.get("sub")?.as_str()?.to_owned())
+}
+
+/// RFC 7636 §4.2: 43–128 characters of [A-Za-z0-9-._~].
+fn is_pkce_value(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+pub async fn get_authorize(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: RequestId,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    let (req, client) = match validate(&state, params).await {
+        Ok(ok) => ok,
+        Err(r) => return r.respond(&state, &headers, request_id),
+    };
+    match proceed(&state, &headers, req, &client, None).await {
+        Ok(res) => res,
+        Err(r) => r.respond(&state, &headers, request_id),
+    }
+}
+
+/// A POSTed request is sent back as a GET (303), so that the SameSite=Lax session cookie
+/// travels with it (it is not sent on cross-site POSTs).
+pub async fn post_authorize(Form(params): Form<Vec<(String, String)>>) -> Response {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    see_other(&format!("{}?{query}", paths::AUTHORIZE), &[])
+}
+
+#[derive(Deserialize)]
+pub struct ContinueParams {
+    tx: String,
+}
+
+/// After sign-in: the parked request goes on, now with a fresh session.
+pub async fn get_continue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: RequestId,
+    Query(p): Query<ContinueParams>,
+) -> Response {
+    let lang = page_lang(None, None, &headers);
+    let tx = match load_tx(&state, &p.tx).await {
+        Ok(Some(tx)) => tx,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, lang, Msg::LoginExpired, None),
+        Err(r) => return r.respond(&state, &headers, request_id),
+    };
+    let client = match state.db.clients().find(&tx.request.client_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, lang, Msg::UnknownClient, None),
+        Err(e) => return Rejection::Internal(e.to_string()).respond(&state, &headers, request_id),
+    };
+    match proceed(
+        &state,
+        &headers,
+        tx.request,
+        &client,
+        Some((&p.tx, tx.created_at)),
+    )
+    .await
+    {
+        Ok(res) => res,
+        Err(r) => r.respond(&state, &headers, request_id),
+    }
+}
+
+pub async fn load_tx(state: &AppState, id: &str) -> Result<Option<LoginTx>, Rejection> {
+    let raw = state
+        .ephemeral
+        .get(&login_tx_key(id))
+        .await
+        .map_err(|e| Rejection::Internal(e.to_string()))?;
+    Ok(raw.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
+}
+
+/// Decides between "issue a code now" and "sign in first". `resumed` is the login
+/// transaction this request comes back from, with the time it was parked: a session
+/// signed in since then satisfies `prompt=login` and `max_age`.
+async fn proceed(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: AuthRequest,
+    client: &Client,
+    resumed: Option<(&str, OffsetDateTime)>,
+) -> Result<Response, Rejection> {
+    let internal = |e: &dyn std::fmt::Display| Rejection::Internal(e.to_string());
+    let secret = state.cookies.get(headers, SESSION);
+    let session = session::current(&state.db, &state.clock, &state.sessions, secret.as_deref())
+        .await
+        .map_err(|e| internal(&e))?;
+    let user = match &session {
+        Some(s) => state
+            .db
+            .users()
+            .find_by_id(s.user_id)
+            .await
+            .map_err(|e| internal(&e))?,
+        None => None,
+    }
+    .filter(|u| u.status == UserStatus::Active);
+    let now = state.clock.now();
+
+    let signed_in = match (&session, &user) {
+        (Some(s), Some(_)) => Some(s),
+        _ => None,
+    };
+    let fresh = match (resumed, signed_in) {
+        (Some((_, parked_at)), Some(s)) => s.auth_time >= parked_at,
+        _ => false,
+    };
+    let needs_login = match signed_in {
+        None => true,
+        Some(_) if fresh => false,
+        Some(s) => {
+            req.prompt_login
+                || req
+                    .max_age
+                    .is_some_and(|max| now - s.auth_time > Duration::seconds(max))
+        }
+    };
+    let wrong_member = match (&req.hint_sub, &user) {
+        (Some(hint), Some(u)) => hint != u.sub.as_str(),
+        _ => false,
+    };
+
+    if needs_login || (wrong_member && !fresh) {
+        if req.prompt_none {
+            return Err(Rejection::to_client(
+                &req,
+                ErrorCode::LoginRequired,
+                "the member must sign in",
+            ));
+        }
+        let id = match resumed {
+            Some((id, _)) => id.to_owned(),
+            None => park(state, &req, now).await?,
+        };
+        return Ok(see_other(&format!("{}?tx={id}", paths::LOGIN), &[]));
+    }
+    if wrong_member {
+        // Signed in just now, but not as the member the client asked for.
+        return Err(Rejection::to_client(
+            &req,
+            ErrorCode::LoginRequired,
+            "a different member is signed in",
+        ));
+    }
+    let (Some(session), Some(user)) = (signed_in, user) else {
+        return Err(Rejection::Internal("session without member".to_owned()));
+    };
+    if let Some((id, _)) = resumed {
+        state
+            .ephemeral
+            .delete(&login_tx_key(id))
+            .await
+            .map_err(|e| internal(&e))?;
+    }
+    issue_code(state, &req, client, session, &user).await
+}
+
+async fn park(
+    state: &AppState,
+    req: &AuthRequest,
+    now: OffsetDateTime,
+) -> Result<String, Rejection> {
+    let id = random_token(&mut rand::rng(), 24);
+    let tx = LoginTx {
+        request: req.clone(),
+        created_at: now,
+    };
+    let bytes = serde_json::to_vec(&tx).map_err(|e| Rejection::Internal(e.to_string()))?;
+    state
+        .ephemeral
+        .put(&login_tx_key(&id), &bytes, now + LOGIN_TX_LIFETIME)
+        .await
+        .map_err(|e| Rejection::Internal(e.to_string()))?;
+    Ok(id)
+}
+
+/// Creates the grant and a single-use code bound to everything the token endpoint must
+/// check, and sends the browser back to the client.
+async fn issue_code(
+    state: &AppState,
+    req: &AuthRequest,
+    client: &Client,
+    session: &BrowserSession,
+    user: &User,
+) -> Result<Response, Rejection> {
+    let internal = |e: &dyn std::fmt::Display| Rejection::Internal(e.to_string());
+    // offline_access needs consent (OIDC Core §11). First-party apps are ours and need
+    // none; other clients get it with the consent page (not built yet), so until then
+    // it is dropped from their grants.
+    let offline = client.first_party && req.scopes.iter().any(|s| s == "offline_access");
+    let scope: Vec<&str> = req
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| *s != "offline_access" || offline)
+        .collect();
+    let grant = state
+        .db
+        .grants()
+        .create(
+            &state.clock,
+            NewGrant {
+                user_id: user.id,
+                client_id: client.client_id.clone(),
+                session_id: Some(session.id),
+                scope: scope.join(" "),
+                offline,
+                auth_time: session.auth_time,
+                amr: if session.amr.is_empty() {
+                    vec![AMR_PASSWORD.to_owned()]
+                } else {
+                    session.amr.clone()
+                },
+                acr: session.acr.clone(),
+            },
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    let code = random_token(&mut rand::rng(), 32);
+    let record = CodeRecord {
+        client_id: client.client_id.clone(),
+        redirect_uri: req.redirect_uri.clone(),
+        code_challenge: req.code_challenge.clone(),
+        nonce: req.nonce.clone(),
+        grant_id: grant.id,
+        sid: session.sid.clone(),
+    };
+    let bytes = serde_json::to_vec(&record).map_err(|e| internal(&e))?;
+    state
+        .ephemeral
+        .put(
+            &CodeRecord::key(&code),
+            &bytes,
+            state.clock.now() + CODE_LIFETIME,
+        )
+        .await
+        .map_err(|e| internal(&e))?;
+    let mut params = vec![("code", code)];
+    if let Some(s) = &req.state {
+        params.push(("state", s.clone()));
+    }
+    Ok(redirect_to_client(state, &req.redirect_uri, params))
+}

@@ -1,0 +1,58 @@
+//! Discovery (OIDC Discovery 1.0 §3) and the JWKS. The document lists only what works.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::paths;
+use crate::state::AppState;
+
+/// Relying parties cache these; a new signing key is published at least this long before
+/// it signs (see keys/).
+const CACHE: &str = "public, max-age=300";
+
+pub fn document(state: &AppState) -> Value {
+    let iss = &state.config.issuer;
+    json!({
+        "issuer": iss.as_str(),
+        "authorization_endpoint": iss.endpoint(paths::AUTHORIZE),
+        "token_endpoint": iss.endpoint(paths::TOKEN),
+        "userinfo_endpoint": iss.endpoint(paths::USERINFO),
+        "jwks_uri": iss.endpoint(paths::JWKS),
+        "scopes_supported": super::authorize::SCOPES,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": state.keys.signing_algs(),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "at_hash", "sid",
+            "email", "email_verified", "name", "preferred_username", "locale", "updated_at"
+        ],
+        "prompt_values_supported": ["none", "login"],
+        "ui_locales_supported": ["ja", "en"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        // Discovery §3 defaults this to true: say no explicitly.
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+    })
+}
+
+pub async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, CACHE)], Json(document(&state)))
+}
+
+pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, CACHE),
+        ],
+        state.keys.jwks().to_owned(),
+    )
+}

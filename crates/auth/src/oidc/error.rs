@@ -1,0 +1,130 @@
+//! OAuth 2.0 / OpenID Connect error codes (RFC 6749 §4.1.2.1 and §5.2, OIDC Core §3.1.2.6,
+//! RFC 6750 §3.1) and how they travel: JSON at the token endpoint, a redirect at the
+//! authorization endpoint, a `WWW-Authenticate` challenge at resource endpoints.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    UnauthorizedClient,
+    AccessDenied,
+    UnsupportedResponseType,
+    InvalidScope,
+    ServerError,
+    LoginRequired,
+    RequestNotSupported,
+    RequestUriNotSupported,
+    InvalidClient,
+    InvalidGrant,
+    UnsupportedGrantType,
+    InvalidToken,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::ServerError => "server_error",
+            Self::LoginRequired => "login_required",
+            Self::RequestNotSupported => "request_not_supported",
+            Self::RequestUriNotSupported => "request_uri_not_supported",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidToken => "invalid_token",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+    /// The client tried HTTP Basic authentication: a 401 must carry a Basic challenge
+    /// (RFC 6749 §5.2).
+    pub basic_challenge: bool,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            code,
+            description: description.into(),
+            basic_challenge: false,
+        }
+    }
+
+    /// An internal failure: logged with its cause, answered without it.
+    pub fn server(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "token endpoint failure");
+        Self::new(ErrorCode::ServerError, "internal error")
+    }
+}
+
+/// The JSON form, for the token endpoint.
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let status = match self.code {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let body = json!({ "error": self.code.as_str(), "error_description": self.description });
+        let mut res = (status, Json(body)).into_response();
+        let h = res.headers_mut();
+        no_store(h);
+        if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="tobira""#),
+            );
+        }
+        res
+    }
+}
+
+/// Token responses must not be cached (RFC 6749 §5.1).
+pub fn no_store(h: &mut axum::http::HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+/// A bearer-token failure at a resource endpoint (RFC 6750 §3): 401 with a challenge;
+/// `None` for a request that carried no token at all (no error code, §3.1).
+pub fn bearer_error(code: Option<ErrorCode>, description: &str) -> Response {
+    let (status, challenge) = match code {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            r#"Bearer realm="tobira""#.to_owned(),
+        ),
+        Some(code) => {
+            let status = if code == ErrorCode::InvalidRequest {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            (
+                status,
+                format!(
+                    r#"Bearer realm="tobira", error="{}", error_description="{}""#,
+                    code.as_str(),
+                    description.replace(['"', '\\'], "")
+                ),
+            )
+        }
+    };
+    let mut res = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    no_store(res.headers_mut());
+    res
+}

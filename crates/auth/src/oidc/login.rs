@@ -1,0 +1,250 @@
+//! The sign-in page of an authorization flow: email + password, "keep me signed in".
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+use super::authorize::{load_tx, see_other};
+use super::paths;
+use crate::authn::session::{self, SignIn};
+use crate::authn::sign_in::{SignInError, with_password};
+use crate::crypto::random_token;
+use crate::domain::AMR_PASSWORD;
+use crate::state::AppState;
+use crate::web::client_ip::client_ip;
+use crate::web::cookies::{DEVICE, DEVICE_LIFETIME, SESSION};
+use crate::web::csrf;
+use crate::web::i18n::{Lang, Msg};
+use crate::web::pages::{RequestId, error_page, page_lang, render};
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    lang: Lang,
+    client_name: &'a str,
+    tx: &'a str,
+    csrf: &'a str,
+    email: &'a str,
+    remember: bool,
+    /// Already in the page's language.
+    error: Option<&'static str>,
+    focus_email: bool,
+}
+
+impl LoginPage<'_> {
+    fn t(&self, m: Msg) -> &'static str {
+        m.text(self.lang)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    tx: Option<String>,
+    lang: Option<String>,
+}
+
+pub async fn get_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request_id: RequestId,
+    Query(q): Query<LoginQuery>,
+) -> Response {
+    let tx_id = q.tx.unwrap_or_default();
+    let tx = match load_tx(&state, &tx_id).await {
+        Ok(Some(tx)) => tx,
+        Ok(None) => {
+            let lang = page_lang(q.lang.as_deref(), None, &headers);
+            return error_page(StatusCode::BAD_REQUEST, lang, Msg::LoginExpired, None);
+        }
+        Err(r) => return r.respond(&state, &headers, request_id),
+    };
+    let lang = page_lang(
+        q.lang.as_deref(),
+        tx.request.ui_locales.as_deref(),
+        &headers,
+    );
+    let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
+    // login_hint pre-fills the address when it is one (OIDC Core §3.1.2.1).
+    let hint = tx
+        .request
+        .login_hint
+        .as_deref()
+        .filter(|h| crate::domain::Email::parse(h).is_ok())
+        .unwrap_or("");
+    let page = LoginPage {
+        lang,
+        client_name: &tx.request.client_name,
+        tx: &tx_id,
+        csrf: &csrf,
+        email: hint,
+        remember: false,
+        error: None,
+        focus_email: hint.is_empty(),
+    };
+    render(StatusCode::OK, &page, set_cookie.as_slice())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    tx: String,
+    csrf: Option<String>,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    remember: Option<String>,
+    lang: Option<String>,
+}
+
+pub async fn post_login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    request_id: RequestId,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let tx = match load_tx(&state, &form.tx).await {
+        Ok(tx) => tx,
+        Err(r) => return r.respond(&state, &headers, request_id),
+    };
+    let lang = page_lang(
+        form.lang.as_deref(),
+        tx.as_ref().and_then(|t| t.request.ui_locales.as_deref()),
+        &headers,
+    );
+    if !csrf::verify(state.cookies, &headers, form.csrf.as_deref()) {
+        return error_page(StatusCode::FORBIDDEN, lang, Msg::FormExpired, None);
+    }
+    let Some(tx) = tx else {
+        return error_page(StatusCode::BAD_REQUEST, lang, Msg::LoginExpired, None);
+    };
+    let remember = form.remember.as_deref() == Some("on");
+    let again = |status: StatusCode, error: Msg, focus_email: bool| {
+        let csrf = form.csrf.clone().unwrap_or_default();
+        let page = LoginPage {
+            lang,
+            client_name: &tx.request.client_name,
+            tx: &form.tx,
+            csrf: &csrf,
+            email: &form.email,
+            remember,
+            error: Some(error.text(lang)),
+            focus_email,
+        };
+        render(status, &page, &[])
+    };
+    if form.email.trim().is_empty() {
+        return again(StatusCode::BAD_REQUEST, Msg::EmailEmpty, true);
+    }
+    if form.password.is_empty() {
+        return again(StatusCode::BAD_REQUEST, Msg::PasswordRequired, false);
+    }
+    let user = match with_password(
+        &state.db,
+        &state.hasher,
+        &state.dummy_hash,
+        &form.email,
+        &form.password,
+    )
+    .await
+    {
+        Ok(user) => user,
+        Err(SignInError::InvalidCredentials) => {
+            return again(StatusCode::UNAUTHORIZED, Msg::InvalidCredentials, false);
+        }
+        Err(SignInError::AccountUnavailable) => {
+            return again(StatusCode::FORBIDDEN, Msg::AccountUnavailable, false);
+        }
+        Err(SignInError::Internal(cause)) => {
+            tracing::error!(error = %cause, "sign-in failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang,
+                Msg::ServerError,
+                request_id.0,
+            );
+        }
+    };
+
+    let mut cookies = Vec::new();
+    let device_id = match state
+        .cookies
+        .get(&headers, DEVICE)
+        .filter(|d| d.len() == 22)
+    {
+        Some(d) => d,
+        None => {
+            let d = random_token(&mut rand::rng(), 16);
+            cookies.push(state.cookies.set(DEVICE, &d, Some(DEVICE_LIFETIME)));
+            d
+        }
+    };
+    let previous = match session::current(
+        &state.db,
+        &state.clock,
+        &state.sessions,
+        state.cookies.get(&headers, SESSION).as_deref(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "session lookup failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang,
+                Msg::ServerError,
+                request_id.0,
+            );
+        }
+    };
+    let ip = client_ip(peer, &headers, &state.config.server.trusted_proxies).to_string();
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let signed_in = session::sign_in(
+        &state.db,
+        &state.clock,
+        &state.sessions,
+        previous,
+        SignIn {
+            user_id: user.id,
+            amr: vec![AMR_PASSWORD.to_owned()],
+            acr: "1".to_owned(),
+            device_id,
+            ip,
+            user_agent,
+            remember,
+        },
+    )
+    .await;
+    let (_, secret) = match signed_in {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a session");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang,
+                Msg::ServerError,
+                request_id.0,
+            );
+        }
+    };
+    tracing::info!(user = %user.id.0, "signed in with a password");
+    cookies.push(
+        state
+            .cookies
+            .set(SESSION, &secret, state.sessions.cookie_max_age(remember)),
+    );
+    see_other(
+        &format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx),
+        &cookies,
+    )
+}

@@ -1,0 +1,31 @@
+//! The OpenID Connect protocol endpoints and Tobira's own pages within a flow.
+
+pub mod authorize;
+pub mod discovery;
+pub mod error;
+pub mod login;
+pub mod paths;
+pub mod tokens;
+pub mod userinfo;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(paths::DISCOVERY, get(discovery::openid_configuration))
+        .route(paths::JWKS, get(discovery::jwks))
+        .route(
+            paths::AUTHORIZE,
+            get(authorize::get_authorize).post(authorize::post_authorize),
+        )
+        .route(paths::AUTHORIZE_CONTINUE, get(authorize::get_continue))
+        .route(paths::LOGIN, get(login::get_login).post(login::post_login))
+        .route(paths::TOKEN, axum::routing::post(tokens::token))
+        .route(
+            paths::USERINFO,
+            get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+}

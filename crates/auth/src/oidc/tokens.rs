@@ -1,0 +1,601 @@
+//! The token endpoint (RFC 6749 §3.2, §4.1.3, §6; OIDC Core §3.1.3, §12) and the tokens
+//! it issues: RS256 ID tokens, RFC 9068 JWT access tokens, rotating opaque refresh tokens.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::Duration;
+use uuid::Uuid;
+
+use super::error::{ErrorCode, OAuthError, no_store};
+use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
+use crate::domain::{Client, Grant, GrantType, User, UserStatus};
+use crate::state::AppState;
+use crate::store::Rotation;
+
+/// What an authorization code is bound to (OIDC Core §3.1.3.2): checked at redemption.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub grant_id: Uuid,
+    pub sid: String,
+}
+
+impl CodeRecord {
+    /// Codes are looked up by hash, so a dump of the ephemeral store holds no usable code.
+    pub fn key(code: &str) -> String {
+        format!("code:{}", sha256_hex(code))
+    }
+
+    /// Marks a redeemed code, so a second presentation can be told from a made-up one
+    /// and revoke what the first one produced (RFC 6749 §4.1.2).
+    fn used_key(code: &str) -> String {
+        format!("code_used:{}", sha256_hex(code))
+    }
+}
+
+/// How long a redeemed code is remembered, to recognise its replay.
+const USED_CODE_MEMORY: Duration = Duration::minutes(10);
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u32,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let result = async {
+        let axum::Form(pairs) = form.map_err(|_| {
+            OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "the body must be application/x-www-form-urlencoded",
+            )
+        })?;
+        let params = Params::new(pairs)?;
+        let client = authenticate_client(&state, &headers, &params).await?;
+        match params.get("grant_type") {
+            Some("authorization_code") => authorization_code(&state, &client, &params).await,
+            Some("refresh_token") => refresh_token(&state, &client, &params).await,
+            Some(_) => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "unsupported grant_type",
+            )),
+            None => Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "grant_type is required",
+            )),
+        }
+    }
+    .await;
+    match result {
+        Ok(body) => {
+            let mut res = Json(body).into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Form parameters; a repeated parameter is an error (RFC 6749 §3.2).
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(other, _)| other == k) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter {k} is repeated"),
+                ));
+            }
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// client_secret_basic, client_secret_post or none (public clients). Exactly one
+/// method per request (RFC 6749 §2.3).
+async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Client, OAuthError> {
+    let basic = match headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => Some(
+            parse_basic(&value[6..])
+                .ok_or_else(|| invalid_client(true, "malformed Basic credentials"))?,
+        ),
+        _ => None,
+    };
+    let post_secret = params.get("client_secret");
+    let (client_id, secret, used_basic) = match (basic, post_secret) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "use one client authentication method",
+            ));
+        }
+        (Some((id, secret)), None) => {
+            if params.get("client_id").is_some_and(|p| p != id) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "client_id does not match the credentials",
+                ));
+            }
+            (id, Some(secret), true)
+        }
+        (None, secret) => {
+            let id = params
+                .get("client_id")
+                .ok_or_else(|| invalid_client(false, "client authentication is required"))?;
+            (id.to_owned(), secret.map(str::to_owned), false)
+        }
+    };
+    let client = state
+        .db
+        .clients()
+        .find(&client_id)
+        .await
+        .map_err(OAuthError::server)?
+        .ok_or_else(|| invalid_client(used_basic, "unknown client or bad credentials"))?;
+    match (&client.secret_hash, secret) {
+        (Some(stored), Some(given))
+            if constant_time_eq(stored.as_bytes(), sha256_hex(&given).as_bytes()) =>
+        {
+            Ok(client)
+        }
+        (None, None) if client.public => Ok(client),
+        _ => Err(invalid_client(
+            used_basic,
+            "unknown client or bad credentials",
+        )),
+    }
+}
+
+fn invalid_client(basic: bool, description: &str) -> OAuthError {
+    let mut e = OAuthError::new(ErrorCode::InvalidClient, description);
+    e.basic_challenge = basic;
+    e
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by ':' and base64'd.
+fn parse_basic(b64: &str) -> Option<(String, String)> {
+    let decoded = String::from_utf8(STANDARD.decode(b64.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    if !client.allows(GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use authorization codes",
+        ));
+    }
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "code is required"))?;
+    let invalid = |msg: &str| OAuthError::new(ErrorCode::InvalidGrant, msg);
+    let now = state.clock.now();
+
+    let Some(bytes) = state
+        .ephemeral
+        .take(&CodeRecord::key(code))
+        .await
+        .map_err(OAuthError::server)?
+    else {
+        // Replayed? Then whatever the first redemption produced is revoked.
+        if let Some(grant) = state
+            .ephemeral
+            .get(&CodeRecord::used_key(code))
+            .await
+            .map_err(OAuthError::server)?
+        {
+            if let Some(id) = std::str::from_utf8(&grant)
+                .ok()
+                .and_then(|s| s.parse::<Uuid>().ok())
+            {
+                state
+                    .db
+                    .grants()
+                    .revoke(id, now)
+                    .await
+                    .map_err(OAuthError::server)?;
+                tracing::warn!(grant = %id, client = %client.client_id, "authorization code replayed: grant revoked");
+            }
+        }
+        return Err(invalid("the code is invalid, expired or already used"));
+    };
+    let record: CodeRecord = serde_json::from_slice(&bytes).map_err(OAuthError::server)?;
+    state
+        .ephemeral
+        .put(
+            &CodeRecord::used_key(code),
+            record.grant_id.to_string().as_bytes(),
+            now + USED_CODE_MEMORY,
+        )
+        .await
+        .map_err(OAuthError::server)?;
+
+    // From here on the code is spent; any mismatch means it leaked, so its grant goes.
+    let revoke_and = |msg: &'static str| async move {
+        state
+            .db
+            .grants()
+            .revoke(record.grant_id, now)
+            .await
+            .map_err(OAuthError::server)?;
+        Err::<TokenResponse, _>(invalid(msg))
+    };
+    if record.client_id != client.client_id {
+        return revoke_and("the code was issued to another client").await;
+    }
+    if params.get("redirect_uri") != Some(record.redirect_uri.as_str()) {
+        return revoke_and("redirect_uri does not match the authorization request").await;
+    }
+    match (&record.code_challenge, params.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            let computed = b64url(&sha256(verifier.as_bytes()));
+            if !constant_time_eq(computed.as_bytes(), challenge.as_bytes()) {
+                return revoke_and("code_verifier does not match the code_challenge").await;
+            }
+        }
+        (Some(_), None) => return revoke_and("code_verifier is required").await,
+        // RFC 9700 §2.1.1: a verifier for a code issued without a challenge means the
+        // request was tampered with (PKCE downgrade).
+        (None, Some(_)) => {
+            return revoke_and("code_verifier given but the code was issued without a challenge")
+                .await;
+        }
+        (None, None) => {}
+    }
+    let grant = live_grant(state, record.grant_id).await?;
+    let user = grant_user(state, &grant).await?;
+    let with_refresh = grant.offline || client.allows(GrantType::RefreshToken);
+    issue(
+        state,
+        client,
+        &grant,
+        &user,
+        record.nonce.as_deref(),
+        Some(&record.sid),
+        with_refresh,
+    )
+    .await
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
+    let invalid = |msg: &str| OAuthError::new(ErrorCode::InvalidGrant, msg);
+    let now = state.clock.now();
+    let grant_id = match state
+        .db
+        .refresh_tokens()
+        .spend(token, now)
+        .await
+        .map_err(OAuthError::server)?
+    {
+        Rotation::Rotated { grant_id } => grant_id,
+        Rotation::Reused { grant_id } => {
+            // A spent token came back: the token family leaked (RFC 9700 §4.14.2).
+            state
+                .db
+                .grants()
+                .revoke(grant_id, now)
+                .await
+                .map_err(OAuthError::server)?;
+            tracing::warn!(grant = %grant_id, client = %client.client_id, "refresh token reused: grant revoked");
+            return Err(invalid(
+                "the refresh token was already used; the grant is revoked",
+            ));
+        }
+        Rotation::Expired | Rotation::Unknown => {
+            return Err(invalid("the refresh token is invalid or expired"));
+        }
+    };
+    let grant = live_grant(state, grant_id).await?;
+    if grant.client_id != client.client_id {
+        state
+            .db
+            .grants()
+            .revoke(grant.id, now)
+            .await
+            .map_err(OAuthError::server)?;
+        return Err(invalid("the refresh token was issued to another client"));
+    }
+    if !(grant.offline || client.allows(GrantType::RefreshToken)) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use refresh tokens",
+        ));
+    }
+    // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
+    if let Some(asked) = params.get("scope")
+        && asked
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .any(|s| !grant.has_scope(s))
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope exceeds the original grant",
+        ));
+    }
+    let user = grant_user(state, &grant).await?;
+    let sid = match grant.session_id {
+        Some(id) => state
+            .db
+            .sessions()
+            .find(id)
+            .await
+            .map_err(OAuthError::server)?
+            .filter(|s| s.ended_at.is_none())
+            .map(|s| s.sid),
+        None => None,
+    };
+    let mut response = issue(state, client, &grant, &user, None, sid.as_deref(), true).await?;
+    if let Some(asked) = params.get("scope") {
+        response.scope = asked.to_owned();
+    }
+    Ok(response)
+}
+
+async fn live_grant(state: &AppState, id: Uuid) -> Result<Grant, OAuthError> {
+    state
+        .db
+        .grants()
+        .find(id)
+        .await
+        .map_err(OAuthError::server)?
+        .filter(|g| g.revoked_at.is_none())
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "the grant was revoked"))
+}
+
+async fn grant_user(state: &AppState, grant: &Grant) -> Result<User, OAuthError> {
+    state
+        .db
+        .users()
+        .find_by_id(grant.user_id)
+        .await
+        .map_err(OAuthError::server)?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "the account is not available"))
+}
+
+#[derive(Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    amr: &'a [String],
+    acr: &'a str,
+    at_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
+}
+
+/// RFC 9068 §2.2.
+#[derive(Serialize)]
+struct AccessTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    client_id: &'a str,
+    scope: &'a str,
+    auth_time: i64,
+    /// The grant this token hangs from: revoking it makes the token inactive.
+    gid: String,
+}
+
+async fn issue(
+    state: &AppState,
+    client: &Client,
+    grant: &Grant,
+    user: &User,
+    nonce: Option<&str>,
+    sid: Option<&str>,
+    with_refresh: bool,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let tokens = &state.config.tokens;
+    let issuer = state.config.issuer.as_str();
+    let access_token = state
+        .keys
+        .sign(
+            "at+jwt",
+            &AccessTokenClaims {
+                iss: issuer,
+                sub: user.sub.as_str(),
+                aud: &client.client_id,
+                exp: (now + Duration::seconds(tokens.access_token_secs.into())).unix_timestamp(),
+                iat: now.unix_timestamp(),
+                jti: random_token(&mut rand::rng(), 16),
+                client_id: &client.client_id,
+                scope: &grant.scope,
+                auth_time: grant.auth_time.unix_timestamp(),
+                gid: grant.id.to_string(),
+            },
+        )
+        .map_err(OAuthError::server)?;
+    let id_token = if grant.has_scope("openid") {
+        // at_hash: left half of the SHA-256 of the access token (OIDC Core §3.1.3.6).
+        let digest = sha256(access_token.as_bytes());
+        let claims = IdTokenClaims {
+            iss: issuer,
+            sub: user.sub.as_str(),
+            aud: &client.client_id,
+            exp: (now + Duration::seconds(tokens.id_token_secs.into())).unix_timestamp(),
+            iat: now.unix_timestamp(),
+            auth_time: grant.auth_time.unix_timestamp(),
+            nonce,
+            amr: &grant.amr,
+            acr: &grant.acr,
+            at_hash: b64url(&digest[..16]),
+            sid,
+        };
+        Some(
+            state
+                .keys
+                .sign("JWT", &claims)
+                .map_err(OAuthError::server)?,
+        )
+    } else {
+        None
+    };
+    let refresh_token = if with_refresh {
+        let issue = state.db.refresh_tokens().issue(
+            &state.clock,
+            &mut rand::rng(),
+            grant.id,
+            Duration::days(tokens.refresh_token_days.into()),
+        );
+        Some(issue.await.map_err(OAuthError::server)?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: tokens.access_token_secs,
+        scope: grant.scope.clone(),
+        id_token,
+        refresh_token,
+    })
+}
+
+/// Checks an access token presented at a resource endpoint: our signature, our issuer,
+/// `typ: at+jwt` (so an ID token is not accepted as an access token), not expired, and
+/// its grant still live. Returns the grant and the member.
+pub async fn check_access_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(Grant, User), &'static str> {
+    let (claims, typ) = state
+        .keys
+        .verify(token)
+        .map_err(|_| "the access token is invalid")?;
+    if typ.as_deref() != Some("at+jwt") {
+        return Err("not an access token");
+    }
+    if claims.get("iss").and_then(|v| v.as_str()) != Some(state.config.issuer.as_str()) {
+        return Err("the access token is invalid");
+    }
+    let exp = claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or("the access token is invalid")?;
+    if exp <= state.clock.now().unix_timestamp() {
+        return Err("the access token expired");
+    }
+    let gid = claims
+        .get("gid")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Uuid>().ok())
+        .ok_or("the access token is invalid")?;
+    let grant = state
+        .db
+        .grants()
+        .find(gid)
+        .await
+        .map_err(|_| "the access token cannot be checked")?
+        .filter(|g| g.revoked_at.is_none())
+        .ok_or("the access token was revoked")?;
+    let user = state
+        .db
+        .users()
+        .find_by_id(grant.user_id)
+        .await
+        .map_err(|_| "the access token cannot be checked")?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or("the access token was revoked")?;
+    if claims.get("sub").and_then(|v| v.as_str()) != Some(user.sub.as_str()) {
+        return Err("the access token is invalid");
+    }
+    Ok((grant, user))
+}
+
+/// Userinfo claims for a grant's scopes (OIDC Core §5.4).
+pub fn userinfo_claims(grant: &Grant, user: &User) -> serde_json::Value {
+    let mut claims = json!({ "sub": user.sub.as_str() });
+    if grant.has_scope("email") {
+        claims["email"] = json!(user.email.display());
+        claims["email_verified"] = json!(user.email_verified);
+    }
+    if grant.has_scope("profile") {
+        if !user.display_name.is_empty() {
+            claims["name"] = json!(user.display_name);
+            claims["preferred_username"] = json!(user.display_name);
+        }
+        claims["locale"] = json!(user.locale);
+        claims["updated_at"] = json!(user.updated_at.unix_timestamp());
+    }
+    claims
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_url_decoded() {
+        let header = STANDARD.encode("my%3Aclient:s3cr%3At%2B");
+        assert_eq!(
+            parse_basic(&header),
+            Some(("my:client".to_owned(), "s3cr:t+".to_owned()))
+        );
+        assert_eq!(parse_basic("%%%"), None);
+        assert_eq!(parse_basic(&STANDARD.encode("no-colon")), None);
+    }
+}

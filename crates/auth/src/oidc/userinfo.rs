@@ -1,0 +1,56 @@
+//! The UserInfo endpoint (OIDC Core §5.3), GET and POST, with the bearer token in the
+//! `Authorization` header or (POST only) the form body (RFC 6750 §2.1, §2.2).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::{ErrorCode, bearer_error, no_store};
+use super::tokens::{check_access_token, userinfo_claims};
+use crate::state::AppState;
+
+pub async fn userinfo(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            (v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+                .then(|| v[7..].trim().to_owned())
+        });
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let from_body = if method == Method::POST && is_form {
+        url::form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+    } else {
+        None
+    };
+    let token = match (from_header, from_body) {
+        (Some(_), Some(_)) => {
+            return bearer_error(
+                Some(ErrorCode::InvalidRequest),
+                "send the token one way only",
+            );
+        }
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return bearer_error(None, ""),
+    };
+    match check_access_token(&state, &token).await {
+        Ok((grant, user)) => {
+            let mut res = Json(userinfo_claims(&grant, &user)).into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(why) => bearer_error(Some(ErrorCode::InvalidToken), why),
+    }
+}

@@ -1,0 +1,352 @@
+//! Browser sessions, grants and refresh tokens: the state behind single sign-on and
+//! every token the OP issues.
+
+use rand::CryptoRng;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::entity::{grants, refresh_tokens, sessions};
+use crate::clock::Clock;
+use crate::crypto::{random_token, sha256_hex};
+use crate::domain::{BrowserSession, Grant, UserId};
+
+pub struct SessionRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+pub struct NewSession {
+    pub user_id: UserId,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub device_id: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub remember: bool,
+    /// Absolute lifetime from now.
+    pub lifetime: Duration,
+}
+
+impl<'c> SessionRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Creates a session; returns it with the cookie secret (stored only as its hash).
+    pub fn create(
+        &self,
+        clock: &Clock,
+        rng: &mut impl CryptoRng,
+        new: NewSession,
+    ) -> impl Future<Output = Result<(BrowserSession, String), StoreError>> + Send + 'c {
+        let now = clock.now();
+        let secret = random_token(rng, 32);
+        let row = sessions::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            secret_hash: Set(sha256_hex(&secret)),
+            sid: Set(random_token(rng, 16)),
+            user_id: Set(new.user_id.0),
+            auth_time: Set(now),
+            amr: Set(serde_json::to_string(&new.amr).expect("strings serialise")),
+            acr: Set(new.acr),
+            device_id: Set(new.device_id),
+            ip: Set(new.ip),
+            user_agent: Set(new.user_agent.chars().take(512).collect()),
+            remember: Set(new.remember),
+            created_at: Set(now),
+            last_seen_at: Set(now),
+            expires_at: Set(now + new.lifetime),
+            ended_at: Set(None),
+        };
+        let conn = self.conn;
+        async move {
+            let model = sessions::Entity::insert(row)
+                .exec_with_returning(conn)
+                .await?;
+            Ok((to_session(model)?, secret))
+        }
+    }
+
+    /// The session behind a cookie secret, unless it ended or passed its absolute end.
+    pub async fn find_live(
+        &self,
+        secret: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<BrowserSession>, StoreError> {
+        sessions::Entity::find()
+            .filter(sessions::Column::SecretHash.eq(sha256_hex(secret)))
+            .filter(sessions::Column::EndedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .one(self.conn)
+            .await?
+            .map(to_session)
+            .transpose()
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<BrowserSession>, StoreError> {
+        sessions::Entity::find_by_id(id)
+            .one(self.conn)
+            .await?
+            .map(to_session)
+            .transpose()
+    }
+
+    /// A fresh sign-in on an existing session: new auth_time and factors, a new cookie
+    /// secret. `None` if the session ended meanwhile.
+    pub fn reauthenticate(
+        &self,
+        rng: &mut impl CryptoRng,
+        id: Uuid,
+        now: OffsetDateTime,
+        amr: &[String],
+        remember: bool,
+        expires_at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<(BrowserSession, String)>, StoreError>> + Send + 'c
+    {
+        let secret = random_token(rng, 32);
+        let amr = serde_json::to_string(amr).expect("strings serialise");
+        let conn = self.conn;
+        async move {
+            let res = sessions::Entity::update_many()
+                .col_expr(
+                    sessions::Column::SecretHash,
+                    Expr::value(sha256_hex(&secret)),
+                )
+                .col_expr(sessions::Column::AuthTime, Expr::value(now))
+                .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
+                .col_expr(sessions::Column::Amr, Expr::value(amr))
+                .col_expr(sessions::Column::Remember, Expr::value(remember))
+                .col_expr(sessions::Column::ExpiresAt, Expr::value(expires_at))
+                .filter(sessions::Column::Id.eq(id))
+                .filter(sessions::Column::EndedAt.is_null())
+                .exec(conn)
+                .await?;
+            if res.rows_affected == 0 {
+                return Ok(None);
+            }
+            let model = sessions::Entity::find_by_id(id).one(conn).await?;
+            Ok(model.map(to_session).transpose()?.map(|s| (s, secret)))
+        }
+    }
+
+    pub async fn touch(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
+            .filter(sessions::Column::Id.eq(id))
+            .exec(self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a session and revokes the grants that live only as long as it (offline
+    /// grants survive), in one transaction.
+    pub async fn end(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await?;
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::EndedAt, Expr::value(now))
+            .filter(sessions::Column::Id.eq(id))
+            .filter(sessions::Column::EndedAt.is_null())
+            .exec(&txn)
+            .await?;
+        grants::Entity::update_many()
+            .col_expr(grants::Column::RevokedAt, Expr::value(now))
+            .filter(grants::Column::SessionId.eq(id))
+            .filter(grants::Column::Offline.eq(false))
+            .filter(grants::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+fn to_session(m: sessions::Model) -> Result<BrowserSession, StoreError> {
+    Ok(BrowserSession {
+        id: m.id,
+        sid: m.sid,
+        user_id: UserId(m.user_id),
+        auth_time: m.auth_time,
+        amr: parse_amr(&m.amr)?,
+        acr: m.acr,
+        device_id: m.device_id,
+        ip: m.ip,
+        user_agent: m.user_agent,
+        remember: m.remember,
+        created_at: m.created_at,
+        last_seen_at: m.last_seen_at,
+        expires_at: m.expires_at,
+        ended_at: m.ended_at,
+    })
+}
+
+fn parse_amr(value: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("amr: {e}")))
+}
+
+pub struct GrantRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+pub struct NewGrant {
+    pub user_id: UserId,
+    pub client_id: String,
+    pub session_id: Option<Uuid>,
+    pub scope: String,
+    pub offline: bool,
+    pub auth_time: OffsetDateTime,
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+impl<'c> GrantRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    pub async fn create(&self, clock: &Clock, new: NewGrant) -> Result<Grant, StoreError> {
+        let now = clock.now();
+        let row = grants::ActiveModel {
+            id: Set(crate::domain::UserId::new_v7(now).0),
+            user_id: Set(new.user_id.0),
+            client_id: Set(new.client_id),
+            session_id: Set(new.session_id),
+            scope: Set(new.scope),
+            offline: Set(new.offline),
+            auth_time: Set(new.auth_time),
+            amr: Set(serde_json::to_string(&new.amr).expect("strings serialise")),
+            acr: Set(new.acr),
+            created_at: Set(now),
+            revoked_at: Set(None),
+        };
+        to_grant(
+            grants::Entity::insert(row)
+                .exec_with_returning(self.conn)
+                .await?,
+        )
+    }
+
+    pub async fn find(&self, id: Uuid) -> Result<Option<Grant>, StoreError> {
+        grants::Entity::find_by_id(id)
+            .one(self.conn)
+            .await?
+            .map(to_grant)
+            .transpose()
+    }
+
+    /// Revokes a grant: its access tokens become inactive, its refresh tokens unusable.
+    pub async fn revoke(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
+        grants::Entity::update_many()
+            .col_expr(grants::Column::RevokedAt, Expr::value(now))
+            .filter(grants::Column::Id.eq(id))
+            .filter(grants::Column::RevokedAt.is_null())
+            .exec(self.conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn to_grant(m: grants::Model) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        id: m.id,
+        user_id: UserId(m.user_id),
+        client_id: m.client_id,
+        session_id: m.session_id,
+        scope: m.scope,
+        offline: m.offline,
+        auth_time: m.auth_time,
+        amr: parse_amr(&m.amr)?,
+        acr: m.acr,
+        created_at: m.created_at,
+        revoked_at: m.revoked_at,
+    })
+}
+
+pub struct RefreshTokenRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live and is now spent; issue its successor in this grant.
+    Rotated {
+        grant_id: Uuid,
+    },
+    /// The token was already spent: someone holds a copy (OAuth 2.0 Security BCP §4.14).
+    Reused {
+        grant_id: Uuid,
+    },
+    Expired,
+    Unknown,
+}
+
+impl<'c> RefreshTokenRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// A new refresh token in `grant_id`; returns the token (stored only as its hash).
+    pub fn issue(
+        &self,
+        clock: &Clock,
+        rng: &mut impl CryptoRng,
+        grant_id: Uuid,
+        lifetime: Duration,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send + 'c {
+        let now = clock.now();
+        let token = random_token(rng, 32);
+        let row = refresh_tokens::ActiveModel {
+            token_hash: Set(sha256_hex(&token)),
+            grant_id: Set(grant_id),
+            created_at: Set(now),
+            expires_at: Set(now + lifetime),
+            used_at: Set(None),
+        };
+        let conn = self.conn;
+        async move {
+            refresh_tokens::Entity::insert(row)
+                .exec_without_returning(conn)
+                .await?;
+            Ok(token)
+        }
+    }
+
+    /// Spends a refresh token. Of two concurrent presentations, exactly one rotates: the
+    /// spend is a conditional update, not a read followed by a write.
+    pub async fn spend(&self, token: &str, now: OffsetDateTime) -> Result<Rotation, StoreError> {
+        let hash = sha256_hex(token);
+        let Some(row) = refresh_tokens::Entity::find_by_id(hash.clone())
+            .one(self.conn)
+            .await?
+        else {
+            return Ok(Rotation::Unknown);
+        };
+        if row.used_at.is_some() {
+            return Ok(Rotation::Reused {
+                grant_id: row.grant_id,
+            });
+        }
+        if row.expires_at <= now {
+            return Ok(Rotation::Expired);
+        }
+        let res = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+            .filter(refresh_tokens::Column::TokenHash.eq(hash))
+            .filter(refresh_tokens::Column::UsedAt.is_null())
+            .exec(self.conn)
+            .await?;
+        Ok(if res.rows_affected == 1 {
+            Rotation::Rotated {
+                grant_id: row.grant_id,
+            }
+        } else {
+            Rotation::Reused {
+                grant_id: row.grant_id,
+            }
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! Signing keys at rest: the public JWK in the clear, the private JWK encrypted with the
+//! master key (a compact JWE).
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
+use time::OffsetDateTime;
+
+use super::StoreError;
+use super::entity::signing_keys;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    /// `next`, `active`, `retiring` or `retired`.
+    pub state: String,
+    pub private_jwe: String,
+    pub public_jwk: String,
+    pub master_key_id: String,
+    pub created_at: OffsetDateTime,
+    pub activated_at: Option<OffsetDateTime>,
+}
+
+pub struct SigningKeyRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+impl<'c> SigningKeyRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Keys that are published in the JWKS (every state but `retired`), oldest first.
+    pub async fn published(&self) -> Result<Vec<StoredKey>, StoreError> {
+        Ok(signing_keys::Entity::find()
+            .filter(signing_keys::Column::State.ne("retired"))
+            .order_by_asc(signing_keys::Column::CreatedAt)
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(|m| StoredKey {
+                kid: m.kid,
+                alg: m.alg,
+                state: m.state,
+                private_jwe: m.private_jwe,
+                public_jwk: m.public_jwk,
+                master_key_id: m.master_key_id,
+                created_at: m.created_at,
+                activated_at: m.activated_at,
+            })
+            .collect())
+    }
+
+    pub async fn add(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let row = signing_keys::ActiveModel {
+            kid: Set(key.kid.clone()),
+            alg: Set(key.alg.clone()),
+            state: Set(key.state.clone()),
+            private_jwe: Set(key.private_jwe.clone()),
+            public_jwk: Set(key.public_jwk.clone()),
+            master_key_id: Set(key.master_key_id.clone()),
+            created_at: Set(key.created_at),
+            activated_at: Set(key.activated_at),
+            retired_at: Set(None),
+        };
+        signing_keys::Entity::insert(row)
+            .exec_without_returning(self.conn)
+            .await?;
+        Ok(())
+    }
+}
