@@ -112,8 +112,10 @@ mod tests {
     #[test]
     fn the_master_key_is_generated_once_private_and_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::default();
-        config.data_dir = dir.path().to_path_buf();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         let first = MasterKey::load_or_create(&config).unwrap();
         let again = MasterKey::load_or_create(&config).unwrap();
         assert_eq!(first.id(), again.id());

@@ -258,7 +258,7 @@ fn generate(alg: &str, master: &MasterKey, clock: &Clock) -> Result<StoredKey, K
 mod tests {
     use super::*;
 
-    fn ring() -> KeyRing {
+    fn new_ring() -> KeyRing {
         let master = MasterKey::from_bytes([7u8; 32]);
         let key = generate("RS256", &master, &Clock::system()).unwrap();
         KeyRing::from_stored(&[key], &master).unwrap()
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn tokens_verify_with_the_ring_and_fail_when_tampered() {
-        let ring = ring();
+        let ring = new_ring();
         let token = ring
             .sign("at+jwt", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
@@ -279,7 +279,7 @@ mod tests {
         parts[1] = &forged_payload;
         assert!(ring.verify(&parts.join(".")).is_err());
         // Another ring's key is unknown here.
-        let other = ring()
+        let other = new_ring()
             .sign("JWT", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
         assert!(ring.verify(&other).is_err());
@@ -288,7 +288,7 @@ mod tests {
 
     #[test]
     fn alg_none_is_refused() {
-        let ring = ring();
+        let ring = new_ring();
         let token = ring
             .sign("JWT", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
@@ -307,7 +307,7 @@ mod tests {
 
     #[test]
     fn the_jwks_has_public_keys_only() {
-        let ring = ring();
+        let ring = new_ring();
         let jwks: Value = serde_json::from_str(ring.jwks()).unwrap();
         let key = &jwks["keys"][0];
         assert_eq!(key["kty"], "RSA");

@@ -164,10 +164,11 @@ pub async fn validate(
     let mut map: HashMap<String, String> = HashMap::new();
     let mut repeated = None;
     for (k, v) in params {
-        if map.contains_key(&k) {
-            repeated = Some(k);
-        } else {
-            map.insert(k, v);
+        match map.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => repeated = Some(e.key().clone()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(v);
+            }
         }
     }
     let get = |k: &str| map.get(k).filter(|v| !v.is_empty()).cloned();

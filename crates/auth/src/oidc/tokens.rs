@@ -223,15 +223,16 @@ async fn authorization_code(
         .map_err(OAuthError::server)?
     else {
         // Replayed? Then whatever the first redemption produced is revoked.
-        if let Some(grant) = state
+        let used = state
             .ephemeral
             .get(&CodeRecord::used_key(code))
             .await
-            .map_err(OAuthError::server)?
+            .map_err(OAuthError::server)?;
+        if let Some(id) = used
+            .as_deref()
+            .and_then(|g| std::str::from_utf8(g).ok())
+            .and_then(|s| s.parse::<Uuid>().ok())
         {
-            if let Some(id) = std::str::from_utf8(&grant)
-                .ok()
-                .and_then(|s| s.parse::<Uuid>().ok())
             {
                 state
                     .db

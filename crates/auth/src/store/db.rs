@@ -52,7 +52,7 @@ impl Lock {
     fn key(self) -> i64 {
         match self {
             Self::Migrations => 0x746f_6269_7261,
-            Self::SigningKeys => 0x746f_6269_7261_01,
+            Self::SigningKeys => 0x0074_6f62_6972_6101,
         }
     }
 

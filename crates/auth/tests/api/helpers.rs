@@ -267,6 +267,61 @@ impl TestApp {
         }
     }
 
+    pub fn issuer(&self) -> String {
+        self.state.config.issuer.as_str().to_owned()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.state.clock
+    }
+
+    /// Registers a client; returns its id and (for confidential clients) its secret.
+    pub async fn add_client(&self, opts: ClientOpts) -> (String, Option<String>) {
+        let added = tobira_auth::admin::clients::add_client(
+            &self.state.db,
+            &self.state.clock,
+            tobira_auth::admin::clients::AddClient {
+                name: opts.name.to_owned(),
+                redirect_uris: vec![opts.redirect_uri.to_owned()],
+                post_logout_redirect_uris: vec![],
+                public: opts.public,
+                first_party: opts.first_party,
+                extra_grants: if opts.refresh {
+                    vec![tobira_auth::domain::GrantType::RefreshToken]
+                } else {
+                    vec![]
+                },
+                client_id: None,
+                secret: None,
+            },
+        )
+        .await
+        .expect("client registered");
+        (added.client.client_id, added.secret)
+    }
+
+    /// Creates a verified member with a password.
+    pub async fn add_user(&self, email: &str, password: &str) -> tobira_auth::domain::User {
+        tobira_auth::admin::users::add_user(
+            &self.state.db,
+            &self.state.hasher,
+            &self.state.clock,
+            tobira_auth::admin::users::AddUser {
+                email,
+                password: Some(password),
+                email_verified: true,
+                display_name: "山田 花子".to_owned(),
+                locale: tobira_auth::web::i18n::Lang::Ja,
+            },
+        )
+        .await
+        .expect("member created")
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(self.url.clone())
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(self.url.join(path).expect("path joins the base URL"))
@@ -282,4 +337,193 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+pub struct ClientOpts {
+    pub name: &'static str,
+    pub redirect_uri: &'static str,
+    pub public: bool,
+    pub first_party: bool,
+    pub refresh: bool,
+}
+
+impl Default for ClientOpts {
+    fn default() -> Self {
+        Self {
+            name: "Partner Site",
+            redirect_uri: "http://127.0.0.1:9/callback",
+            public: false,
+            first_party: false,
+            refresh: false,
+        }
+    }
+}
+
+/// A browser: keeps cookies, never follows redirects (tests look at each hop).
+pub struct Browser {
+    base: Url,
+    http: reqwest::Client,
+    jar: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+/// What a browser saw: status, `Location`, `Set-Cookie` lines, headers and body.
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub set_cookies: Vec<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    /// The value of a hidden form field.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let marker = format!(r#"name="{name}" value=""#);
+        let start = self.body.find(&marker)? + marker.len();
+        let end = self.body[start..].find('"')?;
+        Some(self.body[start..start + end].to_owned())
+    }
+}
+
+impl Browser {
+    pub fn new(base: Url) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            jar: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn absolute(&self, url: &str) -> Url {
+        self.base.join(url).expect("URL")
+    }
+
+    fn cookie_header(&self) -> String {
+        let jar = self.jar.lock().unwrap();
+        jar.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.jar
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Page {
+        let res = req
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .expect("request");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let location = headers
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> = headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        {
+            let mut jar = self.jar.lock().unwrap();
+            for line in &set_cookies {
+                let pair = line.split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                jar.retain(|(k, _)| k != name);
+                let expired = line.contains("Max-Age=0");
+                if !expired && !value.is_empty() {
+                    jar.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        let body = res.text().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            set_cookies,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        self.send(self.http.get(self.absolute(url))).await
+    }
+
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Page {
+        self.send(self.http.post(self.absolute(url)).form(form))
+            .await
+    }
+
+    /// Follows redirects within the OP until one leaves it (to a client) or a page shows.
+    pub async fn follow(&self, mut page: Page) -> Page {
+        while let Some(loc) = page.location.clone() {
+            let next = self.absolute(&loc);
+            if next.origin() != self.base.origin() {
+                break;
+            }
+            page = self.get(next.as_str()).await;
+        }
+        page
+    }
+
+    /// Opens an authorization URL and signs in through the real form; returns the
+    /// redirect back to the client.
+    pub async fn sign_in(
+        &self,
+        authorize_url: &str,
+        email: &str,
+        password: &str,
+        remember: bool,
+    ) -> Page {
+        let login = self.follow(self.get(authorize_url).await).await;
+        assert_eq!(
+            login.status, 200,
+            "expected the sign-in page: {}",
+            login.body
+        );
+        self.submit_login(&login, email, password, remember).await
+    }
+
+    pub async fn submit_login(
+        &self,
+        login: &Page,
+        email: &str,
+        password: &str,
+        remember: bool,
+    ) -> Page {
+        let csrf = login.field("csrf").expect("a CSRF field");
+        let tx = login.field("tx").expect("a tx field");
+        let mut form = vec![
+            ("csrf", csrf.as_str()),
+            ("tx", tx.as_str()),
+            ("email", email),
+            ("password", password),
+        ];
+        if remember {
+            form.push(("remember", "on"));
+        }
+        let posted = self.post_form("/login", &form).await;
+        assert_eq!(posted.status, 303, "sign-in failed: {}", posted.body);
+        self.follow(posted).await
+    }
+}
+
+/// The query parameters of a redirect back to a client.
+pub fn callback_params(location: &str) -> std::collections::HashMap<String, String> {
+    Url::parse(location)
+        .expect("absolute callback URL")
+        .query_pairs()
+        .into_owned()
+        .collect()
 }

@@ -8,4 +8,6 @@ mod ephemeral;
 mod health;
 mod helpers;
 mod migrations;
+mod oidc;
+mod rp;
 mod users;
