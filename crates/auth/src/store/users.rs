@@ -81,6 +81,34 @@ impl<'c> UserRepo<'c> {
             .transpose()
     }
 
+    /// Freezes, unfreezes or marks an account deleted.
+    pub async fn set_status(
+        &self,
+        id: UserId,
+        status: UserStatus,
+        clock: &Clock,
+    ) -> Result<(), StoreError> {
+        let now = clock.now();
+        let deleted_at = (status == UserStatus::Deleted).then_some(now);
+        users::Entity::update_many()
+            .col_expr(
+                users::Column::Status,
+                sea_orm::sea_query::Expr::value(status.as_str()),
+            )
+            .col_expr(
+                users::Column::UpdatedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .col_expr(
+                users::Column::DeletedAt,
+                sea_orm::sea_query::Expr::value(deleted_at),
+            )
+            .filter(users::Column::Id.eq(id.0))
+            .exec(self.conn)
+            .await?;
+        Ok(())
+    }
+
     pub async fn find_by_sub(&self, sub: &Subject) -> Result<Option<User>, StoreError> {
         users::Entity::find()
             .filter(users::Column::Sub.eq(sub.as_str()))

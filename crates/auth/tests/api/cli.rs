@@ -397,3 +397,211 @@ fn migrate_applies_the_schema_once() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
 }
+
+#[tokio::test]
+async fn clients_are_added_listed_and_removed_with_secrets_shown_once() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        let add = tobira.run(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "マーケット",
+                "--redirect-uri",
+                "https://market.example.jp/callback",
+                "--redirect-uri",
+                "http://127.0.0.1:3000/callback",
+                "--post-logout-redirect-uri",
+                "https://market.example.jp/",
+                "--first-party",
+                "--grant",
+                "refresh_token",
+                "--client-id",
+                "marketplace",
+                "--json",
+            ],
+            None,
+        );
+        assert!(add.status.success(), "{}", stderr(&add));
+        let added: serde_json::Value = serde_json::from_str(stdout(&add).trim()).unwrap();
+        assert_eq!(added["client_id"], "marketplace");
+        let secret = added["client_secret"].as_str().unwrap().to_owned();
+        assert!(secret.len() >= 43);
+        assert_eq!(
+            added["grant_types"],
+            serde_json::json!(["authorization_code", "refresh_token"])
+        );
+
+        let public = tobira.run(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "App",
+                "--redirect-uri",
+                "https://app.example.jp/cb",
+                "--public",
+            ],
+            None,
+        );
+        assert!(public.status.success(), "{}", stderr(&public));
+        assert!(!stdout(&public).contains("client_secret"));
+
+        let given = tobira.run(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "Given",
+                "--redirect-uri",
+                "https://g.example.jp/cb",
+                "--secret-stdin",
+                "--json",
+            ],
+            Some("a-very-long-operator-chosen-secret-0123456789\n"),
+        );
+        assert!(given.status.success(), "{}", stderr(&given));
+        let given: serde_json::Value = serde_json::from_str(stdout(&given).trim()).unwrap();
+        assert_eq!(
+            given["client_secret"],
+            "a-very-long-operator-chosen-secret-0123456789"
+        );
+
+        let list = tobira.run(&["clients", "list", "--json"], None);
+        let listed: serde_json::Value = serde_json::from_str(stdout(&list).trim()).unwrap();
+        assert_eq!(listed.as_array().unwrap().len(), 3);
+        let all = stdout(&list);
+        assert!(
+            !all.contains(&secret) && !all.contains("secret"),
+            "no secret or hash listed: {all}"
+        );
+
+        let rm = tobira.run(&["clients", "remove", "marketplace"], None);
+        assert!(rm.status.success(), "{}", stderr(&rm));
+        let again = tobira.run(&["clients", "remove", "marketplace"], None);
+        assert!(!again.status.success());
+        assert!(stderr(&again).contains("no client"), "{}", stderr(&again));
+    }
+}
+
+#[test]
+fn clients_add_refuses_bad_input() {
+    let tobira = Tobira::new(None);
+    for (args, stdin, reason) in [
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "http://evil.example/cb",
+            ][..],
+            None,
+            "plain http",
+        ),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb#frag",
+            ],
+            None,
+            "fragment",
+        ),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "/relative",
+            ],
+            None,
+            "absolute",
+        ),
+        (&["clients", "add", "--name", "X"], None, "--redirect-uri"),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--client-id",
+                "bad id!",
+            ],
+            None,
+            "client_id",
+        ),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--secret-stdin",
+            ],
+            Some("short"),
+            "32 characters",
+        ),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--public",
+                "--secret-stdin",
+            ],
+            Some("a-very-long-operator-chosen-secret-0123456789"),
+            "public client",
+        ),
+    ] {
+        let out = tobira.run(args, stdin);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(reason), "{args:?}: {}", stderr(&out));
+    }
+    let ok = tobira.run(
+        &[
+            "clients",
+            "add",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://x.example/cb",
+            "--client-id",
+            "dup",
+        ],
+        None,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let dup = tobira.run(
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Y",
+            "--redirect-uri",
+            "https://y.example/cb",
+            "--client-id",
+            "dup",
+        ],
+        None,
+    );
+    assert!(!dup.status.success());
+    assert!(stderr(&dup).contains("exists"), "{}", stderr(&dup));
+    let list = tobira.run(&["clients", "list", "--json"], None);
+    let listed: serde_json::Value = serde_json::from_str(stdout(&list).trim()).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "nothing half-written");
+}

@@ -7,6 +7,7 @@ mod cli;
 mod ephemeral;
 mod health;
 mod helpers;
+mod keys;
 mod migrations;
 mod oidc;
 mod rp;

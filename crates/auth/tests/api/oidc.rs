@@ -981,3 +981,99 @@ async fn keep_me_signed_in_makes_the_session_cookie_persistent() {
         "login_required"
     );
 }
+
+#[tokio::test]
+async fn id_token_hint_selects_the_member_and_signing_in_again_rotates_the_cookie() {
+    let s = setup(ClientOpts::default()).await;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let first_cookie = s.browser.cookie("tobira_session").unwrap();
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let hint = tokens.id_token().unwrap().to_string();
+
+    // The hinted member is signed in: prompt=none succeeds, even once the hint expired.
+    s.app.clock().advance(Duration::minutes(11));
+    let pending = authorize(&s.rp, &[("prompt", "none"), ("id_token_hint", &hint)]);
+    let back = s.browser.get(&pending.url).await;
+    code_from(&s, &back, &pending);
+
+    // Someone else is signed in: login_required.
+    s.app
+        .add_user("taro@example.jp", "another-strong-pass-77")
+        .await;
+    let pending = authorize(&s.rp, &[("prompt", "login")]);
+    let page = s.browser.follow(s.browser.get(&pending.url).await).await;
+    let back = s
+        .browser
+        .submit_login(&page, "taro@example.jp", "another-strong-pass-77", false)
+        .await;
+    code_from(&s, &back, &pending);
+    let pending = authorize(&s.rp, &[("prompt", "none"), ("id_token_hint", &hint)]);
+    let back = s.browser.get(&pending.url).await;
+    assert_eq!(
+        callback_params(back.location.as_deref().unwrap())["error"],
+        "login_required"
+    );
+
+    // Signing in again as the same member keeps the session but not its cookie secret.
+    let pending = authorize(&s.rp, &[("prompt", "login")]);
+    let page = s.browser.follow(s.browser.get(&pending.url).await).await;
+    let before = s.browser.cookie("tobira_session").unwrap();
+    s.browser
+        .submit_login(&page, "taro@example.jp", "another-strong-pass-77", false)
+        .await;
+    let after = s.browser.cookie("tobira_session").unwrap();
+    assert_ne!(before, after);
+    assert_ne!(first_cookie, after);
+}
+
+#[tokio::test]
+async fn a_frozen_account_cannot_sign_in_or_use_its_tokens() {
+    let s = setup(ClientOpts::default()).await;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let email = tobira_auth::domain::Email::parse(EMAIL).unwrap();
+    let user = s
+        .app
+        .state
+        .db
+        .users()
+        .find_by_email(&email)
+        .await
+        .unwrap()
+        .unwrap();
+    s.app
+        .state
+        .db
+        .users()
+        .set_status(
+            user.id,
+            tobira_auth::domain::UserStatus::Frozen,
+            s.app.clock(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(userinfo_status(&s, tokens.access_token()).await, 401);
+    // The session no longer counts, and the right password gets a clear message.
+    let pending = authorize(&s.rp, &[]);
+    let login = s.browser.follow(s.browser.get(&pending.url).await).await;
+    assert_eq!(login.status, 200);
+    let page = s
+        .browser
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &login.field("csrf").unwrap()),
+                ("tx", &login.field("tx").unwrap()),
+                ("email", EMAIL),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(
+        page.body
+            .contains("このアカウントは現在ご利用いただけません")
+    );
+}

@@ -1,0 +1,60 @@
+//! Signing keys: one key for all replicas, created once, private part encrypted at rest.
+
+use std::time::Duration;
+
+use tobira_auth::keys::{KeyRing, MasterKey};
+use tobira_auth::{Clock, Config};
+
+use crate::helpers::TestDb;
+
+#[tokio::test]
+async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
+    for test_db in TestDb::all().await {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let master = MasterKey::load_or_create(&config).unwrap();
+        let db = test_db.migrated().await;
+        let starts: Vec<_> = (0..4)
+            .map(|_| {
+                let (db, master) = (db.clone(), MasterKey::load_or_create(&config).unwrap());
+                tokio::spawn(async move {
+                    KeyRing::load_or_init(&db, &master, &Clock::system())
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut jwks = Vec::new();
+        for s in starts {
+            jwks.push(s.await.unwrap().jwks().to_owned());
+        }
+        assert!(
+            jwks.windows(2).all(|w| w[0] == w[1]),
+            "{:?}: every replica signs with the same key",
+            test_db.backend
+        );
+        let keys = db.signing_keys().published().await.unwrap();
+        assert_eq!(keys.len(), 1, "{:?}", test_db.backend);
+        // At rest the private key is a JWE, not a JWK with `d`.
+        assert_eq!(keys[0].private_jwe.split('.').count(), 5);
+        assert!(!keys[0].private_jwe.contains("\"d\""));
+        assert!(!keys[0].public_jwk.contains("\"d\""));
+        // A restart loads the same key.
+        let again = KeyRing::load_or_init(&db, &master, &Clock::system())
+            .await
+            .unwrap();
+        assert_eq!(again.jwks(), jwks[0]);
+        // The wrong master key is named, not a decryption failure deep inside.
+        let other = MasterKey::from_bytes([3; 32]);
+        let err = KeyRing::load_or_init(&db, &other, &Clock::system())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("master key"), "{err}");
+        let _ = Duration::ZERO;
+    }
+}
