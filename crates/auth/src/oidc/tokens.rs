@@ -386,14 +386,44 @@ async fn refresh_token(
 }
 
 async fn live_grant(state: &AppState, id: Uuid) -> Result<Grant, OAuthError> {
-    state
+    match grant_if_live(state, id).await.map_err(OAuthError::server)? {
+        Some(grant) => Ok(grant),
+        None => Err(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "the grant was revoked or its session ended",
+        )),
+    }
+}
+
+/// A grant that is not revoked and, unless offline, whose browser session has not
+/// ended or passed its absolute lifetime (such grants end with the session).
+async fn grant_if_live(
+    state: &AppState,
+    id: Uuid,
+) -> Result<Option<Grant>, crate::store::StoreError> {
+    let Some(grant) = state
         .db
         .grants()
         .find(id)
-        .await
-        .map_err(OAuthError::server)?
+        .await?
         .filter(|g| g.revoked_at.is_none())
-        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "the grant was revoked"))
+    else {
+        return Ok(None);
+    };
+    if grant.offline {
+        return Ok(Some(grant));
+    }
+    let Some(session_id) = grant.session_id else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let alive = state
+        .db
+        .sessions()
+        .find(session_id)
+        .await?
+        .is_some_and(|s| s.ended_at.is_none() && s.expires_at > now);
+    Ok(alive.then_some(grant))
 }
 
 async fn grant_user(state: &AppState, grant: &Grant) -> Result<User, OAuthError> {
@@ -545,13 +575,9 @@ pub async fn check_access_token(
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse::<Uuid>().ok())
         .ok_or("the access token is invalid")?;
-    let grant = state
-        .db
-        .grants()
-        .find(gid)
+    let grant = grant_if_live(state, gid)
         .await
         .map_err(|_| "the access token cannot be checked")?
-        .filter(|g| g.revoked_at.is_none())
         .ok_or("the access token was revoked")?;
     let user = state
         .db

@@ -489,8 +489,8 @@ impl Browser {
         let login = self.follow(self.get(authorize_url).await).await;
         assert_eq!(
             login.status, 200,
-            "expected the sign-in page: {}",
-            login.body
+            "expected the sign-in page: {:?} {}",
+            login.location, login.body
         );
         self.submit_login(&login, email, password, remember).await
     }

@@ -77,6 +77,21 @@ fn authorize(rp: &Rp, extra: &[(&str, &str)]) -> Pending {
     }
 }
 
+/// The URL with one query parameter replaced.
+fn with_param(url: &str, key: &str, value: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != key)
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(pairs)
+        .append_pair(key, value);
+    url.to_string()
+}
+
 /// Signs in through the form and returns the code, checking `state` and `iss`.
 async fn sign_in_for_code(s: &Setup, pending: &Pending) -> AuthorizationCode {
     let back = s
@@ -1075,5 +1090,77 @@ async fn a_frozen_account_cannot_sign_in_or_use_its_tokens() {
     assert!(
         page.body
             .contains("このアカウントは現在ご利用いただけません")
+    );
+}
+
+#[tokio::test]
+async fn grants_end_with_their_session_unless_offline() {
+    let s = setup(ClientOpts {
+        refresh: true,
+        ..Default::default()
+    })
+    .await;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let rt = tokens
+        .refresh_token()
+        .expect("registered for refresh tokens")
+        .clone();
+    // Past the session's absolute lifetime (24 h without "keep me signed in").
+    s.app
+        .clock()
+        .advance(Duration::hours(24) + Duration::seconds(1));
+    let err =
+        s.rp.exchange_refresh_token(&rt)
+            .unwrap()
+            .request_async(&s.http)
+            .await
+            .unwrap_err();
+    assert_eq!(token_error(err), "invalid_grant");
+
+    // A first-party client asking for offline_access gets a grant that outlives it.
+    let s = setup(ClientOpts {
+        first_party: true,
+        ..Default::default()
+    })
+    .await;
+    let mut pending = authorize(&s.rp, &[]);
+    pending.url = with_param(&pending.url, "scope", "openid offline_access");
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    assert!(
+        tokens
+            .scopes()
+            .unwrap()
+            .iter()
+            .any(|sc| sc.as_str() == "offline_access")
+    );
+    let rt = tokens
+        .refresh_token()
+        .expect("offline_access gives a refresh token")
+        .clone();
+    s.app.clock().advance(Duration::hours(25));
+    let refreshed =
+        s.rp.exchange_refresh_token(&rt)
+            .unwrap()
+            .request_async(&s.http)
+            .await
+            .unwrap();
+    assert_eq!(userinfo_status(&s, refreshed.access_token()).await, 200);
+
+    // A third-party client does not get offline access without consent.
+    let s = setup(ClientOpts::default()).await;
+    let mut pending = authorize(&s.rp, &[]);
+    pending.url = with_param(&pending.url, "scope", "openid offline_access");
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    assert!(tokens.refresh_token().is_none());
+    assert!(
+        !tokens
+            .scopes()
+            .unwrap()
+            .iter()
+            .any(|sc| sc.as_str() == "offline_access")
     );
 }
