@@ -9,6 +9,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_users;
 mod m20261122_000002_oidc;
+mod m20261122_000003_consent_algs;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_users::Migration),
             Box::new(m20261122_000002_oidc::Migration),
+            Box::new(m20261122_000003_consent_algs::Migration),
         ]
     }
 

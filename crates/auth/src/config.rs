@@ -67,6 +67,9 @@ impl Default for SessionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TokenConfig {
+    /// Algorithm of access tokens: RS256, ES256 or EdDSA (ID tokens follow each client's
+    /// `id_token_signed_response_alg`).
+    pub access_token_alg: crate::keys::Alg,
     /// Lifetime of access tokens (JWTs: they cannot be recalled from caches, keep it short).
     pub access_token_secs: u32,
     /// Lifetime of ID tokens.
@@ -78,6 +81,7 @@ pub struct TokenConfig {
 impl Default for TokenConfig {
     fn default() -> Self {
         Self {
+            access_token_alg: crate::keys::Alg::RS256,
             access_token_secs: 600,
             id_token_secs: 600,
             refresh_token_days: 30,

@@ -10,6 +10,7 @@ use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::authn::password::PasswordHasher;
 use tobira_auth::domain::Email;
 use tobira_auth::domain::GrantType;
+use tobira_auth::keys::Alg;
 use tobira_auth::startup::{self, Application};
 use tobira_auth::web::i18n::{Lang, Msg};
 use tobira_auth::{Clock, Config, telemetry};
@@ -81,6 +82,9 @@ struct ClientsAdd {
     /// An extra grant type beyond authorization_code.
     #[arg(long = "grant", value_enum)]
     grants: Vec<GrantArg>,
+    /// Signature algorithm of this client's ID tokens.
+    #[arg(long, value_enum, default_value_t = AlgArg::RS256)]
+    id_token_alg: AlgArg,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -96,6 +100,19 @@ struct ClientsAdd {
 enum GrantArg {
     #[value(name = "refresh_token")]
     RefreshToken,
+    #[value(name = "client_credentials")]
+    ClientCredentials,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[allow(clippy::upper_case_acronyms)]
+enum AlgArg {
+    #[value(name = "RS256")]
+    RS256,
+    #[value(name = "ES256")]
+    ES256,
+    #[value(name = "EdDSA")]
+    EdDSA,
 }
 
 #[derive(Subcommand)]
@@ -239,8 +256,14 @@ async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
             .iter()
             .map(|g| match g {
                 GrantArg::RefreshToken => GrantType::RefreshToken,
+                GrantArg::ClientCredentials => GrantType::ClientCredentials,
             })
             .collect(),
+        id_token_alg: match args.id_token_alg {
+            AlgArg::RS256 => Alg::RS256,
+            AlgArg::ES256 => Alg::ES256,
+            AlgArg::EdDSA => Alg::EdDSA,
+        },
         client_id: args.client_id,
         secret,
     };

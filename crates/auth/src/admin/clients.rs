@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Client, GrantType, RedirectUri, RedirectUriError};
+use crate::keys::Alg;
 use crate::store::{Db, StoreError};
 
 pub struct AddClient {
@@ -15,6 +16,7 @@ pub struct AddClient {
     pub public: bool,
     pub first_party: bool,
     pub extra_grants: Vec<GrantType>,
+    pub id_token_alg: Alg,
     /// Chosen by the operator; generated otherwise.
     pub client_id: Option<String>,
     /// Given by the operator (confidential clients); generated otherwise.
@@ -33,6 +35,8 @@ pub enum AddClientError {
     ClientId,
     #[error("a public client has no secret")]
     SecretForPublic,
+    #[error("client_credentials needs a confidential client (it authenticates with its secret)")]
+    CredentialsForPublic,
     #[error("the client secret must be at least 32 characters (use a generated one)")]
     WeakSecret,
     #[error("a client with this client_id exists")]
@@ -81,6 +85,9 @@ pub async fn add_client(db: &Db, clock: &Clock, req: AddClient) -> Result<Added,
         (false, Some(s)) => Some(s),
         (false, None) => Some(random_token(&mut rand::rng(), 32)),
     };
+    if req.public && req.extra_grants.contains(&GrantType::ClientCredentials) {
+        return Err(AddClientError::CredentialsForPublic);
+    }
     let mut grant_types = vec![GrantType::AuthorizationCode];
     for g in req.extra_grants {
         if !grant_types.contains(&g) {
@@ -96,6 +103,7 @@ pub async fn add_client(db: &Db, clock: &Clock, req: AddClient) -> Result<Added,
         grant_types,
         public: req.public,
         first_party: req.first_party,
+        id_token_alg: req.id_token_alg,
         created_at: clock.now(),
     };
     db.clients().add(&client).await.map_err(|e| match e {
@@ -122,6 +130,7 @@ pub struct ClientView {
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub grant_types: Vec<GrantType>,
+    pub id_token_signed_response_alg: Alg,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -136,6 +145,7 @@ impl From<&Client> for ClientView {
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
+            id_token_signed_response_alg: c.id_token_alg,
             created_at: c.created_at,
         }
     }

@@ -71,6 +71,7 @@ fn is_loopback(url: &Url) -> bool {
 pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
+    ClientCredentials,
 }
 
 impl GrantType {
@@ -78,6 +79,7 @@ impl GrantType {
         match self {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
         }
     }
 
@@ -85,6 +87,7 @@ impl GrantType {
         match s {
             "authorization_code" => Some(Self::AuthorizationCode),
             "refresh_token" => Some(Self::RefreshToken),
+            "client_credentials" => Some(Self::ClientCredentials),
             _ => None,
         }
     }
@@ -102,6 +105,8 @@ pub struct Client {
     pub public: bool,
     /// Our own apps (the marketplace): no consent screen, refresh tokens by registration.
     pub first_party: bool,
+    /// `id_token_signed_response_alg` (OIDC Dynamic Client Registration §2).
+    pub id_token_alg: crate::keys::Alg,
     pub created_at: OffsetDateTime,
 }
 

@@ -9,8 +9,9 @@ mod master;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use josekit::jwk::alg::ed::EdCurve;
 use josekit::jwk::{Jwk, KeyPair};
-use josekit::jws::{JwsHeader, JwsSigner, JwsVerifier, RS256};
+use josekit::jws::{ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, RS256};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -25,15 +26,57 @@ use crate::store::{Db, DbError, Lock, StoreError, StoredKey};
 pub struct KeyRing(Arc<Inner>);
 
 struct Inner {
-    active: ActiveKey,
+    /// The newest active key of each algorithm.
+    active: HashMap<Alg, ActiveKey>,
     verifiers: HashMap<String, Box<dyn JwsVerifier>>,
     jwks: String,
 }
 
 struct ActiveKey {
     kid: String,
-    alg: &'static str,
     signer: Box<dyn JwsSigner>,
+}
+
+/// The JWS algorithms Tobira signs with: RS256 is mandatory to implement (OIDC Core
+/// §15.1); ES256 and EdDSA (Ed25519) give smaller, faster signatures to clients that
+/// ask for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Alg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 3] = [Alg::RS256, Alg::ES256, Alg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// The left half of this hash of a token is its `at_hash` (OIDC Core §3.1.3.6): the
+    /// hash of the JWS algorithm, SHA-512 for Ed25519.
+    pub fn token_hash(self, token: &str) -> String {
+        use sha2::Digest;
+        match self {
+            Self::RS256 | Self::ES256 => {
+                let d = sha2::Sha256::digest(token.as_bytes());
+                crate::crypto::b64url(&d[..16])
+            }
+            Self::EdDSA => {
+                let d = sha2::Sha512::digest(token.as_bytes());
+                crate::crypto::b64url(&d[..32])
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,29 +111,32 @@ pub enum VerifyError {
     Signature,
 }
 
-/// The algorithm the first key is made for: RS256 is mandatory to implement (OIDC Core §15.1).
-const DEFAULT_ALG: &str = "RS256";
+fn missing_algs(keys: &[StoredKey]) -> Vec<Alg> {
+    Alg::ALL
+        .into_iter()
+        .filter(|alg| {
+            !keys
+                .iter()
+                .any(|k| k.state == "active" && k.alg == alg.as_str())
+        })
+        .collect()
+}
 
 impl KeyRing {
-    /// Loads the published keys, creating the first one if there is none.
+    /// Loads the published keys, creating an active key for every algorithm that has
+    /// none (under a lock, so replicas starting together create one each, not several).
     pub async fn load_or_init(
         db: &Db,
         master: &MasterKey,
         clock: &Clock,
     ) -> Result<Self, KeyError> {
         let mut keys = db.signing_keys().published().await?;
-        if !keys
-            .iter()
-            .any(|k| k.state == "active" && k.alg == DEFAULT_ALG)
-        {
+        if !missing_algs(&keys).is_empty() {
             db.locked(Lock::SigningKeys, async {
-                // Another replica may have created it while we waited for the lock.
+                // Another replica may have created them while we waited for the lock.
                 let current = db.signing_keys().published().await?;
-                if !current
-                    .iter()
-                    .any(|k| k.state == "active" && k.alg == DEFAULT_ALG)
-                {
-                    let key = generate(DEFAULT_ALG, master, clock)?;
+                for alg in missing_algs(&current) {
+                    let key = generate(alg, master, clock)?;
                     db.signing_keys().add(&key).await?;
                     tracing::info!(kid = %key.kid, alg = %key.alg, "created a signing key");
                 }
@@ -105,7 +151,7 @@ impl KeyRing {
     fn from_stored(keys: &[StoredKey], master: &MasterKey) -> Result<Self, KeyError> {
         let mut verifiers = HashMap::new();
         let mut public = Vec::new();
-        let mut active = None;
+        let mut active = HashMap::new();
         for key in keys {
             let corrupt = |reason: String| KeyError::Corrupt {
                 kid: key.kid.clone(),
@@ -113,7 +159,7 @@ impl KeyRing {
             };
             let jwk =
                 Jwk::from_bytes(key.public_jwk.as_bytes()).map_err(|e| corrupt(e.to_string()))?;
-            let alg = known_alg(&key.alg)
+            let alg = Alg::parse(&key.alg)
                 .ok_or_else(|| corrupt(format!("unsupported alg {}", key.alg)))?;
             verifiers.insert(key.kid.clone(), verifier(alg, &jwk)?);
             public.push(Value::Object(jwk.into()));
@@ -128,17 +174,21 @@ impl KeyRing {
                 }
                 let private = master.decrypt(&key.private_jwe)?;
                 let private = Jwk::from_bytes(&private).map_err(|e| corrupt(e.to_string()))?;
-                active = Some(ActiveKey {
-                    kid: key.kid.clone(),
+                active.insert(
                     alg,
-                    signer: signer(alg, &private)?,
-                });
+                    ActiveKey {
+                        kid: key.kid.clone(),
+                        signer: signer(alg, &private)?,
+                    },
+                );
             }
         }
-        let active = active.ok_or_else(|| KeyError::Corrupt {
-            kid: "-".to_owned(),
-            reason: "no active signing key".to_owned(),
-        })?;
+        if let Some(alg) = Alg::ALL.into_iter().find(|a| !active.contains_key(a)) {
+            return Err(KeyError::Corrupt {
+                kid: "-".to_owned(),
+                reason: format!("no active {} signing key", alg.as_str()),
+            });
+        }
         let jwks = serde_json::json!({ "keys": public }).to_string();
         Ok(Self(Arc::new(Inner {
             active,
@@ -149,8 +199,11 @@ impl KeyRing {
 
     /// A compact JWS of `claims` with the active key; `typ` is `JWT` for ID tokens and
     /// `at+jwt` for access tokens (RFC 9068 §2.1).
-    pub fn sign(&self, typ: &str, claims: &impl Serialize) -> Result<String, KeyError> {
-        let key = &self.0.active;
+    pub fn sign(&self, alg: Alg, typ: &str, claims: &impl Serialize) -> Result<String, KeyError> {
+        let key = self.0.active.get(&alg).ok_or_else(|| KeyError::Corrupt {
+            kid: "-".to_owned(),
+            reason: format!("no active {} key", alg.as_str()),
+        })?;
         let mut header = JwsHeader::new();
         header.set_token_type(typ);
         header.set_key_id(key.kid.clone());
@@ -194,57 +247,56 @@ impl KeyRing {
         &self.0.jwks
     }
 
-    /// Algorithms the ring signs ID tokens with (for discovery).
+    /// Algorithms the ring signs with (for discovery).
     pub fn signing_algs(&self) -> Vec<&'static str> {
-        vec![self.0.active.alg]
+        Alg::ALL.iter().map(|a| a.as_str()).collect()
     }
 }
 
-fn known_alg(alg: &str) -> Option<&'static str> {
-    match alg {
-        "RS256" => Some("RS256"),
-        _ => None,
-    }
+fn signer(alg: Alg, private: &Jwk) -> Result<Box<dyn JwsSigner>, KeyError> {
+    Ok(match alg {
+        Alg::RS256 => Box::new(RS256.signer_from_jwk(private)?),
+        Alg::ES256 => Box::new(ES256.signer_from_jwk(private)?),
+        Alg::EdDSA => Box::new(EdDSA.signer_from_jwk(private)?),
+    })
 }
 
-fn signer(alg: &str, private: &Jwk) -> Result<Box<dyn JwsSigner>, KeyError> {
-    match alg {
-        "RS256" => Ok(Box::new(RS256.signer_from_jwk(private)?)),
-        other => unreachable!("known_alg admitted {other}"),
-    }
-}
-
-fn verifier(alg: &str, public: &Jwk) -> Result<Box<dyn JwsVerifier>, KeyError> {
-    match alg {
-        "RS256" => Ok(Box::new(RS256.verifier_from_jwk(public)?)),
-        other => unreachable!("known_alg admitted {other}"),
-    }
+/// A verifier bound to the key's algorithm: a token claiming another `alg` for this
+/// `kid` fails (no algorithm confusion, RFC 8725 §2.1).
+fn verifier(alg: Alg, public: &Jwk) -> Result<Box<dyn JwsVerifier>, KeyError> {
+    Ok(match alg {
+        Alg::RS256 => Box::new(RS256.verifier_from_jwk(public)?),
+        Alg::ES256 => Box::new(ES256.verifier_from_jwk(public)?),
+        Alg::EdDSA => Box::new(EdDSA.verifier_from_jwk(public)?),
+    })
 }
 
 /// A new active key, its private half encrypted with the master key.
-fn generate(alg: &str, master: &MasterKey, clock: &Clock) -> Result<StoredKey, KeyError> {
+fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, KeyError> {
     let kid = random_token(&mut rand::rng(), 12);
     let (mut private, mut public) = match alg {
-        "RS256" => {
+        Alg::RS256 => {
             let pair = RS256.generate_key_pair(2048)?;
             (pair.to_jwk_private_key(), pair.to_jwk_public_key())
         }
-        other => {
-            return Err(KeyError::Corrupt {
-                kid,
-                reason: format!("cannot generate {other}"),
-            });
+        Alg::ES256 => {
+            let pair = ES256.generate_key_pair()?;
+            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
+        }
+        Alg::EdDSA => {
+            let pair = EdDSA.generate_key_pair(EdCurve::Ed25519)?;
+            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
         }
     };
     for jwk in [&mut private, &mut public] {
         jwk.set_key_id(kid.clone());
-        jwk.set_algorithm(alg);
+        jwk.set_algorithm(alg.as_str());
         jwk.set_key_use("sig");
     }
     let now = clock.now();
     Ok(StoredKey {
         kid,
-        alg: alg.to_owned(),
+        alg: alg.as_str().to_owned(),
         state: "active".to_owned(),
         private_jwe: master.encrypt(private.to_string().as_bytes())?,
         public_jwk: public.to_string(),
@@ -260,19 +312,27 @@ mod tests {
 
     fn new_ring() -> KeyRing {
         let master = MasterKey::from_bytes([7u8; 32]);
-        let key = generate("RS256", &master, &Clock::system()).unwrap();
-        KeyRing::from_stored(&[key], &master).unwrap()
+        let keys: Vec<StoredKey> = Alg::ALL
+            .into_iter()
+            .map(|alg| generate(alg, &master, &Clock::system()).unwrap())
+            .collect();
+        KeyRing::from_stored(&keys, &master).unwrap()
     }
 
     #[test]
     fn tokens_verify_with_the_ring_and_fail_when_tampered() {
         let ring = new_ring();
+        for alg in Alg::ALL {
+            let token = ring
+                .sign(alg, "at+jwt", &serde_json::json!({ "sub": "abc" }))
+                .unwrap();
+            let (claims, typ) = ring.verify(&token).unwrap();
+            assert_eq!(claims["sub"], "abc", "{alg:?}");
+            assert_eq!(typ.as_deref(), Some("at+jwt"));
+        }
         let token = ring
-            .sign("at+jwt", &serde_json::json!({ "sub": "abc" }))
+            .sign(Alg::RS256, "at+jwt", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
-        let (claims, typ) = ring.verify(&token).unwrap();
-        assert_eq!(claims["sub"], "abc");
-        assert_eq!(typ.as_deref(), Some("at+jwt"));
 
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged_payload = crate::crypto::b64url(br#"{"sub":"someone-else"}"#);
@@ -280,17 +340,38 @@ mod tests {
         assert!(ring.verify(&parts.join(".")).is_err());
         // Another ring's key is unknown here.
         let other = new_ring()
-            .sign("JWT", &serde_json::json!({ "sub": "abc" }))
+            .sign(Alg::ES256, "JWT", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
         assert!(ring.verify(&other).is_err());
         assert!(ring.verify("not.a.jwt").is_err());
     }
 
     #[test]
+    fn a_token_claiming_another_alg_for_a_key_is_refused() {
+        let ring = new_ring();
+        let token = ring
+            .sign(Alg::ES256, "JWT", &serde_json::json!({ "sub": "abc" }))
+            .unwrap();
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut header: Value =
+            serde_json::from_slice(&crate::crypto::b64url_decode(&parts[0]).unwrap()).unwrap();
+        header["alg"] = "RS256".into();
+        parts[0] = crate::crypto::b64url(header.to_string().as_bytes());
+        assert!(ring.verify(&parts.join(".")).is_err());
+    }
+
+    #[test]
+    fn at_hash_follows_the_algorithm() {
+        assert_eq!(Alg::RS256.token_hash("x").len(), 22);
+        assert_eq!(Alg::ES256.token_hash("x"), Alg::RS256.token_hash("x"));
+        assert_eq!(Alg::EdDSA.token_hash("x").len(), 43);
+    }
+
+    #[test]
     fn alg_none_is_refused() {
         let ring = new_ring();
         let token = ring
-            .sign("JWT", &serde_json::json!({ "sub": "abc" }))
+            .sign(Alg::RS256, "JWT", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
         let kid = token.split('.').next().unwrap();
         let header: Value =

@@ -55,6 +55,9 @@ pub struct AuthRequest {
     pub ui_locales: Option<String>,
     /// The `sub` of a valid `id_token_hint`: only this member may be signed in.
     pub hint_sub: Option<String>,
+    /// `response_mode=form_post`: the answer is POSTed by an auto-submitting page.
+    #[serde(default)]
+    pub form_post: bool,
 }
 
 /// An authorization request waiting for the member to sign in.
@@ -63,6 +66,9 @@ pub struct LoginTx {
     pub request: AuthRequest,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The member allowed this request on the consent page.
+    #[serde(default)]
+    pub consented: bool,
 }
 
 pub fn login_tx_key(id: &str) -> String {
@@ -79,6 +85,7 @@ pub enum Rejection {
         state: Option<String>,
         code: ErrorCode,
         description: String,
+        form_post: bool,
     },
     Internal(String),
 }
@@ -90,6 +97,7 @@ impl Rejection {
             state: req.state.clone(),
             code,
             description: description.into(),
+            form_post: req.form_post,
         }
     }
 
@@ -102,6 +110,7 @@ impl Rejection {
                 state: rp_state,
                 code,
                 description,
+                form_post,
             } => {
                 let mut params = vec![
                     ("error", code.as_str().to_owned()),
@@ -110,7 +119,7 @@ impl Rejection {
                 if let Some(s) = rp_state {
                     params.push(("state", s));
                 }
-                redirect_to_client(state, &redirect_uri, params)
+                respond_to_client(state, &redirect_uri, params, form_post)
             }
             Self::Internal(cause) => {
                 tracing::error!(error = %cause, "authorization request failed");
@@ -125,14 +134,20 @@ impl Rejection {
     }
 }
 
-/// A 303 to the client's (registered) redirect URI with `params` and our `iss`
-/// (RFC 9207) added to its query.
-pub fn redirect_to_client(
+/// The answer to an authorization request, sent to the client's (registered) redirect
+/// URI with our `iss` added (RFC 9207): a 303 with the parameters in the query, or with
+/// `form_post` an auto-submitting page that POSTs them (OAuth 2.0 Form Post Response
+/// Mode), so they never appear in a URL or a Referer.
+pub fn respond_to_client(
     state: &AppState,
     redirect_uri: &str,
     mut params: Vec<(&str, String)>,
+    form_post: bool,
 ) -> Response {
     params.push(("iss", state.config.issuer.as_str().to_owned()));
+    if form_post {
+        return super::form_post::page(redirect_uri, &params);
+    }
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -208,7 +223,20 @@ pub async fn validate(
         login_hint: get("login_hint"),
         ui_locales: get("ui_locales"),
         hint_sub: None,
+        form_post: false,
     };
+    // The response mode decides how every later error travels, so it comes first.
+    match get("response_mode").as_deref() {
+        None | Some("query") => {}
+        Some("form_post") => req.form_post = true,
+        Some(_) => {
+            return Err(Rejection::to_client(
+                &req,
+                ErrorCode::InvalidRequest,
+                "response_mode must be query or form_post",
+            ));
+        }
+    }
     let reject = |req: &AuthRequest, code, msg: &str| Err(Rejection::to_client(req, code, msg));
 
     if let Some(k) = repeated {
@@ -242,15 +270,6 @@ pub async fn validate(
                 "only response_type=code is supported",
             );
         }
-    }
-    if let Some(mode) = get("response_mode")
-        && mode != "query"
-    {
-        return reject(
-            &req,
-            ErrorCode::InvalidRequest,
-            "only response_mode=query is supported",
-        );
     }
     if !client.allows(GrantType::AuthorizationCode) {
         return reject(
@@ -435,15 +454,12 @@ pub async fn get_continue(
         Ok(None) => return error_page(StatusCode::BAD_REQUEST, lang, Msg::UnknownClient, None),
         Err(e) => return Rejection::Internal(e.to_string()).respond(&state, &headers, request_id),
     };
-    match proceed(
-        &state,
-        &headers,
-        tx.request,
-        &client,
-        Some((&p.tx, tx.created_at)),
-    )
-    .await
-    {
+    let resumed = Resumed {
+        id: &p.tx,
+        parked_at: tx.created_at,
+        consented: tx.consented,
+    };
+    match proceed(&state, &headers, tx.request, &client, Some(resumed)).await {
         Ok(res) => res,
         Err(r) => r.respond(&state, &headers, request_id),
     }
@@ -458,15 +474,22 @@ pub async fn load_tx(state: &AppState, id: &str) -> Result<Option<LoginTx>, Reje
     Ok(raw.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
 }
 
-/// Decides between "issue a code now" and "sign in first". `resumed` is the login
-/// transaction this request comes back from, with the time it was parked: a session
-/// signed in since then satisfies `prompt=login` and `max_age`.
+/// The parked request a browser comes back with from the sign-in or consent page.
+#[derive(Clone, Copy)]
+struct Resumed<'a> {
+    id: &'a str,
+    /// A session signed in since then satisfies `prompt=login` and `max_age`.
+    parked_at: OffsetDateTime,
+    consented: bool,
+}
+
+/// Decides between "issue a code now", "sign in first" and "ask for consent first".
 async fn proceed(
     state: &AppState,
     headers: &HeaderMap,
     req: AuthRequest,
     client: &Client,
-    resumed: Option<(&str, OffsetDateTime)>,
+    resumed: Option<Resumed<'_>>,
 ) -> Result<Response, Rejection> {
     let internal = |e: &dyn std::fmt::Display| Rejection::Internal(e.to_string());
     let secret = state.cookies.get(headers, SESSION);
@@ -490,7 +513,7 @@ async fn proceed(
         _ => None,
     };
     let fresh = match (resumed, signed_in) {
-        (Some((_, parked_at)), Some(s)) => s.auth_time >= parked_at,
+        (Some(r), Some(s)) => s.auth_time >= r.parked_at,
         _ => false,
     };
     let needs_login = match signed_in {
@@ -517,7 +540,7 @@ async fn proceed(
             ));
         }
         let id = match resumed {
-            Some((id, _)) => id.to_owned(),
+            Some(r) => r.id.to_owned(),
             None => park(state, &req, now).await?,
         };
         return Ok(see_other(&format!("{}?tx={id}", paths::LOGIN), &[]));
@@ -533,14 +556,55 @@ async fn proceed(
     let (Some(session), Some(user)) = (signed_in, user) else {
         return Err(Rejection::Internal("session without member".to_owned()));
     };
-    if let Some((id, _)) = resumed {
+    let consented = resumed.is_some_and(|r| r.consented);
+    if needs_consent(state, &req, client, &user, consented).await? {
+        if req.prompt_none {
+            return Err(Rejection::to_client(
+                &req,
+                ErrorCode::ConsentRequired,
+                "the member must allow this client",
+            ));
+        }
+        let id = match resumed {
+            Some(r) => r.id.to_owned(),
+            None => park(state, &req, now).await?,
+        };
+        return Ok(see_other(&format!("{}?tx={id}", paths::CONSENT), &[]));
+    }
+    if let Some(r) = resumed {
         state
             .ephemeral
-            .delete(&login_tx_key(id))
+            .delete(&login_tx_key(r.id))
             .await
             .map_err(|e| internal(&e))?;
     }
-    issue_code(state, &req, client, session, &user).await
+    issue_code(state, &req, client, session, &user, consented).await
+}
+
+/// Whether the member must be asked (OIDC Core §3.1.2.4). Never for our own apps;
+/// always for `prompt=consent` and for `offline_access` (which is never remembered,
+/// §11); otherwise when the remembered consent does not cover every scope.
+async fn needs_consent(
+    state: &AppState,
+    req: &AuthRequest,
+    client: &Client,
+    user: &User,
+    consented_now: bool,
+) -> Result<bool, Rejection> {
+    if client.first_party || consented_now {
+        return Ok(false);
+    }
+    if req.prompt_consent || req.scopes.iter().any(|s| s == "offline_access") {
+        return Ok(true);
+    }
+    let remembered = state
+        .db
+        .consents()
+        .find(user.id, &client.client_id)
+        .await
+        .map_err(|e| Rejection::Internal(e.to_string()))?
+        .unwrap_or_default();
+    Ok(!req.scopes.iter().all(|s| remembered.contains(s)))
 }
 
 async fn park(
@@ -552,6 +616,7 @@ async fn park(
     let tx = LoginTx {
         request: req.clone(),
         created_at: now,
+        consented: false,
     };
     let bytes = serde_json::to_vec(&tx).map_err(|e| Rejection::Internal(e.to_string()))?;
     state
@@ -570,12 +635,13 @@ async fn issue_code(
     client: &Client,
     session: &BrowserSession,
     user: &User,
+    consented: bool,
 ) -> Result<Response, Rejection> {
     let internal = |e: &dyn std::fmt::Display| Rejection::Internal(e.to_string());
-    // offline_access needs consent (OIDC Core §11). First-party apps are ours and need
-    // none; other clients get it with the consent page (not built yet), so until then
-    // it is dropped from their grants.
-    let offline = client.first_party && req.scopes.iter().any(|s| s == "offline_access");
+    // offline_access needs consent (OIDC Core §11): given on the consent page for this
+    // very request, or implied for our own (first-party) apps.
+    let offline =
+        (client.first_party || consented) && req.scopes.iter().any(|s| s == "offline_access");
     let scope: Vec<&str> = req
         .scopes
         .iter()
@@ -627,5 +693,10 @@ async fn issue_code(
     if let Some(s) = &req.state {
         params.push(("state", s.clone()));
     }
-    Ok(redirect_to_client(state, &req.redirect_uri, params))
+    Ok(respond_to_client(
+        state,
+        &req.redirect_uri,
+        params,
+        req.form_post,
+    ))
 }

@@ -1,10 +1,14 @@
 //! The OpenID Connect protocol endpoints and Tobira's own pages within a flow.
 
 pub mod authorize;
+pub mod consent;
 pub mod discovery;
 pub mod error;
+pub mod form_post;
 pub mod login;
+pub mod logout;
 pub mod paths;
+pub mod revocation;
 pub mod tokens;
 pub mod userinfo;
 
@@ -27,5 +31,22 @@ pub fn router() -> Router<AppState> {
         .route(
             paths::USERINFO,
             get(userinfo::userinfo).post(userinfo::userinfo),
+        )
+        .route(
+            paths::CONSENT,
+            get(consent::get_consent).post(consent::post_consent),
+        )
+        .route(
+            paths::END_SESSION,
+            get(logout::get_end_session).post(logout::post_end_session),
+        )
+        .route(
+            paths::END_SESSION_CONFIRM,
+            axum::routing::post(logout::post_confirm),
+        )
+        .route(paths::REVOKE, axum::routing::post(revocation::revoke))
+        .route(
+            paths::INTROSPECT,
+            axum::routing::post(revocation::introspect),
         )
 }

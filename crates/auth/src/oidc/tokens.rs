@@ -48,10 +48,11 @@ impl CodeRecord {
 const USED_CODE_MEMORY: Duration = Duration::minutes(10);
 
 #[derive(Serialize)]
-struct TokenResponse {
+pub(super) struct TokenResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
@@ -76,6 +77,7 @@ pub async fn token(
         match params.get("grant_type") {
             Some("authorization_code") => authorization_code(&state, &client, &params).await,
             Some("refresh_token") => refresh_token(&state, &client, &params).await,
+            Some("client_credentials") => client_credentials(&state, &client, &params),
             Some(_) => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "unsupported grant_type",
@@ -98,10 +100,10 @@ pub async fn token(
 }
 
 /// Form parameters; a repeated parameter is an error (RFC 6749 §3.2).
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn new(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
+    pub(super) fn new(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
         for (i, (k, _)) in pairs.iter().enumerate() {
             if pairs[..i].iter().any(|(other, _)| other == k) {
                 return Err(OAuthError::new(
@@ -113,7 +115,7 @@ impl Params {
         Ok(Self(pairs))
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -124,7 +126,7 @@ impl Params {
 
 /// client_secret_basic, client_secret_post or none (public clients). Exactly one
 /// method per request (RFC 6749 §2.3).
-async fn authenticate_client(
+pub(super) async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
@@ -385,6 +387,54 @@ async fn refresh_token(
     Ok(response)
 }
 
+/// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token whose
+/// `sub` is the client (RFC 9068 §2.2); no refresh token, no ID token.
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    params: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    if client.public || !client.allows(GrantType::ClientCredentials) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use client_credentials",
+        ));
+    }
+    // No API scopes are registered yet, and member scopes make no sense without a member.
+    if params.get("scope").is_some_and(|s| !s.trim().is_empty()) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "no scopes are available to client_credentials",
+        ));
+    }
+    let now = state.clock.now();
+    let tokens = &state.config.tokens;
+    let access_token = state
+        .keys
+        .sign(
+            tokens.access_token_alg,
+            "at+jwt",
+            &json!({
+                "iss": state.config.issuer.as_str(),
+                "sub": client.client_id,
+                "aud": client.client_id,
+                "exp": (now + Duration::seconds(tokens.access_token_secs.into())).unix_timestamp(),
+                "iat": now.unix_timestamp(),
+                "jti": random_token(&mut rand::rng(), 16),
+                "client_id": client.client_id,
+            }),
+        )
+        .map_err(OAuthError::server)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: tokens.access_token_secs,
+        scope: String::new(),
+        id_token: None,
+        refresh_token: None,
+    })
+}
+
 async fn live_grant(state: &AppState, id: Uuid) -> Result<Grant, OAuthError> {
     match grant_if_live(state, id).await.map_err(OAuthError::server)? {
         Some(grant) => Ok(grant),
@@ -397,7 +447,7 @@ async fn live_grant(state: &AppState, id: Uuid) -> Result<Grant, OAuthError> {
 
 /// A grant that is not revoked and, unless offline, whose browser session has not
 /// ended or passed its absolute lifetime (such grants end with the session).
-async fn grant_if_live(
+pub(super) async fn grant_if_live(
     state: &AppState,
     id: Uuid,
 ) -> Result<Option<Grant>, crate::store::StoreError> {
@@ -485,6 +535,7 @@ async fn issue(
     let access_token = state
         .keys
         .sign(
+            tokens.access_token_alg,
             "at+jwt",
             &AccessTokenClaims {
                 iss: issuer,
@@ -502,7 +553,6 @@ async fn issue(
         .map_err(OAuthError::server)?;
     let id_token = if grant.has_scope("openid") {
         // at_hash: left half of the SHA-256 of the access token (OIDC Core §3.1.3.6).
-        let digest = sha256(access_token.as_bytes());
         let claims = IdTokenClaims {
             iss: issuer,
             sub: user.sub.as_str(),
@@ -513,13 +563,13 @@ async fn issue(
             nonce,
             amr: &grant.amr,
             acr: &grant.acr,
-            at_hash: b64url(&digest[..16]),
+            at_hash: client.id_token_alg.token_hash(&access_token),
             sid,
         };
         Some(
             state
                 .keys
-                .sign("JWT", &claims)
+                .sign(client.id_token_alg, "JWT", &claims)
                 .map_err(OAuthError::server)?,
         )
     } else {
@@ -546,13 +596,25 @@ async fn issue(
     })
 }
 
-/// Checks an access token presented at a resource endpoint: our signature, our issuer,
-/// `typ: at+jwt` (so an ID token is not accepted as an access token), not expired, and
-/// its grant still live. Returns the grant and the member.
+/// An access token that passed every check.
+pub struct LiveAccessToken {
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The grant and member, for tokens issued to a member (not client credentials).
+    pub subject: Option<(Grant, User)>,
+}
+
+impl LiveAccessToken {
+    pub fn client_id(&self) -> Option<&str> {
+        self.claims.get("client_id").and_then(|v| v.as_str())
+    }
+}
+
+/// Checks an access token: our signature, our issuer, `typ: at+jwt` (an ID token is not
+/// an access token), not expired, not revoked, and its grant and member still live.
 pub async fn check_access_token(
     state: &AppState,
     token: &str,
-) -> Result<(Grant, User), &'static str> {
+) -> Result<LiveAccessToken, &'static str> {
     let (claims, typ) = state
         .keys
         .verify(token)
@@ -570,9 +632,27 @@ pub async fn check_access_token(
     if exp <= state.clock.now().unix_timestamp() {
         return Err("the access token expired");
     }
-    let gid = claims
-        .get("gid")
+    let jti = claims
+        .get("jti")
         .and_then(|v| v.as_str())
+        .ok_or("the access token is invalid")?;
+    if state
+        .ephemeral
+        .get(&revoked_jti_key(jti))
+        .await
+        .map_err(|_| "the access token cannot be checked")?
+        .is_some()
+    {
+        return Err("the access token was revoked");
+    }
+    let Some(gid) = claims.get("gid") else {
+        return Ok(LiveAccessToken {
+            claims,
+            subject: None,
+        });
+    };
+    let gid = gid
+        .as_str()
         .and_then(|s| s.parse::<Uuid>().ok())
         .ok_or("the access token is invalid")?;
     let grant = grant_if_live(state, gid)
@@ -590,7 +670,15 @@ pub async fn check_access_token(
     if claims.get("sub").and_then(|v| v.as_str()) != Some(user.sub.as_str()) {
         return Err("the access token is invalid");
     }
-    Ok((grant, user))
+    Ok(LiveAccessToken {
+        claims,
+        subject: Some((grant, user)),
+    })
+}
+
+/// A revoked access token's `jti` is remembered until the token would have expired.
+pub fn revoked_jti_key(jti: &str) -> String {
+    format!("revoked_jti:{jti}")
 }
 
 /// Userinfo claims for a grant's scopes (OIDC Core §5.4).

@@ -46,11 +46,18 @@ pub async fn userinfo(
         (None, None) => return bearer_error(None, ""),
     };
     match check_access_token(&state, &token).await {
-        Ok((grant, user)) => {
+        Ok(super::tokens::LiveAccessToken {
+            subject: Some((grant, user)),
+            ..
+        }) => {
             let mut res = Json(userinfo_claims(&grant, &user)).into_response();
             no_store(res.headers_mut());
             res
         }
+        Ok(_) => bearer_error(
+            Some(ErrorCode::InvalidToken),
+            "the token was issued to a client, not a member",
+        ),
         Err(why) => bearer_error(Some(ErrorCode::InvalidToken), why),
     }
 }

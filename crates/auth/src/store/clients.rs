@@ -33,6 +33,7 @@ impl<'c> ClientRepo<'c> {
             grant_types: Set(json_list(client.grant_types.iter().map(|g| g.as_str()))),
             public: Set(client.public),
             first_party: Set(client.first_party),
+            id_token_alg: Set(client.id_token_alg.as_str().to_owned()),
             created_at: Set(client.created_at),
         };
         clients::Entity::insert(row)
@@ -98,6 +99,9 @@ fn to_client(m: clients::Model) -> Result<Client, StoreError> {
         .map(RedirectUri::from_stored)
         .collect(),
         grant_types,
+        id_token_alg: crate::keys::Alg::parse(&m.id_token_alg).ok_or_else(|| {
+            StoreError::Corrupt(format!("clients.id_token_alg {:?}", m.id_token_alg))
+        })?,
         client_id: m.client_id,
         name: m.name,
         secret_hash: m.secret_hash,

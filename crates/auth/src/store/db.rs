@@ -7,7 +7,9 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use tobira_migrations::{Migrator, MigratorTrait};
 
-use super::{ClientRepo, GrantRepo, RefreshTokenRepo, SessionRepo, SigningKeyRepo, UserRepo};
+use super::{
+    ClientRepo, ConsentRepo, GrantRepo, RefreshTokenRepo, SessionRepo, SigningKeyRepo, UserRepo,
+};
 
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -171,6 +173,10 @@ impl Db {
 
     pub fn clients(&self) -> ClientRepo<'_> {
         ClientRepo::new(&self.conn)
+    }
+
+    pub fn consents(&self) -> ConsentRepo<'_> {
+        ConsentRepo::new(&self.conn)
     }
 
     pub fn sessions(&self) -> SessionRepo<'_> {

@@ -4,6 +4,7 @@
 //! challenges, counters) in process or in Redis.
 
 mod clients;
+mod consents;
 mod db;
 mod entity;
 pub mod ephemeral;
@@ -12,9 +13,12 @@ mod signing_keys;
 mod users;
 
 pub use clients::ClientRepo;
+pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};
 pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore};
-pub use sessions::{GrantRepo, NewGrant, NewSession, RefreshTokenRepo, Rotation, SessionRepo};
+pub use sessions::{
+    GrantRepo, NewGrant, NewSession, RefreshTokenInfo, RefreshTokenRepo, Rotation, SessionRepo,
+};
 pub use signing_keys::{SigningKeyRepo, StoredKey};
 pub use users::{NewUser, UserRepo};
 

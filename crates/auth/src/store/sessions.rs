@@ -265,6 +265,14 @@ fn to_grant(m: grants::Model) -> Result<Grant, StoreError> {
     })
 }
 
+#[derive(Debug)]
+pub struct RefreshTokenInfo {
+    pub grant_id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub spent: bool,
+}
+
 pub struct RefreshTokenRepo<'c> {
     conn: &'c DatabaseConnection,
 }
@@ -313,6 +321,19 @@ impl<'c> RefreshTokenRepo<'c> {
                 .await?;
             Ok(token)
         }
+    }
+
+    /// What a refresh token is, without spending it (for introspection and revocation).
+    pub async fn find(&self, token: &str) -> Result<Option<RefreshTokenInfo>, StoreError> {
+        Ok(refresh_tokens::Entity::find_by_id(sha256_hex(token))
+            .one(self.conn)
+            .await?
+            .map(|m| RefreshTokenInfo {
+                grant_id: m.grant_id,
+                created_at: m.created_at,
+                expires_at: m.expires_at,
+                spent: m.used_at.is_some(),
+            }))
     }
 
     /// Spends a refresh token. Of two concurrent presentations, exactly one rotates: the

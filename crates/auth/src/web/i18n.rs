@@ -43,6 +43,14 @@ impl Lang {
         }
     }
 
+    /// "{client} would like to access:".
+    pub fn consent_for(self, client: &str) -> String {
+        match self {
+            Self::Ja => format!("{client} が次の情報へのアクセスを求めています。"),
+            Self::En => format!("{client} would like to access:"),
+        }
+    }
+
     /// "Sign in to continue to {client}".
     pub fn login_for(self, client: &str) -> String {
         match self {
@@ -89,6 +97,20 @@ pub enum Msg {
     ServerError,
     ErrorReference,
     OtherLanguage,
+    ConsentTitle,
+    Allow,
+    Deny,
+    ScopeOpenid,
+    ScopeProfile,
+    ScopeEmail,
+    ScopeOfflineAccess,
+    LogoutTitle,
+    LogoutQuestion,
+    LogoutButton,
+    LoggedOut,
+    BadLogoutRequest,
+    Redirecting,
+    ContinueButton,
 }
 
 impl Msg {
@@ -175,6 +197,36 @@ impl Msg {
             (Self::ErrorReference, En) => "Reference",
             (Self::OtherLanguage, Ja) => "English",
             (Self::OtherLanguage, En) => "日本語",
+            (Self::ConsentTitle, Ja) => "アクセスの許可",
+            (Self::ConsentTitle, En) => "Allow access",
+            (Self::Allow, Ja) => "許可する",
+            (Self::Allow, En) => "Allow",
+            (Self::Deny, Ja) => "許可しない",
+            (Self::Deny, En) => "Deny",
+            (Self::ScopeOpenid, Ja) => "あなたを識別するID（サービスごとに異なる場合があります）",
+            (Self::ScopeOpenid, En) => "An identifier for your account",
+            (Self::ScopeProfile, Ja) => "表示名と言語の設定",
+            (Self::ScopeProfile, En) => "Your display name and language",
+            (Self::ScopeEmail, Ja) => "メールアドレス",
+            (Self::ScopeEmail, En) => "Your email address",
+            (Self::ScopeOfflineAccess, Ja) => "ログアウト中も、許可した情報へアクセスし続けること",
+            (Self::ScopeOfflineAccess, En) => {
+                "Keep access to this information while you are signed out"
+            }
+            (Self::LogoutTitle, Ja) => "ログアウト",
+            (Self::LogoutTitle, En) => "Sign out",
+            (Self::LogoutQuestion, Ja) => "ログアウトしますか？",
+            (Self::LogoutQuestion, En) => "Do you want to sign out?",
+            (Self::LogoutButton, Ja) => "ログアウトする",
+            (Self::LogoutButton, En) => "Sign out",
+            (Self::LoggedOut, Ja) => "ログアウトしました。",
+            (Self::LoggedOut, En) => "You have been signed out.",
+            (Self::BadLogoutRequest, Ja) => "ログアウトのリクエストが正しくありません。",
+            (Self::BadLogoutRequest, En) => "This sign-out request is not valid.",
+            (Self::Redirecting, Ja) => "サービスに戻っています…",
+            (Self::Redirecting, En) => "Returning to the service…",
+            (Self::ContinueButton, Ja) => "続ける",
+            (Self::ContinueButton, En) => "Continue",
         }
     }
 }

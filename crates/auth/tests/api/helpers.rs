@@ -283,16 +283,17 @@ impl TestApp {
             tobira_auth::admin::clients::AddClient {
                 name: opts.name.to_owned(),
                 redirect_uris: vec![opts.redirect_uri.to_owned()],
-                post_logout_redirect_uris: vec![],
+                post_logout_redirect_uris: opts
+                    .post_logout_redirect_uri
+                    .iter()
+                    .map(|u| (*u).to_owned())
+                    .collect(),
                 public: opts.public,
                 first_party: opts.first_party,
-                extra_grants: if opts.refresh {
-                    vec![tobira_auth::domain::GrantType::RefreshToken]
-                } else {
-                    vec![]
-                },
+                extra_grants: opts.grants(),
                 client_id: None,
                 secret: None,
+                id_token_alg: opts.id_token_alg,
             },
         )
         .await
@@ -345,6 +346,23 @@ pub struct ClientOpts {
     pub public: bool,
     pub first_party: bool,
     pub refresh: bool,
+    pub client_credentials: bool,
+    pub id_token_alg: tobira_auth::keys::Alg,
+    pub post_logout_redirect_uri: Option<&'static str>,
+}
+
+impl ClientOpts {
+    fn grants(&self) -> Vec<tobira_auth::domain::GrantType> {
+        use tobira_auth::domain::GrantType;
+        let mut grants = Vec::new();
+        if self.refresh {
+            grants.push(GrantType::RefreshToken);
+        }
+        if self.client_credentials {
+            grants.push(GrantType::ClientCredentials);
+        }
+        grants
+    }
 }
 
 impl Default for ClientOpts {
@@ -353,8 +371,12 @@ impl Default for ClientOpts {
             name: "Partner Site",
             redirect_uri: "http://127.0.0.1:9/callback",
             public: false,
-            first_party: false,
+            // Most flows are about protocol, not consent: the consent tests opt out.
+            first_party: true,
             refresh: false,
+            client_credentials: false,
+            id_token_alg: tobira_auth::keys::Alg::RS256,
+            post_logout_redirect_uri: None,
         }
     }
 }

@@ -37,11 +37,22 @@ async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
             test_db.backend
         );
         let keys = db.signing_keys().published().await.unwrap();
-        assert_eq!(keys.len(), 1, "{:?}", test_db.backend);
-        // At rest the private key is a JWE, not a JWK with `d`.
-        assert_eq!(keys[0].private_jwe.split('.').count(), 5);
-        assert!(!keys[0].private_jwe.contains("\"d\""));
-        assert!(!keys[0].public_jwk.contains("\"d\""));
+        let algs: Vec<&str> = keys.iter().map(|k| k.alg.as_str()).collect();
+        assert_eq!(
+            algs.len(),
+            3,
+            "{:?}: one key per algorithm, not one per replica",
+            test_db.backend
+        );
+        for alg in ["RS256", "ES256", "EdDSA"] {
+            assert!(algs.contains(&alg), "{alg}");
+        }
+        for key in &keys {
+            // At rest the private key is a JWE, not a JWK with `d`.
+            assert_eq!(key.private_jwe.split('.').count(), 5);
+            assert!(!key.private_jwe.contains("\"d\""));
+            assert!(!key.public_jwk.contains("\"d\""));
+        }
         // A restart loads the same key.
         let again = KeyRing::load_or_init(&db, &master, &Clock::system())
             .await

@@ -12,6 +12,7 @@ pub struct Model {
     pub grant_types: String,
     pub public: bool,
     pub first_party: bool,
+    pub id_token_alg: String,
     pub created_at: TimeDateTimeWithTimeZone,
 }
 

@@ -1,6 +1,7 @@
 //! sea-orm entities: the tables as rows. Private to `store`.
 
 pub mod clients;
+pub mod consents;
 pub mod grants;
 pub mod refresh_tokens;
 pub mod sessions;

@@ -1,0 +1,240 @@
+//! Token revocation (RFC 7009) and introspection (RFC 7662), both for authenticated
+//! clients and both about the caller's own tokens only: another client's token is
+//! "inactive" to introspection, and revoking it is refused.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::FormRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::error::{ErrorCode, OAuthError, no_store};
+use super::tokens::{
+    LiveAccessToken, Params, authenticate_client, check_access_token, grant_if_live,
+    revoked_jti_key,
+};
+use crate::domain::{Client, UserStatus};
+use crate::state::AppState;
+
+/// A token, as far as this client may know about it.
+enum Found {
+    Access(LiveAccessToken),
+    Refresh {
+        grant: crate::domain::Grant,
+        info: crate::store::RefreshTokenInfo,
+        sub: String,
+    },
+    /// Unknown, malformed, expired, revoked — or another client's.
+    Nothing,
+    Foreign,
+}
+
+async fn find(
+    state: &AppState,
+    client: &Client,
+    token: &str,
+    hint: Option<&str>,
+) -> Result<Found, OAuthError> {
+    // The hint only orders the lookups (RFC 7009 §2.1).
+    let access_first = hint != Some("refresh_token");
+    for access in [access_first, !access_first] {
+        let found = if access {
+            find_access(state, client, token).await
+        } else {
+            find_refresh(state, client, token).await?
+        };
+        if !matches!(found, Found::Nothing) {
+            return Ok(found);
+        }
+    }
+    Ok(Found::Nothing)
+}
+
+async fn find_access(state: &AppState, client: &Client, token: &str) -> Found {
+    // Only a JWT can be an access token; skip the signature check for anything else.
+    if token.split('.').count() != 3 {
+        return Found::Nothing;
+    }
+    match check_access_token(state, token).await {
+        Ok(live) if live.client_id() == Some(client.client_id.as_str()) => Found::Access(live),
+        Ok(_) => Found::Foreign,
+        Err(_) => Found::Nothing,
+    }
+}
+
+async fn find_refresh(state: &AppState, client: &Client, token: &str) -> Result<Found, OAuthError> {
+    let Some(info) = state
+        .db
+        .refresh_tokens()
+        .find(token)
+        .await
+        .map_err(OAuthError::server)?
+    else {
+        return Ok(Found::Nothing);
+    };
+    if info.spent || info.expires_at <= state.clock.now() {
+        return Ok(Found::Nothing);
+    }
+    let Some(grant) = grant_if_live(state, info.grant_id)
+        .await
+        .map_err(OAuthError::server)?
+    else {
+        return Ok(Found::Nothing);
+    };
+    if grant.client_id != client.client_id {
+        return Ok(Found::Foreign);
+    }
+    let user = state
+        .db
+        .users()
+        .find_by_id(grant.user_id)
+        .await
+        .map_err(OAuthError::server)?
+        .filter(|u| u.status == UserStatus::Active);
+    Ok(match user {
+        Some(u) => Found::Refresh {
+            grant,
+            info,
+            sub: u.sub.as_str().to_owned(),
+        },
+        None => Found::Nothing,
+    })
+}
+
+async fn parse(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<(Client, String, Option<String>), OAuthError> {
+    let axum::Form(pairs) = form.map_err(|_| {
+        OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "the body must be application/x-www-form-urlencoded",
+        )
+    })?;
+    let params = Params::new(pairs)?;
+    let client = authenticate_client(state, headers, &params).await?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "token is required"))?
+        .to_owned();
+    Ok((
+        client,
+        token,
+        params.get("token_type_hint").map(str::to_owned),
+    ))
+}
+
+/// RFC 7662 §2.2: `active` and, when active, what the token says.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let result = async {
+        let (client, token, hint) = parse(&state, &headers, form).await?;
+        let body = match find(&state, &client, &token, hint.as_deref()).await? {
+            Found::Access(live) => {
+                let c = &live.claims;
+                let mut body = json!({ "active": true, "token_type": "Bearer" });
+                for key in [
+                    "scope",
+                    "client_id",
+                    "sub",
+                    "aud",
+                    "iss",
+                    "exp",
+                    "iat",
+                    "jti",
+                ] {
+                    if let Some(v) = c.get(key) {
+                        body[key] = v.clone();
+                    }
+                }
+                body
+            }
+            Found::Refresh { grant, info, sub } => json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "scope": grant.scope,
+                "client_id": grant.client_id,
+                "sub": sub,
+                "iss": state.config.issuer.as_str(),
+                "exp": info.expires_at.unix_timestamp(),
+                "iat": info.created_at.unix_timestamp(),
+            }),
+            Found::Nothing | Found::Foreign => json!({ "active": false }),
+        };
+        Ok::<Value, OAuthError>(body)
+    }
+    .await;
+    match result {
+        Ok(body) => {
+            let mut res = Json(body).into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// RFC 7009 §2.2: 200 whether or not the token existed, so that revocation cannot be
+/// used to probe for tokens. Revoking a refresh token revokes its grant, and with it the
+/// access tokens issued from it (§2.1).
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    let result = async {
+        let (client, token, hint) = parse(&state, &headers, form).await?;
+        let now = state.clock.now();
+        match find(&state, &client, &token, hint.as_deref()).await? {
+            Found::Access(live) => {
+                let jti = live
+                    .claims
+                    .get("jti")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                let exp = live
+                    .claims
+                    .get("exp")
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default();
+                let until = time::OffsetDateTime::from_unix_timestamp(exp).unwrap_or(now);
+                state
+                    .ephemeral
+                    .put(&revoked_jti_key(jti), b"1", until)
+                    .await
+                    .map_err(OAuthError::server)?;
+            }
+            Found::Refresh { grant, .. } => {
+                state
+                    .db
+                    .grants()
+                    .revoke(grant.id, now)
+                    .await
+                    .map_err(OAuthError::server)?;
+            }
+            Found::Nothing => {}
+            // §2.1: a client may revoke only its own tokens.
+            Found::Foreign => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    "the token was not issued to this client",
+                ));
+            }
+        }
+        Ok::<(), OAuthError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            let mut res = StatusCode::OK.into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
