@@ -226,6 +226,11 @@ pub struct TestApp {
 impl TestApp {
     /// PostgreSQL + Redis when configured, else SQLite + in-process store.
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like `spawn`, with configuration changes applied last.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
         let db = TestDb::preferred().await;
         let redis = TestRedis::new().await;
         let data = tempfile::tempdir().expect("temporary directory");
@@ -242,6 +247,7 @@ impl TestApp {
             config.ephemeral.url = tobira_auth::config::Secret::new(r.url.clone());
             config.ephemeral.key_prefix = r.prefix.clone();
         }
+        configure(&mut config);
         let clock = Clock::manual_at_now();
         let app = Application::build_on(listener, config, clock.clone())
             .await

@@ -10,5 +10,6 @@ mod helpers;
 mod keys;
 mod migrations;
 mod oidc;
+mod protocol;
 mod rp;
 mod users;

@@ -11,20 +11,20 @@ use time::Duration;
 use crate::helpers::{Browser, ClientOpts, TestApp, callback_params};
 use crate::rp::{self, Auth, Http, IdClaims, Rp, TokenResponse};
 
-const EMAIL: &str = "hanako@example.jp";
-const PASSWORD: &str = "violet-tunnel-ramen-42";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub const EMAIL: &str = "hanako@example.jp";
+pub const PASSWORD: &str = "violet-tunnel-ramen-42";
+pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
-struct Setup {
-    app: TestApp,
-    http: Http,
-    rp: Rp,
-    client_id: String,
-    secret: Option<String>,
-    browser: Browser,
+pub struct Setup {
+    pub app: TestApp,
+    pub http: Http,
+    pub rp: Rp,
+    pub client_id: String,
+    pub secret: Option<String>,
+    pub browser: Browser,
 }
 
-async fn setup(opts: ClientOpts) -> Setup {
+pub async fn setup(opts: ClientOpts) -> Setup {
     let app = TestApp::spawn().await;
     app.add_user(EMAIL, PASSWORD).await;
     let public = opts.public;
@@ -47,14 +47,14 @@ async fn setup(opts: ClientOpts) -> Setup {
     }
 }
 
-struct Pending {
-    url: String,
-    state: CsrfToken,
-    nonce: Nonce,
-    verifier: PkceCodeVerifier,
+pub struct Pending {
+    pub url: String,
+    pub state: CsrfToken,
+    pub nonce: Nonce,
+    pub verifier: PkceCodeVerifier,
 }
 
-fn authorize(rp: &Rp, extra: &[(&str, &str)]) -> Pending {
+pub fn authorize(rp: &Rp, extra: &[(&str, &str)]) -> Pending {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = rp
         .authorize_url(
@@ -78,7 +78,7 @@ fn authorize(rp: &Rp, extra: &[(&str, &str)]) -> Pending {
 }
 
 /// The URL with one query parameter replaced.
-fn with_param(url: &str, key: &str, value: &str) -> String {
+pub fn with_param(url: &str, key: &str, value: &str) -> String {
     let mut url = url::Url::parse(url).unwrap();
     let pairs: Vec<(String, String)> = url
         .query_pairs()
@@ -93,7 +93,7 @@ fn with_param(url: &str, key: &str, value: &str) -> String {
 }
 
 /// Signs in through the form and returns the code, checking `state` and `iss`.
-async fn sign_in_for_code(s: &Setup, pending: &Pending) -> AuthorizationCode {
+pub async fn sign_in_for_code(s: &Setup, pending: &Pending) -> AuthorizationCode {
     let back = s
         .browser
         .sign_in(&pending.url, EMAIL, PASSWORD, false)
@@ -101,7 +101,7 @@ async fn sign_in_for_code(s: &Setup, pending: &Pending) -> AuthorizationCode {
     code_from(s, &back, pending)
 }
 
-fn code_from(s: &Setup, back: &crate::helpers::Page, pending: &Pending) -> AuthorizationCode {
+pub fn code_from(s: &Setup, back: &crate::helpers::Page, pending: &Pending) -> AuthorizationCode {
     assert_eq!(back.status, 303, "{}", back.body);
     let location = back.location.clone().expect("a redirect to the client");
     assert!(location.starts_with(REDIRECT), "{location}");
@@ -115,7 +115,7 @@ fn code_from(s: &Setup, back: &crate::helpers::Page, pending: &Pending) -> Autho
     AuthorizationCode::new(params.get("code").expect("a code").clone())
 }
 
-async fn exchange(
+pub async fn exchange(
     s: &Setup,
     code: AuthorizationCode,
     verifier: PkceCodeVerifier,
@@ -128,7 +128,7 @@ async fn exchange(
         .map_err(token_error)
 }
 
-fn token_error<E: std::error::Error>(
+pub fn token_error<E: std::error::Error>(
     e: RequestTokenError<E, openidconnect::StandardErrorResponse<CoreErrorResponseType>>,
 ) -> String {
     match e {
@@ -137,7 +137,7 @@ fn token_error<E: std::error::Error>(
     }
 }
 
-fn verify_id_token(s: &Setup, tokens: &TokenResponse, nonce: &Nonce) -> IdClaims {
+pub fn verify_id_token(s: &Setup, tokens: &TokenResponse, nonce: &Nonce) -> IdClaims {
     let id_token = tokens.id_token().expect("an ID token");
     let verifier = s.rp.id_token_verifier();
     let claims = id_token
@@ -155,7 +155,7 @@ fn verify_id_token(s: &Setup, tokens: &TokenResponse, nonce: &Nonce) -> IdClaims
     claims
 }
 
-async fn userinfo_status(s: &Setup, token: &AccessToken) -> u16 {
+pub async fn userinfo_status(s: &Setup, token: &AccessToken) -> u16 {
     s.http
         .0
         .get(format!("{}/userinfo", s.app.issuer()))
