@@ -419,6 +419,8 @@ async fn clients_are_added_listed_and_removed_with_secrets_shown_once() {
                 "refresh_token",
                 "--client-id",
                 "marketplace",
+                "--id-token-alg",
+                "ES256",
                 "--json",
             ],
             None,
@@ -432,6 +434,7 @@ async fn clients_are_added_listed_and_removed_with_secrets_shown_once() {
             added["grant_types"],
             serde_json::json!(["authorization_code", "refresh_token"])
         );
+        assert_eq!(added["id_token_signed_response_alg"], "ES256");
 
         let public = tobira.run(
             &[

@@ -195,6 +195,25 @@ async fn discovery_is_truthful_and_jwks_is_cacheable() {
         .await
         .unwrap();
     assert_eq!(raw["request_uri_parameter_supported"], false);
+    assert_eq!(
+        raw["response_modes_supported"],
+        serde_json::json!(["query", "form_post"])
+    );
+    assert_eq!(
+        raw["grant_types_supported"],
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
+    for endpoint in [
+        "end_session_endpoint",
+        "revocation_endpoint",
+        "introspection_endpoint",
+    ] {
+        let url = raw[endpoint].as_str().unwrap();
+        assert!(url.starts_with(&app.issuer()), "{endpoint}");
+        let path = &url[app.issuer().len()..];
+        let probe = app.get(path).await.status().as_u16();
+        assert_ne!(probe, 404, "{endpoint} is served");
+    }
     assert_eq!(raw["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(
         raw["id_token_signing_alg_values_supported"],

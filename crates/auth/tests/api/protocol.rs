@@ -227,7 +227,6 @@ fn end_session_url(s: &Setup, params: &[(&str, &str)]) -> String {
     url.to_string()
 }
 
-
 #[tokio::test]
 async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() {
     let s = setup(ClientOpts {
