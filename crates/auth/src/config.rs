@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use toml::{Table, Value};
+pub use tobira_config::{ConfigError, Secret};
+use toml::Table;
 use url::Url;
 
 /// Prefix of every environment variable read as configuration.
@@ -260,7 +261,7 @@ impl Config {
             .find(|(k, _)| k == ENV_CONFIG_FILE)
             .map(|(_, v)| PathBuf::from(v));
         let file = match path.map(Path::to_path_buf).or(from_env) {
-            Some(path) => Some(read_file_layer(&path)?),
+            Some(path) => Some(tobira_config::read_file(&path)?),
             None => None,
         };
         Self::from_layers(file, &env)
@@ -269,37 +270,19 @@ impl Config {
     /// Merges the layers and validates the result. `file` is the parsed TOML file (if
     /// any) and `env` the environment variables (only `TOBIRA_*` ones are read).
     pub fn from_layers(file: Option<Table>, env: &[(String, String)]) -> Result<Self, ConfigError> {
-        let mut tree = Self::default().to_table();
-        if let Some(file) = file {
-            merge(&mut tree, file);
-        }
-        for (name, raw) in env {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            if name == ENV_CONFIG_FILE {
-                continue;
-            }
-            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            set_from_env(&mut tree, name, &path, raw)?;
-        }
-        resolve_secret_files(&mut tree)?;
-        let config: Config = serde_path_to_error::deserialize(Value::Table(tree)).map_err(|e| {
-            ConfigError::Invalid {
-                key: e.path().to_string(),
-                reason: e.inner().message().to_owned(),
-            }
-        })?;
+        let layers = tobira_config::Layers {
+            env_prefix: ENV_PREFIX,
+            env_ignore: &[ENV_CONFIG_FILE],
+            secret_keys: SECRET_KEYS,
+        };
+        let config: Config = layers.load(file, env)?;
         config.validate()?;
         Ok(config)
     }
 
     /// The complete configuration as a TOML tree (secrets included: do not log it).
     pub fn to_table(&self) -> Table {
-        match Value::try_from(self) {
-            Ok(Value::Table(t)) => t,
-            _ => unreachable!("Config serialises to a table"),
-        }
+        tobira_config::to_table(self)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -485,190 +468,6 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-fn read_file_layer(path: &Path) -> Result<Table, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    text.parse::<Table>().map_err(|e| ConfigError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
-fn merge(base: &mut Table, over: Table) {
-    for (key, value) in over {
-        match (base.get_mut(&key), value) {
-            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
-}
-
-/// Sets one key from an environment variable, typed like the key's current value.
-fn set_from_env(
-    tree: &mut Table,
-    var: &str,
-    path: &[String],
-    raw: &str,
-) -> Result<(), ConfigError> {
-    let unknown = || ConfigError::UnknownEnv {
-        var: var.to_owned(),
-        key: path.join("."),
-    };
-    let (last, parents) = path.split_last().ok_or_else(unknown)?;
-    if last.is_empty() || parents.iter().any(String::is_empty) {
-        return Err(unknown());
-    }
-    let mut table = &mut *tree;
-    for part in parents {
-        table = match table.get_mut(part) {
-            Some(Value::Table(t)) => t,
-            _ => return Err(unknown()),
-        };
-    }
-    let dotted = path.join(".");
-    let value = match table.get(last) {
-        Some(current) => typed_like(current, raw).map_err(|reason| ConfigError::InvalidEnv {
-            var: var.to_owned(),
-            key: dotted.clone(),
-            reason,
-        })?,
-        // `<secret>_file` is the only key that does not exist in the defaults.
-        None => match last.strip_suffix("_file") {
-            Some(base)
-                if table.contains_key(base)
-                    && SECRET_KEYS.contains(&format!("{}.{base}", parents.join(".")).as_str()) =>
-            {
-                Value::String(raw.to_owned())
-            }
-            _ => return Err(unknown()),
-        },
-    };
-    table.insert(last.clone(), value);
-    Ok(())
-}
-
-fn typed_like(current: &Value, raw: &str) -> Result<Value, String> {
-    Ok(match current {
-        Value::String(_) => Value::String(raw.to_owned()),
-        Value::Integer(_) => Value::Integer(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("expected an integer, got {raw:?}"))?,
-        ),
-        Value::Boolean(_) => Value::Boolean(match raw.trim() {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            _ => return Err(format!("expected true or false, got {raw:?}")),
-        }),
-        Value::Float(_) => Value::Float(
-            raw.trim()
-                .parse()
-                .map_err(|_| format!("expected a number, got {raw:?}"))?,
-        ),
-        // Lists are written as TOML arrays (`["10.0.0.0/8"]`) or comma-separated.
-        Value::Array(_) => {
-            let trimmed = raw.trim();
-            if trimmed.starts_with('[') {
-                let doc: Table = format!("v = {trimmed}")
-                    .parse()
-                    .map_err(|e| format!("not a TOML array: {e}"))?;
-                doc.get("v").cloned().unwrap_or(Value::Array(Vec::new()))
-            } else {
-                Value::Array(
-                    trimmed
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(|s| Value::String(s.to_owned()))
-                        .collect(),
-                )
-            }
-        }
-        Value::Table(_) => return Err("names a section, not a key".to_owned()),
-        Value::Datetime(_) => Value::String(raw.to_owned()),
-    })
-}
-
-/// Replaces `<secret>_file` keys by the contents of the file they name.
-fn resolve_secret_files(tree: &mut Table) -> Result<(), ConfigError> {
-    for key in SECRET_KEYS {
-        let (section, name) = key.split_once('.').expect("secret keys are section.key");
-        let Some(Value::Table(table)) = tree.get_mut(section) else {
-            continue;
-        };
-        let file_key = format!("{name}_file");
-        let Some(value) = table.remove(&file_key) else {
-            continue;
-        };
-        let dotted = format!("{section}.{file_key}");
-        let Value::String(path) = value else {
-            return Err(ConfigError::Invalid {
-                key: dotted,
-                reason: "expected a file path".to_owned(),
-            });
-        };
-        let secret = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
-            key: dotted.clone(),
-            reason: format!("cannot read {path}: {e}"),
-        })?;
-        // Secret files conventionally end with a newline that is not part of the secret.
-        let secret = secret.trim_end_matches(['\n', '\r']).to_owned();
-        table.insert(name.to_owned(), Value::String(secret));
-    }
-    Ok(())
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("configuration file {path}: {reason}")]
-    File { path: PathBuf, reason: String },
-    #[error("configuration key `{key}`: {reason}")]
-    Invalid { key: String, reason: String },
-    #[error("environment variable {var}: no configuration key `{key}`")]
-    UnknownEnv { var: String, key: String },
-    #[error("environment variable {var} (configuration key `{key}`): {reason}")]
-    InvalidEnv {
-        var: String,
-        key: String,
-        reason: String,
-    },
-}
-
-/// A secret string: printed as `[redacted]` by `Debug`, so a config dump or an error
-/// never leaks it.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            f.write_str("\"\"")
-        } else {
-            f.write_str("[redacted]")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,7 +505,7 @@ mod tests {
     #[test]
     fn shipped_config_file_documents_every_key_with_its_default() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tobira.toml");
-        let shipped = read_file_layer(&path).unwrap();
+        let shipped = tobira_config::read_file(&path).unwrap();
         // Exact equality: a key missing from the file, or a default that drifted, fails.
         assert_eq!(shipped, Config::default().to_table());
     }
@@ -838,7 +637,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "[server\nbind = 1").unwrap();
-        let e = read_file_layer(&path).unwrap_err().to_string();
+        let e = tobira_config::read_file(&path).unwrap_err().to_string();
         assert!(e.contains("bad.toml") && e.contains("line 1"), "{e}");
     }
 }
