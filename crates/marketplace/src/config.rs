@@ -1,0 +1,152 @@
+//! The marketplace's configuration: defaults, `--config` / `MARKETPLACE_CONFIG`, then
+//! `MARKETPLACE_<SECTION>__<KEY>` variables (see `tobira-config`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+pub use tobira_config::{ConfigError, Secret};
+
+pub const ENV_PREFIX: &str = "MARKETPLACE_";
+pub const ENV_CONFIG_FILE: &str = "MARKETPLACE_CONFIG";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where members reach the marketplace; empty means `http://<bound address>`.
+    pub public_url: String,
+    /// Holds the SQLite database unless `database.url` is set.
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub oidc: OidcConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; empty means `<data_dir>/marketplace.db`.
+    pub url: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The OP's issuer identifier, exactly.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            public_url: String::new(),
+            data_dir: PathBuf::from("./data"),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            oidc: OidcConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        }
+    }
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "http://localhost:8080".to_owned(),
+            client_id: "marketplace".to_owned(),
+            client_secret: Secret::default(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let named = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os(ENV_CONFIG_FILE).map(PathBuf::from));
+        let file = named.map(|p| tobira_config::read_file(&p)).transpose()?;
+        Self::from_layers(file, &env)
+    }
+
+    pub fn from_layers(
+        file: Option<toml::Table>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let layers = tobira_config::Layers {
+            env_prefix: ENV_PREFIX,
+            env_ignore: &[ENV_CONFIG_FILE],
+            secret_keys: &["database.url", "oidc.client_secret"],
+        };
+        let config: Config = layers.load(file, env)?;
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if url::Url::parse(&config.oidc.issuer).is_err() {
+            return Err(invalid("oidc.issuer", "not a URL"));
+        }
+        if !config.public_url.is_empty() && url::Url::parse(&config.public_url).is_err() {
+            return Err(invalid("public_url", "not a URL"));
+        }
+        if config.oidc.client_id.is_empty() {
+            return Err(invalid("oidc.client_id", "must be set"));
+        }
+        Ok(config)
+    }
+
+    pub fn database_url(&self) -> String {
+        match self.database.url.expose() {
+            "" => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("marketplace.db").display()
+            ),
+            url => url.to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_variables_configure_the_client_and_unknown_keys_are_refused() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let c = Config::from_layers(
+            None,
+            &env(&[
+                ("MARKETPLACE_OIDC__ISSUER", "http://localhost:9000"),
+                ("MARKETPLACE_OIDC__CLIENT_SECRET", "s3cret"),
+                ("MARKETPLACE_SERVER__BIND", "127.0.0.1:0"),
+                ("TOBIRA_ISSUER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.oidc.issuer, "http://localhost:9000");
+        assert_eq!(c.oidc.client_secret.expose(), "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let e = Config::from_layers(None, &env(&[("MARKETPLACE_OIDC__SECRET", "x")])).unwrap_err();
+        assert!(e.to_string().contains("MARKETPLACE_OIDC__SECRET"), "{e}");
+    }
+}
