@@ -1,0 +1,197 @@
+//! `cargo run --release --bin demo`: the OP on `http://localhost:8080` and the
+//! marketplace on `http://127.0.0.1:3000` (two sites, as in production), the marketplace
+//! registered as a first-party client with refresh tokens, and a demo member. Everything
+//! lives in `./data/demo`; running it again reuses what exists.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use tobira_auth::admin::clients::{AddClient, add_client};
+use tobira_auth::admin::users::{AddUser, add_user};
+use tobira_auth::config::Issuer;
+use tobira_auth::domain::{Email, GrantType};
+use tobira_auth::keys::Alg;
+use tobira_auth::state::AppState;
+use tobira_auth::web::i18n::Lang;
+use tobira_auth::{Application, Clock, Config, telemetry};
+use tokio::net::TcpListener;
+
+const CLIENT_ID: &str = "marketplace";
+const EMAIL: &str = "member@example.jp";
+const PASSWORD: &str = "hinoki-sakura-lantern-7";
+
+fn port(var: &str, default: u16) -> Result<u16, String> {
+    match std::env::var(var) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| format!("{var} must be a port number, got {v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let data = PathBuf::from("data/demo");
+    let op_port = port("DEMO_OP_PORT", 8080)?;
+    let mp_port = port("DEMO_MP_PORT", 3000)?;
+
+    let op_config = Config {
+        data_dir: data.join("op"),
+        issuer: Issuer::parse(&format!("http://localhost:{op_port}"))?,
+        ..Config::default()
+    };
+    telemetry::init(&op_config.log);
+    let op_listener = TcpListener::bind(("127.0.0.1", op_port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{op_port} (set DEMO_OP_PORT): {e}"))?;
+    let mp_listener = TcpListener::bind(("127.0.0.1", mp_port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{mp_port} (set DEMO_MP_PORT): {e}"))?;
+    let marketplace_url = format!("http://127.0.0.1:{mp_port}");
+
+    let op = Application::build_on(op_listener, op_config, Clock::system())
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = op.state().clone();
+    let secret = ensure_client(&state, &marketplace_url, &data).await?;
+    ensure_member(&state).await?;
+    let issuer = state.config.issuer.as_str().to_owned();
+
+    let mp_config = tobira_marketplace::config::Config {
+        public_url: marketplace_url.clone(),
+        data_dir: data.join("marketplace"),
+        oidc: tobira_marketplace::config::OidcConfig {
+            issuer: issuer.clone(),
+            client_id: CLIENT_ID.to_owned(),
+            client_secret: tobira_marketplace::config::Secret::new(secret),
+        },
+        ..Default::default()
+    };
+    let mp = tobira_marketplace::App::build_on(mp_listener, mp_config).await?;
+
+    println!();
+    println!("  Tobira demo is running (ctrl-c to stop)");
+    println!("  marketplace:  {marketplace_url}/");
+    println!("  OP (issuer):  {issuer}/.well-known/openid-configuration");
+    println!("  demo member:  {EMAIL}");
+    println!("  password:     {PASSWORD}");
+    println!("  data:         {}", data.display());
+    println!();
+
+    let (stop_op, op_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_mp, mp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let op_task = tokio::spawn(op.run_until(async {
+        let _ = op_stopped.await;
+    }));
+    let mp_task = tokio::spawn(mp.run_until(async {
+        let _ = mp_stopped.await;
+    }));
+    tobira_auth::startup::shutdown_signal().await;
+    let _ = stop_op.send(());
+    let _ = stop_mp.send(());
+    let _ = op_task.await;
+    let _ = mp_task.await;
+    Ok(())
+}
+
+/// The marketplace client, registered once. Its secret is kept beside the demo data
+/// (the OP keeps only a hash), so the next run can reuse the registration.
+async fn ensure_client(
+    state: &AppState,
+    marketplace_url: &str,
+    data: &Path,
+) -> Result<String, String> {
+    let secret_file = data.join("marketplace-client-secret");
+    let existing = state
+        .db
+        .clients()
+        .find(CLIENT_ID)
+        .await
+        .map_err(|e| e.to_string())?;
+    let redirect = format!("{marketplace_url}/callback");
+    if let Some(client) = existing {
+        let same_uri = client.redirect_uri(&redirect).is_some();
+        if let (true, Ok(secret)) = (same_uri, std::fs::read_to_string(&secret_file)) {
+            return Ok(secret.trim().to_owned());
+        }
+        // A different port or a lost secret: register again.
+        state
+            .db
+            .clients()
+            .remove(CLIENT_ID)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let added = add_client(
+        &state.db,
+        &state.clock,
+        AddClient {
+            name: "スキルマーケット".to_owned(),
+            redirect_uris: vec![redirect],
+            post_logout_redirect_uris: vec![format!("{marketplace_url}/")],
+            public: false,
+            first_party: true,
+            extra_grants: vec![GrantType::RefreshToken],
+            id_token_alg: Alg::RS256,
+            client_id: Some(CLIENT_ID.to_owned()),
+            secret: None,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let secret = added.secret.ok_or("a confidential client has a secret")?;
+    write_private(&secret_file, &secret)?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn ensure_member(state: &AppState) -> Result<(), String> {
+    let email = Email::parse(EMAIL).map_err(|e| e.to_string())?;
+    if state
+        .db
+        .users()
+        .find_by_email(&email)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    add_user(
+        &state.db,
+        &state.hasher,
+        &state.clock,
+        AddUser {
+            email: EMAIL,
+            password: Some(PASSWORD),
+            email_verified: true,
+            display_name: "デモ会員".to_owned(),
+            locale: Lang::Ja,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
