@@ -290,6 +290,30 @@ fn internal(t: &Texts, what: &dyn std::fmt::Display) -> Response {
     )
 }
 
+/// The page for visitors who are not (or no longer) signed in.
+fn signin_required(t: &Texts) -> Response {
+    message(
+        StatusCode::OK,
+        t,
+        t.signin_required,
+        Some("signin-required"),
+        true,
+    )
+}
+
+/// The signed-in session, or the page to show instead.
+async fn require_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    t: &Texts,
+) -> Result<sessions::Model, Response> {
+    match current(state, headers).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => Err(signin_required(t)),
+        Err(e) => Err(internal(t, &e)),
+    }
+}
+
 /// The signed-in session behind the cookie, if any.
 async fn current(
     state: &AppState,
@@ -536,29 +560,14 @@ struct MyPage<'a> {
 
 async fn mypage(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let t = texts(&headers);
-    let session = match current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return message(
-                StatusCode::OK,
-                t,
-                t.signin_required,
-                Some("signin-required"),
-                true,
-            );
-        }
-        Err(e) => return internal(t, &e),
+    let session = match require_session(&state, &headers, t).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     let member = match state.0.store.member(&session.member_id).await {
         Ok(Some(m)) => m,
         Ok(None) => {
-            return message(
-                StatusCode::OK,
-                t,
-                t.signin_required,
-                Some("signin-required"),
-                true,
-            );
+            return signin_required(t);
         }
         Err(e) => return internal(t, &e),
     };
@@ -573,13 +582,7 @@ async fn mypage(State(state): State<AppState>, headers: HeaderMap) -> Response {
             }
         }
         Ok(None) => {
-            return message(
-                StatusCode::OK,
-                t,
-                t.signin_required,
-                Some("signin-required"),
-                true,
-            );
+            return signin_required(t);
         }
         Err(e) => return internal(t, &e),
     }
@@ -679,18 +682,9 @@ async fn privacy(
     Query(q): Query<PrivacyQuery>,
 ) -> Response {
     let t = texts(&headers);
-    let session = match current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return message(
-                StatusCode::OK,
-                t,
-                t.signin_required,
-                Some("signin-required"),
-                true,
-            );
-        }
-        Err(e) => return internal(t, &e),
+    let session = match require_session(&state, &headers, t).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     match state.0.store.member(&session.member_id).await {
         Ok(Some(m)) => page(
@@ -703,13 +697,7 @@ async fn privacy(
                 csrf: &session.csrf,
             },
         ),
-        Ok(None) => message(
-            StatusCode::OK,
-            t,
-            t.signin_required,
-            Some("signin-required"),
-            true,
-        ),
+        Ok(None) => signin_required(t),
         Err(e) => internal(t, &e),
     }
 }
@@ -726,18 +714,9 @@ async fn save_privacy(
     Form(form): Form<PrivacyForm>,
 ) -> Response {
     let t = texts(&headers);
-    let session = match current(&state, &headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return message(
-                StatusCode::OK,
-                t,
-                t.signin_required,
-                Some("signin-required"),
-                true,
-            );
-        }
-        Err(e) => return internal(t, &e),
+    let session = match require_session(&state, &headers, t).await {
+        Ok(s) => s,
+        Err(page) => return page,
     };
     if form.csrf.as_deref() != Some(session.csrf.as_str()) {
         return message(StatusCode::FORBIDDEN, t, t.form_expired, None, false);

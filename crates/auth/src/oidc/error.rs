@@ -93,6 +93,19 @@ impl IntoResponse for OAuthError {
     }
 }
 
+/// The answer of a token-family endpoint (token, revoke, introspect): JSON errors, and
+/// nothing cached either way.
+pub fn answer(result: Result<impl IntoResponse, OAuthError>) -> Response {
+    match result {
+        Ok(body) => {
+            let mut res = body.into_response();
+            no_store(res.headers_mut());
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Token responses must not be cached (RFC 6749 §5.1).
 pub fn no_store(h: &mut axum::http::HeaderMap) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -6,10 +6,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::error::{ErrorCode, OAuthError, no_store};
+use super::error::{ErrorCode, OAuthError, answer};
 use super::tokens::{
     LiveAccessToken, Params, authenticate_client, check_access_token, grant_if_live,
     revoked_jti_key,
@@ -169,14 +169,7 @@ pub async fn introspect(
         Ok::<Value, OAuthError>(body)
     }
     .await;
-    match result {
-        Ok(body) => {
-            let mut res = Json(body).into_response();
-            no_store(res.headers_mut());
-            res
-        }
-        Err(e) => e.into_response(),
-    }
+    answer(result.map(Json))
 }
 
 /// RFC 7009 §2.2: 200 whether or not the token existed, so that revocation cannot be
@@ -229,12 +222,5 @@ pub async fn revoke(
         Ok::<(), OAuthError>(())
     }
     .await;
-    match result {
-        Ok(()) => {
-            let mut res = StatusCode::OK.into_response();
-            no_store(res.headers_mut());
-            res
-        }
-        Err(e) => e.into_response(),
-    }
+    answer(result.map(|()| StatusCode::OK))
 }

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::extract::rejection::FormRejection;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,7 @@ use serde_json::json;
 use time::Duration;
 use uuid::Uuid;
 
-use super::error::{ErrorCode, OAuthError, no_store};
+use super::error::{ErrorCode, OAuthError, answer};
 use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
 use crate::domain::{Client, Grant, GrantType, User, UserStatus};
 use crate::state::AppState;
@@ -89,14 +89,7 @@ pub async fn token(
         }
     }
     .await;
-    match result {
-        Ok(body) => {
-            let mut res = Json(body).into_response();
-            no_store(res.headers_mut());
-            res
-        }
-        Err(e) => e.into_response(),
-    }
+    answer(result.map(Json))
 }
 
 /// Form parameters; a repeated parameter is an error (RFC 6749 §3.2).
