@@ -18,7 +18,69 @@ struct World {
     op: String,
     mp: String,
     _data: tempfile::TempDir,
+    _databases: Vec<FreshDb>,
     _stop: Vec<oneshot::Sender<()>>,
+}
+
+/// With `TEST_DATABASE_URL`, both apps run on PostgreSQL: a database each, made for the
+/// test and dropped after it (`TEST_REQUIRE_SERVICES=1` makes an unreachable server fail).
+struct FreshDb {
+    admin_url: String,
+    name: String,
+}
+
+impl FreshDb {
+    async fn create() -> Option<(Self, String)> {
+        let admin_url = match std::env::var("TEST_DATABASE_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                assert!(
+                    std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "TEST_REQUIRE_SERVICES=1 but TEST_DATABASE_URL is not set"
+                );
+                return None;
+            }
+        };
+        let name = format!("tobira_e2e_{}", uuid_like());
+        let admin = sea_orm::Database::connect(admin_url.as_str())
+            .await
+            .expect("PostgreSQL reachable");
+        sea_orm::ConnectionTrait::execute_unprepared(&admin, &format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        Some((Self { admin_url, name }, url.to_string()))
+    }
+}
+
+impl Drop for FreshDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let admin = sea_orm::Database::connect(admin_url.as_str()).await.ok()?;
+                sea_orm::ConnectionTrait::execute_unprepared(
+                    &admin,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 12];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn world() -> World {
@@ -28,7 +90,18 @@ async fn world() -> World {
     let mp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mp = format!("http://{}", mp_listener.local_addr().unwrap());
 
+    let mut databases = Vec::new();
     let mut config = Config::default();
+    if let Some((db, url)) = FreshDb::create().await {
+        config.database.url = tobira_auth::config::Secret::new(url);
+        databases.push(db);
+    }
+    if let Ok(redis) = std::env::var("TEST_REDIS_URL")
+        && !redis.is_empty()
+    {
+        config.ephemeral.url = tobira_auth::config::Secret::new(redis);
+        config.ephemeral.key_prefix = format!("tobira-e2e:{}:", uuid_like());
+    }
     config.issuer =
         tobira_auth::config::Issuer::parse(&format!("http://localhost:{op_port}")).unwrap();
     config.data_dir = data.path().join("op");
@@ -78,8 +151,18 @@ async fn world() -> World {
         let _ = op_stopped.await;
     }));
 
+    let mp_database = match FreshDb::create().await {
+        Some((db, url)) => {
+            databases.push(db);
+            tobira_marketplace::config::DatabaseConfig {
+                url: tobira_marketplace::config::Secret::new(url),
+            }
+        }
+        None => Default::default(),
+    };
     let mp_config = tobira_marketplace::config::Config {
         public_url: mp.clone(),
+        database: mp_database,
         data_dir: data.path().join("mp"),
         oidc: tobira_marketplace::config::OidcConfig {
             issuer: op.clone(),
@@ -99,6 +182,7 @@ async fn world() -> World {
         op,
         mp,
         _data: data,
+        _databases: databases,
         _stop: vec![op_stop, mp_stop],
     }
 }
