@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Load measurement of the Tobira OP on this machine (127.0.0.1 only).
+#
+#   scripts/load.sh                     # builds the release binary, then measures
+#   TOBIRA_BIN=target/release/tobira scripts/load.sh   # skips the build
+#
+# It starts `tobira serve` on a free port with a temporary data directory (SQLite,
+# in-process store), registers a member and two clients with the CLI, signs
+# LOAD_VUS members in through the real /authorize + /login flow, then measures for
+# LOAD_DURATION seconds each at LOAD_CONCURRENCY connections:
+#   1. GET /jwks   2. GET /userinfo   3. POST /token client_credentials
+#   4. POST /token refresh_token, every virtual user rotating its own token.
+# The server is always stopped at the end. Needs Node.js >= 20.18.1 and npm (the load
+# generator, autocannon, and undici are pinned in scripts/load/package-lock.json).
+#
+# Environment:
+#   TOBIRA_BIN            binary to run (default: build target/release/tobira)
+#   LOAD_DURATION         seconds per scenario (default 10)
+#   LOAD_CONCURRENCY      connections per scenario (default 32)
+#   LOAD_VUS              refresh-token chains, one sign-in each (default 32)
+#   LOAD_MAX_REQUESTS     upper bound of requests per scenario (default 2000000)
+#   LOAD_JSON_OUT         also write the results as JSON to this file
+#   LOAD_KEEP_WORKDIR=1   keep the temporary directory (server log, database)
+#   CARGO_BUILD_JOBS      cargo's own variable, e.g. 1 on a shared two-core machine
+# Exit status: 0 when every request succeeded, 1 when some failed, 2 on a setup failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOAD_DIR="$ROOT/scripts/load"
+
+log() { printf '[load] %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  [[ -s "${WORK:-}/cli.log" ]] && tail -n 20 "$WORK/cli.log" >&2
+  exit 2
+}
+
+command -v node >/dev/null || die "node is required"
+command -v npm >/dev/null || die "npm is required"
+
+# --- the binary -----------------------------------------------------------------------
+if [[ -z "${TOBIRA_BIN:-}" ]]; then
+  log "building the release binary (cargo build --release --bin tobira)"
+  cargo build --release --bin tobira
+  TOBIRA_BIN="$ROOT/target/release/tobira"
+fi
+[[ -x "$TOBIRA_BIN" ]] || die "TOBIRA_BIN=$TOBIRA_BIN is not an executable"
+# The OP refuses unknown TOBIRA_* variables (it would read this one as a key `bin`).
+BIN="$TOBIRA_BIN"
+unset TOBIRA_BIN
+
+# --- the load generator -----------------------------------------------------------------
+if [[ ! -f "$LOAD_DIR/node_modules/.package-lock.json" \
+      || "$LOAD_DIR/package-lock.json" -nt "$LOAD_DIR/node_modules/.package-lock.json" ]]; then
+  log "installing the load generator (npm ci in scripts/load)"
+  (cd "$LOAD_DIR" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+fi
+
+# --- a temporary OP -------------------------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/tobira-load.XXXXXX")"
+SERVER_PID=""
+cleanup() {
+  local status=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    # Give it 10 s to shut down gracefully, then stop it for good.
+    for _ in $(seq 1 100); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ "${LOAD_KEEP_WORKDIR:-}" == 1 ]]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Pick a free port on 127.0.0.1 (released just before the server binds it).
+PORT="$(node -e '
+  const s = require("net").createServer();
+  s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });
+')"
+export TOBIRA_SERVER__BIND="127.0.0.1:$PORT"
+export TOBIRA_ISSUER="http://localhost:$PORT"
+export TOBIRA_DATA_DIR="$WORK/data"
+BASE_URL="http://127.0.0.1:$PORT"
+
+log "starting $BIN serve on $TOBIRA_SERVER__BIND (data in $TOBIRA_DATA_DIR)"
+"$BIN" serve 2>"$WORK/server.log" >"$WORK/server.out" &
+SERVER_PID=$!
+
+for _ in $(seq 1 600); do
+  grep -q 'listening on http://' "$WORK/server.log" && break
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    tail -n 30 "$WORK/server.log" >&2
+    die "the server exited before listening"
+  fi
+  sleep 0.1
+done
+if ! grep -q 'listening on http://' "$WORK/server.log"; then
+  tail -n 30 "$WORK/server.log" >&2
+  die "the server did not start listening within 60 s"
+fi
+log "server up (pid $SERVER_PID)"
+
+# --- accounts and clients, through the CLI (same environment, same database) -------------
+LOAD_EMAIL="load@example.jp"
+LOAD_PASSWORD="violet-tunnel-ramen-42"
+printf '%s\n' "$LOAD_PASSWORD" |
+  "$BIN" users add --email "$LOAD_EMAIL" --password-stdin --verified >/dev/null 2>>"$WORK/cli.log" ||
+  die "tobira users add failed"
+"$BIN" clients add --name cc --redirect-uri http://127.0.0.1:9/cb \
+  --grant client_credentials --json >"$WORK/cc.json" 2>>"$WORK/cli.log" || die "tobira clients add (cc) failed"
+"$BIN" clients add --name rp --redirect-uri http://127.0.0.1:9/cb \
+  --first-party --grant refresh_token --json >"$WORK/rp.json" 2>>"$WORK/cli.log" || die "tobira clients add (rp) failed"
+
+# --- measure ---------------------------------------------------------------------------------
+set +e
+LOAD_BASE_URL="$BASE_URL" \
+LOAD_CC_CLIENT_JSON="$WORK/cc.json" \
+LOAD_RP_CLIENT_JSON="$WORK/rp.json" \
+LOAD_EMAIL="$LOAD_EMAIL" \
+LOAD_PASSWORD="$LOAD_PASSWORD" \
+LOAD_SERVER_PID="$SERVER_PID" \
+LOAD_CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
+  node "$LOAD_DIR/run.mjs"
+STATUS=$?
+set -e
+
+if [[ $STATUS -ne 0 ]]; then
+  log "server log (last lines):"
+  tail -n 20 "$WORK/server.log" >&2
+fi
+exit "$STATUS"
