@@ -84,6 +84,10 @@ fn uuid_like() -> String {
 }
 
 async fn world() -> World {
+    world_with(|_| {}).await
+}
+
+async fn world_with(configure: impl FnOnce(&mut Config)) -> World {
     let data = tempfile::tempdir().unwrap();
     let op_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let op_port = op_listener.local_addr().unwrap().port();
@@ -105,6 +109,7 @@ async fn world() -> World {
     config.issuer =
         tobira_auth::config::Issuer::parse(&format!("http://localhost:{op_port}")).unwrap();
     config.data_dir = data.path().join("op");
+    configure(&mut config);
     let op_app = Application::build_on(op_listener, config, Clock::system())
         .await
         .unwrap();
@@ -451,4 +456,30 @@ async fn an_id_token_that_fails_validation_gives_no_session() {
     assert!(res.body.contains(r#"data-testid="signin-failed""#));
     let mypage = get(&b, &format!("{}/mypage", w.mp)).await;
     assert!(mypage.body.contains(r#"data-testid="signin-required""#));
+}
+
+#[tokio::test]
+async fn tabs_refreshing_at_once_do_not_trip_the_ops_reuse_detection() {
+    // Access tokens that are always due for a refresh: every My page load refreshes.
+    let w = world_with(|c| c.tokens.access_token_secs = 1).await;
+    let b = browser();
+    let first = sign_in(&w, &b, "hanako@example.jp").await;
+    assert!(first.body.contains("山田花子"));
+    for _ in 0..3 {
+        // Five tabs at once: one refresh, the others wait for it and use its result.
+        let tabs: Vec<_> = (0..5)
+            .map(|_| {
+                let (b, url) = (b.clone(), format!("{}/mypage", w.mp));
+                tokio::spawn(async move { get(&b, &url).await })
+            })
+            .collect();
+        for tab in tabs {
+            let page = tab.await.unwrap();
+            assert!(
+                page.body.contains("山田花子"),
+                "a tab was signed out: {}",
+                page.body
+            );
+        }
+    }
 }
