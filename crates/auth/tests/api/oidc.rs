@@ -24,6 +24,27 @@ pub struct Setup {
     pub browser: Browser,
 }
 
+impl Setup {
+    /// A second confidential client of the same OP, as its own relying party.
+    pub async fn another_client(&self, name: &'static str, auth: fn(String) -> Auth) -> Rp {
+        let (id, secret) = self
+            .app
+            .add_client(ClientOpts {
+                name,
+                ..Default::default()
+            })
+            .await;
+        rp::client(
+            &self.http,
+            &self.app.issuer(),
+            &id,
+            auth(secret.unwrap()),
+            REDIRECT,
+        )
+        .await
+    }
+}
+
 pub async fn setup(opts: ClientOpts) -> Setup {
     let app = TestApp::spawn().await;
     app.add_user(EMAIL, PASSWORD).await;
@@ -420,21 +441,7 @@ async fn one_sign_in_gives_sso_with_prompt_none_and_login_required_without_a_ses
     sign_in_for_code(&s, &pending).await;
 
     // A second client, same browser: no form, a code at once.
-    let (other_id, other_secret) = s
-        .app
-        .add_client(ClientOpts {
-            name: "Second Site",
-            ..Default::default()
-        })
-        .await;
-    let other = rp::client(
-        &s.http,
-        &s.app.issuer(),
-        &other_id,
-        Auth::Post(other_secret.unwrap()),
-        REDIRECT,
-    )
-    .await;
+    let other = s.another_client("Second Site", Auth::Post).await;
     let pending = authorize(&other, &[("prompt", "none")]);
     let back = s.browser.follow(s.browser.get(&pending.url).await).await;
     let code = code_from(&s, &back, &pending);
@@ -606,21 +613,7 @@ async fn a_public_client_must_use_pkce() {
 #[tokio::test]
 async fn codes_are_bound_to_their_client_and_secrets_are_checked() {
     let s = setup(ClientOpts::default()).await;
-    let (other_id, other_secret) = s
-        .app
-        .add_client(ClientOpts {
-            name: "Thief",
-            ..Default::default()
-        })
-        .await;
-    let thief = rp::client(
-        &s.http,
-        &s.app.issuer(),
-        &other_id,
-        Auth::Basic(other_secret.unwrap()),
-        REDIRECT,
-    )
-    .await;
+    let thief = s.another_client("Thief", Auth::Basic).await;
     let pending = authorize(&s.rp, &[]);
     let code = sign_in_for_code(&s, &pending).await;
     let err = thief
