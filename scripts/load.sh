@@ -60,8 +60,13 @@ fi
 # --- a temporary OP -------------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tobira-load.XXXXXX")"
 SERVER_PID=""
+NODE_PID=""
 cleanup() {
   local status=$?
+  if [[ -n "$NODE_PID" ]] && kill -0 "$NODE_PID" 2>/dev/null; then
+    kill -TERM "$NODE_PID" 2>/dev/null || true
+    wait "$NODE_PID" 2>/dev/null || true
+  fi
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     # Give it 10 s to shut down gracefully, then stop it for good.
@@ -131,8 +136,12 @@ LOAD_EMAIL="$LOAD_EMAIL" \
 LOAD_PASSWORD="$LOAD_PASSWORD" \
 LOAD_SERVER_PID="$SERVER_PID" \
 LOAD_CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
-  node "$LOAD_DIR/run.mjs"
+  node "$LOAD_DIR/run.mjs" &
+NODE_PID=$!
+# `wait` (unlike a foreground command) lets a TERM/INT trap run at once.
+wait "$NODE_PID"
 STATUS=$?
+NODE_PID=""
 set -e
 
 if [[ $STATUS -ne 0 ]]; then

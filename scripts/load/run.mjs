@@ -253,13 +253,18 @@ async function cannon (cfg, name, opts) {
     timeout: 10
   })
   let bad = 0
+  let firstAt = 0
+  let lastAt = 0
   instance.on('response', (_client, status, _bytes, ms) => {
+    lastAt = performance.now()
+    if (!firstAt) firstAt = lastAt - ms
     latencies.push(ms)
     if (status < 200 || status > 299) bad++
   })
   const result = await instance
   const elapsed = (performance.now() - t0) / 1000
   const cpu = meter()
+  if (process.env.LOAD_DEBUG) console.error(`[load] ${name}: wall ${elapsed.toFixed(2)} s, autocannon ${result.duration} s, first-to-last ${((lastAt - firstAt) / 1000).toFixed(2)} s`)
   const codes = Object.entries(result.statusCodeStats || {})
     .map(([code, { count }]) => `${code}×${count}`).join(' ')
   return summarise(name, {
