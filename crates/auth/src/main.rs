@@ -162,7 +162,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e.to_string()),
     };
-    telemetry::init(&config.log);
+    // Operator commands print their answer; progress lines would only drown it.
+    let mut log = config.log.clone();
+    if !matches!(cli.command, Command::Serve) && log.level == "info" {
+        log.level = "warn".to_owned();
+    }
+    telemetry::init(&log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
