@@ -16,13 +16,19 @@ pub struct UserId(pub Uuid);
 
 impl UserId {
     pub fn new_v7(now: time::OffsetDateTime) -> Self {
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            now.unix_timestamp() as u64,
-            now.nanosecond(),
-        );
-        Self(Uuid::new_v7(ts))
+        Self(row_id(now))
     }
+}
+
+/// A time-ordered row id (UUIDv7) stamped by the app's clock: index-friendly, and never
+/// shown outside the OP since it reveals when the row was made.
+pub fn row_id(now: time::OffsetDateTime) -> Uuid {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.unix_timestamp() as u64,
+        now.nanosecond(),
+    );
+    Uuid::new_v7(ts)
 }
 
 /// The OIDC `sub`: 128 random bits, base64url (22 characters, within OIDC's 255).

@@ -8,6 +8,6 @@ mod user;
 
 pub use client::{Client, GrantType, RedirectUri, RedirectUriError};
 pub use email::{Email, EmailError};
-pub use ids::{Subject, UserId};
+pub use ids::{Subject, UserId, row_id};
 pub use session::{AMR_PASSWORD, BrowserSession, Grant};
 pub use user::{User, UserStatus};

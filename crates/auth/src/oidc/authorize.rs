@@ -34,7 +34,7 @@ pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 /// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_LIFETIME: Duration = Duration::seconds(60);
 /// A sign-in started from an authorization request may take this long.
-const LOGIN_TX_LIFETIME: Duration = Duration::minutes(30);
+pub const LOGIN_TX_LIFETIME: Duration = Duration::minutes(30);
 
 /// A validated authorization request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -375,7 +375,7 @@ pub async fn validate(
         }
     }
     if let Some(hint) = get("id_token_hint") {
-        match hint_subject(state, &hint) {
+        match id_token_hint(state, &hint).and_then(|c| c.get("sub")?.as_str().map(str::to_owned)) {
             Some(sub) => req.hint_sub = Some(sub),
             None => {
                 return reject(
@@ -389,14 +389,18 @@ pub async fn validate(
     Ok((req, client))
 }
 
-/// The `sub` of an ID token we issued. An expired one is still a fine hint (OIDC Core
-/// §3.1.2.1); a forged, foreign or unsigned one is not.
-pub fn hint_subject(state: &AppState, token: &str) -> Option<String> {
-    let (claims, _) = state.keys.verify(token).ok()?;
-    if claims.get("iss")?.as_str()? != state.config.issuer.as_str() {
+/// The claims of an `id_token_hint` (at `/authorize` and `/end-session`): an ID token we
+/// issued, with our signature (no `alg: none`, no foreign key) and our issuer. An expired
+/// one is still a fine hint (OIDC Core §3.1.2.1); an access token is not an ID token.
+pub fn id_token_hint(
+    state: &AppState,
+    token: &str,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let (claims, typ) = state.keys.verify(token).ok()?;
+    if typ.as_deref() == Some("at+jwt") {
         return None;
     }
-    Some(claims.get("sub")?.as_str()?.to_owned())
+    (claims.get("iss")?.as_str()? == state.config.issuer.as_str()).then_some(claims)
 }
 
 /// RFC 7636 §4.2: 43–128 characters of [A-Za-z0-9-._~].
@@ -422,13 +426,17 @@ pub async fn get_authorize(
     }
 }
 
-/// A POSTed request is sent back as a GET (303), so that the SameSite=Lax session cookie
-/// travels with it (it is not sent on cross-site POSTs).
-pub async fn post_authorize(Form(params): Form<Vec<(String, String)>>) -> Response {
+/// A POSTed request is sent back as a GET (303) to `path`, so that the SameSite=Lax
+/// session cookie travels with it (it is not sent on cross-site POSTs).
+pub fn repost_as_get(path: &str, params: Vec<(String, String)>) -> Response {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params)
         .finish();
-    see_other(&format!("{}?{query}", paths::AUTHORIZE), &[])
+    see_other(&format!("{path}?{query}"), &[])
+}
+
+pub async fn post_authorize(Form(params): Form<Vec<(String, String)>>) -> Response {
+    repost_as_get(paths::AUTHORIZE, params)
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::authorize::{LoginTx, Rejection, load_tx, login_tx_key, respond_to_client, see_other};
+use super::authorize::{
+    LOGIN_TX_LIFETIME, LoginTx, Rejection, load_tx, login_tx_key, respond_to_client, see_other,
+};
 use super::error::ErrorCode;
 use super::paths;
 use crate::authn::session;
@@ -184,7 +186,7 @@ pub async fn post_consent(
                 Ok(b) => b,
                 Err(e) => return internal(&e),
             };
-            let expires = tx.created_at + time::Duration::minutes(30);
+            let expires = tx.created_at + LOGIN_TX_LIFETIME;
             if let Err(e) = state
                 .ephemeral
                 .put(&login_tx_key(&form.tx), &bytes, expires)

@@ -14,7 +14,7 @@ use serde_json::Value;
 use time::Duration;
 use url::Url;
 
-use super::authorize::see_other;
+use super::authorize::{id_token_hint, repost_as_get, see_other};
 use super::paths;
 use crate::authn::session;
 use crate::crypto::random_token;
@@ -80,7 +80,7 @@ pub async fn get_end_session(
 
     // The hint may have expired (it usually has); it must still be ours and signed.
     let hint = match get("id_token_hint") {
-        Some(token) => match hint_claims(&state, &token) {
+        Some(token) => match id_token_hint(&state, &token) {
             Some(claims) => Some(claims),
             None => return bad(),
         },
@@ -174,10 +174,7 @@ pub async fn get_end_session(
 
 /// A POSTed logout request is sent back as a GET, like `/authorize`'s.
 pub async fn post_end_session(Form(params): Form<Vec<(String, String)>>) -> Response {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish();
-    see_other(&format!("{}?{query}", paths::END_SESSION), &[])
+    repost_as_get(paths::END_SESSION, params)
 }
 
 #[derive(Deserialize)]
@@ -245,14 +242,4 @@ fn finish(state: &AppState, lang: Lang, after: &After) -> Response {
         },
         &clear,
     )
-}
-
-/// Claims of an ID token we issued: our signature (no `alg: none`, no foreign key) and
-/// our issuer. Expiry is not checked: a hint is usually an old token.
-fn hint_claims(state: &AppState, token: &str) -> Option<serde_json::Map<String, Value>> {
-    let (claims, typ) = state.keys.verify(token).ok()?;
-    if typ.as_deref() == Some("at+jwt") {
-        return None;
-    }
-    (claims.get("iss")?.as_str()? == state.config.issuer.as_str()).then_some(claims)
 }

@@ -210,7 +210,7 @@ impl<'c> GrantRepo<'c> {
     pub async fn create(&self, clock: &Clock, new: NewGrant) -> Result<Grant, StoreError> {
         let now = clock.now();
         let row = grants::ActiveModel {
-            id: Set(crate::domain::UserId::new_v7(now).0),
+            id: Set(crate::domain::row_id(now)),
             user_id: Set(new.user_id.0),
             client_id: Set(new.client_id),
             session_id: Set(new.session_id),

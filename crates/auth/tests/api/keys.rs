@@ -1,7 +1,5 @@
 //! Signing keys: one key for all replicas, created once, private part encrypted at rest.
 
-use std::time::Duration;
-
 use tobira_auth::keys::{KeyRing, MasterKey};
 use tobira_auth::{Clock, Config};
 
@@ -66,6 +64,5 @@ async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
             .unwrap()
             .to_string();
         assert!(err.contains("master key"), "{err}");
-        let _ = Duration::ZERO;
     }
 }

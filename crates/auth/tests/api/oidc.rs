@@ -1,7 +1,7 @@
 //! The OpenID Connect core flow, driven by the `openidconnect` crate as the relying party
 //! and a cookie-keeping HTTP client as the browser, signing in through the real form.
 
-use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType};
+use openidconnect::core::{CoreAuthenticationFlow, CoreErrorResponseType};
 use openidconnect::{
     AccessToken, AccessTokenHash, AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse,
     PkceCodeChallenge, PkceCodeVerifier, RequestTokenError, Scope, TokenResponse as _,
@@ -500,7 +500,6 @@ async fn prompt_login_and_max_age_force_a_new_sign_in() {
         callback_params(back.location.as_deref().unwrap())["error"],
         "login_required"
     );
-    let _ = CoreAuthPrompt::Login;
 }
 
 #[tokio::test]
@@ -1017,6 +1016,20 @@ async fn id_token_hint_selects_the_member_and_signing_in_again_rotates_the_cooki
     let first_cookie = s.browser.cookie("tobira_session").unwrap();
     let tokens = exchange(&s, code, pending.verifier).await.unwrap();
     let hint = tokens.id_token().unwrap().to_string();
+
+    // An access token is not an ID token, whatever it is signed with.
+    let pending = authorize(
+        &s.rp,
+        &[
+            ("prompt", "none"),
+            ("id_token_hint", tokens.access_token().secret()),
+        ],
+    );
+    let back = s.browser.get(&pending.url).await;
+    assert_eq!(
+        callback_params(back.location.as_deref().unwrap())["error"],
+        "invalid_request"
+    );
 
     // The hinted member is signed in: prompt=none succeeds, even once the hint expired.
     s.app.clock().advance(Duration::minutes(11));
