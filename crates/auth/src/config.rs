@@ -41,7 +41,28 @@ pub struct Config {
     pub password: PasswordConfig,
     pub session: SessionConfig,
     pub tokens: TokenConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
+}
+
+/// Bounds on what anonymous clients can make the OP hold or compute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Parked sign-ins (authorization requests waiting for the member) the in-process
+    /// store holds at most; beyond it new ones are answered 503. Redis bounds itself.
+    pub max_parked: usize,
+    /// Authorization requests one address (IPv6: one /64) may park per minute; 0: no limit.
+    pub park_per_ip_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_parked: 50_000,
+            park_per_ip_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +140,11 @@ pub struct EphemeralConfig {
     pub url: Secret,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     pub key_prefix: String,
+    /// A PEM file of the CA certificate(s) that signed the Redis server's certificate,
+    /// for a `rediss://` URL. When set, these are the only roots trusted for Redis
+    /// (instead of the system's, not in addition: a private CA should not share trust
+    /// with every public one). Empty: the system's root certificates.
+    pub tls_ca_file: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -186,6 +212,7 @@ impl Default for Config {
             password: PasswordConfig::default(),
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
+            limits: LimitsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -218,6 +245,7 @@ impl Default for EphemeralConfig {
         Self {
             url: Secret::default(),
             key_prefix: "tobira:".to_owned(),
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -309,6 +337,12 @@ impl Config {
             return Err(invalid(
                 "ephemeral.url",
                 "must start with redis:// or rediss:// (or be empty for the in-process store)",
+            ));
+        }
+        if !self.ephemeral.tls_ca_file.is_empty() && !eph.starts_with("rediss://") {
+            return Err(invalid(
+                "ephemeral.tls_ca_file",
+                "is set, but ephemeral.url is not a rediss:// (TLS) URL",
             ));
         }
         let p = &self.password;

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod flow;
 pub mod keys;
 pub mod oidc;
 pub mod ops;

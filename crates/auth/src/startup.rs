@@ -66,11 +66,22 @@ pub async fn open_db(config: &Config) -> Result<Db, DbError> {
 pub async fn open_ephemeral(config: &Config, clock: &Clock) -> Result<Ephemeral, EphemeralError> {
     let url = config.ephemeral.url.expose();
     Ok(if url.is_empty() {
-        Arc::new(ephemeral::MemoryStore::new(clock.clone()))
+        Arc::new(ephemeral::MemoryStore::with_quota(
+            clock.clone(),
+            config.limits.max_parked,
+        ))
     } else {
+        let ca_file = Some(config.ephemeral.tls_ca_file.as_str())
+            .filter(|f| !f.is_empty())
+            .map(std::path::Path::new);
         Arc::new(
-            ephemeral::RedisStore::connect(url, &config.ephemeral.key_prefix, clock.clone())
-                .await?,
+            ephemeral::RedisStore::connect_trusting(
+                url,
+                &config.ephemeral.key_prefix,
+                ca_file,
+                clock.clone(),
+            )
+            .await?,
         )
     })
 }
@@ -122,6 +133,10 @@ impl Application {
             cookies: CookiePolicy {
                 secure: config.secure_cookies(),
             },
+            issuer_origin: Url::parse(config.issuer.as_str())
+                .map(|u| u.origin().ascii_serialization())
+                .map_err(|e| StartError::Other(e.to_string()))?
+                .into(),
             metrics: Metrics::install(),
             config: Arc::new(config),
         };

@@ -24,5 +24,7 @@ pub struct AppState {
     pub keys: KeyRing,
     pub sessions: SessionPolicy,
     pub cookies: CookiePolicy,
+    /// The issuer's origin (`https://id.example.jp`), which our own forms must come from.
+    pub issuer_origin: Arc<str>,
     pub metrics: Metrics,
 }

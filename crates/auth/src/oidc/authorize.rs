@@ -7,13 +7,14 @@
 //! `/authorize/continue` once the member has signed in.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use url::Url;
 
 use super::error::ErrorCode;
@@ -21,21 +22,20 @@ use super::paths;
 use super::tokens::CodeRecord;
 use crate::authn::session;
 use crate::crypto::random_token;
+use crate::flow::{self, Binding, FlowError, Park};
 use crate::domain::{AMR_PASSWORD, BrowserSession, Client, GrantType, User, UserStatus};
 use crate::state::AppState;
 use crate::store::NewGrant;
+use crate::web::client_ip::client_ip;
 use crate::web::cookies::SESSION;
 use crate::web::i18n::Msg;
-use crate::web::pages::{RequestId, error_page, page_lang};
+use crate::web::pages::{RequestId, error_page, page_lang, unavailable_page};
 
 /// Scopes this OP knows; others are ignored (RFC 6749 §3.3 lets the server narrow).
 pub const SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
 
 /// Authorization codes live 60 s (RFC 6749 §4.1.2 recommends at most 10 minutes).
 pub const CODE_LIFETIME: Duration = Duration::seconds(60);
-/// A sign-in started from an authorization request may take this long.
-pub const LOGIN_TX_LIFETIME: Duration = Duration::minutes(30);
-
 /// A validated authorization request.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuthRequest {
@@ -60,21 +60,6 @@ pub struct AuthRequest {
     pub form_post: bool,
 }
 
-/// An authorization request waiting for the member to sign in.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct LoginTx {
-    pub request: AuthRequest,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    /// The member allowed this request on the consent page.
-    #[serde(default)]
-    pub consented: bool,
-}
-
-pub fn login_tx_key(id: &str) -> String {
-    format!("login_tx:{id}")
-}
-
 /// Why a request cannot proceed.
 pub enum Rejection {
     /// Client or redirect URI not trusted: shown to the person, never redirected.
@@ -87,7 +72,36 @@ pub enum Rejection {
         description: String,
         form_post: bool,
     },
+    /// A store we need is down or full: 503 with `Retry-After`, never a 500.
+    Unavailable(String),
+    /// This address parks too many requests: 429 with `Retry-After`.
+    TooMany { retry_after: i64 },
     Internal(String),
+}
+
+impl From<FlowError> for Rejection {
+    fn from(e: FlowError) -> Self {
+        match e {
+            FlowError::Expired => Self::Page(StatusCode::BAD_REQUEST, Msg::LoginExpired),
+            FlowError::OtherBrowser => Self::Page(StatusCode::FORBIDDEN, Msg::OtherBrowser),
+            FlowError::TooLarge => Self::Page(StatusCode::BAD_REQUEST, Msg::BadRequest),
+            FlowError::TooMany { retry_after } => Self::TooMany { retry_after },
+            FlowError::Store(e) => e.into(),
+            FlowError::Encoding(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::EphemeralError> for Rejection {
+    fn from(e: crate::store::EphemeralError) -> Self {
+        use crate::store::EphemeralError;
+        match e {
+            EphemeralError::Unavailable(_) | EphemeralError::Full => {
+                Self::Unavailable(e.to_string())
+            }
+            EphemeralError::Malformed => Self::Internal(e.to_string()),
+        }
+    }
 }
 
 impl Rejection {
@@ -120,6 +134,15 @@ impl Rejection {
                     params.push(("state", s));
                 }
                 respond_to_client(state, &redirect_uri, params, form_post)
+            }
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "authorization request: store unavailable");
+                unavailable_page(lang)
+            }
+            Self::TooMany { retry_after } => {
+                let mut res = error_page(StatusCode::TOO_MANY_REQUESTS, lang, Msg::TooManyRequests, None);
+                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                res
             }
             Self::Internal(cause) => {
                 tracing::error!(error = %cause, "authorization request failed");
@@ -412,6 +435,7 @@ fn is_pkce_value(v: &str) -> bool {
 
 pub async fn get_authorize(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request_id: RequestId,
     Query(params): Query<Vec<(String, String)>>,
@@ -420,7 +444,8 @@ pub async fn get_authorize(
         Ok(ok) => ok,
         Err(r) => return r.respond(&state, &headers, request_id),
     };
-    match proceed(&state, &headers, req, &client, None).await {
+    let ip = client_ip(peer, &headers, &state.config.server.trusted_proxies);
+    match proceed(&state, &headers, ip, req, &client, None).await {
         Ok(res) => res,
         Err(r) => r.respond(&state, &headers, request_id),
     }
@@ -444,57 +469,59 @@ pub struct ContinueParams {
     tx: String,
 }
 
-/// After sign-in: the parked request goes on, now with a fresh session.
+/// After sign-in or consent: the parked request goes on, in the browser that parked it.
 pub async fn get_continue(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request_id: RequestId,
     Query(p): Query<ContinueParams>,
 ) -> Response {
-    let lang = page_lang(None, None, &headers);
-    let tx = match load_tx(&state, &p.tx).await {
-        Ok(Some(tx)) => tx,
-        Ok(None) => return error_page(StatusCode::BAD_REQUEST, lang, Msg::LoginExpired, None),
-        Err(r) => return r.respond(&state, &headers, request_id),
+    let park = match flow::resume(&state, &headers, &p.tx).await {
+        Ok(park) => park,
+        Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
     };
-    let client = match state.db.clients().find(&tx.request.client_id).await {
+    let client = match state.db.clients().find(&park.request.client_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return error_page(StatusCode::BAD_REQUEST, lang, Msg::UnknownClient, None),
+        Ok(None) => {
+            return Rejection::Page(StatusCode::BAD_REQUEST, Msg::UnknownClient)
+                .respond(&state, &headers, request_id);
+        }
         Err(e) => return Rejection::Internal(e.to_string()).respond(&state, &headers, request_id),
     };
-    let resumed = Resumed {
-        id: &p.tx,
-        parked_at: tx.created_at,
-        consented: tx.consented,
-    };
-    match proceed(&state, &headers, tx.request, &client, Some(resumed)).await {
+    let request = park.request.clone();
+    let resumed = Resumed { id: &p.tx, park };
+    let ip = client_ip(peer, &headers, &state.config.server.trusted_proxies);
+    match proceed(&state, &headers, ip, request, &client, Some(resumed)).await {
         Ok(res) => res,
         Err(r) => r.respond(&state, &headers, request_id),
     }
 }
 
-pub async fn load_tx(state: &AppState, id: &str) -> Result<Option<LoginTx>, Rejection> {
-    let raw = state
-        .ephemeral
-        .get(&login_tx_key(id))
-        .await
-        .map_err(|e| Rejection::Internal(e.to_string()))?;
-    Ok(raw.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
-}
-
 /// The parked request a browser comes back with from the sign-in or consent page.
-#[derive(Clone, Copy)]
 struct Resumed<'a> {
     id: &'a str,
-    /// A session signed in since then satisfies `prompt=login` and `max_age`.
-    parked_at: OffsetDateTime,
-    consented: bool,
+    park: Park,
 }
 
-/// Decides between "issue a code now", "sign in first" and "ask for consent first".
+/// What the member must do next, if anything.
+enum Next<'a> {
+    SignIn,
+    Consent,
+    Code {
+        session: &'a BrowserSession,
+        user: User,
+        consented: bool,
+    },
+}
+
+/// Decides between "issue a code now", "sign in first" and "ask for consent first". A
+/// final answer to the client (a code or an error redirect) first takes the park, so a
+/// parked request is answered once however many tabs continue it.
 async fn proceed(
     state: &AppState,
     headers: &HeaderMap,
+    ip: IpAddr,
     req: AuthRequest,
     client: &Client,
     resumed: Option<Resumed<'_>>,
@@ -514,79 +541,113 @@ async fn proceed(
         None => None,
     }
     .filter(|u| u.status == UserStatus::Active);
-    let now = state.clock.now();
+    let park = resumed.as_ref().map(|r| &r.park);
+    let next = decide(state, &req, client, session.as_ref(), user, park).await;
+    let next = match next {
+        Ok(next) => next,
+        Err(refusal) => {
+            if let Some(r) = &resumed {
+                flow::finish(state, headers, r.id).await?;
+            }
+            return Err(refusal);
+        }
+    };
+    let page = match next {
+        Next::SignIn => paths::LOGIN,
+        Next::Consent => paths::CONSENT,
+        Next::Code {
+            session,
+            user,
+            consented,
+        } => {
+            if let Some(r) = &resumed {
+                flow::finish(state, headers, r.id).await?;
+            }
+            return issue_code(state, &req, client, session, &user, consented).await;
+        }
+    };
+    let binding = Binding::of(state.cookies, headers);
+    let id = match &resumed {
+        Some(r) => r.id.to_owned(),
+        None => {
+            flow::check_park_rate(state, ip).await?;
+            flow::park(state, &binding, req).await?
+        }
+    };
+    let cookies: Vec<String> = binding.set_cookie.into_iter().collect();
+    Ok(see_other(&format!("{page}?tx={id}"), &cookies))
+}
 
-    let signed_in = match (&session, &user) {
-        (Some(s), Some(_)) => Some(s),
+async fn decide<'s>(
+    state: &AppState,
+    req: &AuthRequest,
+    client: &Client,
+    session: Option<&'s BrowserSession>,
+    user: Option<User>,
+    park: Option<&Park>,
+) -> Result<Next<'s>, Rejection> {
+    let now = state.clock.now();
+    let signed_in = match (session, user) {
+        (Some(s), Some(u)) => Some((s, u)),
         _ => None,
     };
-    let fresh = match (resumed, signed_in) {
-        (Some(r), Some(s)) => s.auth_time >= r.parked_at,
+    // Signed in for this very request (by this session): satisfies prompt=login/max_age.
+    let fresh = match (park, &signed_in) {
+        (Some(p), Some((s, _))) => p.signed_in_by(s.id),
         _ => false,
     };
-    let needs_login = match signed_in {
+    let needs_login = match &signed_in {
         None => true,
         Some(_) if fresh => false,
-        Some(s) => {
+        Some((s, _)) => {
             req.prompt_login
                 || req
                     .max_age
                     .is_some_and(|max| now - s.auth_time > Duration::seconds(max))
         }
     };
-    let wrong_member = match (&req.hint_sub, &user) {
-        (Some(hint), Some(u)) => hint != u.sub.as_str(),
+    let wrong_member = match (&req.hint_sub, &signed_in) {
+        (Some(hint), Some((_, u))) => hint != u.sub.as_str(),
         _ => false,
     };
-
     if needs_login || (wrong_member && !fresh) {
         if req.prompt_none {
             return Err(Rejection::to_client(
-                &req,
+                req,
                 ErrorCode::LoginRequired,
                 "the member must sign in",
             ));
         }
-        let id = match resumed {
-            Some(r) => r.id.to_owned(),
-            None => park(state, &req, now).await?,
-        };
-        return Ok(see_other(&format!("{}?tx={id}", paths::LOGIN), &[]));
+        return Ok(Next::SignIn);
     }
     if wrong_member {
         // Signed in just now, but not as the member the client asked for.
         return Err(Rejection::to_client(
-            &req,
+            req,
             ErrorCode::LoginRequired,
             "a different member is signed in",
         ));
     }
-    let (Some(session), Some(user)) = (signed_in, user) else {
+    let Some((session, user)) = signed_in else {
         return Err(Rejection::Internal("session without member".to_owned()));
     };
-    let consented = resumed.is_some_and(|r| r.consented);
-    if needs_consent(state, &req, client, &user, consented).await? {
+    // Consent counts only for the session (and account) that gave it.
+    let consented = park.is_some_and(|p| p.consented_by(session.id, user.id.0));
+    if needs_consent(state, req, client, &user, consented).await? {
         if req.prompt_none {
             return Err(Rejection::to_client(
-                &req,
+                req,
                 ErrorCode::ConsentRequired,
                 "the member must allow this client",
             ));
         }
-        let id = match resumed {
-            Some(r) => r.id.to_owned(),
-            None => park(state, &req, now).await?,
-        };
-        return Ok(see_other(&format!("{}?tx={id}", paths::CONSENT), &[]));
+        return Ok(Next::Consent);
     }
-    if let Some(r) = resumed {
-        state
-            .ephemeral
-            .delete(&login_tx_key(r.id))
-            .await
-            .map_err(|e| internal(&e))?;
-    }
-    issue_code(state, &req, client, session, &user, consented).await
+    Ok(Next::Code {
+        session,
+        user,
+        consented,
+    })
 }
 
 /// Whether the member must be asked (OIDC Core §3.1.2.4). Never for our own apps;
@@ -613,26 +674,6 @@ async fn needs_consent(
         .map_err(|e| Rejection::Internal(e.to_string()))?
         .unwrap_or_default();
     Ok(!req.scopes.iter().all(|s| remembered.contains(s)))
-}
-
-async fn park(
-    state: &AppState,
-    req: &AuthRequest,
-    now: OffsetDateTime,
-) -> Result<String, Rejection> {
-    let id = random_token(&mut rand::rng(), 24);
-    let tx = LoginTx {
-        request: req.clone(),
-        created_at: now,
-        consented: false,
-    };
-    let bytes = serde_json::to_vec(&tx).map_err(|e| Rejection::Internal(e.to_string()))?;
-    state
-        .ephemeral
-        .put(&login_tx_key(&id), &bytes, now + LOGIN_TX_LIFETIME)
-        .await
-        .map_err(|e| Rejection::Internal(e.to_string()))?;
-    Ok(id)
 }
 
 /// Creates the grant and a single-use code bound to everything the token endpoint must

@@ -3,22 +3,20 @@
 //! (except `offline_access`, asked every time, OIDC Core §11).
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::authorize::{
-    LOGIN_TX_LIFETIME, LoginTx, Rejection, load_tx, login_tx_key, respond_to_client, see_other,
-};
+use super::authorize::{Rejection, respond_to_client, see_other};
 use super::error::ErrorCode;
 use super::paths;
 use crate::authn::session;
 use crate::domain::BrowserSession;
+use crate::flow::{self, Park, Stage};
 use crate::state::AppState;
 use crate::web::cookies::SESSION;
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
 
@@ -55,25 +53,17 @@ pub struct ConsentQuery {
     lang: Option<String>,
 }
 
-/// The parked request and the signed-in session it is for; `Err` is the page to show.
+/// The parked request (of this browser) and the signed-in session it is for; `Err` is
+/// the page to show.
 async fn context(
     state: &AppState,
     headers: &HeaderMap,
     tx_id: &str,
-    lang: Lang,
     request_id: &RequestId,
-) -> Result<(LoginTx, BrowserSession), Response> {
-    let tx = match load_tx(state, tx_id).await {
-        Ok(Some(tx)) => tx,
-        Ok(None) => {
-            return Err(error_page(
-                StatusCode::BAD_REQUEST,
-                lang,
-                Msg::LoginExpired,
-                None,
-            ));
-        }
-        Err(r) => return Err(r.respond(state, headers, request_id.clone())),
+) -> Result<(Park, BrowserSession), Response> {
+    let tx = match flow::resume(state, headers, tx_id).await {
+        Ok(tx) => tx,
+        Err(e) => return Err(Rejection::from(e).respond(state, headers, request_id.clone())),
     };
     let secret = state.cookies.get(headers, SESSION);
     match session::current(&state.db, &state.clock, &state.sessions, secret.as_deref()).await {
@@ -92,8 +82,7 @@ pub async fn get_consent(
     request_id: RequestId,
     Query(q): Query<ConsentQuery>,
 ) -> Response {
-    let lang = page_lang(q.lang.as_deref(), None, &headers);
-    let (tx, _) = match context(&state, &headers, &q.tx, lang, &request_id).await {
+    let (tx, _) = match context(&state, &headers, &q.tx, &request_id).await {
         Ok(c) => c,
         Err(page) => return page,
     };
@@ -123,7 +112,6 @@ pub async fn get_consent(
 pub struct ConsentForm {
     #[serde(default)]
     tx: String,
-    csrf: Option<String>,
     #[serde(default)]
     decision: String,
 }
@@ -132,13 +120,10 @@ pub async fn post_consent(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
-    Form(form): Form<ConsentForm>,
+    CsrfForm(form): CsrfForm<ConsentForm>,
 ) -> Response {
     let lang = page_lang(None, None, &headers);
-    if !csrf::verify(state.cookies, &headers, form.csrf.as_deref()) {
-        return error_page(StatusCode::FORBIDDEN, lang, Msg::FormExpired, None);
-    }
-    let (mut tx, session) = match context(&state, &headers, &form.tx, lang, &request_id).await {
+    let (mut tx, session) = match context(&state, &headers, &form.tx, &request_id).await {
         Ok(c) => c,
         Err(page) => return page,
     };
@@ -181,18 +166,14 @@ pub async fn post_consent(
             {
                 return internal(&e);
             }
-            tx.consented = true;
-            let bytes = match serde_json::to_vec(&tx) {
-                Ok(b) => b,
-                Err(e) => return internal(&e),
+            // Honoured only for this session and account (a `continue` link sent to
+            // someone else's browser must not carry this member's consent).
+            let stage = Stage::Consented {
+                session: session.id,
+                user: session.user_id.0,
             };
-            let expires = tx.created_at + LOGIN_TX_LIFETIME;
-            if let Err(e) = state
-                .ephemeral
-                .put(&login_tx_key(&form.tx), &bytes, expires)
-                .await
-            {
-                return internal(&e);
+            if let Err(e) = flow::advance(&state, &form.tx, &mut tx, stage).await {
+                return Rejection::from(e).respond(&state, &headers, request_id);
             }
             see_other(
                 &format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx),
@@ -200,9 +181,11 @@ pub async fn post_consent(
             )
         }
         "deny" => {
-            if let Err(e) = state.ephemeral.delete(&login_tx_key(&form.tx)).await {
-                return internal(&e);
-            }
+            // The answer goes to the client once: the park is taken.
+            let tx = match flow::finish(&state, &headers, &form.tx).await {
+                Ok(tx) => tx,
+                Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
+            };
             let mut params = vec![
                 ("error", ErrorCode::AccessDenied.as_str().to_owned()),
                 (

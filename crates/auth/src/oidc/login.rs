@@ -1,23 +1,23 @@
 //! The sign-in page of an authorization flow: email + password, "keep me signed in".
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-use super::authorize::{load_tx, see_other};
+use super::authorize::{Rejection, see_other};
 use super::paths;
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{SignInError, with_password};
 use crate::crypto::random_token;
 use crate::domain::AMR_PASSWORD;
+use crate::flow::{self, Stage};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::cookies::{DEVICE, DEVICE_LIFETIME, SESSION};
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
 
@@ -54,13 +54,9 @@ pub async fn get_login(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let tx_id = q.tx.unwrap_or_default();
-    let tx = match load_tx(&state, &tx_id).await {
-        Ok(Some(tx)) => tx,
-        Ok(None) => {
-            let lang = page_lang(q.lang.as_deref(), None, &headers);
-            return error_page(StatusCode::BAD_REQUEST, lang, Msg::LoginExpired, None);
-        }
-        Err(r) => return r.respond(&state, &headers, request_id),
+    let tx = match flow::resume(&state, &headers, &tx_id).await {
+        Ok(tx) => tx,
+        Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
     };
     let lang = page_lang(
         q.lang.as_deref(),
@@ -92,7 +88,8 @@ pub async fn get_login(
 pub struct LoginForm {
     #[serde(default)]
     tx: String,
-    csrf: Option<String>,
+    #[serde(default)]
+    csrf: String,
     #[serde(default)]
     email: String,
     #[serde(default)]
@@ -106,31 +103,24 @@ pub async fn post_login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request_id: RequestId,
-    Form(form): Form<LoginForm>,
+    CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Response {
-    let tx = match load_tx(&state, &form.tx).await {
+    let mut tx = match flow::resume(&state, &headers, &form.tx).await {
         Ok(tx) => tx,
-        Err(r) => return r.respond(&state, &headers, request_id),
+        Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
     };
     let lang = page_lang(
         form.lang.as_deref(),
-        tx.as_ref().and_then(|t| t.request.ui_locales.as_deref()),
+        tx.request.ui_locales.as_deref(),
         &headers,
     );
-    if !csrf::verify(state.cookies, &headers, form.csrf.as_deref()) {
-        return error_page(StatusCode::FORBIDDEN, lang, Msg::FormExpired, None);
-    }
-    let Some(tx) = tx else {
-        return error_page(StatusCode::BAD_REQUEST, lang, Msg::LoginExpired, None);
-    };
     let remember = form.remember.as_deref() == Some("on");
     let again = |status: StatusCode, error: Msg, focus_email: bool| {
-        let csrf = form.csrf.clone().unwrap_or_default();
         let page = LoginPage {
             lang,
             client_name: &tx.request.client_name,
             tx: &form.tx,
-            csrf: &csrf,
+            csrf: &form.csrf,
             email: &form.email,
             remember,
             error: Some(error.text(lang)),
@@ -225,7 +215,7 @@ pub async fn post_login(
         },
     )
     .await;
-    let (_, secret) = match signed_in {
+    let (session, secret) = match signed_in {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot create a session");
@@ -237,6 +227,19 @@ pub async fn post_login(
             );
         }
     };
+    // The park remembers which session signed in for it (prompt=login, max_age).
+    if let Err(e) = flow::advance(
+        &state,
+        &form.tx,
+        &mut tx,
+        Stage::SignedIn {
+            session: session.id,
+        },
+    )
+    .await
+    {
+        return Rejection::from(e).respond(&state, &headers, request_id);
+    }
     tracing::info!(user = %user.id.0, "signed in with a password");
     cookies.push(
         state

@@ -20,7 +20,7 @@ use crate::authn::session;
 use crate::crypto::random_token;
 use crate::state::AppState;
 use crate::web::cookies::SESSION;
-use crate::web::csrf;
+use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
 
@@ -181,19 +181,15 @@ pub async fn post_end_session(Form(params): Form<Vec<(String, String)>>) -> Resp
 pub struct ConfirmForm {
     #[serde(default)]
     tx: String,
-    csrf: Option<String>,
 }
 
 pub async fn post_confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
-    Form(form): Form<ConfirmForm>,
+    CsrfForm(form): CsrfForm<ConfirmForm>,
 ) -> Response {
     let lang = page_lang(None, None, &headers);
-    if !csrf::verify(state.cookies, &headers, form.csrf.as_deref()) {
-        return error_page(StatusCode::FORBIDDEN, lang, Msg::FormExpired, None);
-    }
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "end-session failed");
         error_page(

@@ -10,6 +10,8 @@ use time::Duration;
 pub const SESSION: &str = "tobira_session";
 pub const DEVICE: &str = "tobira_device";
 pub const CSRF: &str = "tobira_csrf";
+/// Binds parked authorization requests to the browser that started them (`flow`).
+pub const BIND: &str = "tobira_bind";
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis).
 pub const DEVICE_LIFETIME: Duration = Duration::days(400);

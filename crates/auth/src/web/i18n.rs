@@ -111,6 +111,10 @@ pub enum Msg {
     BadLogoutRequest,
     Redirecting,
     ContinueButton,
+    OtherBrowser,
+    CrossSite,
+    TooManyRequests,
+    Unavailable,
 }
 
 impl Msg {
@@ -227,6 +231,30 @@ impl Msg {
             (Self::Redirecting, En) => "Returning to the service…",
             (Self::ContinueButton, Ja) => "続ける",
             (Self::ContinueButton, En) => "Continue",
+            (Self::OtherBrowser, Ja) => {
+                "このログインは別のブラウザで始められたため、ここでは続けられません。ご利用中のサービスに戻って、このブラウザでもう一度ログインしてください。"
+            }
+            (Self::OtherBrowser, En) => {
+                "This sign-in was started in another browser, so it cannot continue here. Go back to the service you were using and sign in again in this browser."
+            }
+            (Self::CrossSite, Ja) => {
+                "このフォームは別のサイトから送信されたため、受け付けられませんでした。Tobiraのページからもう一度お試しください。"
+            }
+            (Self::CrossSite, En) => {
+                "This form was sent from another site, so it was not accepted. Please try again from Tobira's own page."
+            }
+            (Self::TooManyRequests, Ja) => {
+                "短時間に多くのリクエストがありました。しばらく待ってから、もう一度お試しください。"
+            }
+            (Self::TooManyRequests, En) => {
+                "There have been too many requests in a short time. Please wait a moment and try again."
+            }
+            (Self::Unavailable, Ja) => {
+                "ただいま混み合っているか、一時的に利用できません。少し待ってから、もう一度お試しください。"
+            }
+            (Self::Unavailable, En) => {
+                "The service is busy or temporarily unavailable. Please wait a moment and try again."
+            }
         }
     }
 }

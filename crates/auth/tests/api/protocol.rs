@@ -15,7 +15,7 @@ use crate::rp::{self, Auth};
 
 const LOGGED_OUT: &str = "http://127.0.0.1:9/logged-out";
 
-fn third_party() -> ClientOpts {
+pub fn third_party() -> ClientOpts {
     ClientOpts {
         first_party: false,
         ..Default::default()
@@ -119,7 +119,7 @@ async fn consent_page(s: &Setup, url: &str) -> crate::helpers::Page {
     page
 }
 
-async fn decide(s: &Setup, page: &crate::helpers::Page, decision: &str) -> crate::helpers::Page {
+pub async fn decide(s: &Setup, page: &crate::helpers::Page, decision: &str) -> crate::helpers::Page {
     let form = [
         ("csrf", page.field("csrf").unwrap()),
         ("tx", page.field("tx").unwrap()),

@@ -6,18 +6,22 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
-use super::{Counter, EphemeralError, EphemeralStore};
+use super::{Counter, EphemeralError, EphemeralStore, Spent};
 use crate::clock::Clock;
 
 #[derive(Debug)]
 pub struct MemoryStore {
     clock: Clock,
+    /// At most this many bounded values (see `put_bounded`) at once.
+    quota: usize,
     inner: Mutex<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     values: HashMap<String, Entry>,
+    /// How many entries of `values` are bounded.
+    bounded: usize,
     writes_since_sweep: usize,
 }
 
@@ -26,7 +30,23 @@ struct Entry {
     value: Vec<u8>,
     count: u64,
     expires_at: OffsetDateTime,
+    bounded: bool,
 }
+
+impl Entry {
+    fn new(value: Vec<u8>, expires_at: OffsetDateTime) -> Self {
+        Self {
+            value,
+            count: 0,
+            expires_at,
+            bounded: false,
+        }
+    }
+}
+
+/// Bounded values allowed by `new`: parked sign-ins are a few KiB each, so this keeps
+/// an anonymous flood of `/authorize` well under a GiB.
+pub const DEFAULT_QUOTA: usize = 50_000;
 
 /// Expired entries are swept every this many writes, so memory stays bounded by what
 /// is live rather than by what was ever written.
@@ -34,8 +54,13 @@ const SWEEP_EVERY: usize = 1024;
 
 impl MemoryStore {
     pub fn new(clock: Clock) -> Self {
+        Self::with_quota(clock, DEFAULT_QUOTA)
+    }
+
+    pub fn with_quota(clock: Clock, quota: usize) -> Self {
         Self {
             clock,
+            quota,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -53,18 +78,37 @@ impl Inner {
     fn live(&mut self, key: &str, now: OffsetDateTime) -> Option<&mut Entry> {
         match self.values.get(key) {
             Some(e) if e.expires_at <= now => {
-                self.values.remove(key);
+                self.remove(key);
                 None
             }
             _ => self.values.get_mut(key),
         }
     }
 
+    /// Every insertion and removal goes through these two, which keep `bounded` true.
+    fn insert(&mut self, key: &str, entry: Entry) {
+        self.bounded += usize::from(entry.bounded);
+        if let Some(old) = self.values.insert(key.to_owned(), entry) {
+            self.bounded -= usize::from(old.bounded);
+        }
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let old = self.values.remove(key)?;
+        self.bounded -= usize::from(old.bounded);
+        Some(old)
+    }
+
+    fn sweep(&mut self, now: OffsetDateTime) {
+        self.writes_since_sweep = 0;
+        self.values.retain(|_, e| e.expires_at > now);
+        self.bounded = self.values.values().filter(|e| e.bounded).count();
+    }
+
     fn wrote(&mut self, now: OffsetDateTime) {
         self.writes_since_sweep += 1;
         if self.writes_since_sweep >= SWEEP_EVERY {
-            self.writes_since_sweep = 0;
-            self.values.retain(|_, e| e.expires_at > now);
+            self.sweep(now);
         }
     }
 }
@@ -78,17 +122,54 @@ impl EphemeralStore for MemoryStore {
         expires_at: OffsetDateTime,
     ) -> Result<(), EphemeralError> {
         self.with(|inner, now| {
-            inner.values.insert(
-                key.to_owned(),
-                Entry {
-                    value: value.to_vec(),
-                    count: 0,
-                    expires_at,
-                },
-            );
+            inner.insert(key, Entry::new(value.to_vec(), expires_at));
             inner.wrote(now);
         });
         Ok(())
+    }
+
+    async fn put_bounded(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<(), EphemeralError> {
+        self.with(|inner, now| {
+            let replaces = inner.values.get(key).is_some_and(|e| e.bounded);
+            if !replaces && inner.bounded >= self.quota {
+                inner.sweep(now);
+                if inner.bounded >= self.quota {
+                    return Err(EphemeralError::Full);
+                }
+            }
+            let mut entry = Entry::new(value.to_vec(), expires_at);
+            entry.bounded = true;
+            inner.insert(key, entry);
+            inner.wrote(now);
+            Ok(())
+        })
+    }
+
+    async fn spend(
+        &self,
+        key: &str,
+        spent_key: &str,
+        remember_until: OffsetDateTime,
+    ) -> Result<Spent, EphemeralError> {
+        Ok(self.with(|inner, now| {
+            if let Some(entry) = inner.remove(key) {
+                if entry.expires_at <= now {
+                    return Spent::Absent;
+                }
+                inner.insert(spent_key, Entry::new(entry.value.clone(), remember_until));
+                inner.wrote(now);
+                return Spent::Fresh(entry.value);
+            }
+            match inner.live(spent_key, now) {
+                Some(e) => Spent::Replayed(e.value.clone()),
+                None => Spent::Absent,
+            }
+        }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
@@ -97,13 +178,13 @@ impl EphemeralStore for MemoryStore {
 
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError> {
         Ok(self.with(|inner, now| {
-            let entry = inner.values.remove(key)?;
+            let entry = inner.remove(key)?;
             (entry.expires_at > now).then_some(entry.value)
         }))
     }
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
-        self.with(|inner, _| inner.values.remove(key));
+        self.with(|inner, _| inner.remove(key));
         Ok(())
     }
 
@@ -119,14 +200,9 @@ impl EphemeralStore for MemoryStore {
                 }
                 None => {
                     let expires_at = now + window;
-                    inner.values.insert(
-                        key.to_owned(),
-                        Entry {
-                            value: Vec::new(),
-                            count: 1,
-                            expires_at,
-                        },
-                    );
+                    let mut entry = Entry::new(Vec::new(), expires_at);
+                    entry.count = 1;
+                    inner.insert(key, entry);
                     Counter {
                         count: 1,
                         expires_at,

@@ -23,6 +23,20 @@ pub enum EphemeralError {
     Unavailable(String),
     #[error("ephemeral store returned malformed data for a key")]
     Malformed,
+    /// The in-process store holds its quota of values that anyone can create.
+    #[error("ephemeral store is full")]
+    Full,
+}
+
+/// What spending a single-use value found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Spent {
+    /// Live and unspent: it is now spent, and this caller alone has it.
+    Fresh(Vec<u8>),
+    /// Spent before (within the memory of spent values): a replay.
+    Replayed(Vec<u8>),
+    /// Unknown or expired.
+    Absent,
 }
 
 /// A rate-limit window: how many hits so far and when the window closes.
@@ -48,6 +62,28 @@ pub trait EphemeralStore: Send + Sync + std::fmt::Debug {
     /// Gets and deletes in one atomic step: of two concurrent takes, one gets the value.
     /// This is what makes an authorization code single-use.
     async fn take(&self, key: &str) -> Result<Option<Vec<u8>>, EphemeralError>;
+
+    /// Like `put`, for values that anyone can make us create (parked sign-ins). The
+    /// in-process store refuses a new key beyond its quota with `Full`; Redis bounds its
+    /// memory itself (`maxmemory`), so there it is a plain `put`.
+    async fn put_bounded(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<(), EphemeralError>;
+
+    /// Spends a single-use value in one atomic step: a live value under `key` moves to
+    /// `spent_key` (kept until `remember_until`) and is returned as `Fresh`; a value
+    /// already there is `Replayed`. Taking and marking in two steps would let a replay
+    /// that lands between them pass unnoticed (RFC 6749 §4.1.2: a replayed code must
+    /// revoke what the first use issued).
+    async fn spend(
+        &self,
+        key: &str,
+        spent_key: &str,
+        remember_until: OffsetDateTime,
+    ) -> Result<Spent, EphemeralError>;
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError>;
 

@@ -1,0 +1,204 @@
+//! The parked authorization request: what `/authorize` leaves in the ephemeral store while
+//! the member signs in or decides on consent, and the rules for picking it up again.
+//!
+//! A park belongs to the browser that started it (the hash of that browser's binding
+//! cookie is stored in it) and records which session acted on it. Without the binding,
+//! anyone holding a park id could resume it in their own browser: an attacker who
+//! allowed his own client on the consent page could hand the `continue` link to a victim
+//! and receive a code for the victim's account (the consent-bypass of issue #8). The park
+//! is taken atomically when it yields a code or an error redirect, so it answers once.
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::crypto::{constant_time_eq, random_token, sha256_hex};
+use crate::oidc::authorize::AuthRequest;
+use crate::state::AppState;
+use crate::store::EphemeralError;
+use crate::web::client_ip::ip_bucket;
+use crate::web::cookies::{BIND, CookiePolicy};
+
+/// A sign-in started from an authorization request may take this long.
+pub const PARK_LIFETIME: Duration = Duration::minutes(30);
+
+/// Where a parked request stands. Each later stage names the session that reached it, so
+/// that a stage reached by one session never counts for another.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// Waiting for the member to sign in or to decide.
+    Parked,
+    /// The member signed in for this request, creating this session.
+    SignedIn { session: Uuid },
+    /// This session (signed in as this account) allowed the request on the consent page.
+    Consented { session: Uuid, user: Uuid },
+}
+
+/// An authorization request waiting for the member.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Park {
+    pub request: AuthRequest,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// SHA-256 of the binding cookie of the browser that started the request.
+    binding: String,
+    pub stage: Stage,
+}
+
+impl Park {
+    /// Whether `session` signed in for this very request (which satisfies `prompt=login`
+    /// and `max_age`, even if another tab signed in meanwhile).
+    pub fn signed_in_by(&self, session: Uuid) -> bool {
+        match self.stage {
+            Stage::Parked => false,
+            Stage::SignedIn { session: s } | Stage::Consented { session: s, .. } => s == session,
+        }
+    }
+
+    /// Whether `session`, signed in as `user`, allowed this request.
+    pub fn consented_by(&self, session: Uuid, user: Uuid) -> bool {
+        matches!(self.stage, Stage::Consented { session: s, user: u } if s == session && u == user)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// Unknown or expired id (or already answered).
+    #[error("the parked request is unknown or expired")]
+    Expired,
+    /// The id is real but this browser did not start the request.
+    #[error("the parked request belongs to another browser")]
+    OtherBrowser,
+    #[error("the request is too large to park")]
+    TooLarge,
+    /// This address parked too many requests in the current minute.
+    #[error("too many parked requests from one address")]
+    TooMany { retry_after: i64 },
+    #[error(transparent)]
+    Store(#[from] EphemeralError),
+    #[error("a parked request could not be encoded: {0}")]
+    Encoding(#[from] serde_json::Error),
+}
+
+/// The browser's binding cookie: created when absent and never overwritten, so several
+/// tabs of one browser can each have a parked request.
+pub struct Binding {
+    value: String,
+    /// `Set-Cookie` to send when the browser had none.
+    pub set_cookie: Option<String>,
+}
+
+impl Binding {
+    pub fn of(cookies: CookiePolicy, headers: &HeaderMap) -> Self {
+        match cookies.get(headers, BIND).filter(|v| v.len() == 43) {
+            Some(value) => Self {
+                value,
+                set_cookie: None,
+            },
+            None => {
+                let value = random_token(&mut rand::rng(), 32);
+                // Ends with the browser: a park lives 30 minutes anyway.
+                let set_cookie = Some(cookies.set(BIND, &value, None));
+                Self { value, set_cookie }
+            }
+        }
+    }
+}
+
+fn key(id: &str) -> String {
+    format!("login_tx:{id}")
+}
+
+/// Parked values are bounded: with every protocol value capped by the parameter parser,
+/// a park is a few KiB; this is the backstop.
+const MAX_PARK_BYTES: usize = 32 * 1024;
+
+/// Parks `request` for the browser of `binding`; returns the park id.
+pub async fn park(
+    state: &AppState,
+    binding: &Binding,
+    request: AuthRequest,
+) -> Result<String, FlowError> {
+    let now = state.clock.now();
+    let id = random_token(&mut rand::rng(), 24);
+    let park = Park {
+        request,
+        created_at: now,
+        binding: sha256_hex(&binding.value),
+        stage: Stage::Parked,
+    };
+    let bytes = serde_json::to_vec(&park)?;
+    if bytes.len() > MAX_PARK_BYTES {
+        return Err(FlowError::TooLarge);
+    }
+    state
+        .ephemeral
+        .put_bounded(&key(&id), &bytes, now + PARK_LIFETIME)
+        .await?;
+    Ok(id)
+}
+
+/// Parking is rate-limited per client address (IPv6 by /64): anyone can park a request
+/// without signing in, and each park holds memory for 30 minutes.
+pub async fn check_park_rate(state: &AppState, ip: IpAddr) -> Result<(), FlowError> {
+    let limit = state.config.limits.park_per_ip_per_minute;
+    if limit == 0 {
+        return Ok(());
+    }
+    let counter = state
+        .ephemeral
+        .incr(&format!("park_rate:{}", ip_bucket(ip)), Duration::minutes(1))
+        .await?;
+    if counter.count > u64::from(limit) {
+        let retry_after = (counter.expires_at - state.clock.now()).whole_seconds();
+        return Err(FlowError::TooMany { retry_after });
+    }
+    Ok(())
+}
+
+fn decode(bytes: Option<Vec<u8>>, headers: &HeaderMap, cookies: CookiePolicy) -> Result<Park, FlowError> {
+    let park: Park = bytes
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(FlowError::Expired)?;
+    let presented = cookies
+        .get(headers, BIND)
+        .map(|v| sha256_hex(&v))
+        .unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), park.binding.as_bytes()) {
+        return Err(FlowError::OtherBrowser);
+    }
+    Ok(park)
+}
+
+/// The parked request `id`, if this browser started it.
+pub async fn resume(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Park, FlowError> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(FlowError::Expired);
+    }
+    let bytes = state.ephemeral.get(&key(id)).await?;
+    decode(bytes, headers, state.cookies)
+}
+
+/// Moves the park to `stage` (keeping its original expiry).
+pub async fn advance(state: &AppState, id: &str, park: &mut Park, stage: Stage) -> Result<(), FlowError> {
+    park.stage = stage;
+    let bytes = serde_json::to_vec(&*park)?;
+    state
+        .ephemeral
+        .put_bounded(&key(id), &bytes, park.created_at + PARK_LIFETIME)
+        .await?;
+    Ok(())
+}
+
+/// Takes the park for good, when it yields a code or an error redirect. Of two concurrent
+/// takes one wins; the other gets `Expired`. The binding is checked again on the taken
+/// value (a stranger's take would have been refused before reaching here; this keeps the
+/// rule in one place).
+pub async fn finish(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Park, FlowError> {
+    let bytes = state.ephemeral.take(&key(id)).await?;
+    decode(bytes, headers, state.cookies)
+}

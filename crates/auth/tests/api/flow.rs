@@ -1,0 +1,162 @@
+//! The parked authorization request: bound to the browser that started it, consent
+//! honoured only for the session that gave it, answered once. Each test plays the
+//! attacker the way he would, with his own browser (cookie jar) and client.
+
+use crate::helpers::{Browser, Page, callback_params};
+use crate::oidc::{EMAIL, PASSWORD, REDIRECT, authorize, setup, with_param};
+use crate::protocol::third_party;
+
+const ATTACKER: &str = "attacker@example.jp";
+const ATTACKER_PASSWORD: &str = "quartz-harbour-mango-91";
+
+/// Signs in on a sign-in page reached by following `url`; returns the OP's answer to
+/// the form post (not followed).
+async fn sign_in_from(browser: &Browser, url: &str, email: &str, password: &str) -> Page {
+    let login = browser.follow(browser.get(url).await).await;
+    assert_eq!(login.status, 200, "sign-in page: {}", login.body);
+    let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
+    let posted = browser
+        .post_form(
+            "/login",
+            &[("csrf", &csrf), ("tx", &tx), ("email", email), ("password", password)],
+        )
+        .await;
+    assert_eq!(posted.status, 303, "signed in: {}", posted.body);
+    posted
+}
+
+/// Posts "allow" on a consent page and returns the answer, not followed.
+async fn allow(browser: &Browser, consent: &Page) -> Page {
+    let (csrf, tx) = (consent.field("csrf").unwrap(), consent.field("tx").unwrap());
+    browser
+        .post_form(
+            "/consent",
+            &[("csrf", &csrf), ("tx", &tx), ("decision", "allow")],
+        )
+        .await
+}
+
+fn is_code_redirect(page: &Page) -> bool {
+    page.location
+        .as_deref()
+        .is_some_and(|l| l.starts_with(REDIRECT) && callback_params(l).contains_key("code"))
+}
+
+#[tokio::test]
+async fn a_continue_link_allowed_by_the_attacker_gives_no_code_in_the_victims_browser() {
+    // The attacker registered a third-party client and asks for offline access.
+    let s = setup(third_party()).await;
+    s.app.add_user(ATTACKER, ATTACKER_PASSWORD).await;
+    let attacker = s.app.browser();
+    let mut pending = authorize(&s.rp, &[]);
+    pending.url = with_param(&pending.url, "scope", "openid email offline_access");
+    let posted = sign_in_from(&attacker, &pending.url, ATTACKER, ATTACKER_PASSWORD).await;
+    let consent = attacker.follow(posted).await;
+    assert!(consent.body.contains(r#"value="allow""#), "{}", consent.body);
+    // "Allow", without following the redirect: the link to hand out.
+    let allowed = allow(&attacker, &consent).await;
+    let link = allowed.location.clone().expect("a redirect to continue");
+    assert!(link.contains("/authorize/continue?tx="), "{link}");
+
+    // The victim is signed in to Tobira in her own browser (SSO from another app).
+    let victim = s.app.browser();
+    let own = authorize(&s.rp, &[]);
+    let _ = sign_in_from(&victim, &own.url, EMAIL, PASSWORD).await;
+    assert!(victim.cookie("tobira_session").is_some());
+
+    // She opens the attacker's link: no code, a page telling her what happened.
+    let opened = victim.get(&link).await;
+    assert!(!is_code_redirect(&opened), "{:?}", opened.location);
+    assert_eq!(opened.status, 403, "{}", opened.body);
+    assert!(opened.body.contains("別のブラウザ"), "{}", opened.body);
+    // Following every hop from there leads nowhere near the client either.
+    let followed = victim.follow(opened).await;
+    assert!(!is_code_redirect(&followed));
+}
+
+#[tokio::test]
+async fn a_parked_request_cannot_be_picked_up_in_a_second_browser() {
+    let s = setup(third_party()).await;
+    let first = s.app.browser();
+    let pending = authorize(&s.rp, &[]);
+    let login = first.follow(first.get(&pending.url).await).await;
+    let tx = login.field("tx").expect("a parked request");
+    // The id is all a second browser has: the page, the form and continue all refuse.
+    let second = s.app.browser();
+    let page = second.get(&format!("/login?tx={tx}")).await;
+    assert_eq!(page.status, 403, "{}", page.body);
+    // It fetches a CSRF token of its own from a page of its own, then posts with tx.
+    let own = second.follow(second.get(&authorize(&s.rp, &[]).url).await).await;
+    let csrf = own.field("csrf").unwrap();
+    let posted = second
+        .post_form(
+            "/login",
+            &[("csrf", &csrf), ("tx", &tx), ("email", EMAIL), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(posted.status, 403, "{}", posted.body);
+    assert!(second.cookie("tobira_session").is_none(), "no session made");
+    for path in ["/authorize/continue", "/consent"] {
+        let page = second.get(&format!("{path}?tx={tx}")).await;
+        assert_eq!(page.status, 403, "{path}: {}", page.body);
+    }
+    // The browser that parked it still can.
+    let back = first.follow(
+        first
+            .post_form(
+                "/login",
+                &[
+                    ("csrf", &login.field("csrf").unwrap()),
+                    ("tx", &tx),
+                    ("email", EMAIL),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(back.status, 200, "the consent page: {}", back.body);
+    assert!(back.body.contains(r#"value="allow""#));
+}
+
+#[tokio::test]
+async fn consent_given_by_one_session_is_asked_again_under_another() {
+    let s = setup(third_party()).await;
+    s.app.add_user(ATTACKER, ATTACKER_PASSWORD).await;
+    let browser = s.app.browser();
+    let pending = authorize(&s.rp, &[]);
+    let posted = sign_in_from(&browser, &pending.url, ATTACKER, ATTACKER_PASSWORD).await;
+    let consent = browser.follow(posted).await;
+    let allowed = allow(&browser, &consent).await;
+    let link = allowed.location.clone().unwrap();
+
+    // Someone else signs in on the same browser (another tab) before the link is used.
+    let other = authorize(&s.rp, &[("prompt", "login")]);
+    let _ = sign_in_from(&browser, &other.url, EMAIL, PASSWORD).await;
+
+    let resumed = browser.get(&link).await;
+    assert!(!is_code_redirect(&resumed), "{:?}", resumed.location);
+    let page = browser.follow(resumed).await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(r#"value="allow""#),
+        "asked again: {}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_continues_of_one_request_give_one_code() {
+    let s = setup(Default::default()).await;
+    let browser = s.app.browser();
+    for _ in 0..5 {
+        let pending = authorize(&s.rp, &[("prompt", "login")]);
+        let posted = sign_in_from(&browser, &pending.url, EMAIL, PASSWORD).await;
+        let link = posted.location.clone().unwrap();
+        let (a, b) = tokio::join!(browser.get(&link), browser.get(&link));
+        let codes = [&a, &b].iter().filter(|p| is_code_redirect(p)).count();
+        assert_eq!(codes, 1, "{:?} / {:?}", a.location, b.location);
+        let other = if is_code_redirect(&a) { &b } else { &a };
+        assert_eq!(other.status, 400, "{}", other.body);
+    }
+}
