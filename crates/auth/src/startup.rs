@@ -201,9 +201,11 @@ pub fn router(state: AppState) -> Router {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        // Not `no-referrer`: with it, browsers send `Origin: null` on our own form posts,
+        // which the origin check must refuse. `same-origin` still sends nothing to others.
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         // No scripts, no framing (clickjacking), styles only from us. No `form-action`:
         // browsers apply it to the redirect that follows a form post.

@@ -493,6 +493,21 @@ impl Browser {
             .await
     }
 
+    /// A form post with extra request headers (`Origin`, `Sec-Fetch-Site`, …), as a
+    /// browser sends them when another site's page submits the form.
+    pub async fn post_form_with(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self.http.post(self.absolute(url)).form(form);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
     /// Follows redirects within the OP until one leaves it (to a client) or a page shows.
     pub async fn follow(&self, mut page: Page) -> Page {
         while let Some(loc) = page.location.clone() {
