@@ -179,6 +179,9 @@ pub struct PasswordConfig {
     /// Hashes computed at once; 0 means one per CPU core. Bounds the memory an attack
     /// can make the server spend (each hash holds `argon2_memory_kib`).
     pub max_concurrent_hashes: usize,
+    /// Hashes that may wait for their turn, per CPU core (default 8 × cores); beyond it
+    /// a sign-in is answered 503 with `Retry-After` at once. 0: no bound.
+    pub waiting_hashes_per_core: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +269,7 @@ impl Default for PasswordConfig {
             argon2_iterations: 2,
             argon2_parallelism: 1,
             max_concurrent_hashes: 0,
+            waiting_hashes_per_core: 8,
         }
     }
 }
@@ -418,6 +422,12 @@ impl Config {
     /// Cookies get `Secure` (and the `__Host-` prefix) when the issuer is https.
     pub fn secure_cookies(&self) -> bool {
         self.issuer.as_str().starts_with("https://")
+    }
+
+    /// Hashes that may wait: `waiting_hashes_per_core` × cores (0: unbounded).
+    pub fn max_waiting_hashes(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.password.waiting_hashes_per_core.saturating_mul(cores)
     }
 
     /// Hashes at once: the setting, or one per core.

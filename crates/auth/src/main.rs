@@ -331,7 +331,7 @@ async fn users_add(args: UsersAdd, config: &Config) -> Result<(), String> {
         prompt_password_twice(lang)?
     };
     let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
-    let hasher = PasswordHasher::new(&config.password, config.max_concurrent_hashes())
+    let hasher = PasswordHasher::new(&config.password, config.max_concurrent_hashes(), 0)
         .map_err(|e| e.to_string())?;
     let request = AddUser {
         email: &args.email,

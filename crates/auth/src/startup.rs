@@ -112,8 +112,12 @@ impl Application {
     ) -> Result<Self, StartError> {
         let db = open_db(&config).await?;
         let ephemeral = open_ephemeral(&config, &clock).await?;
-        let hasher = PasswordHasher::new(&config.password, config.max_concurrent_hashes())
-            .map_err(|e| StartError::Other(e.to_string()))?;
+        let hasher = PasswordHasher::new(
+            &config.password,
+            config.max_concurrent_hashes(),
+            config.max_waiting_hashes(),
+        )
+        .map_err(|e| StartError::Other(e.to_string()))?;
         let master = MasterKey::load_or_create(&config)?;
         let keys = KeyRing::load_or_init(&db, &master, &clock).await?;
         let dummy = Password::for_verification(&random_token(&mut rand::rng(), 24));

@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 
@@ -100,6 +102,20 @@ impl fmt::Debug for Password {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Hashes waiting for a permit, and how many may wait (0: no bound). Beyond it a
+    /// request is refused at once (503) instead of queueing until it times out: under a
+    /// flood, a quick "try again" serves members better than a 30-second hang.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+}
+
+/// Counts a waiting hash for as long as it waits, including when its request is dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +124,17 @@ pub enum HashError {
     Argon2(String),
     #[error("password hashing task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("too many password hashes are waiting")]
+    Busy,
 }
 
 impl PasswordHasher {
     /// `config` has been validated (`Config::validate` checks the parameters).
-    pub fn new(config: &PasswordConfig, max_concurrent: usize) -> Result<Self, HashError> {
+    pub fn new(
+        config: &PasswordConfig,
+        max_concurrent: usize,
+        max_waiting: usize,
+    ) -> Result<Self, HashError> {
         let params = Params::new(
             config.argon2_memory_kib,
             config.argon2_iterations,
@@ -123,6 +145,8 @@ impl PasswordHasher {
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
         })
     }
 
@@ -159,10 +183,22 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+                let waiting = Waiting(&self.waiting);
+                if self.max_waiting > 0 && before >= self.max_waiting {
+                    return Err(HashError::Busy);
+                }
+                let permit = Arc::clone(&self.permits)
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                drop(waiting);
+                permit
+            }
+        };
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             work()
@@ -178,6 +214,32 @@ fn argon2(params: Params) -> Argon2<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn hashes_beyond_the_waiting_bound_are_refused_at_once() {
+        let hasher = PasswordHasher::new(&PasswordConfig::default(), 1, 1).unwrap();
+        let pw = Password::for_verification("x");
+        let phc = hasher.hash(&pw).await.unwrap();
+        // One runs, one waits, the third is refused; the first two still succeed.
+        let (a, b, c) = tokio::join!(
+            hasher.verify(&pw, &phc),
+            hasher.verify(&pw, &phc),
+            hasher.verify(&pw, &phc)
+        );
+        assert!(a.unwrap() && b.unwrap());
+        assert!(matches!(c, Err(HashError::Busy)));
+        // Nothing is left counted as waiting.
+        assert_eq!(hasher.waiting.load(Ordering::Acquire), 0);
+        assert!(hasher.verify(&pw, &phc).await.unwrap());
+        // 0 turns the bound off.
+        let unbounded = PasswordHasher::new(&PasswordConfig::default(), 1, 0).unwrap();
+        let (a, b, c) = tokio::join!(
+            unbounded.verify(&pw, &phc),
+            unbounded.verify(&pw, &phc),
+            unbounded.verify(&pw, &phc)
+        );
+        assert!(a.unwrap() && b.unwrap() && c.unwrap());
+    }
 
     fn email() -> Email {
         Email::parse("hanako.yamada@example.jp").unwrap()
@@ -234,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify_nfkc_equivalents() {
-        let hasher = PasswordHasher::new(&PasswordConfig::default(), 2).unwrap();
+        let hasher = PasswordHasher::new(&PasswordConfig::default(), 2, 0).unwrap();
         let pw = Password::new("ＶｉｏｌｅｔＴｕｎｎｅｌ４２", &email()).unwrap();
         let phc = hasher.hash(&pw).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");

@@ -2,7 +2,7 @@
 //! same, and takes the same time (a dummy hash is verified), so the form cannot be used
 //! to find out who has an account.
 
-use super::password::{Password, PasswordHasher};
+use super::password::{HashError, Password, PasswordHasher};
 use crate::domain::{Email, User, UserStatus};
 use crate::store::Db;
 
@@ -14,8 +14,20 @@ pub enum SignInError {
     /// someone who does not already hold the account.
     #[error("account unavailable")]
     AccountUnavailable,
+    /// Too many sign-ins wait for the password hasher: try again shortly.
+    #[error("too many sign-ins at once")]
+    Busy,
     #[error("sign-in failed: {0}")]
     Internal(String),
+}
+
+impl From<HashError> for SignInError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy,
+            other => Self::Internal(other.to_string()),
+        }
+    }
 }
 
 pub async fn with_password(
@@ -35,14 +47,11 @@ pub async fn with_password(
         Err(_) => None,
     };
     let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
-        // Spend the same time as a real verification.
-        let _ = hasher.verify(&password, dummy_hash).await;
+        // Spend the same time as a real verification (and be just as busy).
+        hasher.verify(&password, dummy_hash).await?;
         return Err(SignInError::InvalidCredentials);
     };
-    let ok = hasher
-        .verify(&password, &hash)
-        .await
-        .map_err(|e| SignInError::Internal(e.to_string()))?;
+    let ok = hasher.verify(&password, &hash).await?;
     if !ok {
         return Err(SignInError::InvalidCredentials);
     }

@@ -6,11 +6,10 @@
 //! sign-in is parked in the ephemeral store as a login transaction and resumed by
 //! `/authorize/continue` once the member has signed in.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
-use axum::Form;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -18,12 +17,13 @@ use time::Duration;
 use url::Url;
 
 use super::error::ErrorCode;
+use super::params::{MAX_REQUEST_BYTES, ParamError, Params};
 use super::paths;
 use super::tokens::CodeRecord;
 use crate::authn::session;
 use crate::crypto::random_token;
-use crate::flow::{self, Binding, FlowError, Park};
 use crate::domain::{AMR_PASSWORD, BrowserSession, Client, GrantType, User, UserStatus};
+use crate::flow::{self, Binding, FlowError, Park};
 use crate::state::AppState;
 use crate::store::NewGrant;
 use crate::web::client_ip::client_ip;
@@ -75,7 +75,9 @@ pub enum Rejection {
     /// A store we need is down or full: 503 with `Retry-After`, never a 500.
     Unavailable(String),
     /// This address parks too many requests: 429 with `Retry-After`.
-    TooMany { retry_after: i64 },
+    TooMany {
+        retry_after: i64,
+    },
     Internal(String),
 }
 
@@ -140,8 +142,14 @@ impl Rejection {
                 unavailable_page(lang)
             }
             Self::TooMany { retry_after } => {
-                let mut res = error_page(StatusCode::TOO_MANY_REQUESTS, lang, Msg::TooManyRequests, None);
-                res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                let mut res = error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    lang,
+                    Msg::TooManyRequests,
+                    None,
+                );
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
                 res
             }
             Self::Internal(cause) => {
@@ -197,19 +205,19 @@ pub fn see_other(location: &str, set_cookies: &[String]) -> Response {
 /// whether we may redirect at all, then everything else.
 pub async fn validate(
     state: &AppState,
-    params: Vec<(String, String)>,
+    encoded: &[u8],
 ) -> Result<(AuthRequest, Client), Rejection> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut repeated = None;
-    for (k, v) in params {
-        match map.entry(k) {
-            std::collections::hash_map::Entry::Occupied(e) => repeated = Some(e.key().clone()),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(v);
-            }
-        }
+    let (params, problem) = Params::parse_lenient(encoded);
+    let get = |k: &str| params.get(k).map(str::to_owned);
+    // A request we could not read whole (too large, too many parameters), or whose
+    // client_id or redirect_uri is unusable, cannot be answered by redirect.
+    let about_target = problem.as_ref().is_some_and(|p| {
+        matches!(p, ParamError::TooLarge | ParamError::TooMany)
+            || matches!(p.name(), Some("client_id" | "redirect_uri"))
+    });
+    if about_target {
+        return Err(Rejection::Page(StatusCode::BAD_REQUEST, Msg::BadRequest));
     }
-    let get = |k: &str| map.get(k).filter(|v| !v.is_empty()).cloned();
 
     let client_id =
         get("client_id").ok_or(Rejection::Page(StatusCode::BAD_REQUEST, Msg::UnknownClient))?;
@@ -227,16 +235,13 @@ pub async fn validate(
             StatusCode::BAD_REQUEST,
             Msg::BadRedirectUri,
         ))?;
-    if matches!(&repeated, Some(k) if k == "client_id" || k == "redirect_uri") {
-        return Err(Rejection::Page(StatusCode::BAD_REQUEST, Msg::BadRequest));
-    }
 
     let mut req = AuthRequest {
         client_id,
         client_name: client.name.clone(),
         redirect_uri,
         scopes: Vec::new(),
-        state: map.get("state").cloned(),
+        state: params.raw("state").map(str::to_owned),
         nonce: get("nonce"),
         code_challenge: get("code_challenge"),
         prompt_none: false,
@@ -262,21 +267,17 @@ pub async fn validate(
     }
     let reject = |req: &AuthRequest, code, msg: &str| Err(Rejection::to_client(req, code, msg));
 
-    if let Some(k) = repeated {
-        return reject(
-            &req,
-            ErrorCode::InvalidRequest,
-            &format!("parameter {k} is repeated"),
-        );
+    if let Some(problem) = problem {
+        return reject(&req, ErrorCode::InvalidRequest, &problem.to_string());
     }
-    if map.contains_key("request") {
+    if params.contains("request") {
         return reject(
             &req,
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
         );
     }
-    if map.contains_key("request_uri") {
+    if params.contains("request_uri") {
         return reject(
             &req,
             ErrorCode::RequestUriNotSupported,
@@ -438,9 +439,10 @@ pub async fn get_authorize(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request_id: RequestId,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let (req, client) = match validate(&state, params).await {
+    let query = query.unwrap_or_default();
+    let (req, client) = match validate(&state, query.as_bytes()).await {
         Ok(ok) => ok,
         Err(r) => return r.respond(&state, &headers, request_id),
     };
@@ -452,16 +454,27 @@ pub async fn get_authorize(
 }
 
 /// A POSTed request is sent back as a GET (303) to `path`, so that the SameSite=Lax
-/// session cookie travels with it (it is not sent on cross-site POSTs).
-pub fn repost_as_get(path: &str, params: Vec<(String, String)>) -> Response {
+/// session cookie travels with it (it is not sent on cross-site POSTs). The body is
+/// passed on as it came (the GET reports what is wrong with it), if it is a form of a
+/// size the GET would read at all.
+pub fn repost_as_get(path: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let lang = page_lang(None, None, headers);
+    if !is_form || body.len() > MAX_REQUEST_BYTES {
+        return error_page(StatusCode::BAD_REQUEST, lang, Msg::BadRequest, None);
+    }
+    // Re-encoded, so that only form-urlencoded bytes reach the Location header.
     let query = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
+        .extend_pairs(url::form_urlencoded::parse(body))
         .finish();
     see_other(&format!("{path}?{query}"), &[])
 }
 
-pub async fn post_authorize(Form(params): Form<Vec<(String, String)>>) -> Response {
-    repost_as_get(paths::AUTHORIZE, params)
+pub async fn post_authorize(headers: HeaderMap, body: Bytes) -> Response {
+    repost_as_get(paths::AUTHORIZE, &headers, &body)
 }
 
 #[derive(Deserialize)]

@@ -19,7 +19,7 @@ use crate::web::client_ip::client_ip;
 use crate::web::cookies::{DEVICE, DEVICE_LIFETIME, SESSION};
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, error_page, page_lang, render};
+use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -149,6 +149,10 @@ pub async fn post_login(
         }
         Err(SignInError::AccountUnavailable) => {
             return again(StatusCode::FORBIDDEN, Msg::AccountUnavailable, false);
+        }
+        Err(SignInError::Busy) => {
+            tracing::warn!("sign-in refused: too many password hashes waiting");
+            return unavailable_page(lang);
         }
         Err(SignInError::Internal(cause)) => {
             tracing::error!(error = %cause, "sign-in failed");

@@ -5,8 +5,8 @@
 //! redirect.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use time::Duration;
 use url::Url;
 
 use super::authorize::{id_token_hint, repost_as_get, see_other};
+use super::params::Params;
 use super::paths;
 use crate::authn::session;
 use crate::crypto::random_token;
@@ -57,17 +58,16 @@ pub async fn get_end_session(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
-    Query(params): Query<Vec<(String, String)>>,
+    RawQuery(query): RawQuery,
 ) -> Response {
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(key, v)| key == k && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
+    let (params, problem) = Params::parse_lenient(query.unwrap_or_default().as_bytes());
+    let get = |k: &str| params.get(k).map(str::to_owned);
     let ui_locales = get("ui_locales");
     let lang = page_lang(None, ui_locales.as_deref(), &headers);
     let bad = || error_page(StatusCode::BAD_REQUEST, lang, Msg::BadLogoutRequest, None);
+    if problem.is_some() {
+        return bad();
+    }
     let internal = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "end-session failed");
         error_page(
@@ -173,8 +173,8 @@ pub async fn get_end_session(
 }
 
 /// A POSTed logout request is sent back as a GET, like `/authorize`'s.
-pub async fn post_end_session(Form(params): Form<Vec<(String, String)>>) -> Response {
-    repost_as_get(paths::END_SESSION, params)
+pub async fn post_end_session(headers: HeaderMap, body: Bytes) -> Response {
+    repost_as_get(paths::END_SESSION, &headers, &body)
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod form_post;
 pub mod login;
 pub mod logout;
+pub mod params;
 pub mod paths;
 pub mod revocation;
 pub mod tokens;

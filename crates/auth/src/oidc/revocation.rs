@@ -4,15 +4,14 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::error::{ErrorCode, OAuthError, answer};
+use super::params::FormParams;
 use super::tokens::{
-    LiveAccessToken, Params, authenticate_client, check_access_token, grant_if_live,
-    revoked_jti_key,
+    LiveAccessToken, authenticate_client, check_access_token, grant_if_live, revoked_jti_key,
 };
 use crate::domain::{Client, UserStatus};
 use crate::state::AppState;
@@ -105,15 +104,9 @@ async fn find_refresh(state: &AppState, client: &Client, token: &str) -> Result<
 async fn parse(
     state: &AppState,
     headers: &HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    form: Result<FormParams, OAuthError>,
 ) -> Result<(Client, String, Option<String>), OAuthError> {
-    let axum::Form(pairs) = form.map_err(|_| {
-        OAuthError::new(
-            ErrorCode::InvalidRequest,
-            "the body must be application/x-www-form-urlencoded",
-        )
-    })?;
-    let params = Params::new(pairs)?;
+    let FormParams(params) = form?;
     let client = authenticate_client(state, headers, &params).await?;
     let token = params
         .get("token")
@@ -130,7 +123,7 @@ async fn parse(
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    form: Result<FormParams, OAuthError>,
 ) -> Response {
     let result = async {
         let (client, token, hint) = parse(&state, &headers, form).await?;
@@ -178,7 +171,7 @@ pub async fn introspect(
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    form: Result<FormParams, OAuthError>,
 ) -> Response {
     let result = async {
         let (client, token, hint) = parse(&state, &headers, form).await?;

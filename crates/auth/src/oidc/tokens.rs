@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::FormRejection;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::response::Response;
@@ -15,6 +14,7 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::error::{ErrorCode, OAuthError, answer};
+use super::params::{FormParams, Params};
 use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
 use crate::domain::{Client, Grant, GrantType, User, UserStatus};
 use crate::state::AppState;
@@ -63,16 +63,10 @@ pub(super) struct TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
-    form: Result<axum::Form<Vec<(String, String)>>, FormRejection>,
+    form: Result<FormParams, OAuthError>,
 ) -> Response {
     let result = async {
-        let axum::Form(pairs) = form.map_err(|_| {
-            OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "the body must be application/x-www-form-urlencoded",
-            )
-        })?;
-        let params = Params::new(pairs)?;
+        let FormParams(params) = form?;
         let client = authenticate_client(&state, &headers, &params).await?;
         match params.get("grant_type") {
             Some("authorization_code") => authorization_code(&state, &client, &params).await,
@@ -90,31 +84,6 @@ pub async fn token(
     }
     .await;
     answer(result.map(Json))
-}
-
-/// Form parameters; a repeated parameter is an error (RFC 6749 §3.2).
-pub(super) struct Params(Vec<(String, String)>);
-
-impl Params {
-    pub(super) fn new(pairs: Vec<(String, String)>) -> Result<Self, OAuthError> {
-        for (i, (k, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(other, _)| other == k) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    format!("parameter {k} is repeated"),
-                ));
-            }
-        }
-        Ok(Self(pairs))
-    }
-
-    pub(super) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
-    }
 }
 
 /// client_secret_basic, client_secret_post or none (public clients). Exactly one

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::{ErrorCode, bearer_error, no_store};
+use super::params::Params;
 use super::tokens::{check_access_token, userinfo_claims};
 use crate::state::AppState;
 
@@ -29,9 +30,10 @@ pub async fn userinfo(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let from_body = if method == Method::POST && is_form {
-        url::form_urlencoded::parse(&body)
-            .find(|(k, _)| k == "access_token")
-            .map(|(_, v)| v.into_owned())
+        match Params::parse(&body) {
+            Ok(params) => params.get("access_token").map(str::to_owned),
+            Err(e) => return bearer_error(Some(ErrorCode::InvalidRequest), &e.to_string()),
+        }
     } else {
         None
     };

@@ -11,7 +11,7 @@ use tobira_auth::web::i18n::Lang;
 use crate::helpers::TestDb;
 
 fn hasher() -> PasswordHasher {
-    PasswordHasher::new(&PasswordConfig::default(), 2).unwrap()
+    PasswordHasher::new(&PasswordConfig::default(), 2, 0).unwrap()
 }
 
 fn new_user(email: &str) -> NewUser {
