@@ -20,6 +20,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub oidc: OidcConfig,
+    pub session: SessionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +45,38 @@ pub struct OidcConfig {
     pub client_secret: Secret,
 }
 
+/// How long a marketplace session lives. Signing in again is one redirect while the
+/// member's session at the OP lives, so these can be short: they bound how long a
+/// stolen session cookie (or a forgotten shared computer) stays useful.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A session ends after this long without a request (default 120 minutes)…
+    pub idle_timeout_mins: u32,
+    /// …and at the latest this long after sign-in, however active (default 24 hours,
+    /// the OP's own absolute session lifetime).
+    pub absolute_timeout_hours: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_mins: 120,
+            absolute_timeout_hours: 24,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn idle(&self) -> time::Duration {
+        time::Duration::minutes(self.idle_timeout_mins.into())
+    }
+
+    pub fn absolute(&self) -> time::Duration {
+        time::Duration::hours(self.absolute_timeout_hours.into())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -52,6 +85,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             database: DatabaseConfig::default(),
             oidc: OidcConfig::default(),
+            session: SessionConfig::default(),
         }
     }
 }
@@ -107,6 +141,15 @@ impl Config {
         if config.oidc.client_id.is_empty() {
             return Err(invalid("oidc.client_id", "must be set"));
         }
+        if config.session.idle_timeout_mins == 0 {
+            return Err(invalid("session.idle_timeout_mins", "must be at least 1"));
+        }
+        if config.session.absolute_timeout_hours == 0 {
+            return Err(invalid(
+                "session.absolute_timeout_hours",
+                "must be at least 1",
+            ));
+        }
         Ok(config)
     }
 
@@ -148,5 +191,27 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         let e = Config::from_layers(None, &env(&[("MARKETPLACE_OIDC__SECRET", "x")])).unwrap_err();
         assert!(e.to_string().contains("MARKETPLACE_OIDC__SECRET"), "{e}");
+    }
+
+    #[test]
+    fn session_lifetimes_default_to_two_hours_idle_and_a_day_in_all_and_are_configurable() {
+        let c = Config::from_layers(None, &[]).unwrap();
+        assert_eq!(c.session.idle(), time::Duration::hours(2));
+        assert_eq!(c.session.absolute(), time::Duration::hours(24));
+        let env = [(
+            "MARKETPLACE_SESSION__IDLE_TIMEOUT_MINS".to_owned(),
+            "15".to_owned(),
+        )];
+        let c = Config::from_layers(None, &env).unwrap();
+        assert_eq!(c.session.idle(), time::Duration::minutes(15));
+        let zero = [(
+            "MARKETPLACE_SESSION__ABSOLUTE_TIMEOUT_HOURS".to_owned(),
+            "0".to_owned(),
+        )];
+        let e = Config::from_layers(None, &zero).unwrap_err();
+        assert!(
+            e.to_string().contains("session.absolute_timeout_hours"),
+            "{e}"
+        );
     }
 }
