@@ -96,8 +96,12 @@ pub struct TokenConfig {
     pub access_token_secs: u32,
     /// Lifetime of ID tokens.
     pub id_token_secs: u32,
-    /// Lifetime of each refresh token; every use issues a new one.
+    /// A refresh token unused for this long expires (an idle window); every use issues
+    /// a new one.
     pub refresh_token_days: u32,
+    /// An offline grant (`offline_access`) ends this long after consent, however often
+    /// its refresh tokens rotate.
+    pub offline_max_days: u32,
 }
 
 impl Default for TokenConfig {
@@ -107,6 +111,7 @@ impl Default for TokenConfig {
             access_token_secs: 600,
             id_token_secs: 600,
             refresh_token_days: 30,
+            offline_max_days: 365,
         }
     }
 }
@@ -379,6 +384,7 @@ impl Config {
             ("tokens.access_token_secs", self.tokens.access_token_secs),
             ("tokens.id_token_secs", self.tokens.id_token_secs),
             ("tokens.refresh_token_days", self.tokens.refresh_token_days),
+            ("tokens.offline_max_days", self.tokens.offline_max_days),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -151,7 +151,10 @@ pub async fn check_park_rate(state: &AppState, ip: IpAddr) -> Result<(), FlowErr
     }
     let counter = state
         .ephemeral
-        .incr(&format!("park_rate:{}", ip_bucket(ip)), Duration::minutes(1))
+        .incr(
+            &format!("park_rate:{}", ip_bucket(ip)),
+            Duration::minutes(1),
+        )
         .await?;
     if counter.count > u64::from(limit) {
         let retry_after = (counter.expires_at - state.clock.now()).whole_seconds();
@@ -160,7 +163,11 @@ pub async fn check_park_rate(state: &AppState, ip: IpAddr) -> Result<(), FlowErr
     Ok(())
 }
 
-fn decode(bytes: Option<Vec<u8>>, headers: &HeaderMap, cookies: CookiePolicy) -> Result<Park, FlowError> {
+fn decode(
+    bytes: Option<Vec<u8>>,
+    headers: &HeaderMap,
+    cookies: CookiePolicy,
+) -> Result<Park, FlowError> {
     let park: Park = bytes
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(FlowError::Expired)?;
@@ -184,7 +191,12 @@ pub async fn resume(state: &AppState, headers: &HeaderMap, id: &str) -> Result<P
 }
 
 /// Moves the park to `stage` (keeping its original expiry).
-pub async fn advance(state: &AppState, id: &str, park: &mut Park, stage: Stage) -> Result<(), FlowError> {
+pub async fn advance(
+    state: &AppState,
+    id: &str,
+    park: &mut Park,
+    stage: Stage,
+) -> Result<(), FlowError> {
     park.stage = stage;
     let bytes = serde_json::to_vec(&*park)?;
     state

@@ -523,7 +523,7 @@ enum Next<'a> {
     Consent,
     Code {
         session: &'a BrowserSession,
-        user: User,
+        user: Box<User>,
         consented: bool,
     },
 }
@@ -658,7 +658,7 @@ async fn decide<'s>(
     }
     Ok(Next::Code {
         session,
-        user,
+        user: Box::new(user),
         consented,
     })
 }

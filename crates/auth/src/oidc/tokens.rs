@@ -19,6 +19,7 @@ use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
 use crate::domain::{Client, Grant, GrantType, User, UserStatus};
 use crate::state::AppState;
 use crate::store::Rotation;
+use crate::store::ephemeral::Spent;
 
 /// What an authorization code is bound to (OIDC Core §3.1.3.2): checked at redemption.
 #[derive(Debug, Serialize, Deserialize)]
@@ -180,45 +181,35 @@ async fn authorization_code(
     let invalid = |msg: &str| OAuthError::new(ErrorCode::InvalidGrant, msg);
     let now = state.clock.now();
 
-    let Some(bytes) = state
+    // Taking the code and marking it used are one atomic step: a replay that lands
+    // between two steps would be refused without revoking anything.
+    let spent = state
         .ephemeral
-        .take(&CodeRecord::key(code))
-        .await
-        .map_err(OAuthError::server)?
-    else {
-        // Replayed? Then whatever the first redemption produced is revoked.
-        let used = state
-            .ephemeral
-            .get(&CodeRecord::used_key(code))
-            .await
-            .map_err(OAuthError::server)?;
-        if let Some(id) = used
-            .as_deref()
-            .and_then(|g| std::str::from_utf8(g).ok())
-            .and_then(|s| s.parse::<Uuid>().ok())
-        {
-            {
-                state
-                    .db
-                    .grants()
-                    .revoke(id, now)
-                    .await
-                    .map_err(OAuthError::server)?;
-                tracing::warn!(grant = %id, client = %client.client_id, "authorization code replayed: grant revoked");
-            }
-        }
-        return Err(invalid("the code is invalid, expired or already used"));
-    };
-    let record: CodeRecord = serde_json::from_slice(&bytes).map_err(OAuthError::server)?;
-    state
-        .ephemeral
-        .put(
+        .spend(
+            &CodeRecord::key(code),
             &CodeRecord::used_key(code),
-            record.grant_id.to_string().as_bytes(),
             now + USED_CODE_MEMORY,
         )
         .await
         .map_err(OAuthError::server)?;
+    let bytes = match spent {
+        Spent::Fresh(bytes) => bytes,
+        Spent::Replayed(bytes) => {
+            // Whatever the first redemption produced is revoked (RFC 6749 §4.1.2).
+            if let Ok(first) = serde_json::from_slice::<CodeRecord>(&bytes) {
+                state
+                    .db
+                    .grants()
+                    .revoke(first.grant_id, now)
+                    .await
+                    .map_err(OAuthError::server)?;
+                tracing::warn!(grant = %first.grant_id, client = %client.client_id, "authorization code replayed: grant revoked");
+            }
+            return Err(invalid("the code is invalid, expired or already used"));
+        }
+        Spent::Absent => return Err(invalid("the code is invalid, expired or already used")),
+    };
+    let record: CodeRecord = serde_json::from_slice(&bytes).map_err(OAuthError::server)?;
 
     // From here on the code is spent; any mismatch means it leaked, so its grant goes.
     let revoke_and = |msg: &'static str| async move {
@@ -259,6 +250,7 @@ async fn authorization_code(
         state,
         client,
         &grant,
+        &grant.scope,
         &user,
         record.nonce.as_deref(),
         Some(&record.sid),
@@ -342,11 +334,14 @@ async fn refresh_token(
             .map(|s| s.sid),
         None => None,
     };
-    let mut response = issue(state, client, &grant, &user, None, sid.as_deref(), true).await?;
-    if let Some(asked) = params.get("scope") {
-        response.scope = asked.to_owned();
-    }
-    Ok(response)
+    // The new access token carries the narrower scope everywhere it is read (userinfo,
+    // introspection); the grant, and so the rotated refresh token, keeps the original
+    // (RFC 6749 §6: "the same as the scope originally granted" when omitted).
+    let scope = match params.get("scope") {
+        Some(asked) => narrowed(&grant, asked),
+        None => grant.scope.clone(),
+    };
+    issue(state, client, &grant, &scope, &user, None, sid.as_deref(), true).await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token whose
@@ -422,8 +417,8 @@ pub(super) async fn grant_if_live(
     else {
         return Ok(None);
     };
-    if grant.offline {
-        return Ok(Some(grant));
+    if let Some(end) = offline_end(state, &grant) {
+        return Ok((end > state.clock.now()).then_some(grant));
     }
     let Some(session_id) = grant.session_id else {
         return Ok(None);
@@ -436,6 +431,14 @@ pub(super) async fn grant_if_live(
         .await?
         .is_some_and(|s| s.ended_at.is_none() && s.expires_at > now);
     Ok(alive.then_some(grant))
+}
+
+/// When an offline grant ends for good (`tokens.offline_max_days` after it was made);
+/// `None` for grants that end with their browser session.
+fn offline_end(state: &AppState, grant: &Grant) -> Option<time::OffsetDateTime> {
+    grant
+        .offline
+        .then(|| grant.created_at + Duration::days(state.config.tokens.offline_max_days.into()))
 }
 
 async fn grant_user(state: &AppState, grant: &Grant) -> Result<User, OAuthError> {
@@ -482,10 +485,25 @@ struct AccessTokenClaims<'a> {
     gid: String,
 }
 
+/// The granted scopes that were asked for, in the grant's order.
+fn narrowed(grant: &Grant, asked: &str) -> String {
+    let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
+    grant
+        .scope
+        .split(' ')
+        .filter(|s| asked.contains(s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Issues the tokens of `grant`; `scope` is what this access token may do (the grant's,
+/// or less after a narrowing refresh).
+#[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
     client: &Client,
     grant: &Grant,
+    scope: &str,
     user: &User,
     nonce: Option<&str>,
     sid: Option<&str>,
@@ -507,13 +525,13 @@ async fn issue(
                 iat: now.unix_timestamp(),
                 jti: random_token(&mut rand::rng(), 16),
                 client_id: &client.client_id,
-                scope: &grant.scope,
+                scope,
                 auth_time: grant.auth_time.unix_timestamp(),
                 gid: grant.id.to_string(),
             },
         )
         .map_err(OAuthError::server)?;
-    let id_token = if grant.has_scope("openid") {
+    let id_token = if scope.split(' ').any(|s| s == "openid") {
         // at_hash: left half of the SHA-256 of the access token (OIDC Core §3.1.3.6).
         let claims = IdTokenClaims {
             iss: issuer,
@@ -538,11 +556,18 @@ async fn issue(
         None
     };
     let refresh_token = if with_refresh {
+        // Each refresh token lives an idle window; an offline grant ends at its absolute
+        // lifetime whatever the rotations (otherwise rotation would extend it forever).
+        let idle = Duration::days(tokens.refresh_token_days.into());
+        let lifetime = match offline_end(state, grant) {
+            Some(end) => idle.min(end - now),
+            None => idle,
+        };
         let issue = state.db.refresh_tokens().issue(
             &state.clock,
             &mut rand::rng(),
             grant.id,
-            Duration::days(tokens.refresh_token_days.into()),
+            lifetime,
         );
         Some(issue.await.map_err(OAuthError::server)?)
     } else {
@@ -552,7 +577,7 @@ async fn issue(
         access_token,
         token_type: "Bearer",
         expires_in: tokens.access_token_secs,
-        scope: grant.scope.clone(),
+        scope: scope.to_owned(),
         id_token,
         refresh_token,
     })
@@ -643,14 +668,15 @@ pub fn revoked_jti_key(jti: &str) -> String {
     format!("revoked_jti:{jti}")
 }
 
-/// Userinfo claims for a grant's scopes (OIDC Core §5.4).
-pub fn userinfo_claims(grant: &Grant, user: &User) -> serde_json::Value {
+/// Userinfo claims for an access token's scope (OIDC Core §5.4).
+pub fn userinfo_claims(scope: &str, user: &User) -> serde_json::Value {
+    let has = |s: &str| scope.split(' ').any(|x| x == s);
     let mut claims = json!({ "sub": user.sub.as_str() });
-    if grant.has_scope("email") {
+    if has("email") {
         claims["email"] = json!(user.email.display());
         claims["email_verified"] = json!(user.email_verified);
     }
-    if grant.has_scope("profile") {
+    if has("profile") {
         if !user.display_name.is_empty() {
             claims["name"] = json!(user.display_name);
             claims["preferred_username"] = json!(user.display_name);

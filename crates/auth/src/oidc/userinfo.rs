@@ -49,10 +49,12 @@ pub async fn userinfo(
     };
     match check_access_token(&state, &token).await {
         Ok(super::tokens::LiveAccessToken {
-            subject: Some((grant, user)),
-            ..
+            claims,
+            subject: Some((_, user)),
         }) => {
-            let mut res = Json(userinfo_claims(&grant, &user)).into_response();
+            // The token's own scope: a narrowing refresh gives a token that sees less.
+            let scope = claims.get("scope").and_then(|v| v.as_str()).unwrap_or("");
+            let mut res = Json(userinfo_claims(scope, &user)).into_response();
             no_store(res.headers_mut());
             res
         }

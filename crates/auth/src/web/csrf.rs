@@ -60,9 +60,7 @@ pub enum Refusal {
 /// A request with neither header (an old browser, a privacy proxy) is judged by its
 /// token alone.
 pub fn same_origin(headers: &HeaderMap, our_origin: &str) -> bool {
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if site == Some("same-origin") {
         return true;
     }
@@ -149,19 +147,34 @@ mod tests {
     #[test]
     fn only_our_own_origin_passes_the_origin_check() {
         let ours = "https://id.example.jp";
-        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")]), ours));
-        assert!(same_origin(&headers(&[("origin", "https://id.example.jp")]), ours));
+        assert!(same_origin(
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            ours
+        ));
+        assert!(same_origin(
+            &headers(&[("origin", "https://id.example.jp")]),
+            ours
+        ));
         assert!(same_origin(&headers(&[]), ours));
         assert!(!same_origin(&headers(&[("origin", "null")]), ours));
-        assert!(!same_origin(&headers(&[("origin", "https://attacker.example")]), ours));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")]), ours));
+        assert!(!same_origin(
+            &headers(&[("origin", "https://attacker.example")]),
+            ours
+        ));
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            ours
+        ));
         assert!(!same_origin(
             &headers(&[("origin", "https://id.example.jp.attacker.example")]),
             ours
         ));
         // A sibling subdomain is "same-site" but not our origin.
         assert!(!same_origin(
-            &headers(&[("sec-fetch-site", "same-site"), ("origin", "https://evil.example.jp")]),
+            &headers(&[
+                ("sec-fetch-site", "same-site"),
+                ("origin", "https://evil.example.jp")
+            ]),
             ours
         ));
     }

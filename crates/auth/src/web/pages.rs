@@ -74,7 +74,12 @@ pub fn error_page(
 /// A store we need is down (or full): a readable page, 503, and when to try again.
 /// Load balancers and browsers both understand `Retry-After`.
 pub fn unavailable_page(lang: Lang) -> Response {
-    let mut res = error_page(StatusCode::SERVICE_UNAVAILABLE, lang, Msg::Unavailable, None);
+    let mut res = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        lang,
+        Msg::Unavailable,
+        None,
+    );
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
     res

@@ -18,7 +18,12 @@ async fn sign_in_from(browser: &Browser, url: &str, email: &str, password: &str)
     let posted = browser
         .post_form(
             "/login",
-            &[("csrf", &csrf), ("tx", &tx), ("email", email), ("password", password)],
+            &[
+                ("csrf", &csrf),
+                ("tx", &tx),
+                ("email", email),
+                ("password", password),
+            ],
         )
         .await;
     assert_eq!(posted.status, 303, "signed in: {}", posted.body);
@@ -52,7 +57,11 @@ async fn a_continue_link_allowed_by_the_attacker_gives_no_code_in_the_victims_br
     pending.url = with_param(&pending.url, "scope", "openid email offline_access");
     let posted = sign_in_from(&attacker, &pending.url, ATTACKER, ATTACKER_PASSWORD).await;
     let consent = attacker.follow(posted).await;
-    assert!(consent.body.contains(r#"value="allow""#), "{}", consent.body);
+    assert!(
+        consent.body.contains(r#"value="allow""#),
+        "{}",
+        consent.body
+    );
     // "Allow", without following the redirect: the link to hand out.
     let allowed = allow(&attacker, &consent).await;
     let link = allowed.location.clone().expect("a redirect to continue");
@@ -86,12 +95,19 @@ async fn a_parked_request_cannot_be_picked_up_in_a_second_browser() {
     let page = second.get(&format!("/login?tx={tx}")).await;
     assert_eq!(page.status, 403, "{}", page.body);
     // It fetches a CSRF token of its own from a page of its own, then posts with tx.
-    let own = second.follow(second.get(&authorize(&s.rp, &[]).url).await).await;
+    let own = second
+        .follow(second.get(&authorize(&s.rp, &[]).url).await)
+        .await;
     let csrf = own.field("csrf").unwrap();
     let posted = second
         .post_form(
             "/login",
-            &[("csrf", &csrf), ("tx", &tx), ("email", EMAIL), ("password", PASSWORD)],
+            &[
+                ("csrf", &csrf),
+                ("tx", &tx),
+                ("email", EMAIL),
+                ("password", PASSWORD),
+            ],
         )
         .await;
     assert_eq!(posted.status, 403, "{}", posted.body);
@@ -101,20 +117,21 @@ async fn a_parked_request_cannot_be_picked_up_in_a_second_browser() {
         assert_eq!(page.status, 403, "{path}: {}", page.body);
     }
     // The browser that parked it still can.
-    let back = first.follow(
-        first
-            .post_form(
-                "/login",
-                &[
-                    ("csrf", &login.field("csrf").unwrap()),
-                    ("tx", &tx),
-                    ("email", EMAIL),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await,
-    )
-    .await;
+    let back = first
+        .follow(
+            first
+                .post_form(
+                    "/login",
+                    &[
+                        ("csrf", &login.field("csrf").unwrap()),
+                        ("tx", &tx),
+                        ("email", EMAIL),
+                        ("password", PASSWORD),
+                    ],
+                )
+                .await,
+        )
+        .await;
     assert_eq!(back.status, 200, "the consent page: {}", back.body);
     assert!(back.body.contains(r#"value="allow""#));
 }

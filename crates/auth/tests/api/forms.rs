@@ -6,7 +6,10 @@ use crate::helpers::Page;
 use crate::oidc::{EMAIL, PASSWORD, authorize, setup};
 
 const CROSS_SITE: [&[(&str, &str)]; 3] = [
-    &[("origin", "https://attacker.example"), ("sec-fetch-site", "cross-site")],
+    &[
+        ("origin", "https://attacker.example"),
+        ("sec-fetch-site", "cross-site"),
+    ],
     &[("origin", "null")],
     &[("sec-fetch-site", "cross-site")],
 ];
@@ -85,7 +88,10 @@ async fn consent_and_logout_confirmations_from_another_site_are_refused() {
             .await;
         assert_eq!(page.status, 403, "{headers:?}");
     }
-    assert!(s.browser.cookie("tobira_session").is_some(), "still signed in");
+    assert!(
+        s.browser.cookie("tobira_session").is_some(),
+        "still signed in"
+    );
     let page = s
         .browser
         .post_form("/end-session/confirm", &refs(&fields))
@@ -97,17 +103,27 @@ async fn consent_and_logout_confirmations_from_another_site_are_refused() {
 async fn protocol_endpoints_stay_open_to_cross_site_posts() {
     let s = setup(Default::default()).await;
     let pending = authorize(&s.rp, &[]);
-    let query = url::Url::parse(&pending.url).unwrap().query().unwrap().to_owned();
+    let query = url::Url::parse(&pending.url)
+        .unwrap()
+        .query()
+        .unwrap()
+        .to_owned();
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let page = s
         .browser
         .post_form_with(
             "/authorize",
             &pairs,
-            &[("origin", "https://rp.example"), ("sec-fetch-site", "cross-site")],
+            &[
+                ("origin", "https://rp.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
         )
         .await;
     assert_eq!(page.status, 303, "{}", page.body);
@@ -116,7 +132,10 @@ async fn protocol_endpoints_stay_open_to_cross_site_posts() {
         .post_form_with(
             "/token",
             &[("grant_type", "authorization_code"), ("code", "nope")],
-            &[("origin", "https://rp.example"), ("sec-fetch-site", "cross-site")],
+            &[
+                ("origin", "https://rp.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
         )
         .await;
     // Refused for its credentials, not for its origin.

@@ -5,11 +5,16 @@
 
 mod cli;
 mod ephemeral;
+mod flow;
+mod forms;
+mod grants;
 mod health;
 mod helpers;
+mod hostile;
 mod keys;
 mod migrations;
 mod oidc;
 mod protocol;
 mod rp;
+mod tokens;
 mod users;

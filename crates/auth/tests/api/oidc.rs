@@ -46,7 +46,12 @@ impl Setup {
 }
 
 pub async fn setup(opts: ClientOpts) -> Setup {
-    let app = TestApp::spawn().await;
+    setup_with(opts, |_| {}).await
+}
+
+/// Like `setup`, with configuration changes.
+pub async fn setup_with(opts: ClientOpts, configure: impl FnOnce(&mut tobira_auth::Config)) -> Setup {
+    let app = TestApp::spawn_with(configure).await;
     app.add_user(EMAIL, PASSWORD).await;
     let public = opts.public;
     let (client_id, secret) = app.add_client(opts).await;
@@ -911,7 +916,7 @@ async fn the_sign_in_page_is_accessible_localised_and_locked_down() {
         "{csp}"
     );
     assert_eq!(page.headers["cache-control"], "no-store");
-    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
     let csrf_cookie = page
         .set_cookies
@@ -924,13 +929,66 @@ async fn the_sign_in_page_is_accessible_localised_and_locked_down() {
     let page = s.browser.follow(s.browser.get(&pending.url).await).await;
     assert!(page.body.contains(r#"<html lang="en">"#));
     assert!(page.body.contains("Keep me signed in"));
-    // Hostile values are escaped, never markup.
-    let pending = authorize(
-        &s.rp,
-        &[("login_hint", "\"><script>alert(1)</script>@x.jp")],
-    );
+    // Hostile values are escaped, never markup. A login_hint is echoed only when it
+    // parses as an address, and an address may hold `'` and `&` (RFC 5322 atext)…
+    let hint = "o'neil&co@x.jp";
+    let pending = authorize(&s.rp, &[("login_hint", hint)]);
     let page = s.browser.follow(s.browser.get(&pending.url).await).await;
-    assert!(!page.body.contains("<script>"));
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(hint), "the hint echoed unescaped");
+    assert_eq!(email_field(&page.body), hint, "the hint is pre-filled");
+    // …and the address typed into the form comes back after a failed sign-in, whatever
+    // it holds.
+    let hostile = "\"><script>alert(1)</script>@x.jp";
+    let csrf = page.field("csrf").unwrap();
+    let tx = page.field("tx").unwrap();
+    let again = s
+        .browser
+        .post_form(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("tx", &tx),
+                ("email", hostile),
+                ("password", "not-the-password"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 401, "{}", again.body);
+    assert!(!again.body.contains("<script>"), "{}", again.body);
+    assert_eq!(
+        email_field(&again.body),
+        hostile,
+        "the typed address is re-rendered, as text"
+    );
+
+    /// The email field's value as a browser reads it: the attribute up to its closing
+    /// quote, character references decoded.
+    fn email_field(body: &str) -> String {
+        let input = &body[body.find(r#"<input id="email""#).expect("an email field")..];
+        let input = &input[..input.find('>').unwrap()];
+        let raw = input.split(r#" value=""#).nth(1).unwrap();
+        let mut raw = &raw[..raw.find('"').unwrap()];
+        let mut text = String::new();
+        while let Some(amp) = raw.find('&') {
+            text.push_str(&raw[..amp]);
+            let end = amp + raw[amp..].find(';').expect("a character reference");
+            text.push(match &raw[amp + 1..end] {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                r if r.starts_with("#x") => {
+                    char::from_u32(u32::from_str_radix(&r[2..], 16).unwrap()).unwrap()
+                }
+                r => char::from_u32(r[1..].parse().unwrap()).unwrap(),
+            });
+            raw = &raw[end + 1..];
+        }
+        text.push_str(raw);
+        text
+    }
 }
 
 #[tokio::test]

@@ -119,7 +119,11 @@ async fn consent_page(s: &Setup, url: &str) -> crate::helpers::Page {
     page
 }
 
-pub async fn decide(s: &Setup, page: &crate::helpers::Page, decision: &str) -> crate::helpers::Page {
+pub async fn decide(
+    s: &Setup,
+    page: &crate::helpers::Page,
+    decision: &str,
+) -> crate::helpers::Page {
     let form = [
         ("csrf", page.field("csrf").unwrap()),
         ("tx", page.field("tx").unwrap()),
@@ -408,7 +412,7 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-async fn post_token_endpoint(s: &Setup, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+pub async fn post_token_endpoint(s: &Setup, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let res = s
         .http
         .0
