@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::PropagateRequestIdLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -186,18 +187,26 @@ impl Application {
 
 pub fn router(state: AppState) -> Router {
     let server = &state.config.server;
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(REQUEST_ID);
     let middleware = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-        .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(state.clone(), assign_request_id))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let header = |name: &str| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %header(REQUEST_ID),
+                    upstream_request_id = %header(UPSTREAM_REQUEST_ID),
+                )
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id))
@@ -228,13 +237,59 @@ pub fn router(state: AppState) -> Router {
             Duration::from_secs(server.request_timeout_secs),
         ))
         .layer(RequestBodyLimitLayer::new(server.max_body_bytes));
+    // HSTS only when the issuer is https: sent over plain http it would be ignored, and
+    // on a `localhost` demo it would pin a name that other local apps use.
+    let hsts = state.config.secure_cookies().then(|| {
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Router::new()
         .merge(ops::router())
         .merge(crate::oidc::router())
         .merge(crate::web::pages::router())
         .layer(middleware::from_fn(ops::track))
         .layer(middleware)
+        .layer(tower::util::option_layer(hsts))
         .with_state(state)
+}
+
+const REQUEST_ID: &str = "x-request-id";
+/// Internal only: where a trusted proxy's own request id travels to the log.
+const UPSTREAM_REQUEST_ID: &str = "x-tobira-upstream-request-id";
+
+/// Every request gets an id made here, returned in `X-Request-Id` and shown on error
+/// pages. An id sent by a trusted proxy is logged beside ours, never instead of it: a
+/// client-chosen id could collide with another request's, or forge a log line's key.
+async fn assign_request_id(
+    State(state): State<AppState>,
+    mut req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let trusted = peer.is_some_and(|ip| {
+        state
+            .config
+            .server
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&ip))
+    });
+    let headers = req.headers_mut();
+    let incoming = headers.remove(REQUEST_ID);
+    headers.remove(UPSTREAM_REQUEST_ID);
+    if let Some(upstream) = incoming.filter(|v| trusted && v.len() <= 200) {
+        headers.insert(UPSTREAM_REQUEST_ID, upstream);
+    }
+    let ours = uuid::Uuid::new_v4().to_string();
+    if let Ok(v) = HeaderValue::from_str(&ours) {
+        headers.insert(REQUEST_ID, v);
+    }
+    next.run(req).await
 }
 
 /// Completes on ctrl-c or SIGTERM (what orchestrators send before killing a replica).

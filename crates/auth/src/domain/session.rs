@@ -18,6 +18,7 @@ pub struct BrowserSession {
     pub auth_time: OffsetDateTime,
     pub amr: Vec<String>,
     pub acr: String,
+    /// SHA-256 (hex) of the browser's device cookie; the cookie itself is never stored.
     pub device_id: String,
     pub ip: String,
     pub user_agent: String,

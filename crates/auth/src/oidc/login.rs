@@ -11,7 +11,7 @@ use super::authorize::{Rejection, see_other};
 use super::paths;
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{SignInError, with_password};
-use crate::crypto::random_token;
+use crate::crypto::{random_token, sha256_hex};
 use crate::domain::AMR_PASSWORD;
 use crate::flow::{self, Stage};
 use crate::state::AppState;
@@ -166,18 +166,22 @@ pub async fn post_login(
     };
 
     let mut cookies = Vec::new();
-    let device_id = match state
+    // The device cookie will vouch for a known device (throttling, new-device mail):
+    // it is a secret, and only its hash is stored. 22 characters: cookies set before
+    // it grew to 256 bits.
+    let device_cookie = match state
         .cookies
         .get(&headers, DEVICE)
-        .filter(|d| d.len() == 22)
+        .filter(|d| d.len() == 43 || d.len() == 22)
     {
         Some(d) => d,
         None => {
-            let d = random_token(&mut rand::rng(), 16);
+            let d = random_token(&mut rand::rng(), 32);
             cookies.push(state.cookies.set(DEVICE, &d, Some(DEVICE_LIFETIME)));
             d
         }
     };
+    let device_id = sha256_hex(&device_cookie);
     let previous = match session::current(
         &state.db,
         &state.clock,

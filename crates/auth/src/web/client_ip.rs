@@ -13,21 +13,37 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
     if !is_trusted(&ip) {
         return ip;
     }
-    // Walk from the right (the hop nearest to us) past our own proxies.
-    let hops: Vec<IpAddr> = headers
+    // Walk from the right (the hop nearest to us) past our own proxies. A hop that does
+    // not parse ends the walk: skipping it would walk on into values the client wrote.
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
         .collect();
-    for hop in hops.into_iter().rev() {
+    for raw in hops.into_iter().rev() {
+        let Some(hop) = parse_hop(raw.trim()) else {
+            break;
+        };
         ip = hop;
         if !is_trusted(&hop) {
             break;
         }
     }
     ip
+}
+
+/// One `X-Forwarded-For` entry: an address, or what some proxies write, `ip:port` and
+/// `[v6]:port`.
+fn parse_hop(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse() {
+        return Some(ip);
+    }
+    if let Ok(sock) = s.parse::<SocketAddr>() {
+        return Some(sock.ip());
+    }
+    // `[v6]` without a port.
+    s.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
 /// The unit that per-address limits count: an IPv4 address, or an IPv6 /64 (one
@@ -74,5 +90,41 @@ mod tests {
             client_ip(proxy, &HeaderMap::new(), &trusted).to_string(),
             "10.0.0.1"
         );
+    }
+
+    fn via(xff: &'static str) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_static(xff));
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        client_ip(proxy, &headers, &trusted).to_string()
+    }
+
+    #[test]
+    fn hops_with_ports_are_read_and_an_unreadable_hop_ends_the_walk() {
+        assert_eq!(
+            via("6.6.6.6, 203.0.113.9:51234, 10.0.0.2:80"),
+            "203.0.113.9"
+        );
+        assert_eq!(via("6.6.6.6, [2001:db8::7]:443, 10.0.0.2"), "2001:db8::7");
+        assert_eq!(via("6.6.6.6, [2001:db8::8]"), "2001:db8::8");
+        // A proxy wrote something unreadable: the client-written 6.6.6.6 is never
+        // reached; the last address we could read (our own proxy) is used.
+        assert_eq!(via("6.6.6.6, unknown, 10.0.0.2"), "10.0.0.2");
+        assert_eq!(via("6.6.6.6, garbage"), "10.0.0.1");
+    }
+
+    #[test]
+    fn addresses_are_bucketed_v4_whole_and_v6_by_64() {
+        assert_eq!(ip_bucket("203.0.113.9".parse().unwrap()), "203.0.113.9");
+        assert_eq!(
+            ip_bucket("2001:db8:1:2:aaaa::1".parse().unwrap()),
+            ip_bucket("2001:db8:1:2:ffff::9".parse().unwrap())
+        );
+        assert_ne!(
+            ip_bucket("2001:db8:1:2::1".parse().unwrap()),
+            ip_bucket("2001:db8:1:3::1".parse().unwrap())
+        );
+        assert_eq!(ip_bucket("::ffff:192.0.2.1".parse().unwrap()), "192.0.2.1");
     }
 }

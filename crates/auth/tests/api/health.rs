@@ -16,18 +16,55 @@ async fn healthz_answers_with_a_request_id_and_security_headers() {
         .to_owned();
     assert_eq!(id.len(), 36, "{id}");
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(res.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(res.headers()["referrer-policy"], "same-origin");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    // A request id sent by a proxy is kept, so logs correlate across hops.
+    // A client cannot choose the id that logs and error pages show.
     let res = app
         .http
         .get(app.url.join("/healthz").unwrap())
-        .header("x-request-id", "from-the-proxy-1")
+        .header("x-request-id", "chosen-by-the-client")
         .send()
         .await
         .unwrap();
-    assert_eq!(res.headers()["x-request-id"], "from-the-proxy-1");
+    let id = res.headers()["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "chosen-by-the-client");
+    assert_eq!(id.len(), 36, "{id}");
+    // No HSTS on an http issuer.
+    assert!(!res.headers().contains_key("strict-transport-security"));
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_request_id_never_replaces_ours() {
+    let app =
+        TestApp::spawn_with(|c| c.server.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()])
+            .await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..2 {
+        let res = app
+            .http
+            .get(app.url.join("/healthz").unwrap())
+            .header("x-request-id", "from-the-proxy-1")
+            .send()
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(id, "from-the-proxy-1");
+        assert!(seen.insert(id), "one id per request");
+    }
+}
+
+#[tokio::test]
+async fn an_https_issuer_sends_hsts() {
+    let app = TestApp::spawn_with(|c| {
+        c.issuer = tobira_auth::config::Issuer::parse("https://id.example.jp").unwrap();
+    })
+    .await;
+    let res = app.get("/healthz").await;
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
 }
 
 #[tokio::test]
