@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_users;
 mod m20261122_000002_oidc;
 mod m20261122_000003_consent_algs;
+mod m20261202_000004_server_secrets;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_users::Migration),
             Box::new(m20261122_000002_oidc::Migration),
             Box::new(m20261122_000003_consent_algs::Migration),
+            Box::new(m20261202_000004_server_secrets::Migration),
         ]
     }
 

@@ -24,7 +24,7 @@ use crate::authn::session::SessionPolicy;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::random_token;
-use crate::keys::{KeyError, KeyRing, MasterKey};
+use crate::keys::{IdentifierHasher, KeyError, KeyRing, MasterKey};
 use crate::ops::{self, Metrics};
 use crate::state::AppState;
 use crate::store::{Db, DbError, Ephemeral, EphemeralError, ephemeral};
@@ -121,6 +121,7 @@ impl Application {
         .map_err(|e| StartError::Other(e.to_string()))?;
         let master = MasterKey::load_or_create(&config)?;
         let keys = KeyRing::load_or_init(&db, &master, &clock).await?;
+        let identifiers = IdentifierHasher::load_or_init(&db, &master, &clock).await?;
         let dummy = Password::for_verification(&random_token(&mut rand::rng(), 24));
         let dummy_hash: Arc<str> = hasher
             .hash(&dummy)
@@ -134,6 +135,7 @@ impl Application {
             hasher,
             dummy_hash,
             keys,
+            identifiers,
             sessions: SessionPolicy::from(&config.session),
             cookies: CookiePolicy {
                 secure: config.secure_cookies(),

@@ -6,7 +6,7 @@ use crate::authn::password::PasswordHasher;
 use crate::authn::session::SessionPolicy;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::KeyRing;
+use crate::keys::{IdentifierHasher, KeyRing};
 use crate::ops::Metrics;
 use crate::store::{Db, Ephemeral};
 use crate::web::cookies::CookiePolicy;
@@ -22,6 +22,8 @@ pub struct AppState {
     /// answer takes as long as for a real account.
     pub dummy_hash: Arc<str>,
     pub keys: KeyRing,
+    /// Pseudonyms of typed identifiers, for logs.
+    pub identifiers: IdentifierHasher,
     pub sessions: SessionPolicy,
     pub cookies: CookiePolicy,
     /// The issuer's origin (`https://id.example.jp`), which our own forms must come from.

@@ -3,13 +3,14 @@
 //! to find out who has an account.
 
 use super::password::{HashError, Password, PasswordHasher};
-use crate::domain::{Email, User, UserStatus};
+use crate::domain::{Email, User, UserId, UserStatus};
 use crate::store::Db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
+    /// Unknown address or wrong password (told apart only in the log: `account`).
     #[error("invalid email address or password")]
-    InvalidCredentials,
+    InvalidCredentials { account: Option<UserId> },
     /// Frozen by support. Said only after the right password, so it reveals nothing to
     /// someone who does not already hold the account.
     #[error("account unavailable")]
@@ -49,11 +50,13 @@ pub async fn with_password(
     let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
         // Spend the same time as a real verification (and be just as busy).
         hasher.verify(&password, dummy_hash).await?;
-        return Err(SignInError::InvalidCredentials);
+        return Err(SignInError::InvalidCredentials { account: None });
     };
     let ok = hasher.verify(&password, &hash).await?;
     if !ok {
-        return Err(SignInError::InvalidCredentials);
+        return Err(SignInError::InvalidCredentials {
+            account: Some(user.id),
+        });
     }
     match user.status {
         UserStatus::Active => Ok(user),

@@ -4,6 +4,7 @@
 //! Keys live in the durable store so every replica signs with the same key; the first
 //! key is created under a database lock, because replicas start at the same time.
 
+mod identifiers;
 mod master;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use josekit::jws::{ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, RS256};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use self::identifiers::IdentifierHasher;
 pub use self::master::MasterKey;
 use crate::clock::Clock;
 use crate::crypto::random_token;
@@ -172,13 +174,16 @@ impl KeyRing {
                         expected: master.id().to_owned(),
                     });
                 }
-                let private = master.decrypt(&key.private_jwe)?;
-                let private = Jwk::from_bytes(&private).map_err(|e| corrupt(e.to_string()))?;
+                let plaintext = master.decrypt(&key.private_jwe)?;
+                let private =
+                    Jwk::from_bytes(&plaintext[..]).map_err(|e| corrupt(e.to_string()))?;
+                let signer = signer(alg, &private);
+                wipe(private);
                 active.insert(
                     alg,
                     ActiveKey {
                         kid: key.kid.clone(),
-                        signer: signer(alg, &private)?,
+                        signer: signer?,
                     },
                 );
             }
@@ -271,6 +276,19 @@ fn verifier(alg: Alg, public: &Jwk) -> Result<Box<dyn JwsVerifier>, KeyError> {
     })
 }
 
+/// Wipes a private JWK before it is freed: josekit keeps its members (`d`, `p`, `q`…)
+/// as JSON strings, which `Zeroize` can reach once the map is ours. (Copies josekit and
+/// OpenSSL make inside a signer are theirs to clear; OpenSSL clears private key
+/// numbers when it frees them.)
+fn wipe(jwk: Jwk) {
+    let members: serde_json::Map<String, Value> = jwk.into();
+    for (_, mut value) in members {
+        if let Value::String(text) = &mut value {
+            zeroize::Zeroize::zeroize(text);
+        }
+    }
+}
+
 /// A new active key, its private half encrypted with the master key.
 fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, KeyError> {
     let kid = random_token(&mut rand::rng(), 12);
@@ -293,12 +311,14 @@ fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, Ke
         jwk.set_algorithm(alg.as_str());
         jwk.set_key_use("sig");
     }
+    let plaintext = zeroize::Zeroizing::new(private.to_string());
+    wipe(private);
     let now = clock.now();
     Ok(StoredKey {
         kid,
         alg: alg.as_str().to_owned(),
         state: "active".to_owned(),
-        private_jwe: master.encrypt(private.to_string().as_bytes())?,
+        private_jwe: master.encrypt(plaintext.as_bytes())?,
         public_jwk: public.to_string(),
         master_key_id: master.id().to_owned(),
         created_at: now,
@@ -346,18 +366,107 @@ mod tests {
         assert!(ring.verify("not.a.jwt").is_err());
     }
 
+    /// A ring with the keys it was made from and the master key that seals them.
+    fn ring_and_keys() -> (KeyRing, Vec<StoredKey>, MasterKey) {
+        let master = MasterKey::from_bytes([7u8; 32]);
+        let keys: Vec<StoredKey> = Alg::ALL
+            .into_iter()
+            .map(|alg| generate(alg, &master, &Clock::system()).unwrap())
+            .collect();
+        let ring = KeyRing::from_stored(&keys, &master).unwrap();
+        (ring, keys, master)
+    }
+
+    fn stored(keys: &[StoredKey], alg: Alg) -> &StoredKey {
+        keys.iter().find(|k| k.alg == alg.as_str()).unwrap()
+    }
+
+    fn b64_json(value: &Value) -> String {
+        crate::crypto::b64url(value.to_string().as_bytes())
+    }
+
+    /// A compact JWS with any header, signed by `signer`.
+    fn forge(header: &Value, claims: &Value, signer: &dyn JwsSigner) -> String {
+        let input = format!("{}.{}", b64_json(header), b64_json(claims));
+        let signature = signer.sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", crate::crypto::b64url(&signature))
+    }
+
     #[test]
-    fn a_token_claiming_another_alg_for_a_key_is_refused() {
-        let ring = new_ring();
-        let token = ring
-            .sign(Alg::ES256, "JWT", &serde_json::json!({ "sub": "abc" }))
-            .unwrap();
-        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
-        let mut header: Value =
-            serde_json::from_slice(&crate::crypto::b64url_decode(&parts[0]).unwrap()).unwrap();
-        header["alg"] = "RS256".into();
-        parts[0] = crate::crypto::b64url(header.to_string().as_bytes());
-        assert!(ring.verify(&parts.join(".")).is_err());
+    fn an_hs256_token_keyed_with_our_public_rsa_key_is_refused() {
+        // The classic algorithm confusion (RFC 8725 §2.1): a verifier that let the
+        // token's `alg` pick the algorithm would check an HMAC keyed with the RSA public
+        // key, which anyone can fetch from /jwks.
+        let (ring, keys, master) = ring_and_keys();
+        let rsa = stored(&keys, Alg::RS256);
+        let private = Jwk::from_bytes(&master.decrypt(&rsa.private_jwe).unwrap()[..]).unwrap();
+        let pair = josekit::jwk::alg::rsa::RsaKeyPair::from_jwk(&private).unwrap();
+        let claims = serde_json::json!({ "sub": "admin", "iss": "x", "exp": i64::MAX });
+        let header = serde_json::json!({ "alg": "HS256", "typ": "at+jwt", "kid": rsa.kid });
+        for (form, public_key) in [
+            ("SPKI PEM", pair.to_pem_public_key()),
+            ("PKCS#1 PEM", pair.to_traditional_pem_public_key()),
+            ("SPKI DER", pair.to_der_public_key()),
+            ("the JWK from /jwks", rsa.public_jwk.clone().into_bytes()),
+        ] {
+            let hmac = josekit::jws::HS256.signer_from_bytes(&public_key).unwrap();
+            let forged = forge(&header, &claims, &hmac);
+            // The forgery is sound: an HS256 verifier with that key accepts it…
+            let naive = josekit::jws::HS256
+                .verifier_from_bytes(&public_key)
+                .unwrap();
+            assert!(josekit::jws::deserialize_compact(&forged, &naive).is_ok());
+            // …and the ring, which binds each kid to its own algorithm, does not.
+            assert!(ring.verify(&forged).is_err(), "{form}");
+        }
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_under_one_of_our_kids_is_refused() {
+        let (ring, keys, _) = ring_and_keys();
+        let claims = serde_json::json!({ "sub": "admin" });
+        for alg in Alg::ALL {
+            // A key of the same algorithm, not ours.
+            let (impostor, impostor_public): (Box<dyn JwsSigner>, Box<dyn JwsVerifier>) = match alg
+            {
+                Alg::RS256 => {
+                    let pair = RS256.generate_key_pair(2048).unwrap();
+                    (
+                        Box::new(RS256.signer_from_jwk(&pair.to_jwk_private_key()).unwrap()),
+                        Box::new(RS256.verifier_from_jwk(&pair.to_jwk_public_key()).unwrap()),
+                    )
+                }
+                Alg::ES256 => {
+                    let pair = ES256.generate_key_pair().unwrap();
+                    (
+                        Box::new(ES256.signer_from_jwk(&pair.to_jwk_private_key()).unwrap()),
+                        Box::new(ES256.verifier_from_jwk(&pair.to_jwk_public_key()).unwrap()),
+                    )
+                }
+                Alg::EdDSA => {
+                    let pair = EdDSA.generate_key_pair(EdCurve::Ed25519).unwrap();
+                    (
+                        Box::new(EdDSA.signer_from_jwk(&pair.to_jwk_private_key()).unwrap()),
+                        Box::new(EdDSA.verifier_from_jwk(&pair.to_jwk_public_key()).unwrap()),
+                    )
+                }
+            };
+            let ours = stored(&keys, alg);
+            let header =
+                serde_json::json!({ "alg": alg.as_str(), "typ": "at+jwt", "kid": ours.kid });
+            let forged = forge(&header, &claims, &*impostor);
+            assert!(
+                josekit::jws::deserialize_compact(&forged, &*impostor_public).is_ok(),
+                "{alg:?}: the forgery is well formed"
+            );
+            assert!(
+                matches!(ring.verify(&forged), Err(VerifyError::Signature)),
+                "{alg:?}: a borrowed kid is not a key"
+            );
+            // The same header and claims signed by our own key pass: only the key differs.
+            let genuine = ring.sign(alg, "at+jwt", &claims).unwrap();
+            assert!(ring.verify(&genuine).is_ok(), "{alg:?}");
+        }
     }
 
     #[test]
@@ -373,33 +482,40 @@ mod tests {
         let token = ring
             .sign(Alg::RS256, "JWT", &serde_json::json!({ "sub": "abc" }))
             .unwrap();
-        let kid = token.split('.').next().unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
         let header: Value =
-            serde_json::from_slice(&crate::crypto::b64url_decode(kid).unwrap()).unwrap();
-        let none_header = serde_json::json!({ "alg": "none", "kid": header["kid"], "typ": "JWT" });
-        let payload = token.split('.').nth(1).unwrap();
-        let unsigned = format!(
-            "{}.{}.",
-            crate::crypto::b64url(none_header.to_string().as_bytes()),
-            payload
-        );
-        assert!(ring.verify(&unsigned).is_err());
+            serde_json::from_slice(&crate::crypto::b64url_decode(parts[0]).unwrap()).unwrap();
+        // RFC 7519 §6: an unsecured JWT has an empty signature; some verifiers also
+        // ignore the case of "none" or keep whatever signature follows.
+        for none in ["none", "None", "NONE"] {
+            let none_header =
+                serde_json::json!({ "alg": none, "kid": header["kid"], "typ": "JWT" });
+            for signature in ["", parts[2]] {
+                let unsigned = format!("{}.{}.{signature}", b64_json(&none_header), parts[1]);
+                assert!(ring.verify(&unsigned).is_err(), "{none} {signature:?}");
+            }
+        }
     }
 
     #[test]
     fn the_jwks_has_public_keys_only() {
         let ring = new_ring();
         let jwks: Value = serde_json::from_str(ring.jwks()).unwrap();
-        let key = &jwks["keys"][0];
-        assert_eq!(key["kty"], "RSA");
-        assert_eq!(key["alg"], "RS256");
-        assert_eq!(key["use"], "sig");
-        assert!(key["kid"].is_string());
-        for private in ["d", "p", "q", "dp", "dq", "qi"] {
-            assert!(
-                key.get(private).is_none(),
-                "private member {private} published"
-            );
+        let keys = jwks["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 3);
+        assert_eq!(keys[0]["kty"], "RSA");
+        assert_eq!(keys[0]["alg"], "RS256");
+        assert!(keys[0]["n"].is_string() && keys[0]["e"].is_string());
+        for key in keys {
+            assert_eq!(key["use"], "sig");
+            assert!(key["kid"].is_string());
+            // RFC 7518 §6.2.2 / §6.3.2, RFC 8037 §2: the private members.
+            for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
+                assert!(
+                    key.get(private).is_none(),
+                    "private member {private} published: {key}"
+                );
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use super::paths;
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{SignInError, with_password};
 use crate::crypto::{random_token, sha256_hex};
-use crate::domain::AMR_PASSWORD;
+use crate::domain::{AMR_PASSWORD, UserId};
 use crate::flow::{self, Stage};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
@@ -128,6 +128,19 @@ pub async fn post_login(
         };
         render(status, &page, &[])
     };
+    let ip = client_ip(peer, &headers, &state.config.server.trusted_proxies).to_string();
+    // Failures name the account, or a keyed pseudonym of what was typed; never the
+    // address or a password (one is sometimes typed into the other's field).
+    let failed = |reason: &str, account: Option<UserId>| {
+        tracing::warn!(
+            account = account.map(|a| a.0.to_string()),
+            identifier = %state.identifiers.pseudonym(&form.email),
+            client_id = %tx.request.client_id,
+            ip = %ip,
+            reason,
+            "sign-in failed"
+        );
+    };
     if form.email.trim().is_empty() {
         return again(StatusCode::BAD_REQUEST, Msg::EmailEmpty, true);
     }
@@ -144,10 +157,17 @@ pub async fn post_login(
     .await
     {
         Ok(user) => user,
-        Err(SignInError::InvalidCredentials) => {
+        Err(SignInError::InvalidCredentials { account }) => {
+            let reason = if account.is_some() {
+                "wrong password"
+            } else {
+                "unknown account"
+            };
+            failed(reason, account);
             return again(StatusCode::UNAUTHORIZED, Msg::InvalidCredentials, false);
         }
         Err(SignInError::AccountUnavailable) => {
+            failed("account not active", None);
             return again(StatusCode::FORBIDDEN, Msg::AccountUnavailable, false);
         }
         Err(SignInError::Busy) => {
@@ -201,7 +221,6 @@ pub async fn post_login(
             );
         }
     };
-    let ip = client_ip(peer, &headers, &state.config.server.trusted_proxies).to_string();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -217,7 +236,7 @@ pub async fn post_login(
             amr: vec![AMR_PASSWORD.to_owned()],
             acr: "1".to_owned(),
             device_id,
-            ip,
+            ip: ip.clone(),
             user_agent,
             remember,
         },
@@ -248,7 +267,7 @@ pub async fn post_login(
     {
         return Rejection::from(e).respond(&state, &headers, request_id);
     }
-    tracing::info!(user = %user.id.0, "signed in with a password");
+    tracing::info!(user = %user.id.0, ip = %ip, client_id = %tx.request.client_id, "signed in with a password");
     cookies.push(
         state
             .cookies

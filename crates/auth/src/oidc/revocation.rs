@@ -2,6 +2,8 @@
 //! clients and both about the caller's own tokens only: another client's token is
 //! "inactive" to introspection, and revoking it is refused.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,6 +17,7 @@ use super::tokens::{
 };
 use crate::domain::{Client, UserStatus};
 use crate::state::AppState;
+use crate::web::client_ip::ClientAddr;
 
 /// A token, as far as this client may know about it.
 enum Found {
@@ -103,11 +106,12 @@ async fn find_refresh(state: &AppState, client: &Client, token: &str) -> Result<
 
 async fn parse(
     state: &AppState,
+    ip: IpAddr,
     headers: &HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Result<(Client, String, Option<String>), OAuthError> {
     let FormParams(params) = form?;
-    let client = authenticate_client(state, headers, &params).await?;
+    let client = authenticate_client(state, ip, headers, &params).await?;
     let token = params
         .get("token")
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "token is required"))?
@@ -122,11 +126,12 @@ async fn parse(
 /// RFC 7662 §2.2: `active` and, when active, what the token says.
 pub async fn introspect(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Response {
     let result = async {
-        let (client, token, hint) = parse(&state, &headers, form).await?;
+        let (client, token, hint) = parse(&state, ip, &headers, form).await?;
         let body = match find(&state, &client, &token, hint.as_deref()).await? {
             Found::Access(live) => {
                 let c = &live.claims;
@@ -170,11 +175,12 @@ pub async fn introspect(
 /// access tokens issued from it (§2.1).
 pub async fn revoke(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Response {
     let result = async {
-        let (client, token, hint) = parse(&state, &headers, form).await?;
+        let (client, token, hint) = parse(&state, ip, &headers, form).await?;
         let now = state.clock.now();
         match find(&state, &client, &token, hint.as_deref()).await? {
             Found::Access(live) => {

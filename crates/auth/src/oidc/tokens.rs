@@ -1,6 +1,8 @@
 //! The token endpoint (RFC 6749 §3.2, §4.1.3, §6; OIDC Core §3.1.3, §12) and the tokens
 //! it issues: RS256 ID tokens, RFC 9068 JWT access tokens, rotating opaque refresh tokens.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -20,6 +22,7 @@ use crate::domain::{Client, Grant, GrantType, User, UserStatus};
 use crate::state::AppState;
 use crate::store::Rotation;
 use crate::store::ephemeral::Spent;
+use crate::web::client_ip::ClientAddr;
 
 /// What an authorization code is bound to (OIDC Core §3.1.3.2): checked at redemption.
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,12 +66,13 @@ pub(super) struct TokenResponse {
 
 pub async fn token(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     form: Result<FormParams, OAuthError>,
 ) -> Response {
     let result = async {
         let FormParams(params) = form?;
-        let client = authenticate_client(&state, &headers, &params).await?;
+        let client = authenticate_client(&state, ip, &headers, &params).await?;
         match params.get("grant_type") {
             Some("authorization_code") => authorization_code(&state, &client, &params).await,
             Some("refresh_token") => refresh_token(&state, &client, &params).await,
@@ -91,47 +95,78 @@ pub async fn token(
 /// method per request (RFC 6749 §2.3).
 pub(super) async fn authenticate_client(
     state: &AppState,
+    ip: IpAddr,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Client, OAuthError> {
+    let result = client_by_credentials(state, headers, params).await;
+    if let Err((client_id, e)) = &result
+        && e.code == ErrorCode::InvalidClient
+    {
+        // Credential stuffing against clients shows here; the secret never does.
+        tracing::warn!(client_id = %client_id, ip = %ip, reason = %e.description, "client authentication failed");
+    }
+    result.map_err(|(_, e)| e)
+}
+
+async fn client_by_credentials(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Client, (String, OAuthError)> {
+    let named = params.get("client_id").unwrap_or("").to_owned();
     let basic = match headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => Some(
-            parse_basic(&value[6..])
-                .ok_or_else(|| invalid_client(true, "malformed Basic credentials"))?,
-        ),
+        Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => {
+            Some(parse_basic(&value[6..]).ok_or_else(|| {
+                (
+                    named.clone(),
+                    invalid_client(true, "malformed Basic credentials"),
+                )
+            })?)
+        }
         _ => None,
     };
     let post_secret = params.get("client_secret");
     let (client_id, secret, used_basic) = match (basic, post_secret) {
         (Some(_), Some(_)) => {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "use one client authentication method",
+            return Err((
+                named,
+                OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "use one client authentication method",
+                ),
             ));
         }
         (Some((id, secret)), None) => {
             if params.get("client_id").is_some_and(|p| p != id) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "client_id does not match the credentials",
+                return Err((
+                    id,
+                    OAuthError::new(
+                        ErrorCode::InvalidRequest,
+                        "client_id does not match the credentials",
+                    ),
                 ));
             }
             (id, Some(secret), true)
         }
         (None, secret) => {
-            let id = params
-                .get("client_id")
-                .ok_or_else(|| invalid_client(false, "client authentication is required"))?;
+            let id = params.get("client_id").ok_or_else(|| {
+                (
+                    String::new(),
+                    invalid_client(false, "client authentication is required"),
+                )
+            })?;
             (id.to_owned(), secret.map(str::to_owned), false)
         }
     };
+    let refuse = |why: &str| (client_id.clone(), invalid_client(used_basic, why));
     let client = state
         .db
         .clients()
         .find(&client_id)
         .await
-        .map_err(OAuthError::server)?
-        .ok_or_else(|| invalid_client(used_basic, "unknown client or bad credentials"))?;
+        .map_err(|e| (client_id.clone(), OAuthError::server(e)))?
+        .ok_or_else(|| refuse("unknown client or bad credentials"))?;
     match (&client.secret_hash, secret) {
         (Some(stored), Some(given))
             if constant_time_eq(stored.as_bytes(), sha256_hex(&given).as_bytes()) =>
@@ -139,10 +174,7 @@ pub(super) async fn authenticate_client(
             Ok(client)
         }
         (None, None) if client.public => Ok(client),
-        _ => Err(invalid_client(
-            used_basic,
-            "unknown client or bad credentials",
-        )),
+        _ => Err(refuse("unknown client or bad credentials")),
     }
 }
 
@@ -341,7 +373,17 @@ async fn refresh_token(
         Some(asked) => narrowed(&grant, asked),
         None => grant.scope.clone(),
     };
-    issue(state, client, &grant, &scope, &user, None, sid.as_deref(), true).await
+    issue(
+        state,
+        client,
+        &grant,
+        &scope,
+        &user,
+        None,
+        sid.as_deref(),
+        true,
+    )
+    .await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token whose
@@ -563,12 +605,11 @@ async fn issue(
             Some(end) => idle.min(end - now),
             None => idle,
         };
-        let issue = state.db.refresh_tokens().issue(
-            &state.clock,
-            &mut rand::rng(),
-            grant.id,
-            lifetime,
-        );
+        let issue =
+            state
+                .db
+                .refresh_tokens()
+                .issue(&state.clock, &mut rand::rng(), grant.id, lifetime);
         Some(issue.await.map_err(OAuthError::server)?)
     } else {
         None

@@ -8,7 +8,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
-    ClientRepo, ConsentRepo, GrantRepo, RefreshTokenRepo, SessionRepo, SigningKeyRepo, UserRepo,
+    ClientRepo, ConsentRepo, GrantRepo, RefreshTokenRepo, ServerSecretRepo, SessionRepo,
+    SigningKeyRepo, UserRepo,
 };
 
 #[derive(Clone, Debug)]
@@ -27,6 +28,11 @@ pub enum DbError {
     },
     #[error("cannot create the directory {path}: {source}")]
     Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the database file {path}: {source}")]
+    File {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -78,6 +84,12 @@ impl Db {
         {
             std::fs::create_dir_all(parent).map_err(|source| DbError::Directory {
                 path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        if let Some(file) = lock_path.as_deref().filter(|_| sqlite_may_create(url)) {
+            create_private(file).map_err(|source| DbError::File {
+                path: file.to_path_buf(),
                 source,
             })?;
         }
@@ -191,6 +203,10 @@ impl Db {
         RefreshTokenRepo::new(&self.conn)
     }
 
+    pub fn server_secrets(&self) -> ServerSecretRepo<'_> {
+        ServerSecretRepo::new(&self.conn)
+    }
+
     pub fn signing_keys(&self) -> SigningKeyRepo<'_> {
         SigningKeyRepo::new(&self.conn)
     }
@@ -216,6 +232,29 @@ async fn lock_file(path: PathBuf) -> Result<std::fs::File, DbError> {
     })
     .await
     .map_err(|e| DbError::Lock(e.to_string()))?
+}
+
+/// Creates an empty SQLite file readable by its owner only (like `master.key`: it holds
+/// password hashes and sessions), unless it exists. SQLite would create it with the
+/// umask's mode (usually 0644), and gives its `-wal` and `-shm` files the mode of the
+/// database file, so creating it first is enough. An existing file is left as it is.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the URL lets SQLite create a missing file (`mode=rwc`); otherwise a missing
+/// file must stay an error, not become an empty database.
+fn sqlite_may_create(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p == "mode=rwc"))
 }
 
 /// The file behind a `sqlite:` URL, if it names one (not `sqlite::memory:`).
@@ -255,6 +294,50 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some("/tmp/x.db".into()));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://localhost/x"), None);
+    }
+
+    #[test]
+    fn only_rwc_urls_may_create_the_file() {
+        assert!(sqlite_may_create("sqlite://./data/tobira.db?mode=rwc"));
+        assert!(sqlite_may_create("sqlite:/x.db?cache=shared&mode=rwc"));
+        assert!(!sqlite_may_create("sqlite:/x.db"));
+        assert!(!sqlite_may_create("sqlite:/x.db?mode=rw"));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("tobira.db");
+        let db = Db::connect(
+            &format!("sqlite://{}?mode=rwc", path.display()),
+            2,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "the database file");
+        // WAL mode: recent writes live in the -wal file until a checkpoint.
+        let wal = path.with_extension("db-wal");
+        assert!(wal.exists());
+        assert_eq!(mode(&wal), 0o600, "the WAL file");
+        db.close().await.unwrap();
+
+        // An operator's own mode on an existing file is kept.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let db = Db::connect(
+            &format!("sqlite://{}?mode=rwc", path.display()),
+            2,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        db.check_schema().await.unwrap();
+        assert_eq!(mode(&path), 0o640);
+        db.close().await.unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod consents;
 mod db;
 mod entity;
 pub mod ephemeral;
+mod server_secrets;
 mod sessions;
 mod signing_keys;
 mod users;
@@ -16,6 +17,7 @@ pub use clients::ClientRepo;
 pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};
 pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore};
+pub use server_secrets::{SealedSecret, ServerSecretRepo};
 pub use sessions::{
     GrantRepo, NewGrant, NewSession, RefreshTokenInfo, RefreshTokenRepo, Rotation, SessionRepo,
 };

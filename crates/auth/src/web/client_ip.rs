@@ -4,8 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use ipnet::IpNet;
+
+use crate::state::AppState;
 
 pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
@@ -44,6 +48,30 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
     }
     // `[v6]` without a port.
     s.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
+
+/// The client's address as an extractor (the peer, or behind trusted proxies the
+/// forwarded address).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+        Ok(Self(client_ip(
+            peer,
+            &parts.headers,
+            &state.config.server.trusted_proxies,
+        )))
+    }
 }
 
 /// The unit that per-address limits count: an IPv4 address, or an IPv6 /64 (one

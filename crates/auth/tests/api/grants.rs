@@ -45,7 +45,11 @@ async fn first_refresh_token(s: &Setup, scope: &str) -> String {
     pending.url = with_param(&pending.url, "scope", scope);
     let code = sign_in_for_code(s, &pending).await;
     let tokens = exchange(s, code, pending.verifier).await.unwrap();
-    tokens.refresh_token().expect("a refresh token").secret().clone()
+    tokens
+        .refresh_token()
+        .expect("a refresh token")
+        .secret()
+        .clone()
 }
 
 #[tokio::test]
@@ -63,7 +67,10 @@ async fn a_narrowing_refresh_narrows_the_access_token_everywhere_but_not_the_gra
     assert!(claims.get("name").is_some());
     let (_, info) = post_token_endpoint(&s, "/introspect", &[("token", at)]).await;
     assert_eq!(info["active"], true);
-    assert_eq!(info["scope"], "openid profile", "introspection narrowed: {info}");
+    assert_eq!(
+        info["scope"], "openid profile",
+        "introspection narrowed: {info}"
+    );
 
     // The rotated refresh token keeps the original scope.
     let rt2 = narrow["refresh_token"].as_str().unwrap();
@@ -76,7 +83,10 @@ async fn a_narrowing_refresh_narrows_the_access_token_everywhere_but_not_the_gra
     // Wider than the grant is refused.
     let rt3 = full["refresh_token"].as_str().unwrap();
     let (status, err) = refresh(&s, rt3, Some("openid email offline_access")).await;
-    assert_eq!((status, err["error"].as_str()), (400, Some("invalid_scope")));
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
 }
 
 #[tokio::test]
@@ -97,16 +107,24 @@ async fn an_offline_grant_ends_at_its_absolute_lifetime_however_often_it_rotates
     // …and not past it, though this token is only a day old.
     s.app.clock().advance(Duration::days(1));
     let (status, body) = refresh(&s, &rt, None).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
 async fn an_unused_refresh_token_expires_after_the_idle_window() {
     let s = setup_with(refreshing(), |c| c.tokens.refresh_token_days = 2).await;
     let rt = first_refresh_token(&s, "openid offline_access").await;
-    s.app.clock().advance(Duration::days(2) + Duration::seconds(1));
+    s.app
+        .clock()
+        .advance(Duration::days(2) + Duration::seconds(1));
     let (status, body) = refresh(&s, &rt, None).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -136,7 +154,11 @@ async fn a_code_replayed_while_its_first_redemption_runs_still_revokes_the_grant
         assert!(winners.len() <= 1, "{a:?} {b:?}");
         let losers = [&a, &b].into_iter().filter(|(status, _)| *status != 200);
         assert!(losers.clone().count() >= 1);
-        assert!(losers.into_iter().all(|(_, body)| body["error"] == "invalid_grant"));
+        assert!(
+            losers
+                .into_iter()
+                .all(|(_, body)| body["error"] == "invalid_grant")
+        );
         let Some(winner) = winners.first() else {
             continue;
         };

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod hostile;
 mod keys;
+mod logs;
 mod migrations;
 mod oidc;
 mod protocol;

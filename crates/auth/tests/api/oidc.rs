@@ -50,7 +50,10 @@ pub async fn setup(opts: ClientOpts) -> Setup {
 }
 
 /// Like `setup`, with configuration changes.
-pub async fn setup_with(opts: ClientOpts, configure: impl FnOnce(&mut tobira_auth::Config)) -> Setup {
+pub async fn setup_with(
+    opts: ClientOpts,
+    configure: impl FnOnce(&mut tobira_auth::Config),
+) -> Setup {
     let app = TestApp::spawn_with(configure).await;
     app.add_user(EMAIL, PASSWORD).await;
     let public = opts.public;

@@ -4,6 +4,7 @@ pub mod clients;
 pub mod consents;
 pub mod grants;
 pub mod refresh_tokens;
+pub mod server_secrets;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;

@@ -1,0 +1,94 @@
+//! Pseudonyms for what people type: failed sign-ins are logged with an HMAC of the typed
+//! identifier, never the identifier itself (a log is read by more people than the user
+//! table, and a mistyped password is sometimes typed into the email field).
+//!
+//! The HMAC key is made once, stored sealed with the master key, and shared by every
+//! replica, so the same address gives the same pseudonym in every log line, on every
+//! replica, and across master-key rotations (which re-seal the key, never change it).
+
+use hmac::{Hmac, KeyInit, Mac};
+use rand::Rng;
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{KeyError, MasterKey};
+use crate::clock::Clock;
+use crate::crypto::b64url;
+use crate::store::{Db, Lock, SealedSecret};
+
+const SECRET_NAME: &str = "identifier_hmac_key";
+const KEY_LEN: usize = 32;
+
+#[derive(Clone)]
+pub struct IdentifierHasher {
+    key: std::sync::Arc<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for IdentifierHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdentifierHasher(..)")
+    }
+}
+
+impl IdentifierHasher {
+    /// Reads the key, or makes it (under a lock: replicas starting together agree).
+    pub async fn load_or_init(
+        db: &Db,
+        master: &MasterKey,
+        clock: &Clock,
+    ) -> Result<Self, KeyError> {
+        if let Some(sealed) = db.server_secrets().lookup(SECRET_NAME).await? {
+            return Self::unseal(&sealed, master);
+        }
+        db.locked(Lock::SigningKeys, async {
+            if db.server_secrets().lookup(SECRET_NAME).await?.is_none() {
+                let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
+                rand::rng().fill_bytes(&mut key[..]);
+                let sealed = SealedSecret {
+                    sealed: master.encrypt(&key)?,
+                    master_key_id: master.id().to_owned(),
+                };
+                db.server_secrets()
+                    .add(clock.now(), SECRET_NAME, &sealed)
+                    .await?;
+                tracing::info!("created the key that pseudonymises identifiers in logs");
+            }
+            Ok::<_, KeyError>(())
+        })
+        .await??;
+        let sealed = db
+            .server_secrets()
+            .lookup(SECRET_NAME)
+            .await?
+            .ok_or_else(|| KeyError::Master("the identifier key vanished".to_owned()))?;
+        Self::unseal(&sealed, master)
+    }
+
+    fn unseal(sealed: &SealedSecret, master: &MasterKey) -> Result<Self, KeyError> {
+        if sealed.master_key_id != master.id() {
+            return Err(KeyError::WrongMaster {
+                kid: SECRET_NAME.to_owned(),
+                found: sealed.master_key_id.clone(),
+                expected: master.id().to_owned(),
+            });
+        }
+        let key = master.decrypt(&sealed.sealed)?;
+        if key.len() != KEY_LEN {
+            return Err(KeyError::Master(
+                "the identifier key is malformed".to_owned(),
+            ));
+        }
+        Ok(Self {
+            key: std::sync::Arc::new(key),
+        })
+    }
+
+    /// A short pseudonym of a typed identifier: trimmed and lower-cased first, so
+    /// `Hanako@Example.jp ` and `hanako@example.jp` are one pseudonym.
+    pub fn pseudonym(&self, typed: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        mac.update(typed.trim().to_lowercase().as_bytes());
+        b64url(&mac.finalize().into_bytes()[..12])
+    }
+}
