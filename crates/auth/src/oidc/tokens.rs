@@ -301,6 +301,29 @@ async fn refresh_token(
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
     let invalid = |msg: &str| OAuthError::new(ErrorCode::InvalidGrant, msg);
     let now = state.clock.now();
+    // Asking for more than the grant is refused before the token is spent: a client's
+    // mistake must not burn its refresh token (and make its retry look like a reuse).
+    if let Some(asked) = params.get("scope")
+        && let Some(info) = state
+            .db
+            .refresh_tokens()
+            .find(token)
+            .await
+            .map_err(OAuthError::server)?
+        && let Some(grant) = state
+            .db
+            .grants()
+            .find(info.grant_id)
+            .await
+            .map_err(OAuthError::server)?
+        && grant.client_id == client.client_id
+        && exceeds(&grant, asked)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope exceeds the original grant",
+        ));
+    }
     let grant_id = match state
         .db
         .refresh_tokens()
@@ -344,10 +367,7 @@ async fn refresh_token(
     }
     // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
     if let Some(asked) = params.get("scope")
-        && asked
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .any(|s| !grant.has_scope(s))
+        && exceeds(&grant, asked)
     {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
@@ -525,6 +545,14 @@ struct AccessTokenClaims<'a> {
     auth_time: i64,
     /// The grant this token hangs from: revoking it makes the token inactive.
     gid: String,
+}
+
+/// Whether `asked` names a scope the grant does not have.
+fn exceeds(grant: &Grant, asked: &str) -> bool {
+    asked
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .any(|s| !grant.has_scope(s))
 }
 
 /// The granted scopes that were asked for, in the grant's order.

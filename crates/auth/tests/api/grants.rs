@@ -87,6 +87,9 @@ async fn a_narrowing_refresh_narrows_the_access_token_everywhere_but_not_the_gra
         (status, err["error"].as_str()),
         (400, Some("invalid_scope"))
     );
+    // …without spending the token: the client's retry is not a reuse.
+    let (status, body) = refresh(&s, rt3, None).await;
+    assert_eq!(status, 200, "{body}");
 }
 
 #[tokio::test]
