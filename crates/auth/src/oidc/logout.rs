@@ -23,7 +23,7 @@ use crate::state::AppState;
 use crate::web::cookies::SESSION;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, error_page, page_lang, render};
+use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
 
 #[derive(Template)]
 #[template(path = "logout.html")]
@@ -158,7 +158,8 @@ pub async fn get_end_session(
         )
         .await
     {
-        return internal(&e);
+        tracing::warn!(error = %e, "end-session: store unavailable");
+        return unavailable_page(lang);
     }
     let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
     render(
@@ -202,7 +203,10 @@ pub async fn post_confirm(
     let after: After = match state.ephemeral.take(&logout_tx_key(&form.tx)).await {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).unwrap_or_default(),
         Ok(None) => return error_page(StatusCode::BAD_REQUEST, lang, Msg::FormExpired, None),
-        Err(e) => return internal(&e),
+        Err(e) => {
+            tracing::warn!(error = %e, "end-session: store unavailable");
+            return unavailable_page(lang);
+        }
     };
     let lang = page_lang(None, after.ui_locales.as_deref(), &headers);
     let secret = state.cookies.get(&headers, SESSION);

@@ -1,14 +1,17 @@
 //! The ephemeral store's contract, run on every implementation.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 
 use time::Duration;
 use tobira_auth::{Clock, Config};
 use tokio::sync::Barrier;
 
+use tobira_auth::store::EphemeralStore;
+use tobira_auth::store::ephemeral::Spent;
+
 use crate::helpers::ephemeral_stores;
+use crate::redis_server::OwnRedis;
 
 #[tokio::test]
 async fn values_expire_by_the_app_clock_not_the_wall_clock() {
@@ -64,6 +67,97 @@ async fn put_replaces_and_delete_removes() {
         assert_eq!(store.get("k").await.unwrap(), None, "{name}");
         store.ping().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spending_is_single_use_and_a_replay_is_recognised_under_concurrency() {
+    let clock = Clock::manual_at_now();
+    for (name, store, _guard) in ephemeral_stores(&clock).await {
+        let later = clock.now() + Duration::seconds(60);
+        let memory = clock.now() + Duration::minutes(10);
+        assert_eq!(
+            store.spend("code:none", "used:none", memory).await.unwrap(),
+            Spent::Absent,
+            "{name}"
+        );
+        store.put("code:s", b"record", later).await.unwrap();
+        let start = Arc::new(Barrier::new(16));
+        let spenders: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, start) = (store.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.spend("code:s", "used:s", memory).await.unwrap()
+                })
+            })
+            .collect();
+        let mut fresh = 0;
+        for s in spenders {
+            match s.await.unwrap() {
+                Spent::Fresh(v) => {
+                    assert_eq!(v, b"record");
+                    fresh += 1;
+                }
+                // Every other spender sees the replay, with the value to act on.
+                Spent::Replayed(v) => assert_eq!(v, b"record", "{name}"),
+                Spent::Absent => panic!("{name}: a racing spend saw nothing"),
+            }
+        }
+        assert_eq!(fresh, 1, "{name}");
+        // The replay is remembered until `memory`, by the app's clock.
+        clock.advance(Duration::minutes(9));
+        assert!(matches!(
+            store.spend("code:s", "used:s", memory).await.unwrap(),
+            Spent::Replayed(_)
+        ));
+        clock.advance(Duration::minutes(2));
+        assert_eq!(
+            store.spend("code:s", "used:s", memory).await.unwrap(),
+            Spent::Absent,
+            "{name}"
+        );
+        // An expired value is not fresh.
+        store
+            .put("code:old", b"x", clock.now() + Duration::seconds(1))
+            .await
+            .unwrap();
+        clock.advance(Duration::seconds(2));
+        let memory = clock.now() + Duration::minutes(10);
+        assert_eq!(
+            store.spend("code:old", "used:old", memory).await.unwrap(),
+            Spent::Absent,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_in_process_store_holds_bounded_values_up_to_its_quota_only() {
+    let clock = Clock::manual_at_now();
+    let store = tobira_auth::store::ephemeral::MemoryStore::with_quota(clock.clone(), 2);
+    let soon = clock.now() + Duration::minutes(1);
+    store.put_bounded("park:1", b"a", soon).await.unwrap();
+    store.put_bounded("park:2", b"b", soon).await.unwrap();
+    assert!(matches!(
+        store.put_bounded("park:3", b"c", soon).await,
+        Err(tobira_auth::store::EphemeralError::Full)
+    ));
+    // Replacing a held value is no new value; unbounded values are never refused.
+    store.put_bounded("park:2", b"b2", soon).await.unwrap();
+    store.put("code:1", b"x", soon).await.unwrap();
+    store.incr("rate:1", Duration::minutes(1)).await.unwrap();
+    // Taken or expired values make room.
+    store.take("park:1").await.unwrap();
+    store.put_bounded("park:3", b"c", soon).await.unwrap();
+    clock.advance(Duration::minutes(2));
+    store
+        .put_bounded("park:4", b"d", clock.now() + Duration::minutes(1))
+        .await
+        .unwrap();
+    store
+        .put_bounded("park:5", b"e", clock.now() + Duration::minutes(1))
+        .await
+        .unwrap();
 }
 
 // Four worker threads, and every task waits at a barrier: the takes really race.
@@ -177,196 +271,6 @@ async fn redis_prefixes_keep_deployments_apart() {
     );
 }
 
-/// A `redis-server` of this test's own, speaking TLS only on 127.0.0.1, with a CA and
-/// a server certificate made for it by the `openssl` CLI. Killed when dropped.
-struct TlsRedis {
-    child: Child,
-    port: u16,
-    ca: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl TlsRedis {
-    /// `None` (a skip) when `redis-server` is not installed, unless
-    /// `TEST_REQUIRE_SERVICES=1`.
-    async fn start() -> Option<Self> {
-        if let Err(e) = Command::new("redis-server").arg("--version").output() {
-            assert!(
-                !require_services(),
-                "TEST_REQUIRE_SERVICES=1 but redis-server cannot run: {e}"
-            );
-            eprintln!("skipping the Redis TLS test: redis-server cannot run ({e})");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let ca = make_certificates(dir.path());
-        // A free port: bound by the OS, released just before the server takes it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let path = |name: &str| dir.path().join(name);
-        let log = std::fs::File::create(path("redis.log")).unwrap();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--bind", "127.0.0.1", "--tls-port"])
-            .arg(port.to_string())
-            .arg("--tls-cert-file")
-            .arg(path("server.crt"))
-            .arg("--tls-key-file")
-            .arg(path("server.key"))
-            .arg("--tls-ca-cert-file")
-            .arg(&ca)
-            .args([
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("redis-server starts");
-        let mut server = Self {
-            child,
-            port,
-            ca,
-            dir,
-        };
-        server.wait_until_listening().await;
-        Some(server)
-    }
-
-    async fn wait_until_listening(&mut self) {
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("redis-server exited ({status}):\n{}", self.log());
-            }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("redis-server is not listening after 5 s:\n{}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
-    }
-
-    fn url(&self) -> String {
-        format!("rediss://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn require_services() -> bool {
-    std::env::var("TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// Runs `openssl` with `args` in `dir`, failing the test with its output if it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (`ca.crt`) and, signed by it, a certificate for 127.0.0.1 (`server.crt`,
-/// `server.key`); also an unrelated CA (`other-ca.crt`). Returns the CA's path.
-fn make_certificates(dir: &Path) -> PathBuf {
-    for name in ["ca", "other-ca"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN=Tobira test {name}"),
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.crt"),
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ],
-    );
-    dir.join("ca.crt")
-}
-
 /// The app's configuration for this Redis: a `rediss://` URL and, maybe, a CA file.
 fn tls_config(url: &str, ca: Option<&Path>) -> Config {
     let mut config = Config::default();
@@ -378,7 +282,7 @@ fn tls_config(url: &str, ca: Option<&Path>) -> Config {
 
 #[tokio::test]
 async fn rediss_urls_speak_tls_and_trust_the_configured_ca_only() {
-    let Some(redis) = TlsRedis::start().await else {
+    let Some(redis) = OwnRedis::start(true).await else {
         return;
     };
     let clock = Clock::manual_at_now();
@@ -419,7 +323,7 @@ async fn rediss_urls_speak_tls_and_trust_the_configured_ca_only() {
     assert!(err.contains(&url), "the target is named: {err}");
 
     // A CA file replaces the system roots: another CA does not vouch for this server.
-    let other = redis.dir.path().join("other-ca.crt");
+    let other = redis.dir().join("other-ca.crt");
     let err = tobira_auth::startup::open_ephemeral(&tls_config(&url, Some(&other)), &clock)
         .await
         .expect_err("a certificate from another CA is refused")
@@ -427,7 +331,7 @@ async fn rediss_urls_speak_tls_and_trust_the_configured_ca_only() {
     assert!(err.contains("certificate"), "{err}");
 
     // A CA file that is not one is named as such, not as a TLS failure later.
-    let junk = redis.dir.path().join("server.csr");
+    let junk = redis.dir().join("server.csr");
     let err = tobira_auth::startup::open_ephemeral(&tls_config(&url, Some(&junk)), &clock)
         .await
         .expect_err("a file without a certificate is refused")

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
 
-fn require_services() -> bool {
+pub fn require_services() -> bool {
     std::env::var("TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
