@@ -11,6 +11,10 @@
 //! form (`<PREFIX><SECTION>__<KEY>`) is always meant for us and stays strict; one without
 //! `__` that names no top-level key is left alone, with one warning naming them all.
 
+pub mod clock;
+
+pub use clock::Clock;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -14,18 +14,7 @@ const ATTACKER_PASSWORD: &str = "quartz-harbour-mango-91";
 async fn sign_in_from(browser: &Browser, url: &str, email: &str, password: &str) -> Page {
     let login = browser.follow(browser.get(url).await).await;
     assert_eq!(login.status, 200, "sign-in page: {}", login.body);
-    let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
-    let posted = browser
-        .post_form(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("tx", &tx),
-                ("email", email),
-                ("password", password),
-            ],
-        )
-        .await;
+    let posted = browser.post_login(&login, email, password).await;
     assert_eq!(posted.status, 303, "signed in: {}", posted.body);
     posted
 }
@@ -118,19 +107,7 @@ async fn a_parked_request_cannot_be_picked_up_in_a_second_browser() {
     }
     // The browser that parked it still can.
     let back = first
-        .follow(
-            first
-                .post_form(
-                    "/login",
-                    &[
-                        ("csrf", &login.field("csrf").unwrap()),
-                        ("tx", &tx),
-                        ("email", EMAIL),
-                        ("password", PASSWORD),
-                    ],
-                )
-                .await,
-        )
+        .follow(first.post_login(&login, EMAIL, PASSWORD).await)
         .await;
     assert_eq!(back.status, 200, "the consent page: {}", back.body);
     assert!(back.body.contains(r#"value="allow""#));

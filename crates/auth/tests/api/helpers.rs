@@ -545,6 +545,24 @@ impl Browser {
         password: &str,
         remember: bool,
     ) -> Page {
+        let extra: &[(&str, &str)] = if remember { &[("remember", "on")] } else { &[] };
+        let posted = self.post_login_with(login, email, password, extra).await;
+        assert_eq!(posted.status, 303, "sign-in failed: {}", posted.body);
+        self.follow(posted).await
+    }
+
+    /// Posts the sign-in form of the page `login`; the OP's answer, not followed.
+    pub async fn post_login(&self, login: &Page, email: &str, password: &str) -> Page {
+        self.post_login_with(login, email, password, &[]).await
+    }
+
+    async fn post_login_with(
+        &self,
+        login: &Page,
+        email: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+    ) -> Page {
         let csrf = login.field("csrf").expect("a CSRF field");
         let tx = login.field("tx").expect("a tx field");
         let mut form = vec![
@@ -553,12 +571,8 @@ impl Browser {
             ("email", email),
             ("password", password),
         ];
-        if remember {
-            form.push(("remember", "on"));
-        }
-        let posted = self.post_form("/login", &form).await;
-        assert_eq!(posted.status, 303, "sign-in failed: {}", posted.body);
-        self.follow(posted).await
+        form.extend_from_slice(extra);
+        self.post_form("/login", &form).await
     }
 }
 

@@ -55,21 +55,9 @@ async fn failed_sign_ins_and_client_authentications_are_logged_without_secrets()
     let s = setup(Default::default()).await;
     let pending = authorize(&s.rp, &[]);
     let login = s.browser.follow(s.browser.get(&pending.url).await).await;
-    let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
     let wrong = "not-the-password-93";
     for email in [EMAIL, "stranger@example.jp"] {
-        let page = s
-            .browser
-            .post_form(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("tx", &tx),
-                    ("email", email),
-                    ("password", wrong),
-                ],
-            )
-            .await;
+        let page = s.browser.post_login(&login, email, wrong).await;
         assert_eq!(page.status, 401);
     }
     let bad_secret = "definitely-not-the-secret";

@@ -802,26 +802,13 @@ async fn the_sign_in_form_never_reveals_whether_an_account_exists() {
     let s = setup(ClientOpts::default()).await;
     let pending = authorize(&s.rp, &[]);
     let login = s.browser.follow(s.browser.get(&pending.url).await).await;
-    let csrf = login.field("csrf").unwrap();
-    let tx = login.field("tx").unwrap();
     let mut bodies = Vec::new();
     for (email, password) in [
         (EMAIL, "wrong-password-123"),
         ("nobody@example.jp", PASSWORD),
         ("not an email", PASSWORD),
     ] {
-        let page = s
-            .browser
-            .post_form(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("tx", &tx),
-                    ("email", email),
-                    ("password", password),
-                ],
-            )
-            .await;
+        let page = s.browser.post_login(&login, email, password).await;
         assert_eq!(page.status, 401);
         assert!(
             page.body
@@ -1160,18 +1147,7 @@ async fn a_frozen_account_cannot_sign_in_or_use_its_tokens() {
     let pending = authorize(&s.rp, &[]);
     let login = s.browser.follow(s.browser.get(&pending.url).await).await;
     assert_eq!(login.status, 200);
-    let page = s
-        .browser
-        .post_form(
-            "/login",
-            &[
-                ("csrf", &login.field("csrf").unwrap()),
-                ("tx", &login.field("tx").unwrap()),
-                ("email", EMAIL),
-                ("password", PASSWORD),
-            ],
-        )
-        .await;
+    let page = s.browser.post_login(&login, EMAIL, PASSWORD).await;
     assert_eq!(page.status, 403);
     assert!(
         page.body

@@ -99,21 +99,7 @@ async fn form_post_answers_with_an_auto_submitting_page_allowed_by_a_csp_nonce()
 async fn consent_page(s: &Setup, url: &str) -> crate::helpers::Page {
     let page = s.browser.follow(s.browser.get(url).await).await;
     if page.field("tx").is_some() && page.body.contains(r#"name="password""#) {
-        let login = page;
-        let csrf = login.field("csrf").unwrap();
-        let tx = login.field("tx").unwrap();
-        let posted = s
-            .browser
-            .post_form(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("tx", &tx),
-                    ("email", EMAIL),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
+        let posted = s.browser.post_login(&page, EMAIL, PASSWORD).await;
         return s.browser.follow(posted).await;
     }
     page

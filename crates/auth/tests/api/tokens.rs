@@ -2,13 +2,13 @@
 //! looked up by its own key, so one client's many tokens never stand in for each other.
 
 use openidconnect::{OAuth2TokenResponse, RefreshToken, Scope};
-use serde_json::Value;
 
 use crate::helpers::ClientOpts;
 use crate::oidc::{
     REDIRECT, Setup, authorize, code_from, exchange, setup, sign_in_for_code, token_error,
     userinfo_status, verify_id_token,
 };
+use crate::protocol::post_token_endpoint;
 use crate::rp::TokenResponse;
 
 /// Another authorization by the signed-in member: answered at once (SSO) with a new
@@ -18,21 +18,6 @@ async fn authorize_again(s: &Setup) -> TokenResponse {
     let back = s.browser.follow(s.browser.get(&pending.url).await).await;
     let code = code_from(s, &back, &pending);
     exchange(s, code, pending.verifier).await.unwrap()
-}
-
-/// POSTs a form to `path` with the client's Basic credentials; status and JSON body.
-async fn post_with_basic(s: &Setup, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let res = s
-        .http
-        .0
-        .post(format!("{}{path}", s.app.issuer()))
-        .basic_auth(&s.client_id, s.secret.as_deref())
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
@@ -108,7 +93,7 @@ async fn revoking_one_access_token_leaves_the_others_valid() {
         assert_eq!(userinfo_status(&s, token).await, 200);
     }
 
-    let (status, _) = post_with_basic(&s, "/revoke", &[("token", a.secret())]).await;
+    let (status, _) = post_token_endpoint(&s, "/revoke", &[("token", a.secret())]).await;
     assert_eq!(status, 200);
     assert_eq!(userinfo_status(&s, a).await, 401, "the revoked token");
     assert_eq!(
@@ -117,11 +102,11 @@ async fn revoking_one_access_token_leaves_the_others_valid() {
         "same grant, another token"
     );
     assert_eq!(userinfo_status(&s, c).await, 200, "another grant");
-    let (_, body) = post_with_basic(&s, "/introspect", &[("token", b.secret())]).await;
+    let (_, body) = post_token_endpoint(&s, "/introspect", &[("token", b.secret())]).await;
     assert_eq!(body["active"], true, "{body}");
 
     // Each token's revocation is its own: revoking the second now takes it too.
-    let (status, _) = post_with_basic(&s, "/revoke", &[("token", b.secret())]).await;
+    let (status, _) = post_token_endpoint(&s, "/revoke", &[("token", b.secret())]).await;
     assert_eq!(status, 200);
     assert_eq!(userinfo_status(&s, b).await, 401);
     assert_eq!(userinfo_status(&s, c).await, 200);
@@ -190,7 +175,7 @@ async fn basic_credentials_with_another_client_id_in_the_body_are_refused() {
     for body_client in [other_id.as_str(), "no-such-client"] {
         let form = redeem(body_client);
         let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let (status, body) = post_with_basic(&s, "/token", &form).await;
+        let (status, body) = post_token_endpoint(&s, "/token", &form).await;
         assert_eq!(status, 400, "{body_client}: {body}");
         assert_eq!(body["error"], "invalid_request", "{body_client}: {body}");
         assert!(body.get("access_token").is_none());
@@ -198,7 +183,7 @@ async fn basic_credentials_with_another_client_id_in_the_body_are_refused() {
     // The same client named twice is fine, and the refusals above left the code unspent.
     let form = redeem(&s.client_id);
     let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (status, body) = post_with_basic(&s, "/token", &form).await;
+    let (status, body) = post_token_endpoint(&s, "/token", &form).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string(), "{body}");
 }
