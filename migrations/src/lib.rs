@@ -11,6 +11,7 @@ mod m20261122_000001_users;
 mod m20261122_000002_oidc;
 mod m20261122_000003_consent_algs;
 mod m20261202_000004_server_secrets;
+mod m20261202_000005_jobs_and_resets;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_oidc::Migration),
             Box::new(m20261122_000003_consent_algs::Migration),
             Box::new(m20261202_000004_server_secrets::Migration),
+            Box::new(m20261202_000005_jobs_and_resets::Migration),
         ]
     }
 

@@ -23,7 +23,13 @@ pub const ENV_PREFIX: &str = "TOBIRA_";
 pub const ENV_CONFIG_FILE: &str = "TOBIRA_CONFIG";
 
 /// Keys whose values are secrets: they may come from `<key>_file` and are never logged.
-const SECRET_KEYS: &[&str] = &["database.url", "ephemeral.url", "keys.master_key"];
+const SECRET_KEYS: &[&str] = &[
+    "database.url",
+    "ephemeral.url",
+    "keys.master_key",
+    "mail.smtp.url",
+    "mail.smtp.password",
+];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -38,6 +44,7 @@ pub struct Config {
     pub ephemeral: EphemeralConfig,
     pub keys: KeysConfig,
     pub mail: MailConfig,
+    pub jobs: JobsConfig,
     pub password: PasswordConfig,
     pub session: SessionConfig,
     pub tokens: TokenConfig,
@@ -170,6 +177,42 @@ pub struct MailConfig {
     /// Where `.eml` files go when no SMTP server is configured. Empty means
     /// `<data_dir>/outbox`.
     pub outbox_dir: String,
+    /// Mails one address may be sent per hour by what visitors do (reset requests…);
+    /// 0: no cap. Beyond it nothing is sent, and the page says the same.
+    pub per_address_per_hour: u32,
+    /// The same per client address (IPv6: per /64).
+    pub per_ip_per_hour: u32,
+    pub smtp: SmtpConfig,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// `smtp://host:587` (STARTTLS, required) or `smtps://host:465` (implicit TLS).
+    /// Empty: mails go to the outbox directory.
+    pub url: Secret,
+    pub user: String,
+    pub password: Secret,
+    /// Plain-text SMTP without TLS, allowed only to a server on this machine (tests).
+    pub allow_insecure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// How often each replica looks for due jobs.
+    pub poll_interval_ms: u64,
+    /// Tries before a job is given up (with an error log and a metric).
+    pub max_attempts: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_ms: 1000,
+            max_attempts: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +260,7 @@ impl Default for Config {
             ephemeral: EphemeralConfig::default(),
             keys: KeysConfig::default(),
             mail: MailConfig::default(),
+            jobs: JobsConfig::default(),
             password: PasswordConfig::default(),
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
@@ -263,6 +307,9 @@ impl Default for MailConfig {
         Self {
             from: "Tobira <no-reply@localhost>".to_owned(),
             outbox_dir: String::new(),
+            per_address_per_hour: 5,
+            per_ip_per_hour: 20,
+            smtp: SmtpConfig::default(),
         }
     }
 }
@@ -353,6 +400,36 @@ impl Config {
                 "ephemeral.tls_ca_file",
                 "is set, but ephemeral.url is not a rediss:// (TLS) URL",
             ));
+        }
+        let smtp = &self.mail.smtp;
+        if smtp.allow_insecure && !smtp.url.expose().is_empty() {
+            let host = Url::parse(smtp.url.expose())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            let loopback = host == "localhost"
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !loopback {
+                return Err(invalid(
+                    "mail.smtp.allow_insecure",
+                    "plain-text SMTP is allowed only to a server on this machine (localhost, 127.0.0.1, ::1)",
+                ));
+            }
+        }
+        if !(smtp.url.expose().is_empty()
+            || smtp.url.expose().starts_with("smtp://")
+            || smtp.url.expose().starts_with("smtps://"))
+        {
+            return Err(invalid(
+                "mail.smtp.url",
+                "must start with smtp:// (STARTTLS) or smtps:// (or be empty for the outbox)",
+            ));
+        }
+        if self.jobs.max_attempts == 0 {
+            return Err(invalid("jobs.max_attempts", "must be at least 1"));
         }
         let p = &self.password;
         if argon2::Params::new(

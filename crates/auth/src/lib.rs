@@ -1,6 +1,7 @@
 //! Tobira, an OpenID Connect identity provider: the library behind the `tobira` binary.
 //! `startup::Application` builds and serves the OP from a `Config`.
 
+pub mod account;
 pub mod admin;
 pub mod authn;
 pub mod clock;
@@ -8,7 +9,9 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod flow;
+pub mod jobs;
 pub mod keys;
+pub mod mail;
 pub mod oidc;
 pub mod ops;
 pub mod startup;

@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::random_token;
 use crate::keys::{IdentifierHasher, KeyError, KeyRing, MasterKey};
+use crate::mail::Mailer;
 use crate::ops::{self, Metrics};
 use crate::state::AppState;
 use crate::store::{Db, DbError, Ephemeral, EphemeralError, ephemeral};
@@ -122,6 +123,7 @@ impl Application {
         let master = MasterKey::load_or_create(&config)?;
         let keys = KeyRing::load_or_init(&db, &master, &clock).await?;
         let identifiers = IdentifierHasher::load_or_init(&db, &master, &clock).await?;
+        let mailer = Mailer::from_config(&config).map_err(|e| StartError::Other(e.to_string()))?;
         let dummy = Password::for_verification(&random_token(&mut rand::rng(), 24));
         let dummy_hash: Arc<str> = hasher
             .hash(&dummy)
@@ -135,6 +137,8 @@ impl Application {
             hasher,
             dummy_hash,
             keys,
+            master: Arc::new(master),
+            mailer,
             identifiers,
             sessions: SessionPolicy::from(&config.session),
             cookies: CookiePolicy {
@@ -177,13 +181,17 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(issuer = %self.state.config.issuer, "listening on http://{}", self.local_addr());
-        axum::serve(
+        let worker = crate::jobs::spawn(self.state.clone());
+        let served = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        // A job cut off here runs again when its lease ends, on this or another replica.
+        worker.abort();
+        served
     }
 }
 
@@ -250,6 +258,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(crate::oidc::router())
+        .merge(crate::account::router())
         .merge(crate::web::pages::router())
         .layer(middleware::from_fn(ops::track))
         .layer(middleware)

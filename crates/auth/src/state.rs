@@ -6,7 +6,8 @@ use crate::authn::password::PasswordHasher;
 use crate::authn::session::SessionPolicy;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::keys::{IdentifierHasher, KeyRing};
+use crate::keys::{IdentifierHasher, KeyRing, MasterKey};
+use crate::mail::Mailer;
 use crate::ops::Metrics;
 use crate::store::{Db, Ephemeral};
 use crate::web::cookies::CookiePolicy;
@@ -22,6 +23,9 @@ pub struct AppState {
     /// answer takes as long as for a real account.
     pub dummy_hash: Arc<str>,
     pub keys: KeyRing,
+    /// Seals queued mail bodies (they may hold secret links).
+    pub master: Arc<MasterKey>,
+    pub mailer: Mailer,
     /// Pseudonyms of typed identifiers, for logs.
     pub identifiers: IdentifierHasher,
     pub sessions: SessionPolicy,

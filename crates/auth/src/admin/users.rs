@@ -40,7 +40,7 @@ impl AddUserError {
     pub fn message(&self, lang: Lang) -> Option<&'static str> {
         let msg = match self {
             Self::Email(e) => Msg::from(*e),
-            Self::Password(e) => Msg::from(*e),
+            Self::Password(e) => Msg::from(e),
             Self::EmailTaken => Msg::EmailTaken,
             _ => return None,
         };

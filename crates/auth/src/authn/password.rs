@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 use unicode_normalization::UnicodeNormalization;
 
+use crate::authn::feedback::StrengthFeedback;
 use crate::config::PasswordConfig;
 use crate::domain::Email;
 use crate::web::i18n::Msg;
@@ -30,26 +31,37 @@ const MIN_LOCAL_PART_CHECKED: usize = 4;
 #[derive(Clone)]
 pub struct Password(String);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+/// Not `Copy` (nor `Eq`: zxcvbn's enums are only `PartialEq`): `TooWeak` carries the
+/// advice the page shows next to the refusal.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PasswordPolicyError {
     #[error("shorter than {MIN_CHARS} characters")]
     TooShort,
     #[error("longer than {MAX_CHARS} characters")]
     TooLong,
+    /// zxcvbn scored it below `MIN_ZXCVBN_SCORE`; `feedback` says why and what to do.
     #[error("too easy to guess")]
-    TooWeak,
+    TooWeak { feedback: StrengthFeedback },
     #[error("contains part of the email address")]
     ContainsEmail,
 }
 
-impl From<PasswordPolicyError> for Msg {
-    fn from(e: PasswordPolicyError) -> Self {
+/// The headline message; for `TooWeak` the page adds the feedback's warning and
+/// suggestions below it.
+impl From<&PasswordPolicyError> for Msg {
+    fn from(e: &PasswordPolicyError) -> Self {
         match e {
             PasswordPolicyError::TooShort => Msg::PasswordTooShort,
             PasswordPolicyError::TooLong => Msg::PasswordTooLong,
-            PasswordPolicyError::TooWeak => Msg::PasswordTooWeak,
+            PasswordPolicyError::TooWeak { .. } => Msg::PasswordTooWeak,
             PasswordPolicyError::ContainsEmail => Msg::PasswordContainsEmail,
         }
+    }
+}
+
+impl From<PasswordPolicyError> for Msg {
+    fn from(e: PasswordPolicyError) -> Self {
+        Self::from(&e)
     }
 }
 
@@ -73,7 +85,9 @@ impl Password {
         }
         let strength = zxcvbn::zxcvbn(&normalized, &[local, email.normalized()]);
         if u8::from(strength.score()) < MIN_ZXCVBN_SCORE {
-            return Err(PasswordPolicyError::TooWeak);
+            return Err(PasswordPolicyError::TooWeak {
+                feedback: StrengthFeedback::from_zxcvbn(strength.feedback()),
+            });
         }
         Ok(Self(normalized))
     }
@@ -214,6 +228,7 @@ fn argon2(params: Params) -> Argon2<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::web::i18n::Lang;
 
     #[tokio::test]
     async fn hashes_beyond_the_waiting_bound_are_refused_at_once() {
@@ -270,13 +285,45 @@ mod tests {
             "12345678",
             "iloveyou1",
         ] {
-            assert_eq!(
-                Password::new(weak, &e).unwrap_err(),
-                PasswordPolicyError::TooWeak,
+            assert!(
+                matches!(
+                    Password::new(weak, &e).unwrap_err(),
+                    PasswordPolicyError::TooWeak { .. }
+                ),
                 "{weak}"
             );
         }
         assert!(Password::new("violet-tunnel-ramen-42", &e).is_ok());
+    }
+
+    #[test]
+    fn a_weak_password_is_refused_with_zxcvbn_advice_in_both_languages() {
+        let err = Password::new("password1", &email()).unwrap_err();
+        let PasswordPolicyError::TooWeak { feedback } = &err else {
+            panic!("{err:?}");
+        };
+        // "password1" is a common password; zxcvbn names it and says what to do.
+        assert!(feedback.warning.is_some(), "{feedback:?}");
+        assert!(!feedback.suggestions.is_empty(), "{feedback:?}");
+        for lang in [Lang::Ja, Lang::En] {
+            assert!(!feedback.warning_text(lang).unwrap_or("").is_empty());
+            assert!(
+                feedback
+                    .suggestion_texts(lang)
+                    .iter()
+                    .all(|t| !t.is_empty())
+            );
+        }
+        assert!(
+            feedback
+                .warning_text(Lang::Ja)
+                .unwrap()
+                .contains("パスワード")
+        );
+        assert_eq!(Msg::from(&err), Msg::PasswordTooWeak);
+        // A passphrase of unrelated words passes.
+        assert!(Password::new("川辺で朝焼けを眺める猫と犬", &email()).is_ok());
+        assert!(Password::new("lantern orbit pickle meadow", &email()).is_ok());
     }
 
     #[test]

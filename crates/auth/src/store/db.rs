@@ -8,8 +8,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
-    ClientRepo, ConsentRepo, GrantRepo, RefreshTokenRepo, ServerSecretRepo, SessionRepo,
-    SigningKeyRepo, UserRepo,
+    ClientRepo, ConsentRepo, GrantRepo, JobRepo, PasswordResetRepo, RefreshTokenRepo,
+    ServerSecretRepo, SessionRepo, SigningKeyRepo, UserRepo,
 };
 
 #[derive(Clone, Debug)]
@@ -201,6 +201,14 @@ impl Db {
 
     pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
         RefreshTokenRepo::new(&self.conn)
+    }
+
+    pub fn jobs(&self) -> JobRepo<'_> {
+        JobRepo::new(&self.conn)
+    }
+
+    pub fn password_resets(&self) -> PasswordResetRepo<'_> {
+        PasswordResetRepo::new(&self.conn)
     }
 
     pub fn server_secrets(&self) -> ServerSecretRepo<'_> {

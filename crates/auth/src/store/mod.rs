@@ -8,6 +8,8 @@ mod consents;
 mod db;
 mod entity;
 pub mod ephemeral;
+pub mod jobs;
+mod resets;
 mod server_secrets;
 mod sessions;
 mod signing_keys;
@@ -17,6 +19,8 @@ pub use clients::ClientRepo;
 pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};
 pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore};
+pub use jobs::{Job, JobRepo, QueueStats};
+pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};
 pub use sessions::{
     GrantRepo, NewGrant, NewSession, RefreshTokenInfo, RefreshTokenRepo, Rotation, SessionRepo,

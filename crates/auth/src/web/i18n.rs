@@ -115,6 +115,18 @@ pub enum Msg {
     CrossSite,
     TooManyRequests,
     Unavailable,
+    ForgotTitle,
+    ForgotLead,
+    ForgotButton,
+    ForgotSent,
+    BackToSignIn,
+    ResetTitle,
+    ResetLead,
+    ResetButton,
+    ResetDone,
+    ResetLinkInvalid,
+    NewPasswordLabel,
+    ConfirmPasswordLabel,
 }
 
 impl Msg {
@@ -252,6 +264,48 @@ impl Msg {
             (Self::Unavailable, Ja) => {
                 "ただいま混み合っているか、一時的に利用できません。少し待ってから、もう一度お試しください。"
             }
+            (Self::ForgotTitle, Ja) => "パスワードの再設定",
+            (Self::ForgotTitle, En) => "Reset your password",
+            (Self::ForgotLead, Ja) => {
+                "登録したメールアドレスを入力してください。パスワードを再設定するためのリンクをお送りします。"
+            }
+            (Self::ForgotLead, En) => {
+                "Enter the email address of your account. We will send you a link to set a new password."
+            }
+            (Self::ForgotButton, Ja) => "再設定のリンクを送る",
+            (Self::ForgotButton, En) => "Send the link",
+            (Self::ForgotSent, Ja) => {
+                "入力されたメールアドレスでアカウントが登録されていれば、パスワード再設定のリンクをお送りしました。メールが届かない場合は、迷惑メールフォルダもご確認ください。リンクの有効期限は30分です。"
+            }
+            (Self::ForgotSent, En) => {
+                "If an account is registered with this address, we have sent it a link to reset the password. If nothing arrives, check your spam folder. The link is valid for 30 minutes."
+            }
+            (Self::BackToSignIn, Ja) => "ログインに戻る",
+            (Self::BackToSignIn, En) => "Back to sign-in",
+            (Self::ResetTitle, Ja) => "新しいパスワードの設定",
+            (Self::ResetTitle, En) => "Set a new password",
+            (Self::ResetLead, Ja) => {
+                "新しいパスワードを入力してください。設定すると、すべての端末からログアウトします。"
+            }
+            (Self::ResetLead, En) => {
+                "Enter your new password. Once it is set, every device is signed out."
+            }
+            (Self::ResetButton, Ja) => "パスワードを設定する",
+            (Self::ResetButton, En) => "Set the password",
+            (Self::ResetDone, Ja) => {
+                "パスワードを変更しました。新しいパスワードでログインしてください。"
+            }
+            (Self::ResetDone, En) => "Your password was changed. Sign in with the new password.",
+            (Self::ResetLinkInvalid, Ja) => {
+                "このリンクは無効か、有効期限が切れています。もう一度パスワードの再設定をお申し込みください。"
+            }
+            (Self::ResetLinkInvalid, En) => {
+                "This link is not valid or has expired. Please ask for a new password reset."
+            }
+            (Self::NewPasswordLabel, Ja) => "新しいパスワード",
+            (Self::NewPasswordLabel, En) => "New password",
+            (Self::ConfirmPasswordLabel, Ja) => "新しいパスワード（確認）",
+            (Self::ConfirmPasswordLabel, En) => "New password again",
             (Self::Unavailable, En) => {
                 "The service is busy or temporarily unavailable. Please wait a moment and try again."
             }

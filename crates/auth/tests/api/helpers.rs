@@ -243,6 +243,8 @@ impl TestApp {
         config.data_dir = data.path().to_path_buf();
         config.server.bind = listener.local_addr().expect("bound");
         config.database.url = tobira_auth::config::Secret::new(db.url.clone());
+        // Mail leaves within a moment, so tests wait little.
+        config.jobs.poll_interval_ms = 50;
         if let Some(r) = &redis {
             config.ephemeral.url = tobira_auth::config::Secret::new(r.url.clone());
             config.ephemeral.key_prefix = r.prefix.clone();
@@ -325,6 +327,32 @@ impl TestApp {
         .expect("member created")
     }
 
+    /// Mails written to the outbox (the embedded default), oldest first.
+    pub fn outbox(&self) -> Vec<OutboxMail> {
+        let dir = self.state.config.outbox_dir();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        files
+            .iter()
+            .map(|p| OutboxMail::parse(&std::fs::read(p).expect("a mail file")))
+            .collect()
+    }
+
+    /// Waits until the outbox holds `n` mails (the job worker polls every 50 ms).
+    pub async fn wait_for_mails(&self, n: usize) -> Vec<OutboxMail> {
+        for _ in 0..100 {
+            let mails = self.outbox();
+            if mails.len() >= n {
+                return mails;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected {n} mails, found {:?}", self.outbox());
+    }
+
     pub fn browser(&self) -> Browser {
         Browser::new(self.url.clone())
     }
@@ -343,6 +371,44 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// A mail as the member reads it.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl OutboxMail {
+    pub fn parse(raw: &[u8]) -> Self {
+        let msg = mail_parser::MessageParser::default()
+            .parse(raw)
+            .expect("a mail");
+        let to = msg
+            .to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            to,
+            subject: msg.subject().unwrap_or_default().to_owned(),
+            text: msg.body_text(0).unwrap_or_default().into_owned(),
+            html: msg.body_html(0).unwrap_or_default().into_owned(),
+        }
+    }
+
+    /// The first link in the text that starts with `prefix`.
+    pub fn link(&self, prefix: &str) -> String {
+        self.text
+            .split_whitespace()
+            .find(|w| w.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no link {prefix} in {}", self.text))
+            .to_owned()
     }
 }
 

@@ -17,6 +17,7 @@ mod migrations;
 mod oidc;
 mod outage;
 mod protocol;
+mod recovery;
 mod redis_server;
 mod rp;
 mod tokens;

@@ -211,7 +211,7 @@ async fn refused_accounts_leave_nothing_behind() {
             .unwrap_err();
         assert!(matches!(
             err,
-            AddUserError::Password(PasswordPolicyError::TooWeak)
+            AddUserError::Password(PasswordPolicyError::TooWeak { .. })
         ));
         assert!(err.message(Lang::En).unwrap().contains("too easy to guess"));
     }

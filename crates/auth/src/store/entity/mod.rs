@@ -3,6 +3,8 @@
 pub mod clients;
 pub mod consents;
 pub mod grants;
+pub mod jobs;
+pub mod password_resets;
 pub mod refresh_tokens;
 pub mod server_secrets;
 pub mod sessions;

@@ -1,0 +1,120 @@
+//! The job runner inside `tobira serve`: each replica polls the durable job table,
+//! claims due jobs under a lease (once across replicas), runs them, and retries failures
+//! with exponential backoff until `jobs.max_attempts`, then gives up with an error log
+//! and a metric. Queue depth, failures and the oldest job's age are metrics. Mail is the
+//! first queue; later issues add back-channel logout, purges and the key schedule.
+
+use std::time::Duration as StdDuration;
+
+use time::Duration;
+
+use crate::mail::Mail;
+use crate::state::AppState;
+use crate::store::{Job, MAIL_QUEUE};
+
+/// How long a claimed job is ours; a replica that dies mid-job frees it after this.
+const LEASE: Duration = Duration::minutes(5);
+/// Jobs claimed per poll.
+const BATCH: u64 = 16;
+
+/// The delay before try `attempts + 1`: 2, 4, 8 … seconds, at most an hour.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 12)).unwrap_or(12);
+    Duration::seconds(2_i64.pow(exp)).min(Duration::hours(1))
+}
+
+/// Runs the worker until the process stops.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = StdDuration::from_millis(state.config.jobs.poll_interval_ms.max(10));
+        loop {
+            if let Err(e) = run_due(&state).await {
+                tracing::warn!(error = %e, "job runner: cannot reach the job table");
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
+/// Runs every due mail job once; returns how many ran.
+pub async fn run_due(state: &AppState) -> Result<usize, crate::store::StoreError> {
+    let mut ran = 0;
+    loop {
+        let now = state.clock.now();
+        let jobs = state.db.jobs().claim(now, MAIL_QUEUE, LEASE, BATCH).await?;
+        if jobs.is_empty() {
+            break;
+        }
+        for job in &jobs {
+            run_one(state, job).await?;
+            ran += 1;
+        }
+    }
+    record_stats(state).await?;
+    Ok(ran)
+}
+
+async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreError> {
+    let result = match Mail::unseal(&job.payload, &state.master) {
+        Ok(mail) => state
+            .mailer
+            .deliver(&job.id.to_string(), &mail)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let now = state.clock.now();
+    match result {
+        Ok(()) => {
+            metrics::counter!(JOBS_DONE, "queue" => job.queue.clone()).increment(1);
+            state.db.jobs().done(job.id).await
+        }
+        Err(error) if job.attempts >= attempts_allowed(state) => {
+            tracing::error!(job = %job.id, queue = %job.queue, attempts = job.attempts, error = %error, "job given up");
+            metrics::counter!(JOBS_FAILED, "queue" => job.queue.clone()).increment(1);
+            state.db.jobs().give_up(job.id, now, &error).await
+        }
+        Err(error) => {
+            let at = now + backoff(job.attempts);
+            tracing::warn!(job = %job.id, queue = %job.queue, attempts = job.attempts, error = %error, "job failed; will retry");
+            metrics::counter!(JOBS_RETRIED, "queue" => job.queue.clone()).increment(1);
+            state.db.jobs().retry(job.id, at, &error).await
+        }
+    }
+}
+
+fn attempts_allowed(state: &AppState) -> i32 {
+    i32::try_from(state.config.jobs.max_attempts).unwrap_or(i32::MAX)
+}
+
+async fn record_stats(state: &AppState) -> Result<(), crate::store::StoreError> {
+    let stats = state.db.jobs().stats(MAIL_QUEUE).await?;
+    let age = stats
+        .oldest
+        .map_or(0.0, |t| (state.clock.now() - t).as_seconds_f64().max(0.0));
+    metrics::gauge!(JOBS_DEPTH, "queue" => MAIL_QUEUE).set(stats.depth as f64);
+    metrics::gauge!(JOBS_GIVEN_UP, "queue" => MAIL_QUEUE).set(stats.failed as f64);
+    metrics::gauge!(JOBS_OLDEST_AGE, "queue" => MAIL_QUEUE).set(age);
+    Ok(())
+}
+
+const JOBS_DONE: &str = "tobira_jobs_done_total";
+const JOBS_RETRIED: &str = "tobira_jobs_retried_total";
+const JOBS_FAILED: &str = "tobira_jobs_failed_total";
+const JOBS_DEPTH: &str = "tobira_jobs_queue_depth";
+const JOBS_GIVEN_UP: &str = "tobira_jobs_given_up";
+const JOBS_OLDEST_AGE: &str = "tobira_jobs_oldest_age_seconds";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_an_hour() {
+        assert_eq!(backoff(1), Duration::seconds(2));
+        assert_eq!(backoff(2), Duration::seconds(4));
+        assert_eq!(backoff(5), Duration::seconds(32));
+        assert_eq!(backoff(12), Duration::hours(1));
+        assert_eq!(backoff(1000), Duration::hours(1));
+    }
+}

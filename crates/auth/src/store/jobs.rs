@@ -1,0 +1,210 @@
+//! Durable jobs: rows that a worker in every replica claims, runs, and deletes. A claim
+//! is a lease (`locked_until`), taken with `FOR UPDATE SKIP LOCKED` on PostgreSQL so
+//! replicas never take the same row; a replica that dies mid-job leaves a lease that
+//! runs out, and the job runs again. Jobs are written with the change that causes them
+//! (`add` takes any connection, a transaction included).
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, Statement,
+};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::StoreError;
+use super::entity::jobs;
+
+/// A job a worker holds.
+#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
+pub struct Job {
+    pub id: Uuid,
+    pub queue: String,
+    pub payload: String,
+    /// Including this run.
+    pub attempts: i32,
+}
+
+/// What the queue holds, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Jobs waiting or running.
+    pub depth: u64,
+    /// Jobs given up after their last try.
+    pub failed: u64,
+    /// Since when the oldest waiting job waits.
+    pub oldest: Option<OffsetDateTime>,
+}
+
+/// Adds a job to `queue`, due now, on `conn` (a transaction, to commit it with its cause).
+pub async fn add(
+    conn: &impl ConnectionTrait,
+    now: OffsetDateTime,
+    queue: &str,
+    payload: String,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::new_v4();
+    jobs::Entity::insert(jobs::ActiveModel {
+        id: Set(id),
+        queue: Set(queue.to_owned()),
+        payload: Set(payload),
+        run_at: Set(now),
+        attempts: Set(0),
+        locked_until: Set(None),
+        last_error: Set(None),
+        failed_at: Set(None),
+        created_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(id)
+}
+
+pub struct JobRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+impl<'c> JobRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Claims up to `limit` due jobs of `queue` for `lease`.
+    pub async fn claim(
+        &self,
+        now: OffsetDateTime,
+        queue: &str,
+        lease: Duration,
+        limit: u64,
+    ) -> Result<Vec<Job>, StoreError> {
+        let backend = self.conn.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => {
+                "UPDATE jobs SET locked_until = $1, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND failed_at IS NULL \
+                 AND run_at <= $3 AND (locked_until IS NULL OR locked_until <= $3) \
+                 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, queue, payload, attempts"
+            }
+            // One writer at a time: the UPDATE itself is the lock.
+            _ => {
+                "UPDATE jobs SET locked_until = ?, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND failed_at IS NULL \
+                 AND run_at <= ? AND (locked_until IS NULL OR locked_until <= ?) \
+                 ORDER BY run_at LIMIT ?) \
+                 RETURNING id, queue, payload, attempts"
+            }
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let values: Vec<sea_orm::Value> = match backend {
+            DbBackend::Postgres => {
+                vec![(now + lease).into(), queue.into(), now.into(), limit.into()]
+            }
+            _ => vec![
+                (now + lease).into(),
+                queue.into(),
+                now.into(),
+                now.into(),
+                limit.into(),
+            ],
+        };
+        Ok(
+            Job::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
+                .all(self.conn)
+                .await?,
+        )
+    }
+
+    /// The job is done: it goes (and with it any secret in its payload).
+    pub async fn done(&self, id: Uuid) -> Result<(), StoreError> {
+        jobs::Entity::delete_by_id(id).exec(self.conn).await?;
+        Ok(())
+    }
+
+    /// Runs the job again at `run_at`, remembering why it failed.
+    pub async fn retry(
+        &self,
+        id: Uuid,
+        run_at: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::RunAt, Expr::value(run_at))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(None::<OffsetDateTime>),
+            )
+            .col_expr(jobs::Column::LastError, Expr::value(truncate(error)))
+            .filter(jobs::Column::Id.eq(id))
+            .exec(self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives the job up: it stays for operators to see, its payload (which may hold a
+    /// secret link) is wiped.
+    pub async fn give_up(
+        &self,
+        id: Uuid,
+        now: OffsetDateTime,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        jobs::Entity::update_many()
+            .col_expr(jobs::Column::FailedAt, Expr::value(now))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(None::<OffsetDateTime>),
+            )
+            .col_expr(jobs::Column::Payload, Expr::value(""))
+            .col_expr(jobs::Column::LastError, Expr::value(truncate(error)))
+            .filter(jobs::Column::Id.eq(id))
+            .exec(self.conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
+        let of_queue = || jobs::Entity::find().filter(jobs::Column::Queue.eq(queue));
+        let depth = of_queue()
+            .filter(jobs::Column::FailedAt.is_null())
+            .count(self.conn)
+            .await?;
+        let failed = of_queue()
+            .filter(jobs::Column::FailedAt.is_not_null())
+            .count(self.conn)
+            .await?;
+        let oldest = of_queue()
+            .filter(jobs::Column::FailedAt.is_null())
+            .order_by_asc(jobs::Column::RunAt)
+            .one(self.conn)
+            .await?
+            .map(|j| j.created_at);
+        Ok(QueueStats {
+            depth,
+            failed,
+            oldest,
+        })
+    }
+
+    /// Every job of `queue` not given up, oldest first (for tests and operators).
+    pub async fn pending(&self, queue: &str) -> Result<Vec<Job>, StoreError> {
+        Ok(jobs::Entity::find()
+            .filter(jobs::Column::Queue.eq(queue))
+            .filter(jobs::Column::FailedAt.is_null())
+            .order_by_asc(jobs::Column::CreatedAt)
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(|m| Job {
+                id: m.id,
+                queue: m.queue,
+                payload: m.payload,
+                attempts: m.attempts,
+            })
+            .collect())
+    }
+}
+
+fn truncate(error: &str) -> String {
+    error.chars().take(1000).collect()
+}

@@ -1,0 +1,119 @@
+//! Password resets: single-use tokens (stored as SHA-256), and the one transaction that
+//! spends a token, sets the new password, ends every session and grant of the account,
+//! and queues the "your password was changed" mail.
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+};
+use time::OffsetDateTime;
+
+use super::entity::{grants, password_resets, sessions, users};
+use super::{StoreError, jobs};
+use crate::domain::UserId;
+
+pub struct PasswordResetRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+/// A mail to queue with a change, in the same transaction.
+pub struct QueuedMail {
+    pub payload: String,
+}
+
+pub const MAIL_QUEUE: &str = "mail";
+
+impl<'c> PasswordResetRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Records a reset token for `user` (voiding older ones) and queues its mail.
+    pub async fn start(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        token_hash: String,
+        expires_at: OffsetDateTime,
+        mail: QueuedMail,
+    ) -> Result<(), StoreError> {
+        let txn = self.conn.begin().await?;
+        password_resets::Entity::delete_many()
+            .filter(password_resets::Column::UserId.eq(user.0))
+            .exec(&txn)
+            .await?;
+        password_resets::Entity::insert(password_resets::ActiveModel {
+            token_hash: Set(token_hash),
+            user_id: Set(user.0),
+            expires_at: Set(expires_at),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The account a live token resets.
+    pub async fn lookup(
+        &self,
+        token_hash: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(password_resets::Entity::find_by_id(token_hash.to_owned())
+            .one(self.conn)
+            .await?
+            .filter(|r| r.expires_at > now)
+            .map(|r| UserId(r.user_id)))
+    }
+
+    /// Spends the token and sets the password; every session and grant of the account
+    /// ends (refresh tokens die with their grants) and `mail` is queued. `false` when the
+    /// token was spent, voided or expired meanwhile (nothing changes then).
+    pub async fn complete(
+        &self,
+        now: OffsetDateTime,
+        token_hash: &str,
+        user: UserId,
+        password_hash: String,
+        mail: QueuedMail,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let spent = password_resets::Entity::delete_many()
+            .filter(password_resets::Column::TokenHash.eq(token_hash))
+            .filter(password_resets::Column::UserId.eq(user.0))
+            .filter(password_resets::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        password_resets::Entity::delete_many()
+            .filter(password_resets::Column::UserId.eq(user.0))
+            .exec(&txn)
+            .await?;
+        users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user.0))
+            .exec(&txn)
+            .await?;
+        sessions::Entity::update_many()
+            .col_expr(sessions::Column::EndedAt, Expr::value(now))
+            .filter(sessions::Column::UserId.eq(user.0))
+            .filter(sessions::Column::EndedAt.is_null())
+            .exec(&txn)
+            .await?;
+        grants::Entity::update_many()
+            .col_expr(grants::Column::RevokedAt, Expr::value(now))
+            .filter(grants::Column::UserId.eq(user.0))
+            .filter(grants::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+}
