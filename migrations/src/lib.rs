@@ -12,6 +12,7 @@ mod m20261122_000002_oidc;
 mod m20261122_000003_consent_algs;
 mod m20261202_000004_server_secrets;
 mod m20261202_000005_jobs_and_resets;
+mod m20261202_000006_email_verifications;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_consent_algs::Migration),
             Box::new(m20261202_000004_server_secrets::Migration),
             Box::new(m20261202_000005_jobs_and_resets::Migration),
+            Box::new(m20261202_000006_email_verifications::Migration),
         ]
     }
 

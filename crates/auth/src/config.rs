@@ -45,6 +45,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub mail: MailConfig,
     pub jobs: JobsConfig,
+    pub signup: SignupConfig,
     pub password: PasswordConfig,
     pub session: SessionConfig,
     pub tokens: TokenConfig,
@@ -206,6 +207,22 @@ pub struct JobsConfig {
     pub max_attempts: u32,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignupConfig {
+    /// Sign-ups whose address was not verified within this many hours are removed (and
+    /// the address is free again).
+    pub unverified_max_age_hours: u32,
+}
+
+impl Default for SignupConfig {
+    fn default() -> Self {
+        Self {
+            unverified_max_age_hours: 72,
+        }
+    }
+}
+
 impl Default for JobsConfig {
     fn default() -> Self {
         Self {
@@ -261,6 +278,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             mail: MailConfig::default(),
             jobs: JobsConfig::default(),
+            signup: SignupConfig::default(),
             password: PasswordConfig::default(),
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
@@ -462,6 +480,10 @@ impl Config {
             ("tokens.id_token_secs", self.tokens.id_token_secs),
             ("tokens.refresh_token_days", self.tokens.refresh_token_days),
             ("tokens.offline_max_days", self.tokens.offline_max_days),
+            (
+                "signup.unverified_max_age_hours",
+                self.signup.unverified_max_age_hours,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -1,7 +1,10 @@
 //! `cargo run --release --bin demo`: the OP on `http://localhost:8080` and the
 //! marketplace on `http://127.0.0.1:3000` (two sites, as in production), the marketplace
-//! registered as a first-party client with refresh tokens, and a demo member. Everything
-//! lives in `./data/demo`; running it again reuses what exists.
+//! registered as a first-party client with refresh tokens, a demo member, and a mail
+//! viewer on `http://127.0.0.1:8025` showing the OP's outbox. Everything lives in
+//! `./data/demo`; running it again reuses what exists.
+
+mod mail_viewer;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +47,8 @@ async fn run() -> Result<(), String> {
     let data = PathBuf::from("data/demo");
     let op_port = port("DEMO_OP_PORT", 8080)?;
     let mp_port = port("DEMO_MP_PORT", 3000)?;
+    // 8025: where MailHog and Mailpit serve their web UI, a port developers already know.
+    let mail_port = port("DEMO_MAIL_PORT", 8025)?;
 
     let op_config = Config {
         data_dir: data.join("op"),
@@ -57,6 +62,10 @@ async fn run() -> Result<(), String> {
     let mp_listener = TcpListener::bind(("127.0.0.1", mp_port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{mp_port} (set DEMO_MP_PORT): {e}"))?;
+    // Loopback only: the viewer shows live password-reset links.
+    let mail_listener = TcpListener::bind(("127.0.0.1", mail_port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{mail_port} (set DEMO_MAIL_PORT): {e}"))?;
     let marketplace_url = format!("http://127.0.0.1:{mp_port}");
 
     let op = Application::build_on(op_listener, op_config, Clock::system())
@@ -66,6 +75,7 @@ async fn run() -> Result<(), String> {
     let secret = ensure_client(&state, &marketplace_url, &data).await?;
     ensure_member(&state).await?;
     let issuer = state.config.issuer.as_str().to_owned();
+    let outbox = mail_viewer::Outbox::new(state.config.outbox_dir());
 
     let mp_config = tobira_marketplace::config::Config {
         public_url: marketplace_url.clone(),
@@ -81,26 +91,35 @@ async fn run() -> Result<(), String> {
 
     println!();
     println!("  Tobira demo is running (ctrl-c to stop)");
-    println!("  marketplace:  {marketplace_url}/");
-    println!("  OP (issuer):  {issuer}/.well-known/openid-configuration");
-    println!("  demo member:  {EMAIL}");
-    println!("  password:     {PASSWORD}");
-    println!("  data:         {}", data.display());
+    println!("  marketplace:   {marketplace_url}/");
+    println!("  OP (issuer):   {issuer}/.well-known/openid-configuration");
+    println!("  mail (outbox): http://127.0.0.1:{mail_port}/");
+    println!("  demo member:   {EMAIL}");
+    println!("  password:      {PASSWORD}");
+    println!("  data:          {}", data.display());
     println!();
 
     let (stop_op, op_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_mp, mp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
     let op_task = tokio::spawn(op.run_until(async {
         let _ = op_stopped.await;
     }));
     let mp_task = tokio::spawn(mp.run_until(async {
         let _ = mp_stopped.await;
     }));
+    let mail_task = tokio::spawn(mail_viewer::serve(mail_listener, outbox, async {
+        let _ = mail_stopped.await;
+    }));
     tobira_auth::startup::shutdown_signal().await;
     let _ = stop_op.send(());
     let _ = stop_mp.send(());
+    let _ = stop_mail.send(());
     let _ = op_task.await;
     let _ = mp_task.await;
+    if let Ok(Err(e)) = mail_task.await {
+        eprintln!("mail viewer: {e}");
+    }
     Ok(())
 }
 

@@ -2,14 +2,29 @@
 //! sign-up, verification and the console arrive with later issues).
 
 pub mod recovery;
+pub mod signup;
+
+use std::net::IpAddr;
+
+use axum::http::HeaderMap;
+use time::Duration;
+
+use crate::crypto::sha256_hex;
+use crate::domain::{Email, User};
+use crate::flow;
+use crate::web::client_ip::ip_bucket;
+use crate::web::i18n::Lang;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::state::AppState;
 
 pub const FORGOT: &str = "/password/forgot";
 pub const RESET: &str = "/password/reset";
+pub const SIGNUP: &str = "/signup";
+pub const SIGNUP_RESEND: &str = "/signup/resend";
+pub const VERIFY: &str = "/verify-email";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -18,4 +33,67 @@ pub fn router() -> Router<AppState> {
             get(recovery::get_forgot).post(recovery::post_forgot),
         )
         .route(RESET, get(recovery::get_reset).post(recovery::post_reset))
+        .route(SIGNUP, get(signup::get_signup).post(signup::post_signup))
+        .route(SIGNUP_RESEND, post(signup::post_resend))
+        .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
+}
+
+/// A link into Tobira for a mail: built from the issuer, never from the Host header.
+/// Empty parameters are left out.
+pub fn link(state: &AppState, path: &str, params: &[(&str, &str)]) -> String {
+    let mut url = state
+        .config
+        .issuer
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned()
+        + path;
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter().filter(|(_, v)| !v.is_empty()))
+        .finish();
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query);
+    }
+    url
+}
+
+/// A park id worth carrying along: only one this browser may resume.
+async fn park_of(state: &AppState, headers: &HeaderMap, tx: &str) -> String {
+    match flow::resume(state, headers, tx).await {
+        Ok(_) => tx.to_owned(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Per-address and per-client caps on mail a visitor can cause (0 turns one off).
+async fn mail_allowed(state: &AppState, email: &Email, ip: IpAddr) -> Result<bool, String> {
+    let caps = [
+        (
+            format!("mail_cap:to:{}", sha256_hex(email.normalized())),
+            state.config.mail.per_address_per_hour,
+        ),
+        (
+            format!("mail_cap:ip:{}", ip_bucket(ip)),
+            state.config.mail.per_ip_per_hour,
+        ),
+    ];
+    let mut allowed = true;
+    for (key, cap) in caps {
+        if cap == 0 {
+            continue;
+        }
+        let counter = state
+            .ephemeral
+            .incr(&key, Duration::hours(1))
+            .await
+            .map_err(|e| e.to_string())?;
+        allowed &= counter.count <= u64::from(cap);
+    }
+    Ok(allowed)
+}
+
+/// The account's language, else the page's.
+fn user_lang(user: &User, fallback: Lang) -> Lang {
+    Lang::from_tag(&user.locale).unwrap_or(fallback)
 }

@@ -14,15 +14,14 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
-use super::{FORGOT, RESET};
+use super::{FORGOT, RESET, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
-use crate::flow;
 use crate::mail::templates;
 use crate::state::AppState;
 use crate::store::QueuedMail;
-use crate::web::client_ip::{ClientAddr, ip_bucket};
+use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
@@ -74,14 +73,6 @@ pub struct PageQuery {
     #[serde(default)]
     token: String,
     lang: Option<String>,
-}
-
-/// A park id worth carrying along: only one this browser may resume.
-async fn park_of(state: &AppState, headers: &HeaderMap, tx: &str) -> String {
-    match flow::resume(state, headers, tx).await {
-        Ok(_) => tx.to_owned(),
-        Err(_) => String::new(),
-    }
 }
 
 pub async fn get_forgot(
@@ -181,19 +172,7 @@ async fn request_reset(
         return Ok(());
     };
     let token = random_token(&mut rand::rng(), 32);
-    let mut link = state
-        .config
-        .issuer
-        .as_str()
-        .trim_end_matches('/')
-        .to_owned()
-        + RESET;
-    link.push_str("?token=");
-    link.push_str(&token);
-    if !tx.is_empty() {
-        link.push_str("&tx=");
-        link.push_str(tx);
-    }
+    let link = link(state, RESET, &[("token", &token), ("tx", tx)]);
     let mail = templates::reset(
         user_lang(&user, lang),
         user.email.display(),
@@ -217,38 +196,6 @@ async fn request_reset(
         .map_err(|e| e.to_string())?;
     tracing::info!(user = %user.id.0, ip = %ip, "password reset mail queued");
     Ok(())
-}
-
-/// Per-address and per-client caps on mail a visitor can cause (0 turns one off).
-async fn mail_allowed(state: &AppState, email: &Email, ip: IpAddr) -> Result<bool, String> {
-    let caps = [
-        (
-            format!("mail_cap:to:{}", sha256_hex(email.normalized())),
-            state.config.mail.per_address_per_hour,
-        ),
-        (
-            format!("mail_cap:ip:{}", ip_bucket(ip)),
-            state.config.mail.per_ip_per_hour,
-        ),
-    ];
-    let mut allowed = true;
-    for (key, cap) in caps {
-        if cap == 0 {
-            continue;
-        }
-        let counter = state
-            .ephemeral
-            .incr(&key, Duration::hours(1))
-            .await
-            .map_err(|e| e.to_string())?;
-        allowed &= counter.count <= u64::from(cap);
-    }
-    Ok(allowed)
-}
-
-/// The account's language, else the page's.
-fn user_lang(user: &User, fallback: Lang) -> Lang {
-    Lang::from_tag(&user.locale).unwrap_or(fallback)
 }
 
 /// The account a reset token belongs to, if it is live and the account active.

@@ -15,6 +15,8 @@ pub enum SignInError {
     /// someone who does not already hold the account.
     #[error("account unavailable")]
     AccountUnavailable,
+    #[error("the address is not verified yet")]
+    Unverified { user: UserId },
     /// Too many sign-ins wait for the password hasher: try again shortly.
     #[error("too many sign-ins at once")]
     Busy,
@@ -60,6 +62,9 @@ pub async fn with_password(
     }
     match user.status {
         UserStatus::Active => Ok(user),
+        // The right password of a sign-up whose address is not verified yet: the page
+        // offers to send the link again (only the owner of the password gets that far).
+        UserStatus::Unverified => Err(SignInError::Unverified { user: user.id }),
         UserStatus::Frozen | UserStatus::Deleted => Err(SignInError::AccountUnavailable),
     }
 }

@@ -8,6 +8,9 @@ use super::{Email, Subject, UserId};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UserStatus {
+    /// Signed up, address not yet verified: holds no usable way in for anyone but the
+    /// address's owner (see `account::signup`).
+    Unverified,
     Active,
     /// Frozen by support: cannot sign in, data kept.
     Frozen,
@@ -18,6 +21,7 @@ pub enum UserStatus {
 impl UserStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Unverified => "unverified",
             Self::Active => "active",
             Self::Frozen => "frozen",
             Self::Deleted => "deleted",
@@ -26,6 +30,7 @@ impl UserStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "unverified" => Some(Self::Unverified),
             "active" => Some(Self::Active),
             "frozen" => Some(Self::Frozen),
             "deleted" => Some(Self::Deleted),

@@ -109,6 +109,13 @@ impl Binding {
     }
 }
 
+impl Binding {
+    /// What records bound to this browser keep: the hash, never the cookie.
+    pub fn hash(&self) -> String {
+        sha256_hex(&self.value)
+    }
+}
+
 fn key(id: &str) -> String {
     format!("login_tx:{id}")
 }

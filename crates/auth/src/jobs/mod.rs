@@ -27,13 +27,39 @@ pub fn backoff(attempts: i32) -> Duration {
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = StdDuration::from_millis(state.config.jobs.poll_interval_ms.max(10));
+        let mut last_purge = None;
         loop {
             if let Err(e) = run_due(&state).await {
                 tracing::warn!(error = %e, "job runner: cannot reach the job table");
             }
+            let now = state.clock.now();
+            if last_purge.is_none_or(|at| now - at >= PURGE_EVERY) {
+                last_purge = Some(now);
+                if let Err(e) = purge(&state).await {
+                    tracing::warn!(error = %e, "job runner: purge failed");
+                }
+            }
             tokio::time::sleep(every).await;
         }
     })
+}
+
+/// How often each replica removes what has outlived its time (idempotent, so replicas
+/// doing it at once do no harm).
+const PURGE_EVERY: Duration = Duration::minutes(10);
+
+/// Removes sign-ups never verified within `signup.unverified_max_age_hours`.
+pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
+    let age = Duration::hours(state.config.signup.unverified_max_age_hours.into());
+    let removed = state
+        .db
+        .signups()
+        .purge_unverified(state.clock.now() - age)
+        .await?;
+    if removed > 0 {
+        tracing::info!(removed, "removed sign-ups that were never verified");
+    }
+    Ok(removed)
 }
 
 /// Runs every due mail job once; returns how many ran.

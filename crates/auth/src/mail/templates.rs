@@ -41,6 +41,78 @@ struct ChangedHtml<'a> {
     link: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/verify.txt")]
+struct VerifyText<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/verify.html")]
+struct VerifyHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/signup_exists.txt")]
+struct ExistsText<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/signup_exists.html")]
+struct ExistsHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+}
+
+/// The link that verifies a signed-up address.
+pub fn verify(lang: Lang, to: &str, display_name: &str, link: &str) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】メールアドレスの確認".to_owned()
+        } else {
+            "[Tobira] Confirm your email address".to_owned()
+        },
+        text: render(&VerifyText { ja, name, link }),
+        html: render(&VerifyHtml { ja, name, link }),
+    }
+}
+
+/// Told to the owner of an address that someone tried to sign up with.
+pub fn signup_exists(lang: Lang, to: &str, display_name: &str, reset_link: &str) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】このアドレスでの新規登録について".to_owned()
+        } else {
+            "[Tobira] Someone tried to sign up with your address".to_owned()
+        },
+        text: render(&ExistsText {
+            ja,
+            name,
+            link: reset_link,
+        }),
+        html: render(&ExistsHtml {
+            ja,
+            name,
+            link: reset_link,
+        }),
+    }
+}
+
 fn render(t: &impl Template) -> String {
     t.render().expect("mail templates render")
 }

@@ -33,6 +33,9 @@ struct LoginPage<'a> {
     /// Already in the page's language.
     error: Option<&'static str>,
     focus_email: bool,
+    /// After the right password of an unverified sign-up: the handle that lets this
+    /// browser ask for the verification mail again.
+    resend: Option<String>,
 }
 
 impl LoginPage<'_> {
@@ -80,6 +83,7 @@ pub async fn get_login(
         remember: false,
         error: None,
         focus_email: hint.is_empty(),
+        resend: None,
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
@@ -125,6 +129,7 @@ pub async fn post_login(
             remember,
             error: Some(error.text(lang)),
             focus_email,
+            resend: None,
         };
         render(status, &page, &[])
     };
@@ -165,6 +170,33 @@ pub async fn post_login(
             };
             failed(reason, account);
             return again(StatusCode::UNAUTHORIZED, Msg::InvalidCredentials, false);
+        }
+        Err(SignInError::Unverified { user }) => {
+            failed("address not verified", Some(user));
+            let handle = random_token(&mut rand::rng(), 24);
+            let stored = state
+                .ephemeral
+                .put(
+                    &crate::account::signup::resend_key(&handle),
+                    user.0.to_string().as_bytes(),
+                    state.clock.now() + time::Duration::minutes(10),
+                )
+                .await;
+            if let Err(e) = stored {
+                return Rejection::from(e).respond(&state, &headers, request_id);
+            }
+            let page = LoginPage {
+                lang,
+                client_name: &tx.request.client_name,
+                tx: &form.tx,
+                csrf: &form.csrf,
+                email: &form.email,
+                remember,
+                error: Some(Msg::NotVerified.text(lang)),
+                focus_email: false,
+                resend: Some(handle),
+            };
+            return render(StatusCode::FORBIDDEN, &page, &[]);
         }
         Err(SignInError::AccountUnavailable) => {
             failed("account not active", None);

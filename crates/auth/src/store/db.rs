@@ -9,7 +9,7 @@ use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
     ClientRepo, ConsentRepo, GrantRepo, JobRepo, PasswordResetRepo, RefreshTokenRepo,
-    ServerSecretRepo, SessionRepo, SigningKeyRepo, UserRepo,
+    ServerSecretRepo, SessionRepo, SigningKeyRepo, SignupRepo, UserRepo,
 };
 
 #[derive(Clone, Debug)]
@@ -209,6 +209,10 @@ impl Db {
 
     pub fn password_resets(&self) -> PasswordResetRepo<'_> {
         PasswordResetRepo::new(&self.conn)
+    }
+
+    pub fn signups(&self) -> SignupRepo<'_> {
+        SignupRepo::new(&self.conn)
     }
 
     pub fn server_secrets(&self) -> ServerSecretRepo<'_> {

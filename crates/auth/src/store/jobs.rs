@@ -69,6 +69,16 @@ impl<'c> JobRepo<'c> {
         Self { conn }
     }
 
+    /// Adds a job on its own (when no other write causes it).
+    pub async fn add(
+        &self,
+        now: OffsetDateTime,
+        queue: &str,
+        payload: String,
+    ) -> Result<Uuid, StoreError> {
+        add(self.conn, now, queue, payload).await
+    }
+
     /// Claims up to `limit` due jobs of `queue` for `lease`.
     pub async fn claim(
         &self,

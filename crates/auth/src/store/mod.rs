@@ -13,6 +13,7 @@ mod resets;
 mod server_secrets;
 mod sessions;
 mod signing_keys;
+mod signups;
 mod users;
 
 pub use clients::ClientRepo;
@@ -26,6 +27,7 @@ pub use sessions::{
     GrantRepo, NewGrant, NewSession, RefreshTokenInfo, RefreshTokenRepo, Rotation, SessionRepo,
 };
 pub use signing_keys::{SigningKeyRepo, StoredKey};
+pub use signups::{NewVerification, SignupRepo, Verification};
 pub use users::{NewUser, UserRepo};
 
 /// Errors of the durable store. "Not found" is not an error: lookups return `Option`.

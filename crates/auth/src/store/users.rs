@@ -21,6 +21,37 @@ pub struct NewUser {
     pub locale: String,
 }
 
+/// The row of a new account in `status`, with fresh ids and timestamps.
+pub(super) fn new_row(
+    clock: &Clock,
+    rng: &mut impl CryptoRng,
+    new: NewUser,
+    status: UserStatus,
+) -> users::ActiveModel {
+    let now = clock.now();
+    users::ActiveModel {
+        id: Set(UserId::new_v7(now).0),
+        sub: Set(Subject::generate(rng).as_str().to_owned()),
+        email: Set(new.email.normalized().to_owned()),
+        email_display: Set(new.email.display().to_owned()),
+        email_verified: Set(new.email_verified),
+        password_hash: Set(new.password_hash),
+        display_name: Set(new.display_name),
+        locale: Set(new.locale),
+        // Unverified is stored as an active row awaiting verification (see migration 6).
+        status: Set(match status {
+            UserStatus::Unverified => UserStatus::Active,
+            other => other,
+        }
+        .as_str()
+        .to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        deleted_at: Set(None),
+        awaiting_verification: Set(status == UserStatus::Unverified),
+    }
+}
+
 impl<'c> UserRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
         Self { conn }
@@ -37,21 +68,7 @@ impl<'c> UserRepo<'c> {
         rng: &mut impl CryptoRng,
         new: NewUser,
     ) -> impl Future<Output = Result<User, StoreError>> + Send + 'c {
-        let now = clock.now();
-        let row = users::ActiveModel {
-            id: Set(UserId::new_v7(now).0),
-            sub: Set(Subject::generate(rng).as_str().to_owned()),
-            email: Set(new.email.normalized().to_owned()),
-            email_display: Set(new.email.display().to_owned()),
-            email_verified: Set(new.email_verified),
-            password_hash: Set(new.password_hash),
-            display_name: Set(new.display_name),
-            locale: Set(new.locale),
-            status: Set(UserStatus::Active.as_str().to_owned()),
-            created_at: Set(now),
-            updated_at: Set(now),
-            deleted_at: Set(None),
-        };
+        let row = new_row(clock, rng, new, UserStatus::Active);
         let conn = self.conn;
         async move {
             let model = users::Entity::insert(row)
@@ -120,8 +137,16 @@ impl<'c> UserRepo<'c> {
 }
 
 fn to_user(m: users::Model) -> Result<User, StoreError> {
-    let status = UserStatus::parse(&m.status)
-        .ok_or_else(|| StoreError::Corrupt(format!("user {} has status {:?}", m.id, m.status)))?;
+    let status = match UserStatus::parse(&m.status) {
+        Some(UserStatus::Active) if m.awaiting_verification => UserStatus::Unverified,
+        Some(status) => status,
+        None => {
+            return Err(StoreError::Corrupt(format!(
+                "user {} has status {:?}",
+                m.id, m.status
+            )));
+        }
+    };
     Ok(User {
         id: UserId(m.id),
         sub: Subject::from_stored(m.sub),

@@ -127,6 +127,20 @@ pub enum Msg {
     ResetLinkInvalid,
     NewPasswordLabel,
     ConfirmPasswordLabel,
+    SignupTitle,
+    SignupButton,
+    SignupSent,
+    SignupAgain,
+    DisplayNameLabel,
+    DisplayNameInvalid,
+    VerifyTitle,
+    VerifyDone,
+    VerifyAskPassword,
+    VerifyWrongPassword,
+    VerifyButton,
+    VerifyLinkInvalid,
+    NotVerified,
+    ResendButton,
 }
 
 impl Msg {
@@ -302,6 +316,58 @@ impl Msg {
             (Self::ResetLinkInvalid, En) => {
                 "This link is not valid or has expired. Please ask for a new password reset."
             }
+            (Self::SignupTitle, Ja) => "アカウントの作成",
+            (Self::SignupTitle, En) => "Create an account",
+            (Self::SignupButton, Ja) => "登録する",
+            (Self::SignupButton, En) => "Sign up",
+            (Self::SignupSent, Ja) => {
+                "確認メールをお送りしました。メールのリンクを開いて登録を完了してください（24時間有効）。メールが届かない場合は、迷惑メールフォルダもご確認ください。"
+            }
+            (Self::SignupSent, En) => {
+                "We sent you a mail. Open its link to finish signing up (valid for 24 hours). If nothing arrives, check your spam folder."
+            }
+            (Self::SignupAgain, Ja) => "もう一度登録する",
+            (Self::SignupAgain, En) => "Sign up again",
+            (Self::DisplayNameLabel, Ja) => "表示名",
+            (Self::DisplayNameLabel, En) => "Display name",
+            (Self::DisplayNameInvalid, Ja) => "表示名を50文字以内で入力してください。",
+            (Self::DisplayNameInvalid, En) => "Enter a display name of at most 50 characters.",
+            (Self::VerifyTitle, Ja) => "メールアドレスの確認",
+            (Self::VerifyTitle, En) => "Confirm your email address",
+            (Self::VerifyDone, Ja) => {
+                "メールアドレスを確認しました。ご利用中のサービスからログインしてください。"
+            }
+            (Self::VerifyDone, En) => {
+                "Your email address is confirmed. Sign in from the service you were using."
+            }
+            (Self::VerifyAskPassword, Ja) => {
+                "登録したときとは別のブラウザで開かれたため、確認のために登録したパスワードを入力してください。"
+            }
+            (Self::VerifyAskPassword, En) => {
+                "This link was opened in another browser than the one you signed up in. Enter the password you chose to confirm it is you."
+            }
+            (Self::VerifyWrongPassword, Ja) => {
+                "パスワードが正しくありません。パスワードがわからない場合は、もう一度登録してください。"
+            }
+            (Self::VerifyWrongPassword, En) => {
+                "The password is not correct. If you do not know it, sign up again."
+            }
+            (Self::VerifyButton, Ja) => "確認する",
+            (Self::VerifyButton, En) => "Confirm",
+            (Self::VerifyLinkInvalid, Ja) => {
+                "この確認リンクは無効か、有効期限が切れています。もう一度登録するか、ログインして確認メールを再送してください。"
+            }
+            (Self::VerifyLinkInvalid, En) => {
+                "This confirmation link is not valid or has expired. Sign up again, or sign in to have the mail sent again."
+            }
+            (Self::NotVerified, Ja) => {
+                "メールアドレスの確認がまだ完了していません。確認メールのリンクを開いてください。"
+            }
+            (Self::NotVerified, En) => {
+                "Your email address is not confirmed yet. Open the link in the confirmation mail."
+            }
+            (Self::ResendButton, Ja) => "確認メールを再送する",
+            (Self::ResendButton, En) => "Send the mail again",
             (Self::NewPasswordLabel, Ja) => "新しいパスワード",
             (Self::NewPasswordLabel, En) => "New password",
             (Self::ConfirmPasswordLabel, Ja) => "新しいパスワード（確認）",

@@ -20,5 +20,7 @@ mod protocol;
 mod recovery;
 mod redis_server;
 mod rp;
+mod signup;
+mod smtp_sink;
 mod tokens;
 mod users;

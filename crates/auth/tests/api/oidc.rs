@@ -898,7 +898,7 @@ async fn the_sign_in_page_is_accessible_localised_and_locked_down() {
     assert!(page.body.contains(r#"name="viewport""#));
     assert!(page.body.contains("Partner Site"));
     assert!(
-        page.body.contains(r#"href="/signup""#)
+        page.body.contains(r#"href="/signup?tx="#)
             && page.body.contains(r#"href="/password/forgot?tx="#)
     );
     let csp = page.headers["content-security-policy"].to_str().unwrap();

@@ -2,6 +2,7 @@
 
 pub mod clients;
 pub mod consents;
+pub mod email_verifications;
 pub mod grants;
 pub mod jobs;
 pub mod password_resets;

@@ -17,6 +17,8 @@ pub struct Model {
     pub created_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,
     pub deleted_at: Option<TimeDateTimeWithTimeZone>,
+    /// Signed up, address not verified yet (the domain's `UserStatus::Unverified`).
+    pub awaiting_verification: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
