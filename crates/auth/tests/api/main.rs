@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod keys;
 mod logs;
+mod mail;
 mod migrations;
 mod oidc;
 mod outage;

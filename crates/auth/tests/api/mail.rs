@@ -1,0 +1,202 @@
+//! Mail through a real SMTP server (the aiosmtpd sink): delivered with credentials,
+//! kept through an outage and sent when the server is back, given up after its tries with
+//! the secret link wiped; and jobs claimed once however many replicas poll.
+
+use std::time::Duration as StdDuration;
+
+use time::Duration;
+use tobira_auth::store::MAIL_QUEUE;
+
+use crate::helpers::{Browser, TestApp, TestDb};
+use crate::oidc::{EMAIL, PASSWORD};
+use crate::smtp_sink::SmtpSink;
+
+async fn forgot(browser: &Browser, email: &str) {
+    let form = browser.get("/password/forgot").await;
+    let csrf = form.field("csrf").unwrap();
+    let page = browser
+        .post_form("/password/forgot", &[("csrf", &csrf), ("email", email)])
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+async fn app_sending_to(
+    sink: &SmtpSink,
+    configure: impl FnOnce(&mut tobira_auth::Config),
+) -> TestApp {
+    let url = sink.url();
+    TestApp::spawn_with(|c| {
+        c.mail.smtp.url = tobira_auth::config::Secret::new(url);
+        c.mail.smtp.allow_insecure = true;
+        c.mail.from = "Tobira <no-reply@example.jp>".to_owned();
+        configure(c);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mail_goes_out_by_smtp_with_credentials() {
+    let Some(sink) = SmtpSink::start_with_credentials("tobira", "smtp-secret-1").await else {
+        return;
+    };
+    let app = app_sending_to(&sink, |c| {
+        c.mail.smtp.user = "tobira".to_owned();
+        c.mail.smtp.password = tobira_auth::config::Secret::new("smtp-secret-1");
+    })
+    .await;
+    app.add_user(EMAIL, PASSWORD).await;
+    forgot(&app.browser(), EMAIL).await;
+    let got = sink.wait_for(1, StdDuration::from_secs(10)).await;
+    assert_eq!(got[0].rcpt_tos, vec![EMAIL.to_owned()]);
+    assert_eq!(got[0].auth_user.as_deref(), Some("tobira"));
+    assert_eq!(
+        got[0].subject.as_deref(),
+        Some("【Tobira】パスワードの再設定")
+    );
+    let text = got[0].text.clone().unwrap_or_default();
+    assert!(
+        text.contains(&format!("{}/password/reset?token=", app.issuer())),
+        "{text}"
+    );
+    // Delivered: the queued body (with its secret link) is gone from the database.
+    assert!(
+        app.state
+            .db
+            .jobs()
+            .pending(MAIL_QUEUE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn an_smtp_outage_loses_no_mail() {
+    let Some(mut sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = app_sending_to(&sink, |_| {}).await;
+    app.add_user(EMAIL, PASSWORD).await;
+    sink.stop();
+    forgot(&app.browser(), EMAIL).await;
+    // The worker tried, failed, and keeps the mail for later.
+    let mut tried = false;
+    for _ in 0..100 {
+        let pending = app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap();
+        if pending.first().is_some_and(|j| j.attempts >= 1) {
+            tried = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert!(tried, "the first delivery was attempted");
+    sink.restart().await;
+    // The retry waits for its backoff, by the app's clock.
+    app.clock().advance(Duration::minutes(5));
+    let got = sink.wait_for(1, StdDuration::from_secs(10)).await;
+    assert_eq!(
+        got[0].subject.as_deref(),
+        Some("【Tobira】パスワードの再設定")
+    );
+    for _ in 0..40 {
+        if app
+            .state
+            .db
+            .jobs()
+            .pending(MAIL_QUEUE)
+            .await
+            .unwrap()
+            .is_empty()
+        {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    panic!("the delivered job stayed in the queue");
+}
+
+#[tokio::test]
+async fn a_mail_is_given_up_after_its_tries_and_its_secret_is_wiped() {
+    let Some(mut sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = app_sending_to(&sink, |c| c.jobs.max_attempts = 2).await;
+    app.add_user(EMAIL, PASSWORD).await;
+    sink.stop();
+    forgot(&app.browser(), EMAIL).await;
+    let mut given_up = false;
+    for _ in 0..200 {
+        app.clock().advance(Duration::minutes(1));
+        let stats = app.state.db.jobs().stats(MAIL_QUEUE).await.unwrap();
+        if stats.failed == 1 {
+            given_up = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(30)).await;
+    }
+    assert!(given_up, "the job was given up");
+    assert!(
+        app.state
+            .db
+            .jobs()
+            .pending(MAIL_QUEUE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("tobira_jobs_failed_total"), "{metrics}");
+    assert!(metrics.contains("tobira_jobs_queue_depth"), "{metrics}");
+}
+
+#[tokio::test]
+async fn replicas_claim_each_job_once() {
+    for db in TestDb::all().await {
+        let (a, b) = (db.migrated().await, db.connect().await);
+        let now = tobira_auth::Clock::manual_at_now().now();
+        for i in 0..40 {
+            a.jobs()
+                .add(now, MAIL_QUEUE, format!("job {i}"))
+                .await
+                .unwrap();
+        }
+        let claim = |db: tobira_auth::store::Db| async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = db
+                    .jobs()
+                    .claim(now, MAIL_QUEUE, Duration::minutes(5), 3)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|j| j.id));
+            }
+        };
+        let (x, y) = tokio::join!(
+            tokio::spawn(claim(a.clone())),
+            tokio::spawn(claim(b.clone()))
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        let mut all: Vec<_> = x.iter().chain(&y).copied().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 40, "{:?}: every job claimed", db.backend);
+        assert_eq!(
+            x.len() + y.len(),
+            40,
+            "{:?}: no job claimed twice",
+            db.backend
+        );
+        // A lease that ran out (a replica died mid-job) frees the job again.
+        let later = now + Duration::minutes(6);
+        let again = a
+            .jobs()
+            .claim(later, MAIL_QUEUE, Duration::minutes(5), 100)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 40);
+        assert!(again.iter().all(|j| j.attempts == 2));
+    }
+}
