@@ -114,6 +114,7 @@ pub async fn post_forgot(
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
     let tx = park_of(&state, &headers, &form.tx).await;
+    let tx_owned = tx.clone();
     let email = match Email::parse(&form.email) {
         Ok(email) => email,
         Err(e) => {
@@ -128,15 +129,15 @@ pub async fn post_forgot(
             return render(StatusCode::BAD_REQUEST, &page, &[]);
         }
     };
-    if let Err(e) = request_reset(&state, ip, &email, &tx, lang).await {
-        tracing::error!(error = %e, "password reset request failed");
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            lang,
-            Msg::ServerError,
-            request_id.0,
-        );
-    }
+    // The work happens after the answer: whether an account has the address decides
+    // whether a transaction is written (≈1.6 ms on SQLite), which the answer's timing
+    // would otherwise tell. The page does not depend on the outcome.
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = request_reset(&background, ip, &email, &tx_owned, lang).await {
+            tracing::error!(error = %e, request_id = ?request_id.0, "password reset request failed");
+        }
+    });
     let page = ForgotPage {
         lang,
         csrf: &form.csrf,

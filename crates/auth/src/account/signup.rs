@@ -180,17 +180,22 @@ pub async fn post_signup(
         Err(e) => return server_error(lang, &request_id, &e),
     };
     let binding = Binding::of(state.cookies, &headers);
+    // What the address holds decides which writes follow; they happen after the answer,
+    // so its timing tells nothing. The page does not depend on the outcome.
     let signup = Signup {
-        email: &email,
-        display_name: name,
+        email,
+        display_name: name.to_owned(),
         password_hash: hash,
-        binding: &binding,
-        park: &tx,
+        binding_hash: binding.hash(),
+        park: tx.clone(),
         lang,
     };
-    if let Err(e) = sign_up(&state, ip, signup).await {
-        return server_error(lang, &request_id, &e);
-    }
+    let background = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = sign_up(&background, ip, signup).await {
+            tracing::error!(error = %e, request_id = ?request_id.0, "sign-up failed");
+        }
+    });
     let page = SignupPage {
         lang,
         csrf: &form.csrf,
@@ -206,19 +211,19 @@ pub async fn post_signup(
     render(StatusCode::OK, &page, &cookies)
 }
 
-struct Signup<'a> {
-    email: &'a Email,
-    display_name: &'a str,
+struct Signup {
+    email: Email,
+    display_name: String,
     password_hash: String,
-    binding: &'a Binding,
-    park: &'a str,
+    binding_hash: String,
+    park: String,
     lang: Lang,
 }
 
 /// A verification record and its mail for `user`, bound to this browser and park.
 fn verification(
     state: &AppState,
-    binding: &Binding,
+    binding_hash: &str,
     park: &str,
     lang: Lang,
     to: &str,
@@ -235,7 +240,7 @@ fn verification(
     Ok((
         NewVerification {
             token_hash: sha256_hex(&token),
-            binding_hash: binding.hash(),
+            binding_hash: binding_hash.to_owned(),
             park: park.to_owned(),
             expires_at: state.clock.now() + VERIFY_LIFETIME,
         },
@@ -243,15 +248,15 @@ fn verification(
     ))
 }
 
-async fn sign_up(state: &AppState, ip: IpAddr, s: Signup<'_>) -> Result<(), String> {
-    if !mail_allowed(state, s.email, ip).await? {
+async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> {
+    if !mail_allowed(state, &s.email, ip).await? {
         tracing::warn!(identifier = %state.identifiers.pseudonym(s.email.normalized()), ip = %ip, "sign-up: mail cap reached");
         return Ok(());
     }
     let existing = state
         .db
         .users()
-        .find_by_email(s.email)
+        .find_by_email(&s.email)
         .await
         .map_err(|e| e.to_string())?;
     let now = state.clock.now();
@@ -259,17 +264,17 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup<'_>) -> Result<(), Stri
         None => {
             let (v, mail) = verification(
                 state,
-                s.binding,
-                s.park,
+                &s.binding_hash,
+                &s.park,
                 s.lang,
                 s.email.display(),
-                s.display_name,
+                &s.display_name,
             )?;
             let new = NewUser {
                 email: s.email.clone(),
                 email_verified: false,
                 password_hash: Some(s.password_hash),
-                display_name: s.display_name.to_owned(),
+                display_name: s.display_name.clone(),
                 locale: s.lang.tag().to_owned(),
             };
             let register =
@@ -288,11 +293,11 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup<'_>) -> Result<(), Stri
             // Whoever signed up first, the address's owner wins: new password, new link.
             let (v, mail) = verification(
                 state,
-                s.binding,
-                s.park,
+                &s.binding_hash,
+                &s.park,
                 s.lang,
                 user.email.display(),
-                s.display_name,
+                &s.display_name,
             )?;
             state
                 .db
@@ -572,7 +577,7 @@ pub async fn post_resend(
         }
         let (v, mail) = verification(
             &state,
-            &binding,
+            &binding.hash(),
             &tx,
             user_lang(&user, lang),
             user.email.display(),
