@@ -1,10 +1,11 @@
 // Starts the real `tobira` OP and the real `marketplace` RP on free loopback
 // ports (fresh temp data dirs), seeds two members and the marketplace client,
-// and launches Debian's headless Chromium through playwright-core.
+// and launches Debian's headless Chromium through playwright-core. Also reads
+// the mails the OP writes to its outbox (`.eml` files, no SMTP configured).
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { access, constants, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -144,11 +145,16 @@ async function stopServer(child) {
 
 /**
  * Starts OP + marketplace. Resolves with
- * { op, mp, opOrigin, mpOrigin, clientId, clientSecret, stop() }
+ * { op, mp, opOrigin, mpOrigin, clientId, clientSecret, opDataDir, outbox, stop() }
  * (`marketplace: false` starts the OP alone: mp is then undefined).
+ * `outbox` is the directory the OP writes its mails to (see readOutbox).
+ * `artifacts` is where stop() writes the servers' logs (default ARTIFACTS);
+ * `opEnv` adds to (or overrides) the OP's environment.
+ * The OP's job worker polls every 100 ms (TOBIRA_JOBS__POLL_INTERVAL_MS), so a
+ * queued mail reaches the outbox quickly.
  * On a failure half-way, whatever was started is stopped before rejecting.
  */
-export async function startStack({ marketplace = true } = {}) {
+export async function startStack({ marketplace = true, artifacts = ARTIFACTS, opEnv: extraOpEnv = {} } = {}) {
   await requireExecutable(
     TOBIRA_BIN,
     'build it (cargo build --release --bin tobira) or set TOBIRA_BIN',
@@ -164,9 +170,9 @@ export async function startStack({ marketplace = true } = {}) {
   const stack = { tmp, op: undefined, mp: undefined };
   stack.stop = async () => {
     await Promise.all([stopServer(stack.mp?.child), stopServer(stack.op?.child)]);
-    await mkdir(ARTIFACTS, { recursive: true });
-    if (stack.op) await writeFile(join(ARTIFACTS, 'tobira.log'), stack.op.log());
-    if (stack.mp) await writeFile(join(ARTIFACTS, 'marketplace.log'), stack.mp.log());
+    await mkdir(artifacts, { recursive: true });
+    if (stack.op) await writeFile(join(artifacts, 'tobira.log'), stack.op.log());
+    if (stack.mp) await writeFile(join(artifacts, 'marketplace.log'), stack.mp.log());
     await rm(tmp, { recursive: true, force: true });
   };
 
@@ -177,11 +183,15 @@ export async function startStack({ marketplace = true } = {}) {
 
     stack.opOrigin = `http://localhost:${opPort}`;
     stack.mpOrigin = `http://127.0.0.1:${mpPort}`;
+    stack.opDataDir = join(tmp, 'op');
+    stack.outbox = extraOpEnv.TOBIRA_MAIL__OUTBOX_DIR || join(stack.opDataDir, 'outbox');
     const opEnv = {
       ...base,
-      TOBIRA_DATA_DIR: join(tmp, 'op'),
+      TOBIRA_DATA_DIR: stack.opDataDir,
       TOBIRA_SERVER__BIND: `127.0.0.1:${opPort}`,
       TOBIRA_ISSUER: stack.opOrigin,
+      TOBIRA_JOBS__POLL_INTERVAL_MS: '100',
+      ...extraOpEnv,
     };
 
     for (const m of Object.values(MEMBERS)) {
@@ -259,12 +269,185 @@ export function pkceChallenge() {
   return createHash('sha256').update(verifier).digest('base64url');
 }
 
-/** File name for a test's screenshot: artifacts/<test-name>.png */
-export function artifactPath(testName, suffix = '') {
+/** File name for a test's screenshot: artifacts/<test-name>.png (or in `dir`) */
+export function artifactPath(testName, suffix = '', dir = ARTIFACTS) {
   const slug = testName
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-+|-+$/g, '')
     .slice(0, 100);
-  return join(ARTIFACTS, `${slug}${suffix}.png`);
+  return join(dir, `${slug}${suffix}.png`);
+}
+
+// --------------------------------------------------------------------- mail
+//
+// Just enough MIME for the OP's mails: header unfolding, RFC 2047 encoded
+// words (B and Q, UTF-8), multipart bodies (nested too), and base64 /
+// quoted-printable / 7bit / 8bit transfer encodings.
+
+/** Decodes RFC 2047 encoded words; adjacent words are joined before UTF-8 decoding. */
+export function decodeHeader(value) {
+  const word = /=\?([^?]+)\?([BbQq])\?([^?]*)\?=/g;
+  let out = '';
+  let pending = []; // bytes of adjacent encoded words (a character may span two)
+  let last = 0;
+  const flush = () => {
+    if (pending.length) out += Buffer.concat(pending).toString('utf8');
+    pending = [];
+  };
+  for (let m; (m = word.exec(value)); ) {
+    const between = value.slice(last, m.index);
+    if (!(pending.length && /^\s*$/.test(between))) {
+      flush();
+      out += between;
+    }
+    const [, , enc, text] = m;
+    pending.push(
+      enc.toUpperCase() === 'B'
+        ? Buffer.from(text, 'base64')
+        : qpBytes(text.replace(/_/g, ' ')),
+    );
+    last = word.lastIndex;
+  }
+  flush();
+  return out + value.slice(last);
+}
+
+/** Quoted-printable to bytes (soft line breaks removed). */
+function qpBytes(text) {
+  const s = text.replace(/=\r?\n/g, '');
+  const bytes = [];
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '=' && /^[0-9A-Fa-f]{2}$/.test(s.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(s.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(s[i], 'utf8'));
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+/** Splits an entity into { headers (lower-case names, unfolded, raw), body }. */
+function splitEntity(raw) {
+  const m = raw.match(/\r?\n\r?\n/);
+  const head = m ? raw.slice(0, m.index) : raw;
+  const body = m ? raw.slice(m.index + m[0].length) : '';
+  const headers = {};
+  for (const line of head.replace(/\r?\n[ \t]+/g, ' ').split(/\r?\n/)) {
+    const i = line.indexOf(':');
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
+  }
+  return { headers, body };
+}
+
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+function param(headerValue, name) {
+  const m = (headerValue || '').match(new RegExp(`;\\s*${name}\\s*=\\s*(?:"([^"]*)"|([^;\\s]+))`, 'i'));
+  return m ? (m[1] ?? m[2]) : undefined;
+}
+
+function decodeBody(body, encoding = '7bit', charset = 'utf-8') {
+  let bytes;
+  switch (encoding.toLowerCase()) {
+    case 'base64':
+      bytes = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+      break;
+    case 'quoted-printable':
+      bytes = qpBytes(body);
+      break;
+    default:
+      bytes = Buffer.from(body, 'latin1'); // the file was read as latin1: bytes as they are
+  }
+  return new TextDecoder(charset.toLowerCase() === 'us-ascii' ? 'utf-8' : charset).decode(bytes);
+}
+
+/** Leaf parts of an entity, depth first: [{ type, text }]. */
+function leafParts(raw) {
+  const { headers, body } = splitEntity(raw);
+  const contentType = headers['content-type'] || 'text/plain; charset=us-ascii';
+  const type = contentType.split(';')[0].trim().toLowerCase();
+  if (type.startsWith('multipart/')) {
+    const boundary = param(contentType, 'boundary');
+    if (!boundary) throw new Error(`multipart without boundary: ${contentType}`);
+    const delimiter = `--${boundary}`;
+    const parts = [];
+    let chunks = body.split(new RegExp(`(?:^|\\r?\\n)${escapeRegExp(delimiter)}`));
+    chunks = chunks.slice(1); // the preamble
+    for (const chunk of chunks) {
+      if (chunk.startsWith('--')) break; // the closing delimiter
+      parts.push(...leafParts(chunk.replace(/^[ \t]*\r?\n/, '')));
+    }
+    return parts;
+  }
+  return [{ type, text: decodeBody(body, headers['content-transfer-encoding'], param(contentType, 'charset') || 'utf-8') }];
+}
+
+/**
+ * Parses one mail (the bytes of an .eml file) into
+ * { subject, to, from, headers, text, html } (headers decoded; text and html
+ * are the first text/plain and text/html parts, decoded to strings).
+ */
+export function parseMail(bytes) {
+  const raw = Buffer.isBuffer(bytes) ? bytes.toString('latin1') : bytes;
+  const { headers } = splitEntity(raw);
+  const decoded = Object.fromEntries(
+    Object.entries(headers).map(([k, v]) => [k, decodeHeader(Buffer.from(v, 'latin1').toString('utf8'))]),
+  );
+  const parts = leafParts(raw);
+  return {
+    subject: decoded.subject ?? '',
+    to: decoded.to ?? '',
+    from: decoded.from ?? '',
+    headers: decoded,
+    text: parts.find((p) => p.type === 'text/plain')?.text ?? '',
+    html: parts.find((p) => p.type === 'text/html')?.text ?? '',
+  };
+}
+
+/**
+ * Every mail in the outbox directory, oldest first:
+ * [{ file, mtimeMs, subject, to, from, headers, text, html }].
+ * A missing directory is an empty outbox; files being written (`.*.part`) are skipped.
+ */
+export async function readOutbox(dir) {
+  const names = await readdir(dir).catch((e) => {
+    if (e.code === 'ENOENT') return [];
+    throw e;
+  });
+  const mails = [];
+  for (const name of names) {
+    if (!name.endsWith('.eml') || name.startsWith('.')) continue;
+    const file = join(dir, name);
+    const [bytes, st] = await Promise.all([readFile(file), stat(file)]);
+    mails.push({ file, mtimeMs: st.mtimeMs, ...parseMail(bytes) });
+  }
+  return mails.sort((a, b) => a.mtimeMs - b.mtimeMs || a.file.localeCompare(b.file));
+}
+
+/**
+ * Waits until a mail in the outbox matches `predicate(mail)` and resolves with
+ * it (the newest match). Rejects after `timeoutMs`, listing what the outbox held.
+ */
+export async function waitForMail(dir, predicate, { timeoutMs = 10_000, intervalMs = 50 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const mails = await readOutbox(dir);
+    const hits = mails.filter(predicate);
+    if (hits.length) return hits[hits.length - 1];
+    if (Date.now() > deadline) {
+      const seen = mails.map((m) => `  ${m.to} | ${m.subject}`).join('\n') || '  (empty)';
+      throw new Error(`no matching mail in ${dir} within ${timeoutMs} ms; the outbox holds:\n${seen}`);
+    }
+    await new Promise((ok) => setTimeout(ok, intervalMs));
+  }
+}
+
+/** The first link in a mail's text (else its HTML) that starts with `prefix`. */
+export function mailLink(mail, prefix) {
+  const re = new RegExp(`${escapeRegExp(prefix)}[^\\s"'<>]*`);
+  const m = mail.text.match(re) ?? mail.html.replace(/&amp;/g, '&').match(re);
+  if (!m) throw new Error(`no link starting ${prefix} in the mail "${mail.subject}":\n${mail.text}`);
+  return m[0];
 }

@@ -128,6 +128,7 @@ pub enum Msg {
     NewPasswordLabel,
     ConfirmPasswordLabel,
     SignupTitle,
+    SignupLead,
     SignupButton,
     SignupSent,
     SignupAgain,
@@ -318,6 +319,12 @@ impl Msg {
             }
             (Self::SignupTitle, Ja) => "アカウントの作成",
             (Self::SignupTitle, En) => "Create an account",
+            (Self::SignupLead, Ja) => {
+                "パスワードは8文字以上で、推測されにくいもの（メールアドレスを含まないもの）にしてください。登録後、確認メールをお送りします。"
+            }
+            (Self::SignupLead, En) => {
+                "Choose a password of at least 8 characters that is hard to guess and does not contain your email address. We will then send you a confirmation mail."
+            }
             (Self::SignupButton, Ja) => "登録する",
             (Self::SignupButton, En) => "Sign up",
             (Self::SignupSent, Ja) => {

@@ -1,0 +1,351 @@
+// Real-browser end-to-end test of the ways into an account at the tobira OP,
+// started from the marketplace: sign-up with address verification by mail,
+// password reset by mail, and zxcvbn's advice on a weak password (with
+// JavaScript off). One OP + marketplace stack for the whole file; mails are
+// read from the OP's outbox (`.eml` files, no SMTP configured).
+//
+// Screenshots and the servers' logs go to artifacts/account/ (the
+// marketplace test file clears the .png and .log files in artifacts/ itself).
+
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import {
+  ARTIFACTS,
+  MEMBERS,
+  artifactPath,
+  launchBrowser,
+  mailLink,
+  startStack,
+  waitForMail,
+} from './lib/harness.mjs';
+
+const ACTION_TIMEOUT_MS = 15_000;
+const NAVIGATION_TIMEOUT_MS = 30_000;
+const TEST_TIMEOUT_MS = 120_000;
+const MAIL_TIMEOUT_MS = 15_000;
+const OUT = join(ARTIFACTS, 'account');
+
+const SUBJECT = {
+  verify: '【Tobira】メールアドレスの確認',
+  reset: '【Tobira】パスワードの再設定',
+  changed: '【Tobira】パスワードが変更されました',
+};
+const WRONG_CREDENTIALS = 'メールアドレスまたはパスワードが正しくありません';
+// Hiragana, katakana, CJK ideographs.
+const JAPANESE = /[\u3040-\u30ff\u4e00-\u9fff]/;
+
+describe('sign-up and password reset at tobira, from the marketplace, in Chromium', { concurrency: false }, () => {
+  let stack;
+  let browser;
+  let mp; // marketplace origin, http://127.0.0.1:PORT
+  let op; // OP origin (the issuer), http://localhost:PORT
+  const contexts = [];
+  const problems = []; // page errors and console errors seen in any context
+
+  before(async () => {
+    await mkdir(OUT, { recursive: true });
+    for (const f of await readdir(OUT)) {
+      if (f.endsWith('.png') || f.endsWith('.log')) await rm(join(OUT, f), { force: true });
+    }
+    stack = await startStack({ artifacts: OUT });
+    mp = stack.mpOrigin;
+    op = stack.opOrigin;
+    browser = await launchBrowser();
+    console.log(`chromium ${browser.version()}; OP ${op}; marketplace ${mp}; outbox ${stack.outbox}`);
+  }, { timeout: 180_000 });
+
+  after(async () => {
+    await browser?.close().catch((e) => console.log(`closing chromium: ${e.message}`));
+    await stack?.stop();
+    if (problems.length) console.log(`page and console errors (a 4xx answer to a refused form is expected):\n${problems.join('\n')}`);
+  });
+
+  // ------------------------------------------------------------- helpers
+
+  const isAt = (origin, path) => (u) => u.origin === origin && u.pathname === path;
+
+  /** A URL fit for the log: token and code values cut short. */
+  const redact = (href) => {
+    const u = new URL(href);
+    for (const k of ['token', 'code', 'tx']) {
+      const v = u.searchParams.get(k);
+      if (v) u.searchParams.set(k, `${v.slice(0, 8)}...`);
+    }
+    return u.href;
+  };
+
+  /** The visible text of the page, squeezed and cut short, for messages. */
+  async function pageText(page) {
+    const text = await page.locator('body').innerText({ timeout: 2_000 }).catch(() => '');
+    return text.replace(/\s+/g, ' ').trim().slice(0, 400);
+  }
+
+  /** Waits until the main frame commits a URL matching `predicate`. */
+  async function arrive(page, predicate, what) {
+    try {
+      await page.waitForURL(predicate);
+    } catch (e) {
+      throw new Error(`${what}: the browser stays at ${redact(page.url())}, showing "${await pageText(page)}"`, { cause: e });
+    }
+  }
+
+  async function expectAt(page, origin, path, what) {
+    const u = new URL(page.url());
+    assert.ok(
+      isAt(origin, path)(u),
+      `${what}: expected ${origin}${path}, the browser is at ${redact(u.href)}, showing "${await pageText(page)}"`,
+    );
+  }
+
+  /** A fresh browser context (own cookies) and its page. */
+  async function fresh(label, options = {}) {
+    const context = await browser.newContext({
+      locale: 'ja-JP',
+      viewport: { width: 1280, height: 800 },
+      ...options,
+    });
+    contexts.push(context);
+    context.setDefaultTimeout(ACTION_TIMEOUT_MS);
+    context.setDefaultNavigationTimeout(NAVIGATION_TIMEOUT_MS);
+    const page = await context.newPage();
+    page.on('pageerror', (e) => problems.push(`[${label}] ${page.url()}: ${e.message}`));
+    page.on('console', (m) => {
+      if (m.type() === 'error') problems.push(`[${label}] console: ${m.text()} (${m.location().url || page.url()})`);
+    });
+    return { context, page };
+  }
+
+  async function screenshot(t, page, suffix = '') {
+    if (!page || page.isClosed()) return;
+    const path = artifactPath(t.name, suffix, OUT);
+    await page.screenshot({ path, fullPage: true }).catch((e) => console.log(`screenshot ${path}: ${e.message}`));
+  }
+
+  /** Runs `fn` and screenshots `pageOf()` afterwards, pass or fail. */
+  async function withScreenshot(t, pageOf, fn) {
+    try {
+      await fn();
+    } finally {
+      await screenshot(t, pageOf());
+    }
+  }
+
+  /** Clicks something that submits or navigates; resolves with the main frame's response. */
+  async function clickAndWait(page, locator) {
+    const navigated = page.waitForEvent('framenavigated', {
+      predicate: (f) => f === page.mainFrame(),
+    });
+    const response = page.waitForResponse((r) => r.request().isNavigationRequest() && r.frame() === page.mainFrame());
+    await locator.click();
+    await navigated;
+    await page.waitForLoadState('load');
+    return response.catch(() => null);
+  }
+
+  /** Marketplace top page → ログイン → the OP's sign-in page (no OP session yet). */
+  async function toOpSignIn(page) {
+    await page.goto(`${mp}/`);
+    const login = page.locator('a[href="/login"]').filter({ hasText: 'ログイン' }).first();
+    await login.click();
+    await arrive(page, (u) => isAt(op, '/login')(u) || u.origin === mp && u.pathname !== '/', 'after clicking ログイン');
+    await expectAt(page, op, '/login', 'after clicking ログイン at the marketplace (no OP session in this browser)');
+    await page.locator('#password').waitFor({ state: 'visible' });
+  }
+
+  /** Fills and submits the OP's sign-in form. */
+  async function submitSignIn(page, email, password) {
+    await page.getByLabel('メールアドレス', { exact: true }).fill(email);
+    await page.getByLabel('パスワード', { exact: true }).fill(password);
+    await page.locator('form[action="/login"] button[type="submit"]').click();
+  }
+
+  /** Asserts the marketplace's My page shows `who` signed in. */
+  async function expectMyPage(page, who, what) {
+    await expectAt(page, mp, '/mypage', what);
+    await page.locator('h1', { hasText: 'マイページ' }).waitFor({ state: 'visible' });
+    const text = await page.locator('body').innerText();
+    assert.ok(text.includes(who.name), `${what}: My page does not show the name ${who.name}: "${await pageText(page)}"`);
+    assert.ok(text.includes(who.email), `${what}: My page does not show the email ${who.email}`);
+  }
+
+  const mailTo = (email, subject) => (m) => m.to.includes(email) && m.subject === subject;
+
+  // --------------------------------------------------------------- tests
+
+  it('signs a newcomer up from the marketplace sign-in, verifies the address from the mail and lands signed in on My page', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const who = { email: 'kenji@example.jp', name: '鈴木健二', password: 'maple-harbor-violin-63' };
+    const { page } = await fresh('newcomer');
+    await withScreenshot(t, () => page, async () => {
+      const t0 = performance.now();
+      await toOpSignIn(page);
+      await screenshot(t, page, '-1-op-sign-in');
+
+      await clickAndWait(page, page.getByRole('link', { name: 'アカウントを作成' }));
+      await expectAt(page, op, '/signup', 'after clicking アカウントを作成');
+      const tx = new URL(page.url()).searchParams.get('tx');
+      assert.ok(tx, `the sign-up link carries no tx: ${page.url()}`);
+      assert.equal(await page.locator('form[action="/signup"] input[name="tx"]').inputValue(), tx, 'the sign-up form lost the tx');
+
+      await page.getByLabel('メールアドレス', { exact: true }).fill(who.email);
+      await page.getByLabel('表示名', { exact: true }).fill(who.name);
+      await page.getByLabel('パスワード', { exact: true }).fill(who.password);
+      await screenshot(t, page, '-2-signup');
+      const res = await clickAndWait(page, page.getByRole('button', { name: '登録する' }));
+      assert.equal(res?.status(), 200, `POST /signup answered ${res?.status()}: "${await pageText(page)}"`);
+      const sent = page.getByRole('status');
+      await sent.waitFor({ state: 'visible' });
+      assert.ok((await sent.innerText()).includes('確認メールをお送りしました'), `after 登録する: "${await pageText(page)}"`);
+      await screenshot(t, page, '-3-sent');
+      const tSent = performance.now();
+
+      const mail = await waitForMail(stack.outbox, mailTo(who.email, SUBJECT.verify), { timeoutMs: MAIL_TIMEOUT_MS });
+      const tMail = performance.now();
+      assert.ok(mail.text.includes(who.name), `the verification mail does not greet ${who.name}:\n${mail.text}`);
+      const link = mailLink(mail, `${op}/verify-email?token=`);
+
+      // The browser that signed up: verified, signed in, and back at the marketplace.
+      await page.goto(link);
+      await arrive(page, (u) => u.origin === mp, 'after opening the verification link');
+      await expectMyPage(page, who, 'after opening the verification link');
+      const ms = Math.round(performance.now() - t0);
+      console.log(
+        `sign-up to My page: ${ms} ms (mail in the outbox ${Math.round(tMail - tSent)} ms after the answer page)`,
+      );
+
+      // The link is single use (asked again without cookies, as another browser would).
+      const again = await fetch(link, { redirect: 'manual', headers: { 'accept-language': 'ja' } });
+      assert.equal(again.status, 400, `the verification link opened twice answered ${again.status}`);
+    });
+  });
+
+  it('resets a forgotten password by mail, which ends the OP session elsewhere and retires the old password', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const who = MEMBERS.taro;
+    const newPassword = 'lantern-orchard-cobalt-58';
+    const a = await fresh('taro-A');
+    const b = await fresh('taro-B');
+    let last = a.page;
+    await withScreenshot(t, () => last, async () => {
+      // A: signed in at the marketplace through the OP's form.
+      await toOpSignIn(a.page);
+      await submitSignIn(a.page, who.email, who.password);
+      await arrive(a.page, (u) => u.origin === mp, 'A: after signing in');
+      await expectMyPage(a.page, who, 'A: after signing in');
+      // ... and a new sign-in from the marketplace is single sign-on.
+      await a.page.goto(`${mp}/login`);
+      await arrive(a.page, (u) => u.origin === mp && u.pathname !== '/login', 'A: single sign-on before the reset');
+      await expectMyPage(a.page, who, 'A: single sign-on before the reset');
+
+      // B: the OP's sign-in page → パスワードをお忘れの方 → mail → new password.
+      const t0 = performance.now();
+      last = b.page;
+      await toOpSignIn(b.page);
+      await clickAndWait(b.page, b.page.getByRole('link', { name: 'パスワードをお忘れの方' }));
+      await expectAt(b.page, op, '/password/forgot', 'B: after clicking パスワードをお忘れの方');
+      await b.page.getByLabel('メールアドレス', { exact: true }).fill(who.email);
+      await clickAndWait(b.page, b.page.getByRole('button', { name: '再設定のリンクを送る' }));
+      const sent = b.page.getByRole('status');
+      await sent.waitFor({ state: 'visible' });
+      assert.ok((await sent.innerText()).includes('リンクをお送りしました'), `B: after 再設定のリンクを送る: "${await pageText(b.page)}"`);
+      await screenshot(t, b.page, '-1-forgot-sent');
+
+      const mail = await waitForMail(stack.outbox, mailTo(who.email, SUBJECT.reset), { timeoutMs: MAIL_TIMEOUT_MS });
+      const link = mailLink(mail, `${op}/password/reset?token=`);
+      await b.page.goto(link);
+      await expectAt(b.page, op, '/password/reset', 'B: after opening the reset link');
+      await b.page.getByLabel('新しいパスワード', { exact: true }).fill(newPassword);
+      await b.page.getByLabel('新しいパスワード（確認）', { exact: true }).fill(newPassword);
+      await screenshot(t, b.page, '-2-reset');
+      await clickAndWait(b.page, b.page.getByRole('button', { name: 'パスワードを設定する' }));
+      const done = b.page.getByRole('status');
+      await done.waitFor({ state: 'visible' });
+      assert.ok((await done.innerText()).includes('パスワードを変更しました'), `B: after パスワードを設定する: "${await pageText(b.page)}"`);
+      await screenshot(t, b.page, '-3-reset-done');
+      const changed = await waitForMail(stack.outbox, mailTo(who.email, SUBJECT.changed), { timeoutMs: MAIL_TIMEOUT_MS });
+      console.log(`forgot → reset done → "${changed.subject}" mail: ${Math.round(performance.now() - t0)} ms`);
+
+      // B goes on to the marketplace with the new password, from the done page.
+      await clickAndWait(b.page, b.page.getByRole('link', { name: 'ログインに戻る' }));
+      await expectAt(b.page, op, '/login', 'B: after ログインに戻る');
+      await submitSignIn(b.page, who.email, newPassword);
+      await arrive(b.page, (u) => u.origin === mp, 'B: after signing in with the new password');
+      await expectMyPage(b.page, who, 'B: after signing in with the new password');
+
+      // A: the marketplace session may live until its token refresh fails (logged only) ...
+      last = a.page;
+      await a.page.goto(`${mp}/mypage`);
+      const stillIn = (await a.page.locator('[data-testid="signin-required"]').count()) === 0;
+      console.log(`A: marketplace /mypage after the reset: ${stillIn ? 'still signed in' : 'signed out'}`);
+      // ... but the OP session is gone: a new sign-in asks for the password.
+      await a.page.goto(`${mp}/login`);
+      await arrive(a.page, (u) => isAt(op, '/login')(u) || (u.origin === mp && u.pathname !== '/login'), 'A: new sign-in after the reset');
+      await expectAt(a.page, op, '/login', 'A: a new sign-in after the reset (the OP session must be gone, no single sign-on)');
+
+      // The old password is refused ...
+      await submitSignIn(a.page, who.email, who.password);
+      const alert = a.page.getByRole('alert');
+      await alert.waitFor({ state: 'visible' });
+      await expectAt(a.page, op, '/login', 'A: after the old password');
+      assert.ok((await alert.innerText()).includes(WRONG_CREDENTIALS), `A: after the old password: "${await pageText(a.page)}"`);
+      await screenshot(t, a.page, '-4-old-password-refused');
+
+      // ... and the new one signs in to My page.
+      await submitSignIn(a.page, who.email, newPassword);
+      await arrive(a.page, (u) => u.origin === mp, 'A: after the new password');
+      await expectMyPage(a.page, who, 'A: after the new password');
+    });
+  });
+
+  it('shows zxcvbn advice in Japanese for a weak password on the sign-up page, and the form works without JavaScript', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+    const who = { email: 'hanabi@example.jp', name: '花火', password: 'password1', strong: 'copper-meadow-quartz-17' };
+    const { page } = await fresh('no-js', { javaScriptEnabled: false });
+    await withScreenshot(t, () => page, async () => {
+      await toOpSignIn(page);
+      await clickAndWait(page, page.getByRole('link', { name: 'アカウントを作成' }));
+      await expectAt(page, op, '/signup', 'after clicking アカウントを作成');
+      const tx = new URL(page.url()).searchParams.get('tx');
+      assert.ok(tx, 'the sign-up link carries no tx');
+
+      await page.getByLabel('メールアドレス', { exact: true }).fill(who.email);
+      await page.getByLabel('表示名', { exact: true }).fill(who.name);
+      await page.getByLabel('パスワード', { exact: true }).fill(who.password);
+      const res = await clickAndWait(page, page.getByRole('button', { name: '登録する' }));
+      assert.equal(res?.status(), 400, `POST /signup with "${who.password}" answered ${res?.status()}`);
+      await expectAt(page, op, '/signup', 'after a weak password');
+
+      const alert = page.getByRole('alert');
+      await alert.waitFor({ state: 'visible' });
+      const alertText = (await alert.innerText()).trim();
+      assert.ok(alertText.includes('推測されやすいパスワードです'), `the error is not PasswordTooWeak: "${alertText}"`);
+      const advice = (await alert.locator('ul > li').allInnerTexts()).map((s) => s.trim());
+      assert.ok(advice.length > 0, `no list of suggestions under the error: "${alertText}"`);
+      for (const s of advice) {
+        assert.match(s, JAPANESE, `a suggestion is not in Japanese: "${s}"`);
+        assert.doesNotMatch(s, /[A-Za-z]{3,} [A-Za-z]{3,}/, `a suggestion holds English: "${s}"`);
+      }
+      const paragraphs = (await alert.locator('p').allInnerTexts()).map((s) => s.trim());
+      for (const p of paragraphs) assert.match(p, JAPANESE, `an error line is not in Japanese: "${p}"`);
+      console.log(`"${who.password}": ${paragraphs.join(' / ')}\n  suggestions: ${advice.join(' / ')}`);
+      await screenshot(t, page, '-1-weak');
+
+      // The form is still there, filled in but for the password, tx kept.
+      assert.equal(await page.getByLabel('メールアドレス', { exact: true }).inputValue(), who.email);
+      assert.equal(await page.getByLabel('表示名', { exact: true }).inputValue(), who.name);
+      assert.equal(await page.getByLabel('パスワード', { exact: true }).inputValue(), '', 'the refused password is sent back');
+      assert.equal(await page.locator('form[action="/signup"] input[name="tx"]').inputValue(), tx, 'the tx is lost');
+      const ariaInvalid = await page.locator('#password').getAttribute('aria-invalid');
+      if (ariaInvalid !== 'true') console.log('note: the sign-up password field is not marked aria-invalid after the error');
+
+      // ... and a strong password goes through, still without JavaScript.
+      await page.getByLabel('パスワード', { exact: true }).fill(who.strong);
+      const ok = await clickAndWait(page, page.getByRole('button', { name: '登録する' }));
+      assert.equal(ok?.status(), 200, `POST /signup with a strong password answered ${ok?.status()}: "${await pageText(page)}"`);
+      const sent = page.getByRole('status');
+      await sent.waitFor({ state: 'visible' });
+      assert.ok((await sent.innerText()).includes('確認メールをお送りしました'), `after 登録する: "${await pageText(page)}"`);
+      await waitForMail(stack.outbox, mailTo(who.email, SUBJECT.verify), { timeoutMs: MAIL_TIMEOUT_MS });
+    });
+  });
+});
