@@ -9,11 +9,12 @@ use std::net::IpAddr;
 use axum::http::HeaderMap;
 use time::Duration;
 
+use crate::authn::password::PasswordPolicyError;
 use crate::crypto::sha256_hex;
 use crate::domain::{Email, User};
 use crate::flow;
 use crate::web::client_ip::ip_bucket;
-use crate::web::i18n::Lang;
+use crate::web::i18n::{Lang, Msg};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -36,6 +37,30 @@ pub fn router() -> Router<AppState> {
         .route(SIGNUP, get(signup::get_signup).post(signup::post_signup))
         .route(SIGNUP_RESEND, post(signup::post_resend))
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
+}
+
+/// A form's error as the page shows it: the message and, for a password the policy
+/// refused as too weak, zxcvbn's warning and suggestions (`templates/form_error.html`).
+pub struct FormError {
+    pub message: &'static str,
+    pub warning: Option<&'static str>,
+    pub suggestions: Vec<&'static str>,
+}
+
+impl FormError {
+    pub fn new(message: Msg, policy: Option<&PasswordPolicyError>, lang: Lang) -> Self {
+        let feedback = match policy {
+            Some(PasswordPolicyError::TooWeak { feedback }) => Some(feedback),
+            _ => None,
+        };
+        Self {
+            message: message.text(lang),
+            warning: feedback.and_then(|f| f.warning_text(lang)),
+            suggestions: feedback
+                .map(|f| f.suggestion_texts(lang))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A link into Tobira for a mail: built from the issuer, never from the Host header.

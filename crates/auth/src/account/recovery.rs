@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
-use super::{FORGOT, RESET, link, mail_allowed, park_of, user_lang};
+use super::{FORGOT, FormError, RESET, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
@@ -36,7 +36,7 @@ struct ForgotPage<'a> {
     csrf: &'a str,
     tx: &'a str,
     email: &'a str,
-    error: Option<&'static str>,
+    error: Option<FormError>,
     sent: bool,
 }
 
@@ -54,9 +54,7 @@ struct ResetPage<'a> {
     token: &'a str,
     tx: &'a str,
     email: &'a str,
-    error: Option<&'static str>,
-    warning: Option<&'static str>,
-    suggestions: Vec<&'static str>,
+    error: Option<FormError>,
     done: bool,
 }
 
@@ -123,7 +121,7 @@ pub async fn post_forgot(
                 csrf: &form.csrf,
                 tx: &tx,
                 email: &form.email,
-                error: Some(Msg::from(e).text(lang)),
+                error: Some(FormError::new(Msg::from(e), None, lang)),
                 sent: false,
             };
             return render(StatusCode::BAD_REQUEST, &page, &[]);
@@ -255,8 +253,6 @@ pub async fn get_reset(
         tx: &tx,
         email: user.email.display(),
         error: None,
-        warning: None,
-        suggestions: Vec::new(),
         done: false,
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
@@ -301,21 +297,13 @@ pub async fn post_reset(
     };
     let tx = park_of(&state, &headers, &form.tx).await;
     let again = |error: Msg, policy: Option<&PasswordPolicyError>| {
-        let feedback = match policy {
-            Some(PasswordPolicyError::TooWeak { feedback }) => Some(feedback),
-            _ => None,
-        };
         let page = ResetPage {
             lang,
             csrf: &form.csrf,
             token: &form.token,
             tx: &tx,
             email: user.email.display(),
-            error: Some(error.text(lang)),
-            warning: feedback.and_then(|f| f.warning_text(lang)),
-            suggestions: feedback
-                .map(|f| f.suggestion_texts(lang))
-                .unwrap_or_default(),
+            error: Some(FormError::new(error, policy, lang)),
             done: false,
         };
         render(StatusCode::BAD_REQUEST, &page, &[])
@@ -375,8 +363,6 @@ pub async fn post_reset(
         tx: &tx,
         email: "",
         error: None,
-        warning: None,
-        suggestions: Vec::new(),
         done: true,
     };
     render(StatusCode::OK, &page, &cookies)

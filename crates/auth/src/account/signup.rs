@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
-use super::{FORGOT, VERIFY, link, mail_allowed, park_of, user_lang};
+use super::{FORGOT, FormError, VERIFY, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::session::{self, SignIn};
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
@@ -45,9 +45,7 @@ struct SignupPage<'a> {
     tx: &'a str,
     email: &'a str,
     display_name: &'a str,
-    error: Option<&'static str>,
-    warning: Option<&'static str>,
-    suggestions: Vec<&'static str>,
+    error: Option<FormError>,
     sent: bool,
 }
 
@@ -107,8 +105,6 @@ pub async fn get_signup(
         email: "",
         display_name: "",
         error: None,
-        warning: None,
-        suggestions: Vec::new(),
         sent: false,
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
@@ -140,21 +136,13 @@ pub async fn post_signup(
     let tx = park_of(&state, &headers, &form.tx).await;
     let name = form.display_name.trim();
     let again = |error: Msg, policy: Option<&PasswordPolicyError>| {
-        let feedback = match policy {
-            Some(PasswordPolicyError::TooWeak { feedback }) => Some(feedback),
-            _ => None,
-        };
         let page = SignupPage {
             lang,
             csrf: &form.csrf,
             tx: &tx,
             email: &form.email,
             display_name: &form.display_name,
-            error: Some(error.text(lang)),
-            warning: feedback.and_then(|f| f.warning_text(lang)),
-            suggestions: feedback
-                .map(|f| f.suggestion_texts(lang))
-                .unwrap_or_default(),
+            error: Some(FormError::new(error, policy, lang)),
             sent: false,
         };
         render(StatusCode::BAD_REQUEST, &page, &[])
@@ -203,8 +191,6 @@ pub async fn post_signup(
         email: "",
         display_name: "",
         error: None,
-        warning: None,
-        suggestions: Vec::new(),
         sent: true,
     };
     let cookies: Vec<String> = binding.set_cookie.iter().cloned().collect();
@@ -602,8 +588,6 @@ pub async fn post_resend(
         email: "",
         display_name: "",
         error: None,
-        warning: None,
-        suggestions: Vec::new(),
         sent: true,
     };
     let cookies: Vec<String> = binding.set_cookie.iter().cloned().collect();
