@@ -39,6 +39,17 @@ pub fn router() -> Router<AppState> {
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
 }
 
+/// The query of the account pages: the parked request to return to, a link's token,
+/// an explicit language.
+#[derive(serde::Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    pub tx: String,
+    #[serde(default)]
+    pub token: String,
+    pub lang: Option<String>,
+}
+
 /// A form's error as the page shows it: the message and, for a password the policy
 /// refused as too weak, zxcvbn's warning and suggestions (`templates/form_error.html`).
 pub struct FormError {

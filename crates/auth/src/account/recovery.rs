@@ -14,7 +14,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
-use super::{FORGOT, FormError, RESET, link, mail_allowed, park_of, user_lang};
+use super::{FORGOT, FormError, PageQuery, RESET, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
@@ -62,15 +62,6 @@ impl ResetPage<'_> {
     fn t(&self, m: Msg) -> &'static str {
         m.text(self.lang)
     }
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    #[serde(default)]
-    tx: String,
-    #[serde(default)]
-    token: String,
-    lang: Option<String>,
 }
 
 pub async fn get_forgot(

@@ -16,7 +16,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
-use super::{FORGOT, FormError, VERIFY, link, mail_allowed, park_of, user_lang};
+use super::{FORGOT, FormError, PageQuery, VERIFY, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::session::{self, SignIn};
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
@@ -26,7 +26,7 @@ use crate::mail::templates;
 use crate::oidc::authorize::see_other;
 use crate::oidc::paths;
 use crate::state::AppState;
-use crate::store::{NewUser, NewVerification, QueuedMail, StoreError};
+use crate::store::{NewUser, NewVerification, QueuedMail, StoreError, Verification};
 use crate::web::client_ip::ClientAddr;
 use crate::web::cookies::{BIND, SESSION};
 use crate::web::csrf::{self, CsrfForm};
@@ -69,15 +69,6 @@ impl VerifyPage<'_> {
     fn t(&self, m: Msg) -> &'static str {
         m.text(self.lang)
     }
-}
-
-#[derive(Deserialize)]
-pub struct PageQuery {
-    #[serde(default)]
-    tx: String,
-    #[serde(default)]
-    token: String,
-    lang: Option<String>,
 }
 
 fn server_error(lang: Lang, request_id: &RequestId, e: &dyn std::fmt::Display) -> Response {
@@ -322,6 +313,19 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> 
     Ok(())
 }
 
+/// The live verification a link's token names, with the token's hash.
+async fn live_link(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(String, Verification)>, StoreError> {
+    if token.is_empty() || token.len() > 64 {
+        return Ok(None);
+    }
+    let hash = sha256_hex(token);
+    let found = state.db.signups().lookup(&hash, state.clock.now()).await?;
+    Ok(found.map(|v| (hash, v)))
+}
+
 fn invalid_link(lang: Lang) -> Response {
     error_page(StatusCode::BAD_REQUEST, lang, Msg::VerifyLinkInvalid, None)
 }
@@ -334,13 +338,9 @@ pub async fn get_verify(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let lang = page_lang(q.lang.as_deref(), None, &headers);
-    if q.token.is_empty() || q.token.len() > 64 {
-        return invalid_link(lang);
-    }
-    let token_hash = sha256_hex(&q.token);
     let now = state.clock.now();
-    let v = match state.db.signups().lookup(&token_hash, now).await {
-        Ok(Some(v)) => v,
+    let (token_hash, v) = match live_link(&state, &q.token).await {
+        Ok(Some(found)) => found,
         Ok(None) => return invalid_link(lang),
         Err(e) => return server_error(lang, &request_id, &e),
     };
@@ -470,13 +470,9 @@ pub async fn post_verify(
     CsrfForm(form): CsrfForm<VerifyForm>,
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
-    if form.token.is_empty() || form.token.len() > 64 {
-        return invalid_link(lang);
-    }
-    let token_hash = sha256_hex(&form.token);
     let now = state.clock.now();
-    let v = match state.db.signups().lookup(&token_hash, now).await {
-        Ok(Some(v)) => v,
+    let (token_hash, v) = match live_link(&state, &form.token).await {
+        Ok(Some(found)) => found,
         Ok(None) => return invalid_link(lang),
         Err(e) => return server_error(lang, &request_id, &e),
     };
