@@ -149,6 +149,7 @@ impl Application {
                 .map_err(|e| StartError::Other(e.to_string()))?
                 .into(),
             metrics: Metrics::install(),
+            background: tokio_util::task::TaskTracker::new(),
             config: Arc::new(config),
         };
         let router = router(state.clone());
@@ -191,6 +192,14 @@ impl Application {
         .await;
         // A job cut off here runs again when its lease ends, on this or another replica.
         worker.abort();
+        // Writes handlers left behind (a reset request, a sign-up) finish first.
+        self.state.background.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.state.background.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!("shutting down with background writes unfinished");
+        }
         served
     }
 }

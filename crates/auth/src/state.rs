@@ -33,4 +33,7 @@ pub struct AppState {
     /// The issuer's origin (`https://id.example.jp`), which our own forms must come from.
     pub issuer_origin: Arc<str>,
     pub metrics: Metrics,
+    /// Work a handler leaves running after its answer (writes that must not delay it);
+    /// shutdown waits for it, so a deploy loses none of it.
+    pub background: tokio_util::task::TaskTracker,
 }

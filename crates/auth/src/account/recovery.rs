@@ -122,7 +122,7 @@ pub async fn post_forgot(
     // whether a transaction is written (≈1.6 ms on SQLite), which the answer's timing
     // would otherwise tell. The page does not depend on the outcome.
     let background = state.clone();
-    tokio::spawn(async move {
+    state.background.spawn(async move {
         if let Err(e) = request_reset(&background, ip, &email, &tx_owned, lang).await {
             tracing::error!(error = %e, request_id = ?request_id.0, "password reset request failed");
         }

@@ -170,7 +170,7 @@ pub async fn post_signup(
         lang,
     };
     let background = state.clone();
-    tokio::spawn(async move {
+    state.background.spawn(async move {
         if let Err(e) = sign_up(&background, ip, signup).await {
             tracing::error!(error = %e, request_id = ?request_id.0, "sign-up failed");
         }
@@ -204,15 +204,11 @@ fn verification(
     park: &str,
     lang: Lang,
     to: &str,
-    display_name: &str,
 ) -> Result<(NewVerification, QueuedMail), String> {
     let token = random_token(&mut rand::rng(), 32);
-    let mail = templates::verify(
-        lang,
-        to,
-        display_name,
-        &link(state, VERIFY, &[("token", &token)]),
-    );
+    // Greeted by address, never by the display name typed on the form: whoever signs up
+    // with someone else's address must not get words of their own into that inbox.
+    let mail = templates::verify(lang, to, "", &link(state, VERIFY, &[("token", &token)]));
     let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
     Ok((
         NewVerification {
@@ -239,14 +235,8 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> 
     let now = state.clock.now();
     match existing {
         None => {
-            let (v, mail) = verification(
-                state,
-                &s.binding_hash,
-                &s.park,
-                s.lang,
-                s.email.display(),
-                &s.display_name,
-            )?;
+            let (v, mail) =
+                verification(state, &s.binding_hash, &s.park, s.lang, s.email.display())?;
             let new = NewUser {
                 email: s.email.clone(),
                 email_verified: false,
@@ -274,7 +264,6 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> 
                 &s.park,
                 s.lang,
                 user.email.display(),
-                &s.display_name,
             )?;
             state
                 .db
@@ -563,7 +552,6 @@ pub async fn post_resend(
             &tx,
             user_lang(&user, lang),
             user.email.display(),
-            &user.display_name,
         )?;
         state
             .db

@@ -178,12 +178,14 @@ impl<'c> SignupRepo<'c> {
         Ok(true)
     }
 
-    /// Removes sign-ups never verified since `before` (their links go with them).
+    /// Removes sign-ups not verified and not renewed since `before` (their links go with
+    /// them).
     pub async fn purge_unverified(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         Ok(users::Entity::delete_many()
             .filter(users::Column::AwaitingVerification.eq(true))
             .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
-            .filter(users::Column::CreatedAt.lt(before))
+            // Last signed up (or resent) before it: a fresh link keeps the account.
+            .filter(users::Column::UpdatedAt.lt(before))
             .exec(self.conn)
             .await?
             .rows_affected)

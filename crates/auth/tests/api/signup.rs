@@ -69,6 +69,13 @@ async fn a_newcomer_signs_up_from_a_client_and_lands_back_there_signed_in() {
     let mails = s.app.wait_for_mails(1).await;
     assert_eq!(mails[0].to, NEW_EMAIL);
     assert_eq!(mails[0].subject, "【Tobira】メールアドレスの確認");
+    // Greeted by address: a display name typed on the form never reaches that inbox.
+    assert!(
+        mails[0].text.starts_with(&format!("{NEW_EMAIL} 様")),
+        "{}",
+        mails[0].text
+    );
+    assert!(!mails[0].text.contains("山田 太郎"));
     // Not verified yet: the account cannot sign in anywhere.
     let unverified = user(&s.app, NEW_EMAIL).await.unwrap();
     assert_eq!(
