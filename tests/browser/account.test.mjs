@@ -203,7 +203,10 @@ describe('sign-up and password reset at tobira, from the marketplace, in Chromiu
 
       const mail = await waitForMail(stack.outbox, mailTo(who.email, SUBJECT.verify), { timeoutMs: MAIL_TIMEOUT_MS });
       const tMail = performance.now();
-      assert.ok(mail.text.includes(who.name), `the verification mail does not greet ${who.name}:\n${mail.text}`);
+      // Greeted by address: a display name typed on the form never reaches that inbox
+      // (whoever signs up with someone else's address must not write into it).
+      assert.ok(mail.text.startsWith(`${who.email} 様`), `the verification mail does not greet ${who.email}:\n${mail.text}`);
+      assert.ok(!mail.text.includes(who.name), `the verification mail carries the typed name:\n${mail.text}`);
       const link = mailLink(mail, `${op}/verify-email?token=`);
 
       // The browser that signed up: verified, signed in, and back at the marketplace.
