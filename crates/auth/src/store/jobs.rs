@@ -215,6 +215,36 @@ impl<'c> JobRepo<'c> {
     }
 }
 
+/// A job given up after its last try, as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GivenUp {
+    pub id: Uuid,
+    /// Empty: a given-up payload (which may hold a secret link) is wiped.
+    pub payload: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+impl JobRepo<'_> {
+    /// Jobs of `queue` given up, oldest first.
+    pub async fn given_up(&self, queue: &str) -> Result<Vec<GivenUp>, StoreError> {
+        Ok(jobs::Entity::find()
+            .filter(jobs::Column::Queue.eq(queue))
+            .filter(jobs::Column::FailedAt.is_not_null())
+            .order_by_asc(jobs::Column::CreatedAt)
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(|m| GivenUp {
+                id: m.id,
+                payload: m.payload,
+                attempts: m.attempts,
+                last_error: m.last_error,
+            })
+            .collect())
+    }
+}
+
 fn truncate(error: &str) -> String {
     error.chars().take(1000).collect()
 }

@@ -144,6 +144,17 @@ async fn a_mail_is_given_up_after_its_tries_and_its_secret_is_wiped() {
             .unwrap()
             .is_empty()
     );
+    // Kept for operators, with why, but without the sealed body and its reset link.
+    let failed = app.state.db.jobs().given_up(MAIL_QUEUE).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempts, 2);
+    assert!(failed[0].payload.is_empty(), "the secret link was wiped");
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| !e.is_empty())
+    );
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("tobira_jobs_failed_total"), "{metrics}");
     assert!(metrics.contains("tobira_jobs_queue_depth"), "{metrics}");
