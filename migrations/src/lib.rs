@@ -13,6 +13,7 @@ mod m20261122_000003_consent_algs;
 mod m20261202_000004_server_secrets;
 mod m20261202_000005_jobs_and_resets;
 mod m20261202_000006_email_verifications;
+mod m20261204_000007_known_devices;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000004_server_secrets::Migration),
             Box::new(m20261202_000005_jobs_and_resets::Migration),
             Box::new(m20261202_000006_email_verifications::Migration),
+            Box::new(m20261204_000007_known_devices::Migration),
         ]
     }
 

@@ -50,6 +50,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub tokens: TokenConfig,
     pub limits: LimitsConfig,
+    pub throttle: ThrottleConfig,
     pub log: LogConfig,
 }
 
@@ -249,6 +250,72 @@ pub struct PasswordConfig {
     pub waiting_hashes_per_core: usize,
 }
 
+/// Password-guessing defence (`authn/throttle`). Times in minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Consecutive failures that lock an account (and each further this many double
+    /// the lock). 0 turns the per-account lock off.
+    pub account_failures: u32,
+    /// A failure drops out of the count after this long without another one.
+    pub failure_memory_minutes: u32,
+    /// The first lock; each next one is twice as long.
+    pub lock_minutes: u32,
+    /// The longest lock (24 hours).
+    pub max_lock_minutes: u32,
+    /// After this many consecutive failures (NIST SP 800-63B §5.2.2: at most 100),
+    /// devices not known to the account wait for the unlock link, a reset or support.
+    /// 0: never.
+    pub hard_lock_failures: u32,
+    /// How long such a lock is remembered without an unlock (days).
+    pub hard_lock_days: u32,
+    /// Consecutive failures of one known device that lock that device alone.
+    pub device_failures: u32,
+    /// Different accounts (unknown addresses too) one client address (IPv6 by /64) may
+    /// fail against within `ip_window_minutes` before it is refused. 0 turns it off.
+    pub ip_accounts: u32,
+    pub ip_window_minutes: u32,
+    /// How long such an address is refused (HTTP 429 with `Retry-After`).
+    pub ip_block_minutes: u32,
+    /// The unlock link in the lock mail works this long (hours).
+    pub unlock_link_hours: u32,
+    /// The offset of the times the pages show ("try again after 15:42"), `+09:00`.
+    pub display_utc_offset: String,
+}
+
+impl ThrottleConfig {
+    /// `display_utc_offset` as an offset (checked when the configuration loads).
+    pub fn display_offset(&self) -> time::UtcOffset {
+        self.parse_display_offset().unwrap_or(time::UtcOffset::UTC)
+    }
+
+    fn parse_display_offset(&self) -> Option<time::UtcOffset> {
+        let format = time::macros::format_description!(
+            "[offset_hour sign:mandatory]:[offset_minute]"
+        );
+        time::UtcOffset::parse(&self.display_utc_offset, &format).ok()
+    }
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            account_failures: 5,
+            failure_memory_minutes: 15,
+            lock_minutes: 1,
+            max_lock_minutes: 24 * 60,
+            hard_lock_failures: 100,
+            hard_lock_days: 30,
+            device_failures: 5,
+            ip_accounts: 30,
+            ip_window_minutes: 15,
+            ip_block_minutes: 15,
+            unlock_link_hours: 24,
+            display_utc_offset: "+09:00".to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -283,6 +350,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             tokens: TokenConfig::default(),
             limits: LimitsConfig::default(),
+            throttle: ThrottleConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -444,6 +512,32 @@ impl Config {
             return Err(invalid(
                 "mail.smtp.url",
                 "must start with smtp:// (STARTTLS) or smtps:// (or be empty for the outbox)",
+            ));
+        }
+        let t = &self.throttle;
+        if t.parse_display_offset().is_none() {
+            return Err(invalid(
+                "throttle.display_utc_offset",
+                "must be an offset such as +09:00 or -05:00",
+            ));
+        }
+        for (key, value) in [
+            ("throttle.failure_memory_minutes", t.failure_memory_minutes),
+            ("throttle.lock_minutes", t.lock_minutes),
+            ("throttle.max_lock_minutes", t.max_lock_minutes),
+            ("throttle.hard_lock_days", t.hard_lock_days),
+            ("throttle.ip_window_minutes", t.ip_window_minutes),
+            ("throttle.ip_block_minutes", t.ip_block_minutes),
+            ("throttle.unlock_link_hours", t.unlock_link_hours),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if t.max_lock_minutes < t.lock_minutes {
+            return Err(invalid(
+                "throttle.max_lock_minutes",
+                "must be at least throttle.lock_minutes",
             ));
         }
         if self.jobs.max_attempts == 0 {

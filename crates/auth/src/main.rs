@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tobira_auth::admin::clients::{AddClient, ClientView, add_client};
 use tobira_auth::admin::users::{AddUser, UserView, add_user};
+use tobira_auth::admin::unlock::{self, Unlock};
 use tobira_auth::authn::password::PasswordHasher;
 use tobira_auth::domain::Email;
 use tobira_auth::domain::GrantType;
@@ -127,6 +128,16 @@ enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Lift sign-in throttling: of an account (its lock and count, its devices' counts,
+    /// its failures in every address's count) or of one client address (IPv6 by /64).
+    /// A running `tobira serve` applies it.
+    #[command(group = clap::ArgGroup::new("target").required(true).args(["email", "ip"]))]
+    Unlock {
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+    },
 }
 
 #[derive(Args)]
@@ -223,6 +234,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Users(UsersCommand::Add(args)) => users_add(args, &config).await,
         Command::Users(UsersCommand::Show { email, json }) => {
             users_show(&email, json, &config).await
+        }
+        Command::Users(UsersCommand::Unlock { email, ip }) => {
+            users_unlock(email, ip, &config).await
         }
         Command::Clients(ClientsCommand::Add(args)) => clients_add(args, &config).await,
         Command::Clients(ClientsCommand::List { json }) => clients_list(json, &config).await,
@@ -347,6 +361,44 @@ async fn users_add(args: UsersAdd, config: &Config) -> Result<(), String> {
         .await
         .map_err(|e| e.message(lang).map_or_else(|| e.to_string(), str::to_owned))?;
     print_user(&UserView::from(&user), args.json)
+}
+
+async fn users_unlock(
+    email: Option<String>,
+    ip: Option<std::net::IpAddr>,
+    config: &Config,
+) -> Result<(), String> {
+    let lang = cli_lang();
+    let unlock = match (email, ip) {
+        (Some(email), _) => {
+            Email::parse(&email).map_err(|e| Msg::from(e).text(lang).to_owned())?;
+            Unlock::Account { email }
+        }
+        (None, Some(ip)) => Unlock::Address { ip },
+        (None, None) => return Err("give --email or --ip".to_owned()),
+    };
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let id = unlock::request(&db, &Clock::system(), unlock)
+        .await
+        .map_err(|e| e.to_string())?;
+    // A running server takes the job within its poll interval.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let pending = db
+            .jobs()
+            .pending(unlock::SUPPORT_QUEUE)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !pending.iter().any(|job| job.id == id) {
+            eprintln!("unlocked");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "queued: no running tobira serve applied it within 10 seconds; the next one to run will"
+    );
+    Ok(())
 }
 
 async fn users_show(email: &str, json: bool, config: &Config) -> Result<(), String> {

@@ -19,6 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
+use crate::authn::throttle::Throttle;
 use crate::authn::password::{Password, PasswordHasher};
 use crate::authn::session::SessionPolicy;
 use crate::clock::Clock;
@@ -130,9 +131,11 @@ impl Application {
             .await
             .map_err(|e| StartError::Other(e.to_string()))?
             .into();
+        let throttle = Throttle::new(ephemeral.clone(), clock.clone(), config.throttle.clone());
         let state = AppState {
             db,
             ephemeral,
+            throttle,
             clock,
             hasher,
             dummy_hash,

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::authn::password::PasswordHasher;
 use crate::authn::session::SessionPolicy;
+use crate::authn::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::keys::{IdentifierHasher, KeyRing, MasterKey};
@@ -29,6 +30,8 @@ pub struct AppState {
     /// Pseudonyms of typed identifiers, for logs.
     pub identifiers: IdentifierHasher,
     pub sessions: SessionPolicy,
+    /// Password-guessing defence: counts per account, known device and client address.
+    pub throttle: Throttle,
     pub cookies: CookiePolicy,
     /// The issuer's origin (`https://id.example.jp`), which our own forms must come from.
     pub issuer_origin: Arc<str>,

@@ -1,8 +1,9 @@
-//! The member's own pages outside a protocol flow: the ways back in (password reset now;
-//! sign-up, verification and the console arrive with later issues).
+//! The member's own pages outside a protocol flow: the ways back in (password reset,
+//! sign-up and verification, unlocking; the console arrives with a later issue).
 
 pub mod recovery;
 pub mod signup;
+pub mod unlock;
 
 use std::net::IpAddr;
 
@@ -26,6 +27,7 @@ pub const RESET: &str = "/password/reset";
 pub const SIGNUP: &str = "/signup";
 pub const SIGNUP_RESEND: &str = "/signup/resend";
 pub const VERIFY: &str = "/verify-email";
+pub const UNLOCK: &str = "/unlock";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,6 +39,7 @@ pub fn router() -> Router<AppState> {
         .route(SIGNUP, get(signup::get_signup).post(signup::post_signup))
         .route(SIGNUP_RESEND, post(signup::post_resend))
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
+        .route(UNLOCK, get(unlock::get_unlock).post(unlock::post_unlock))
 }
 
 /// The query of the account pages: the parked request to return to, a link's token,

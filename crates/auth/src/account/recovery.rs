@@ -16,6 +16,7 @@ use time::Duration;
 
 use super::{FORGOT, FormError, PageQuery, RESET, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
+use crate::authn::throttle::AccountKey;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
 use crate::mail::templates;
@@ -345,6 +346,11 @@ pub async fn post_reset(
         Err(e) => return failed(&e),
     }
     tracing::info!(user = %user.id.0, ip = %ip, "password reset: every session ended");
+    // The new password ends any lock of the account (the owner proved their mailbox).
+    let account = AccountKey::of(&state.identifiers, user.email.normalized());
+    if let Err(e) = state.throttle.unlock_account(&account).await {
+        tracing::warn!(error = %e, user = %user.id.0, "password reset: cannot clear the sign-in lock");
+    }
     // This browser's session ended with the others: its cookie goes too.
     let cookies = vec![state.cookies.clear(crate::web::cookies::SESSION)];
     let page = ResetPage {

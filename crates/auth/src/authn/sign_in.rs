@@ -1,16 +1,30 @@
-//! Password sign-in. The answer for an unknown address and for a wrong password is the
-//! same, and takes the same time (a dummy hash is verified), so the form cannot be used
-//! to find out who has an account.
+//! Password sign-in, throttled. The answer for an unknown address and for a wrong
+//! password is the same, and takes the same time (a dummy hash is verified, the same
+//! store lookups are made), so the form cannot be used to find out who has an account;
+//! an unknown address is throttled exactly like a known one.
 
-use super::password::{HashError, Password, PasswordHasher};
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use super::password::{HashError, Password};
+use super::throttle::{AccountKey, Admission, Attempt, Lock};
 use crate::domain::{Email, User, UserId, UserStatus};
-use crate::store::Db;
+use crate::state::AppState;
+use crate::web::client_ip::ip_bucket;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
     /// Unknown address or wrong password (told apart only in the log: `account`).
+    /// `locked`: this failure locked the account (or the device): the owner is told.
     #[error("invalid email address or password")]
-    InvalidCredentials { account: Option<UserId> },
+    InvalidCredentials {
+        account: Option<UserId>,
+        locked: Option<Lock>,
+    },
+    /// Too many failures: the password was not checked.
+    #[error("too many failed sign-ins")]
+    Throttled(Lock),
     /// Frozen by support. Said only after the right password, so it reveals nothing to
     /// someone who does not already hold the account.
     #[error("account unavailable")]
@@ -33,35 +47,84 @@ impl From<HashError> for SignInError {
     }
 }
 
+fn internal(e: impl std::fmt::Display) -> SignInError {
+    SignInError::Internal(e.to_string())
+}
+
+/// A password sign-in from a client address and a device (the hash of its device
+/// cookie).
+pub struct PasswordAttempt<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub ip: IpAddr,
+    pub device: &'a str,
+    pub user_agent: &'a str,
+}
+
 pub async fn with_password(
-    db: &Db,
-    hasher: &PasswordHasher,
-    dummy_hash: &str,
-    email: &str,
-    password: &str,
+    state: &AppState,
+    attempt: PasswordAttempt<'_>,
 ) -> Result<User, SignInError> {
-    let password = Password::for_verification(password);
-    let user = match Email::parse(email) {
-        Ok(email) => db
+    let password = Password::for_verification(attempt.password);
+    let user = match Email::parse(attempt.email) {
+        Ok(email) => state
+            .db
             .users()
             .find_by_email(&email)
             .await
-            .map_err(|e| SignInError::Internal(e.to_string()))?,
+            .map_err(internal)?,
         Err(_) => None,
+    };
+    // The same lookup whether or not the account exists.
+    let known = state
+        .db
+        .known_devices()
+        .is_known(
+            user.as_ref().map_or(UserId(Uuid::nil()), |u| u.id),
+            attempt.device,
+        )
+        .await
+        .map_err(internal)?;
+    let counted = Attempt {
+        account: AccountKey::of(&state.identifiers, attempt.email),
+        address: ip_bucket(attempt.ip),
+        known_device: known.then(|| attempt.device.to_owned()),
+    };
+    let locks = match state.throttle.admit(&counted).await.map_err(internal)? {
+        Admission::Refused(lock) => return Err(SignInError::Throttled(lock)),
+        Admission::Admitted { locks } => locks,
     };
     let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
         // Spend the same time as a real verification (and be just as busy).
-        hasher.verify(&password, dummy_hash).await?;
-        return Err(SignInError::InvalidCredentials { account: None });
+        state.hasher.verify(&password, &state.dummy_hash).await?;
+        return Err(SignInError::InvalidCredentials {
+            account: None,
+            locked: locks,
+        });
     };
-    let ok = hasher.verify(&password, &hash).await?;
-    if !ok {
+    if !state.hasher.verify(&password, &hash).await? {
         return Err(SignInError::InvalidCredentials {
             account: Some(user.id),
+            locked: locks,
         });
     }
+    state.throttle.succeeded(&counted).await.map_err(internal)?;
     match user.status {
-        UserStatus::Active => Ok(user),
+        UserStatus::Active => {
+            state
+                .db
+                .known_devices()
+                .signed_in(
+                    state.clock.now(),
+                    user.id,
+                    attempt.device,
+                    &attempt.ip.to_string(),
+                    attempt.user_agent,
+                )
+                .await
+                .map_err(internal)?;
+            Ok(user)
+        }
         // The right password of a sign-up whose address is not verified yet: the page
         // offers to send the link again (only the owner of the password gets that far).
         UserStatus::Unverified => Err(SignInError::Unverified { user: user.id }),

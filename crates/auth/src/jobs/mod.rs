@@ -1,13 +1,15 @@
 //! The job runner inside `tobira serve`: each replica polls the durable job table,
 //! claims due jobs under a lease (once across replicas), runs them, and retries failures
 //! with exponential backoff until `jobs.max_attempts`, then gives up with an error log
-//! and a metric. Queue depth, failures and the oldest job's age are metrics. Mail is the
-//! first queue; later issues add back-channel logout, purges and the key schedule.
+//! and a metric. Queue depth, failures and the oldest job's age are metrics. Mail and
+//! support's unlocks are the queues; later issues add back-channel logout and the key
+//! schedule.
 
 use std::time::Duration as StdDuration;
 
 use time::Duration;
 
+use crate::admin::unlock::{self, SUPPORT_QUEUE};
 use crate::mail::Mail;
 use crate::state::AppState;
 use crate::store::{Job, MAIL_QUEUE};
@@ -62,18 +64,23 @@ pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     Ok(removed)
 }
 
-/// Runs every due mail job once; returns how many ran.
+/// The queues every replica works on.
+const QUEUES: [&str; 2] = [MAIL_QUEUE, SUPPORT_QUEUE];
+
+/// Runs every due job once; returns how many ran.
 pub async fn run_due(state: &AppState) -> Result<usize, crate::store::StoreError> {
     let mut ran = 0;
-    loop {
-        let now = state.clock.now();
-        let jobs = state.db.jobs().claim(now, MAIL_QUEUE, LEASE, BATCH).await?;
-        if jobs.is_empty() {
-            break;
-        }
-        for job in &jobs {
-            run_one(state, job).await?;
-            ran += 1;
+    for queue in QUEUES {
+        loop {
+            let now = state.clock.now();
+            let jobs = state.db.jobs().claim(now, queue, LEASE, BATCH).await?;
+            if jobs.is_empty() {
+                break;
+            }
+            for job in &jobs {
+                run_one(state, job).await?;
+                ran += 1;
+            }
         }
     }
     record_stats(state).await?;
@@ -81,13 +88,16 @@ pub async fn run_due(state: &AppState) -> Result<usize, crate::store::StoreError
 }
 
 async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreError> {
-    let result = match Mail::unseal(&job.payload, &state.master) {
-        Ok(mail) => state
-            .mailer
-            .deliver(&job.id.to_string(), &mail)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+    let result = match job.queue.as_str() {
+        SUPPORT_QUEUE => unlock::apply(state, &job.payload).await,
+        _ => match Mail::unseal(&job.payload, &state.master) {
+            Ok(mail) => state
+                .mailer
+                .deliver(&job.id.to_string(), &mail)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
     };
     let now = state.clock.now();
     match result {
@@ -114,13 +124,15 @@ fn attempts_allowed(state: &AppState) -> i32 {
 }
 
 async fn record_stats(state: &AppState) -> Result<(), crate::store::StoreError> {
-    let stats = state.db.jobs().stats(MAIL_QUEUE).await?;
-    let age = stats
-        .oldest
-        .map_or(0.0, |t| (state.clock.now() - t).as_seconds_f64().max(0.0));
-    metrics::gauge!(JOBS_DEPTH, "queue" => MAIL_QUEUE).set(stats.depth as f64);
-    metrics::gauge!(JOBS_GIVEN_UP, "queue" => MAIL_QUEUE).set(stats.failed as f64);
-    metrics::gauge!(JOBS_OLDEST_AGE, "queue" => MAIL_QUEUE).set(age);
+    for queue in QUEUES {
+        let stats = state.db.jobs().stats(queue).await?;
+        let age = stats
+            .oldest
+            .map_or(0.0, |t| (state.clock.now() - t).as_seconds_f64().max(0.0));
+        metrics::gauge!(JOBS_DEPTH, "queue" => queue).set(stats.depth as f64);
+        metrics::gauge!(JOBS_GIVEN_UP, "queue" => queue).set(stats.failed as f64);
+        metrics::gauge!(JOBS_OLDEST_AGE, "queue" => queue).set(age);
+    }
     Ok(())
 }
 

@@ -73,6 +73,74 @@ struct ExistsHtml<'a> {
     link: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "mail/account_locked.txt")]
+struct LockedText<'a> {
+    ja: bool,
+    name: &'a str,
+    until: Option<&'a str>,
+    unlock_link: &'a str,
+    hours: u32,
+    reset_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_locked.html")]
+struct LockedHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    until: Option<&'a str>,
+    unlock_link: &'a str,
+    hours: u32,
+    reset_link: &'a str,
+}
+
+/// Links of the lock mail.
+pub struct LockLinks<'a> {
+    /// Single use, valid `hours`.
+    pub unlock: &'a str,
+    pub hours: u32,
+    /// The forgot-password page.
+    pub reset: &'a str,
+}
+
+/// "Someone typed wrong passwords": the lock (`until`, already in words; `None` until
+/// unlocked), the unlock link and the way to reset.
+pub fn account_locked(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    until: Option<&str>,
+    links: &LockLinks<'_>,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】ログインを一時的に制限しました".to_owned()
+        } else {
+            "[Tobira] Sign-in to your account is paused".to_owned()
+        },
+        text: render(&LockedText {
+            ja,
+            name,
+            until,
+            unlock_link: links.unlock,
+            hours: links.hours,
+            reset_link: links.reset,
+        }),
+        html: render(&LockedHtml {
+            ja,
+            name,
+            until,
+            unlock_link: links.unlock,
+            hours: links.hours,
+            reset_link: links.reset,
+        }),
+    }
+}
+
 /// The link that verifies a signed-up address.
 pub fn verify(lang: Lang, to: &str, display_name: &str, link: &str) -> Mail {
     let ja = lang == Lang::Ja;

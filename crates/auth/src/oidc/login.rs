@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use super::authorize::{Rejection, see_other};
 use super::paths;
 use crate::authn::session::{self, SignIn};
-use crate::authn::sign_in::{SignInError, with_password};
+use crate::account::unlock::{lock_end, mail_lock};
+use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
+use crate::authn::throttle::{Lock, Scope};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{AMR_PASSWORD, UserId};
 use crate::flow::{self, Stage};
@@ -31,7 +33,9 @@ struct LoginPage<'a> {
     email: &'a str,
     remember: bool,
     /// Already in the page's language.
-    error: Option<&'static str>,
+    error: Option<String>,
+    /// The error is a throttling one: the page offers the reset.
+    throttled: bool,
     focus_email: bool,
     /// After the right password of an unverified sign-up: the handle that lets this
     /// browser ask for the verification mail again.
@@ -82,6 +86,7 @@ pub async fn get_login(
         email: hint,
         remember: false,
         error: None,
+        throttled: false,
         focus_email: hint.is_empty(),
         resend: None,
     };
@@ -119,7 +124,7 @@ pub async fn post_login(
         &headers,
     );
     let remember = form.remember.as_deref() == Some("on");
-    let again = |status: StatusCode, error: Msg, focus_email: bool| {
+    let again = |status: StatusCode, error: String, focus_email: bool, cookies: &[String]| {
         let page = LoginPage {
             lang,
             client_name: &tx.request.client_name,
@@ -127,13 +132,16 @@ pub async fn post_login(
             csrf: &form.csrf,
             email: &form.email,
             remember,
-            error: Some(error.text(lang)),
+            throttled: status == StatusCode::TOO_MANY_REQUESTS
+                || error != Msg::InvalidCredentials.text(lang),
+            error: Some(error),
             focus_email,
             resend: None,
         };
-        render(status, &page, &[])
+        render(status, &page, cookies)
     };
-    let ip = client_ip(peer, &headers, &state.config.server.trusted_proxies).to_string();
+    let client_addr = client_ip(peer, &headers, &state.config.server.trusted_proxies);
+    let ip = client_addr.to_string();
     // Failures name the account, or a keyed pseudonym of what was typed; never the
     // address or a password (one is sometimes typed into the other's field).
     let failed = |reason: &str, account: Option<UserId>| {
@@ -147,29 +155,92 @@ pub async fn post_login(
         );
     };
     if form.email.trim().is_empty() {
-        return again(StatusCode::BAD_REQUEST, Msg::EmailEmpty, true);
+        return again(StatusCode::BAD_REQUEST, Msg::EmailEmpty.text(lang).to_owned(), true, &[]);
     }
     if form.password.is_empty() {
-        return again(StatusCode::BAD_REQUEST, Msg::PasswordRequired, false);
+        return again(
+            StatusCode::BAD_REQUEST,
+            Msg::PasswordRequired.text(lang).to_owned(),
+            false,
+            &[],
+        );
     }
-    let user = match with_password(
-        &state.db,
-        &state.hasher,
-        &state.dummy_hash,
-        &form.email,
-        &form.password,
-    )
-    .await
+    // The device cookie vouches for a known device (throttling now; the new-device mail
+    // later): a secret, of which only the hash is stored. Made before the password is
+    // checked, so a first failure already comes from a device. 22 characters: cookies
+    // set before it grew to 256 bits.
+    let mut cookies = Vec::new();
+    let device_cookie = match state
+        .cookies
+        .get(&headers, DEVICE)
+        .filter(|d| d.len() == 43 || d.len() == 22)
     {
+        Some(d) => d,
+        None => {
+            let d = random_token(&mut rand::rng(), 32);
+            cookies.push(state.cookies.set(DEVICE, &d, Some(DEVICE_LIFETIME)));
+            d
+        }
+    };
+    let device_id = sha256_hex(&device_cookie);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let signed_in = with_password(
+        &state,
+        PasswordAttempt {
+            email: &form.email,
+            password: &form.password,
+            ip: client_addr,
+            device: &device_id,
+            user_agent: &user_agent,
+        },
+    )
+    .await;
+    let user = match signed_in {
         Ok(user) => user,
-        Err(SignInError::InvalidCredentials { account }) => {
+        Err(SignInError::InvalidCredentials { account, locked }) => {
             let reason = if account.is_some() {
                 "wrong password"
             } else {
                 "unknown account"
             };
             failed(reason, account);
-            return again(StatusCode::UNAUTHORIZED, Msg::InvalidCredentials, false);
+            if let (Some(account), Some(lock)) = (account, locked)
+                && lock.scope == Scope::Account
+            {
+                // After the answer: whether a mail goes out must not show in its timing.
+                let background = state.clone();
+                let tx_id = form.tx.clone();
+                state.background.spawn(async move {
+                    if let Err(e) = mail_owner(&background, account, &lock, &tx_id, lang).await {
+                        tracing::error!(error = %e, "cannot queue the lock mail");
+                    }
+                });
+            }
+            let mut error = Msg::InvalidCredentials.text(lang).to_owned();
+            if let Some(lock) = locked {
+                error = throttled_message(&state, &lock, lang);
+            }
+            return again(StatusCode::UNAUTHORIZED, error, false, &cookies);
+        }
+        Err(SignInError::Throttled(lock)) => {
+            failed("throttled", None);
+            let mut res = again(
+                StatusCode::TOO_MANY_REQUESTS,
+                throttled_message(&state, &lock, lang),
+                false,
+                &cookies,
+            );
+            let wait = lock
+                .until
+                .map_or(3600, |u| (u - state.clock.now()).whole_seconds().max(1) + 1);
+            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return res;
         }
         Err(SignInError::Unverified { user }) => {
             failed("address not verified", Some(user));
@@ -192,15 +263,21 @@ pub async fn post_login(
                 csrf: &form.csrf,
                 email: &form.email,
                 remember,
-                error: Some(Msg::NotVerified.text(lang)),
+                error: Some(Msg::NotVerified.text(lang).to_owned()),
+                throttled: false,
                 focus_email: false,
                 resend: Some(handle),
             };
-            return render(StatusCode::FORBIDDEN, &page, &[]);
+            return render(StatusCode::FORBIDDEN, &page, &cookies);
         }
         Err(SignInError::AccountUnavailable) => {
             failed("account not active", None);
-            return again(StatusCode::FORBIDDEN, Msg::AccountUnavailable, false);
+            return again(
+                StatusCode::FORBIDDEN,
+                Msg::AccountUnavailable.text(lang).to_owned(),
+                false,
+                &cookies,
+            );
         }
         Err(SignInError::Busy) => {
             tracing::warn!("sign-in refused: too many password hashes waiting");
@@ -216,24 +293,6 @@ pub async fn post_login(
             );
         }
     };
-
-    let mut cookies = Vec::new();
-    // The device cookie will vouch for a known device (throttling, new-device mail):
-    // it is a secret, and only its hash is stored. 22 characters: cookies set before
-    // it grew to 256 bits.
-    let device_cookie = match state
-        .cookies
-        .get(&headers, DEVICE)
-        .filter(|d| d.len() == 43 || d.len() == 22)
-    {
-        Some(d) => d,
-        None => {
-            let d = random_token(&mut rand::rng(), 32);
-            cookies.push(state.cookies.set(DEVICE, &d, Some(DEVICE_LIFETIME)));
-            d
-        }
-    };
-    let device_id = sha256_hex(&device_cookie);
     let previous = match session::current(
         &state.db,
         &state.clock,
@@ -253,11 +312,6 @@ pub async fn post_login(
             );
         }
     };
-    let user_agent = headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
     let signed_in = session::sign_in(
         &state.db,
         &state.clock,
@@ -309,4 +363,45 @@ pub async fn post_login(
         &format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx),
         &cookies,
     )
+}
+
+/// What a throttled page says: what happened, when to try again, and (for a lock of the
+/// account) that its owner, if there is one, was told.
+fn throttled_message(state: &AppState, lock: &Lock, lang: Lang) -> String {
+    let what = match (lock.scope, lock.until) {
+        (Scope::Account, None) => Msg::SignInLockedHard,
+        (Scope::Account, Some(_)) => Msg::SignInLocked,
+        (Scope::Device, _) => Msg::SignInDeviceLocked,
+        (Scope::Address, _) => Msg::SignInAddressBlocked,
+    };
+    let mut text = what.text(lang).to_owned();
+    if let Some(when) = lock_end(state, lock, lang) {
+        text.push_str(if lang == Lang::Ja { "" } else { " " });
+        text.push_str(&lang.try_again_after(&when));
+    }
+    if lock.scope == Scope::Account {
+        text.push_str(if lang == Lang::Ja { "" } else { " " });
+        text.push_str(Msg::LockOwnerTold.text(lang));
+    }
+    text
+}
+
+/// Queues the lock mail to the account's owner.
+async fn mail_owner(
+    state: &AppState,
+    account: UserId,
+    lock: &Lock,
+    tx: &str,
+    lang: Lang,
+) -> Result<(), String> {
+    let user = state
+        .db
+        .users()
+        .find_by_id(account)
+        .await
+        .map_err(|e| e.to_string())?;
+    match user {
+        Some(user) => mail_lock(state, &user, lock, tx, lang).await,
+        None => Ok(()),
+    }
 }

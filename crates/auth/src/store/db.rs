@@ -8,7 +8,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
-    ClientRepo, ConsentRepo, GrantRepo, JobRepo, PasswordResetRepo, RefreshTokenRepo,
+    ClientRepo, ConsentRepo, GrantRepo, JobRepo, KnownDeviceRepo, PasswordResetRepo, RefreshTokenRepo,
     ServerSecretRepo, SessionRepo, SigningKeyRepo, SignupRepo, UserRepo,
 };
 
@@ -201,6 +201,10 @@ impl Db {
 
     pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
         RefreshTokenRepo::new(&self.conn)
+    }
+
+    pub fn known_devices(&self) -> KnownDeviceRepo<'_> {
+        KnownDeviceRepo::new(&self.conn)
     }
 
     pub fn jobs(&self) -> JobRepo<'_> {

@@ -6,6 +6,7 @@
 mod clients;
 mod consents;
 mod db;
+mod devices;
 mod entity;
 pub mod ephemeral;
 pub mod jobs;
@@ -19,7 +20,8 @@ mod users;
 pub use clients::ClientRepo;
 pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};
-pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore};
+pub use devices::{KnownDevice, KnownDeviceRepo};
+pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore, Versioned};
 pub use jobs::{Job, JobRepo, QueueStats};
 pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};

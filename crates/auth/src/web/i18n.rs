@@ -2,6 +2,7 @@
 //! one arm per message with both languages, so a missing translation does not compile.
 
 use serde::Serialize;
+use time::{OffsetDateTime, UtcOffset};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -56,6 +57,36 @@ impl Lang {
         match self {
             Self::Ja => format!("{client} を利用するにはログインしてください"),
             Self::En => format!("Sign in to continue to {client}"),
+        }
+    }
+
+    /// "Try again after {when}."
+    pub fn try_again_after(self, when: &str) -> String {
+        match self {
+            Self::Ja => format!("しばらくしてからお試しください（{when} 以降）。"),
+            Self::En => format!("Try again after {when}."),
+        }
+    }
+
+    /// A time in the pages' offset, rounded up to the minute: "15:42" today, with the
+    /// date ("12月5日 15:42", "5 Dec 15:42") on another day.
+    pub fn clock_time(self, t: OffsetDateTime, now: OffsetDateTime, offset: UtcOffset) -> String {
+        let up = if t.second() > 0 || t.nanosecond() > 0 {
+            t + time::Duration::minutes(1)
+        } else {
+            t
+        };
+        let t = up.to_offset(offset);
+        let hm = format!("{:02}:{:02}", t.hour(), t.minute());
+        if t.date() == now.to_offset(offset).date() {
+            return hm;
+        }
+        match self {
+            Self::Ja => format!("{}月{}日 {hm}", u8::from(t.month()), t.day()),
+            Self::En => {
+                let month = &t.month().to_string()[..3];
+                format!("{} {month} {hm}", t.day())
+            }
         }
     }
 
@@ -142,6 +173,18 @@ pub enum Msg {
     VerifyLinkInvalid,
     NotVerified,
     ResendButton,
+    // Throttling and unlocking.
+    SignInLocked,
+    SignInLockedHard,
+    SignInDeviceLocked,
+    SignInAddressBlocked,
+    LockOwnerTold,
+    SignInHelpLink,
+    UnlockTitle,
+    UnlockIntro,
+    UnlockButton,
+    UnlockDone,
+    UnlockLinkInvalid,
 }
 
 impl Msg {
@@ -382,6 +425,56 @@ impl Msg {
             (Self::Unavailable, En) => {
                 "The service is busy or temporarily unavailable. Please wait a moment and try again."
             }
+            (Self::SignInLocked, Ja) => {
+                "ログインの失敗が続いたため、このアカウントへのログインを一時的に制限しています。"
+            }
+            (Self::SignInLocked, En) => {
+                "Signing in to this account is paused for a while after too many failed attempts."
+            }
+            (Self::SignInLockedHard, Ja) => {
+                "ログインの失敗が多すぎるため、このアカウントへのログインを制限しています。登録メールアドレスに届くロック解除のリンクを使うか、パスワードを再設定してください。"
+            }
+            (Self::SignInLockedHard, En) => {
+                "Signing in to this account is paused after too many failed attempts. Use the unlock link sent to the account's address, or reset the password."
+            }
+            (Self::SignInDeviceLocked, Ja) => {
+                "この端末からのログインの失敗が続いたため、一時的に制限しています。"
+            }
+            (Self::SignInDeviceLocked, En) => {
+                "Signing in from this device is paused for a while after too many failed attempts."
+            }
+            (Self::SignInAddressBlocked, Ja) => {
+                "ご利用のネットワークからのログインの失敗が多いため、一時的に制限しています。"
+            }
+            (Self::SignInAddressBlocked, En) => {
+                "Signing in from your network is paused for a while after too many failed attempts."
+            }
+            (Self::LockOwnerTold, Ja) => {
+                "このメールアドレスのアカウントがある場合は、そのメールアドレスにロック解除のご案内をお送りしています。"
+            }
+            (Self::LockOwnerTold, En) => {
+                "If an account uses this address, a mail with a link to unlock it has been sent there."
+            }
+            (Self::SignInHelpLink, Ja) => "ログインできない方",
+            (Self::SignInHelpLink, En) => "Can't sign in?",
+            (Self::UnlockTitle, Ja) => "ログイン制限の解除",
+            (Self::UnlockTitle, En) => "Unlock sign-in",
+            (Self::UnlockIntro, Ja) => {
+                "ご自身の操作でログインに失敗した場合は、ボタンを押すとすぐにログインできるようになります。お心当たりがない場合は解除せず、パスワードを再設定してください。"
+            }
+            (Self::UnlockIntro, En) => {
+                "If the failed sign-ins were yours, press the button and you can sign in again at once. If they were not, do not unlock: reset your password instead."
+            }
+            (Self::UnlockButton, Ja) => "ロックを解除する",
+            (Self::UnlockButton, En) => "Unlock",
+            (Self::UnlockDone, Ja) => "ロックを解除しました。もう一度ログインしてください。",
+            (Self::UnlockDone, En) => "Sign-in is unlocked. Please sign in again.",
+            (Self::UnlockLinkInvalid, Ja) => {
+                "このロック解除のリンクは無効です。使用済みか期限切れの可能性があります。「ログインできない方」から新しいリンクを受け取れます。"
+            }
+            (Self::UnlockLinkInvalid, En) => {
+                "This unlock link is not valid: it was used or has expired. \"Can't sign in?\" sends a new one."
+            }
         }
     }
 }
@@ -410,5 +503,20 @@ mod tests {
         assert_eq!(Lang::negotiate("C.UTF-8"), None);
         assert_eq!(Lang::negotiate(""), None);
         assert_eq!(Lang::default(), Lang::Ja);
+    }
+
+    #[test]
+    fn lock_ends_are_shown_rounded_up_in_the_pages_offset_with_the_date_on_another_day() {
+        let jst = UtcOffset::from_hms(9, 0, 0).unwrap();
+        let now = time::macros::datetime!(2026-12-04 06:30:00 UTC);
+        let until = time::macros::datetime!(2026-12-04 06:41:10 UTC);
+        assert_eq!(Lang::Ja.clock_time(until, now, jst), "15:42");
+        let tomorrow = time::macros::datetime!(2026-12-04 15:10:00 UTC);
+        assert_eq!(Lang::Ja.clock_time(tomorrow, now, jst), "12月5日 00:10");
+        assert_eq!(Lang::En.clock_time(tomorrow, now, jst), "5 Dec 00:10");
+        assert_eq!(
+            Lang::Ja.try_again_after("15:42"),
+            "しばらくしてからお試しください（15:42 以降）。"
+        );
     }
 }

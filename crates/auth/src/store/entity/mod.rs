@@ -5,6 +5,7 @@ pub mod consents;
 pub mod email_verifications;
 pub mod grants;
 pub mod jobs;
+pub mod known_devices;
 pub mod password_resets;
 pub mod refresh_tokens;
 pub mod server_secrets;

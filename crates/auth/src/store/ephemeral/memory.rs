@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
-use super::{Counter, EphemeralError, EphemeralStore, Spent};
+use super::{Counter, EphemeralError, EphemeralStore, Spent, Versioned, encode};
 use crate::clock::Clock;
 
 #[derive(Debug)]
@@ -186,6 +186,36 @@ impl EphemeralStore for MemoryStore {
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         self.with(|inner, _| inner.remove(key));
         Ok(())
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Versioned, EphemeralError> {
+        Ok(self.with(|inner, now| match inner.live(key, now) {
+            Some(e) => Versioned {
+                value: Some(e.value.clone()),
+                version: Some(encode(&e.value, e.expires_at)),
+            },
+            None => Versioned::default(),
+        }))
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        read: Option<&[u8]>,
+        value: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, EphemeralError> {
+        Ok(self.with(|inner, now| {
+            let current = inner
+                .live(key, now)
+                .map(|e| encode(&e.value, e.expires_at));
+            if current.as_deref() != read {
+                return false;
+            }
+            inner.insert(key, Entry::new(value.to_vec(), expires_at));
+            inner.wrote(now);
+            true
+        }))
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<Counter, EphemeralError> {

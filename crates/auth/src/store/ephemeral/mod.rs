@@ -17,6 +17,7 @@ use time::{Duration, OffsetDateTime};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
+
 #[derive(Debug, thiserror::Error)]
 pub enum EphemeralError {
     #[error("ephemeral store unavailable: {0}")]
@@ -37,6 +38,14 @@ pub enum Spent {
     Replayed(Vec<u8>),
     /// Unknown or expired.
     Absent,
+}
+
+/// What `get_versioned` read: the live value, and the version `swap` compares against.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Option<Vec<u8>>,
+    /// Opaque; `None` when nothing is stored (an expired value still has a version).
+    pub version: Option<Vec<u8>>,
 }
 
 /// A rate-limit window: how many hits so far and when the window closes.
@@ -86,6 +95,21 @@ pub trait EphemeralStore: Send + Sync + std::fmt::Debug {
     ) -> Result<Spent, EphemeralError>;
 
     async fn delete(&self, key: &str) -> Result<(), EphemeralError>;
+
+    /// The value under `key` with its version, for a later `swap`.
+    async fn get_versioned(&self, key: &str) -> Result<Versioned, EphemeralError>;
+
+    /// Stores `value` only if `key` still holds the version `read` (`None`: nothing
+    /// was there); true when it did. A read-modify-write through this loses no
+    /// concurrent update, from any replica (the throttling counters need that: two
+    /// guesses at once must both count).
+    async fn swap(
+        &self,
+        key: &str,
+        read: Option<&[u8]>,
+        value: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, EphemeralError>;
 
     /// Adds one to a fixed-window counter. The first hit (or the first after the window
     /// closed) opens a window of length `window`; later hits keep its end.

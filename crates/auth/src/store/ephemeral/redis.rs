@@ -12,7 +12,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use time::{Duration, OffsetDateTime};
 
 use super::{
-    Counter, EphemeralError, EphemeralStore, Spent, decode, encode, from_unix_ms, unix_ms,
+    Counter, EphemeralError, EphemeralStore, Spent, Versioned, decode, encode, from_unix_ms,
+    unix_ms,
 };
 use crate::clock::Clock;
 
@@ -22,6 +23,7 @@ pub struct RedisStore {
     prefix: String,
     incr: redis::Script,
     spend: redis::Script,
+    swap: redis::Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -66,6 +68,20 @@ if u then
   return {2, u}
 end
 return {0, ''}
+";
+
+/// Compare-and-set: stores ARGV[2] with a TTL of ARGV[3] ms only if KEYS[1] holds
+/// exactly ARGV[1] (the bytes read before), or nothing when ARGV[1] is empty (a stored
+/// value is never empty: it starts with its expiry). Returns 1 when it stored.
+const SWAP_SCRIPT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if v then return 0 end
+elseif v ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 ";
 
 impl RedisStore {
@@ -124,6 +140,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             incr: redis::Script::new(INCR_SCRIPT),
             spend: redis::Script::new(SPEND_SCRIPT),
+            swap: redis::Script::new(SWAP_SCRIPT),
         })
     }
 
@@ -240,6 +257,35 @@ impl EphemeralStore for RedisStore {
     async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         let mut conn = self.conn.clone();
         conn.del::<_, ()>(self.key(key)).await.map_err(unavailable)
+    }
+
+    async fn get_versioned(&self, key: &str) -> Result<Versioned, EphemeralError> {
+        let mut conn = self.conn.clone();
+        let bytes: Option<Vec<u8>> = conn.get(self.key(key)).await.map_err(unavailable)?;
+        Ok(Versioned {
+            value: self.live(bytes.clone())?,
+            version: bytes,
+        })
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        read: Option<&[u8]>,
+        value: &[u8],
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, EphemeralError> {
+        let mut conn = self.conn.clone();
+        let stored: u8 = self
+            .swap
+            .key(self.key(key))
+            .arg(read.unwrap_or_default())
+            .arg(encode(value, expires_at))
+            .arg(self.ttl_ms(expires_at))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(stored == 1)
     }
 
     async fn incr(&self, key: &str, window: Duration) -> Result<Counter, EphemeralError> {

@@ -1,0 +1,522 @@
+//! Password-guessing defence that never locks the owner out.
+//!
+//! Three counts, all in the ephemeral store (shared by replicas on Redis), all expiring
+//! by the app's clock:
+//!
+//! - **Per account** (keyed by a keyed hash of the typed address, so an unknown address
+//!   is counted exactly like a known one): `account_failures` consecutive failures lock
+//!   it for `lock_minutes`, each further `account_failures` double the lock up to
+//!   `max_lock_minutes`; after `hard_lock_failures` it stays locked until the unlock
+//!   link, a reset or support. The count is forgotten `failure_memory_minutes` after the
+//!   last failure or the end of the last lock, whichever is later.
+//! - **Per known device**: a device that signed in to the account before is exempt from
+//!   the account's lock and from the address limit for that account, and has a count of
+//!   its own (the same doubling lock, for that device alone). An attacker's failures
+//!   therefore never keep the owner out.
+//! - **Per client address** (IPv6 by /64): failures against `ip_accounts` different
+//!   accounts within `ip_window_minutes` refuse the address for `ip_block_minutes`. A
+//!   success takes its account out of the address's count, so one member's typos never
+//!   block a shared address.
+//!
+//! An attempt is counted as a failure when it is admitted ([`Throttle::admit`]), before
+//! the password is checked, and a success takes it back ([`Throttle::succeeded`]): ten
+//! guesses sent at once are counted as ten, not as the one each of them saw. Every
+//! update is a compare-and-swap, so concurrent requests on several replicas lose none.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::config::ThrottleConfig;
+use crate::domain::Email;
+use crate::keys::IdentifierHasher;
+use crate::store::{Ephemeral, EphemeralError};
+
+/// A compare-and-swap that keeps losing this many times is refused as busy: the key
+/// is under a flood, and failing closed is the safe answer.
+const MAX_SWAPS: usize = 32;
+/// Addresses remembered per account (for `tobira users unlock --email`).
+const MAX_ADDRESSES: usize = 32;
+
+/// The account a sign-in names: a keyed hash of the normalised address (or of what was
+/// typed, when it is no address). Never the account id, so that an unknown address is
+/// throttled exactly like a known one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountKey(String);
+
+impl AccountKey {
+    pub fn of(identifiers: &IdentifierHasher, typed: &str) -> Self {
+        let normalized = match Email::parse(typed) {
+            Ok(email) => email.normalized().to_owned(),
+            Err(_) => typed.trim().to_lowercase(),
+        };
+        Self(identifiers.pseudonym(&normalized))
+    }
+
+    /// A key kept earlier (in an unlock link's record).
+    pub fn from_stored(key: String) -> Self {
+        Self(key)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One sign-in attempt, as the throttle sees it.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub account: AccountKey,
+    /// `ip_bucket` of the client address.
+    pub address: String,
+    /// The device id (hash of the device cookie), when the device has signed in to this
+    /// account before.
+    pub known_device: Option<String>,
+}
+
+/// What refused an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Account,
+    Device,
+    Address,
+}
+
+/// A lock: until when, or `None` until an unlock link, a reset or support.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lock {
+    pub scope: Scope,
+    pub until: Option<OffsetDateTime>,
+}
+
+/// The answer to [`Throttle::admit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Go on and check the password. `locks` is the lock this attempt sets if it fails
+    /// (the attempt that sets a lock is the only one told, so its owner gets one mail
+    /// per lock period).
+    Admitted { locks: Option<Lock> },
+    Refused(Lock),
+}
+
+#[derive(Clone, Debug)]
+pub struct Throttle {
+    store: Ephemeral,
+    clock: Clock,
+    config: ThrottleConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AccountState {
+    /// Consecutive failures.
+    #[serde(default)]
+    n: u32,
+    /// Last failure, unix ms.
+    #[serde(default)]
+    last: i64,
+    /// End of the lock, unix ms (0: none).
+    #[serde(default)]
+    until: i64,
+    /// Locked until unlocked (the failure cap was reached).
+    #[serde(default)]
+    hard: bool,
+    /// Client address buckets that counted this account.
+    #[serde(default)]
+    ips: Vec<String>,
+    /// Known devices' own counts, by device id.
+    #[serde(default)]
+    dev: BTreeMap<String, DeviceState>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct DeviceState {
+    n: u32,
+    last: i64,
+    until: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AddressState {
+    /// Account key → its last failure from this address (unix ms).
+    #[serde(default)]
+    acc: BTreeMap<String, i64>,
+    /// Refused until (unix ms; 0: not refused).
+    #[serde(default)]
+    until: i64,
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn at(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn minutes(m: u32) -> i64 {
+    i64::from(m) * 60_000
+}
+
+fn account_key(account: &AccountKey) -> String {
+    format!("throttle:acct:{}", account.0)
+}
+
+fn address_key(bucket: &str) -> String {
+    format!("throttle:ip:{bucket}")
+}
+
+impl Throttle {
+    pub fn new(store: Ephemeral, clock: Clock, config: ThrottleConfig) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+        }
+    }
+
+    /// The lock of the `k`-th lock period (1, 2, 4 … × `lock_minutes`, at most
+    /// `max_lock_minutes`), in ms.
+    fn lock_ms(&self, k: u32) -> i64 {
+        let base = minutes(self.config.lock_minutes);
+        let max = minutes(self.config.max_lock_minutes);
+        let factor = 1_i64.checked_shl(k.saturating_sub(1)).unwrap_or(i64::MAX);
+        if factor >= max / base.max(1) + 1 {
+            max
+        } else {
+            (base * factor).min(max)
+        }
+    }
+
+    /// Counts a failure of `n` consecutive ones: the lock it sets, if any.
+    fn lock_after(&self, n: u32, per: u32, now: i64) -> Option<i64> {
+        (per > 0 && n > 0 && n.is_multiple_of(per)).then(|| now + self.lock_ms(n / per))
+    }
+
+    /// Forgets failures old enough to drop out.
+    fn prune(&self, s: &mut AccountState, now: i64) {
+        let memory = minutes(self.config.failure_memory_minutes);
+        if !s.hard && now >= s.last.max(s.until) + memory {
+            s.n = 0;
+            s.until = 0;
+        }
+        s.dev.retain(|_, d| now < d.last.max(d.until) + memory);
+    }
+
+    fn expiry(&self, s: &AccountState, now: i64) -> i64 {
+        if s.hard {
+            return now + i64::from(self.config.hard_lock_days) * 24 * 3_600_000;
+        }
+        let memory = minutes(self.config.failure_memory_minutes);
+        let devices = s.dev.values().map(|d| d.last.max(d.until)).max().unwrap_or(0);
+        s.last.max(s.until).max(devices) + memory
+    }
+
+    /// Reads, changes and writes one value, retrying when another request changed it
+    /// in between. `change` returns what to report, or `None` to leave the value as is.
+    async fn update<S, T>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut S, i64) -> Option<T>,
+        expiry: impl Fn(&S, i64) -> Option<i64>,
+    ) -> Result<Option<T>, EphemeralError>
+    where
+        S: Default + Serialize + for<'de> Deserialize<'de>,
+    {
+        for _ in 0..MAX_SWAPS {
+            let read = self.store.get_versioned(key).await?;
+            let mut state: S = match &read.value {
+                // A value we cannot read (an older format) is started afresh.
+                Some(bytes) => serde_json::from_slice(bytes).unwrap_or_default(),
+                None => S::default(),
+            };
+            let now = ms(self.clock.now());
+            let Some(answer) = change(&mut state, now) else {
+                return Ok(None);
+            };
+            let stored = match expiry(&state, now) {
+                Some(until) if until > now => {
+                    let bytes = serde_json::to_vec(&state).map_err(|_| EphemeralError::Malformed)?;
+                    self.store
+                        .swap(key, read.version.as_deref(), &bytes, at(until))
+                        .await?
+                }
+                // Nothing worth keeping: remove it (unless it changed meanwhile).
+                _ => {
+                    if read.version.is_none() {
+                        true
+                    } else {
+                        // An already expired value: replace it with one that expires
+                        // at once, which a concurrent writer's swap would have beaten.
+                        self.store
+                            .swap(key, read.version.as_deref(), b"{}", at(now))
+                            .await?
+                    }
+                }
+            };
+            if stored {
+                return Ok(Some(answer));
+            }
+        }
+        Err(EphemeralError::Unavailable(format!(
+            "{key} changed under {MAX_SWAPS} tries in a row"
+        )))
+    }
+
+    /// Decides whether an attempt may check a password, and counts it as a failure in
+    /// advance (see the module).
+    pub async fn admit(&self, attempt: &Attempt) -> Result<Admission, EphemeralError> {
+        let c = &self.config;
+        // The address limit does not hold for a known device on its own account.
+        if attempt.known_device.is_none() && c.ip_accounts > 0 {
+            let key = address_key(&attempt.address);
+            if let Some(bytes) = self.store.get(&key).await? {
+                let state: AddressState = serde_json::from_slice(&bytes).unwrap_or_default();
+                let now = ms(self.clock.now());
+                if state.until > now {
+                    return Ok(Admission::Refused(Lock {
+                        scope: Scope::Address,
+                        until: Some(at(state.until)),
+                    }));
+                }
+            }
+        }
+        let admission = self
+            .update(
+                &account_key(&attempt.account),
+                |s: &mut AccountState, now| {
+                    self.prune(s, now);
+                    Some(match &attempt.known_device {
+                        Some(device) => {
+                            let d = s.dev.entry(device.clone()).or_default();
+                            if d.until > now {
+                                Admission::Refused(Lock {
+                                    scope: Scope::Device,
+                                    until: Some(at(d.until)),
+                                })
+                            } else {
+                                d.n += 1;
+                                d.last = now;
+                                let lock = self.lock_after(d.n, c.device_failures, now);
+                                if let Some(until) = lock {
+                                    d.until = until;
+                                }
+                                Admission::Admitted {
+                                    locks: lock.map(|u| Lock {
+                                        scope: Scope::Device,
+                                        until: Some(at(u)),
+                                    }),
+                                }
+                            }
+                        }
+                        None => {
+                            if s.hard {
+                                Admission::Refused(Lock {
+                                    scope: Scope::Account,
+                                    until: None,
+                                })
+                            } else if s.until > now {
+                                Admission::Refused(Lock {
+                                    scope: Scope::Account,
+                                    until: Some(at(s.until)),
+                                })
+                            } else {
+                                s.n += 1;
+                                s.last = now;
+                                if !s.ips.contains(&attempt.address) {
+                                    if s.ips.len() >= MAX_ADDRESSES {
+                                        s.ips.remove(0);
+                                    }
+                                    s.ips.push(attempt.address.clone());
+                                }
+                                let locks = if c.hard_lock_failures > 0
+                                    && s.n >= c.hard_lock_failures
+                                {
+                                    s.hard = true;
+                                    Some(Lock {
+                                        scope: Scope::Account,
+                                        until: None,
+                                    })
+                                } else {
+                                    self.lock_after(s.n, c.account_failures, now).map(|u| {
+                                        s.until = u;
+                                        Lock {
+                                            scope: Scope::Account,
+                                            until: Some(at(u)),
+                                        }
+                                    })
+                                };
+                                Admission::Admitted { locks }
+                            }
+                        }
+                    })
+                },
+                |s, now| Some(self.expiry(s, now)),
+            )
+            .await?
+            .unwrap_or(Admission::Admitted { locks: None });
+        if matches!(admission, Admission::Admitted { .. })
+            && attempt.known_device.is_none()
+            && c.ip_accounts > 0
+        {
+            self.count_address(attempt).await?;
+        }
+        Ok(admission)
+    }
+
+    async fn count_address(&self, attempt: &Attempt) -> Result<(), EphemeralError> {
+        let c = &self.config;
+        let window = minutes(c.ip_window_minutes);
+        let limit = c.ip_accounts as usize;
+        self.update(
+            &address_key(&attempt.address),
+            |s: &mut AddressState, now| {
+                s.acc.retain(|_, last| now < *last + window);
+                s.acc.insert(attempt.account.0.clone(), now);
+                // Bounded: the oldest drop out beyond twice the limit.
+                while s.acc.len() > 2 * limit {
+                    let oldest = s
+                        .acc
+                        .iter()
+                        .min_by_key(|(_, last)| **last)
+                        .map(|(k, _)| k.clone());
+                    match oldest {
+                        Some(k) => s.acc.remove(&k),
+                        None => break,
+                    };
+                }
+                if s.acc.len() >= limit && s.until <= now {
+                    s.until = now + minutes(c.ip_block_minutes);
+                }
+                Some(())
+            },
+            |s, _| Some(s.acc.values().map(|l| l + window).max().unwrap_or(0).max(s.until)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The password was right: the attempt counted in advance is taken back, the
+    /// account's (or the device's) consecutive failures end, and the account leaves the
+    /// address's count. A lock the account is under stays when a known device (exempt
+    /// from it) signs in: an attack still going on should not get fresh guesses because
+    /// the owner signed in elsewhere.
+    pub async fn succeeded(&self, attempt: &Attempt) -> Result<(), EphemeralError> {
+        self.update(
+            &account_key(&attempt.account),
+            |s: &mut AccountState, now| {
+                self.prune(s, now);
+                match &attempt.known_device {
+                    Some(device) => {
+                        s.dev.remove(device);
+                        if !s.hard && s.until <= now {
+                            s.n = 0;
+                        }
+                    }
+                    None => {
+                        s.n = 0;
+                        s.until = 0;
+                        s.hard = false;
+                    }
+                }
+                Some(())
+            },
+            |s, now| (s.n > 0 || s.hard || s.until > now || !s.dev.is_empty()).then(|| self.expiry(s, now)),
+        )
+        .await?;
+        self.forget_in_address(&attempt.account, &attempt.address)
+            .await
+    }
+
+    async fn forget_in_address(
+        &self,
+        account: &AccountKey,
+        address: &str,
+    ) -> Result<(), EphemeralError> {
+        let window = minutes(self.config.ip_window_minutes);
+        self.update(
+            &address_key(address),
+            |s: &mut AddressState, _| s.acc.remove(&account.0).map(|_| ()),
+            |s, _| Some(s.acc.values().map(|l| l + window).max().unwrap_or(0).max(s.until)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The lock an unknown device meets on this account now, if any.
+    pub async fn account_lock(&self, account: &AccountKey) -> Result<Option<Lock>, EphemeralError> {
+        let Some(bytes) = self.store.get(&account_key(account)).await? else {
+            return Ok(None);
+        };
+        let mut s: AccountState = serde_json::from_slice(&bytes).unwrap_or_default();
+        let now = ms(self.clock.now());
+        self.prune(&mut s, now);
+        Ok(if s.hard {
+            Some(Lock {
+                scope: Scope::Account,
+                until: None,
+            })
+        } else if s.until > now {
+            Some(Lock {
+                scope: Scope::Account,
+                until: Some(at(s.until)),
+            })
+        } else {
+            None
+        })
+    }
+
+    /// Clears the account's count and lock, its devices' counts, and its failures in
+    /// every address's count (support, the unlock link, a password reset).
+    pub async fn unlock_account(&self, account: &AccountKey) -> Result<(), EphemeralError> {
+        let key = account_key(account);
+        if let Some(bytes) = self.store.take(&key).await? {
+            let s: AccountState = serde_json::from_slice(&bytes).unwrap_or_default();
+            for address in &s.ips {
+                self.forget_in_address(account, address).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears one client address's count and refusal (`ip_bucket` form).
+    pub async fn unlock_address(&self, bucket: &str) -> Result<(), EphemeralError> {
+        self.store.delete(&address_key(bucket)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle() -> Throttle {
+        let clock = Clock::system();
+        Throttle::new(
+            std::sync::Arc::new(crate::store::ephemeral::MemoryStore::new(clock.clone())),
+            clock,
+            ThrottleConfig::default(),
+        )
+    }
+
+    #[test]
+    fn locks_double_from_one_minute_up_to_a_day() {
+        let t = throttle();
+        let m = |k| t.lock_ms(k) / 60_000;
+        assert_eq!(
+            (1..=12).map(m).collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1440]
+        );
+        assert_eq!(m(19), 1440);
+        assert_eq!(m(200), 1440);
+    }
+
+    #[test]
+    fn only_every_fifth_failure_locks() {
+        let t = throttle();
+        let locks: Vec<u32> = (1..=20).filter(|n| t.lock_after(*n, 5, 0).is_some()).collect();
+        assert_eq!(locks, [5, 10, 15, 20]);
+        assert_eq!(t.lock_after(5, 0, 0), None, "0 turns the lock off");
+    }
+}

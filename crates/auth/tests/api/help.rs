@@ -1,0 +1,1 @@
+//! Sign-in help (`/signin-help`): filled in by the sign-in help work.
