@@ -5,20 +5,45 @@
 #   TOBIRA_BIN=target/release/tobira scripts/load.sh   # skips the build
 #
 # It starts `tobira serve` on a free port with a temporary data directory (SQLite,
-# in-process store), registers a member and two clients with the CLI, signs
-# LOAD_VUS members in through the real /authorize + /login flow, then measures for
-# LOAD_DURATION seconds each at LOAD_CONCURRENCY connections:
+# in-process store, server.trusted_proxies = 127.0.0.1/32 so that the load generator
+# can simulate client addresses with X-Forwarded-For), registers members and two
+# clients with the CLI, signs LOAD_VUS members in through the real /authorize + /login
+# flow, then measures for LOAD_DURATION seconds each at LOAD_CONCURRENCY connections:
 #   1. GET /jwks   2. GET /userinfo   3. POST /token client_credentials
 #   4. POST /token refresh_token, every virtual user rotating its own token.
+# Then password sign-in and its brute-force throttling (scenario "attack"):
+#   5. the argon2 ceiling: wrong passwords nothing throttles, password checks per second
+#   6. complete sign-ins of LOAD_SIGNIN_VUS members, each on a browser that keeps its
+#      cookies (so its device is known after its first success), plus
+#      LOAD_SIGNIN_NEW_DEVICE_VUS on a new browser every time, for LOAD_SIGNIN_DURATION s
+#   7. the same while an attack runs: credential stuffing over unknown addresses from
+#      many client addresses, guessing the members' passwords from many addresses, and
+#      one single address; sign-ins/s, their success share, attacker requests/s, 401/429
+# and (scenario "timing"):
+#   8. response times of a wrong-password post for a locked account, a known account,
+#      an unknown address, and a locked unknown address (LOAD_TIMING_SAMPLES each).
 # The server is always stopped at the end. Needs Node.js >= 20.18.1 and npm (the load
 # generator, autocannon, and undici are pinned in scripts/load/package-lock.json).
 #
 # Environment:
 #   TOBIRA_BIN            binary to run (default: build target/release/tobira)
+#   LOAD_SCENARIOS        comma list of tokens (1-4), attack (5-7), timing (8); default all
 #   LOAD_DURATION         seconds per scenario (default 10)
 #   LOAD_CONCURRENCY      connections per scenario (default 32)
 #   LOAD_VUS              refresh-token chains, one sign-in each (default 32)
 #   LOAD_MAX_REQUESTS     upper bound of requests per scenario (default 2000000)
+#   LOAD_MEMBERS          members registered for scenarios 6-7 (default 8)
+#   LOAD_SIGNIN_DURATION  seconds per sign-in phase (default LOAD_DURATION)
+#   LOAD_SIGNIN_VUS       members signing in on browsers they keep (default LOAD_MEMBERS)
+#   LOAD_SIGNIN_NEW_DEVICE_VUS  members signing in on a new browser each time (default 2)
+#   LOAD_SIGNIN_RETRY_MS  pause of a member after a failed sign-in (default 200)
+#   LOAD_ATTACK_STUFFING  attacker connections: credential stuffing (default 16)
+#   LOAD_ATTACK_GUESSING  attacker connections: guessing the members' passwords (default 4)
+#   LOAD_ATTACK_SINGLE    attacker connections: one single client address (default 4)
+#   LOAD_ATTACK_ADDRESS_REUSE  stuffing posts per client address (default 50; the
+#                         server refuses an address after 30 accounts)
+#   LOAD_HASH_CONCURRENCY posts in flight for the argon2 ceiling (default 4)
+#   LOAD_TIMING_SAMPLES   posts per case in scenario 8 (default 200)
 #   LOAD_JSON_OUT         also write the results as JSON to this file
 #   LOAD_KEEP_WORKDIR=1   keep the temporary directory (server log, database)
 #   CARGO_BUILD_JOBS      cargo's own variable, e.g. 1 on a shared two-core machine
@@ -96,6 +121,8 @@ PORT="$(node -e '
 export TOBIRA_SERVER__BIND="127.0.0.1:$PORT"
 export TOBIRA_ISSUER="http://localhost:$PORT"
 export TOBIRA_DATA_DIR="$WORK/data"
+# The load generator names simulated clients in X-Forwarded-For (scenarios 5-8).
+export TOBIRA_SERVER__TRUSTED_PROXIES="127.0.0.1/32"
 BASE_URL="http://127.0.0.1:$PORT"
 
 log "starting $BIN serve on $TOBIRA_SERVER__BIND (data in $TOBIRA_DATA_DIR)"
@@ -122,6 +149,19 @@ LOAD_PASSWORD="violet-tunnel-ramen-42"
 printf '%s\n' "$LOAD_PASSWORD" |
   "$BIN" users add --email "$LOAD_EMAIL" --password-stdin --verified >/dev/null 2>>"$WORK/cli.log" ||
   die "tobira users add failed"
+# Members for the sign-in scenarios, and two for the timing one (known, to be locked).
+LOAD_MEMBERS="${LOAD_MEMBERS:-8}"
+[[ "$LOAD_MEMBERS" =~ ^[1-9][0-9]*$ ]] || die "LOAD_MEMBERS must be a positive integer"
+MEMBER_EMAILS=()
+for i in $(seq 0 $((LOAD_MEMBERS - 1))); do
+  MEMBER_EMAILS+=("member-$i@example.jp")
+done
+TIMING_EMAILS=("timing-known@example.jp" "timing-locked@example.jp")
+for email in "${MEMBER_EMAILS[@]}" "${TIMING_EMAILS[@]}"; do
+  printf '%s\n' "$LOAD_PASSWORD" |
+    "$BIN" users add --email "$email" --password-stdin --verified >/dev/null 2>>"$WORK/cli.log" ||
+    die "tobira users add ($email) failed"
+done
 "$BIN" clients add --name cc --redirect-uri http://127.0.0.1:9/cb \
   --grant client_credentials --json >"$WORK/cc.json" 2>>"$WORK/cli.log" || die "tobira clients add (cc) failed"
 "$BIN" clients add --name rp --redirect-uri http://127.0.0.1:9/cb \
@@ -134,6 +174,8 @@ LOAD_CC_CLIENT_JSON="$WORK/cc.json" \
 LOAD_RP_CLIENT_JSON="$WORK/rp.json" \
 LOAD_EMAIL="$LOAD_EMAIL" \
 LOAD_PASSWORD="$LOAD_PASSWORD" \
+LOAD_MEMBER_EMAILS="$(IFS=,; echo "${MEMBER_EMAILS[*]}")" \
+LOAD_TIMING_EMAILS="$(IFS=,; echo "${TIMING_EMAILS[*]}")" \
 LOAD_SERVER_PID="$SERVER_PID" \
 LOAD_CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
   node "$LOAD_DIR/run.mjs" &

@@ -32,13 +32,39 @@ function readConfig () {
   if (base.hostname !== '127.0.0.1') throw new Error('LOAD_BASE_URL must be on 127.0.0.1')
   const cc = JSON.parse(readFileSync(need('LOAD_CC_CLIENT_JSON'), 'utf8'))
   const rp = JSON.parse(readFileSync(need('LOAD_RP_CLIENT_JSON'), 'utf8'))
+  const list = (name) => (env[name] || '').split(',').map((x) => x.trim()).filter(Boolean)
+  const duration = int('LOAD_DURATION', 10, 1, 600)
+  const members = list('LOAD_MEMBER_EMAILS')
+  const timing = list('LOAD_TIMING_EMAILS')
+  const scenarios = new Set(list('LOAD_SCENARIOS').length ? list('LOAD_SCENARIOS') : ['tokens', 'attack', 'timing'])
+  for (const s of scenarios) {
+    if (!['tokens', 'attack', 'timing'].includes(s)) throw new Error(`LOAD_SCENARIOS: unknown ${s} (tokens, attack, timing)`)
+  }
+  if ((scenarios.has('attack') || scenarios.has('timing')) && (members.length === 0 || timing.length !== 2)) {
+    throw new Error('LOAD_MEMBER_EMAILS and LOAD_TIMING_EMAILS (two) are needed for the sign-in scenarios')
+  }
   return {
     base: base.origin,
-    duration: int('LOAD_DURATION', 10, 1, 600),
+    scenarios,
+    duration,
     concurrency: int('LOAD_CONCURRENCY', 32, 1, 1024),
     vus: int('LOAD_VUS', 32, 1, 1024),
     maxRequests: int('LOAD_MAX_REQUESTS', 2_000_000, 1, 100_000_000),
     signInParallel: int('LOAD_SIGNIN_PARALLEL', 4, 1, 64),
+    // Sign-in under attack (see signInUnderAttack).
+    members,
+    timingKnown: timing[0],
+    timingLocked: timing[1],
+    signInDuration: int('LOAD_SIGNIN_DURATION', duration, 1, 600),
+    signInVus: int('LOAD_SIGNIN_VUS', members.length, 1, 1024),
+    newDeviceVus: int('LOAD_SIGNIN_NEW_DEVICE_VUS', 2, 0, 1024),
+    retryMs: int('LOAD_SIGNIN_RETRY_MS', 200, 0, 60_000),
+    attackStuffing: int('LOAD_ATTACK_STUFFING', 16, 0, 1024),
+    attackGuessing: int('LOAD_ATTACK_GUESSING', 4, 0, 1024),
+    attackSingle: int('LOAD_ATTACK_SINGLE', 4, 0, 1024),
+    attackAddressReuse: int('LOAD_ATTACK_ADDRESS_REUSE', 50, 1, 1_000_000),
+    hashConcurrency: int('LOAD_HASH_CONCURRENCY', 4, 1, 1024),
+    timingSamples: int('LOAD_TIMING_SAMPLES', 200, 1, 100_000),
     email: need('LOAD_EMAIL'),
     password: need('LOAD_PASSWORD'),
     cc: { id: cc.client_id, secret: cc.client_secret },
@@ -143,11 +169,13 @@ class CookieJar {
 }
 
 // One request without following redirects; keeps cookies; returns status, headers, body.
+// `jar.extra` (optional) holds headers every request of this browser carries
+// (X-Forwarded-For: the simulated client address behind the trusted proxy).
 async function browse (cfg, jar, method, pathOrUrl, { body, headers = {} } = {}) {
   const url = new URL(pathOrUrl, cfg.base)
   // Locations may name the issuer (http://localhost:PORT); always talk to 127.0.0.1.
   const target = cfg.base + url.pathname + url.search
-  const h = { ...headers }
+  const h = { ...jar.extra, ...headers }
   const cookie = jar.header()
   if (cookie) h.cookie = cookie
   const res = await request(target, { method, headers: h, body })
@@ -156,9 +184,30 @@ async function browse (cfg, jar, method, pathOrUrl, { body, headers = {} } = {})
   return { status: res.statusCode, headers: res.headers, text }
 }
 
+// A step of the flow that did not answer as a successful sign-in does; `step` and
+// `status` let the sign-in scenarios count why.
+class FlowError extends Error {
+  constructor (step, status, message) {
+    super(message)
+    this.step = step
+    this.status = status
+  }
+}
+
+// What a 429 sign-in page says refused it (the page is in Japanese or English).
+function throttleScope (html) {
+  if (/この端末からのログイン|from this device is paused/.test(html)) return 'device'
+  if (/ネットワークからのログイン|from your network is paused/.test(html)) return 'address'
+  if (/ロック解除のリンクを使うか|Use the unlock link sent to the account/.test(html)) return 'account, until unlocked'
+  if (/このアカウントへのログイン|to this account is paused/.test(html)) return 'account'
+  return 'unknown scope'
+}
+
 function expectRedirect (step, res) {
   if (res.status < 300 || res.status > 399 || !res.headers.location) {
-    throw new Error(`${step}: expected a redirect, got ${res.status}: ${(res.text || '').slice(0, 300)}`)
+    if (res.status === 429) throw new FlowError(step, `429 (${throttleScope(res.text || '')})`, `${step}: 429`)
+    throw new FlowError(step, res.status,
+      `${step}: expected a redirect, got ${res.status}: ${(res.text || '').slice(0, 300)}`)
   }
   return res.headers.location
 }
@@ -170,12 +219,11 @@ function hiddenInput (html, name) {
   return m[1].replace(/&#x2f;|&#47;/gi, '/').replace(/&amp;/g, '&')
 }
 
-// Signs the member in with a fresh cookie jar, exchanges the code, returns the tokens.
-async function signIn (cfg, vu) {
-  const jar = new CookieJar()
+// Opens the sign-in page of a new authorization request in this browser: GET
+// /authorize, then GET /login. Returns what a form post needs.
+async function startFlow (cfg, jar, state) {
   const verifier = b64url(randomBytes(32))
   const challenge = b64url(createHash('sha256').update(verifier).digest())
-  const state = `s${vu}`
   const authorize = '/authorize?' + form({
     response_type: 'code',
     client_id: cfg.rp.id,
@@ -189,14 +237,22 @@ async function signIn (cfg, vu) {
   const loginUrl = expectRedirect('GET /authorize', res)
 
   res = await browse(cfg, jar, 'GET', loginUrl)
-  if (res.status !== 200) throw new Error(`GET /login: ${res.status}`)
-  const csrf = hiddenInput(res.text, 'csrf')
-  const tx = hiddenInput(res.text, 'tx')
+  if (res.status !== 200) throw new FlowError('GET /login', res.status, `GET /login: ${res.status}`)
+  return { verifier, csrf: hiddenInput(res.text, 'csrf'), tx: hiddenInput(res.text, 'tx') }
+}
 
-  res = await browse(cfg, jar, 'POST', '/login', {
+// Signs a member in (by default the load member with a fresh cookie jar), exchanges
+// the code, returns the tokens. Throws a FlowError naming the step that failed.
+async function signIn (cfg, vu, { jar = new CookieJar(), email = cfg.email, password = cfg.password } = {}) {
+  const state = `s${vu}`
+  const { verifier, csrf, tx } = await startFlow(cfg, jar, state)
+
+  const posted = performance.now()
+  let res = await browse(cfg, jar, 'POST', '/login', {
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: form({ csrf, tx, email: cfg.email, password: cfg.password })
+    body: form({ csrf, tx, email, password })
   })
+  const loginMs = performance.now() - posted
   const cont = expectRedirect('POST /login', res)
 
   res = await browse(cfg, jar, 'GET', cont)
@@ -218,9 +274,10 @@ async function signIn (cfg, vu) {
   })
   const json = await token.body.json()
   if (token.statusCode !== 200 || !json.access_token || !json.refresh_token) {
-    throw new Error(`POST /token (authorization_code): ${token.statusCode} ${JSON.stringify(json)}`)
+    throw new FlowError('POST /token', token.statusCode,
+      `POST /token (authorization_code): ${token.statusCode} ${JSON.stringify(json)}`)
   }
-  return { access: json.access_token, refresh: json.refresh_token }
+  return { access: json.access_token, refresh: json.refresh_token, loginMs }
 }
 
 async function signInAll (cfg) {
@@ -335,6 +392,462 @@ async function refreshRotation (cfg, vus) {
   return summarise('refresh_token (rotating)', { latencies, errors, elapsed, cpu, notes })
 }
 
+// --- scenarios 5-7: password sign-in under attack, and what a sign-in answer's timing tells -----
+//
+// Simulated client addresses: Tobira runs with server.trusted_proxies = 127.0.0.1/32
+// (load.sh sets it), so every request names its client in X-Forwarded-For. Each
+// population has its own range, so none of them shares an address-limit count with
+// another:
+//   legitimate members  198.18.0.0/16 (one address per virtual user)
+//   credential stuffing 100.64.0.0/10 (a new address every LOAD_ATTACK_ADDRESS_REUSE posts)
+//   guessing            10.0.0.0/8    (a new address for every post)
+//   one single address  203.0.113.66
+//   argon2 ceiling      172.16.0.0/13, timing 172.24.0.0/13 (a new address for every post)
+
+const SINGLE_ATTACKER = '203.0.113.66'
+const WRONG_PASSWORD = 'not-the-password-1'
+
+const ipv4 = (a, b, c, d) => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0
+function addressIn (base, bits, n) {
+  const size = 2 ** (32 - bits)
+  const v = (base + 1 + (n % (size - 2))) >>> 0
+  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.')
+}
+const LEGIT_NET = ipv4(198, 18, 0, 0)
+const STUFFING_NET = ipv4(100, 64, 0, 0)
+const GUESSING_NET = ipv4(10, 0, 0, 0)
+const CEILING_NET = ipv4(172, 16, 0, 0)
+const TIMING_NET = ipv4(172, 24, 0, 0)
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const bump = (map, key, n = 1) => map.set(key, (map.get(key) || 0) + n)
+const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50)
+
+// A browser that opened the sign-in page once and then posts the form again and again
+// with the same request (tx), CSRF token and binding cookie, as an attack script does.
+// The device cookie each answer sets is dropped: every post comes from a new device.
+async function formBrowser (cfg, xff, state) {
+  const jar = new CookieJar()
+  jar.extra = { 'x-forwarded-for': xff }
+  const { csrf, tx } = await startFlow(cfg, jar, state)
+  return { cookie: jar.header(), csrf, tx }
+}
+
+// One POST /login; the answer's status and the time to its last byte.
+async function postLogin (dispatcher, browser, email, password, xff) {
+  const start = performance.now()
+  const res = await dispatcher.request({
+    path: '/login',
+    method: 'POST',
+    headers: {
+      cookie: browser.cookie,
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-forwarded-for': xff
+    },
+    body: form({ csrf: browser.csrf, tx: browser.tx, email, password })
+  })
+  const text = await res.body.text()
+  const ms = performance.now() - start
+  return { status: res.statusCode, ms, scope: res.statusCode === 429 ? throttleScope(text) : null }
+}
+
+// The legitimate members: LOAD_SIGNIN_VUS virtual users, each one member (round robin
+// over LOAD_MEMBER_EMAILS) on its own browser and address. A browser keeps its cookies
+// from one sign-in to the next (device, CSRF), except the session, so every round is a
+// complete sign-in (authorize, form, password, code, token) and the device is known to
+// the account after its first success. LOAD_SIGNIN_NEW_DEVICE_VUS more users sign in
+// on a new browser every time (a member on a device never used before).
+function makeLegitUsers (cfg) {
+  const users = []
+  for (let i = 0; i < cfg.signInVus; i++) {
+    const jar = new CookieJar()
+    jar.extra = { 'x-forwarded-for': addressIn(LEGIT_NET, 16, i) }
+    users.push({ kind: 'known', email: cfg.members[i % cfg.members.length], jar })
+  }
+  for (let i = 0; i < cfg.newDeviceVus; i++) {
+    users.push({
+      kind: 'new',
+      email: cfg.members[i % cfg.members.length],
+      xff: addressIn(LEGIT_NET, 16, 32768 + i)
+    })
+  }
+  return users
+}
+
+async function legitPhase (cfg, users, name) {
+  const stats = {
+    known: { attempts: 0, ok: 0, flowMs: [], loginMs: [], failures: new Map() },
+    new: { attempts: 0, ok: 0, flowMs: [], loginMs: [], failures: new Map() }
+  }
+  const meter = cpuMeter(cfg)
+  const t0 = performance.now()
+  const deadline = t0 + cfg.signInDuration * 1000
+  let round = 0
+  const run = async (user, i) => {
+    const st = stats[user.kind]
+    while (performance.now() < deadline) {
+      let jar = user.jar
+      if (user.kind === 'new') {
+        jar = new CookieJar()
+        jar.extra = { 'x-forwarded-for': user.xff }
+      } else {
+        jar.cookies.delete('tobira_session')
+      }
+      st.attempts++
+      const start = performance.now()
+      try {
+        const { loginMs } = await signIn(cfg, `${i}-${round++}`, { jar, email: user.email, password: cfg.password })
+        st.ok++
+        st.flowMs.push(performance.now() - start)
+        st.loginMs.push(loginMs)
+      } catch (e) {
+        bump(st.failures, e instanceof FlowError ? `${e.step} ${e.status}` : (e.code || e.message))
+        // A person would not click again at once.
+        if (cfg.retryMs) await sleep(cfg.retryMs)
+      }
+    }
+  }
+  await Promise.all(users.map(run))
+  const elapsed = (performance.now() - t0) / 1000
+  const cpu = meter()
+  const out = { phase: name, seconds: elapsed, serverCpu: cpu.serverCpu, loadgenCpu: cpu.loadgenCpu }
+  for (const kind of ['known', 'new']) {
+    const st = stats[kind]
+    st.flowMs.sort((a, b) => a - b)
+    st.loginMs.sort((a, b) => a - b)
+    out[kind] = {
+      users: users.filter((u) => u.kind === kind).length,
+      attempts: st.attempts,
+      ok: st.ok,
+      perSecond: st.ok / elapsed,
+      share: st.attempts ? st.ok / st.attempts : NaN,
+      flowP50: percentile(st.flowMs, 50),
+      flowP99: percentile(st.flowMs, 99),
+      loginP50: percentile(st.loginMs, 50),
+      failures: Object.fromEntries(st.failures)
+    }
+  }
+  return out
+}
+
+// The attack, until `stop.done`: three populations posting wrong passwords.
+//   stuffing: a new unknown address (e-mail) every post, LOAD_ATTACK_ADDRESS_REUSE posts
+//     per client address (over the 30-account address limit when above 30);
+//   guessing: wrong passwords for the members' accounts, a new client address every post;
+//   single:   one client address going through a list (every fifth entry a member).
+async function runAttack (cfg, stop) {
+  const kinds = [
+    ['stuffing', cfg.attackStuffing],
+    ['guessing', cfg.attackGuessing],
+    ['single', cfg.attackSingle]
+  ].filter(([, n]) => n > 0)
+  const connections = kinds.reduce((n, [, k]) => n + k, 0)
+  const result = {}
+  if (connections === 0) return { kinds: result, seconds: 0 }
+  const pool = new Pool(cfg.base, { connections, pipelining: 1 })
+  // Each population opened the sign-in page once (from an address of its own).
+  const browsers = {
+    stuffing: await formBrowser(cfg, addressIn(STUFFING_NET, 10, 4_000_000), 'stuffing'),
+    guessing: await formBrowser(cfg, addressIn(GUESSING_NET, 8, 16_000_000), 'guessing'),
+    single: await formBrowser(cfg, SINGLE_ATTACKER, 'single')
+  }
+  const counters = { stuffing: 0, guessing: 0, single: 0 }
+  const next = {
+    stuffing: () => {
+      const n = counters.stuffing++
+      return { email: `stuffed-${n}@example.net`, xff: addressIn(STUFFING_NET, 10, Math.floor(n / cfg.attackAddressReuse)) }
+    },
+    guessing: () => {
+      const n = counters.guessing++
+      return { email: cfg.members[n % cfg.members.length], xff: addressIn(GUESSING_NET, 8, n) }
+    },
+    single: () => {
+      const n = counters.single++
+      const email = n % 5 === 4 ? cfg.members[Math.floor(n / 5) % cfg.members.length] : `single-${n}@example.net`
+      return { email, xff: SINGLE_ATTACKER }
+    }
+  }
+  const t0 = performance.now()
+  const worker = async (kind) => {
+    const r = result[kind]
+    while (!stop.done) {
+      const { email, xff } = next[kind]()
+      try {
+        const { status, ms, scope } = await postLogin(pool, browsers[kind], email, WRONG_PASSWORD, xff)
+        r.requests++
+        bump(r.statuses, status)
+        if (scope) bump(r.scopes, scope)
+        r.ms.push(ms)
+      } catch (e) {
+        r.requests++
+        bump(r.statuses, e.code || e.message)
+      }
+    }
+  }
+  const workers = []
+  for (const [kind, n] of kinds) {
+    result[kind] = { connections: n, requests: 0, statuses: new Map(), scopes: new Map(), ms: [] }
+    for (let i = 0; i < n; i++) workers.push(worker(kind))
+  }
+  await Promise.all(workers)
+  const seconds = (performance.now() - t0) / 1000
+  await pool.close()
+  for (const r of Object.values(result)) {
+    r.ms.sort((a, b) => a - b)
+    r.p50 = percentile(r.ms, 50)
+    r.p99 = percentile(r.ms, 99)
+    delete r.ms
+    r.perSecond = r.requests / seconds
+    r.statuses = Object.fromEntries(r.statuses)
+    r.scopes = Object.fromEntries(r.scopes)
+  }
+  return { kinds: result, seconds, addressesUsed: { stuffing: Math.ceil(counters.stuffing / cfg.attackAddressReuse), guessing: counters.guessing, single: 1 } }
+}
+
+// The most password checks per second the server does: wrong passwords for unknown
+// addresses, each from a new client address, so that nothing is throttled and every
+// post costs one argon2 verification. LOAD_HASH_CONCURRENCY posts in flight.
+async function argon2Ceiling (cfg) {
+  const pool = new Pool(cfg.base, { connections: cfg.hashConcurrency, pipelining: 1 })
+  const browser = await formBrowser(cfg, addressIn(CEILING_NET, 13, 500_000), 'ceiling')
+  const statuses = new Map()
+  const ms = []
+  let n = 0
+  const meter = cpuMeter(cfg)
+  const t0 = performance.now()
+  const deadline = t0 + Math.min(cfg.signInDuration, 10) * 1000
+  const worker = async () => {
+    while (performance.now() < deadline) {
+      const i = n++
+      const r = await postLogin(pool, browser, `ceiling-${i}@example.net`, WRONG_PASSWORD, addressIn(CEILING_NET, 13, i))
+      bump(statuses, r.status)
+      ms.push(r.ms)
+    }
+  }
+  await Promise.all(Array.from({ length: cfg.hashConcurrency }, worker))
+  const seconds = (performance.now() - t0) / 1000
+  const cpu = meter()
+  await pool.close()
+  ms.sort((a, b) => a - b)
+  const hashed = statuses.get(401) || 0
+  return {
+    connections: cfg.hashConcurrency,
+    seconds,
+    requests: n,
+    hashedPerSecond: hashed / seconds,
+    p50: percentile(ms, 50),
+    statuses: Object.fromEntries(statuses),
+    serverCpuPct: cpu.serverCpu === null ? null : (100 * cpu.serverCpu) / seconds
+  }
+}
+
+async function signInUnderAttack (cfg, log) {
+  log(`5/8 argon2 ceiling: wrong passwords, nothing throttled, ${cfg.hashConcurrency} in flight`)
+  const ceiling = await argon2Ceiling(cfg)
+
+  const users = makeLegitUsers(cfg)
+  log(`6/8 sign-in alone: ${cfg.signInVus} members on their own browsers, ${cfg.newDeviceVus} on new browsers`)
+  const alone = await legitPhase(cfg, users, 'alone')
+
+  log(`7/8 sign-in under attack: stuffing ${cfg.attackStuffing}, guessing ${cfg.attackGuessing}, ` +
+    `single address ${cfg.attackSingle} connections`)
+  const stop = { done: false }
+  const attackMeter = cpuMeter(cfg)
+  const attack = runAttack(cfg, stop)
+  await sleep(1000) // the attack is under way before the members come
+  let attacked
+  try {
+    attacked = await legitPhase(cfg, users, 'under attack')
+  } finally {
+    stop.done = true
+  }
+  const attackResult = await attack
+  const attackCpu = attackMeter()
+  attackResult.serverCpuPct = attackCpu.serverCpu === null ? null : (100 * attackCpu.serverCpu) / attackResult.seconds
+  attackResult.loadgenCpuPct = (100 * attackCpu.loadgenCpu) / attackResult.seconds
+  return { ceiling, alone, attacked, attack: attackResult }
+}
+
+// Response times of one sign-in post, sequential on one connection, each from a new
+// client address (so the address limit never joins in), in four cases interleaved in
+// a random order every round:
+//   locked known:    the member account LOAD_TIMING_EMAILS[1], locked by 5 wrong passwords
+//   locked unknown:  an address nobody registered, locked the same way
+//   known, unlocked: LOAD_TIMING_EMAILS[0]; a right password from a new browser clears its
+//                    count after every 4 failures, so it is never locked
+//   unknown:         a new unregistered address every post (never locked)
+// A wrong password every time.
+async function signInTiming (cfg, log) {
+  log(`8/8 sign-in response times: ${cfg.timingSamples} posts per case, sequential`)
+  const pool = new Pool(cfg.base, { connections: 1, pipelining: 1 })
+  let addr = 0
+  const fresh = () => addressIn(TIMING_NET, 13, addr++)
+  const browser = await formBrowser(cfg, fresh(), 'timing')
+  const lockedUnknown = 'timing-locked-nobody@example.net'
+  let known = 0
+  let unknown = 0
+  let resets = 0
+  let relocks = 0
+
+  // Wrong passwords until the account answers 429 (at most 12 tries).
+  const lock = async (email) => {
+    for (let i = 0; i < 12; i++) {
+      const r = await postLogin(pool, browser, email, WRONG_PASSWORD, fresh())
+      if (r.status === 429) return
+      if (r.status !== 401) throw new Error(`locking ${email}: ${r.status}`)
+    }
+    throw new Error(`${email} did not lock after 12 wrong passwords`)
+  }
+  await lock(cfg.timingLocked)
+  await lock(lockedUnknown)
+
+  const cases = {
+    'locked account (known)': { expect: 429, ms: [], other: new Map() },
+    'locked account (unknown e-mail)': { expect: 429, ms: [], other: new Map() },
+    'known account, wrong password': { expect: 401, ms: [], other: new Map() },
+    'unknown e-mail, wrong password': { expect: 401, ms: [], other: new Map() }
+  }
+  const one = {
+    'locked account (known)': () => postLogin(pool, browser, cfg.timingLocked, WRONG_PASSWORD, fresh()),
+    'locked account (unknown e-mail)': () => postLogin(pool, browser, lockedUnknown, WRONG_PASSWORD, fresh()),
+    'known account, wrong password': async () => {
+      if (known === 4) {
+        const jar = new CookieJar()
+        jar.extra = { 'x-forwarded-for': fresh() }
+        await signIn(cfg, `reset${resets++}`, { jar, email: cfg.timingKnown, password: cfg.password })
+        known = 0
+      }
+      known++
+      return postLogin(pool, browser, cfg.timingKnown, WRONG_PASSWORD, fresh())
+    },
+    'unknown e-mail, wrong password': () =>
+      postLogin(pool, browser, `timing-unknown-${unknown++}@example.net`, WRONG_PASSWORD, fresh())
+  }
+  const names = Object.keys(cases)
+  let unexpected = 0
+  for (let round = 0; round < cfg.timingSamples; round++) {
+    const order = [...names].sort(() => Math.random() - 0.5)
+    for (const name of order) {
+      const c = cases[name]
+      const r = await one[name]()
+      if (r.status === c.expect) {
+        c.ms.push(r.ms)
+      } else {
+        bump(c.other, r.status)
+        if (c.expect === 429) {
+          // The lock ran out: lock it again (the sample is not counted).
+          relocks++
+          await lock(name.includes('unknown') ? lockedUnknown : cfg.timingLocked)
+        } else {
+          unexpected++
+        }
+      }
+    }
+  }
+  await pool.close()
+  const rows = names.map((name) => {
+    const c = cases[name]
+    const sorted = [...c.ms].sort((a, b) => a - b)
+    return {
+      case: name,
+      status: c.expect,
+      n: sorted.length,
+      p50: percentile(sorted, 50),
+      p90: percentile(sorted, 90),
+      mean: sorted.reduce((a, b) => a + b, 0) / (sorted.length || 1),
+      other: Object.fromEntries(c.other)
+    }
+  })
+  return { rows, resets, relocks, unexpected }
+}
+
+function printAttack (cfg, r) {
+  const pct = (x) => (Number.isNaN(x) ? '-' : (100 * x).toFixed(1) + ' %')
+  const cpuPct = (cpu, s) => (cpu === null ? '-' : fmt((100 * cpu) / s, 0) + ' %')
+  const statuses = (o) => Object.entries(o).map(([k, n]) => `${k}×${n}`).join(' ') || '-'
+  console.log('')
+  console.log(`Password sign-in under attack: ${cfg.signInDuration} s per phase; ${cfg.signInVus} members ` +
+    `on browsers they keep, ${cfg.newDeviceVus} on a new browser every time; a sign-in is ` +
+    'GET /authorize, GET /login, POST /login, GET /authorize/continue, POST /token; ' +
+    `${cfg.retryMs} ms pause after a failed one`)
+  const c = r.ceiling
+  console.log(`argon2 ceiling: ${fmt(c.hashedPerSecond, 1)} password checks/s (wrong passwords, nothing throttled, ` +
+    `${c.connections} in flight, ${c.requests} posts in ${fmt(c.seconds, 1)} s, p50 ${fmt(c.p50, 1)} ms, ` +
+    `server CPU ${c.serverCpuPct === null ? '-' : fmt(c.serverCpuPct, 0) + ' %'}; ${statuses(c.statuses)})`)
+  const head = ['phase', 'browsers', 'attempts', 'signed in', 'sign-ins/s', 'succeeded', 'p50 flow ms',
+    'p99 flow ms', 'p50 POST ms', 'server CPU', 'loadgen CPU']
+  const rows = []
+  for (const p of [r.alone, r.attacked]) {
+    for (const kind of ['known', 'new']) {
+      const k = p[kind]
+      if (k.users === 0) continue
+      rows.push([`${p.phase}, ${kind === 'known' ? 'own browser' : 'new browser'}`, String(k.users),
+        String(k.attempts), String(k.ok), fmt(k.perSecond, 1), pct(k.share), fmt(k.flowP50, 1),
+        fmt(k.flowP99, 1), fmt(k.loginP50, 1),
+        kind === 'known' ? cpuPct(p.serverCpu, p.seconds) : '', kind === 'known' ? cpuPct(p.loadgenCpu, p.seconds) : ''])
+    }
+  }
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+  const line = (cells) => cells.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ')
+  console.log(line(head))
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const row of rows) console.log(line(row))
+  for (const p of [r.alone, r.attacked]) {
+    for (const kind of ['known', 'new']) {
+      const f = p[kind].failures
+      if (Object.keys(f).length) console.log(`  ${p.phase}, ${kind === 'known' ? 'own' : 'new'} browser, failed: ${statuses(f)}`)
+    }
+  }
+  const a = r.attack
+  console.log(`attack: ${fmt(a.seconds, 1)} s, server CPU ${a.serverCpuPct === null ? '-' : fmt(a.serverCpuPct, 0) + ' %'}, ` +
+    `loadgen CPU ${fmt(a.loadgenCpuPct, 0)} %; stuffing addresses: ${a.addressesUsed.stuffing} ` +
+    `(${cfg.attackAddressReuse} posts each), guessing addresses: ${a.addressesUsed.guessing}`)
+  const ahead = ['attacker', 'conns', 'requests', 'req/s', '401', '429', '503', 'other', 'p50 ms', 'p99 ms']
+  const arows = Object.entries(a.kinds).map(([kind, k]) => {
+    const other = Object.entries(k.statuses).filter(([s]) => !['401', '429', '503'].includes(s))
+    return [kind, String(k.connections), String(k.requests), fmt(k.perSecond, 0),
+      String(k.statuses[401] || 0), String(k.statuses[429] || 0), String(k.statuses[503] || 0),
+      other.map(([s, n]) => `${s}×${n}`).join(' ') || '0', fmt(k.p50, 1), fmt(k.p99, 1)]
+  })
+  const total = Object.values(a.kinds).reduce((t, k) => ({
+    requests: t.requests + k.requests,
+    s401: t.s401 + (k.statuses[401] || 0),
+    s429: t.s429 + (k.statuses[429] || 0),
+    s503: t.s503 + (k.statuses[503] || 0)
+  }), { requests: 0, s401: 0, s429: 0, s503: 0 })
+  arows.push(['all', String(Object.values(a.kinds).reduce((n, k) => n + k.connections, 0)), String(total.requests),
+    fmt(total.requests / a.seconds, 0), String(total.s401), String(total.s429), String(total.s503), '', '', ''])
+  const aw = ahead.map((h, i) => Math.max(h.length, ...arows.map((row) => row[i].length)))
+  const aline = (cells) => cells.map((x, i) => (i === 0 ? x.padEnd(aw[i]) : x.padStart(aw[i]))).join('  ')
+  console.log(aline(ahead))
+  console.log(aw.map((w) => '-'.repeat(w)).join('  '))
+  for (const row of arows) console.log(aline(row))
+  for (const [kind, k] of Object.entries(a.kinds)) {
+    if (Object.keys(k.scopes).length) console.log(`  ${kind}: 429 for ${statuses(k.scopes)}`)
+  }
+  console.log(`(401: the password was checked, one argon2 verification each; 429: throttled, not checked; ` +
+    '503: the hasher queue was full)')
+}
+
+function printTiming (cfg, t) {
+  console.log('')
+  console.log(`Sign-in response times (POST /login, wrong password, ${cfg.timingSamples} rounds, sequential, ` +
+    `a new client address each; ${t.resets} right-password sign-ins kept the known account unlocked, ` +
+    `${t.relocks} re-locks)`)
+  const head = ['case', 'status', 'n', 'p50 ms', 'p90 ms', 'mean ms', 'other answers']
+  const rows = t.rows.map((r) => [r.case, String(r.status), String(r.n), fmt(r.p50, 2), fmt(r.p90, 2),
+    fmt(r.mean, 2), Object.entries(r.other).map(([s, n]) => `${s}×${n}`).join(' ') || '-'])
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+  const line = (cells) => cells.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ')
+  console.log(line(head))
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const row of rows) console.log(line(row))
+  const by = Object.fromEntries(t.rows.map((r) => [r.case, r]))
+  const d1 = by['known account, wrong password'].p50 - by['unknown e-mail, wrong password'].p50
+  const d2 = by['locked account (known)'].p50 - by['locked account (unknown e-mail)'].p50
+  console.log(`median known − unknown: ${fmt(d1, 2)} ms unlocked, ${fmt(d2, 2)} ms locked`)
+}
+
 // --- main ---------------------------------------------------------------------------
 
 function fmt (n, digits) {
@@ -365,47 +878,65 @@ async function main () {
   const cfg = readConfig()
   const log = (m) => console.error(`[load] ${m}`)
 
-  log(`signing in ${cfg.vus} virtual users (one grant each)...`)
-  const t0 = performance.now()
-  const vus = await signInAll(cfg)
-  log(`signed in ${vus.length} in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
-
   const rows = []
-  log('1/4 GET /jwks')
-  rows.push(await cannon(cfg, 'GET /jwks', { path: '/jwks' }))
+  if (cfg.scenarios.has('tokens')) {
+    log(`signing in ${cfg.vus} virtual users (one grant each)...`)
+    const t0 = performance.now()
+    const vus = await signInAll(cfg)
+    log(`signed in ${vus.length} in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
 
-  // A fresh access token for /userinfo (rotates VU 0's chain like any refresh would),
-  // so a long run does not outlive the token from the sign-in.
-  const fresh = await request(cfg.base + '/token', {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(cfg.rp) },
-    body: form({ grant_type: 'refresh_token', refresh_token: vus[0].refresh })
-  })
-  const freshJson = await fresh.body.json()
-  if (fresh.statusCode !== 200) throw new Error(`refresh before /userinfo: ${JSON.stringify(freshJson)}`)
-  vus[0].refresh = freshJson.refresh_token
-  vus[0].access = freshJson.access_token
+    log('1/8 GET /jwks')
+    rows.push(await cannon(cfg, 'GET /jwks', { path: '/jwks' }))
 
-  log('2/4 GET /userinfo')
-  rows.push(await cannon(cfg, 'GET /userinfo', {
-    path: '/userinfo',
-    headers: { authorization: `Bearer ${vus[0].access}` }
-  }))
+    // A fresh access token for /userinfo (rotates VU 0's chain like any refresh would),
+    // so a long run does not outlive the token from the sign-in.
+    const fresh = await request(cfg.base + '/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(cfg.rp) },
+      body: form({ grant_type: 'refresh_token', refresh_token: vus[0].refresh })
+    })
+    const freshJson = await fresh.body.json()
+    if (fresh.statusCode !== 200) throw new Error(`refresh before /userinfo: ${JSON.stringify(freshJson)}`)
+    vus[0].refresh = freshJson.refresh_token
+    vus[0].access = freshJson.access_token
 
-  log('3/4 POST /token client_credentials')
-  rows.push(await cannon(cfg, 'POST /token client_credentials', {
-    path: '/token',
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(cfg.cc) },
-    body: 'grant_type=client_credentials'
-  }))
+    log('2/8 GET /userinfo')
+    rows.push(await cannon(cfg, 'GET /userinfo', {
+      path: '/userinfo',
+      headers: { authorization: `Bearer ${vus[0].access}` }
+    }))
 
-  log('4/4 POST /token refresh_token (rotation, one chain per VU)')
-  rows.push(await refreshRotation(cfg, vus))
+    log('3/8 POST /token client_credentials')
+    rows.push(await cannon(cfg, 'POST /token client_credentials', {
+      path: '/token',
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(cfg.cc) },
+      body: 'grant_type=client_credentials'
+    }))
 
-  printTable(cfg, rows)
-  if (cfg.jsonOut) writeFileSync(cfg.jsonOut, JSON.stringify({ config: { duration: cfg.duration, concurrency: cfg.concurrency, vus: cfg.vus }, rows }, null, 2))
-  const failed = rows.reduce((n, r) => n + r.errors, 0)
+    log('4/8 POST /token refresh_token (rotation, one chain per VU)')
+    rows.push(await refreshRotation(cfg, vus))
+  }
+
+  const signin = cfg.scenarios.has('attack') ? await signInUnderAttack(cfg, log) : null
+  const timing = cfg.scenarios.has('timing') ? await signInTiming(cfg, log) : null
+
+  if (rows.length) printTable(cfg, rows)
+  if (signin) printAttack(cfg, signin)
+  if (timing) printTiming(cfg, timing)
+  if (cfg.jsonOut) {
+    writeFileSync(cfg.jsonOut, JSON.stringify({
+      config: { duration: cfg.duration, concurrency: cfg.concurrency, vus: cfg.vus },
+      rows,
+      signInUnderAttack: signin,
+      signInTiming: timing
+    }, null, 2))
+  }
+  // Failures under attack are what is measured; without it every sign-in must succeed,
+  // and every timing post must get the answer its case expects.
+  const failed = rows.reduce((n, r) => n + r.errors, 0) +
+    (signin ? signin.alone.known.attempts - signin.alone.known.ok + signin.alone.new.attempts - signin.alone.new.ok : 0) +
+    (timing ? timing.unexpected : 0)
   process.exitCode = failed > 0 ? 1 : 0
 }
 

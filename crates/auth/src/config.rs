@@ -290,9 +290,8 @@ impl ThrottleConfig {
     }
 
     fn parse_display_offset(&self) -> Option<time::UtcOffset> {
-        let format = time::macros::format_description!(
-            "[offset_hour sign:mandatory]:[offset_minute]"
-        );
+        let format =
+            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
         time::UtcOffset::parse(&self.display_utc_offset, &format).ok()
     }
 }

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tobira_auth::admin::clients::{AddClient, ClientView, add_client};
-use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::admin::unlock::{self, Unlock};
+use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::authn::password::PasswordHasher;
 use tobira_auth::domain::Email;
 use tobira_auth::domain::GrantType;

@@ -19,9 +19,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use url::Url;
 
-use crate::authn::throttle::Throttle;
 use crate::authn::password::{Password, PasswordHasher};
 use crate::authn::session::SessionPolicy;
+use crate::authn::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::random_token;

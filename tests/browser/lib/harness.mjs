@@ -451,3 +451,30 @@ export function mailLink(mail, prefix) {
   if (!m) throw new Error(`no link starting ${prefix} in the mail "${mail.subject}":\n${mail.text}`);
   return m[0];
 }
+
+// ------------------------------------------------------------ more members
+
+/**
+ * Adds a verified member to a running stack's OP with the `tobira` CLI (as
+ * startStack seeds MEMBERS), for a test that wants an account of its own.
+ * `member` is { email, name, password }; resolves with the CLI's JSON output.
+ * `opEnv` is what was passed to startStack as `opEnv`, if anything.
+ */
+export async function addMember(stack, member, { opEnv = {} } = {}) {
+  const env = {
+    PATH: process.env.PATH,
+    HOME: stack.tmp,
+    LANG: 'C.UTF-8',
+    TOBIRA_DATA_DIR: stack.opDataDir,
+    TOBIRA_SERVER__BIND: `127.0.0.1:${new URL(stack.opOrigin).port}`,
+    TOBIRA_ISSUER: stack.opOrigin,
+    ...opEnv,
+  };
+  const out = await runCli(
+    TOBIRA_BIN,
+    ['users', 'add', '--email', member.email, '--name', member.name, '--password-stdin', '--verified', '--json'],
+    env,
+    `${member.password}\n`,
+  );
+  return JSON.parse(out);
+}

@@ -1,6 +1,8 @@
 //! The member's own pages outside a protocol flow: the ways back in (password reset,
-//! sign-up and verification, unlocking; the console arrives with a later issue).
+//! sign-up and verification, unlocking, sign-in help; the console arrives with a later
+//! issue).
 
+pub mod help;
 pub mod recovery;
 pub mod signup;
 pub mod unlock;
@@ -28,6 +30,7 @@ pub const SIGNUP: &str = "/signup";
 pub const SIGNUP_RESEND: &str = "/signup/resend";
 pub const VERIFY: &str = "/verify-email";
 pub const UNLOCK: &str = "/unlock";
+pub const SIGNIN_HELP: &str = "/signin-help";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,6 +43,7 @@ pub fn router() -> Router<AppState> {
         .route(SIGNUP_RESEND, post(signup::post_resend))
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
         .route(UNLOCK, get(unlock::get_unlock).post(unlock::post_unlock))
+        .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
 }
 
 /// The query of the account pages: the parked request to return to, a link's token,

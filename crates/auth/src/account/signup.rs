@@ -19,6 +19,7 @@ use time::Duration;
 use super::{FORGOT, FormError, PageQuery, VERIFY, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::session::{self, SignIn};
+use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
 use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::domain::{AMR_PASSWORD, Email, User, UserId, UserStatus};
 use crate::flow::{self, Binding, Stage};
@@ -28,7 +29,7 @@ use crate::oidc::paths;
 use crate::state::AppState;
 use crate::store::{NewUser, NewVerification, QueuedMail, StoreError, Verification};
 use crate::web::client_ip::ClientAddr;
-use crate::web::cookies::{BIND, SESSION};
+use crate::web::cookies::{BIND, DEVICE, SESSION};
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
@@ -469,17 +470,45 @@ pub async fn post_verify(
         Ok(u) => u,
         Err(e) => return server_error(lang, &request_id, &e),
     };
-    let Some(hash) = user.and_then(|u| u.password_hash) else {
+    let Some(user) = user.filter(|u| u.password_hash.is_some()) else {
         return invalid_link(lang);
     };
-    let right = match state
-        .hasher
-        .verify(&Password::for_verification(&form.password), &hash)
-        .await
-    {
-        Ok(ok) => ok,
-        Err(HashError::Busy) => return unavailable_page(lang),
-        Err(e) => return server_error(lang, &request_id, &e),
+    // The same throttled check as the sign-in page: a link in hand must not become a
+    // way to guess the sign-up's password without limit.
+    let device = state
+        .cookies
+        .get(&headers, DEVICE)
+        .map(|d| sha256_hex(&d))
+        .unwrap_or_default();
+    let checked = with_password(
+        &state,
+        PasswordAttempt {
+            email: user.email.normalized(),
+            password: &form.password,
+            ip,
+            device: &device,
+            user_agent: "",
+        },
+    )
+    .await;
+    let right = match checked {
+        // The right password of an account that awaits this very verification.
+        Ok(_) | Err(SignInError::Unverified { .. }) => true,
+        Err(SignInError::InvalidCredentials { .. }) => false,
+        Err(SignInError::Throttled(lock)) => {
+            tracing::warn!(user = %v.user.0, ip = %ip, "address verification throttled");
+            let mut res = error_page(StatusCode::TOO_MANY_REQUESTS, lang, Msg::SignInLocked, None);
+            let wait = lock
+                .until
+                .map_or(3600, |u| (u - now).whole_seconds().max(1) + 1);
+            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
+                res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            }
+            return res;
+        }
+        Err(SignInError::Busy) => return unavailable_page(lang),
+        Err(SignInError::AccountUnavailable) => return invalid_link(lang),
+        Err(SignInError::Internal(e)) => return server_error(lang, &request_id, &e),
     };
     if !right {
         tracing::warn!(user = %v.user.0, ip = %ip, reason = "wrong password", "address verification refused");

@@ -65,16 +65,17 @@ pub fn lock_end(state: &AppState, lock: &Lock, lang: Lang) -> Option<String> {
 }
 
 /// Tells the owner that their account locked: queues the mail with a fresh unlock link.
+/// The links carry no parked request: the sign-in that locked was most likely the
+/// attacker's, and its id has no business in the owner's mailbox.
 pub async fn mail_lock(
     state: &AppState,
     user: &User,
     lock: &Lock,
-    tx: &str,
     page_lang: Lang,
 ) -> Result<(), String> {
     let lang = user_lang(user, page_lang);
-    let unlock = unlock_link(state, user, tx).await?;
-    let reset = link(state, FORGOT, &[("tx", tx)]);
+    let unlock = unlock_link(state, user, "").await?;
+    let reset = link(state, FORGOT, &[]);
     let until = lock_end(state, lock, lang);
     let mail = templates::account_locked(
         lang,

@@ -52,7 +52,7 @@ fn internal(e: impl std::fmt::Display) -> SignInError {
 }
 
 /// A password sign-in from a client address and a device (the hash of its device
-/// cookie).
+/// cookie; empty for a client without one, which is never a known device).
 pub struct PasswordAttempt<'a> {
     pub email: &'a str,
     pub password: &'a str,
@@ -110,6 +110,7 @@ pub async fn with_password(
     }
     state.throttle.succeeded(&counted).await.map_err(internal)?;
     match user.status {
+        UserStatus::Active if attempt.device.is_empty() => Ok(user),
         UserStatus::Active => {
             state
                 .db

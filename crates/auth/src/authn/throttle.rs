@@ -97,7 +97,9 @@ pub enum Admission {
     /// Go on and check the password. `locks` is the lock this attempt sets if it fails
     /// (the attempt that sets a lock is the only one told, so its owner gets one mail
     /// per lock period).
-    Admitted { locks: Option<Lock> },
+    Admitted {
+        locks: Option<Lock>,
+    },
     Refused(Lock),
 }
 
@@ -182,12 +184,8 @@ impl Throttle {
     fn lock_ms(&self, k: u32) -> i64 {
         let base = minutes(self.config.lock_minutes);
         let max = minutes(self.config.max_lock_minutes);
-        let factor = 1_i64.checked_shl(k.saturating_sub(1)).unwrap_or(i64::MAX);
-        if factor >= max / base.max(1) + 1 {
-            max
-        } else {
-            (base * factor).min(max)
-        }
+        let doublings = k.saturating_sub(1).min(40);
+        base.saturating_mul(1_i64 << doublings).min(max)
     }
 
     /// Counts a failure of `n` consecutive ones: the lock it sets, if any.
@@ -210,7 +208,12 @@ impl Throttle {
             return now + i64::from(self.config.hard_lock_days) * 24 * 3_600_000;
         }
         let memory = minutes(self.config.failure_memory_minutes);
-        let devices = s.dev.values().map(|d| d.last.max(d.until)).max().unwrap_or(0);
+        let devices = s
+            .dev
+            .values()
+            .map(|d| d.last.max(d.until))
+            .max()
+            .unwrap_or(0);
         s.last.max(s.until).max(devices) + memory
     }
 
@@ -238,7 +241,8 @@ impl Throttle {
             };
             let stored = match expiry(&state, now) {
                 Some(until) if until > now => {
-                    let bytes = serde_json::to_vec(&state).map_err(|_| EphemeralError::Malformed)?;
+                    let bytes =
+                        serde_json::to_vec(&state).map_err(|_| EphemeralError::Malformed)?;
                     self.store
                         .swap(key, read.version.as_deref(), &bytes, at(until))
                         .await?
@@ -331,23 +335,22 @@ impl Throttle {
                                     }
                                     s.ips.push(attempt.address.clone());
                                 }
-                                let locks = if c.hard_lock_failures > 0
-                                    && s.n >= c.hard_lock_failures
-                                {
-                                    s.hard = true;
-                                    Some(Lock {
-                                        scope: Scope::Account,
-                                        until: None,
-                                    })
-                                } else {
-                                    self.lock_after(s.n, c.account_failures, now).map(|u| {
-                                        s.until = u;
-                                        Lock {
+                                let locks =
+                                    if c.hard_lock_failures > 0 && s.n >= c.hard_lock_failures {
+                                        s.hard = true;
+                                        Some(Lock {
                                             scope: Scope::Account,
-                                            until: Some(at(u)),
-                                        }
-                                    })
-                                };
+                                            until: None,
+                                        })
+                                    } else {
+                                        self.lock_after(s.n, c.account_failures, now).map(|u| {
+                                            s.until = u;
+                                            Lock {
+                                                scope: Scope::Account,
+                                                until: Some(at(u)),
+                                            }
+                                        })
+                                    };
                                 Admission::Admitted { locks }
                             }
                         }
@@ -392,7 +395,16 @@ impl Throttle {
                 }
                 Some(())
             },
-            |s, _| Some(s.acc.values().map(|l| l + window).max().unwrap_or(0).max(s.until)),
+            |s, _| {
+                Some(
+                    s.acc
+                        .values()
+                        .map(|l| l + window)
+                        .max()
+                        .unwrap_or(0)
+                        .max(s.until),
+                )
+            },
         )
         .await?;
         Ok(())
@@ -423,7 +435,10 @@ impl Throttle {
                 }
                 Some(())
             },
-            |s, now| (s.n > 0 || s.hard || s.until > now || !s.dev.is_empty()).then(|| self.expiry(s, now)),
+            |s, now| {
+                (s.n > 0 || s.hard || s.until > now || !s.dev.is_empty())
+                    .then(|| self.expiry(s, now))
+            },
         )
         .await?;
         self.forget_in_address(&attempt.account, &attempt.address)
@@ -439,7 +454,16 @@ impl Throttle {
         self.update(
             &address_key(address),
             |s: &mut AddressState, _| s.acc.remove(&account.0).map(|_| ()),
-            |s, _| Some(s.acc.values().map(|l| l + window).max().unwrap_or(0).max(s.until)),
+            |s, _| {
+                Some(
+                    s.acc
+                        .values()
+                        .map(|l| l + window)
+                        .max()
+                        .unwrap_or(0)
+                        .max(s.until),
+                )
+            },
         )
         .await?;
         Ok(())
@@ -515,7 +539,9 @@ mod tests {
     #[test]
     fn only_every_fifth_failure_locks() {
         let t = throttle();
-        let locks: Vec<u32> = (1..=20).filter(|n| t.lock_after(*n, 5, 0).is_some()).collect();
+        let locks: Vec<u32> = (1..=20)
+            .filter(|n| t.lock_after(*n, 5, 0).is_some())
+            .collect();
         assert_eq!(locks, [5, 10, 15, 20]);
         assert_eq!(t.lock_after(5, 0, 0), None, "0 turns the lock off");
     }

@@ -236,6 +236,109 @@ pub fn password_changed(lang: Lang, to: &str, display_name: &str, link: &str) ->
     }
 }
 
+/// What the sign-in help mail tells the owner about their account.
+pub enum AccountHelp<'a> {
+    /// Signed in as usual: its lock, its ways in, a reset link.
+    Active {
+        lock: Option<HelpLock<'a>>,
+        /// Whether it has a password (later issues add social sign-in and passkeys).
+        password: bool,
+        reset: &'a str,
+        reset_minutes: i64,
+    },
+    /// Signed up, address not verified: a fresh verification link, and the sign-up page
+    /// for an owner who forgot the password they chose.
+    Unverified {
+        lock: Option<HelpLock<'a>>,
+        verify: &'a str,
+        verify_hours: i64,
+        signup: &'a str,
+    },
+    /// Frozen by support: nothing to click, support to contact.
+    Frozen,
+}
+
+/// A lock the help mail reports.
+pub struct HelpLock<'a> {
+    /// The end, already in words; `None` until unlocked.
+    pub until: Option<&'a str>,
+    /// Single use, valid `hours`.
+    pub unlock: &'a str,
+    pub hours: u32,
+}
+
+#[derive(Template)]
+#[template(path = "mail/signin_help.txt")]
+struct HelpText<'a> {
+    ja: bool,
+    name: &'a str,
+    help: &'a AccountHelp<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/signin_help.html")]
+struct HelpHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    help: &'a AccountHelp<'a>,
+}
+
+/// The sign-in help for an account, to its owner.
+pub fn signin_help(lang: Lang, to: &str, display_name: &str, help: &AccountHelp<'_>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】ログインについてのご案内".to_owned()
+        } else {
+            "[Tobira] Help with signing in".to_owned()
+        },
+        text: render(&HelpText { ja, name, help }),
+        html: render(&HelpHtml { ja, name, help }),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/no_account.txt")]
+struct NoAccountText<'a> {
+    ja: bool,
+    to: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/no_account.html")]
+struct NoAccountHtml<'a> {
+    ja: bool,
+    to: &'a str,
+    link: &'a str,
+}
+
+/// The sign-in help for an address no account uses: check for a typo or another address;
+/// `signup_link` to create one.
+pub fn no_account(lang: Lang, to: &str, signup_link: &str) -> Mail {
+    let ja = lang == Lang::Ja;
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】このアドレスのアカウントはありません".to_owned()
+        } else {
+            "[Tobira] No account uses this address".to_owned()
+        },
+        text: render(&NoAccountText {
+            ja,
+            to,
+            link: signup_link,
+        }),
+        html: render(&NoAccountHtml {
+            ja,
+            to,
+            link: signup_link,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +363,54 @@ mod tests {
         let en = password_changed(Lang::En, "a@example.jp", "", "https://id.example.jp/f");
         assert!(en.text.starts_with("Hello a@example.jp,"));
         assert!(en.html.contains("Reset my password"));
+    }
+
+    #[test]
+    fn sign_in_help_escapes_the_display_name_and_says_what_holds_the_account() {
+        let lock = HelpLock {
+            until: Some("15:42"),
+            unlock: "https://id.example.jp/unlock?token=u&tx=1",
+            hours: 24,
+        };
+        let help = AccountHelp::Active {
+            lock: Some(lock),
+            password: true,
+            reset: "https://id.example.jp/password/reset?token=r",
+            reset_minutes: 30,
+        };
+        let m = signin_help(Lang::Ja, "a@example.jp", "<b>花子</b>", &help);
+        assert_eq!(m.subject, "【Tobira】ログインについてのご案内");
+        assert!(
+            m.text.starts_with("<b>花子</b> 様"),
+            "plain text is not escaped"
+        );
+        assert!(m.text.contains("15:42 まで"));
+        assert!(m.text.contains("https://id.example.jp/unlock?token=u&tx=1"));
+        assert!(
+            m.text
+                .contains("https://id.example.jp/password/reset?token=r")
+        );
+        assert!(m.html.contains("&#60;b&#62;花子") || m.html.contains("&lt;b&gt;花子"));
+        assert!(!m.html.contains("<b>花子"));
+        assert!(
+            m.html
+                .contains("https://id.example.jp/unlock?token=u&#38;tx=1")
+                || m.html
+                    .contains("https://id.example.jp/unlock?token=u&amp;tx=1")
+        );
+
+        let frozen = signin_help(Lang::En, "a@example.jp", "", &AccountHelp::Frozen);
+        assert_eq!(frozen.subject, "[Tobira] Help with signing in");
+        assert!(frozen.text.starts_with("Hello a@example.jp,"));
+        assert!(frozen.text.contains("contact support"));
+        assert!(
+            !frozen.text.contains("http"),
+            "no links for a frozen account"
+        );
+
+        let none = no_account(Lang::En, "<x>@example.jp", "https://id.example.jp/signup");
+        assert_eq!(none.subject, "[Tobira] No account uses this address");
+        assert!(none.text.contains("https://id.example.jp/signup"));
+        assert!(!none.html.contains("<x>"));
     }
 }

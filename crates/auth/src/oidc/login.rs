@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use super::authorize::{Rejection, see_other};
 use super::paths;
-use crate::authn::session::{self, SignIn};
 use crate::account::unlock::{lock_end, mail_lock};
+use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
 use crate::authn::throttle::{Lock, Scope};
 use crate::crypto::{random_token, sha256_hex};
@@ -155,7 +155,12 @@ pub async fn post_login(
         );
     };
     if form.email.trim().is_empty() {
-        return again(StatusCode::BAD_REQUEST, Msg::EmailEmpty.text(lang).to_owned(), true, &[]);
+        return again(
+            StatusCode::BAD_REQUEST,
+            Msg::EmailEmpty.text(lang).to_owned(),
+            true,
+            &[],
+        );
     }
     if form.password.is_empty() {
         return again(
@@ -213,9 +218,8 @@ pub async fn post_login(
             {
                 // After the answer: whether a mail goes out must not show in its timing.
                 let background = state.clone();
-                let tx_id = form.tx.clone();
                 state.background.spawn(async move {
-                    if let Err(e) = mail_owner(&background, account, &lock, &tx_id, lang).await {
+                    if let Err(e) = mail_owner(&background, account, &lock, lang).await {
                         tracing::error!(error = %e, "cannot queue the lock mail");
                     }
                 });
@@ -391,7 +395,6 @@ async fn mail_owner(
     state: &AppState,
     account: UserId,
     lock: &Lock,
-    tx: &str,
     lang: Lang,
 ) -> Result<(), String> {
     let user = state
@@ -401,7 +404,7 @@ async fn mail_owner(
         .await
         .map_err(|e| e.to_string())?;
     match user {
-        Some(user) => mail_lock(state, &user, lock, tx, lang).await,
+        Some(user) => mail_lock(state, &user, lock, lang).await,
         None => Ok(()),
     }
 }

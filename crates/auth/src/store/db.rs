@@ -8,8 +8,8 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
-    ClientRepo, ConsentRepo, GrantRepo, JobRepo, KnownDeviceRepo, PasswordResetRepo, RefreshTokenRepo,
-    ServerSecretRepo, SessionRepo, SigningKeyRepo, SignupRepo, UserRepo,
+    ClientRepo, ConsentRepo, GrantRepo, JobRepo, KnownDeviceRepo, PasswordResetRepo,
+    RefreshTokenRepo, ServerSecretRepo, SessionRepo, SigningKeyRepo, SignupRepo, UserRepo,
 };
 
 #[derive(Clone, Debug)]

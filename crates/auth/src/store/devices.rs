@@ -1,7 +1,9 @@
 //! Devices known to an account (see the `known_devices` migration).
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+};
 use time::OffsetDateTime;
 
 use super::StoreError;
@@ -32,10 +34,12 @@ impl<'c> KnownDeviceRepo<'c> {
 
     /// Whether the device (hash of its cookie) has signed in to the account.
     pub async fn is_known(&self, user: UserId, device_hash: &str) -> Result<bool, StoreError> {
-        Ok(known_devices::Entity::find_by_id((user.0, device_hash.to_owned()))
-            .one(self.conn)
-            .await?
-            .is_some())
+        Ok(
+            known_devices::Entity::find_by_id((user.0, device_hash.to_owned()))
+                .one(self.conn)
+                .await?
+                .is_some(),
+        )
     }
 
     /// Records a successful sign-in of the device: known from now on (first time), or
@@ -77,11 +81,11 @@ impl<'c> KnownDeviceRepo<'c> {
 
     /// The account's devices, most recently used first.
     pub async fn list(&self, user: UserId) -> Result<Vec<KnownDevice>, StoreError> {
-        let mut rows = known_devices::Entity::find()
+        let rows = known_devices::Entity::find()
             .filter(known_devices::Column::UserId.eq(user.0))
+            .order_by_desc(known_devices::Column::LastSignInAt)
             .all(self.conn)
             .await?;
-        rows.sort_by(|a, b| b.last_sign_in_at.cmp(&a.last_sign_in_at));
         Ok(rows
             .into_iter()
             .map(|m| KnownDevice {

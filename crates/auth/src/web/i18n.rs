@@ -185,6 +185,11 @@ pub enum Msg {
     UnlockButton,
     UnlockDone,
     UnlockLinkInvalid,
+    // Sign-in help.
+    SignInHelpTitle,
+    SignInHelpLead,
+    SignInHelpButton,
+    SignInHelpSent,
 }
 
 impl Msg {
@@ -474,6 +479,22 @@ impl Msg {
             }
             (Self::UnlockLinkInvalid, En) => {
                 "This unlock link is not valid: it was used or has expired. \"Can't sign in?\" sends a new one."
+            }
+            (Self::SignInHelpTitle, Ja) => "ログインできない方へ",
+            (Self::SignInHelpTitle, En) => "Trouble signing in",
+            (Self::SignInHelpLead, Ja) => {
+                "登録したメールアドレスを入力してください。ロックされていないか、メールアドレスの確認が済んでいるか、どの方法でログインできるかなど、アカウントの状態を必要なリンクとともにそのアドレスへお知らせします。"
+            }
+            (Self::SignInHelpLead, En) => {
+                "Enter the email address of your account. We will mail it how your account stands (whether it is locked, whether the address still awaits confirmation, how you can sign in) with the links you need."
+            }
+            (Self::SignInHelpButton, Ja) => "案内を送る",
+            (Self::SignInHelpButton, En) => "Send me help",
+            (Self::SignInHelpSent, Ja) => {
+                "入力されたメールアドレスのアカウントがある場合は、そのアドレスにログインについてのご案内をお送りしました。メールが届かない場合は、迷惑メールフォルダもご確認ください。"
+            }
+            (Self::SignInHelpSent, En) => {
+                "If an account uses this address, we have sent it a mail with help to sign in. If nothing arrives, check your spam folder."
             }
         }
     }

@@ -279,6 +279,40 @@ impl TestApp {
         self.state.config.issuer.as_str().to_owned()
     }
 
+    /// Whether `password` signs in to `email` (through the throttled sign-in, from a
+    /// device of the test's own).
+    pub async fn password_works(&self, email: &str, password: &str) -> bool {
+        tobira_auth::authn::sign_in::with_password(
+            &self.state,
+            tobira_auth::authn::sign_in::PasswordAttempt {
+                email,
+                password,
+                ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                device: "test-device",
+                user_agent: "tests",
+            },
+        )
+        .await
+        .is_ok()
+    }
+
+    /// A second replica of this OP: the same configuration, database, ephemeral store
+    /// (and key prefix), data directory and clock, on its own port.
+    pub async fn replica(&self) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let mut config = (*self.state.config).clone();
+        config.server.bind = listener.local_addr().expect("bound");
+        let app = Application::build_on(listener, config, self.state.clock.clone())
+            .await
+            .expect("the replica starts");
+        let url = app.url();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Replica { url, _shutdown: tx }
+    }
+
     pub fn clock(&self) -> &Clock {
         &self.state.clock
     }
@@ -372,6 +406,12 @@ impl Drop for TestApp {
             let _ = tx.send(());
         }
     }
+}
+
+/// A replica started by `TestApp::replica`; stops when dropped.
+pub struct Replica {
+    pub url: Url,
+    _shutdown: oneshot::Sender<()>,
 }
 
 /// A mail as the member reads it.

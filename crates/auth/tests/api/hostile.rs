@@ -158,7 +158,9 @@ async fn sign_ins_beyond_the_hashing_queue_get_503_at_once() {
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut tasks = Vec::new();
-    for _ in 0..cores + 8 {
+    for n in 0..cores + 8 {
+        // One address each: guesses at one account would be throttled first.
+        let email = format!("nobody{n}@example.jp");
         let b = std::sync::Arc::new(app.browser());
         let login = b.follow(b.get(&url).await).await;
         let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
@@ -166,7 +168,7 @@ async fn sign_ins_beyond_the_hashing_queue_get_503_at_once() {
             let form = [
                 ("csrf", csrf.as_str()),
                 ("tx", tx.as_str()),
-                ("email", "nobody@example.jp"),
+                ("email", email.as_str()),
                 ("password", "wrong-password-1"),
             ];
             b.post_form("/login", &form).await

@@ -186,15 +186,10 @@ async fn a_sign_up_with_a_registered_address_tells_its_owner_and_changes_nothing
     let owner = mails.iter().find(|m| m.to == EMAIL).unwrap();
     assert_eq!(owner.subject, "【Tobira】このアドレスでの新規登録について");
     owner.link(&format!("{}/password/forgot", app.issuer()));
-    let still = tobira_auth::authn::sign_in::with_password(
-        &app.state.db,
-        &app.state.hasher,
-        &app.state.dummy_hash,
-        EMAIL,
-        PASSWORD,
-    )
-    .await;
-    assert!(still.is_ok(), "the owner's password is unchanged");
+    assert!(
+        app.password_works(EMAIL, PASSWORD).await,
+        "the owner's password is unchanged"
+    );
 }
 
 #[tokio::test]
@@ -368,4 +363,41 @@ async fn sign_ups_never_verified_are_removed_and_free_the_address() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the unverified sign-up was not removed");
+}
+
+#[tokio::test]
+async fn the_verification_links_password_check_is_throttled_like_the_sign_in_page() {
+    let app = TestApp::spawn().await;
+    let owner = app.browser();
+    sign_up(&owner, "/signup", NEW_EMAIL, NEW_PASSWORD).await;
+    let link = verify_link(&app, &app.wait_for_mails(1).await[0]);
+    // Someone holding the link (a forwarded mail, say) guesses the password.
+    let guesser = app.browser();
+    let asked = guesser.get(&link).await;
+    let (csrf, token) = (asked.field("csrf").unwrap(), asked.field("token").unwrap());
+    let post = |password: &'static str| {
+        let (csrf, token, guesser) = (csrf.clone(), token.clone(), &guesser);
+        async move {
+            guesser
+                .post_form(
+                    "/verify-email",
+                    &[("csrf", &csrf), ("token", &token), ("password", password)],
+                )
+                .await
+        }
+    };
+    for n in 0..5 {
+        assert_eq!(post(ATTACKER_PASSWORD).await.status, 401, "guess {n}");
+    }
+    let refused = post(NEW_PASSWORD).await;
+    assert_eq!(refused.status, 429, "even the right one, once locked");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(
+        user(&app, NEW_EMAIL).await.unwrap().status,
+        tobira_auth::domain::UserStatus::Unverified
+    );
+    // After the lock, the owner's password verifies it.
+    app.clock().advance(Duration::seconds(61));
+    let done = post(NEW_PASSWORD).await;
+    assert_eq!(done.status, 200, "{}", done.body);
 }

@@ -206,9 +206,7 @@ impl EphemeralStore for MemoryStore {
         expires_at: OffsetDateTime,
     ) -> Result<bool, EphemeralError> {
         Ok(self.with(|inner, now| {
-            let current = inner
-                .live(key, now)
-                .map(|e| encode(&e.value, e.expires_at));
+            let current = inner.live(key, now).map(|e| encode(&e.value, e.expires_at));
             if current.as_deref() != read {
                 return false;
             }

@@ -17,7 +17,6 @@ use time::{Duration, OffsetDateTime};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum EphemeralError {
     #[error("ephemeral store unavailable: {0}")]
