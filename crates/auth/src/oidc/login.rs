@@ -226,12 +226,14 @@ pub async fn post_login(
             }
             let mut error = Msg::InvalidCredentials.text(lang).to_owned();
             if let Some(lock) = locked {
+                metrics::counter!(LOCKS_TOTAL, "scope" => scope_label(lock.scope)).increment(1);
                 error = throttled_message(&state, &lock, lang);
             }
             return again(StatusCode::UNAUTHORIZED, error, false, &cookies);
         }
         Err(SignInError::Throttled(lock)) => {
             failed("throttled", None);
+            metrics::counter!(THROTTLED_TOTAL, "scope" => scope_label(lock.scope)).increment(1);
             let mut res = again(
                 StatusCode::TOO_MANY_REQUESTS,
                 throttled_message(&state, &lock, lang),
@@ -367,6 +369,19 @@ pub async fn post_login(
         &format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx),
         &cookies,
     )
+}
+
+/// Sign-in attempts refused by the throttle without checking the password.
+const THROTTLED_TOTAL: &str = "tobira_sign_in_throttled_total";
+/// Locks set by a failure (an account, a known device, a client address).
+const LOCKS_TOTAL: &str = "tobira_sign_in_locks_total";
+
+fn scope_label(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Account => "account",
+        Scope::Device => "device",
+        Scope::Address => "address",
+    }
 }
 
 /// What a throttled page says: what happened, when to try again, and (for a lock of the

@@ -150,6 +150,18 @@ async fn five_wrong_passwords_lock_the_account_for_a_minute_and_each_further_fiv
         "{}",
         retry_after(&refused)
     );
+    let metrics = s.app.get("/metrics").await.text().await.unwrap();
+    for name in [
+        "tobira_sign_in_locks_total{",
+        "tobira_sign_in_throttled_total{",
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(r#"scope="account""#)),
+            "{metrics}"
+        );
+    }
 
     // Each further five double the lock: 2, then 4 minutes.
     for expected in [120, 240] {
