@@ -6,16 +6,15 @@
 
 use std::net::IpAddr;
 
-use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
-use serde::Deserialize;
 
+use super::address::{self, AddressForm, AddressPage};
 use super::recovery::RESET_LIFETIME;
 use super::signup::VERIFY_LIFETIME;
 use super::unlock::{lock_end, unlock_link};
-use super::{FormError, PageQuery, RESET, SIGNUP, VERIFY, link, mail_allowed, park_of, user_lang};
+use super::{PageQuery, RESET, SIGNUP, VERIFY, link, mail_allowed, user_lang};
 use crate::authn::throttle::AccountKey;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
@@ -23,55 +22,16 @@ use crate::mail::templates::{self, AccountHelp, HelpLock};
 use crate::state::AppState;
 use crate::store::{NewVerification, QueuedMail};
 use crate::web::client_ip::ClientAddr;
-use crate::web::csrf::{self, CsrfForm};
-use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, page_lang, render};
-
-#[derive(Template)]
-#[template(path = "signin_help.html")]
-struct HelpPage<'a> {
-    lang: Lang,
-    csrf: &'a str,
-    tx: &'a str,
-    email: &'a str,
-    error: Option<FormError>,
-    sent: bool,
-}
-
-impl HelpPage<'_> {
-    fn t(&self, m: Msg) -> &'static str {
-        m.text(self.lang)
-    }
-}
+use crate::web::csrf::CsrfForm;
+use crate::web::i18n::Lang;
+use crate::web::pages::RequestId;
 
 pub async fn get_help(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = page_lang(q.lang.as_deref(), None, &headers);
-    let tx = park_of(&state, &headers, &q.tx).await;
-    let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
-    let page = HelpPage {
-        lang,
-        csrf: &csrf,
-        tx: &tx,
-        email: "",
-        error: None,
-        sent: false,
-    };
-    render(StatusCode::OK, &page, set_cookie.as_slice())
-}
-
-#[derive(Deserialize)]
-pub struct HelpForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    tx: String,
-    lang: Option<String>,
+    address::get(AddressPage::Help, &state, &headers, &q).await
 }
 
 pub async fn post_help(
@@ -79,43 +39,21 @@ pub async fn post_help(
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
-    CsrfForm(form): CsrfForm<HelpForm>,
+    CsrfForm(form): CsrfForm<AddressForm>,
 ) -> Response {
-    let lang = page_lang(form.lang.as_deref(), None, &headers);
-    let tx = park_of(&state, &headers, &form.tx).await;
-    let email = match Email::parse(&form.email) {
-        Ok(email) => email,
-        Err(e) => {
-            let page = HelpPage {
-                lang,
-                csrf: &form.csrf,
-                tx: &tx,
-                email: &form.email,
-                error: Some(FormError::new(Msg::from(e), None, lang)),
-                sent: false,
-            };
-            return render(StatusCode::BAD_REQUEST, &page, &[]);
-        }
+    let work = |state: AppState, ip, email: Email, tx: String, lang| async move {
+        send_help(&state, ip, &email, &tx, lang).await
     };
-    // The work happens after the answer: what the address holds decides which writes
-    // follow, which the answer's timing would otherwise tell. The page does not depend
-    // on the outcome.
-    let background = state.clone();
-    let tx_owned = tx.clone();
-    state.background.spawn(async move {
-        if let Err(e) = send_help(&background, ip, &email, &tx_owned, lang).await {
-            tracing::error!(error = %e, request_id = ?request_id.0, "sign-in help failed");
-        }
-    });
-    let page = HelpPage {
-        lang,
-        csrf: &form.csrf,
-        tx: &tx,
-        email: "",
-        error: None,
-        sent: true,
-    };
-    render(StatusCode::OK, &page, &[])
+    address::post(
+        AddressPage::Help,
+        &state,
+        ip,
+        &headers,
+        request_id,
+        form,
+        work,
+    )
+    .await
 }
 
 /// Mails the address what it needs to know, when the caps allow. The caller answers the

@@ -2,6 +2,7 @@
 //! sign-up and verification, unlocking, sign-in help; the console arrives with a later
 //! issue).
 
+mod address;
 pub mod help;
 pub mod recovery;
 pub mod signup;
