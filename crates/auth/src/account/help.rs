@@ -14,7 +14,7 @@ use super::address::{self, AddressForm, AddressPage};
 use super::recovery::RESET_LIFETIME;
 use super::signup::VERIFY_LIFETIME;
 use super::unlock::{lock_end, unlock_link};
-use super::{PageQuery, RESET, SIGNUP, VERIFY, link, mail_allowed, user_lang};
+use super::{PageQuery, RESET, SIGNUP, VERIFY, link, mail_allowed, queue_mail, user_lang};
 use crate::authn::throttle::AccountKey;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
@@ -213,13 +213,7 @@ async fn help_frozen(state: &AppState, user: &User, lang: Lang) -> Result<(), St
         &user.display_name,
         &AccountHelp::Frozen,
     );
-    let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
-    state
-        .db
-        .jobs()
-        .add(state.clock.now(), crate::store::MAIL_QUEUE, payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    queue_mail(state, &mail).await?;
     tracing::info!(user = %user.id.0, "sign-in help mailed to a frozen account's owner");
     Ok(())
 }
@@ -235,13 +229,7 @@ async fn no_account(
 ) -> Result<(), String> {
     let signup = link(state, SIGNUP, &[("tx", tx), ("lang", lang.tag())]);
     let mail = templates::no_account(lang, email.display(), &signup);
-    let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
-    state
-        .db
-        .jobs()
-        .add(state.clock.now(), crate::store::MAIL_QUEUE, payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    queue_mail(state, &mail).await?;
     tracing::info!(identifier = %state.identifiers.pseudonym(email.normalized()), ip = %ip, "sign-in help: no account uses the address; told to it");
     Ok(())
 }

@@ -137,6 +137,18 @@ async fn mail_allowed(state: &AppState, email: &Email, ip: IpAddr) -> Result<boo
     Ok(allowed)
 }
 
+/// Queues a mail on its own (when no other write causes it), sealed.
+async fn queue_mail(state: &AppState, mail: &crate::mail::Mail) -> Result<(), String> {
+    let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
+    state
+        .db
+        .jobs()
+        .add(state.clock.now(), crate::store::MAIL_QUEUE, payload)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// The account's language, else the page's.
 fn user_lang(user: &User, fallback: Lang) -> Lang {
     Lang::from_tag(&user.locale).unwrap_or(fallback)

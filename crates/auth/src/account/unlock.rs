@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
-use super::{FORGOT, PageQuery, UNLOCK, link, park_of, user_lang};
+use super::{FORGOT, PageQuery, UNLOCK, link, park_of, queue_mail, user_lang};
 use crate::authn::throttle::{AccountKey, Lock};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::User;
@@ -88,13 +88,7 @@ pub async fn mail_lock(
             reset: &reset,
         },
     );
-    let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
-    state
-        .db
-        .jobs()
-        .add(state.clock.now(), crate::store::MAIL_QUEUE, payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    queue_mail(state, &mail).await?;
     tracing::info!(user = %user.id.0, "sign-in locked; the owner is mailed an unlock link");
     Ok(())
 }

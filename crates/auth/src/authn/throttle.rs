@@ -149,6 +149,15 @@ struct AddressState {
     until: i64,
 }
 
+impl AddressState {
+    /// When nothing in it matters any more: its last failure has left the window and
+    /// its refusal has ended.
+    fn expiry(&self, window: i64) -> i64 {
+        let last = self.acc.values().max().map_or(0, |l| l + window);
+        last.max(self.until)
+    }
+}
+
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -395,16 +404,7 @@ impl Throttle {
                 }
                 Some(())
             },
-            |s, _| {
-                Some(
-                    s.acc
-                        .values()
-                        .map(|l| l + window)
-                        .max()
-                        .unwrap_or(0)
-                        .max(s.until),
-                )
-            },
+            |s, _| Some(s.expiry(window)),
         )
         .await?;
         Ok(())
@@ -454,16 +454,7 @@ impl Throttle {
         self.update(
             &address_key(address),
             |s: &mut AddressState, _| s.acc.remove(&account.0).map(|_| ()),
-            |s, _| {
-                Some(
-                    s.acc
-                        .values()
-                        .map(|l| l + window)
-                        .max()
-                        .unwrap_or(0)
-                        .max(s.until),
-                )
-            },
+            |s, _| Some(s.expiry(window)),
         )
         .await?;
         Ok(())
