@@ -94,15 +94,28 @@ pub async fn with_password(
         Admission::Refused(lock) => return Err(SignInError::Throttled(lock)),
         Admission::Admitted { locks } => locks,
     };
-    let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
-        // Spend the same time as a real verification (and be just as busy).
-        state.hasher.verify(&password, &state.dummy_hash).await?;
+    let found = user.and_then(|u| u.password_hash.clone().map(|h| (u, h)));
+    // An unknown address verifies a dummy hash: the same time, and just as busy.
+    let hash = found
+        .as_ref()
+        .map_or(&*state.dummy_hash, |(_, h)| h.as_str());
+    let right = match state.hasher.verify(&password, hash).await {
+        Ok(right) => right,
+        Err(e) => {
+            // Not checked (busy, or a broken hash): not a failure of the member's.
+            if let Err(refund) = state.throttle.refund(&counted, locks).await {
+                tracing::warn!(error = %refund, "cannot take back an unchecked sign-in attempt");
+            }
+            return Err(e.into());
+        }
+    };
+    let Some((user, _)) = found else {
         return Err(SignInError::InvalidCredentials {
             account: None,
             locked: locks,
         });
     };
-    if !state.hasher.verify(&password, &hash).await? {
+    if !right {
         return Err(SignInError::InvalidCredentials {
             account: Some(user.id),
             locked: locks,

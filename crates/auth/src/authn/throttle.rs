@@ -445,6 +445,44 @@ impl Throttle {
             .await
     }
 
+    /// Takes back an attempt counted by `admit` whose password was never checked (the
+    /// hasher was busy, or the check failed): a server under load must not lock its
+    /// members out. `locks` is what `admit` said the attempt would lock; that lock is
+    /// lifted again. The address's count keeps the account (it counts accounts, not
+    /// attempts, and the account was tried).
+    pub async fn refund(
+        &self,
+        attempt: &Attempt,
+        locks: Option<Lock>,
+    ) -> Result<(), EphemeralError> {
+        self.update(
+            &account_key(&attempt.account),
+            |s: &mut AccountState, _| {
+                match &attempt.known_device {
+                    Some(device) => {
+                        let d = s.dev.get_mut(device)?;
+                        d.n = d.n.saturating_sub(1);
+                        if locks.is_some() {
+                            d.until = 0;
+                        }
+                    }
+                    None => {
+                        s.n = s.n.saturating_sub(1);
+                        match locks {
+                            Some(Lock { until: None, .. }) => s.hard = false,
+                            Some(_) => s.until = 0,
+                            None => {}
+                        }
+                    }
+                }
+                Some(())
+            },
+            |s, now| Some(self.expiry(s, now)),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn forget_in_address(
         &self,
         account: &AccountKey,
@@ -525,6 +563,41 @@ mod tests {
         );
         assert_eq!(m(19), 1440);
         assert_eq!(m(200), 1440);
+    }
+
+    #[tokio::test]
+    async fn an_attempt_taken_back_neither_counts_nor_locks() {
+        let t = throttle();
+        let ids = crate::keys::IdentifierHasher::for_tests();
+        let attempt = Attempt {
+            account: AccountKey::of(&ids, "hanako@example.jp"),
+            address: "192.0.2.1".to_owned(),
+            known_device: None,
+        };
+        let admit = || async {
+            match t.admit(&attempt).await.unwrap() {
+                Admission::Admitted { locks } => locks,
+                Admission::Refused(lock) => panic!("refused: {lock:?}"),
+            }
+        };
+        // Taken back at once: never a second failure.
+        for _ in 0..10 {
+            let locks = admit().await;
+            assert_eq!(locks, None);
+            t.refund(&attempt, locks).await.unwrap();
+        }
+        // Four counted; the fifth would lock, but is taken back: no lock, and the next
+        // counted one locks.
+        for _ in 0..4 {
+            assert_eq!(admit().await, None);
+        }
+        let locks = admit().await;
+        assert!(locks.is_some());
+        assert!(t.account_lock(&attempt.account).await.unwrap().is_some());
+        t.refund(&attempt, locks).await.unwrap();
+        assert_eq!(t.account_lock(&attempt.account).await.unwrap(), None);
+        assert!(admit().await.is_some());
+        assert!(t.account_lock(&attempt.account).await.unwrap().is_some());
     }
 
     #[test]

@@ -83,6 +83,14 @@ impl IdentifierHasher {
         })
     }
 
+    /// A hasher with a fixed key, for unit tests.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            key: std::sync::Arc::new(Zeroizing::new(vec![7; KEY_LEN])),
+        }
+    }
+
     /// A short pseudonym of a typed identifier: trimmed and lower-cased first, so
     /// `Hanako@Example.jp ` and `hanako@example.jp` are one pseudonym.
     pub fn pseudonym(&self, typed: &str) -> String {

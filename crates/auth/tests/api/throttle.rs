@@ -765,3 +765,41 @@ async fn a_device_becomes_known_to_an_account_by_signing_in_to_it_and_only_then(
     assert_eq!(other.post_login(&login, EMAIL, PASSWORD).await.status, 303);
     assert_eq!(devices().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn sign_ins_refused_because_the_server_is_busy_do_not_count_as_failures() {
+    let s = setup_with(ClientOpts::default(), |c| {
+        c.password.max_concurrent_hashes = 1;
+        c.password.waiting_hashes_per_core = 1;
+    })
+    .await;
+    let owner = s.app.browser();
+    let waiting = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut busy = 0;
+    for _ in 0..40 {
+        let login = login_page(&s, &owner).await;
+        // Fill the hasher: one hash running, `waiting` queued; the sign-in is refused.
+        let mut holders = tokio::task::JoinSet::new();
+        for _ in 0..=waiting {
+            let state = s.app.state.clone();
+            holders.spawn(async move {
+                let p = tobira_auth::authn::password::Password::for_verification("x");
+                let _ = state.hasher.verify(&p, &state.dummy_hash).await;
+            });
+        }
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        let page = owner.post_login(&login, EMAIL, PASSWORD).await;
+        holders.join_all().await;
+        if page.status == 503 {
+            busy += 1;
+            if busy == 6 {
+                break;
+            }
+        }
+    }
+    assert_eq!(busy, 6, "the server was busy six times");
+    // Six unchecked attempts lock nothing: the right password signs in.
+    let login = login_page(&s, &owner).await;
+    let page = owner.post_login(&login, EMAIL, PASSWORD).await;
+    assert_eq!(page.status, 303, "{}", page.body);
+}
