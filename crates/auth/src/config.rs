@@ -533,6 +533,32 @@ impl Config {
                 return Err(invalid(key, "must be at least 1"));
             }
         }
+        // Bounded so that no lock or link outlives what a time can hold (a lock that
+        // overflowed would end at once).
+        for (key, value, max) in [
+            (
+                "throttle.max_lock_minutes",
+                t.max_lock_minutes,
+                366 * 24 * 60,
+            ),
+            (
+                "throttle.failure_memory_minutes",
+                t.failure_memory_minutes,
+                7 * 24 * 60,
+            ),
+            (
+                "throttle.ip_window_minutes",
+                t.ip_window_minutes,
+                7 * 24 * 60,
+            ),
+            ("throttle.ip_block_minutes", t.ip_block_minutes, 7 * 24 * 60),
+            ("throttle.hard_lock_days", t.hard_lock_days, 3650),
+            ("throttle.unlock_link_hours", t.unlock_link_hours, 30 * 24),
+        ] {
+            if value > max {
+                return Err(invalid(key, &format!("must be at most {max}")));
+            }
+        }
         if t.max_lock_minutes < t.lock_minutes {
             return Err(invalid(
                 "throttle.max_lock_minutes",
@@ -865,6 +891,29 @@ mod tests {
             (
                 &[("TOBIRA_PASSWORD__ARGON2_MEMORY_KIB", "64")],
                 "password.argon2_memory_kib",
+            ),
+            (
+                &[("TOBIRA_THROTTLE__DISPLAY_UTC_OFFSET", "JST")],
+                "throttle.display_utc_offset",
+            ),
+            (
+                &[("TOBIRA_THROTTLE__LOCK_MINUTES", "0")],
+                "throttle.lock_minutes",
+            ),
+            (
+                &[("TOBIRA_THROTTLE__HARD_LOCK_DAYS", "4294967295")],
+                "throttle.hard_lock_days",
+            ),
+            (
+                &[("TOBIRA_THROTTLE__UNLOCK_LINK_HOURS", "100000")],
+                "throttle.unlock_link_hours",
+            ),
+            (
+                &[
+                    ("TOBIRA_THROTTLE__LOCK_MINUTES", "60"),
+                    ("TOBIRA_THROTTLE__MAX_LOCK_MINUTES", "30"),
+                ],
+                "throttle.max_lock_minutes",
             ),
         ] {
             let e = err(None, vars);

@@ -96,7 +96,7 @@ async fn lock_of(
     tx: &str,
     lang: Lang,
 ) -> Result<Option<(Option<String>, String)>, String> {
-    let account = AccountKey::of(&state.identifiers, user.email.normalized());
+    let account = AccountKey::for_user(&state.identifiers, user);
     let Some(lock) = state
         .throttle
         .account_lock(&account)

@@ -287,7 +287,7 @@ pub async fn post_reset(
     }
     tracing::info!(user = %user.id.0, ip = %ip, "password reset: every session ended");
     // The new password ends any lock of the account (the owner proved their mailbox).
-    let account = AccountKey::of(&state.identifiers, user.email.normalized());
+    let account = AccountKey::for_user(&state.identifiers, &user);
     if let Err(e) = state.throttle.unlock_account(&account).await {
         tracing::warn!(error = %e, user = %user.id.0, "password reset: cannot clear the sign-in lock");
     }

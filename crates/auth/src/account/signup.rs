@@ -16,6 +16,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
+use super::unlock::{locked_now, throttled_page};
 use super::{FORGOT, FormError, PageQuery, VERIFY, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::session::{self, SignIn};
@@ -494,17 +495,15 @@ pub async fn post_verify(
     let right = match checked {
         // The right password of an account that awaits this very verification.
         Ok(_) | Err(SignInError::Unverified { .. }) => true,
-        Err(SignInError::InvalidCredentials { .. }) => false,
+        Err(SignInError::InvalidCredentials { account, locked }) => {
+            if let Some(lock) = locked {
+                locked_now(&state, account, lock, lang);
+            }
+            false
+        }
         Err(SignInError::Throttled(lock)) => {
             tracing::warn!(user = %v.user.0, ip = %ip, "address verification throttled");
-            let mut res = error_page(StatusCode::TOO_MANY_REQUESTS, lang, Msg::SignInLocked, None);
-            let wait = lock
-                .until
-                .map_or(3600, |u| (u - now).whole_seconds().max(1) + 1);
-            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.to_string()) {
-                res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-            }
-            return res;
+            return throttled_page(&state, &lock, lang);
         }
         Err(SignInError::Busy) => return unavailable_page(lang),
         Err(SignInError::AccountUnavailable) => return invalid_link(lang),

@@ -5,15 +5,15 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
 use super::{FORGOT, PageQuery, UNLOCK, link, park_of, queue_mail, user_lang};
-use crate::authn::throttle::{AccountKey, Lock};
+use crate::authn::throttle::{AccountKey, Lock, Scope};
 use crate::crypto::{random_token, sha256_hex};
-use crate::domain::User;
+use crate::domain::{User, UserId};
 use crate::mail::templates::{self, LockLinks};
 use crate::state::AppState;
 use crate::web::csrf::{self, CsrfForm};
@@ -44,7 +44,7 @@ fn token_key(token: &str) -> String {
 pub async fn unlock_link(state: &AppState, user: &User, tx: &str) -> Result<String, String> {
     let token = random_token(&mut rand::rng(), 32);
     let hours = state.config.throttle.unlock_link_hours;
-    let account = AccountKey::of(&state.identifiers, user.email.normalized());
+    let account = AccountKey::for_user(&state.identifiers, user);
     state
         .ephemeral
         .put(
@@ -91,6 +91,99 @@ pub async fn mail_lock(
     queue_mail(state, &mail).await?;
     tracing::info!(user = %user.id.0, "sign-in locked; the owner is mailed an unlock link");
     Ok(())
+}
+
+/// Sign-in attempts refused by the throttle without checking the password.
+const THROTTLED_TOTAL: &str = "tobira_sign_in_throttled_total";
+/// Locks set by a failure (an account, a known device, a client address).
+const LOCKS_TOTAL: &str = "tobira_sign_in_locks_total";
+
+fn scope_label(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Account => "account",
+        Scope::Device => "device",
+        Scope::Address => "address",
+    }
+}
+
+/// What a page says of a lock: what happened, when to try again, and (for a lock of the
+/// account) that its owner, if there is one, was told.
+pub fn throttled_message(state: &AppState, lock: &Lock, lang: Lang) -> String {
+    let what = match (lock.scope, lock.until) {
+        (Scope::Account, None) => Msg::SignInLockedHard,
+        (Scope::Account, Some(_)) => Msg::SignInLocked,
+        (Scope::Device, _) => Msg::SignInDeviceLocked,
+        (Scope::Address, _) => Msg::SignInAddressBlocked,
+    };
+    let gap = if lang == Lang::Ja { "" } else { " " };
+    let mut text = what.text(lang).to_owned();
+    if let Some(when) = lock_end(state, lock, lang) {
+        text.push_str(gap);
+        text.push_str(&lang.try_again_after(&when));
+    }
+    if lock.scope == Scope::Account {
+        text.push_str(gap);
+        text.push_str(Msg::LockOwnerTold.text(lang));
+    }
+    text
+}
+
+/// A failure just set `lock`: counted, and for an account's lock its owner (if the
+/// address has one) is mailed, after the answer (whether a mail goes out must not show
+/// in its timing).
+pub fn locked_now(state: &AppState, account: Option<UserId>, lock: Lock, lang: Lang) {
+    metrics::counter!(LOCKS_TOTAL, "scope" => scope_label(lock.scope)).increment(1);
+    let Some(account) = account.filter(|_| lock.scope == Scope::Account) else {
+        return;
+    };
+    let background = state.clone();
+    state.background.spawn(async move {
+        let owner = background.db.users().find_by_id(account).await;
+        let sent = match owner {
+            Ok(Some(user)) => mail_lock(&background, &user, &lock, lang).await,
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "cannot queue the lock mail");
+        }
+    });
+}
+
+/// A refused attempt's answer: counted, with `Retry-After` (for a lock until unlocked,
+/// an hour: there is no time to give).
+pub fn refused(state: &AppState, lock: &Lock, res: &mut Response) {
+    metrics::counter!(THROTTLED_TOTAL, "scope" => scope_label(lock.scope)).increment(1);
+    let wait = lock.until.map_or(3600, |until| {
+        (until - state.clock.now()).whole_seconds().max(1) + 1
+    });
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+}
+
+#[derive(Template)]
+#[template(path = "throttled.html")]
+struct ThrottledPage {
+    lang: Lang,
+    message: String,
+}
+
+impl ThrottledPage {
+    fn t(&self, m: Msg) -> &'static str {
+        m.text(self.lang)
+    }
+}
+
+/// The answer of a form other than the sign-in page (which shows the lock in itself)
+/// to a refused attempt: 429, the lock in words, the reset and the help.
+pub fn throttled_page(state: &AppState, lock: &Lock, lang: Lang) -> Response {
+    let page = ThrottledPage {
+        lang,
+        message: throttled_message(state, lock, lang),
+    };
+    let mut res = render(StatusCode::TOO_MANY_REQUESTS, &page, &[]);
+    refused(state, lock, &mut res);
+    res
 }
 
 fn invalid_link(lang: Lang) -> Response {
@@ -175,9 +268,15 @@ pub async fn post_unlock(
     };
     if let Err(e) = state
         .throttle
-        .unlock_account(&AccountKey::from_stored(account))
+        .unlock_account(&AccountKey::from_stored(account.clone()))
         .await
     {
+        // The owner's link must survive an outage of the store: put it back.
+        let until = state.clock.now() + Duration::hours(1);
+        let _ = state
+            .ephemeral
+            .put(&token_key(&form.token), account.as_bytes(), until)
+            .await;
         return failed(&e);
     }
     tracing::info!("sign-in unlocked by the owner's link");

@@ -47,6 +47,11 @@ const MAX_ADDRESSES: usize = 32;
 pub struct AccountKey(String);
 
 impl AccountKey {
+    /// The key of an account's own address.
+    pub fn for_user(identifiers: &IdentifierHasher, user: &crate::domain::User) -> Self {
+        Self::of(identifiers, user.email.normalized())
+    }
+
     pub fn of(identifiers: &IdentifierHasher, typed: &str) -> Self {
         let normalized = match Email::parse(typed) {
             Ok(email) => email.normalized().to_owned(),
@@ -110,17 +115,47 @@ pub struct Throttle {
     config: ThrottleConfig,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct AccountState {
-    /// Consecutive failures.
+/// Consecutive failures and the lock they set (times in unix ms; 0: none).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+struct Count {
     #[serde(default)]
     n: u32,
-    /// Last failure, unix ms.
+    /// The last failure.
     #[serde(default)]
     last: i64,
-    /// End of the lock, unix ms (0: none).
+    /// End of the lock.
     #[serde(default)]
     until: i64,
+}
+
+impl Count {
+    /// The later of the last failure and the lock's end: `memory` after it the count is
+    /// forgotten.
+    fn end(&self) -> i64 {
+        self.last.max(self.until)
+    }
+
+    fn locked(&self, now: i64) -> Option<i64> {
+        (self.until > now).then_some(self.until)
+    }
+
+    /// Counts one failure; the end of the lock it sets, if it sets one (every `per`-th).
+    fn fail(&mut self, throttle: &Throttle, per: u32, now: i64) -> Option<i64> {
+        self.n += 1;
+        self.last = now;
+        let lock = throttle.lock_after(self.n, per, now);
+        if let Some(until) = lock {
+            self.until = until;
+        }
+        lock
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct AccountState {
+    /// The count of devices not known to the account.
+    #[serde(default, flatten)]
+    count: Count,
     /// Locked until unlocked (the failure cap was reached).
     #[serde(default)]
     hard: bool,
@@ -129,14 +164,7 @@ struct AccountState {
     ips: Vec<String>,
     /// Known devices' own counts, by device id.
     #[serde(default)]
-    dev: BTreeMap<String, DeviceState>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct DeviceState {
-    n: u32,
-    last: i64,
-    until: i64,
+    dev: BTreeMap<String, Count>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -158,13 +186,23 @@ impl AddressState {
     }
 }
 
+/// What a change to a stored state decided: write it back, or leave the store alone.
+enum Step<T> {
+    Write(T),
+    Keep(T),
+}
+
 fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// Beyond what `OffsetDateTime` holds a time saturates: a lock never ends early.
 fn at(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(if ms > 0 {
+        time::macros::datetime!(9999-12-31 0:00 UTC)
+    } else {
+        OffsetDateTime::UNIX_EPOCH
+    })
 }
 
 fn minutes(m: u32) -> i64 {
@@ -199,17 +237,17 @@ impl Throttle {
 
     /// Counts a failure of `n` consecutive ones: the lock it sets, if any.
     fn lock_after(&self, n: u32, per: u32, now: i64) -> Option<i64> {
-        (per > 0 && n > 0 && n.is_multiple_of(per)).then(|| now + self.lock_ms(n / per))
+        (per > 0 && n > 0 && n.is_multiple_of(per))
+            .then(|| now.saturating_add(self.lock_ms(n / per)))
     }
 
     /// Forgets failures old enough to drop out.
     fn prune(&self, s: &mut AccountState, now: i64) {
         let memory = minutes(self.config.failure_memory_minutes);
-        if !s.hard && now >= s.last.max(s.until) + memory {
-            s.n = 0;
-            s.until = 0;
+        if !s.hard && now >= s.count.end() + memory {
+            s.count = Count::default();
         }
-        s.dev.retain(|_, d| now < d.last.max(d.until) + memory);
+        s.dev.retain(|_, d| now < d.end() + memory);
     }
 
     fn expiry(&self, s: &AccountState, now: i64) -> i64 {
@@ -217,23 +255,33 @@ impl Throttle {
             return now + i64::from(self.config.hard_lock_days) * 24 * 3_600_000;
         }
         let memory = minutes(self.config.failure_memory_minutes);
-        let devices = s
-            .dev
-            .values()
-            .map(|d| d.last.max(d.until))
-            .max()
-            .unwrap_or(0);
-        s.last.max(s.until).max(devices) + memory
+        let devices = s.dev.values().map(Count::end).max().unwrap_or(0);
+        s.count.end().max(devices) + memory
+    }
+
+    /// The lock devices not known to the account meet.
+    fn lock_of(s: &AccountState, now: i64) -> Option<Lock> {
+        if s.hard {
+            return Some(Lock {
+                scope: Scope::Account,
+                until: None,
+            });
+        }
+        s.count.locked(now).map(|until| Lock {
+            scope: Scope::Account,
+            until: Some(at(until)),
+        })
     }
 
     /// Reads, changes and writes one value, retrying when another request changed it
-    /// in between. `change` returns what to report, or `None` to leave the value as is.
+    /// in between; `expiry` says until when to keep what `change` made (`None`: nothing
+    /// worth keeping).
     async fn update<S, T>(
         &self,
         key: &str,
-        mut change: impl FnMut(&mut S, i64) -> Option<T>,
+        mut change: impl FnMut(&mut S, i64) -> Step<T>,
         expiry: impl Fn(&S, i64) -> Option<i64>,
-    ) -> Result<Option<T>, EphemeralError>
+    ) -> Result<T, EphemeralError>
     where
         S: Default + Serialize + for<'de> Deserialize<'de>,
     {
@@ -245,8 +293,9 @@ impl Throttle {
                 None => S::default(),
             };
             let now = ms(self.clock.now());
-            let Some(answer) = change(&mut state, now) else {
-                return Ok(None);
+            let answer = match change(&mut state, now) {
+                Step::Keep(answer) => return Ok(answer),
+                Step::Write(answer) => answer,
             };
             let stored = match expiry(&state, now) {
                 Some(until) if until > now => {
@@ -256,21 +305,18 @@ impl Throttle {
                         .swap(key, read.version.as_deref(), &bytes, at(until))
                         .await?
                 }
-                // Nothing worth keeping: remove it (unless it changed meanwhile).
+                // Nothing worth keeping, and nothing there.
+                _ if read.version.is_none() => true,
+                // Nothing worth keeping: replace it with a value that expires at once
+                // (which a concurrent writer's swap would have beaten).
                 _ => {
-                    if read.version.is_none() {
-                        true
-                    } else {
-                        // An already expired value: replace it with one that expires
-                        // at once, which a concurrent writer's swap would have beaten.
-                        self.store
-                            .swap(key, read.version.as_deref(), b"{}", at(now))
-                            .await?
-                    }
+                    self.store
+                        .swap(key, read.version.as_deref(), b"{}", at(now))
+                        .await?
                 }
             };
             if stored {
-                return Ok(Some(answer));
+                return Ok(answer);
             }
         }
         Err(EphemeralError::Unavailable(format!(
@@ -279,142 +325,101 @@ impl Throttle {
     }
 
     /// Decides whether an attempt may check a password, and counts it as a failure in
-    /// advance (see the module).
+    /// advance (see the module). A refusal writes nothing.
     pub async fn admit(&self, attempt: &Attempt) -> Result<Admission, EphemeralError> {
         let c = &self.config;
         // The address limit does not hold for a known device on its own account.
-        if attempt.known_device.is_none() && c.ip_accounts > 0 {
-            let key = address_key(&attempt.address);
-            if let Some(bytes) = self.store.get(&key).await? {
-                let state: AddressState = serde_json::from_slice(&bytes).unwrap_or_default();
-                let now = ms(self.clock.now());
-                if state.until > now {
-                    return Ok(Admission::Refused(Lock {
-                        scope: Scope::Address,
-                        until: Some(at(state.until)),
-                    }));
-                }
-            }
-        }
-        let admission = self
-            .update(
-                &account_key(&attempt.account),
-                |s: &mut AccountState, now| {
-                    self.prune(s, now);
-                    Some(match &attempt.known_device {
-                        Some(device) => {
-                            let d = s.dev.entry(device.clone()).or_default();
-                            if d.until > now {
-                                Admission::Refused(Lock {
-                                    scope: Scope::Device,
-                                    until: Some(at(d.until)),
-                                })
-                            } else {
-                                d.n += 1;
-                                d.last = now;
-                                let lock = self.lock_after(d.n, c.device_failures, now);
-                                if let Some(until) = lock {
-                                    d.until = until;
-                                }
-                                Admission::Admitted {
-                                    locks: lock.map(|u| Lock {
-                                        scope: Scope::Device,
-                                        until: Some(at(u)),
-                                    }),
-                                }
-                            }
-                        }
-                        None => {
-                            if s.hard {
-                                Admission::Refused(Lock {
-                                    scope: Scope::Account,
-                                    until: None,
-                                })
-                            } else if s.until > now {
-                                Admission::Refused(Lock {
-                                    scope: Scope::Account,
-                                    until: Some(at(s.until)),
-                                })
-                            } else {
-                                s.n += 1;
-                                s.last = now;
-                                if !s.ips.contains(&attempt.address) {
-                                    if s.ips.len() >= MAX_ADDRESSES {
-                                        s.ips.remove(0);
-                                    }
-                                    s.ips.push(attempt.address.clone());
-                                }
-                                let locks =
-                                    if c.hard_lock_failures > 0 && s.n >= c.hard_lock_failures {
-                                        s.hard = true;
-                                        Some(Lock {
-                                            scope: Scope::Account,
-                                            until: None,
-                                        })
-                                    } else {
-                                        self.lock_after(s.n, c.account_failures, now).map(|u| {
-                                            s.until = u;
-                                            Lock {
-                                                scope: Scope::Account,
-                                                until: Some(at(u)),
-                                            }
-                                        })
-                                    };
-                                Admission::Admitted { locks }
-                            }
-                        }
-                    })
-                },
-                |s, now| Some(self.expiry(s, now)),
-            )
-            .await?
-            .unwrap_or(Admission::Admitted { locks: None });
-        if matches!(admission, Admission::Admitted { .. })
-            && attempt.known_device.is_none()
+        if attempt.known_device.is_none()
             && c.ip_accounts > 0
+            && let Some(lock) = self.admit_address(attempt).await?
         {
-            self.count_address(attempt).await?;
+            return Ok(Admission::Refused(lock));
         }
-        Ok(admission)
+        self.update(
+            &account_key(&attempt.account),
+            |s: &mut AccountState, now| {
+                self.prune(s, now);
+                if let Some(device) = &attempt.known_device {
+                    let d = s.dev.entry(device.clone()).or_default();
+                    if let Some(until) = d.locked(now) {
+                        return Step::Keep(Admission::Refused(Lock {
+                            scope: Scope::Device,
+                            until: Some(at(until)),
+                        }));
+                    }
+                    let locks = d.fail(self, c.device_failures, now).map(|u| Lock {
+                        scope: Scope::Device,
+                        until: Some(at(u)),
+                    });
+                    return Step::Write(Admission::Admitted { locks });
+                }
+                if let Some(lock) = Self::lock_of(s, now) {
+                    return Step::Keep(Admission::Refused(lock));
+                }
+                let timed = s.count.fail(self, c.account_failures, now);
+                if !s.ips.contains(&attempt.address) {
+                    if s.ips.len() >= MAX_ADDRESSES {
+                        s.ips.remove(0);
+                    }
+                    s.ips.push(attempt.address.clone());
+                }
+                let locks = if c.hard_lock_failures > 0 && s.count.n >= c.hard_lock_failures {
+                    s.hard = true;
+                    Some(Lock {
+                        scope: Scope::Account,
+                        until: None,
+                    })
+                } else {
+                    timed.map(|u| Lock {
+                        scope: Scope::Account,
+                        until: Some(at(u)),
+                    })
+                };
+                Step::Write(Admission::Admitted { locks })
+            },
+            |s, now| Some(self.expiry(s, now)),
+        )
+        .await
     }
 
-    async fn count_address(&self, attempt: &Attempt) -> Result<(), EphemeralError> {
+    /// Counts the account in the address's accounts, in one compare-and-swap with the
+    /// check, so that guesses at many accounts sent all at once cannot all slip under
+    /// the limit. The account that would be one too many is refused, and refuses the
+    /// address for `ip_block_minutes`.
+    async fn admit_address(&self, attempt: &Attempt) -> Result<Option<Lock>, EphemeralError> {
         let c = &self.config;
         let window = minutes(c.ip_window_minutes);
         let limit = c.ip_accounts as usize;
+        let refused = |until: i64| {
+            Some(Lock {
+                scope: Scope::Address,
+                until: Some(at(until)),
+            })
+        };
         self.update(
             &address_key(&attempt.address),
             |s: &mut AddressState, now| {
+                if s.until > now {
+                    return Step::Keep(refused(s.until));
+                }
                 s.acc.retain(|_, last| now < *last + window);
-                s.acc.insert(attempt.account.0.clone(), now);
-                // Bounded: the oldest drop out beyond twice the limit.
-                while s.acc.len() > 2 * limit {
-                    let oldest = s
-                        .acc
-                        .iter()
-                        .min_by_key(|(_, last)| **last)
-                        .map(|(k, _)| k.clone());
-                    match oldest {
-                        Some(k) => s.acc.remove(&k),
-                        None => break,
-                    };
-                }
-                if s.acc.len() >= limit && s.until <= now {
+                if !s.acc.contains_key(&attempt.account.0) && s.acc.len() >= limit {
                     s.until = now + minutes(c.ip_block_minutes);
+                    return Step::Write(refused(s.until));
                 }
-                Some(())
+                s.acc.insert(attempt.account.0.clone(), now);
+                Step::Write(None)
             },
             |s, _| Some(s.expiry(window)),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
-    /// The password was right: the attempt counted in advance is taken back, the
-    /// account's (or the device's) consecutive failures end, and the account leaves the
-    /// address's count. A lock the account is under stays when a known device (exempt
-    /// from it) signs in: an attack still going on should not get fresh guesses because
-    /// the owner signed in elsewhere.
+    /// The password was right. The attempt counted in advance is taken back and the
+    /// account leaves the address's count. A device not known to the account ends the
+    /// account's consecutive failures (and its lock, which a parallel guess may have
+    /// set); a known device ends only its own: an attack going on meanwhile gets no
+    /// fresh guesses (nor escapes the failure cap) because the owner signed in.
     pub async fn succeeded(&self, attempt: &Attempt) -> Result<(), EphemeralError> {
         self.update(
             &account_key(&attempt.account),
@@ -423,20 +428,16 @@ impl Throttle {
                 match &attempt.known_device {
                     Some(device) => {
                         s.dev.remove(device);
-                        if !s.hard && s.until <= now {
-                            s.n = 0;
-                        }
                     }
                     None => {
-                        s.n = 0;
-                        s.until = 0;
+                        s.count = Count::default();
                         s.hard = false;
                     }
                 }
-                Some(())
+                Step::Write(())
             },
             |s, now| {
-                (s.n > 0 || s.hard || s.until > now || !s.dev.is_empty())
+                (s.count.n > 0 || s.hard || s.count.until > now || !s.dev.is_empty())
                     .then(|| self.expiry(s, now))
             },
         )
@@ -458,29 +459,24 @@ impl Throttle {
         self.update(
             &account_key(&attempt.account),
             |s: &mut AccountState, _| {
-                match &attempt.known_device {
-                    Some(device) => {
-                        let d = s.dev.get_mut(device)?;
-                        d.n = d.n.saturating_sub(1);
-                        if locks.is_some() {
-                            d.until = 0;
-                        }
-                    }
-                    None => {
-                        s.n = s.n.saturating_sub(1);
-                        match locks {
-                            Some(Lock { until: None, .. }) => s.hard = false,
-                            Some(_) => s.until = 0,
-                            None => {}
-                        }
-                    }
+                let count = match &attempt.known_device {
+                    Some(device) => match s.dev.get_mut(device) {
+                        Some(d) => d,
+                        None => return Step::Keep(()),
+                    },
+                    None => &mut s.count,
+                };
+                count.n = count.n.saturating_sub(1);
+                match locks {
+                    Some(Lock { until: None, .. }) => s.hard = false,
+                    Some(_) => count.until = 0,
+                    None => {}
                 }
-                Some(())
+                Step::Write(())
             },
             |s, now| Some(self.expiry(s, now)),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn forget_in_address(
@@ -491,11 +487,13 @@ impl Throttle {
         let window = minutes(self.config.ip_window_minutes);
         self.update(
             &address_key(address),
-            |s: &mut AddressState, _| s.acc.remove(&account.0).map(|_| ()),
+            |s: &mut AddressState, _| match s.acc.remove(&account.0) {
+                Some(_) => Step::Write(()),
+                None => Step::Keep(()),
+            },
             |s, _| Some(s.expiry(window)),
         )
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The lock an unknown device meets on this account now, if any.
@@ -506,19 +504,7 @@ impl Throttle {
         let mut s: AccountState = serde_json::from_slice(&bytes).unwrap_or_default();
         let now = ms(self.clock.now());
         self.prune(&mut s, now);
-        Ok(if s.hard {
-            Some(Lock {
-                scope: Scope::Account,
-                until: None,
-            })
-        } else if s.until > now {
-            Some(Lock {
-                scope: Scope::Account,
-                until: Some(at(s.until)),
-            })
-        } else {
-            None
-        })
+        Ok(Self::lock_of(&s, now))
     }
 
     /// Clears the account's count and lock, its devices' counts, and its failures in

@@ -2,17 +2,16 @@
 
 use askama::Template;
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
 use super::authorize::{Rejection, see_other};
 use super::paths;
-use crate::account::unlock::{lock_end, mail_lock};
+use crate::account::unlock::{locked_now, refused, throttled_message};
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
-use crate::authn::throttle::{Lock, Scope};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{AMR_PASSWORD, UserId};
 use crate::flow::{self, Stage};
@@ -124,7 +123,11 @@ pub async fn post_login(
         &headers,
     );
     let remember = form.remember.as_deref() == Some("on");
-    let again = |status: StatusCode, error: String, focus_email: bool, cookies: &[String]| {
+    let again = |status: StatusCode,
+                 error: String,
+                 focus_email: bool,
+                 throttled: bool,
+                 cookies: &[String]| {
         let page = LoginPage {
             lang,
             client_name: &tx.request.client_name,
@@ -132,8 +135,7 @@ pub async fn post_login(
             csrf: &form.csrf,
             email: &form.email,
             remember,
-            throttled: status == StatusCode::TOO_MANY_REQUESTS
-                || error != Msg::InvalidCredentials.text(lang),
+            throttled,
             error: Some(error),
             focus_email,
             resend: None,
@@ -159,6 +161,7 @@ pub async fn post_login(
             StatusCode::BAD_REQUEST,
             Msg::EmailEmpty.text(lang).to_owned(),
             true,
+            false,
             &[],
         );
     }
@@ -166,6 +169,7 @@ pub async fn post_login(
         return again(
             StatusCode::BAD_REQUEST,
             Msg::PasswordRequired.text(lang).to_owned(),
+            false,
             false,
             &[],
         );
@@ -213,39 +217,25 @@ pub async fn post_login(
                 "unknown account"
             };
             failed(reason, account);
-            if let (Some(account), Some(lock)) = (account, locked)
-                && lock.scope == Scope::Account
-            {
-                // After the answer: whether a mail goes out must not show in its timing.
-                let background = state.clone();
-                state.background.spawn(async move {
-                    if let Err(e) = mail_owner(&background, account, &lock, lang).await {
-                        tracing::error!(error = %e, "cannot queue the lock mail");
-                    }
-                });
-            }
-            let mut error = Msg::InvalidCredentials.text(lang).to_owned();
-            if let Some(lock) = locked {
-                metrics::counter!(LOCKS_TOTAL, "scope" => scope_label(lock.scope)).increment(1);
-                error = throttled_message(&state, &lock, lang);
-            }
-            return again(StatusCode::UNAUTHORIZED, error, false, &cookies);
+            let Some(lock) = locked else {
+                let error = Msg::InvalidCredentials.text(lang).to_owned();
+                return again(StatusCode::UNAUTHORIZED, error, false, false, &cookies);
+            };
+            locked_now(&state, account, lock, lang);
+            let error = throttled_message(&state, &lock, lang);
+            return again(StatusCode::UNAUTHORIZED, error, false, true, &cookies);
         }
         Err(SignInError::Throttled(lock)) => {
             failed("throttled", None);
-            metrics::counter!(THROTTLED_TOTAL, "scope" => scope_label(lock.scope)).increment(1);
+            let message = throttled_message(&state, &lock, lang);
             let mut res = again(
                 StatusCode::TOO_MANY_REQUESTS,
-                throttled_message(&state, &lock, lang),
+                message,
                 false,
+                true,
                 &cookies,
             );
-            let wait = lock
-                .until
-                .map_or(3600, |u| (u - state.clock.now()).whole_seconds().max(1) + 1);
-            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            refused(&state, &lock, &mut res);
             return res;
         }
         Err(SignInError::Unverified { user }) => {
@@ -281,6 +271,7 @@ pub async fn post_login(
             return again(
                 StatusCode::FORBIDDEN,
                 Msg::AccountUnavailable.text(lang).to_owned(),
+                false,
                 false,
                 &cookies,
             );
@@ -369,57 +360,4 @@ pub async fn post_login(
         &format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx),
         &cookies,
     )
-}
-
-/// Sign-in attempts refused by the throttle without checking the password.
-const THROTTLED_TOTAL: &str = "tobira_sign_in_throttled_total";
-/// Locks set by a failure (an account, a known device, a client address).
-const LOCKS_TOTAL: &str = "tobira_sign_in_locks_total";
-
-fn scope_label(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Account => "account",
-        Scope::Device => "device",
-        Scope::Address => "address",
-    }
-}
-
-/// What a throttled page says: what happened, when to try again, and (for a lock of the
-/// account) that its owner, if there is one, was told.
-fn throttled_message(state: &AppState, lock: &Lock, lang: Lang) -> String {
-    let what = match (lock.scope, lock.until) {
-        (Scope::Account, None) => Msg::SignInLockedHard,
-        (Scope::Account, Some(_)) => Msg::SignInLocked,
-        (Scope::Device, _) => Msg::SignInDeviceLocked,
-        (Scope::Address, _) => Msg::SignInAddressBlocked,
-    };
-    let mut text = what.text(lang).to_owned();
-    if let Some(when) = lock_end(state, lock, lang) {
-        text.push_str(if lang == Lang::Ja { "" } else { " " });
-        text.push_str(&lang.try_again_after(&when));
-    }
-    if lock.scope == Scope::Account {
-        text.push_str(if lang == Lang::Ja { "" } else { " " });
-        text.push_str(Msg::LockOwnerTold.text(lang));
-    }
-    text
-}
-
-/// Queues the lock mail to the account's owner.
-async fn mail_owner(
-    state: &AppState,
-    account: UserId,
-    lock: &Lock,
-    lang: Lang,
-) -> Result<(), String> {
-    let user = state
-        .db
-        .users()
-        .find_by_id(account)
-        .await
-        .map_err(|e| e.to_string())?;
-    match user {
-        Some(user) => mail_lock(state, &user, lock, lang).await,
-        None => Ok(()),
-    }
 }

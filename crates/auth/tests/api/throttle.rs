@@ -69,6 +69,24 @@ async fn raw_post(base: &url::Url, cookies: &str, form: &[(&str, String)]) -> re
         .unwrap()
 }
 
+/// The `tobira` command on the app's database and data directory (as support runs it
+/// beside the server).
+fn cli(app: &TestApp) -> impl Fn(&[&str]) -> std::process::Output + Clone + Send + 'static {
+    let data_dir = app.state.config.data_dir.clone();
+    let db_url = app.state.config.database.url.expose().to_owned();
+    move |args| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tobira"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TOBIRA_DATA_DIR", &data_dir)
+            .env("TOBIRA_DATABASE__URL", &db_url)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    }
+}
+
 fn retry_after(page: &Page) -> i64 {
     page.headers
         .get("retry-after")
@@ -605,18 +623,9 @@ async fn support_unlocks_an_account_and_an_address_with_the_cli() {
     // The CLI queues by the system clock; the app's manual clock started with the test
     // and stands still unless moved: move it past the CLI's "now".
     s.app.clock().advance(Duration::minutes(1));
-    let data_dir = s.app.state.config.data_dir.clone();
-    let db_url = s.app.state.config.database.url.expose().to_owned();
+    let cli = cli(&s.app);
     let tobira = move |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tobira"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TOBIRA_DATA_DIR", &data_dir)
-            .env("TOBIRA_DATABASE__URL", &db_url)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
+        let out = cli(args);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -664,19 +673,7 @@ async fn support_unlocks_an_account_and_an_address_with_the_cli() {
 #[tokio::test]
 async fn the_cli_refuses_an_unknown_account_and_a_malformed_address() {
     let s = setup(ClientOpts::default()).await;
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tobira"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TOBIRA_DATA_DIR", &s.app.state.config.data_dir)
-            .env(
-                "TOBIRA_DATABASE__URL",
-                s.app.state.config.database.url.expose(),
-            )
-            .output()
-            .unwrap()
-    };
+    let run = cli(&s.app);
     let out = run(&["users", "unlock", "--email", "nobody@example.jp"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no account"));
@@ -802,4 +799,90 @@ async fn sign_ins_refused_because_the_server_is_busy_do_not_count_as_failures() 
     let login = login_page(&s, &owner).await;
     let page = owner.post_login(&login, EMAIL, PASSWORD).await;
     assert_eq!(page.status, 303, "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_owners_sign_ins_give_an_attacker_no_fresh_guesses() {
+    let s = setup(ClientOpts::default()).await;
+    let owner = s.app.browser();
+    let login = login_page(&s, &owner).await;
+    assert_eq!(owner.post_login(&login, EMAIL, PASSWORD).await.status, 303);
+    let attacker = s.app.browser();
+    let attack = login_page(&s, &attacker).await;
+    guess(&attacker, &attack, EMAIL, WRONG, 4).await;
+    // The owner's phone signs in as every morning …
+    let login = login_page(&s, &owner).await;
+    assert_eq!(owner.post_login(&login, EMAIL, PASSWORD).await.status, 303);
+    // … and the attacker's fifth guess still locks.
+    let fifth = attacker.post_login(&attack, EMAIL, WRONG).await;
+    assert!(fifth.body.contains(LOCKED), "{}", error_text(&fifth));
+    assert_eq!(
+        attacker.post_login(&attack, EMAIL, PASSWORD).await.status,
+        429
+    );
+}
+
+#[tokio::test]
+async fn guesses_at_many_accounts_sent_all_at_once_cannot_slip_under_the_address_limit() {
+    let s = setup_with(ClientOpts::default(), |c| c.throttle.ip_accounts = 5).await;
+    let stuffer = std::sync::Arc::new(s.app.browser());
+    let login = login_page(&s, &stuffer).await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let form = login_form(&login, &format!("victim{n}@example.jp"), WRONG);
+        let stuffer = stuffer.clone();
+        guesses.spawn(async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            stuffer.post_form("/login", &form).await.status
+        });
+    }
+    let statuses = guesses.join_all().await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(checked, 5, "only five accounts were tried: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 35);
+}
+
+#[tokio::test]
+async fn a_right_password_never_blocks_a_shared_address() {
+    let s = setup_with(ClientOpts::default(), |c| c.throttle.ip_accounts = 3).await;
+    let typist = s.app.browser();
+    let login = login_page(&s, &typist).await;
+    guess(&typist, &login, "a@example.jp", WRONG, 1).await;
+    guess(&typist, &login, "b@example.jp", WRONG, 1).await;
+    // Two accounts failed from this address; members keep signing in from it, on
+    // devices new to their accounts.
+    for _ in 0..3 {
+        let member = s.app.browser();
+        let login = login_page(&s, &member).await;
+        let page = member.post_login(&login, EMAIL, PASSWORD).await;
+        assert_eq!(page.status, 303, "{}", error_text(&page));
+    }
+}
+
+#[tokio::test]
+async fn the_owners_known_device_signs_in_through_a_lock_until_unlocked() {
+    let s = setup_with(ClientOpts::default(), |c| c.throttle.hard_lock_failures = 5).await;
+    let owner = s.app.browser();
+    let login = login_page(&s, &owner).await;
+    assert_eq!(owner.post_login(&login, EMAIL, PASSWORD).await.status, 303);
+    let attacker = s.app.browser();
+    let attack = login_page(&s, &attacker).await;
+    let capped = guess(&attacker, &attack, EMAIL, WRONG, 5).await;
+    assert!(
+        capped.body.contains("ロック解除のリンク"),
+        "{}",
+        error_text(&capped)
+    );
+    let refused = attacker.post_login(&attack, EMAIL, PASSWORD).await;
+    assert_eq!(refused.status, 429);
+    // The page names no time, and the header gives a retry in an hour, not sooner.
+    assert!(!refused.body.contains("以降"));
+    assert_eq!(retry_after(&refused), 3600);
+    let login = login_page(&s, &owner).await;
+    assert_eq!(owner.post_login(&login, EMAIL, PASSWORD).await.status, 303);
+    // Still locked for others, even after the owner's sign-in.
+    assert_eq!(
+        attacker.post_login(&attack, EMAIL, PASSWORD).await.status,
+        429
+    );
 }
