@@ -132,6 +132,15 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Who waits for a hash: anyone up to the waiting bound; the sign-in of a device known
+/// to its account up to twice that (still bounded: a known device is throttled on its
+/// own, but its owner could script it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queue {
+    Anyone,
+    KnownDevice,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
     #[error("password hashing failed: {0}")]
@@ -168,7 +177,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let password = password.clone();
         let params = self.params.clone();
-        self.blocking(move || {
+        self.blocking(Queue::Anyone, move || {
             argon2(params)
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
@@ -180,10 +189,22 @@ impl PasswordHasher {
     /// Whether `password` matches the PHC string. The parameters come from the string,
     /// so hashes made under older settings keep verifying.
     pub async fn verify(&self, password: &Password, phc: &str) -> Result<bool, HashError> {
+        self.verify_queued(password, phc, Queue::Anyone).await
+    }
+
+    /// Like `verify`, in the given queue: the sign-in of a device known to its account
+    /// may wait where others are already refused, so that a flood of guesses from
+    /// elsewhere, which fills the queue, makes the owner wait rather than fail.
+    pub async fn verify_queued(
+        &self,
+        password: &Password,
+        phc: &str,
+        queue: Queue,
+    ) -> Result<bool, HashError> {
         let password = password.clone();
         let phc = phc.to_owned();
         let params = self.params.clone();
-        self.blocking(move || {
+        self.blocking(queue, move || {
             match argon2(params).verify_password(password.as_bytes(), phc.as_str()) {
                 Ok(()) => Ok(true),
                 Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
@@ -195,14 +216,19 @@ impl PasswordHasher {
 
     async fn blocking<T: Send + 'static>(
         &self,
+        queue: Queue,
         work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
     ) -> Result<T, HashError> {
+        let bound = match queue {
+            Queue::Anyone => self.max_waiting,
+            Queue::KnownDevice => self.max_waiting.saturating_mul(2),
+        };
         let permit = match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
                 let before = self.waiting.fetch_add(1, Ordering::AcqRel);
                 let waiting = Waiting(&self.waiting);
-                if self.max_waiting > 0 && before >= self.max_waiting {
+                if bound > 0 && before >= bound {
                     return Err(HashError::Busy);
                 }
                 let permit = Arc::clone(&self.permits)

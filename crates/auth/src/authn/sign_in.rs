@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
-use super::password::{HashError, Password};
+use super::password::{HashError, Password, Queue};
 use super::throttle::{AccountKey, Admission, Attempt, Lock};
 use crate::domain::{Email, User, UserId, UserStatus};
 use crate::state::AppState;
@@ -99,7 +99,12 @@ pub async fn with_password(
     let hash = found
         .as_ref()
         .map_or(&*state.dummy_hash, |(_, h)| h.as_str());
-    let right = match state.hasher.verify(&password, hash).await {
+    let queue = if known {
+        Queue::KnownDevice
+    } else {
+        Queue::Anyone
+    };
+    let right = match state.hasher.verify_queued(&password, hash, queue).await {
         Ok(right) => right,
         Err(e) => {
             // Not checked (busy, or a broken hash): not a failure of the member's.

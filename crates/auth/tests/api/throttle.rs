@@ -886,3 +886,41 @@ async fn the_owners_known_device_signs_in_through_a_lock_until_unlocked() {
         429
     );
 }
+
+#[tokio::test]
+async fn when_guesses_fill_the_hashing_queue_the_owners_known_device_waits_instead_of_failing() {
+    let s = setup_with(ClientOpts::default(), |c| {
+        c.password.max_concurrent_hashes = 1;
+        c.password.waiting_hashes_per_core = 1;
+    })
+    .await;
+    let owner = s.app.browser();
+    let login = login_page(&s, &owner).await;
+    assert_eq!(owner.post_login(&login, EMAIL, PASSWORD).await.status, 303);
+    let waiting = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for _ in 0..20 {
+        let stranger = s.app.browser();
+        let (theirs, ours) = (
+            login_page(&s, &stranger).await,
+            login_page(&s, &owner).await,
+        );
+        // The queue is full: one hash running, `waiting` queued (a flood of guesses).
+        let mut holders = tokio::task::JoinSet::new();
+        for _ in 0..=waiting {
+            let state = s.app.state.clone();
+            holders.spawn(async move {
+                let p = tobira_auth::authn::password::Password::for_verification("x");
+                let _ = state.hasher.verify(&p, &state.dummy_hash).await;
+            });
+        }
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        let refused = stranger.post_login(&theirs, EMAIL, PASSWORD).await;
+        let waited = owner.post_login(&ours, EMAIL, PASSWORD).await;
+        holders.join_all().await;
+        if refused.status == 503 {
+            assert_eq!(waited.status, 303, "the owner's device waited its turn");
+            return;
+        }
+    }
+    panic!("the queue never filled");
+}
