@@ -14,6 +14,7 @@ mod m20261202_000004_server_secrets;
 mod m20261202_000005_jobs_and_resets;
 mod m20261202_000006_email_verifications;
 mod m20261204_000007_known_devices;
+mod m20261204_000008_login_events;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_jobs_and_resets::Migration),
             Box::new(m20261202_000006_email_verifications::Migration),
             Box::new(m20261204_000007_known_devices::Migration),
+            Box::new(m20261204_000008_login_events::Migration),
         ]
     }
 

@@ -51,6 +51,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub limits: LimitsConfig,
     pub throttle: ThrottleConfig,
+    pub account: AccountConfig,
     pub log: LogConfig,
 }
 
@@ -250,6 +251,20 @@ pub struct PasswordConfig {
     pub waiting_hashes_per_core: usize,
 }
 
+/// The member's account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    /// Sign-in attempts are kept in the member's history this many days, then purged.
+    pub history_days: u32,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self { history_days: 90 }
+    }
+}
+
 /// Password-guessing defence (`authn/throttle`). Times in minutes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -350,6 +365,7 @@ impl Default for Config {
             tokens: TokenConfig::default(),
             limits: LimitsConfig::default(),
             throttle: ThrottleConfig::default(),
+            account: AccountConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -558,6 +574,12 @@ impl Config {
             if value > max {
                 return Err(invalid(key, &format!("must be at most {max}")));
             }
+        }
+        if !(1..=3650).contains(&self.account.history_days) {
+            return Err(invalid(
+                "account.history_days",
+                "must be between 1 and 3650",
+            ));
         }
         if t.max_lock_minutes < t.lock_minutes {
             return Err(invalid(

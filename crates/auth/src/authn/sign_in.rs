@@ -11,6 +11,7 @@ use super::password::{HashError, Password, Queue};
 use super::throttle::{AccountKey, Admission, Attempt, Lock};
 use crate::domain::{Email, User, UserId, UserStatus};
 use crate::state::AppState;
+use crate::store::{LoginEvent, LoginResult};
 use crate::web::client_ip::ip_bucket;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +66,6 @@ pub async fn with_password(
     state: &AppState,
     attempt: PasswordAttempt<'_>,
 ) -> Result<User, SignInError> {
-    let password = Password::for_verification(attempt.password);
     let user = match Email::parse(attempt.email) {
         Ok(email) => state
             .db
@@ -85,6 +85,22 @@ pub async fn with_password(
         )
         .await
         .map_err(internal)?;
+    let outcome = check(state, &attempt, user.clone(), known).await;
+    if let Some(user) = &user {
+        record(state, user.id, &attempt, &outcome, known);
+    }
+    outcome
+}
+
+/// The throttled check itself, once the account (if any) and whether the device is known
+/// to it are looked up.
+async fn check(
+    state: &AppState,
+    attempt: &PasswordAttempt<'_>,
+    user: Option<User>,
+    known: bool,
+) -> Result<User, SignInError> {
+    let password = Password::for_verification(attempt.password);
     let counted = Attempt {
         account: AccountKey::of(&state.identifiers, attempt.email),
         address: ip_bucket(attempt.ip),
@@ -150,3 +166,55 @@ pub async fn with_password(
         UserStatus::Frozen | UserStatus::Deleted => Err(SignInError::AccountUnavailable),
     }
 }
+
+/// Writes the attempt into the member's history, after the answer (a write that only
+/// existing accounts cause must not show in the timing). Refused attempts are recorded
+/// at most once a minute per account: a flood of them must not become a flood of writes.
+fn record(
+    state: &AppState,
+    user: UserId,
+    attempt: &PasswordAttempt<'_>,
+    outcome: &Result<User, SignInError>,
+    known: bool,
+) {
+    let result = match outcome {
+        Ok(_) => LoginResult::Success,
+        Err(SignInError::InvalidCredentials { .. }) => LoginResult::WrongPassword,
+        Err(SignInError::Throttled(_)) => LoginResult::Throttled,
+        Err(SignInError::Unverified { .. }) => LoginResult::Unverified,
+        Err(SignInError::AccountUnavailable) => LoginResult::Frozen,
+        // Not checked: not an attempt the member made or suffered.
+        Err(SignInError::Busy | SignInError::Internal(_)) => return,
+    };
+    let event = LoginEvent {
+        id: Uuid::new_v4(),
+        user,
+        at: state.clock.now(),
+        ip: attempt.ip.to_string(),
+        user_agent: attempt.user_agent.to_owned(),
+        device_hash: attempt.device.to_owned(),
+        method: METHOD_PASSWORD.to_owned(),
+        result,
+        new_device: !known && !attempt.device.is_empty(),
+    };
+    let state = state.clone();
+    state.background.clone().spawn(async move {
+        if result == LoginResult::Throttled {
+            let key = format!("history:throttled:{}", user.0);
+            match state.ephemeral.incr(&key, time::Duration::minutes(1)).await {
+                Ok(counter) if counter.count > 1 => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "sign-in history: cannot rate refused attempts");
+                    return;
+                }
+            }
+        }
+        if let Err(e) = state.db.login_events().record(&event).await {
+            tracing::error!(error = %e, user = %user.0, "cannot record a sign-in attempt");
+        }
+    });
+}
+
+/// The history's name of a password sign-in.
+pub const METHOD_PASSWORD: &str = "password";

@@ -50,7 +50,8 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 /// doing it at once do no harm).
 const PURGE_EVERY: Duration = Duration::minutes(10);
 
-/// Removes sign-ups never verified within `signup.unverified_max_age_hours`.
+/// Removes sign-ups never verified within `signup.unverified_max_age_hours`, and sign-in
+/// history older than `account.history_days`; how many rows went.
 pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     let age = Duration::hours(state.config.signup.unverified_max_age_hours.into());
     let removed = state
@@ -61,7 +62,19 @@ pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     if removed > 0 {
         tracing::info!(removed, "removed sign-ups that were never verified");
     }
-    Ok(removed)
+    let kept = Duration::days(state.config.account.history_days.into());
+    let forgotten = state
+        .db
+        .login_events()
+        .purge(state.clock.now() - kept)
+        .await?;
+    if forgotten > 0 {
+        tracing::info!(
+            forgotten,
+            "removed sign-in history past account.history_days"
+        );
+    }
+    Ok(removed + forgotten)
 }
 
 /// The queues every replica works on.

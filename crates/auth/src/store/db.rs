@@ -8,8 +8,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
-    ClientRepo, ConsentRepo, GrantRepo, JobRepo, KnownDeviceRepo, PasswordResetRepo,
-    RefreshTokenRepo, ServerSecretRepo, SessionRepo, SigningKeyRepo, SignupRepo, UserRepo,
+    ClientRepo, ConsentRepo, GrantRepo, JobRepo, KnownDeviceRepo, LoginEventRepo,
+    PasswordResetRepo, RefreshTokenRepo, ServerSecretRepo, SessionRepo, SigningKeyRepo, SignupRepo,
+    UserRepo,
 };
 
 #[derive(Clone, Debug)]
@@ -201,6 +202,10 @@ impl Db {
 
     pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
         RefreshTokenRepo::new(&self.conn)
+    }
+
+    pub fn login_events(&self) -> LoginEventRepo<'_> {
+        LoginEventRepo::new(&self.conn)
     }
 
     pub fn known_devices(&self) -> KnownDeviceRepo<'_> {

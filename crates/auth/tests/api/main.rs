@@ -11,6 +11,7 @@ mod grants;
 mod health;
 mod help;
 mod helpers;
+mod history;
 mod hostile;
 mod keys;
 mod logs;

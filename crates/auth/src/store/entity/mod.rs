@@ -6,6 +6,7 @@ pub mod email_verifications;
 pub mod grants;
 pub mod jobs;
 pub mod known_devices;
+pub mod login_events;
 pub mod password_resets;
 pub mod refresh_tokens;
 pub mod server_secrets;
