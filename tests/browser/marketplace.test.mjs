@@ -271,6 +271,15 @@ describe('marketplace sign-in through tobira in Chromium', { concurrency: false 
         `no link to the OP's account console (${op}/account…); links on the page: ${hrefs.join(' ')}`,
       );
       console.log(`account console links: ${consoleLinks.join(' ')}`);
+      // Every console link works: with the OP session of this browser, each opens at once.
+      for (const href of consoleLinks) {
+        const tab = await page.context().newPage();
+        const res = await tab.goto(href);
+        assert.equal(res.status(), 200, `${href} answered ${res.status()}`);
+        const seen = await tab.locator('body').innerText();
+        assert.ok(seen.includes(who.email), `${href} does not show ${who.email}: ${seen}`);
+        await tab.close();
+      }
 
       console.log(`profile link: ${await profileUrl(page)}`);
       assert.equal(

@@ -3,6 +3,7 @@
 //! issue).
 
 mod address;
+pub mod console;
 pub mod help;
 pub mod recovery;
 pub mod signup;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route(SIGNUP_RESEND, post(signup::post_resend))
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
         .route(UNLOCK, get(unlock::get_unlock).post(unlock::post_unlock))
+        .route(console::ACCOUNT, get(console::overview))
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
 }
 

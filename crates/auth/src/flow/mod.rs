@@ -178,11 +178,7 @@ fn decode(
     let park: Park = bytes
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(FlowError::Expired)?;
-    let presented = cookies
-        .get(headers, BIND)
-        .map(|v| sha256_hex(&v))
-        .unwrap_or_default();
-    if !constant_time_eq(presented.as_bytes(), park.binding.as_bytes()) {
+    if !bound_to(&park.binding, headers, cookies) {
         return Err(FlowError::OtherBrowser);
     }
     Ok(park)
@@ -213,6 +209,113 @@ pub async fn advance(
     Ok(())
 }
 
+/// A sign-in with no client involved: the member opened a console page (`/account…`)
+/// without a session, signs in, and comes back to it. Bound to the browser like a park.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConsolePark {
+    /// A path under `/account` on this origin (checked when parked).
+    pub return_to: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    binding: String,
+}
+
+/// What a sign-in page was opened for.
+pub enum SignInFor {
+    Authorize(Box<Park>),
+    Console(ConsolePark),
+}
+
+fn console_key(id: &str) -> String {
+    format!("console_tx:{id}")
+}
+
+/// The paths a console sign-in may return to: our own console, nothing else (an open
+/// redirect otherwise).
+pub fn console_path(path: &str) -> bool {
+    (path == "/account" || path.starts_with("/account/") || path.starts_with("/account?"))
+        && path.len() <= 512
+        && !path.contains("//")
+        && !path.contains('\\')
+        && path.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// Parks a console sign-in that returns to `return_to` (refused unless `console_path`).
+pub async fn park_console(
+    state: &AppState,
+    binding: &Binding,
+    return_to: &str,
+) -> Result<String, FlowError> {
+    if !console_path(return_to) {
+        return Err(FlowError::TooLarge);
+    }
+    let now = state.clock.now();
+    let id = random_token(&mut rand::rng(), 24);
+    let park = ConsolePark {
+        return_to: return_to.to_owned(),
+        created_at: now,
+        binding: binding.hash(),
+    };
+    state
+        .ephemeral
+        .put_bounded(
+            &console_key(&id),
+            &serde_json::to_vec(&park)?,
+            now + PARK_LIFETIME,
+        )
+        .await?;
+    Ok(id)
+}
+
+fn bound_to(binding: &str, headers: &HeaderMap, cookies: CookiePolicy) -> bool {
+    let presented = cookies
+        .get(headers, BIND)
+        .map(|v| sha256_hex(&v))
+        .unwrap_or_default();
+    constant_time_eq(presented.as_bytes(), binding.as_bytes())
+}
+
+/// The sign-in `id` stands for, if this browser started it: an authorization request
+/// or a console visit.
+pub async fn resume_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<SignInFor, FlowError> {
+    match resume(state, headers, id).await {
+        Err(FlowError::Expired) => {}
+        other => return other.map(|park| SignInFor::Authorize(Box::new(park))),
+    }
+    let console: ConsolePark = state
+        .ephemeral
+        .get(&console_key(id))
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(FlowError::Expired)?;
+    if !bound_to(&console.binding, headers, state.cookies) {
+        return Err(FlowError::OtherBrowser);
+    }
+    Ok(SignInFor::Console(console))
+}
+
+/// Ends a console sign-in once the member signed in: where to go back to.
+pub async fn finish_console(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<String, FlowError> {
+    let console: ConsolePark = state
+        .ephemeral
+        .take(&console_key(id))
+        .await?
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or(FlowError::Expired)?;
+    if !bound_to(&console.binding, headers, state.cookies) {
+        return Err(FlowError::OtherBrowser);
+    }
+    Ok(console.return_to)
+}
+
 /// Takes the park for good, when it yields a code or an error redirect. Of two concurrent
 /// takes one wins; the other gets `Expired`. The binding is checked again on the taken
 /// value (a stranger's take would have been refused before reaching here; this keeps the
@@ -220,4 +323,37 @@ pub async fn advance(
 pub async fn finish(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Park, FlowError> {
     let bytes = state.ephemeral.take(&key(id)).await?;
     decode(bytes, headers, state.cookies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_path;
+
+    #[test]
+    fn a_console_sign_in_returns_only_to_the_console_on_this_origin() {
+        for ok in [
+            "/account",
+            "/account?x=1",
+            "/account/sessions",
+            "/account/history?before=a",
+        ] {
+            assert!(console_path(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "/",
+            "/accounts",
+            "/account-evil",
+            "//evil.example/account",
+            "/account//evil.example",
+            "/account/\\evil",
+            "https://evil.example/account",
+            "/account/\u{3042}",
+            "/account/ x",
+            "/account\r\nSet-Cookie: x",
+        ] {
+            assert!(!console_path(bad), "{bad:?}");
+        }
+        assert!(!console_path(&format!("/account/{}", "a".repeat(600))));
+    }
 }

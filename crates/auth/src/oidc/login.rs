@@ -14,7 +14,7 @@ use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{AMR_PASSWORD, UserId};
-use crate::flow::{self, Stage};
+use crate::flow::{self, SignInFor, Stage};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
 use crate::web::cookies::{DEVICE, DEVICE_LIFETIME, SESSION};
@@ -60,26 +60,22 @@ pub async fn get_login(
     Query(q): Query<LoginQuery>,
 ) -> Response {
     let tx_id = q.tx.unwrap_or_default();
-    let tx = match flow::resume(&state, &headers, &tx_id).await {
-        Ok(tx) => tx,
+    let target = match flow::resume_sign_in(&state, &headers, &tx_id).await {
+        Ok(target) => target,
         Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
     };
-    let lang = page_lang(
-        q.lang.as_deref(),
-        tx.request.ui_locales.as_deref(),
-        &headers,
-    );
+    let lang = page_lang(q.lang.as_deref(), ui_locales(&target), &headers);
     let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
     // login_hint pre-fills the address when it is one (OIDC Core §3.1.2.1).
-    let hint = tx
-        .request
-        .login_hint
-        .as_deref()
-        .filter(|h| crate::domain::Email::parse(h).is_ok())
-        .unwrap_or("");
+    let hint = match &target {
+        SignInFor::Authorize(park) => park.request.login_hint.as_deref(),
+        SignInFor::Console(_) => None,
+    }
+    .filter(|h| crate::domain::Email::parse(h).is_ok())
+    .unwrap_or("");
     let page = LoginPage {
         lang,
-        client_name: &tx.request.client_name,
+        client_name: &purpose(&target, lang),
         tx: &tx_id,
         csrf: &csrf,
         email: hint,
@@ -113,15 +109,16 @@ pub async fn post_login(
     request_id: RequestId,
     CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Response {
-    let mut tx = match flow::resume(&state, &headers, &form.tx).await {
-        Ok(tx) => tx,
+    let target = match flow::resume_sign_in(&state, &headers, &form.tx).await {
+        Ok(target) => target,
         Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
     };
-    let lang = page_lang(
-        form.lang.as_deref(),
-        tx.request.ui_locales.as_deref(),
-        &headers,
-    );
+    let lang = page_lang(form.lang.as_deref(), ui_locales(&target), &headers);
+    let client_name = purpose(&target, lang);
+    let client_id = match &target {
+        SignInFor::Authorize(park) => park.request.client_id.clone(),
+        SignInFor::Console(_) => String::new(),
+    };
     let remember = form.remember.as_deref() == Some("on");
     let again = |status: StatusCode,
                  error: String,
@@ -130,7 +127,7 @@ pub async fn post_login(
                  cookies: &[String]| {
         let page = LoginPage {
             lang,
-            client_name: &tx.request.client_name,
+            client_name: &client_name,
             tx: &form.tx,
             csrf: &form.csrf,
             email: &form.email,
@@ -150,7 +147,7 @@ pub async fn post_login(
         tracing::warn!(
             account = account.map(|a| a.0.to_string()),
             identifier = %state.identifiers.pseudonym(&form.email),
-            client_id = %tx.request.client_id,
+            client_id = %client_id,
             ip = %ip,
             reason,
             "sign-in failed"
@@ -254,7 +251,7 @@ pub async fn post_login(
             }
             let page = LoginPage {
                 lang,
-                client_name: &tx.request.client_name,
+                client_name: &client_name,
                 tx: &form.tx,
                 csrf: &form.csrf,
                 email: &form.email,
@@ -337,27 +334,45 @@ pub async fn post_login(
             );
         }
     };
-    // The park remembers which session signed in for it (prompt=login, max_age).
-    if let Err(e) = flow::advance(
-        &state,
-        &form.tx,
-        &mut tx,
-        Stage::SignedIn {
-            session: session.id,
-        },
-    )
-    .await
-    {
-        return Rejection::from(e).respond(&state, &headers, request_id);
-    }
-    tracing::info!(user = %user.id.0, ip = %ip, client_id = %tx.request.client_id, "signed in with a password");
+    let next = match target {
+        // The park remembers which session signed in for it (prompt=login, max_age).
+        SignInFor::Authorize(mut park) => flow::advance(
+            &state,
+            &form.tx,
+            &mut park,
+            Stage::SignedIn {
+                session: session.id,
+            },
+        )
+        .await
+        .map(|()| format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx)),
+        SignInFor::Console(_) => flow::finish_console(&state, &headers, &form.tx).await,
+    };
+    let next = match next {
+        Ok(next) => next,
+        Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
+    };
+    tracing::info!(user = %user.id.0, ip = %ip, client_id = %client_id, "signed in with a password");
     cookies.push(
         state
             .cookies
             .set(SESSION, &secret, state.sessions.cookie_max_age(remember)),
     );
-    see_other(
-        &format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx),
-        &cookies,
-    )
+    see_other(&next, &cookies)
+}
+
+/// The languages the client asked for, if a client asked.
+fn ui_locales(target: &SignInFor) -> Option<&str> {
+    match target {
+        SignInFor::Authorize(park) => park.request.ui_locales.as_deref(),
+        SignInFor::Console(_) => None,
+    }
+}
+
+/// What the member signs in to: the client, or their Tobira account.
+fn purpose(target: &SignInFor, lang: Lang) -> String {
+    match target {
+        SignInFor::Authorize(park) => park.request.client_name.clone(),
+        SignInFor::Console(_) => Msg::AccountConsole.text(lang).to_owned(),
+    }
 }

@@ -87,6 +87,28 @@ impl<'c> SessionRepo<'c> {
             .transpose()
     }
 
+    /// How many sessions of the account are live: not ended, before their absolute end,
+    /// and (unless kept signed in) used within `idle`.
+    pub async fn count_live(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+        idle: Duration,
+    ) -> Result<u64, StoreError> {
+        use sea_orm::{Condition, PaginatorTrait};
+        Ok(sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user.0))
+            .filter(sessions::Column::EndedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .filter(
+                Condition::any()
+                    .add(sessions::Column::Remember.eq(true))
+                    .add(sessions::Column::LastSeenAt.gt(now - idle)),
+            )
+            .count(self.conn)
+            .await?)
+    }
+
     pub async fn find(&self, id: Uuid) -> Result<Option<BrowserSession>, StoreError> {
         sessions::Entity::find_by_id(id)
             .one(self.conn)

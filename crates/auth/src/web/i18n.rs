@@ -190,6 +190,23 @@ pub enum Msg {
     SignInHelpLead,
     SignInHelpButton,
     SignInHelpSent,
+    // The account console.
+    AccountConsole,
+    AccountTitle,
+    AccountEmailVerified,
+    AccountEmailUnverified,
+    AccountPasswordSet,
+    AccountNoPassword,
+    AccountRecentSignIns,
+    AccountNoSignIns,
+    AccountDevicesSignedIn,
+    AccountProtection,
+    ResultSuccess,
+    ResultWrongPassword,
+    ResultThrottled,
+    ResultUnverified,
+    ResultFrozen,
+    NewDeviceMark,
 }
 
 impl Msg {
@@ -430,6 +447,38 @@ impl Msg {
             (Self::Unavailable, En) => {
                 "The service is busy or temporarily unavailable. Please wait a moment and try again."
             }
+            (Self::AccountConsole, Ja) => "Tobira アカウント",
+            (Self::AccountConsole, En) => "your Tobira account",
+            (Self::AccountTitle, Ja) => "アカウント",
+            (Self::AccountTitle, En) => "Your account",
+            (Self::AccountEmailVerified, Ja) => "確認済み",
+            (Self::AccountEmailVerified, En) => "verified",
+            (Self::AccountEmailUnverified, Ja) => "未確認",
+            (Self::AccountEmailUnverified, En) => "not verified",
+            (Self::AccountPasswordSet, Ja) => "パスワード: 設定済み",
+            (Self::AccountPasswordSet, En) => "Password: set",
+            (Self::AccountNoPassword, Ja) => "パスワード: 未設定",
+            (Self::AccountNoPassword, En) => "Password: not set",
+            (Self::AccountRecentSignIns, Ja) => "最近のログイン",
+            (Self::AccountRecentSignIns, En) => "Recent sign-ins",
+            (Self::AccountNoSignIns, Ja) => "ログインの記録はまだありません。",
+            (Self::AccountNoSignIns, En) => "No sign-ins recorded yet.",
+            (Self::AccountDevicesSignedIn, Ja) => "ログイン中の端末",
+            (Self::AccountDevicesSignedIn, En) => "Devices signed in",
+            (Self::AccountProtection, Ja) => "アカウントの保護",
+            (Self::AccountProtection, En) => "How your account is protected",
+            (Self::ResultSuccess, Ja) => "成功",
+            (Self::ResultSuccess, En) => "signed in",
+            (Self::ResultWrongPassword, Ja) => "パスワード誤り",
+            (Self::ResultWrongPassword, En) => "wrong password",
+            (Self::ResultThrottled, Ja) => "制限により拒否",
+            (Self::ResultThrottled, En) => "refused (too many failures)",
+            (Self::ResultUnverified, Ja) => "メール未確認",
+            (Self::ResultUnverified, En) => "address not verified",
+            (Self::ResultFrozen, Ja) => "利用停止中",
+            (Self::ResultFrozen, En) => "account suspended",
+            (Self::NewDeviceMark, Ja) => "新しい端末",
+            (Self::NewDeviceMark, En) => "new device",
             (Self::SignInLocked, Ja) => {
                 "ログインの失敗が続いたため、このアカウントへのログインを一時的に制限しています。"
             }

@@ -4,6 +4,7 @@
 //! unreachable service into a failure instead of a skip).
 
 mod cli;
+mod console;
 mod ephemeral;
 mod flow;
 mod forms;

@@ -1,0 +1,136 @@
+//! The account console: signing in to it with no client involved (a console sign-in,
+//! bound to the browser, that returns to the page asked for), and the overview.
+
+use crate::helpers::{Browser, TestApp};
+use crate::oidc::{EMAIL, PASSWORD};
+
+const WRONG: &str = "not-the-password-1";
+
+/// Opens `path` without a session: the console parks a sign-in and sends the browser to
+/// the sign-in page; returns that page.
+async fn sent_to_sign_in(browser: &Browser, path: &str) -> crate::helpers::Page {
+    let first = browser.get(path).await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    let location = first.location.clone().unwrap();
+    assert!(location.starts_with("/login?tx="), "{location}");
+    let login = browser.get(&location).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    login
+}
+
+#[tokio::test]
+async fn a_member_signs_in_to_the_console_and_comes_back_to_the_overview() {
+    let app = TestApp::spawn().await;
+    app.add_user(EMAIL, PASSWORD).await;
+    let browser = app.browser();
+    let login = sent_to_sign_in(&browser, "/account").await;
+    assert!(login.body.contains("Tobira アカウント"), "{}", login.body);
+    assert_eq!(browser.post_login(&login, EMAIL, WRONG).await.status, 401);
+    let signed_in = browser.post_login(&login, EMAIL, PASSWORD).await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.location.as_deref(), Some("/account"));
+
+    let overview = browser.get("/account").await;
+    assert_eq!(overview.status, 200, "{}", overview.body);
+    assert!(overview.body.contains("山田 花子"));
+    assert!(overview.body.contains(EMAIL));
+    assert!(
+        overview
+            .body
+            .contains(r#"<span data-testid="devices">1</span>"#),
+        "{}",
+        overview.body
+    );
+    // The history is written after each answer; the overview shows it once it is there.
+    let mut body = overview.body;
+    for _ in 0..50 {
+        if body.contains("パスワード誤り") && body.contains("成功") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        body = browser.get("/account").await.body;
+    }
+    assert!(
+        body.contains("パスワード誤り"),
+        "the failed attempt is listed: {body}"
+    );
+    assert!(body.contains("成功"), "{body}");
+    assert!(body.contains("127.0.0.1"));
+    // The tx is spent: posting to it again finds nothing.
+    assert_eq!(
+        browser.post_login(&login, EMAIL, PASSWORD).await.status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn a_console_sign_in_belongs_to_its_browser_and_to_the_console_alone() {
+    let app = TestApp::spawn().await;
+    app.add_user(EMAIL, PASSWORD).await;
+    let victim = app.browser();
+    let first = victim.get("/account?x=1").await;
+    let location = first.location.unwrap();
+    let tx = location.trim_start_matches("/login?tx=").to_owned();
+    // Another browser cannot use the id.
+    let attacker = app.browser();
+    assert_eq!(attacker.get(&location).await.status, 403);
+    // It is no authorization request: the protocol endpoints do not know it.
+    let cont = victim.get(&format!("/authorize/continue?tx={tx}")).await;
+    assert_eq!(cont.status, 400, "{}", cont.body);
+    let consent = victim.get(&format!("/consent?tx={tx}")).await;
+    assert_eq!(consent.status, 400, "{}", consent.body);
+    // The return path is the one asked for, on this origin.
+    let login = victim.get(&location).await;
+    let back = victim.post_login(&login, EMAIL, PASSWORD).await;
+    assert_eq!(back.location.as_deref(), Some("/account?x=1"));
+}
+
+#[tokio::test]
+async fn the_console_never_returns_anywhere_but_itself() {
+    let app = TestApp::spawn().await;
+    app.add_user(EMAIL, PASSWORD).await;
+    for path in [
+        "/account//evil.example",
+        "/account/%2F%2Fevil.example",
+        "/account\\evil",
+    ] {
+        let browser = app.browser();
+        let first = browser.get(path).await;
+        if first.status != 303 {
+            // Not routed to the console at all (a 404 is as good as a refusal).
+            continue;
+        }
+        let login = browser.get(&first.location.unwrap()).await;
+        let back = browser.post_login(&login, EMAIL, PASSWORD).await;
+        let to = back.location.unwrap();
+        assert!(
+            to == "/account" || (to.starts_with("/account/") && !to.contains("//")),
+            "{path} → {to}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ended_session_or_a_frozen_account_is_asked_to_sign_in_again() {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    let browser = app.browser();
+    let login = sent_to_sign_in(&browser, "/account").await;
+    browser.post_login(&login, EMAIL, PASSWORD).await;
+    assert_eq!(browser.get("/account").await.status, 200);
+    app.state
+        .db
+        .users()
+        .set_status(
+            user.id,
+            tobira_auth::domain::UserStatus::Frozen,
+            app.clock(),
+        )
+        .await
+        .unwrap();
+    let page = browser.get("/account").await;
+    assert_eq!(page.status, 303);
+    assert!(page.location.unwrap().starts_with("/login?tx="));
+    // Without a cookie at all, too.
+    assert_eq!(app.browser().get("/account").await.status, 303);
+}
