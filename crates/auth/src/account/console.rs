@@ -16,6 +16,7 @@ use crate::oidc::authorize::{Rejection, see_other};
 use crate::state::AppState;
 use crate::store::{LoginEvent, LoginResult};
 use crate::web::cookies::SESSION;
+use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
 
@@ -84,17 +85,19 @@ impl FromRequestParts<AppState> for CurrentSession {
     }
 }
 
-/// One line of the sign-in list, in words.
-struct SignInLine {
-    at: String,
-    ip: String,
-    result: &'static str,
-    failed: bool,
-    new_device: bool,
+/// One line of a sign-in list, in words (the overview; the history page).
+pub struct SignInLine {
+    pub at: String,
+    pub ip: String,
+    /// The device in words ("Chrome（Windows 10・パソコン）").
+    pub device: String,
+    pub result: &'static str,
+    pub failed: bool,
+    pub new_device: bool,
 }
 
 impl SignInLine {
-    fn of(state: &AppState, e: &LoginEvent, lang: Lang) -> Self {
+    pub fn of(state: &AppState, e: &LoginEvent, lang: Lang) -> Self {
         let offset = state.config.throttle.display_offset();
         let at = e.at.to_offset(offset);
         let result = match e.result {
@@ -114,6 +117,7 @@ impl SignInLine {
                 at.minute()
             ),
             ip: e.ip.clone(),
+            device: Device::of(&e.user_agent).describe(lang),
             result: result.text(lang),
             failed: e.result != LoginResult::Success,
             new_device: e.new_device,

@@ -4,5 +4,6 @@
 pub mod client_ip;
 pub mod cookies;
 pub mod csrf;
+pub mod device;
 pub mod i18n;
 pub mod pages;
