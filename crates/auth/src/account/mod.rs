@@ -5,7 +5,9 @@
 mod address;
 pub mod console;
 pub mod help;
+pub mod history;
 pub mod recovery;
+pub mod sessions;
 pub mod signup;
 pub mod unlock;
 
@@ -46,6 +48,17 @@ pub fn router() -> Router<AppState> {
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
         .route(UNLOCK, get(unlock::get_unlock).post(unlock::post_unlock))
         .route(console::ACCOUNT, get(console::overview))
+        .route(history::HISTORY, get(history::list))
+        .route(
+            history::NOT_ME,
+            post(history::post_not_me).get(history::to_history),
+        )
+        .route(sessions::SESSIONS, get(sessions::list))
+        .route(sessions::END, post(sessions::end).get(sessions::to_list))
+        .route(
+            sessions::END_OTHERS,
+            post(sessions::end_others).get(sessions::to_list),
+        )
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
 }
 

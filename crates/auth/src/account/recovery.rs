@@ -81,7 +81,7 @@ pub async fn post_forgot(
 
 /// Sends a reset link when the address belongs to an active account and the caps allow;
 /// otherwise does nothing. The caller answers the same either way.
-async fn request_reset(
+pub(super) async fn request_reset(
     state: &AppState,
     ip: IpAddr,
     email: &Email,

@@ -109,6 +109,33 @@ impl<'c> SessionRepo<'c> {
             .await?)
     }
 
+    /// The live sessions of the account (the same rule as `count_live`), the most
+    /// recently active first: the member's list of signed-in devices.
+    pub async fn list_live(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+        idle: Duration,
+    ) -> Result<Vec<BrowserSession>, StoreError> {
+        use sea_orm::{Condition, QueryOrder};
+        sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user.0))
+            .filter(sessions::Column::EndedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now))
+            .filter(
+                Condition::any()
+                    .add(sessions::Column::Remember.eq(true))
+                    .add(sessions::Column::LastSeenAt.gt(now - idle)),
+            )
+            .order_by_desc(sessions::Column::LastSeenAt)
+            .order_by_desc(sessions::Column::CreatedAt)
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(to_session)
+            .collect()
+    }
+
     pub async fn find(&self, id: Uuid) -> Result<Option<BrowserSession>, StoreError> {
         sessions::Entity::find_by_id(id)
             .one(self.conn)
@@ -183,6 +210,34 @@ impl<'c> SessionRepo<'c> {
             .await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Ends every session of the account and revokes the grants that live only as long
+    /// as one of them (offline grants survive, as with `end`), in one transaction; how
+    /// many sessions had not ended yet.
+    pub async fn end_all(&self, user: UserId, now: OffsetDateTime) -> Result<u64, StoreError> {
+        use sea_orm::{QuerySelect, QueryTrait};
+        let txn = self.conn.begin().await?;
+        let ended = sessions::Entity::update_many()
+            .col_expr(sessions::Column::EndedAt, Expr::value(now))
+            .filter(sessions::Column::UserId.eq(user.0))
+            .filter(sessions::Column::EndedAt.is_null())
+            .exec(&txn)
+            .await?;
+        let of_account = sessions::Entity::find()
+            .select_only()
+            .column(sessions::Column::Id)
+            .filter(sessions::Column::UserId.eq(user.0))
+            .into_query();
+        grants::Entity::update_many()
+            .col_expr(grants::Column::RevokedAt, Expr::value(now))
+            .filter(grants::Column::SessionId.in_subquery(of_account))
+            .filter(grants::Column::Offline.eq(false))
+            .filter(grants::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(ended.rows_affected)
     }
 }
 

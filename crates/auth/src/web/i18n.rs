@@ -207,6 +207,38 @@ pub enum Msg {
     ResultUnverified,
     ResultFrozen,
     NewDeviceMark,
+    // Signed-in devices (`/account/sessions`).
+    SessionsTitle,
+    SessionsLead,
+    SessionsThisDevice,
+    SessionsIp,
+    SessionsSignedInAt,
+    SessionsLastActive,
+    SessionsSignOut,
+    SessionsSignOutOthers,
+    SessionsEnded,
+    SessionsOthersEnded,
+    SessionsNotFound,
+    SessionsBackToAccount,
+    // Sign-in history (`/account/history`) and 「心当たりがない」.
+    HistoryTitle,
+    HistoryLead,
+    /// Carries `{days}`, replaced by the configured retention.
+    HistoryKept,
+    HistoryIp,
+    HistoryMethod,
+    MethodPassword,
+    HistoryOlder,
+    HistoryNewest,
+    HistoryBackToAccount,
+    NotMeTitle,
+    NotMeLead,
+    NotMeButton,
+    NotMeDoneTitle,
+    NotMeSignedOut,
+    NotMeMailed,
+    NotMeMailFailed,
+    NotMeResetLink,
 }
 
 impl Msg {
@@ -545,6 +577,92 @@ impl Msg {
             (Self::SignInHelpSent, En) => {
                 "If an account uses this address, we have sent it a mail with help to sign in. If nothing arrives, check your spam folder."
             }
+            (Self::SessionsTitle, Ja) => "ログイン中の端末",
+            (Self::SessionsTitle, En) => "Signed-in devices",
+            (Self::SessionsLead, Ja) => {
+                "このアカウントに現在ログインしている端末です。心当たりのない端末があればログアウトし、パスワードを再設定してください。"
+            }
+            (Self::SessionsLead, En) => {
+                "These devices are signed in to your account now. If you do not recognise one, sign it out and reset your password."
+            }
+            (Self::SessionsThisDevice, Ja) => "この端末",
+            (Self::SessionsThisDevice, En) => "This device",
+            (Self::SessionsIp, Ja) => "IPアドレス",
+            (Self::SessionsIp, En) => "IP address",
+            (Self::SessionsSignedInAt, Ja) => "ログイン日時",
+            (Self::SessionsSignedInAt, En) => "Signed in",
+            (Self::SessionsLastActive, Ja) => "最終利用",
+            (Self::SessionsLastActive, En) => "Last active",
+            (Self::SessionsSignOut, Ja) => "ログアウト",
+            (Self::SessionsSignOut, En) => "Sign out",
+            (Self::SessionsSignOutOthers, Ja) => "他のすべての端末からログアウト",
+            (Self::SessionsSignOutOthers, En) => "Sign out all other devices",
+            (Self::SessionsEnded, Ja) => "端末をログアウトしました。",
+            (Self::SessionsEnded, En) => "The device has been signed out.",
+            (Self::SessionsOthersEnded, Ja) => "他のすべての端末からログアウトしました。",
+            (Self::SessionsOthersEnded, En) => "All other devices have been signed out.",
+            (Self::SessionsNotFound, Ja) => {
+                "この端末はこのアカウントにログインしていないか、すでにログアウトしています。"
+            }
+            (Self::SessionsNotFound, En) => {
+                "This device is not signed in to your account, or it has already been signed out."
+            }
+            (Self::SessionsBackToAccount, Ja) => "アカウントに戻る",
+            (Self::SessionsBackToAccount, En) => "Back to your account",
+            (Self::HistoryTitle, Ja) => "ログイン履歴",
+            (Self::HistoryTitle, En) => "Sign-in history",
+            (Self::HistoryLead, Ja) => {
+                "このアカウントへのログインの試み（成功・失敗・制限による拒否）を新しい順に表示しています。"
+            }
+            (Self::HistoryLead, En) => {
+                "Every attempt to sign in to your account (successful, failed or refused), newest first."
+            }
+            (Self::HistoryKept, Ja) => "記録は{days}日間保存されます。",
+            (Self::HistoryKept, En) => "Attempts are kept for {days} days.",
+            (Self::HistoryIp, Ja) => "IPアドレス",
+            (Self::HistoryIp, En) => "IP address",
+            (Self::HistoryMethod, Ja) => "方法",
+            (Self::HistoryMethod, En) => "Method",
+            (Self::MethodPassword, Ja) => "パスワード",
+            (Self::MethodPassword, En) => "Password",
+            (Self::HistoryOlder, Ja) => "次へ",
+            (Self::HistoryOlder, En) => "Older",
+            (Self::HistoryNewest, Ja) => "最新の記録へ",
+            (Self::HistoryNewest, En) => "Newest",
+            (Self::HistoryBackToAccount, Ja) => "アカウントに戻る",
+            (Self::HistoryBackToAccount, En) => "Back to your account",
+            (Self::NotMeTitle, Ja) => "心当たりのないログインがある場合",
+            (Self::NotMeTitle, En) => "A sign-in you do not recognise?",
+            (Self::NotMeLead, Ja) => {
+                "ボタンを押すと、この端末を含むすべての端末からログアウトし、パスワード再設定用のリンクを登録メールアドレスにお送りします。"
+            }
+            (Self::NotMeLead, En) => {
+                "Press the button to sign out every device, this one included, and receive a link to reset your password at your address."
+            }
+            (Self::NotMeButton, Ja) => "心当たりがない",
+            (Self::NotMeButton, En) => "This wasn't me",
+            (Self::NotMeDoneTitle, Ja) => "すべての端末からログアウトしました",
+            (Self::NotMeDoneTitle, En) => "Every device is signed out",
+            (Self::NotMeSignedOut, Ja) => {
+                "このアカウントにログインしていたすべての端末（この端末を含む）からログアウトしました。"
+            }
+            (Self::NotMeSignedOut, En) => {
+                "Every device that was signed in to your account, this one included, has been signed out."
+            }
+            (Self::NotMeMailed, Ja) => {
+                "パスワード再設定用のリンクを登録メールアドレスにお送りしました。新しいパスワードを設定してください。メールが届かない場合は、下のリンクから再送できます。"
+            }
+            (Self::NotMeMailed, En) => {
+                "A link to reset your password has been sent to your address: please set a new password. If no mail arrives, the link below sends another."
+            }
+            (Self::NotMeMailFailed, Ja) => {
+                "パスワード再設定用のメールを送れませんでした。下のリンクからもう一度お試しください。"
+            }
+            (Self::NotMeMailFailed, En) => {
+                "The mail to reset your password could not be sent. Please try again with the link below."
+            }
+            (Self::NotMeResetLink, Ja) => "パスワードを再設定する",
+            (Self::NotMeResetLink, En) => "Reset your password",
         }
     }
 }

@@ -24,6 +24,7 @@ mod protocol;
 mod recovery;
 mod redis_server;
 mod rp;
+mod sessions;
 mod signup;
 mod smtp_sink;
 mod throttle;

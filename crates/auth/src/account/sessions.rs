@@ -1,0 +1,290 @@
+//! `/account/sessions`: the browsers signed in to the account now, and signing them out
+//! one at a time or all but this one. A session is named by its public `sid` (already in
+//! ID tokens), never by its row id or cookie secret, and is only ever ended through
+//! `SessionRepo::end`, the one place that also revokes what hangs from a session.
+
+use askama::Template;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use time::{OffsetDateTime, UtcOffset};
+
+use super::console::CurrentSession;
+use crate::domain::BrowserSession;
+use crate::oidc::authorize::see_other;
+use crate::state::AppState;
+use crate::store::StoreError;
+use crate::web::cookies::SESSION;
+use crate::web::csrf::{self, CsrfForm};
+use crate::web::device::Device;
+use crate::web::i18n::{Lang, Msg};
+use crate::web::pages::{RequestId, error_page, page_lang, render};
+
+pub const SESSIONS: &str = "/account/sessions";
+pub const END: &str = "/account/sessions/end";
+pub const END_OTHERS: &str = "/account/sessions/end-others";
+
+/// What the list tells after an action (`?done=…`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Done {
+    One,
+    Others,
+}
+
+impl Done {
+    fn param(self) -> &'static str {
+        match self {
+            Self::One => "one",
+            Self::Others => "others",
+        }
+    }
+
+    fn from_query(query: &str) -> Option<Self> {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "done")
+            .and_then(|(_, v)| match v.as_ref() {
+                "one" => Some(Self::One),
+                "others" => Some(Self::Others),
+                _ => None,
+            })
+    }
+
+    fn notice(self) -> Msg {
+        match self {
+            Self::One => Msg::SessionsEnded,
+            Self::Others => Msg::SessionsOthersEnded,
+        }
+    }
+
+    fn back(self) -> String {
+        format!("{SESSIONS}?done={}", self.param())
+    }
+}
+
+/// Why a sessions request did not go through.
+#[derive(Debug)]
+enum SessionsError {
+    /// The reference names no live session of this account: another member's, a made-up
+    /// one or one that has ended. Nothing changed.
+    NotYours,
+    Store(StoreError),
+}
+
+impl From<StoreError> for SessionsError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl SessionsError {
+    fn respond(self, lang: Lang, request_id: RequestId) -> Response {
+        match self {
+            Self::NotYours => error_page(StatusCode::NOT_FOUND, lang, Msg::SessionsNotFound, None),
+            Self::Store(e) => {
+                tracing::error!(error = %e, "account sessions failed");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    lang,
+                    Msg::ServerError,
+                    request_id.0,
+                )
+            }
+        }
+    }
+}
+
+/// One signed-in browser, in words.
+struct Line {
+    sid: String,
+    device: String,
+    ip: String,
+    signed_in_at: String,
+    last_active: String,
+    current: bool,
+}
+
+impl Line {
+    fn of(s: &BrowserSession, current: &BrowserSession, offset: UtcOffset, lang: Lang) -> Self {
+        Self {
+            sid: s.sid.clone(),
+            device: Device::of(&s.user_agent).describe(lang),
+            ip: s.ip.clone(),
+            signed_in_at: minute(s.created_at, offset),
+            last_active: minute(s.last_seen_at, offset),
+            current: s.id == current.id,
+        }
+    }
+}
+
+/// "2026-12-04 15:42" in the pages' offset. Activity is recorded to the minute at best.
+fn minute(t: OffsetDateTime, offset: UtcOffset) -> String {
+    let t = t.to_offset(offset);
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+#[derive(Template)]
+#[template(path = "account_sessions.html")]
+struct SessionsPage<'a> {
+    lang: Lang,
+    csrf: &'a str,
+    /// What the last action did, in words.
+    notice: Option<&'static str>,
+    sessions: Vec<Line>,
+    /// How many of them are other browsers than this one.
+    others: usize,
+}
+
+impl SessionsPage<'_> {
+    fn t(&self, m: Msg) -> &'static str {
+        m.text(self.lang)
+    }
+}
+
+/// `GET /account/sessions`: the live sessions, the most recently active first.
+pub async fn list(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    headers: HeaderMap,
+    request_id: RequestId,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let lang = page_lang(None, Some(&current.user.locale), &headers);
+    let done = query.as_deref().and_then(Done::from_query);
+    let live = state
+        .db
+        .sessions()
+        .list_live(current.user.id, state.clock.now(), state.sessions.idle)
+        .await;
+    let live = match live {
+        Ok(live) => live,
+        Err(e) => return SessionsError::from(e).respond(lang, request_id),
+    };
+    let offset = state.config.throttle.display_offset();
+    let sessions: Vec<Line> = live
+        .iter()
+        .map(|s| Line::of(s, &current.session, offset, lang))
+        .collect();
+    let others = sessions.iter().filter(|l| !l.current).count();
+    let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
+    render(
+        StatusCode::OK,
+        &SessionsPage {
+            lang,
+            csrf: &csrf,
+            notice: done.map(|d| d.notice().text(lang)),
+            sessions,
+            others,
+        },
+        set_cookie.as_slice(),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct EndForm {
+    #[serde(default)]
+    sid: String,
+}
+
+/// `POST /account/sessions/end`: signs one browser out. This one may be named too; its
+/// cookie then goes as well.
+pub async fn end(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    headers: HeaderMap,
+    request_id: RequestId,
+    CsrfForm(form): CsrfForm<EndForm>,
+) -> Response {
+    let lang = page_lang(None, Some(&current.user.locale), &headers);
+    end_one(&state, &current, &form.sid)
+        .await
+        .unwrap_or_else(|e| e.respond(lang, request_id))
+}
+
+async fn end_one(
+    state: &AppState,
+    current: &CurrentSession,
+    sid: &str,
+) -> Result<Response, SessionsError> {
+    let now = state.clock.now();
+    // Looked up among this account's live sessions only, so a sid seen elsewhere (an ID
+    // token of another member, a back-channel logout) cannot end someone else's session.
+    let target = state
+        .db
+        .sessions()
+        .list_live(current.user.id, now, state.sessions.idle)
+        .await?
+        .into_iter()
+        .find(|s| !sid.is_empty() && s.sid == sid)
+        .ok_or(SessionsError::NotYours)?;
+    state.db.sessions().end(target.id, now).await?;
+    let this_device = target.id == current.session.id;
+    tracing::info!(
+        user = %current.user.id.0,
+        count = 1,
+        this_device,
+        "account: a device signed out"
+    );
+    let clear = if this_device {
+        vec![state.cookies.clear(SESSION)]
+    } else {
+        Vec::new()
+    };
+    Ok(see_other(&Done::One.back(), &clear))
+}
+
+/// The sign-out-everywhere-else form has nothing but its CSRF token.
+#[derive(Deserialize)]
+pub struct EndOthersForm {}
+
+/// `POST /account/sessions/end-others`: signs out every browser but this one.
+pub async fn end_others(
+    State(state): State<AppState>,
+    current: CurrentSession,
+    headers: HeaderMap,
+    request_id: RequestId,
+    CsrfForm(_): CsrfForm<EndOthersForm>,
+) -> Response {
+    let lang = page_lang(None, Some(&current.user.locale), &headers);
+    end_all_but_current(&state, &current)
+        .await
+        .unwrap_or_else(|e| e.respond(lang, request_id))
+}
+
+async fn end_all_but_current(
+    state: &AppState,
+    current: &CurrentSession,
+) -> Result<Response, SessionsError> {
+    let now = state.clock.now();
+    let live = state
+        .db
+        .sessions()
+        .list_live(current.user.id, now, state.sessions.idle)
+        .await?;
+    // One `end` per session: each ends with its grants in its own transaction, and a
+    // failure half-way leaves whole sessions either way, for the member to retry.
+    let mut ended = 0_usize;
+    for s in live.iter().filter(|s| s.id != current.session.id) {
+        state.db.sessions().end(s.id, now).await?;
+        ended += 1;
+    }
+    tracing::info!(
+        user = %current.user.id.0,
+        count = ended,
+        "account: every other device signed out"
+    );
+    Ok(see_other(&Done::Others.back(), &[]))
+}
+
+/// A `GET` of a form's address (a stale form posted without a session comes back here
+/// after signing in): show the list instead of "method not allowed".
+pub async fn to_list() -> Response {
+    see_other(SESSIONS, &[])
+}
