@@ -85,6 +85,19 @@ impl FromRequestParts<AppState> for CurrentSession {
     }
 }
 
+/// "2026-12-04 15:42" in the pages' offset (times of the console's lists).
+pub fn minute(t: time::OffsetDateTime, offset: time::UtcOffset) -> String {
+    let t = t.to_offset(offset);
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
 /// One line of a sign-in list, in words (the overview; the history page).
 pub struct SignInLine {
     pub at: String,
@@ -99,7 +112,6 @@ pub struct SignInLine {
 impl SignInLine {
     pub fn of(state: &AppState, e: &LoginEvent, lang: Lang) -> Self {
         let offset = state.config.throttle.display_offset();
-        let at = e.at.to_offset(offset);
         let result = match e.result {
             LoginResult::Success => Msg::ResultSuccess,
             LoginResult::WrongPassword => Msg::ResultWrongPassword,
@@ -108,14 +120,7 @@ impl SignInLine {
             LoginResult::Frozen => Msg::ResultFrozen,
         };
         Self {
-            at: format!(
-                "{}-{:02}-{:02} {:02}:{:02}",
-                at.year(),
-                u8::from(at.month()),
-                at.day(),
-                at.hour(),
-                at.minute()
-            ),
+            at: minute(e.at, offset),
             ip: e.ip.clone(),
             device: Device::of(&e.user_agent).describe(lang),
             result: result.text(lang),

@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use time::{OffsetDateTime, UtcOffset};
+use time::UtcOffset;
 
 use super::console::CurrentSession;
 use crate::domain::BrowserSession;
@@ -110,24 +110,11 @@ impl Line {
             sid: s.sid.clone(),
             device: Device::of(&s.user_agent).describe(lang),
             ip: s.ip.clone(),
-            signed_in_at: minute(s.created_at, offset),
-            last_active: minute(s.last_seen_at, offset),
+            signed_in_at: super::console::minute(s.created_at, offset),
+            last_active: super::console::minute(s.last_seen_at, offset),
             current: s.id == current.id,
         }
     }
-}
-
-/// "2026-12-04 15:42" in the pages' offset. Activity is recorded to the minute at best.
-fn minute(t: OffsetDateTime, offset: UtcOffset) -> String {
-    let t = t.to_offset(offset);
-    format!(
-        "{}-{:02}-{:02} {:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute()
-    )
 }
 
 #[derive(Template)]

@@ -15,6 +15,21 @@ use crate::clock::Clock;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{BrowserSession, Grant, UserId};
 
+/// The account's live sessions: not ended, before their absolute end, and (unless kept
+/// signed in) used within `idle`.
+fn live(user: UserId, now: OffsetDateTime, idle: Duration) -> sea_orm::Select<sessions::Entity> {
+    use sea_orm::Condition;
+    sessions::Entity::find()
+        .filter(sessions::Column::UserId.eq(user.0))
+        .filter(sessions::Column::EndedAt.is_null())
+        .filter(sessions::Column::ExpiresAt.gt(now))
+        .filter(
+            Condition::any()
+                .add(sessions::Column::Remember.eq(true))
+                .add(sessions::Column::LastSeenAt.gt(now - idle)),
+        )
+}
+
 pub struct SessionRepo<'c> {
     conn: &'c DatabaseConnection,
 }
@@ -95,18 +110,8 @@ impl<'c> SessionRepo<'c> {
         now: OffsetDateTime,
         idle: Duration,
     ) -> Result<u64, StoreError> {
-        use sea_orm::{Condition, PaginatorTrait};
-        Ok(sessions::Entity::find()
-            .filter(sessions::Column::UserId.eq(user.0))
-            .filter(sessions::Column::EndedAt.is_null())
-            .filter(sessions::Column::ExpiresAt.gt(now))
-            .filter(
-                Condition::any()
-                    .add(sessions::Column::Remember.eq(true))
-                    .add(sessions::Column::LastSeenAt.gt(now - idle)),
-            )
-            .count(self.conn)
-            .await?)
+        use sea_orm::PaginatorTrait;
+        Ok(live(user, now, idle).count(self.conn).await?)
     }
 
     /// The live sessions of the account (the same rule as `count_live`), the most
@@ -117,16 +122,8 @@ impl<'c> SessionRepo<'c> {
         now: OffsetDateTime,
         idle: Duration,
     ) -> Result<Vec<BrowserSession>, StoreError> {
-        use sea_orm::{Condition, QueryOrder};
-        sessions::Entity::find()
-            .filter(sessions::Column::UserId.eq(user.0))
-            .filter(sessions::Column::EndedAt.is_null())
-            .filter(sessions::Column::ExpiresAt.gt(now))
-            .filter(
-                Condition::any()
-                    .add(sessions::Column::Remember.eq(true))
-                    .add(sessions::Column::LastSeenAt.gt(now - idle)),
-            )
+        use sea_orm::QueryOrder;
+        live(user, now, idle)
             .order_by_desc(sessions::Column::LastSeenAt)
             .order_by_desc(sessions::Column::CreatedAt)
             .all(self.conn)

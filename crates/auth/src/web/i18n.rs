@@ -219,7 +219,7 @@ pub enum Msg {
     SessionsEnded,
     SessionsOthersEnded,
     SessionsNotFound,
-    SessionsBackToAccount,
+    BackToAccount,
     // Sign-in history (`/account/history`) and 「心当たりがない」.
     HistoryTitle,
     HistoryLead,
@@ -230,7 +230,6 @@ pub enum Msg {
     MethodPassword,
     HistoryOlder,
     HistoryNewest,
-    HistoryBackToAccount,
     NotMeTitle,
     NotMeLead,
     NotMeButton,
@@ -607,8 +606,8 @@ impl Msg {
             (Self::SessionsNotFound, En) => {
                 "This device is not signed in to your account, or it has already been signed out."
             }
-            (Self::SessionsBackToAccount, Ja) => "アカウントに戻る",
-            (Self::SessionsBackToAccount, En) => "Back to your account",
+            (Self::BackToAccount, Ja) => "アカウントに戻る",
+            (Self::BackToAccount, En) => "Back to your account",
             (Self::HistoryTitle, Ja) => "ログイン履歴",
             (Self::HistoryTitle, En) => "Sign-in history",
             (Self::HistoryLead, Ja) => {
@@ -629,8 +628,6 @@ impl Msg {
             (Self::HistoryOlder, En) => "Older",
             (Self::HistoryNewest, Ja) => "最新の記録へ",
             (Self::HistoryNewest, En) => "Newest",
-            (Self::HistoryBackToAccount, Ja) => "アカウントに戻る",
-            (Self::HistoryBackToAccount, En) => "Back to your account",
             (Self::NotMeTitle, Ja) => "心当たりのないログインがある場合",
             (Self::NotMeTitle, En) => "A sign-in you do not recognise?",
             (Self::NotMeLead, Ja) => {
