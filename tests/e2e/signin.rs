@@ -15,14 +15,14 @@ async fn a_member_signs_in_at_the_marketplace_through_the_op_and_out_again() {
     );
     assert!(mypage.body.contains("(パスワード)"), "how they signed in");
     // My page links the console pages that exist, and each works: the OP session of
-    // this browser opens the overview at once.
-    assert!(mypage.body.contains(&format!(r#"href="{}/account""#, w.op)));
-    assert!(
-        !mypage.body.contains("/account/"),
-        "no link to a console page that does not exist yet"
-    );
+    // this browser opens each at once.
+    for page in ["/account", "/account/sessions", "/account/history"] {
+        let href = format!(r#"href="{}{page}""#, w.op);
+        assert!(mypage.body.contains(&href), "{href}");
+        let console = get(&b, &format!("{}{page}", w.op)).await;
+        assert_eq!(console.status, 200, "{page}: {}", console.body);
+    }
     let console = get(&b, &format!("{}/account", w.op)).await;
-    assert_eq!(console.status, 200, "{}", console.body);
     assert!(
         console.body.contains("hanako@example.jp"),
         "{}",

@@ -6,6 +6,7 @@ mod address;
 pub mod console;
 pub mod help;
 pub mod history;
+pub mod profile;
 pub mod recovery;
 pub mod sessions;
 pub mod signup;
@@ -48,6 +49,10 @@ pub fn router() -> Router<AppState> {
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
         .route(UNLOCK, get(unlock::get_unlock).post(unlock::post_unlock))
         .route(console::ACCOUNT, get(console::overview))
+        .route(
+            profile::PROFILE,
+            get(profile::get_profile).post(profile::post_profile),
+        )
         .route(history::HISTORY, get(history::list))
         .route(
             history::NOT_ME,
@@ -162,6 +167,19 @@ async fn queue_mail(state: &AppState, mail: &crate::mail::Mail) -> Result<(), St
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The longest display name a member may choose on the pages.
+const MAX_DISPLAY_NAME: usize = 50;
+
+/// A display name as typed on a page, trimmed; `None` when empty, too long or holding
+/// control characters.
+fn display_name(typed: &str) -> Option<&str> {
+    let name = typed.trim();
+    (!name.is_empty()
+        && name.chars().count() <= MAX_DISPLAY_NAME
+        && !name.chars().any(char::is_control))
+    .then_some(name)
 }
 
 /// The account's language, else the page's.

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use time::Duration;
 
 use super::unlock::{locked_now, throttled_page};
-use super::{FORGOT, FormError, PageQuery, VERIFY, link, mail_allowed, park_of, user_lang};
+use super::{
+    FORGOT, FormError, PageQuery, VERIFY, display_name, link, mail_allowed, park_of, user_lang,
+};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
@@ -37,7 +39,6 @@ use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_pa
 
 /// How long a verification link works.
 pub const VERIFY_LIFETIME: Duration = Duration::hours(24);
-const MAX_DISPLAY_NAME: usize = 50;
 
 #[derive(Template)]
 #[template(path = "signup.html")]
@@ -127,7 +128,6 @@ pub async fn post_signup(
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
     let tx = park_of(&state, &headers, &form.tx).await;
-    let name = form.display_name.trim();
     let again = |error: Msg, policy: Option<&PasswordPolicyError>| {
         let page = SignupPage {
             lang,
@@ -144,12 +144,9 @@ pub async fn post_signup(
         Ok(e) => e,
         Err(e) => return again(Msg::from(e), None),
     };
-    if name.is_empty()
-        || name.chars().count() > MAX_DISPLAY_NAME
-        || name.chars().any(char::is_control)
-    {
+    let Some(name) = display_name(&form.display_name) else {
         return again(Msg::DisplayNameInvalid, None);
-    }
+    };
     let password = match Password::new(&form.password, &email) {
         Ok(p) => p,
         Err(e) => return again(Msg::from(&e), Some(&e)),

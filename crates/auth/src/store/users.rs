@@ -98,6 +98,25 @@ impl<'c> UserRepo<'c> {
             .transpose()
     }
 
+    /// The member's display name and language (`ja` or `en`).
+    pub async fn set_profile(
+        &self,
+        id: UserId,
+        display_name: &str,
+        locale: &str,
+        clock: &Clock,
+    ) -> Result<(), StoreError> {
+        use sea_orm::sea_query::Expr;
+        users::Entity::update_many()
+            .col_expr(users::Column::DisplayName, Expr::value(display_name))
+            .col_expr(users::Column::Locale, Expr::value(locale))
+            .col_expr(users::Column::UpdatedAt, Expr::value(clock.now()))
+            .filter(users::Column::Id.eq(id.0))
+            .exec(self.conn)
+            .await?;
+        Ok(())
+    }
+
     /// Freezes, unfreezes or marks an account deleted.
     pub async fn set_status(
         &self,

@@ -238,6 +238,11 @@ pub enum Msg {
     NotMeMailed,
     NotMeMailFailed,
     NotMeResetLink,
+    // The profile page.
+    ProfileTitle,
+    ProfileLanguage,
+    ProfileSave,
+    ProfileSaved,
 }
 
 impl Msg {
@@ -660,6 +665,14 @@ impl Msg {
             }
             (Self::NotMeResetLink, Ja) => "パスワードを再設定する",
             (Self::NotMeResetLink, En) => "Reset your password",
+            (Self::ProfileTitle, Ja) => "プロフィール",
+            (Self::ProfileTitle, En) => "Profile",
+            (Self::ProfileLanguage, Ja) => "表示言語",
+            (Self::ProfileLanguage, En) => "Language",
+            (Self::ProfileSave, Ja) => "保存する",
+            (Self::ProfileSave, En) => "Save",
+            (Self::ProfileSaved, Ja) => "保存しました。",
+            (Self::ProfileSaved, En) => "Saved.",
         }
     }
 }

@@ -134,3 +134,127 @@ async fn an_ended_session_or_a_frozen_account_is_asked_to_sign_in_again() {
     // Without a cookie at all, too.
     assert_eq!(app.browser().get("/account").await.status, 303);
 }
+
+/// A browser signed in to the console of the member `EMAIL`.
+async fn signed_in_console(app: &TestApp) -> Browser {
+    let browser = app.browser();
+    let login = sent_to_sign_in(&browser, "/account").await;
+    assert_eq!(
+        browser.post_login(&login, EMAIL, PASSWORD).await.status,
+        303
+    );
+    browser
+}
+
+#[tokio::test]
+async fn a_member_changes_the_display_name_and_the_language_of_the_pages() {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    let browser = signed_in_console(&app).await;
+    let form = browser.get("/account/profile").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains(r#"value="山田 花子""#), "{}", form.body);
+    let csrf = form.field("csrf").unwrap();
+    let saved = browser
+        .post_form(
+            "/account/profile",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "  Hanako Y.  "),
+                ("locale", "en"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = browser.get(saved.location.as_deref().unwrap()).await;
+    assert!(
+        page.body.contains("Saved."),
+        "now in English: {}",
+        page.body
+    );
+    let stored = app
+        .state
+        .db
+        .users()
+        .find_by_id(user.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.display_name, "Hanako Y.", "trimmed");
+    assert_eq!(stored.locale, "en");
+    assert!(browser.get("/account").await.body.contains("Hanako Y."));
+}
+
+#[tokio::test]
+async fn bad_profile_input_and_foreign_posts_change_nothing() {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    let browser = signed_in_console(&app).await;
+    let csrf = browser.get("/account/profile").await.field("csrf").unwrap();
+    let long = "あ".repeat(51);
+    for (name, locale) in [
+        ("", "ja"),
+        ("   ", "ja"),
+        (long.as_str(), "ja"),
+        ("a\u{0}b", "ja"),
+        ("ok", "fr"),
+        ("ok", "EN"),
+        ("ok", ""),
+    ] {
+        let page = browser
+            .post_form(
+                "/account/profile",
+                &[("csrf", &csrf), ("display_name", name), ("locale", locale)],
+            )
+            .await;
+        assert_eq!(page.status, 400, "{name:?} {locale:?}");
+        assert!(!page.body.contains("<script>"));
+    }
+    // Script in the name is shown as text.
+    let page = browser
+        .post_form(
+            "/account/profile",
+            &[
+                ("csrf", &csrf),
+                ("display_name", "<script>x</script>"),
+                ("locale", "xx"),
+            ],
+        )
+        .await;
+    assert!(page.body.contains("&#60;script&#62;"), "{}", page.body);
+    // Another site, or no token: refused.
+    let cross = browser
+        .post_form_with(
+            "/account/profile",
+            &[("csrf", &csrf), ("display_name", "evil"), ("locale", "en")],
+            &[
+                ("origin", "https://evil.example"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        )
+        .await;
+    assert_eq!(cross.status, 403);
+    let tokenless = browser
+        .post_form(
+            "/account/profile",
+            &[("display_name", "evil"), ("locale", "en")],
+        )
+        .await;
+    assert_eq!(tokenless.status, 403);
+    // Without a session: sent to sign in, nothing saved.
+    let stranger = app.browser();
+    let form = stranger.get("/account/profile").await;
+    assert_eq!(form.status, 303);
+    let stored = app
+        .state
+        .db
+        .users()
+        .find_by_id(user.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.display_name.as_str(), stored.locale.as_str()),
+        ("山田 花子", "ja")
+    );
+}
