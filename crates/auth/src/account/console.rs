@@ -3,6 +3,7 @@
 //! sent to sign in (a console sign-in, parked like an authorization request and bound to
 //! the browser) and comes back to the page it asked for.
 
+use super::ACCOUNT;
 use askama::Template;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -19,8 +20,6 @@ use crate::web::cookies::SESSION;
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
-
-pub const ACCOUNT: &str = "/account";
 
 /// How many of the latest sign-ins the overview shows.
 const RECENT: u64 = 5;

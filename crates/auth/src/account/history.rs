@@ -2,6 +2,7 @@
 //! newest first, a page at a time behind an opaque cursor; and 「心当たりがない」, which
 //! signs out every device of the account and mails a password-reset link.
 
+use super::HISTORY;
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -23,9 +24,6 @@ use crate::web::cookies::SESSION;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
-
-pub const HISTORY: &str = "/account/history";
-pub const NOT_ME: &str = "/account/history/not-me";
 
 /// Attempts per page.
 const PAGE: usize = 20;

@@ -35,6 +35,14 @@ pub const SIGNUP: &str = "/signup";
 pub const SIGNUP_RESEND: &str = "/signup/resend";
 pub const VERIFY: &str = "/verify-email";
 pub const UNLOCK: &str = "/unlock";
+/// The account console.
+pub const ACCOUNT: &str = "/account";
+pub const PROFILE: &str = "/account/profile";
+pub const HISTORY: &str = "/account/history";
+pub const NOT_ME: &str = "/account/history/not-me";
+pub const SESSIONS: &str = "/account/sessions";
+pub const END: &str = "/account/sessions/end";
+pub const END_OTHERS: &str = "/account/sessions/end-others";
 pub const SIGNIN_HELP: &str = "/signin-help";
 
 pub fn router() -> Router<AppState> {
@@ -48,20 +56,17 @@ pub fn router() -> Router<AppState> {
         .route(SIGNUP_RESEND, post(signup::post_resend))
         .route(VERIFY, get(signup::get_verify).post(signup::post_verify))
         .route(UNLOCK, get(unlock::get_unlock).post(unlock::post_unlock))
-        .route(console::ACCOUNT, get(console::overview))
+        .route(ACCOUNT, get(console::overview))
         .route(
-            profile::PROFILE,
+            PROFILE,
             get(profile::get_profile).post(profile::post_profile),
         )
-        .route(history::HISTORY, get(history::list))
+        .route(HISTORY, get(history::list))
+        .route(NOT_ME, post(history::post_not_me).get(history::to_history))
+        .route(SESSIONS, get(sessions::list))
+        .route(END, post(sessions::end).get(sessions::to_list))
         .route(
-            history::NOT_ME,
-            post(history::post_not_me).get(history::to_history),
-        )
-        .route(sessions::SESSIONS, get(sessions::list))
-        .route(sessions::END, post(sessions::end).get(sessions::to_list))
-        .route(
-            sessions::END_OTHERS,
+            END_OTHERS,
             post(sessions::end_others).get(sessions::to_list),
         )
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))

@@ -2,6 +2,7 @@
 //! `profile` scope gives clients (`name`); the language is that of Tobira's pages and
 //! mails to the member.
 
+use super::PROFILE;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,8 +16,6 @@ use crate::state::AppState;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
-
-pub const PROFILE: &str = "/account/profile";
 
 #[derive(Template)]
 #[template(path = "account_profile.html")]

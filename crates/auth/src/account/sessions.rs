@@ -3,6 +3,7 @@
 //! ID tokens), never by its row id or cookie secret, and is only ever ended through
 //! `SessionRepo::end`, the one place that also revokes what hangs from a session.
 
+use super::SESSIONS;
 use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -20,10 +21,6 @@ use crate::web::csrf::{self, CsrfForm};
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
-
-pub const SESSIONS: &str = "/account/sessions";
-pub const END: &str = "/account/sessions/end";
-pub const END_OTHERS: &str = "/account/sessions/end-others";
 
 /// What the list tells after an action (`?done=…`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
