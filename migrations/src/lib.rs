@@ -15,6 +15,7 @@ mod m20261202_000005_jobs_and_resets;
 mod m20261202_000006_email_verifications;
 mod m20261204_000007_known_devices;
 mod m20261204_000008_login_events;
+mod m20261204_000009_backchannel_logout;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_email_verifications::Migration),
             Box::new(m20261204_000007_known_devices::Migration),
             Box::new(m20261204_000008_login_events::Migration),
+            Box::new(m20261204_000009_backchannel_logout::Migration),
         ]
     }
 

@@ -201,6 +201,9 @@ impl World {
                 first_party: true,
                 extra_grants: vec![GrantType::RefreshToken],
                 id_token_alg: Alg::RS256,
+                // Reached over plain http on loopback even when its public URL is https.
+                backchannel_logout_uri: Some(format!("{mp}/backchannel-logout")),
+                backchannel_logout_session_required: false,
                 client_id: None,
                 secret: None,
             },
@@ -486,4 +489,21 @@ pub fn profile_path(mypage: &Hop) -> String {
     let marker = r#"data-testid="profile-link" href=""#;
     let at = mypage.body.find(marker).unwrap() + marker.len();
     mypage.body[at..at + mypage.body[at..].find('"').unwrap()].to_owned()
+}
+
+impl World {
+    /// The OP's signing keys, loaded as the OP loads them (its database, and the master
+    /// key in its data directory): tests sign logout tokens with chosen claims.
+    pub async fn op_keys(&self) -> tobira_auth::keys::KeyRing {
+        let mut config = Config {
+            data_dir: self._data.path().join("op"),
+            ..Config::default()
+        };
+        config.database.url = tobira_auth::config::Secret::new(self.op_db_url.clone());
+        let db = tobira_auth::startup::open_db(&config).await.unwrap();
+        let master = tobira_auth::keys::MasterKey::load_or_create(&config).unwrap();
+        tobira_auth::keys::KeyRing::load_or_init(&db, &master, &Clock::system())
+            .await
+            .unwrap()
+    }
 }

@@ -45,6 +45,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub mail: MailConfig,
     pub jobs: JobsConfig,
+    pub backchannel: BackchannelConfig,
     pub signup: SignupConfig,
     pub password: PasswordConfig,
     pub session: SessionConfig,
@@ -209,6 +210,30 @@ pub struct JobsConfig {
     pub max_attempts: u32,
 }
 
+/// Delivery of back-channel logout tokens to clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackchannelConfig {
+    /// How long one delivery may take, connecting included; a slow client is retried.
+    pub timeout_ms: u64,
+    /// Lifetime of a logout token (its `exp` after `iat`).
+    pub token_secs: u32,
+    /// Private, shared and link-local networks a logout URI's host may resolve to (for
+    /// clients inside the operator's network). Public addresses are always allowed, and
+    /// loopback only when the URI names it (`localhost`, `127.0.0.1`, `[::1]`).
+    pub allowed_networks: Vec<IpNet>,
+}
+
+impl Default for BackchannelConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5000,
+            token_secs: 120,
+            allowed_networks: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SignupConfig {
@@ -257,11 +282,17 @@ pub struct PasswordConfig {
 pub struct AccountConfig {
     /// Sign-in attempts are kept in the member's history this many days, then purged.
     pub history_days: u32,
+    /// A successful sign-in from a device new to the account mails its member
+    /// (`authn/risk`).
+    pub new_device_mail: bool,
 }
 
 impl Default for AccountConfig {
     fn default() -> Self {
-        Self { history_days: 90 }
+        Self {
+            history_days: 90,
+            new_device_mail: true,
+        }
     }
 }
 
@@ -359,6 +390,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             mail: MailConfig::default(),
             jobs: JobsConfig::default(),
+            backchannel: BackchannelConfig::default(),
             signup: SignupConfig::default(),
             password: PasswordConfig::default(),
             session: SessionConfig::default(),
@@ -589,6 +621,18 @@ impl Config {
         }
         if self.jobs.max_attempts == 0 {
             return Err(invalid("jobs.max_attempts", "must be at least 1"));
+        }
+        if !(100..=60_000).contains(&self.backchannel.timeout_ms) {
+            return Err(invalid(
+                "backchannel.timeout_ms",
+                "must be between 100 and 60000",
+            ));
+        }
+        if !(10..=600).contains(&self.backchannel.token_secs) {
+            return Err(invalid(
+                "backchannel.token_secs",
+                "must be between 10 and 600",
+            ));
         }
         let p = &self.password;
         if argon2::Params::new(

@@ -86,6 +86,13 @@ struct ClientsAdd {
     /// Signature algorithm of this client's ID tokens.
     #[arg(long, value_enum, default_value_t = AlgArg::RS256)]
     id_token_alg: AlgArg,
+    /// Where Tobira posts logout tokens when a member's session ends (OpenID Connect
+    /// Back-Channel Logout 1.0): https, or http on a loopback host.
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+    /// Every logout token to this client carries the session id (`sid`).
+    #[arg(long)]
+    backchannel_logout_session_required: bool,
     /// Use this client_id instead of a generated one.
     #[arg(long)]
     client_id: Option<String>,
@@ -283,6 +290,8 @@ async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
             AlgArg::ES256 => Alg::ES256,
             AlgArg::EdDSA => Alg::EdDSA,
         },
+        backchannel_logout_uri: args.backchannel_logout_uri,
+        backchannel_logout_session_required: args.backchannel_logout_session_required,
         client_id: args.client_id,
         secret,
     };

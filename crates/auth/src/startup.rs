@@ -142,6 +142,8 @@ impl Application {
             keys,
             master: Arc::new(master),
             mailer,
+            backchannel: crate::oidc::backchannel::Sender::new(&config.backchannel)
+                .map_err(|e| StartError::Other(e.to_string()))?,
             identifiers,
             sessions: SessionPolicy::from(&config.session),
             cookies: CookiePolicy {

@@ -27,6 +27,8 @@ pub struct AppState {
     /// Seals queued mail bodies (they may hold secret links).
     pub master: Arc<MasterKey>,
     pub mailer: Mailer,
+    /// Posts back-channel logout tokens to clients.
+    pub backchannel: crate::oidc::backchannel::Sender,
     /// Pseudonyms of typed identifiers, for logs.
     pub identifiers: IdentifierHasher,
     pub sessions: SessionPolicy,

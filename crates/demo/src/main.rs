@@ -162,6 +162,8 @@ async fn ensure_client(
             first_party: true,
             extra_grants: vec![GrantType::RefreshToken],
             id_token_alg: Alg::RS256,
+            backchannel_logout_uri: Some(format!("{marketplace_url}/backchannel-logout")),
+            backchannel_logout_session_required: false,
             client_id: Some(CLIENT_ID.to_owned()),
             secret: None,
         },

@@ -208,6 +208,7 @@ export async function startStack({ marketplace = true, artifacts = ARTIFACTS, op
         'clients', 'add', '--name', 'マーケット',
         '--redirect-uri', `${stack.mpOrigin}/callback`,
         '--post-logout-redirect-uri', `${stack.mpOrigin}/`,
+        '--backchannel-logout-uri', `${stack.mpOrigin}/backchannel-logout`,
         '--first-party', '--grant', 'refresh_token', '--json',
       ],
       opEnv,

@@ -3,6 +3,7 @@
 //! issue).
 
 mod address;
+pub mod apps;
 pub mod console;
 pub mod help;
 pub mod history;
@@ -43,6 +44,8 @@ pub const NOT_ME: &str = "/account/history/not-me";
 pub const SESSIONS: &str = "/account/sessions";
 pub const END: &str = "/account/sessions/end";
 pub const END_OTHERS: &str = "/account/sessions/end-others";
+pub const APPS: &str = "/account/apps";
+pub const APPS_REMOVE: &str = "/account/apps/remove";
 pub const SIGNIN_HELP: &str = "/signin-help";
 
 pub fn router() -> Router<AppState> {
@@ -69,6 +72,8 @@ pub fn router() -> Router<AppState> {
             END_OTHERS,
             post(sessions::end_others).get(sessions::to_list),
         )
+        .route(APPS, get(apps::list))
+        .route(APPS_REMOVE, post(apps::remove).get(apps::to_list))
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
 }
 
@@ -163,7 +168,7 @@ async fn mail_allowed(state: &AppState, email: &Email, ip: IpAddr) -> Result<boo
 }
 
 /// Queues a mail on its own (when no other write causes it), sealed.
-async fn queue_mail(state: &AppState, mail: &crate::mail::Mail) -> Result<(), String> {
+pub(crate) async fn queue_mail(state: &AppState, mail: &crate::mail::Mail) -> Result<(), String> {
     let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
     state
         .db
@@ -188,6 +193,6 @@ fn display_name(typed: &str) -> Option<&str> {
 }
 
 /// The account's language, else the page's.
-fn user_lang(user: &User, fallback: Lang) -> Lang {
+pub(crate) fn user_lang(user: &User, fallback: Lang) -> Lang {
     Lang::from_tag(&user.locale).unwrap_or(fallback)
 }

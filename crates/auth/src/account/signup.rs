@@ -387,6 +387,27 @@ async fn sign_in_and_continue(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    // The browser that signed up is the account's first known device (so that its own
+    // later sign-ins are not news to the member, and it is exempt from the account lock).
+    let device = state
+        .cookies
+        .get(headers, DEVICE)
+        .map(|d| sha256_hex(&d))
+        .unwrap_or_default();
+    if !device.is_empty() {
+        state
+            .db
+            .known_devices()
+            .signed_in(
+                state.clock.now(),
+                user,
+                &device,
+                &ip.to_string(),
+                &user_agent,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let (session, secret) = session::sign_in(
         &state.db,
         &state.clock,
@@ -396,7 +417,7 @@ async fn sign_in_and_continue(
             user_id: user,
             amr: vec![AMR_PASSWORD.to_owned()],
             acr: "1".to_owned(),
-            device_id: String::new(),
+            device_id: device,
             ip: ip.to_string(),
             user_agent,
             remember: false,

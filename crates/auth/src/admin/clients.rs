@@ -17,6 +17,10 @@ pub struct AddClient {
     pub first_party: bool,
     pub extra_grants: Vec<GrantType>,
     pub id_token_alg: Alg,
+    /// Where logout tokens go (OIDC Back-Channel Logout 1.0).
+    pub backchannel_logout_uri: Option<String>,
+    /// Every logout token carries `sid` (needs a back-channel logout URI).
+    pub backchannel_logout_session_required: bool,
     /// Chosen by the operator; generated otherwise.
     pub client_id: Option<String>,
     /// Given by the operator (confidential clients); generated otherwise.
@@ -31,6 +35,10 @@ pub enum AddClientError {
     NoRedirectUri,
     #[error("invalid redirect URI: {0}")]
     RedirectUri(#[from] RedirectUriError),
+    #[error("invalid back-channel logout URI: {0}")]
+    BackchannelLogoutUri(RedirectUriError),
+    #[error("--backchannel-logout-session-required needs a back-channel logout URI")]
+    SessionRequiredWithoutUri,
     #[error("client_id must be 1 to 128 characters of A-Z a-z 0-9 . _ - ~")]
     ClientId,
     #[error("a public client has no secret")]
@@ -73,6 +81,15 @@ pub async fn add_client(db: &Db, clock: &Clock, req: AddClient) -> Result<Added,
         .iter()
         .map(|u| RedirectUri::parse(u))
         .collect::<Result<Vec<_>, _>>()?;
+    let backchannel_logout_uri = req
+        .backchannel_logout_uri
+        .as_deref()
+        .map(RedirectUri::parse)
+        .transpose()
+        .map_err(AddClientError::BackchannelLogoutUri)?;
+    if req.backchannel_logout_session_required && backchannel_logout_uri.is_none() {
+        return Err(AddClientError::SessionRequiredWithoutUri);
+    }
     let client_id = match req.client_id {
         Some(id) if valid_client_id(&id) => id,
         Some(_) => return Err(AddClientError::ClientId),
@@ -104,6 +121,8 @@ pub async fn add_client(db: &Db, clock: &Clock, req: AddClient) -> Result<Added,
         public: req.public,
         first_party: req.first_party,
         id_token_alg: req.id_token_alg,
+        backchannel_logout_uri,
+        backchannel_logout_session_required: req.backchannel_logout_session_required,
         created_at: clock.now(),
     };
     db.clients().add(&client).await.map_err(|e| match e {
@@ -131,6 +150,8 @@ pub struct ClientView {
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub grant_types: Vec<GrantType>,
     pub id_token_signed_response_alg: Alg,
+    pub backchannel_logout_uri: Option<RedirectUri>,
+    pub backchannel_logout_session_required: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -146,6 +167,8 @@ impl From<&Client> for ClientView {
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
             id_token_signed_response_alg: c.id_token_alg,
+            backchannel_logout_uri: c.backchannel_logout_uri.clone(),
+            backchannel_logout_session_required: c.backchannel_logout_session_required,
             created_at: c.created_at,
         }
     }

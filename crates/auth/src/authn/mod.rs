@@ -1,8 +1,10 @@
-//! How a person proves who they are, and the browser session that remembers it. Passwords and
-//! throttling now; TOTP, passkeys, email codes and federation arrive with later issues.
+//! How a person proves who they are, and the browser session that remembers it. Passwords,
+//! throttling and the new-device mail (`risk`) now; TOTP, passkeys, email codes and
+//! federation arrive with later issues.
 
 pub mod feedback;
 pub mod password;
+pub mod risk;
 pub mod session;
 pub mod sign_in;
 pub mod throttle;

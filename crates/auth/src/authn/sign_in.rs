@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::password::{HashError, Password, Queue};
+use super::risk::{self, SignedIn};
 use super::throttle::{AccountKey, Admission, Attempt, Lock};
 use crate::domain::{Email, User, UserId, UserStatus};
 use crate::state::AppState;
@@ -88,6 +89,19 @@ pub async fn with_password(
     let outcome = check(state, &attempt, user.clone(), known).await;
     if let Some(user) = &user {
         record(state, user.id, &attempt, &outcome, known);
+    }
+    if let Ok(user) = &outcome {
+        risk::after_sign_in(
+            state,
+            SignedIn {
+                user: user.clone(),
+                device: attempt.device.to_owned(),
+                known_before: known,
+                ip: attempt.ip,
+                user_agent: attempt.user_agent.to_owned(),
+                at: state.clock.now(),
+            },
+        );
     }
     outcome
 }

@@ -107,6 +107,11 @@ pub struct Client {
     pub first_party: bool,
     /// `id_token_signed_response_alg` (OIDC Dynamic Client Registration §2).
     pub id_token_alg: crate::keys::Alg,
+    /// Where logout tokens go (OIDC Back-Channel Logout 1.0 §2.2): the same rules as a
+    /// redirect URI (absolute, https or http on loopback, no fragment).
+    pub backchannel_logout_uri: Option<RedirectUri>,
+    /// Every logout token to this client carries `sid`.
+    pub backchannel_logout_session_required: bool,
     pub created_at: OffsetDateTime,
 }
 

@@ -1,8 +1,8 @@
 //! The job runner inside `tobira serve`: each replica polls the durable job table,
 //! claims due jobs under a lease (once across replicas), runs them, and retries failures
 //! with exponential backoff until `jobs.max_attempts`, then gives up with an error log
-//! and a metric. Queue depth, failures and the oldest job's age are metrics. Mail and
-//! support's unlocks are the queues; later issues add back-channel logout and the key
+//! and a metric. Queue depth, failures and the oldest job's age are metrics. Back-channel
+//! logout tokens, mail and support's unlocks are the queues; a later issue adds the key
 //! schedule.
 
 use std::time::Duration as StdDuration;
@@ -12,7 +12,7 @@ use time::Duration;
 use crate::admin::unlock::{self, SUPPORT_QUEUE};
 use crate::mail::Mail;
 use crate::state::AppState;
-use crate::store::{Job, MAIL_QUEUE};
+use crate::store::{BACKCHANNEL_QUEUE, Job, MAIL_QUEUE};
 
 /// How long a claimed job is ours; a replica that dies mid-job frees it after this.
 const LEASE: Duration = Duration::minutes(5);
@@ -78,7 +78,7 @@ pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
 }
 
 /// The queues every replica works on.
-const QUEUES: [&str; 2] = [MAIL_QUEUE, SUPPORT_QUEUE];
+const QUEUES: [&str; 3] = [BACKCHANNEL_QUEUE, MAIL_QUEUE, SUPPORT_QUEUE];
 
 /// Runs every due job once; returns how many ran.
 pub async fn run_due(state: &AppState) -> Result<usize, crate::store::StoreError> {
@@ -103,6 +103,7 @@ pub async fn run_due(state: &AppState) -> Result<usize, crate::store::StoreError
 async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreError> {
     let result = match job.queue.as_str() {
         SUPPORT_QUEUE => unlock::apply(state, &job.payload).await,
+        BACKCHANNEL_QUEUE => crate::oidc::backchannel::deliver(state, &job.payload).await,
         _ => match Mail::unseal(&job.payload, &state.master) {
             Ok(mail) => state
                 .mailer

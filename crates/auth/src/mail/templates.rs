@@ -339,6 +339,76 @@ pub fn no_account(lang: Lang, to: &str, signup_link: &str) -> Mail {
     }
 }
 
+/// What the new-device mail says of the sign-in, already in words and links.
+pub struct NewDeviceSignIn<'a> {
+    /// The time, with its zone ("2026-12-04 15:42（日本時間）").
+    pub at: &'a str,
+    /// The device in words ("Chrome（Windows 10・パソコン）").
+    pub device: &'a str,
+    pub ip: &'a str,
+    /// The console's list of signed-in devices, to sign that one out.
+    pub sessions: &'a str,
+    /// The forgot-password page.
+    pub reset: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/new_device.txt")]
+struct NewDeviceText<'a> {
+    ja: bool,
+    name: &'a str,
+    at: &'a str,
+    device: &'a str,
+    ip: &'a str,
+    sessions_link: &'a str,
+    reset_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/new_device.html")]
+struct NewDeviceHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    at: &'a str,
+    device: &'a str,
+    ip: &'a str,
+    sessions_link: &'a str,
+    reset_link: &'a str,
+}
+
+/// "Your account was signed in to from a new device": when, what, from where; the way
+/// to sign that device out and, if it was not the member, to change the password.
+pub fn new_device(lang: Lang, to: &str, display_name: &str, s: &NewDeviceSignIn<'_>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】新しい端末からログインがありました".to_owned()
+        } else {
+            "[Tobira] New sign-in to your account".to_owned()
+        },
+        text: render(&NewDeviceText {
+            ja,
+            name,
+            at: s.at,
+            device: s.device,
+            ip: s.ip,
+            sessions_link: s.sessions,
+            reset_link: s.reset,
+        }),
+        html: render(&NewDeviceHtml {
+            ja,
+            name,
+            at: s.at,
+            device: s.device,
+            ip: s.ip,
+            sessions_link: s.sessions,
+            reset_link: s.reset,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,8 @@ impl ConsentPage<'_> {
     }
 }
 
-fn scope_words(scope: &str) -> Option<Msg> {
+/// A scope in the member's words (the consent page and the connected apps).
+pub fn scope_words(scope: &str) -> Option<Msg> {
     match scope {
         "openid" => Some(Msg::ScopeOpenid),
         "profile" => Some(Msg::ScopeProfile),

@@ -45,6 +45,10 @@ pub fn document(state: &AppState) -> Value {
         // Discovery §3 defaults this to true: say no explicitly.
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
+        // Back-Channel Logout 1.0 §2.1: every logout token carries `sid` when the session
+        // is known.
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }
 

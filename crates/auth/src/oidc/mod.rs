@@ -1,6 +1,7 @@
 //! The OpenID Connect protocol endpoints and Tobira's own pages within a flow.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod consent;
 pub mod discovery;
 pub mod error;

@@ -34,6 +34,11 @@ impl<'c> ClientRepo<'c> {
             public: Set(client.public),
             first_party: Set(client.first_party),
             id_token_alg: Set(client.id_token_alg.as_str().to_owned()),
+            backchannel_logout_uri: Set(client
+                .backchannel_logout_uri
+                .as_ref()
+                .map(|u| u.as_str().to_owned())),
+            backchannel_logout_session_required: Set(client.backchannel_logout_session_required),
             created_at: Set(client.created_at),
         };
         clients::Entity::insert(row)
@@ -107,6 +112,8 @@ fn to_client(m: clients::Model) -> Result<Client, StoreError> {
         secret_hash: m.secret_hash,
         public: m.public,
         first_party: m.first_party,
+        backchannel_logout_uri: m.backchannel_logout_uri.map(RedirectUri::from_stored),
+        backchannel_logout_session_required: m.backchannel_logout_session_required,
         created_at: m.created_at,
     })
 }

@@ -188,6 +188,10 @@ impl Db {
         ClientRepo::new(&self.conn)
     }
 
+    pub fn apps(&self) -> super::AppRepo<'_> {
+        super::AppRepo::new(&self.conn)
+    }
+
     pub fn consents(&self) -> ConsentRepo<'_> {
         ConsentRepo::new(&self.conn)
     }

@@ -215,6 +215,22 @@ impl<'c> JobRepo<'c> {
     }
 }
 
+impl JobRepo<'_> {
+    /// Why the waiting jobs of `queue` failed their last try (those that did).
+    pub async fn last_errors(&self, queue: &str) -> Result<Vec<String>, StoreError> {
+        Ok(jobs::Entity::find()
+            .filter(jobs::Column::Queue.eq(queue))
+            .filter(jobs::Column::FailedAt.is_null())
+            .filter(jobs::Column::LastError.is_not_null())
+            .order_by_asc(jobs::Column::CreatedAt)
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .filter_map(|m| m.last_error)
+            .collect())
+    }
+}
+
 /// A job given up after its last try, as operators see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GivenUp {

@@ -3,6 +3,7 @@
 //! never leave this module. The ephemeral store holds short-lived values (codes,
 //! challenges, counters) in process or in Redis.
 
+mod apps;
 mod clients;
 mod consents;
 mod db;
@@ -11,6 +12,7 @@ mod entity;
 pub mod ephemeral;
 mod history;
 pub mod jobs;
+mod logouts;
 mod resets;
 mod server_secrets;
 mod sessions;
@@ -18,6 +20,7 @@ mod signing_keys;
 mod signups;
 mod users;
 
+pub use apps::{AppRepo, ConnectedApp};
 pub use clients::ClientRepo;
 pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};
@@ -25,6 +28,7 @@ pub use devices::{KnownDevice, KnownDeviceRepo};
 pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore, Versioned};
 pub use history::{LoginEvent, LoginEventRepo, LoginResult};
 pub use jobs::{Job, JobRepo, QueueStats};
+pub use logouts::{BACKCHANNEL_QUEUE, Logout};
 pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};
 pub use sessions::{

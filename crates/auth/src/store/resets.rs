@@ -100,12 +100,9 @@ impl<'c> PasswordResetRepo<'c> {
             .filter(users::Column::Id.eq(user.0))
             .exec(&txn)
             .await?;
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::EndedAt, Expr::value(now))
-            .filter(sessions::Column::UserId.eq(user.0))
-            .filter(sessions::Column::EndedAt.is_null())
-            .exec(&txn)
-            .await?;
+        let ended =
+            super::sessions::end_where(&txn, now, sessions::Column::UserId.eq(user.0)).await?;
+        super::logouts::for_ended_sessions(&txn, now, &ended).await?;
         grants::Entity::update_many()
             .col_expr(grants::Column::RevokedAt, Expr::value(now))
             .filter(grants::Column::UserId.eq(user.0))

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::entity::{grants, refresh_tokens, sessions};
+use super::logouts;
 use crate::clock::Clock;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{BrowserSession, Grant, UserId};
@@ -188,16 +189,13 @@ impl<'c> SessionRepo<'c> {
         Ok(())
     }
 
-    /// Ends a session and revokes the grants that live only as long as it (offline
-    /// grants survive), in one transaction.
+    /// Ends a session, revokes the grants that live only as long as it (offline grants
+    /// survive) and queues a back-channel logout to each client it signed in to, in one
+    /// transaction. Ending a session that already ended changes nothing.
     pub async fn end(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
         let txn = self.conn.begin().await?;
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::EndedAt, Expr::value(now))
-            .filter(sessions::Column::Id.eq(id))
-            .filter(sessions::Column::EndedAt.is_null())
-            .exec(&txn)
-            .await?;
+        let ended = end_where(&txn, now, sessions::Column::Id.eq(id)).await?;
+        logouts::for_ended_sessions(&txn, now, &ended).await?;
         grants::Entity::update_many()
             .col_expr(grants::Column::RevokedAt, Expr::value(now))
             .filter(grants::Column::SessionId.eq(id))
@@ -209,18 +207,14 @@ impl<'c> SessionRepo<'c> {
         Ok(())
     }
 
-    /// Ends every session of the account and revokes the grants that live only as long
-    /// as one of them (offline grants survive, as with `end`), in one transaction; how
-    /// many sessions had not ended yet.
+    /// Ends every session of the account, revokes the grants that live only as long as
+    /// one of them (offline grants survive, as with `end`) and queues the back-channel
+    /// logouts, in one transaction; how many sessions had not ended yet.
     pub async fn end_all(&self, user: UserId, now: OffsetDateTime) -> Result<u64, StoreError> {
         use sea_orm::{QuerySelect, QueryTrait};
         let txn = self.conn.begin().await?;
-        let ended = sessions::Entity::update_many()
-            .col_expr(sessions::Column::EndedAt, Expr::value(now))
-            .filter(sessions::Column::UserId.eq(user.0))
-            .filter(sessions::Column::EndedAt.is_null())
-            .exec(&txn)
-            .await?;
+        let ended = end_where(&txn, now, sessions::Column::UserId.eq(user.0)).await?;
+        logouts::for_ended_sessions(&txn, now, &ended).await?;
         let of_account = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)
@@ -234,8 +228,30 @@ impl<'c> SessionRepo<'c> {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        Ok(ended.rows_affected)
+        Ok(ended.len() as u64)
     }
+}
+
+/// Ends the sessions matching `filter` that had not ended (`UPDATE … RETURNING`, so two
+/// concurrent ends never both report the same session); the sessions it ended.
+pub(super) async fn end_where(
+    conn: &impl sea_orm::ConnectionTrait,
+    now: OffsetDateTime,
+    filter: impl sea_orm::sea_query::IntoCondition,
+) -> Result<Vec<logouts::Ended>, StoreError> {
+    Ok(sessions::Entity::update_many()
+        .col_expr(sessions::Column::EndedAt, Expr::value(now))
+        .filter(filter)
+        .filter(sessions::Column::EndedAt.is_null())
+        .exec_with_returning(conn)
+        .await?
+        .into_iter()
+        .map(|m| logouts::Ended {
+            id: m.id,
+            sid: m.sid,
+            user_id: m.user_id,
+        })
+        .collect())
 }
 
 fn to_session(m: sessions::Model) -> Result<BrowserSession, StoreError> {

@@ -243,6 +243,17 @@ pub enum Msg {
     ProfileLanguage,
     ProfileSave,
     ProfileSaved,
+    // Connected apps.
+    AppsTitle,
+    AppsLead,
+    AppsNone,
+    AppsMaySee,
+    AppsSince,
+    AppsLastUsed,
+    AppsRemove,
+    AppsRemoveNote,
+    AppsRemoved,
+    AppsNotFound,
 }
 
 impl Msg {
@@ -673,6 +684,42 @@ impl Msg {
             (Self::ProfileSave, En) => "Save",
             (Self::ProfileSaved, Ja) => "保存しました。",
             (Self::ProfileSaved, En) => "Saved.",
+            (Self::AppsTitle, Ja) => "連携中のアプリ",
+            (Self::AppsTitle, En) => "Connected apps",
+            (Self::AppsLead, Ja) => {
+                "あなたのアカウントでログインし、あなたの情報を利用できるアプリです。心当たりのないアプリや使わなくなったアプリは、アクセスを解除してください。"
+            }
+            (Self::AppsLead, En) => {
+                "These apps can sign you in and use your information. Remove the access of any app you do not recognise or no longer use."
+            }
+            (Self::AppsNone, Ja) => "連携中のアプリはありません。",
+            (Self::AppsNone, En) => "No app has access to your account.",
+            (Self::AppsMaySee, Ja) => "利用できる情報",
+            (Self::AppsMaySee, En) => "May see",
+            (Self::AppsSince, Ja) => "連携開始",
+            (Self::AppsSince, En) => "Connected since",
+            (Self::AppsLastUsed, Ja) => "最終利用",
+            (Self::AppsLastUsed, En) => "Last used",
+            (Self::AppsRemove, Ja) => "アクセスを解除",
+            (Self::AppsRemove, En) => "Remove access",
+            (Self::AppsRemoveNote, Ja) => {
+                "解除すると、そのアプリからログアウトされ、次に使うときはもう一度ログインと許可が必要です。"
+            }
+            (Self::AppsRemoveNote, En) => {
+                "Removing access signs you out of the app; next time it will ask you to sign in and allow it again."
+            }
+            (Self::AppsRemoved, Ja) => {
+                "アプリのアクセスを解除し、そのアプリからログアウトしました。"
+            }
+            (Self::AppsRemoved, En) => {
+                "The app's access was removed and you were signed out of it."
+            }
+            (Self::AppsNotFound, Ja) => {
+                "このアプリは、あなたのアカウントと連携していません。何も変更していません。"
+            }
+            (Self::AppsNotFound, En) => {
+                "This app is not connected to your account. Nothing was changed."
+            }
         }
     }
 }

@@ -421,6 +421,9 @@ async fn clients_are_added_listed_and_removed_with_secrets_shown_once() {
                 "marketplace",
                 "--id-token-alg",
                 "ES256",
+                "--backchannel-logout-uri",
+                "https://market.example.jp/backchannel-logout",
+                "--backchannel-logout-session-required",
                 "--json",
             ],
             None,
@@ -435,6 +438,11 @@ async fn clients_are_added_listed_and_removed_with_secrets_shown_once() {
             serde_json::json!(["authorization_code", "refresh_token"])
         );
         assert_eq!(added["id_token_signed_response_alg"], "ES256");
+        assert_eq!(
+            added["backchannel_logout_uri"],
+            "https://market.example.jp/backchannel-logout"
+        );
+        assert_eq!(added["backchannel_logout_session_required"], true);
 
         let public = tobira.run(
             &[
@@ -529,6 +537,33 @@ fn clients_add_refuses_bad_input() {
             "absolute",
         ),
         (&["clients", "add", "--name", "X"], None, "--redirect-uri"),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--backchannel-logout-uri",
+                "http://x.example/bc",
+            ],
+            None,
+            "invalid back-channel logout URI",
+        ),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--backchannel-logout-session-required",
+            ],
+            None,
+            "needs a back-channel logout URI",
+        ),
         (
             &[
                 "clients",

@@ -336,6 +336,8 @@ impl TestApp {
                 client_id: None,
                 secret: None,
                 id_token_alg: opts.id_token_alg,
+                backchannel_logout_uri: opts.backchannel_logout_uri.clone(),
+                backchannel_logout_session_required: opts.backchannel_logout_session_required,
             },
         )
         .await
@@ -461,6 +463,8 @@ pub struct ClientOpts {
     pub client_credentials: bool,
     pub id_token_alg: tobira_auth::keys::Alg,
     pub post_logout_redirect_uri: Option<&'static str>,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
 }
 
 impl ClientOpts {
@@ -489,6 +493,8 @@ impl Default for ClientOpts {
             client_credentials: false,
             id_token_alg: tobira_auth::keys::Alg::RS256,
             post_logout_redirect_uri: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set (`TEST_REQUIRE_SERVICES=1` turns an
 //! unreachable service into a failure instead of a skip).
 
+mod apps;
+mod backchannel;
 mod cli;
 mod console;
 mod ephemeral;
@@ -18,6 +20,7 @@ mod keys;
 mod logs;
 mod mail;
 mod migrations;
+mod newdevice;
 mod oidc;
 mod outage;
 mod protocol;

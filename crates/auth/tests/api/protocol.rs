@@ -96,7 +96,7 @@ async fn form_post_answers_with_an_auto_submitting_page_allowed_by_a_csp_nonce()
     );
 }
 
-async fn consent_page(s: &Setup, url: &str) -> crate::helpers::Page {
+pub async fn consent_page(s: &Setup, url: &str) -> crate::helpers::Page {
     let page = s.browser.follow(s.browser.get(url).await).await;
     if page.field("tx").is_some() && page.body.contains(r#"name="password""#) {
         let posted = s.browser.post_login(&page, EMAIL, PASSWORD).await;

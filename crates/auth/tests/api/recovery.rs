@@ -8,9 +8,9 @@ use time::Duration;
 use crate::helpers::{Browser, ClientOpts, Page, TestApp};
 use crate::oidc::{EMAIL, PASSWORD, authorize, exchange, setup, sign_in_for_code};
 
-const NEW_PASSWORD: &str = "copper-kettle-sunrise-84";
+pub const NEW_PASSWORD: &str = "copper-kettle-sunrise-84";
 
-async fn forgot(browser: &Browser, email: &str) -> Page {
+pub async fn forgot(browser: &Browser, email: &str) -> Page {
     let form = browser.get("/password/forgot").await;
     assert_eq!(form.status, 200, "{}", form.body);
     let csrf = form.field("csrf").unwrap();
@@ -19,7 +19,7 @@ async fn forgot(browser: &Browser, email: &str) -> Page {
         .await
 }
 
-async fn reset_with(browser: &Browser, link: &str, password: &str, confirm: &str) -> Page {
+pub async fn reset_with(browser: &Browser, link: &str, password: &str, confirm: &str) -> Page {
     let form = browser.get(link).await;
     assert_eq!(form.status, 200, "{}", form.body);
     let (csrf, token) = (form.field("csrf").unwrap(), form.field("token").unwrap());
@@ -36,7 +36,7 @@ async fn reset_with(browser: &Browser, link: &str, password: &str, confirm: &str
         .await
 }
 
-fn reset_link(app: &TestApp, mail: &crate::helpers::OutboxMail) -> String {
+pub fn reset_link(app: &TestApp, mail: &crate::helpers::OutboxMail) -> String {
     let link = mail.link(&format!("{}/password/reset?token=", app.issuer()));
     // The issuer's host (localhost) and the bound address differ only in name.
     link.replace(&app.issuer(), app.url.as_str().trim_end_matches('/'))

@@ -13,6 +13,8 @@ pub struct Model {
     pub public: bool,
     pub first_party: bool,
     pub id_token_alg: String,
+    pub backchannel_logout_uri: Option<String>,
+    pub backchannel_logout_session_required: bool,
     pub created_at: TimeDateTimeWithTimeZone,
 }
 

@@ -1,0 +1,431 @@
+//! Back-channel logout, the way a client meets it: a real HTTP endpoint of the test's own
+//! receives the logout tokens when the member's session ends (RP-initiated logout, the
+//! devices page, a password reset), each checked as a relying party must (Back-Channel
+//! Logout 1.0 §2.6); delivery survives a client that is down, is sent once with two
+//! replicas, follows no redirect and reaches no private address.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration as StdDuration;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use base64::Engine;
+use openidconnect::TokenResponse as _;
+use serde_json::{Map, Value};
+use time::Duration;
+use tobira_auth::keys::Alg;
+use tobira_auth::store::BACKCHANNEL_QUEUE;
+use tokio::net::TcpListener;
+
+use crate::helpers::{Browser, ClientOpts, TestApp};
+use crate::oidc::{EMAIL, PASSWORD, Setup, authorize, exchange, setup, sign_in_for_code};
+use crate::rp::IdClaims;
+
+/// A client's back-channel logout endpoint: keeps every token posted to `/bc`, answers
+/// 503 while `down`, and redirects `/moved` to `/bc`.
+pub struct Receiver {
+    url: String,
+    pub inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+pub struct Inner {
+    tokens: std::sync::Mutex<Vec<String>>,
+    /// Every POST to `/bc`, taken or not.
+    pub hits: AtomicUsize,
+    down: AtomicBool,
+    /// Each answer waits this long (ms), so that replicas overlap.
+    slow_ms: AtomicUsize,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        async fn take(
+            State(inner): State<Arc<Inner>>,
+            Form(form): Form<Vec<(String, String)>>,
+        ) -> StatusCode {
+            inner.hits.fetch_add(1, Ordering::SeqCst);
+            let wait = inner.slow_ms.load(Ordering::SeqCst);
+            tokio::time::sleep(StdDuration::from_millis(wait as u64)).await;
+            if inner.down.load(Ordering::SeqCst) {
+                return StatusCode::SERVICE_UNAVAILABLE;
+            }
+            match form.as_slice() {
+                [(name, token)] if name == "logout_token" => {
+                    inner.tokens.lock().unwrap().push(token.clone());
+                    StatusCode::OK
+                }
+                _ => StatusCode::BAD_REQUEST,
+            }
+        }
+        async fn moved() -> (StatusCode, [(&'static str, &'static str); 1]) {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", "/bc")])
+        }
+        let inner = Arc::new(Inner::default());
+        let app = Router::new()
+            .route("/bc", post(take))
+            .route("/moved", post(moved))
+            .with_state(inner.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, inner }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("{}/bc", self.url)
+    }
+
+    pub fn tokens(&self) -> Vec<String> {
+        self.inner.tokens.lock().unwrap().clone()
+    }
+
+    /// Waits (a few seconds at most) until `n` tokens arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<String> {
+        for _ in 0..200 {
+            let got = self.tokens();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(StdDuration::from_millis(25)).await;
+        }
+        panic!("expected {n} logout tokens, got {}", self.tokens().len());
+    }
+}
+
+fn decode(part: &str) -> Map<String, Value> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Checks a logout token as a relying party must (§2.6) and returns its claims.
+pub fn checked(app: &TestApp, token: &str, client_id: &str, alg: Alg) -> Map<String, Value> {
+    let header = decode(token.split('.').next().unwrap());
+    assert_eq!(header["typ"], "logout+jwt");
+    assert_eq!(
+        header["alg"],
+        alg.as_str(),
+        "the client's ID-token algorithm"
+    );
+    let kid = header["kid"].as_str().unwrap();
+    assert!(
+        app.state.keys.jwks().contains(kid),
+        "kid {kid} is published"
+    );
+    let (claims, typ) = app.state.keys.verify(token).expect("the signature holds");
+    assert_eq!(typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(claims["iss"], app.issuer());
+    assert_eq!(claims["aud"], client_id);
+    let now = app.clock().now().unix_timestamp();
+    let iat = claims["iat"].as_i64().unwrap();
+    assert!((now - 5..=now).contains(&iat), "iat {iat} now {now}");
+    assert!(claims["exp"].as_i64().unwrap() > now);
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    assert_eq!(
+        claims["events"],
+        serde_json::json!({ "http://schemas.openid.net/event/backchannel-logout": {} })
+    );
+    assert!(!claims.contains_key("nonce"), "a logout token has no nonce");
+    claims
+}
+
+/// A client of the OP's with its logout endpoint at `uri`, as its own relying party.
+async fn setup_listening(uri: String, alg: Alg) -> Setup {
+    setup(ClientOpts {
+        id_token_alg: alg,
+        backchannel_logout_uri: Some(uri),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Signs in through the relying party and returns the ID token's claims.
+async fn sign_in(s: &Setup) -> (IdClaims, String) {
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(s, &pending).await;
+    let tokens = exchange(s, code, pending.verifier).await.unwrap();
+    let id_token = tokens.id_token().unwrap().to_string();
+    let claims = crate::oidc::verify_id_token(s, &tokens, &pending.nonce);
+    (claims, id_token)
+}
+
+/// RP-initiated logout of `browser`'s session (with the member's own hint it ends at once).
+async fn end_session(s: &Setup, browser: &Browser, hint: &str) {
+    let mut url = url::Url::parse(&format!("{}/end-session", s.app.issuer())).unwrap();
+    url.query_pairs_mut().append_pair("id_token_hint", hint);
+    let page = browser.get(url.as_str()).await;
+    assert!(matches!(page.status, 200 | 303), "{}", page.body);
+    assert!(page.field("tx").is_none(), "no confirmation: {}", page.body);
+}
+
+async fn pending_logouts(app: &TestApp) -> Vec<tobira_auth::store::Job> {
+    app.state
+        .db
+        .jobs()
+        .pending(BACKCHANNEL_QUEUE)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn discovery_advertises_back_channel_logout_with_sessions() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["backchannel_logout_supported"], true);
+    assert_eq!(doc["backchannel_logout_session_supported"], true);
+}
+
+#[tokio::test]
+async fn signing_out_sends_the_client_a_logout_token_with_sub_and_sid() {
+    let receiver = Receiver::start().await;
+    let s = setup_listening(receiver.uri(), Alg::ES256).await;
+    let (id, hint) = sign_in(&s).await;
+    // A client signed in from the same session but without a logout URI hears nothing.
+    let quiet = s.another_client("Quiet", crate::rp::Auth::Basic).await;
+    let pending = authorize(&quiet, &[]);
+    let back = s.browser.get(&pending.url).await;
+    assert!(back.location.unwrap().contains("code="), "single sign-on");
+
+    end_session(&s, &s.browser, &hint).await;
+    let tokens = receiver.wait_for(1).await;
+    assert_eq!(tokens.len(), 1);
+    let claims = checked(&s.app, &tokens[0], &s.client_id, Alg::ES256);
+    assert_eq!(claims["sub"], id.subject().as_str());
+    let sid = id
+        .additional_claims()
+        .sid
+        .clone()
+        .expect("the ID token has sid");
+    assert_eq!(claims["sid"], sid.as_str());
+    // Delivered: nothing left in the queue, and nothing queued for the quiet client.
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert!(pending_logouts(&s.app).await.is_empty());
+    assert_eq!(receiver.tokens().len(), 1);
+    // Ending an ended session again sends nothing more.
+    end_session(&s, &s.browser, &hint).await;
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_is_down_gets_the_logout_when_it_is_back_as_a_fresh_token() {
+    let receiver = Receiver::start().await;
+    receiver.inner.down.store(true, Ordering::SeqCst);
+    let s = setup_listening(receiver.uri(), Alg::RS256).await;
+    let (id, hint) = sign_in(&s).await;
+    end_session(&s, &s.browser, &hint).await;
+
+    // The first try fails; the job waits for its retry with the reason.
+    for _ in 0..200 {
+        if receiver.inner.hits.load(Ordering::SeqCst) >= 1 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert_eq!(
+        receiver.inner.hits.load(Ordering::SeqCst),
+        1,
+        "retried only after its backoff"
+    );
+    let waiting = pending_logouts(&s.app).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].attempts, 1);
+
+    // Down for a second try, then back.
+    s.app.clock().advance(Duration::seconds(3));
+    for _ in 0..200 {
+        if receiver.inner.hits.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    receiver.inner.down.store(false, Ordering::SeqCst);
+    s.app.clock().advance(Duration::seconds(5));
+    let tokens = receiver.wait_for(1).await;
+    let claims = checked(&s.app, &tokens[0], &s.client_id, Alg::RS256);
+    assert_eq!(claims["sub"], id.subject().as_str());
+    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), 3);
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    assert!(pending_logouts(&s.app).await.is_empty());
+}
+
+#[tokio::test]
+async fn two_replicas_deliver_each_logout_exactly_once() {
+    const SESSIONS: usize = 8;
+    let receiver = Receiver::start().await;
+    receiver.inner.slow_ms.store(150, Ordering::SeqCst);
+    let s = setup_listening(receiver.uri(), Alg::RS256).await;
+    let _replica = s.app.replica().await;
+    let mut sids = BTreeSet::new();
+    for _ in 0..SESSIONS {
+        let browser = s.app.browser();
+        let pending = authorize(&s.rp, &[]);
+        let back = browser.sign_in(&pending.url, EMAIL, PASSWORD, false).await;
+        let code = crate::oidc::code_from(&s, &back, &pending);
+        let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+        let claims = crate::oidc::verify_id_token(&s, &tokens, &pending.nonce);
+        sids.insert(claims.additional_claims().sid.clone().unwrap());
+    }
+    let user = s
+        .app
+        .state
+        .db
+        .users()
+        .find_by_email(&tobira_auth::domain::Email::parse(EMAIL).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let ended = s
+        .app
+        .state
+        .db
+        .sessions()
+        .end_all(user.id, s.app.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(ended, SESSIONS as u64);
+
+    let tokens = receiver.wait_for(SESSIONS).await;
+    // Both replicas poll every 50 ms; give a duplicate every chance to show.
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), SESSIONS);
+    let got: BTreeSet<String> = tokens
+        .iter()
+        .map(|t| {
+            checked(&s.app, t, &s.client_id, Alg::RS256)["sid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(got, sids, "one logout per session");
+}
+
+#[tokio::test]
+async fn signing_out_other_devices_and_resetting_the_password_log_out_each_session() {
+    let receiver = Receiver::start().await;
+    let s = setup_listening(receiver.uri(), Alg::RS256).await;
+    let (first, _) = sign_in(&s).await;
+    // A second browser signs in to the client too.
+    let other = s.app.browser();
+    let pending = authorize(&s.rp, &[]);
+    let back = other.sign_in(&pending.url, EMAIL, PASSWORD, false).await;
+    let code = crate::oidc::code_from(&s, &back, &pending);
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let second = crate::oidc::verify_id_token(&s, &tokens, &pending.nonce);
+
+    // From the first browser's devices page: sign out every other device.
+    let page = s.browser.get("/account/sessions").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page.field("csrf").unwrap();
+    let done = s
+        .browser
+        .post_form("/account/sessions/end-others", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let tokens = receiver.wait_for(1).await;
+    let claims = checked(&s.app, &tokens[0], &s.client_id, Alg::RS256);
+    assert_eq!(
+        claims["sid"].as_str(),
+        second.additional_claims().sid.as_deref()
+    );
+
+    // A password reset ends the remaining session: its logout follows.
+    let helper = s.app.browser();
+    crate::recovery::forgot(&helper, EMAIL).await;
+    let mut mail = None;
+    for _ in 0..200 {
+        mail = s
+            .app
+            .outbox()
+            .into_iter()
+            .find(|m| m.subject == "【Tobira】パスワードの再設定");
+        if mail.is_some() {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    let link = crate::recovery::reset_link(&s.app, &mail.expect("the reset mail"));
+    let reset = crate::recovery::reset_with(
+        &helper,
+        &link,
+        crate::recovery::NEW_PASSWORD,
+        crate::recovery::NEW_PASSWORD,
+    )
+    .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let tokens = receiver.wait_for(2).await;
+    let claims = checked(&s.app, &tokens[1], &s.client_id, Alg::RS256);
+    assert_eq!(
+        claims["sid"].as_str(),
+        first.additional_claims().sid.as_deref()
+    );
+}
+
+#[tokio::test]
+async fn no_redirect_is_followed_and_no_private_address_is_reached() {
+    let receiver = Receiver::start().await;
+    let s = setup_listening(format!("{}/moved", receiver.url), Alg::RS256).await;
+    let (private_id, _) = s
+        .app
+        .add_client(ClientOpts {
+            name: "Inside",
+            backchannel_logout_uri: Some("https://10.0.0.7/bc".to_owned()),
+            ..Default::default()
+        })
+        .await;
+    let (_, hint) = sign_in(&s).await;
+    // Sign in to the second client from the same session.
+    let inside = crate::rp::client(
+        &s.http,
+        &s.app.issuer(),
+        &private_id,
+        crate::rp::Auth::None,
+        crate::oidc::REDIRECT,
+    )
+    .await;
+    let back = s.browser.get(&authorize(&inside, &[]).url).await;
+    let code = crate::helpers::callback_params(&back.location.unwrap())["code"].clone();
+    assert!(!code.is_empty());
+    // The code is enough: the grant from this session exists once it is issued.
+    end_session(&s, &s.browser, &hint).await;
+
+    let mut reasons = Vec::new();
+    for _ in 0..200 {
+        reasons = s
+            .app
+            .state
+            .db
+            .jobs()
+            .last_errors(BACKCHANNEL_QUEUE)
+            .await
+            .unwrap();
+        if reasons.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(25)).await;
+    }
+    assert_eq!(reasons.len(), 2, "both tries failed and wait for a retry");
+    assert!(
+        receiver.tokens().is_empty(),
+        "the redirect was not followed"
+    );
+    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), 0);
+    assert!(reasons.iter().any(|r| r.contains("307")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("not a public address")),
+        "{reasons:?}"
+    );
+}
