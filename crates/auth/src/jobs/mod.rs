@@ -25,14 +25,30 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::seconds(2_i64.pow(exp)).min(Duration::hours(1))
 }
 
-/// Runs the worker until the process stops.
+/// Runs the worker until the process stops (aborting the returned task stops every
+/// queue's loop with it). Each queue has its own loop, and the jobs of a claimed batch
+/// run together, so a client slow to take its logout token (or an SMTP server slow to
+/// answer) holds up neither the other queues nor the rest of its batch.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = StdDuration::from_millis(state.config.jobs.poll_interval_ms.max(10));
+        // Dropped with this task: its loops end with it.
+        let mut loops = tokio::task::JoinSet::new();
+        for queue in QUEUES {
+            let state = state.clone();
+            loops.spawn(async move {
+                loop {
+                    if let Err(e) = drain(&state, queue).await {
+                        tracing::warn!(error = %e, queue, "job runner: cannot reach the job table");
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         let mut last_purge = None;
         loop {
-            if let Err(e) = run_due(&state).await {
-                tracing::warn!(error = %e, "job runner: cannot reach the job table");
+            if let Err(e) = record_stats(&state).await {
+                tracing::warn!(error = %e, "job runner: cannot read the queues' depth");
             }
             let now = state.clock.now();
             if last_purge.is_none_or(|at| now - at >= PURGE_EVERY) {
@@ -80,24 +96,28 @@ pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
 /// The queues every replica works on.
 const QUEUES: [&str; 3] = [BACKCHANNEL_QUEUE, MAIL_QUEUE, SUPPORT_QUEUE];
 
-/// Runs every due job once; returns how many ran.
-pub async fn run_due(state: &AppState) -> Result<usize, crate::store::StoreError> {
+/// Claims and runs the due jobs of one queue, a batch at a time.
+async fn drain(state: &AppState, queue: &'static str) -> Result<usize, crate::store::StoreError> {
     let mut ran = 0;
-    for queue in QUEUES {
-        loop {
-            let now = state.clock.now();
-            let jobs = state.db.jobs().claim(now, queue, LEASE, BATCH).await?;
-            if jobs.is_empty() {
-                break;
+    loop {
+        let now = state.clock.now();
+        let jobs = state.db.jobs().claim(now, queue, LEASE, BATCH).await?;
+        if jobs.is_empty() {
+            return Ok(ran);
+        }
+        let mut batch = tokio::task::JoinSet::new();
+        for job in jobs {
+            let state = state.clone();
+            batch.spawn(async move { run_one(&state, &job).await });
+        }
+        while let Some(done) = batch.join_next().await {
+            match done {
+                Ok(result) => result?,
+                Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
             }
-            for job in &jobs {
-                run_one(state, job).await?;
-                ran += 1;
-            }
+            ran += 1;
         }
     }
-    record_stats(state).await?;
-    Ok(ran)
 }
 
 async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreError> {

@@ -429,3 +429,37 @@ async fn no_redirect_is_followed_and_no_private_address_is_reached() {
         "{reasons:?}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_client_holds_up_neither_mail_nor_other_logouts() {
+    let slow = Receiver::start().await;
+    slow.inner.slow_ms.store(3000, Ordering::SeqCst);
+    let s = setup_listening(slow.uri(), Alg::RS256).await;
+    let (_, hint) = sign_in(&s).await;
+    end_session(&s, &s.browser, &hint).await;
+    // The slow client has its token in hand and keeps the runner waiting for its answer.
+    for _ in 0..200 {
+        if slow.inner.hits.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    assert_eq!(slow.inner.hits.load(Ordering::SeqCst), 1);
+    let asked = std::time::Instant::now();
+    crate::recovery::forgot(&s.app.browser(), EMAIL).await;
+    let mut mailed = false;
+    for _ in 0..100 {
+        if s.app
+            .outbox()
+            .iter()
+            .any(|m| m.subject == "【Tobira】パスワードの再設定")
+        {
+            mailed = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert!(mailed, "the reset mail waited for the slow client");
+    assert!(asked.elapsed() < StdDuration::from_millis(2500));
+    slow.wait_for(1).await;
+}
