@@ -2,6 +2,7 @@
 //! marketplace on `127.0.0.1`), a member signing in through the real forms with a
 //! cookie-keeping HTTP client, and the hostile requests the marketplace must refuse.
 
+mod backchannel;
 mod forms;
 mod schema;
 mod sessions;

@@ -143,7 +143,8 @@ async fn a_database_from_before_migrations_is_adopted_with_its_members() {
         applied,
         [
             "m20261202_000001_adopt_schema",
-            "m20261202_000002_session_lifetimes"
+            "m20261202_000002_session_lifetimes",
+            "m20261204_000003_backchannel_logout"
         ]
     );
 }
@@ -162,7 +163,7 @@ async fn the_op_and_the_marketplace_share_one_database_without_clashing() {
     // start again on the shared database and find their schema current.
     let db = w.mp_db().await;
     let ours = strings(&db, "SELECT version FROM marketplace_migrations").await;
-    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert_eq!(ours.len(), 3, "{ours:?}");
     tobira_marketplace::store::Store::open(&w.mp_db_url)
         .await
         .expect("the marketplace starts again");

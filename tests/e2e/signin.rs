@@ -16,7 +16,12 @@ async fn a_member_signs_in_at_the_marketplace_through_the_op_and_out_again() {
     assert!(mypage.body.contains("(パスワード)"), "how they signed in");
     // My page links the console pages that exist, and each works: the OP session of
     // this browser opens each at once.
-    for page in ["/account", "/account/sessions", "/account/history"] {
+    for page in [
+        "/account",
+        "/account/sessions",
+        "/account/history",
+        "/account/apps",
+    ] {
         let href = format!(r#"href="{}{page}""#, w.op);
         assert!(mypage.body.contains(&href), "{href}");
         let console = get(&b, &format!("{}{page}", w.op)).await;

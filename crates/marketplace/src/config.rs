@@ -21,6 +21,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub oidc: OidcConfig,
     pub session: SessionConfig,
+    pub backchannel_logout: BackchannelLogoutConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +78,38 @@ impl SessionConfig {
     }
 }
 
+/// How fresh a back-channel logout token from the OP must be (OpenID Connect
+/// Back-Channel Logout 1.0 §2.6). The OP sends it the moment a session ends, so minutes
+/// are plenty; a short window also bounds how long its `jti` must be remembered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackchannelLogoutConfig {
+    /// A logout token issued longer ago than this is refused (default 300 s).
+    pub max_age_secs: u32,
+    /// How far the OP's clock may run ahead of (`iat`) or behind (`exp`) ours
+    /// (default 60 s).
+    pub clock_skew_secs: u32,
+}
+
+impl Default for BackchannelLogoutConfig {
+    fn default() -> Self {
+        Self {
+            max_age_secs: 300,
+            clock_skew_secs: 60,
+        }
+    }
+}
+
+impl BackchannelLogoutConfig {
+    pub fn max_age(&self) -> time::Duration {
+        time::Duration::seconds(self.max_age_secs.into())
+    }
+
+    pub fn clock_skew(&self) -> time::Duration {
+        time::Duration::seconds(self.clock_skew_secs.into())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -86,6 +119,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             oidc: OidcConfig::default(),
             session: SessionConfig::default(),
+            backchannel_logout: BackchannelLogoutConfig::default(),
         }
     }
 }
@@ -150,6 +184,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if config.backchannel_logout.max_age_secs == 0 {
+            return Err(invalid(
+                "backchannel_logout.max_age_secs",
+                "must be at least 1",
+            ));
+        }
         Ok(config)
     }
 
@@ -211,6 +251,25 @@ mod tests {
         let e = Config::from_layers(None, &zero).unwrap_err();
         assert!(
             e.to_string().contains("session.absolute_timeout_hours"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn logout_tokens_are_accepted_for_five_minutes_with_a_minute_of_skew_by_default() {
+        let c = Config::from_layers(None, &[]).unwrap();
+        assert_eq!(c.backchannel_logout.max_age(), time::Duration::minutes(5));
+        assert_eq!(
+            c.backchannel_logout.clock_skew(),
+            time::Duration::minutes(1)
+        );
+        let env = [(
+            "MARKETPLACE_BACKCHANNEL_LOGOUT__MAX_AGE_SECS".to_owned(),
+            "0".to_owned(),
+        )];
+        let e = Config::from_layers(None, &env).unwrap_err();
+        assert!(
+            e.to_string().contains("backchannel_logout.max_age_secs"),
             "{e}"
         );
     }

@@ -25,7 +25,7 @@ pub struct Texts {
     pub not_found: &'static str,
     pub error_title: &'static str,
     pub form_expired: &'static str,
-    pub console: [&'static str; 3],
+    pub console: [&'static str; 4],
 }
 
 pub const JA: Texts = Texts {
@@ -51,7 +51,12 @@ pub const JA: Texts = Texts {
     not_found: "ページが見つかりません。",
     error_title: "エラー",
     form_expired: "フォームの有効期限が切れました。もう一度お試しください。",
-    console: ["アカウント設定", "ログイン中の端末", "ログイン履歴"],
+    console: [
+        "アカウント設定",
+        "ログイン中の端末",
+        "ログイン履歴",
+        "連携中のアプリ",
+    ],
 };
 
 pub const EN: Texts = Texts {
@@ -77,12 +82,22 @@ pub const EN: Texts = Texts {
     not_found: "Page not found.",
     error_title: "Error",
     form_expired: "This form has expired. Please try again.",
-    console: ["Account settings", "Signed-in devices", "Sign-in history"],
+    console: [
+        "Account settings",
+        "Signed-in devices",
+        "Sign-in history",
+        "Connected apps",
+    ],
 };
 
 /// The OP's account console pages that exist, in the order of `Texts::console` (each
 /// issue that adds a page adds its link).
-pub const CONSOLE_PATHS: [&str; 3] = ["/account", "/account/sessions", "/account/history"];
+pub const CONSOLE_PATHS: [&str; 4] = [
+    "/account",
+    "/account/sessions",
+    "/account/history",
+    "/account/apps",
+];
 
 pub fn texts(accept_language: Option<&str>) -> &'static Texts {
     let first = accept_language

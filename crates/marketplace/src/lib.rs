@@ -1,11 +1,14 @@
 //! The skill marketplace: a relying party that hands every sign-in to Tobira. It keeps
 //! its own members (keyed by issuer + `sub`), server-side sessions holding the tokens,
 //! public profiles, and the privacy setting that hides a member's last sign-in time.
+//! The OP ends its sessions through back-channel logout tokens.
 
 pub mod clock;
 pub mod config;
 mod form;
 pub mod i18n;
+mod jws;
+mod logout_token;
 pub mod oidc;
 mod routes;
 mod session;

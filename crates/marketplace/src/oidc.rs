@@ -1,13 +1,18 @@
 //! The marketplace as an OpenID Connect client of Tobira, through the `openidconnect`
 //! crate: discovery, code + PKCE + nonce + state, full ID token validation, userinfo,
 //! refresh (with the §12.2 identity check) and introspection. Its HTTP client never
-//! follows redirects (openidconnect's SSRF advice).
+//! follows redirects (openidconnect's SSRF advice). The OP's signing keys are kept for
+//! the tokens the marketplace verifies itself (`keys`).
+
+mod keys;
+
+use std::sync::Arc;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGenderClaim, CoreGrantType, CoreJsonWebKey,
-    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreResponseMode,
-    CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
+    CoreClientAuthMethod, CoreGenderClaim, CoreGrantType, CoreIdTokenVerifier, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType, CoreTokenResponse,
 };
 use openidconnect::{
     AccessToken, AccessTokenHash, AdditionalProviderMetadata, AuthorizationCode, ClientId,
@@ -17,6 +22,10 @@ use openidconnect::{
     TokenIntrospectionResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use self::keys::SigningKeys;
+use crate::jws::{ACCEPTED_ALGS, Compact};
 
 type Client = CoreClient<
     EndpointSet,
@@ -109,6 +118,7 @@ pub struct Provider {
     client_id: String,
     pub issuer: String,
     pub end_session: Option<String>,
+    keys: SigningKeys,
     /// RFC 9207: when the OP says it sends `iss`, a response without one is refused
     /// (it may come from another OP the member was sent to: a mix-up attack).
     pub iss_in_response: bool,
@@ -125,6 +135,8 @@ pub struct Start {
 /// A completed sign-in.
 pub struct Tokens {
     pub sub: String,
+    /// The OP's session id (the ID token's `sid`), which back-channel logouts name.
+    pub sid: Option<String>,
     pub id_token: String,
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -163,11 +175,13 @@ fn expires_in_secs(response: &CoreTokenResponse) -> i64 {
 }
 
 impl Provider {
+    /// Reads the OP's metadata and keys; `now` is when (the keys' age counts from it).
     pub async fn discover(
         issuer: &str,
         client_id: &str,
         secret: &str,
         redirect_uri: &str,
+        now: OffsetDateTime,
     ) -> Result<Self, OidcError> {
         let unreachable = |e: &dyn std::fmt::Display| OidcError::Unreachable(e.to_string());
         let http = Http(
@@ -182,6 +196,7 @@ impl Provider {
             .await
             .map_err(|e| unreachable(&e))?;
         let extra = metadata.additional_metadata().clone();
+        let keys = SigningKeys::new(metadata.jwks_uri().clone(), metadata.jwks().clone(), now);
         let secret = (!secret.is_empty()).then(|| ClientSecret::new(secret.to_owned()));
         let client = CoreClient::from_provider_metadata(
             metadata,
@@ -202,10 +217,25 @@ impl Provider {
             client_id: client_id.to_owned(),
             issuer: issuer.to_owned(),
             end_session: extra.end_session_endpoint,
+            keys,
             iss_in_response: extra
                 .authorization_response_iss_parameter_supported
                 .unwrap_or(false),
         })
+    }
+
+    /// ID tokens are held to the same algorithms as every other token from the OP
+    /// (openidconnect alone would accept RS256 only).
+    fn id_token_verifier(&self) -> CoreIdTokenVerifier<'_> {
+        self.client
+            .id_token_verifier()
+            .set_allowed_algs(ACCEPTED_ALGS)
+    }
+
+    /// The OP's signing keys for a token signed with key `kid` (fetched again if the
+    /// OP has rotated, at most every 30 s).
+    pub async fn signing_keys(&self, kid: &str, now: OffsetDateTime) -> Arc<CoreJsonWebKeySet> {
+        self.keys.for_kid(&self.http, kid, now).await
     }
 
     pub fn start(&self) -> Start {
@@ -248,7 +278,7 @@ impl Provider {
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::Refused("no ID token".to_owned()))?;
-        let verifier = self.client.id_token_verifier();
+        let verifier = self.id_token_verifier();
         let claims = id_token
             .claims(&verifier, &Nonce::new(nonce.to_owned()))
             .map_err(|e| OidcError::Refused(format!("ID token: {e}")))?;
@@ -262,13 +292,22 @@ impl Provider {
                 return Err(OidcError::Refused("at_hash does not match".to_owned()));
             }
         }
+        let id_token = id_token.to_string();
+        // Verified just above; openidconnect's `Core` claims have no field for it.
+        let sid = Compact::parse(&id_token).ok().and_then(|jws| {
+            match jws.verified_payload().remove("sid") {
+                Some(serde_json::Value::String(sid)) if !sid.is_empty() => Some(sid),
+                _ => None,
+            }
+        });
         let amr = claims
             .auth_method_refs()
             .map(|v| v.iter().map(|a| a.as_str().to_owned()).collect())
             .unwrap_or_default();
         Ok(Tokens {
             sub: claims.subject().as_str().to_owned(),
-            id_token: id_token.to_string(),
+            sid,
+            id_token,
             access_token: response.access_token().secret().clone(),
             refresh_token: response.refresh_token().map(|t| t.secret().clone()),
             expires_in_secs: expires_in_secs(&response),
@@ -325,7 +364,7 @@ impl Provider {
         let id_token = match response.id_token() {
             Some(t) => {
                 let claims = t
-                    .claims(&self.client.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
+                    .claims(&self.id_token_verifier(), |_: Option<&Nonce>| Ok(()))
                     .map_err(|e| OidcError::Refused(format!("refreshed ID token: {e}")))?;
                 let same_audience = claims.audiences().len() == 1
                     && claims.audiences()[0].as_str() == self.client_id;

@@ -77,8 +77,14 @@ impl AppState {
         let c = &self.config.oidc;
         let redirect = format!("{}/callback", self.public_url);
         let p = Arc::new(
-            Provider::discover(&c.issuer, &c.client_id, c.client_secret.expose(), &redirect)
-                .await?,
+            Provider::discover(
+                &c.issuer,
+                &c.client_id,
+                c.client_secret.expose(),
+                &redirect,
+                self.clock.now(),
+            )
+            .await?,
         );
         *slot = Some(p.clone());
         Ok(p)

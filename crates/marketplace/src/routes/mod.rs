@@ -1,6 +1,7 @@
 //! The marketplace's routes, one module per capability: signing in and out, the
-//! member's pages, and the privacy setting.
+//! member's pages, the privacy setting, and the OP's back-channel logouts.
 
+mod backchannel;
 mod pages;
 mod privacy;
 mod signin;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signin::router())
         .merge(pages::router())
         .merge(privacy::router())
+        .merge(backchannel::router())
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -140,6 +140,7 @@ async fn callback(
                 access_token: tokens.access_token,
                 refresh_token: tokens.refresh_token,
                 access_expires_at: now + Duration::seconds(tokens.expires_in_secs),
+                op_sid: tokens.sid,
             },
             previous.as_deref(),
         )

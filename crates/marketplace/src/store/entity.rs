@@ -1,6 +1,6 @@
 //! The sea-orm entities of the marketplace's tables, as the latest migration leaves
 //! them. They stay inside `store/`: the rest of the app sees the domain types of
-//! `store::{members, sessions, logins}`.
+//! `store::{members, sessions, logins, logouts}`.
 
 pub mod members {
     use sea_orm::entity::prelude::*;
@@ -45,6 +45,8 @@ pub mod sessions {
         pub access_expires_at: TimeDateTimeWithTimeZone,
         pub created_at: TimeDateTimeWithTimeZone,
         pub last_seen_at: TimeDateTimeWithTimeZone,
+        /// The OP's session id (`sid` of the ID token the session began with).
+        pub op_sid: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -66,6 +68,25 @@ pub mod login_states {
         /// SHA-256 of the cookie that ties the callback to the browser that started it.
         pub browser_hash: String,
         pub created_at: TimeDateTimeWithTimeZone,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod logout_tokens {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "mp_logout_tokens")]
+    pub struct Model {
+        /// SHA-256 of the logout token's `jti`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub jti_hash: String,
+        /// Until then a replay could still pass every other check.
+        pub expires_at: TimeDateTimeWithTimeZone,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

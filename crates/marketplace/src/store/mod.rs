@@ -1,10 +1,12 @@
 //! The marketplace's own data: members (keyed by issuer + `sub`, with their own public
-//! member id), server-side sessions holding the tokens, and pending sign-ins. One
-//! implementation over SQLite and PostgreSQL; sea-orm entities stay in here and the
-//! rest of the app sees the domain types of `members`, `sessions` and `logins`.
+//! member id), server-side sessions holding the tokens, pending sign-ins, and the
+//! back-channel logout tokens already acted on. One implementation over SQLite and
+//! PostgreSQL; sea-orm entities stay in here and the rest of the app sees the domain
+//! types of `members`, `sessions`, `logins` and `logouts`.
 
 mod entity;
 pub mod logins;
+pub mod logouts;
 pub mod members;
 pub mod migrations;
 pub mod sessions;
@@ -79,5 +81,9 @@ impl Store {
 
     pub fn logins(&self) -> logins::LoginRepo<'_> {
         logins::LoginRepo::new(&self.conn)
+    }
+
+    pub fn logouts(&self) -> logouts::LogoutRepo<'_> {
+        logouts::LogoutRepo::new(&self.conn)
     }
 }

@@ -1,6 +1,7 @@
 //! Server-side sessions: the cookie holds a random value, the row its hash and the
 //! member's tokens. A session ends after an idle period or, however active, an absolute
-//! lifetime (both configurable); expired rows are pruned in bounded batches.
+//! lifetime (both configurable); expired rows are pruned in bounded batches. Each keeps
+//! the OP's session id, so a back-channel logout from the OP can end it.
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
@@ -10,7 +11,8 @@ use sea_orm::{
 use time::{Duration, OffsetDateTime};
 
 use super::PRUNE_BATCH;
-use super::entity::sessions;
+use super::entity::{members, sessions};
+use super::logouts::Ends;
 
 /// How long sessions live (from `[session]` in the config).
 #[derive(Clone, Copy, Debug)]
@@ -32,6 +34,8 @@ pub struct Session {
     pub access_expires_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub last_seen_at: OffsetDateTime,
+    /// The OP's session id (`sid`), when its ID token named one.
+    pub op_sid: Option<String>,
 }
 
 impl Session {
@@ -49,6 +53,8 @@ pub struct NewSession {
     pub access_token: String,
     pub refresh_token: Option<String>,
     pub access_expires_at: OffsetDateTime,
+    /// The `sid` claim of the ID token, which a back-channel logout names.
+    pub op_sid: Option<String>,
 }
 
 /// What a refresh brings.
@@ -75,6 +81,7 @@ fn to_session(m: sessions::Model) -> Session {
         access_expires_at: m.access_expires_at,
         created_at: m.created_at,
         last_seen_at: m.last_seen_at,
+        op_sid: m.op_sid,
     }
 }
 
@@ -108,6 +115,7 @@ impl<'c> SessionRepo<'c> {
             access_expires_at: Set(new.access_expires_at),
             created_at: Set(now),
             last_seen_at: Set(now),
+            op_sid: Set(new.op_sid),
         })
         .exec_without_returning(&txn)
         .await?;
@@ -171,6 +179,41 @@ async fn end(conn: &impl ConnectionTrait, id_hash: &str) -> Result<(), DbErr> {
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// Deletes, in one statement, every session a back-channel logout names: those started
+/// from the OP session `sid` (only the member's, when `sub` is named too), or every
+/// session of the member whose OP subject is `sub`. Returns how many ended.
+pub(super) async fn end_matching(
+    conn: &impl ConnectionTrait,
+    issuer: &str,
+    ends: &Ends,
+) -> Result<u64, DbErr> {
+    let member = |sub: &str| {
+        Query::select()
+            .column(members::Column::Id)
+            .from(members::Entity)
+            .and_where(members::Column::Issuer.eq(issuer))
+            .and_where(members::Column::Sub.eq(sub))
+            .to_owned()
+    };
+    let which = match ends {
+        Ends::OpSession { sid, sub } => {
+            let of_sid = Condition::all().add(sessions::Column::OpSid.eq(sid.as_str()));
+            match sub {
+                Some(sub) => of_sid.add(sessions::Column::MemberId.in_subquery(member(sub))),
+                None => of_sid,
+            }
+        }
+        Ends::Member { sub } => {
+            Condition::all().add(sessions::Column::MemberId.in_subquery(member(sub)))
+        }
+    };
+    let done = sessions::Entity::delete_many()
+        .filter(which)
+        .exec(conn)
+        .await?;
+    Ok(done.rows_affected)
 }
 
 async fn prune(

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261202_000001_adopt_schema;
 mod m20261202_000002_session_lifetimes;
+mod m20261204_000003_backchannel_logout;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261202_000001_adopt_schema::Migration),
             Box::new(m20261202_000002_session_lifetimes::Migration),
+            Box::new(m20261204_000003_backchannel_logout::Migration),
         ]
     }
 
