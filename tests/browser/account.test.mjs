@@ -15,15 +15,13 @@ import { performance } from 'node:perf_hooks';
 import {
   ARTIFACTS,
   MEMBERS,
-  artifactPath,
   launchBrowser,
   mailLink,
   startStack,
   waitForMail,
 } from './lib/harness.mjs';
+import { pages } from './lib/pages.mjs';
 
-const ACTION_TIMEOUT_MS = 15_000;
-const NAVIGATION_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
 const OUT = join(ARTIFACTS, 'account');
@@ -42,7 +40,6 @@ describe('sign-up and password reset at tobira, from the marketplace, in Chromiu
   let browser;
   let mp; // marketplace origin, http://127.0.0.1:PORT
   let op; // OP origin (the issuer), http://localhost:PORT
-  const contexts = [];
   const problems = []; // page errors and console errors seen in any context
 
   before(async () => {
@@ -65,113 +62,20 @@ describe('sign-up and password reset at tobira, from the marketplace, in Chromiu
 
   // ------------------------------------------------------------- helpers
 
-  const isAt = (origin, path) => (u) => u.origin === origin && u.pathname === path;
-
-  /** A URL fit for the log: token and code values cut short. */
-  const redact = (href) => {
-    const u = new URL(href);
-    for (const k of ['token', 'code', 'tx']) {
-      const v = u.searchParams.get(k);
-      if (v) u.searchParams.set(k, `${v.slice(0, 8)}...`);
-    }
-    return u.href;
-  };
-
-  /** The visible text of the page, squeezed and cut short, for messages. */
-  async function pageText(page) {
-    const text = await page.locator('body').innerText({ timeout: 2_000 }).catch(() => '');
-    return text.replace(/\s+/g, ' ').trim().slice(0, 400);
-  }
-
-  /** Waits until the main frame commits a URL matching `predicate`. */
-  async function arrive(page, predicate, what) {
-    try {
-      await page.waitForURL(predicate);
-    } catch (e) {
-      throw new Error(`${what}: the browser stays at ${redact(page.url())}, showing "${await pageText(page)}"`, { cause: e });
-    }
-  }
-
-  async function expectAt(page, origin, path, what) {
-    const u = new URL(page.url());
-    assert.ok(
-      isAt(origin, path)(u),
-      `${what}: expected ${origin}${path}, the browser is at ${redact(u.href)}, showing "${await pageText(page)}"`,
-    );
-  }
-
-  /** A fresh browser context (own cookies) and its page. */
-  async function fresh(label, options = {}) {
-    const context = await browser.newContext({
-      locale: 'ja-JP',
-      viewport: { width: 1280, height: 800 },
-      ...options,
-    });
-    contexts.push(context);
-    context.setDefaultTimeout(ACTION_TIMEOUT_MS);
-    context.setDefaultNavigationTimeout(NAVIGATION_TIMEOUT_MS);
-    const page = await context.newPage();
-    page.on('pageerror', (e) => problems.push(`[${label}] ${page.url()}: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`[${label}] console: ${m.text()} (${m.location().url || page.url()})`);
-    });
-    return { context, page };
-  }
-
-  async function screenshot(t, page, suffix = '') {
-    if (!page || page.isClosed()) return;
-    const path = artifactPath(t.name, suffix, OUT);
-    await page.screenshot({ path, fullPage: true }).catch((e) => console.log(`screenshot ${path}: ${e.message}`));
-  }
-
-  /** Runs `fn` and screenshots `pageOf()` afterwards, pass or fail. */
-  async function withScreenshot(t, pageOf, fn) {
-    try {
-      await fn();
-    } finally {
-      await screenshot(t, pageOf());
-    }
-  }
-
-  /** Clicks something that submits or navigates; resolves with the main frame's response. */
-  async function clickAndWait(page, locator) {
-    const navigated = page.waitForEvent('framenavigated', {
-      predicate: (f) => f === page.mainFrame(),
-    });
-    const response = page.waitForResponse((r) => r.request().isNavigationRequest() && r.frame() === page.mainFrame());
-    await locator.click();
-    await navigated;
-    await page.waitForLoadState('load');
-    return response.catch(() => null);
-  }
-
-  /** Marketplace top page → ログイン → the OP's sign-in page (no OP session yet). */
-  async function toOpSignIn(page) {
-    await page.goto(`${mp}/`);
-    const login = page.locator('a[href="/login"]').filter({ hasText: 'ログイン' }).first();
-    await login.click();
-    await arrive(page, (u) => isAt(op, '/login')(u) || u.origin === mp && u.pathname !== '/', 'after clicking ログイン');
-    await expectAt(page, op, '/login', 'after clicking ログイン at the marketplace (no OP session in this browser)');
-    await page.locator('#password').waitFor({ state: 'visible' });
-  }
-
-  /** Fills and submits the OP's sign-in form. */
-  async function submitSignIn(page, email, password) {
-    await page.getByLabel('メールアドレス', { exact: true }).fill(email);
-    await page.getByLabel('パスワード', { exact: true }).fill(password);
-    await page.locator('form[action="/login"] button[type="submit"]').click();
-  }
-
-  /** Asserts the marketplace's My page shows `who` signed in. */
-  async function expectMyPage(page, who, what) {
-    await expectAt(page, mp, '/mypage', what);
-    await page.locator('h1', { hasText: 'マイページ' }).waitFor({ state: 'visible' });
-    const text = await page.locator('body').innerText();
-    assert.ok(text.includes(who.name), `${what}: My page does not show the name ${who.name}: "${await pageText(page)}"`);
-    assert.ok(text.includes(who.email), `${what}: My page does not show the email ${who.email}`);
-  }
-
-  const mailTo = (email, subject) => (m) => m.to.includes(email) && m.subject === subject;
+  const {
+    arrive,
+    clickAndWait,
+    expectAt,
+    expectMyPage,
+    fresh,
+    isAt,
+    mailTo,
+    pageText,
+    screenshot,
+    submitSignIn,
+    toOpSignIn,
+    withScreenshot,
+  } = pages({ browser: () => browser, op: () => op, mp: () => mp, out: OUT, problems });
 
   // --------------------------------------------------------------- tests
 

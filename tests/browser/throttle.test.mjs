@@ -17,16 +17,14 @@ import { performance } from 'node:perf_hooks';
 import {
   ARTIFACTS,
   addMember,
-  artifactPath,
   launchBrowser,
   mailLink,
   readOutbox,
   startStack,
   waitForMail,
 } from './lib/harness.mjs';
+import { pages } from './lib/pages.mjs';
 
-const ACTION_TIMEOUT_MS = 15_000;
-const NAVIGATION_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
 /** How long a second mail would need to show up after the first (the job worker polls every 100 ms). */
@@ -79,134 +77,22 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
 
   // ------------------------------------------------------------- helpers
 
-  const isAt = (origin, path) => (u) => u.origin === origin && u.pathname === path;
-
-  /** A URL fit for the log: token and code values cut short. */
-  const redact = (href) => {
-    const u = new URL(href);
-    for (const k of ['token', 'code', 'tx']) {
-      const v = u.searchParams.get(k);
-      if (v) u.searchParams.set(k, `${v.slice(0, 8)}...`);
-    }
-    return u.href;
-  };
-
-  /** The visible text of the page, squeezed and cut short, for messages. */
-  async function pageText(page) {
-    const text = await page.locator('body').innerText({ timeout: 2_000 }).catch(() => '');
-    return text.replace(/\s+/g, ' ').trim().slice(0, 400);
-  }
-
-  /** Waits until the main frame commits a URL matching `predicate`. */
-  async function arrive(page, predicate, what) {
-    try {
-      await page.waitForURL(predicate);
-    } catch (e) {
-      throw new Error(`${what}: the browser stays at ${redact(page.url())}, showing "${await pageText(page)}"`, { cause: e });
-    }
-  }
-
-  async function expectAt(page, origin, path, what) {
-    const u = new URL(page.url());
-    assert.ok(
-      isAt(origin, path)(u),
-      `${what}: expected ${origin}${path}, the browser is at ${redact(u.href)}, showing "${await pageText(page)}"`,
-    );
-  }
-
-  /** A fresh browser context (own cookies, so its own tobira_device) and its page. */
-  async function fresh(label) {
-    const context = await browser.newContext({ locale: 'ja-JP', viewport: { width: 1280, height: 800 } });
-    context.setDefaultTimeout(ACTION_TIMEOUT_MS);
-    context.setDefaultNavigationTimeout(NAVIGATION_TIMEOUT_MS);
-    const page = await context.newPage();
-    page.on('pageerror', (e) => problems.push(`[${label}] ${page.url()}: ${e.message}`));
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`[${label}] console: ${m.text()} (${m.location().url || page.url()})`);
-    });
-    return { context, page };
-  }
-
-  async function screenshot(t, page, suffix = '') {
-    if (!page || page.isClosed()) return;
-    const path = artifactPath(t.name, suffix, OUT);
-    await page.screenshot({ path, fullPage: true }).catch((e) => console.log(`screenshot ${path}: ${e.message}`));
-  }
-
-  /** Runs `fn` and screenshots `pageOf()` afterwards, pass or fail; closes `contexts`. */
-  async function withScreenshot(t, pageOf, contexts, fn) {
-    try {
-      await fn();
-    } finally {
-      await screenshot(t, pageOf());
-      for (const c of contexts) await c.close().catch(() => {});
-    }
-  }
-
-  /** Clicks something that submits or navigates; resolves with the main frame's response. */
-  async function clickAndWait(page, locator) {
-    const navigated = page.waitForEvent('framenavigated', {
-      predicate: (f) => f === page.mainFrame(),
-    });
-    const response = page.waitForResponse((r) => r.request().isNavigationRequest() && r.frame() === page.mainFrame());
-    await locator.click();
-    await navigated;
-    await page.waitForLoadState('load');
-    return response.catch(() => null);
-  }
-
-  /** Marketplace top page → ログイン → the OP's sign-in page (no OP session in this browser). */
-  async function toOpSignIn(page) {
-    await page.goto(`${mp}/`);
-    await page.locator('a[href="/login"]').filter({ hasText: 'ログイン' }).first().click();
-    await arrive(page, (u) => isAt(op, '/login')(u) || (u.origin === mp && u.pathname !== '/'), 'after clicking ログイン');
-    await expectAt(page, op, '/login', 'after clicking ログイン at the marketplace (no OP session in this browser)');
-    await page.locator('#password').waitFor({ state: 'visible' });
-  }
-
-  /**
-   * Fills and submits the OP's sign-in form; resolves with the answer to the POST
-   * (a 303 when the password was taken, else the page shown again).
-   */
-  async function submitSignIn(page, email, password) {
-    await page.getByLabel('メールアドレス', { exact: true }).fill(email);
-    await page.getByLabel('パスワード', { exact: true }).fill(password);
-    const answer = page.waitForResponse(
-      (r) => r.request().method() === 'POST' && isAt(op, '/login')(new URL(r.url())) && r.frame() === page.mainFrame(),
-    );
-    // The page that answers must replace this one before it is read (it shows an
-    // error line of its own from the previous attempt).
-    const navigated = page.waitForEvent('framenavigated', { predicate: (f) => f === page.mainFrame() });
-    await page.locator('form[action="/login"] button[type="submit"]').click();
-    const res = await answer;
-    await navigated;
-    await page.waitForLoadState('load');
-    return res;
-  }
-
-  /** The sign-in page's error line (`#form-error`) after a refused sign-in. */
-  async function formError(page) {
-    const error = page.locator('#form-error');
-    await error.waitFor({ state: 'visible' });
-    return (await error.innerText()).replace(/\s+/g, ' ').trim();
-  }
-
-  /** Signs in with the right password from the OP's sign-in page and lands on My page. */
-  async function signInToMyPage(page, who, what) {
-    const res = await submitSignIn(page, who.email, who.password);
-    assert.equal(res.status(), 303, `${what}: POST /login answered ${res.status()}: "${await pageText(page)}"`);
-    await arrive(page, (u) => u.origin === mp, `${what}: after the right password`);
-    await expectMyPage(page, who, what);
-  }
-
-  /** Asserts the marketplace's My page shows `who` signed in. */
-  async function expectMyPage(page, who, what) {
-    await expectAt(page, mp, '/mypage', what);
-    await page.locator('h1', { hasText: 'マイページ' }).waitFor({ state: 'visible' });
-    const text = await page.locator('body').innerText();
-    assert.ok(text.includes(who.name), `${what}: My page does not show the name ${who.name}: "${await pageText(page)}"`);
-    assert.ok(text.includes(who.email), `${what}: My page does not show the email ${who.email}`);
-  }
+  const {
+    arrive,
+    clickAndWait,
+    expectAt,
+    formError,
+    fresh,
+    isAt,
+    mailTo,
+    pageText,
+    redact,
+    screenshot,
+    signInToMyPage,
+    submitSignIn,
+    toOpSignIn,
+    withScreenshot,
+  } = pages({ browser: () => browser, op: () => op, mp: () => mp, out: OUT, problems });
 
   /** Minutes since midnight in the pages' offset. */
   const displayMinutes = (ms) => Math.floor(ms / 60_000 + DISPLAY_OFFSET_MINUTES) % 1440;
@@ -270,8 +156,6 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
     return res;
   }
 
-  const mailTo = (email, subject) => (m) => m.to.includes(email) && m.subject === subject;
-
   /** Every mail to `email` (optionally with `subject`) in the outbox now. */
   async function mailsTo(email, subject) {
     return (await readOutbox(stack.outbox)).filter((m) => m.to.includes(email) && (!subject || m.subject === subject));
@@ -283,7 +167,7 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
     const who = { email: 'misaki@example.jp', name: '高橋美咲', password: 'saffron-glacier-piano-81' };
     await addMember(stack, who);
     const { context, page } = await fresh('misaki');
-    await withScreenshot(t, () => page, [context], async () => {
+    await withScreenshot(t, () => page, async () => {
       const t0 = performance.now();
       await toOpSignIn(page);
 
@@ -352,7 +236,7 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
       await toOpSignIn(page);
       await signInToMyPage(page, who, 'after unlocking');
       console.log(`ten wrong passwords → mail → unlock → My page: ${Math.round(performance.now() - t0)} ms`);
-    });
+    }, { close: [context] });
   });
 
   it('the owner\'s known device still signs in while another device on the same address locks the account, which stays locked for that device', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -361,7 +245,7 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
     const owner = await fresh('daisuke-owner');
     const attacker = await fresh('daisuke-attacker');
     let last = owner.page;
-    await withScreenshot(t, () => last, [owner.context, attacker.context], async () => {
+    await withScreenshot(t, () => last, async () => {
       // The owner signs in once (the device becomes known to the account) and signs out.
       await toOpSignIn(owner.page);
       await signInToMyPage(owner.page, who, 'owner: first sign-in');
@@ -403,7 +287,7 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
       const still = await expectLockedMessage(attacker.page, lock.at, 'attacker: the right password while locked');
       assert.equal(still, lock.until, `attacker: the lock's end moved from ${lock.until} to ${still}`);
       await screenshot(t, attacker.page, '-3-attacker-still-locked');
-    });
+    }, { close: [owner.context, attacker.context] });
   });
 
   it('sign-in help mails a locked, an unverified and an unknown address', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -435,7 +319,7 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
       return text;
     }
 
-    await withScreenshot(t, () => last, [c.context, d.context], async () => {
+    await withScreenshot(t, () => last, async () => {
       // A locked account: five wrong passwords, then the help page.
       await toOpSignIn(c.page);
       await lockOut(c.page, locked.email, 'locked');
@@ -503,6 +387,6 @@ describe('throttled password sign-in at tobira, from the marketplace, in Chromiu
       await screenshot(t, d.page, '-4-verified');
       await toOpSignIn(d.page);
       await signInToMyPage(d.page, unverified, 'unverified: after the help mail\'s verification link');
-    });
+    }, { close: [c.context, d.context] });
   });
 });
