@@ -703,10 +703,10 @@ impl Msg {
             (Self::AppsRemove, Ja) => "アクセスを解除",
             (Self::AppsRemove, En) => "Remove access",
             (Self::AppsRemoveNote, Ja) => {
-                "解除すると、そのアプリからログアウトされ、次に使うときはもう一度ログインと許可が必要です。"
+                "解除すると、そのアプリからログアウトされ、アプリはあなたの情報にアクセスできなくなります。再びそのアプリを使うと、あらためて連携されます。"
             }
             (Self::AppsRemoveNote, En) => {
-                "Removing access signs you out of the app; next time it will ask you to sign in and allow it again."
+                "Removing access signs you out of the app and ends its access to your information. Using the app again connects it anew."
             }
             (Self::AppsRemoved, Ja) => {
                 "アプリのアクセスを解除し、そのアプリからログアウトしました。"
