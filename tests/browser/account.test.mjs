@@ -7,20 +7,17 @@
 // Screenshots and the servers' logs go to artifacts/account/ (the
 // marketplace test file clears the .png and .log files in artifacts/ itself).
 
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import {
   ARTIFACTS,
   MEMBERS,
-  launchBrowser,
   mailLink,
-  startStack,
   waitForMail,
 } from './lib/harness.mjs';
-import { pages } from './lib/pages.mjs';
+import { pages, sharedStack } from './lib/pages.mjs';
 
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
@@ -42,22 +39,13 @@ describe('sign-up and password reset at tobira, from the marketplace, in Chromiu
   let op; // OP origin (the issuer), http://localhost:PORT
   const problems = []; // page errors and console errors seen in any context
 
-  before(async () => {
-    await mkdir(OUT, { recursive: true });
-    for (const f of await readdir(OUT)) {
-      if (f.endsWith('.png') || f.endsWith('.log')) await rm(join(OUT, f), { force: true });
-    }
-    stack = await startStack({ artifacts: OUT });
-    mp = stack.mpOrigin;
-    op = stack.opOrigin;
-    browser = await launchBrowser();
-    console.log(`chromium ${browser.version()}; OP ${op}; marketplace ${mp}; outbox ${stack.outbox}`);
-  }, { timeout: 180_000 });
-
-  after(async () => {
-    await browser?.close().catch((e) => console.log(`closing chromium: ${e.message}`));
-    await stack?.stop();
-    if (problems.length) console.log(`page and console errors (a 4xx answer to a refused form is expected):\n${problems.join('\n')}`);
+  sharedStack({
+    out: OUT,
+    problems,
+    expected: 'a 4xx answer to a refused form is expected',
+    ready: (started) => {
+      ({ stack, browser, op, mp } = started);
+    },
   });
 
   // ------------------------------------------------------------- helpers

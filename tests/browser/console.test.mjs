@@ -11,13 +11,12 @@
 //
 // Screenshots and the servers' logs go to artifacts/console/.
 
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ARTIFACTS, addMember, launchBrowser, mailLink, readOutbox, startStack, waitForMail } from './lib/harness.mjs';
-import { pages } from './lib/pages.mjs';
+import { ARTIFACTS, addMember, mailLink, readOutbox, waitForMail } from './lib/harness.mjs';
+import { pages, sharedStack } from './lib/pages.mjs';
 
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
@@ -92,22 +91,13 @@ describe('the account console at tobira, from the marketplace, in Chromium', { c
     withScreenshot,
   } = pages({ browser: () => browser, op: () => op, mp: () => mp, out: OUT, problems });
 
-  before(async () => {
-    await mkdir(OUT, { recursive: true });
-    for (const f of await readdir(OUT)) {
-      if (f.endsWith('.png') || f.endsWith('.log')) await rm(join(OUT, f), { force: true });
-    }
-    stack = await startStack({ artifacts: OUT });
-    mp = stack.mpOrigin;
-    op = stack.opOrigin;
-    browser = await launchBrowser();
-    console.log(`chromium ${browser.version()}; OP ${op}; marketplace ${mp}; outbox ${stack.outbox}`);
-  }, { timeout: 180_000 });
-
-  after(async () => {
-    await browser?.close().catch((e) => console.log(`closing chromium: ${e.message}`));
-    await stack?.stop();
-    if (problems.length) console.log(`page and console errors (a 401 answer to a wrong password is expected):\n${problems.join('\n')}`);
+  sharedStack({
+    out: OUT,
+    problems,
+    expected: 'a 401 answer to a wrong password is expected',
+    ready: (started) => {
+      ({ stack, browser, op, mp } = started);
+    },
   });
 
   // ------------------------------------------------------------- helpers

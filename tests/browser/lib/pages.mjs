@@ -3,8 +3,11 @@
 // signing in, My page, screenshots. `pages({ … })` binds them to one file's
 // browser, origins, artifacts directory and list of page errors.
 
+import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { artifactPath } from './harness.mjs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { artifactPath, launchBrowser, startStack } from './harness.mjs';
 
 export const ACTION_TIMEOUT_MS = 15_000;
 export const NAVIGATION_TIMEOUT_MS = 30_000;
@@ -24,6 +27,35 @@ export const redact = (href) => {
   }
   return u.href;
 };
+
+/**
+ * One OP + marketplace stack and one Chromium for the test file (call it inside the
+ * file's `describe`): started in `before`, with `out` cleared of the last run's
+ * screenshots and logs, and stopped in `after`, which prints the page and console
+ * errors collected in `problems` (`expected` says which of them are expected).
+ * `ready({ stack, browser, op, mp })` hands the started ones to the file.
+ */
+export function sharedStack({ out, problems, expected, ready }) {
+  let stack;
+  let browser;
+  before(async () => {
+    await mkdir(out, { recursive: true });
+    for (const f of await readdir(out)) {
+      if (f.endsWith('.png') || f.endsWith('.log')) await rm(join(out, f), { force: true });
+    }
+    stack = await startStack({ artifacts: out });
+    browser = await launchBrowser();
+    const op = stack.opOrigin;
+    const mp = stack.mpOrigin;
+    console.log(`chromium ${browser.version()}; OP ${op}; marketplace ${mp}; outbox ${stack.outbox}`);
+    ready({ stack, browser, op, mp });
+  }, { timeout: 180_000 });
+  after(async () => {
+    await browser?.close().catch((e) => console.log(`closing chromium: ${e.message}`));
+    await stack?.stop();
+    if (problems.length) console.log(`page and console errors (${expected}):\n${problems.join('\n')}`);
+  });
+}
 
 /** The visible text of the page, squeezed and cut short, for messages. */
 export async function pageText(page) {

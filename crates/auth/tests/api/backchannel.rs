@@ -286,15 +286,7 @@ async fn two_replicas_deliver_each_logout_exactly_once() {
         let claims = crate::oidc::verify_id_token(&s, &tokens, &pending.nonce);
         sids.insert(claims.additional_claims().sid.clone().unwrap());
     }
-    let user = s
-        .app
-        .state
-        .db
-        .users()
-        .find_by_email(&tobira_auth::domain::Email::parse(EMAIL).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = s.app.user(EMAIL).await.unwrap();
     let ended = s
         .app
         .state

@@ -317,6 +317,16 @@ impl TestApp {
         &self.state.clock
     }
 
+    /// The account registered with `email`, if any.
+    pub async fn user(&self, email: &str) -> Option<tobira_auth::domain::User> {
+        self.state
+            .db
+            .users()
+            .find_by_email(&tobira_auth::domain::Email::parse(email).unwrap())
+            .await
+            .unwrap()
+    }
+
     /// Registers a client; returns its id and (for confidential clients) its secret.
     pub async fn add_client(&self, opts: ClientOpts) -> (String, Option<String>) {
         let added = tobira_auth::admin::clients::add_client(

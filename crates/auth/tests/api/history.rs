@@ -14,14 +14,17 @@ use crate::helpers::{Browser, ClientOpts, OutboxMail, Page, TestApp};
 use crate::oidc::{EMAIL, PASSWORD, Setup, authorize, setup};
 
 const WRONG: &str = "not-the-password-1";
-const PHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+pub const PHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 
-async fn login_page(s: &Setup, browser: &Browser) -> Page {
+/// The sign-in page of a fresh authorization request (prompt=login: a browser with a
+/// session signs in again).
+pub async fn login_page(s: &Setup, browser: &Browser) -> Page {
     let pending = authorize(&s.rp, &[("prompt", "login")]);
     browser.follow(browser.get(&pending.url).await).await
 }
 
-async fn post(browser: &Browser, login: &Page, email: &str, password: &str) -> Page {
+/// Posts the sign-in form with the phone's user agent.
+pub async fn post(browser: &Browser, login: &Page, email: &str, password: &str) -> Page {
     let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
     browser
         .post_form_with(

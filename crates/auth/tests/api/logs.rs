@@ -81,15 +81,7 @@ async fn failed_sign_ins_and_client_authentications_are_logged_without_secrets()
         .collect();
     assert_eq!(failures.len(), 2, "{}", logs.text());
     let ids = &s.app.state.identifiers;
-    let user = s
-        .app
-        .state
-        .db
-        .users()
-        .find_by_email(&tobira_auth::domain::Email::parse(EMAIL).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = s.app.user(EMAIL).await.unwrap();
     assert_eq!(failures[0]["level"], "WARN");
     assert_eq!(failures[0]["fields"]["account"], user.id.0.to_string());
     assert_eq!(failures[0]["fields"]["reason"], "wrong password");

@@ -9,32 +9,19 @@ use tobira_auth::domain::{Email, User};
 use tobira_auth::store::MAIL_QUEUE;
 
 use crate::helpers::{Browser, ClientOpts, OutboxMail, Page, TestApp};
+use crate::history::{login_page, post};
 use crate::oidc::{EMAIL, PASSWORD, Setup, authorize, setup, setup_with};
 
 const WRONG: &str = "not-the-password-1";
-const PHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 const PHONE_JA: &str = "Safari（iPhone 17.1・スマートフォン）";
 const PHONE_EN: &str = "Safari on iPhone 17.1 (phone)";
 
 /// Signs in to the client's authorization request (prompt=login, so a browser with a
 /// session signs in again) from `browser` with the phone's user agent; the OP's answer.
 async fn sign_in(s: &Setup, browser: &Browser, email: &str, password: &str) -> Page {
-    let pending = authorize(&s.rp, &[("prompt", "login")]);
-    let login = browser.follow(browser.get(&pending.url).await).await;
+    let login = login_page(s, browser).await;
     assert_eq!(login.status, 200, "{}", login.body);
-    let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
-    browser
-        .post_form_with(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("tx", &tx),
-                ("email", email),
-                ("password", password),
-            ],
-            &[("user-agent", PHONE)],
-        )
-        .await
+    post(browser, &login, email, password).await
 }
 
 async fn signed_in(s: &Setup, browser: &Browser) {

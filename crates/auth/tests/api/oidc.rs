@@ -280,15 +280,7 @@ async fn the_code_flow_with_pkce_yields_verified_tokens_and_userinfo() {
     let code = sign_in_for_code(&s, &pending).await;
     let tokens = exchange(&s, code, pending.verifier).await.unwrap();
     let claims = verify_id_token(&s, &tokens, &pending.nonce);
-    let user = s
-        .app
-        .state
-        .db
-        .users()
-        .find_by_email(&tobira_auth::domain::Email::parse(EMAIL).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = s.app.user(EMAIL).await.unwrap();
     assert_eq!(claims.subject().as_str(), user.sub.as_str());
     assert!(claims.auth_time().is_some());
     assert!(claims.additional_claims().sid.is_some(), "sid");

@@ -124,14 +124,7 @@ async fn unknown_and_frozen_addresses_get_the_same_page_and_no_mail() {
     let app = TestApp::spawn().await;
     let user = app.add_user(EMAIL, PASSWORD).await;
     app.add_user("frozen@example.jp", PASSWORD).await;
-    let frozen = app
-        .state
-        .db
-        .users()
-        .find_by_email(&tobira_auth::domain::Email::parse("frozen@example.jp").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let frozen = app.user("frozen@example.jp").await.unwrap();
     app.state
         .db
         .users()

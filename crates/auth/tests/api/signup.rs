@@ -36,15 +36,6 @@ fn verify_link(app: &TestApp, mail: &OutboxMail) -> String {
         .replace(&app.issuer(), app.url.as_str().trim_end_matches('/'))
 }
 
-async fn user(app: &TestApp, email: &str) -> Option<tobira_auth::domain::User> {
-    app.state
-        .db
-        .users()
-        .find_by_email(&tobira_auth::domain::Email::parse(email).unwrap())
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_newcomer_signs_up_from_a_client_and_lands_back_there_signed_in() {
     let s = setup(Default::default()).await;
@@ -77,7 +68,7 @@ async fn a_newcomer_signs_up_from_a_client_and_lands_back_there_signed_in() {
     );
     assert!(!mails[0].text.contains("山田 太郎"));
     // Not verified yet: the account cannot sign in anywhere.
-    let unverified = user(&s.app, NEW_EMAIL).await.unwrap();
+    let unverified = s.app.user(NEW_EMAIL).await.unwrap();
     assert_eq!(
         unverified.status,
         tobira_auth::domain::UserStatus::Unverified
@@ -89,7 +80,7 @@ async fn a_newcomer_signs_up_from_a_client_and_lands_back_there_signed_in() {
     let tokens = exchange(&s, code, pending.verifier).await.unwrap();
     let claims = crate::oidc::verify_id_token(&s, &tokens, &pending.nonce);
     assert_eq!(claims.subject().as_str(), unverified.sub.as_str());
-    let verified = user(&s.app, NEW_EMAIL).await.unwrap();
+    let verified = s.app.user(NEW_EMAIL).await.unwrap();
     assert!(verified.email_verified);
     assert_eq!(verified.status, tobira_auth::domain::UserStatus::Active);
     // The link is spent.
@@ -171,7 +162,7 @@ async fn weak_passwords_get_advice_and_hostile_input_is_refused() {
     assert_eq!(cross.status, 403);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(app.outbox().is_empty(), "nothing was sent");
-    assert!(user(&app, NEW_EMAIL).await.is_none());
+    assert!(app.user(NEW_EMAIL).await.is_none());
 }
 
 #[tokio::test]
@@ -242,7 +233,7 @@ async fn pre_hijacking_an_address_gains_the_attacker_nothing() {
         "offered to sign up again"
     );
     assert_eq!(
-        user(&s.app, victim_address).await.unwrap().status,
+        s.app.user(victim_address).await.unwrap().status,
         tobira_auth::domain::UserStatus::Unverified
     );
     // With her password (on her phone, say), the address is verified.
@@ -305,7 +296,7 @@ async fn verification_links_expire_are_single_use_and_cannot_be_forged() {
     assert_eq!(expired.status, 400);
     assert!(expired.body.contains("無効か、有効期限が切れています"));
     assert_eq!(
-        user(&app, NEW_EMAIL).await.unwrap().status,
+        app.user(NEW_EMAIL).await.unwrap().status,
         tobira_auth::domain::UserStatus::Unverified
     );
 }
@@ -353,11 +344,11 @@ async fn sign_ups_never_verified_are_removed_and_free_the_address() {
     let app = TestApp::spawn_with(|c| c.signup.unverified_max_age_hours = 2).await;
     sign_up(&app.browser(), "/signup", NEW_EMAIL, NEW_PASSWORD).await;
     app.wait_for_mails(1).await;
-    assert!(user(&app, NEW_EMAIL).await.is_some());
+    assert!(app.user(NEW_EMAIL).await.is_some());
     app.clock()
         .advance(Duration::hours(2) + Duration::minutes(11));
     for _ in 0..100 {
-        if user(&app, NEW_EMAIL).await.is_none() {
+        if app.user(NEW_EMAIL).await.is_none() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -393,7 +384,7 @@ async fn the_verification_links_password_check_is_throttled_like_the_sign_in_pag
     assert_eq!(refused.status, 429, "even the right one, once locked");
     assert!(refused.headers.contains_key("retry-after"));
     assert_eq!(
-        user(&app, NEW_EMAIL).await.unwrap().status,
+        app.user(NEW_EMAIL).await.unwrap().status,
         tobira_auth::domain::UserStatus::Unverified
     );
     // After the lock, the owner's password verifies it.

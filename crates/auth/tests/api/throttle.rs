@@ -708,15 +708,7 @@ async fn hostile_device_cookies_and_odd_addresses_do_not_escape_the_count() {
 #[tokio::test]
 async fn a_device_becomes_known_to_an_account_by_signing_in_to_it_and_only_then() {
     let s = setup(ClientOpts::default()).await;
-    let user = s
-        .app
-        .state
-        .db
-        .users()
-        .find_by_email(&tobira_auth::domain::Email::parse(EMAIL).unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = s.app.user(EMAIL).await.unwrap();
     let devices = || async { s.app.state.db.known_devices().list(user.id).await };
     let browser = s.app.browser();
     let login = login_page(&s, &browser).await;
