@@ -55,6 +55,30 @@ impl<'c> AppRepo<'c> {
         now: OffsetDateTime,
         access_token_life: Duration,
     ) -> Result<Vec<ConnectedApp>, StoreError> {
+        use sea_orm::{Condition, QueryTrait};
+        // Live refresh tokens of the account's grants first: old grants whose sessions
+        // simply expired stay unrevoked in the table, and are never read.
+        let of_account = grants::Entity::find()
+            .select_only()
+            .column(grants::Column::Id)
+            .filter(grants::Column::UserId.eq(user.0))
+            .filter(grants::Column::RevokedAt.is_null())
+            .into_query();
+        let tokens: Vec<(Uuid, OffsetDateTime)> = refresh_tokens::Entity::find()
+            .select_only()
+            .column(refresh_tokens::Column::GrantId)
+            .column(refresh_tokens::Column::CreatedAt)
+            .filter(refresh_tokens::Column::GrantId.in_subquery(of_account))
+            .filter(refresh_tokens::Column::UsedAt.is_null())
+            .filter(refresh_tokens::Column::ExpiresAt.gt(now))
+            .into_tuple()
+            .all(self.conn)
+            .await?;
+        let mut refreshed: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
+        for (grant, at) in tokens {
+            let last = refreshed.entry(grant).or_insert(at);
+            *last = (*last).max(at);
+        }
         let granted: Vec<(Uuid, String, String, OffsetDateTime)> = grants::Entity::find()
             .select_only()
             .column(grants::Column::Id)
@@ -63,27 +87,14 @@ impl<'c> AppRepo<'c> {
             .column(grants::Column::CreatedAt)
             .filter(grants::Column::UserId.eq(user.0))
             .filter(grants::Column::RevokedAt.is_null())
+            .filter(
+                Condition::any()
+                    .add(grants::Column::CreatedAt.gt(now - access_token_life))
+                    .add(grants::Column::Id.is_in(refreshed.keys().copied())),
+            )
             .into_tuple()
             .all(self.conn)
             .await?;
-        let ids: Vec<Uuid> = granted.iter().map(|g| g.0).collect();
-        let mut refreshed: BTreeMap<Uuid, OffsetDateTime> = BTreeMap::new();
-        for chunk in ids.chunks(500) {
-            let rows: Vec<(Uuid, OffsetDateTime)> = refresh_tokens::Entity::find()
-                .select_only()
-                .column(refresh_tokens::Column::GrantId)
-                .column(refresh_tokens::Column::CreatedAt)
-                .filter(refresh_tokens::Column::GrantId.is_in(chunk.to_vec()))
-                .filter(refresh_tokens::Column::UsedAt.is_null())
-                .filter(refresh_tokens::Column::ExpiresAt.gt(now))
-                .into_tuple()
-                .all(self.conn)
-                .await?;
-            for (grant, at) in rows {
-                let last = refreshed.entry(grant).or_insert(at);
-                *last = (*last).max(at);
-            }
-        }
         let live: Vec<Live> = granted
             .into_iter()
             .filter_map(|(id, client_id, scope, created_at)| {

@@ -103,6 +103,17 @@ async fn the_connected_apps_are_listed_with_what_they_may_see() {
     // The overview links here.
     let overview = s.browser.get("/account").await;
     assert!(overview.body.contains(r#"href="/account/apps""#));
+
+    // Once its access token has expired, an app without a refresh token or a consent has
+    // nothing left to act with and leaves the list; the partner (consent, refresh) stays.
+    let life = s.app.state.config.tokens.access_token_secs;
+    s.app
+        .clock()
+        .advance(time::Duration::seconds(i64::from(life) + 1));
+    let page = list(&s).await;
+    assert_eq!(apps(&page).len(), 1, "{}", page.body);
+    assert!(!page.body.contains("スキルマーケット"));
+    assert!(page.body.contains("Partner Site"));
 }
 
 #[tokio::test]
