@@ -388,26 +388,21 @@ async fn sign_in_and_continue(
         .unwrap_or("")
         .to_owned();
     // The browser that signed up is the account's first known device (so that its own
-    // later sign-ins are not news to the member, and it is exempt from the account lock).
-    let device = state
-        .cookies
-        .get(headers, DEVICE)
-        .map(|d| sha256_hex(&d))
-        .unwrap_or_default();
-    if !device.is_empty() {
-        state
-            .db
-            .known_devices()
-            .signed_in(
-                state.clock.now(),
-                user,
-                &device,
-                &ip.to_string(),
-                &user_agent,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    // later sign-ins are not news to the member, and it is exempt from the account lock);
+    // a browser that came straight to sign-up gets its device cookie now.
+    let (device, new_device_cookie) = state.cookies.device(headers);
+    state
+        .db
+        .known_devices()
+        .signed_in(
+            state.clock.now(),
+            user,
+            &device,
+            &ip.to_string(),
+            &user_agent,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let (session, secret) = session::sign_in(
         &state.db,
         &state.clock,
@@ -435,12 +430,16 @@ async fn sign_in_and_continue(
     )
     .await
     .map_err(|e| e.to_string())?;
-    let cookie = state
-        .cookies
-        .set(SESSION, &secret, state.sessions.cookie_max_age(false));
+    let mut cookies =
+        vec![
+            state
+                .cookies
+                .set(SESSION, &secret, state.sessions.cookie_max_age(false)),
+        ];
+    cookies.extend(new_device_cookie);
     Ok(see_other(
         &format!("{}?tx={park_id}", paths::AUTHORIZE_CONTINUE),
-        &[cookie],
+        &cookies,
     ))
 }
 

@@ -110,12 +110,19 @@ async fn drain(state: &AppState, queue: &'static str) -> Result<usize, crate::st
             let state = state.clone();
             batch.spawn(async move { run_one(&state, &job).await });
         }
+        // The whole batch finishes (a job cut off half-way would run again after its
+        // lease: a mail sent twice); the first error is reported after.
+        let mut failed = None;
         while let Some(done) = batch.join_next().await {
             match done {
-                Ok(result) => result?,
-                Err(panicked) => std::panic::resume_unwind(panicked.into_panic()),
+                Ok(Ok(())) => ran += 1,
+                Ok(Err(e)) => failed = failed.or(Some(e)),
+                // Its lease runs out and it is tried again; the loop lives on.
+                Err(e) => tracing::error!(error = %e, queue, "job runner: a job panicked"),
             }
-            ran += 1;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
 }

@@ -290,8 +290,11 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || (s[0] & 0xffc0) == 0xfec0
         // Documentation, RFC 3849.
         || (s[0] == 0x2001 && s[1] == 0x0db8)
-        // NAT64 and IPv4-compatible forms reach IPv4 space: judged as such only if allowed.
+        // NAT64, 6to4, Teredo and IPv4-compatible forms reach IPv4 space that may be
+        // private: allowed only through `allowed_networks`.
         || (s[0] == 0x0064 && s[1] == 0xff9b)
+        || s[0] == 0x2002
+        || (s[0] == 0x2001 && s[1] == 0x0000)
         || (s[0..6] == [0, 0, 0, 0, 0, 0]))
 }
 
@@ -337,6 +340,8 @@ mod tests {
             "https://[::ffff:10.0.0.1]/bc",
             "https://[::ffff:169.254.169.254]/bc",
             "https://[64:ff9b::a00:1]/bc",
+            "https://[2002:a00:1::1]/bc",
+            "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/bc",
             "https://198.18.0.1/bc",
             "https://255.255.255.255/bc",
         ] {

@@ -12,12 +12,12 @@ use super::paths;
 use crate::account::unlock::{locked_now, refused, throttled_message};
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
-use crate::crypto::{random_token, sha256_hex};
+use crate::crypto::random_token;
 use crate::domain::{AMR_PASSWORD, UserId};
 use crate::flow::{self, SignInFor, Stage};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
-use crate::web::cookies::{DEVICE, DEVICE_LIFETIME, SESSION};
+use crate::web::cookies::SESSION;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
@@ -171,24 +171,11 @@ pub async fn post_login(
             &[],
         );
     }
-    // The device cookie vouches for a known device (throttling now; the new-device mail
-    // later): a secret, of which only the hash is stored. Made before the password is
-    // checked, so a first failure already comes from a device. 22 characters: cookies
-    // set before it grew to 256 bits.
-    let mut cookies = Vec::new();
-    let device_cookie = match state
-        .cookies
-        .get(&headers, DEVICE)
-        .filter(|d| d.len() == 43 || d.len() == 22)
-    {
-        Some(d) => d,
-        None => {
-            let d = random_token(&mut rand::rng(), 32);
-            cookies.push(state.cookies.set(DEVICE, &d, Some(DEVICE_LIFETIME)));
-            d
-        }
-    };
-    let device_id = sha256_hex(&device_cookie);
+    // The device cookie vouches for a known device (throttling, the new-device mail).
+    // Made before the password is checked, so a first failure already comes from a
+    // device.
+    let (device_id, new_device_cookie) = state.cookies.device(&headers);
+    let mut cookies: Vec<String> = new_device_cookie.into_iter().collect();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

@@ -47,8 +47,9 @@ pub struct Ended {
 }
 
 /// Queues a logout with `sub` and `sid` for every client with a back-channel logout URI
-/// that holds a grant (live or not) from one of the `ended` sessions; how many were
-/// queued. Runs on the caller's transaction.
+/// that holds a grant not yet revoked from one of the `ended` sessions (callers queue
+/// before they revoke; an app whose access the member removed was told then); how many
+/// were queued. Runs on the caller's transaction.
 pub async fn for_ended_sessions(
     conn: &impl ConnectionTrait,
     now: OffsetDateTime,
@@ -64,6 +65,7 @@ pub async fn for_ended_sessions(
         .column(grants::Column::ClientId)
         .distinct()
         .filter(grants::Column::SessionId.is_in(ids))
+        .filter(grants::Column::RevokedAt.is_null())
         .into_tuple()
         .all(conn)
         .await?;

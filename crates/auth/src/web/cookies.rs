@@ -60,6 +60,23 @@ impl CookiePolicy {
     pub fn clear(self, base: &str) -> String {
         self.set(base, "", Some(Duration::ZERO))
     }
+
+    /// This browser's device: the hash of its device cookie (only the hash is ever
+    /// stored), and the `Set-Cookie` that gives it one when it has none yet (or one of a
+    /// length we never issued). 22 characters: cookies set before it grew to 256 bits.
+    pub fn device(self, headers: &HeaderMap) -> (String, Option<String>) {
+        match self
+            .get(headers, DEVICE)
+            .filter(|d| d.len() == 43 || d.len() == 22)
+        {
+            Some(d) => (crate::crypto::sha256_hex(&d), None),
+            None => {
+                let d = crate::crypto::random_token(&mut rand::rng(), 32);
+                let set = self.set(DEVICE, &d, Some(DEVICE_LIFETIME));
+                (crate::crypto::sha256_hex(&d), Some(set))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

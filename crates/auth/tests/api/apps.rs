@@ -192,6 +192,24 @@ async fn another_members_made_up_replayed_or_forged_removals_change_nothing() {
             refused.body
         );
     }
+    // Another member, signed in to their own console, names this member's app: not
+    // connected to them, so nothing happens to this member's access.
+    s.app
+        .add_user("taro@example.jp", crate::oidc::PASSWORD)
+        .await;
+    let taro = crate::sessions::signed_in(&s.app, "taro@example.jp", "tests").await;
+    let theirs = taro.get("/account/apps").await;
+    assert_eq!(theirs.status, 200);
+    assert!(apps(&theirs).is_empty());
+    // (An empty list has no form; the profile page's token is this browser's too.)
+    let csrf = taro.get("/account/profile").await.field("csrf").unwrap();
+    let refused = taro
+        .post_form(
+            "/account/apps/remove",
+            &[("csrf", &csrf), ("client_id", &s.client_id)],
+        )
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.body);
     // Without the CSRF token, or from another site: refused.
     let no_csrf = s
         .browser

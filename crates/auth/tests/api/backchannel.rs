@@ -234,6 +234,16 @@ async fn signing_out_sends_the_client_a_logout_token_with_sub_and_sid() {
     end_session(&s, &s.browser, &hint).await;
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), 1);
+
+    // A logout token is no ID token: as an id_token_hint it signs nobody out.
+    sign_in(&s).await;
+    let mut url = url::Url::parse(&format!("{}/end-session", s.app.issuer())).unwrap();
+    url.query_pairs_mut()
+        .append_pair("id_token_hint", &tokens[0]);
+    let page = s.browser.get(url.as_str()).await;
+    assert_eq!(page.status, 400, "{}", page.body);
+    let still = s.browser.get("/account").await;
+    assert_eq!(still.status, 200, "the session lives on");
 }
 
 #[tokio::test]

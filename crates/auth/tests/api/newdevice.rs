@@ -225,6 +225,9 @@ async fn the_browser_that_signed_up_is_a_known_device_and_no_sign_up_is_mailed()
     );
     let back = browser.follow(browser.get(&verify).await).await;
     assert_eq!(back.status, 303, "back at the client: {}", back.body);
+    let user = s.app.user(NEW_EMAIL).await.unwrap();
+    let known = s.app.state.db.known_devices().list(user.id).await.unwrap();
+    assert_eq!(known.len(), 1, "the sign-up browser is a known device");
 
     // The browser that signed up and verified is the account's first known device: its
     // password sign-ins are no news to the member.

@@ -24,7 +24,7 @@ const CROSS_SITE: &[(&str, &str)] = &[
 
 /// A new browser that opens the console, is sent to sign in, signs in with `user_agent`
 /// and comes back.
-async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser {
+pub async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser {
     let browser = app.browser();
     let first = browser.get("/account").await;
     assert_eq!(first.status, 303, "{}", first.body);
