@@ -51,8 +51,11 @@ pub async fn new_device_mail_due(state: &AppState, s: &SignedIn) -> Result<bool,
     if !state.config.account.new_device_mail || s.known_before || s.device.is_empty() {
         return Ok(false);
     }
-    let devices = state.db.known_devices().list(s.user.id).await?;
-    Ok(devices.iter().any(|d| d.device_hash != s.device))
+    state
+        .db
+        .known_devices()
+        .knows_another(s.user.id, &s.device)
+        .await
 }
 
 /// After the answer to a successful sign-in: the new-device mail, when due. It never

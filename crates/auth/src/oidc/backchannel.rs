@@ -212,22 +212,30 @@ impl Resolve for Guarded {
         let allowed = self.allowed.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let loopback_named = host.eq_ignore_ascii_case("localhost");
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let kept: Vec<SocketAddr> = found
-                .into_iter()
-                .filter(|a| permitted(a.ip(), loopback_named, &allowed))
-                .collect();
-            if kept.is_empty() {
-                return Err(format!(
-                    "{host} resolves to no public address (see backchannel.allowed_networks)"
-                )
-                .into());
-            }
+            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let kept = reachable(&host, found, &allowed)?;
             Ok(Box::new(kept.into_iter()) as Addrs)
         })
     }
+}
+
+/// Of the addresses `host` resolved to, those a logout may go to; an error when none.
+fn reachable(
+    host: &str,
+    found: impl IntoIterator<Item = SocketAddr>,
+    allowed: &[IpNet],
+) -> Result<Vec<SocketAddr>, String> {
+    let loopback_named = host.eq_ignore_ascii_case("localhost");
+    let kept: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|a| permitted(a.ip(), loopback_named, allowed))
+        .collect();
+    if kept.is_empty() {
+        return Err(format!(
+            "{host} resolves to no public address (see backchannel.allowed_networks)"
+        ));
+    }
+    Ok(kept)
 }
 
 /// Whether a logout may go to `ip`: a network the operator allowed, loopback when the URI
@@ -368,14 +376,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_name_resolving_only_to_forbidden_addresses_is_refused_before_connecting() {
+        let addr = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        // DNS rebinding: a public name answering with private and loopback addresses.
+        let inside = [addr("10.0.0.5:0"), addr("127.0.0.1:0"), addr("[fd00::1]:0")];
+        assert!(reachable("rp.example.jp", inside, &[]).is_err());
+        // Mixed answers: only the public address is dialled.
+        let mixed = [addr("10.0.0.5:0"), addr("93.184.216.34:0")];
+        assert_eq!(
+            reachable("rp.example.jp", mixed, &[]).unwrap(),
+            [addr("93.184.216.34:0")]
+        );
+        // The operator's own network, when allowed.
+        let allowed: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert_eq!(
+            reachable("rp.internal", inside, &allowed).unwrap(),
+            [addr("10.0.0.5:0")]
+        );
+        // `localhost` itself, through the real resolver: loopback only.
         let guarded = Guarded {
             allowed: Arc::from(Vec::new()),
         };
-        // `localhost.` is not the literal name `localhost`: treated like any other name.
-        let err = guarded
-            .resolve(Name::from_str("127.0.0.1.nip.invalid").unwrap())
-            .await;
-        assert!(err.is_err());
         let ok = guarded.resolve(Name::from_str("localhost").unwrap()).await;
         assert!(ok.is_ok_and(|mut a| a.all(|a| a.ip().is_loopback())));
     }

@@ -42,6 +42,16 @@ impl<'c> KnownDeviceRepo<'c> {
         )
     }
 
+    /// Whether the account knows a device other than `device_hash` (one row at most read).
+    pub async fn knows_another(&self, user: UserId, device_hash: &str) -> Result<bool, StoreError> {
+        Ok(known_devices::Entity::find()
+            .filter(known_devices::Column::UserId.eq(user.0))
+            .filter(known_devices::Column::DeviceHash.ne(device_hash))
+            .one(self.conn)
+            .await?
+            .is_some())
+    }
+
     /// Records a successful sign-in of the device: known from now on (first time), or
     /// seen again (later times). True when it was new to the account.
     pub async fn signed_in(
