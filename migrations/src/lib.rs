@@ -16,6 +16,7 @@ mod m20261202_000006_email_verifications;
 mod m20261204_000007_known_devices;
 mod m20261204_000008_login_events;
 mod m20261204_000009_backchannel_logout;
+mod m20261204_000010_account_lifecycle;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000007_known_devices::Migration),
             Box::new(m20261204_000008_login_events::Migration),
             Box::new(m20261204_000009_backchannel_logout::Migration),
+            Box::new(m20261204_000010_account_lifecycle::Migration),
         ]
     }
 

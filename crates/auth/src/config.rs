@@ -52,6 +52,8 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub limits: LimitsConfig,
     pub throttle: ThrottleConfig,
+    /// `[account]`; `[accounts]` is accepted too (the issues say both).
+    #[serde(alias = "accounts")]
     pub account: AccountConfig,
     pub log: LogConfig,
 }
@@ -285,6 +287,17 @@ pub struct AccountConfig {
     /// A successful sign-in from a device new to the account mails its member
     /// (`authn/risk`).
     pub new_device_mail: bool,
+    /// Changing the email or password, or deleting the account, needs a sign-in at most
+    /// this many minutes old; otherwise the member signs in again first.
+    pub reauth_minutes: u32,
+    /// A deleted account's personal data is kept this many days, then purged.
+    pub retention_days: u32,
+    /// A deleted account's address cannot sign up again for this many days after the
+    /// deletion.
+    pub reregister_cooldown_days: u32,
+    /// How members reach support (an address or a URL), shown to a frozen account and in
+    /// the mails that tell of a freeze. Empty: "contact support" without an address.
+    pub support_contact: String,
 }
 
 impl Default for AccountConfig {
@@ -292,6 +305,10 @@ impl Default for AccountConfig {
         Self {
             history_days: 90,
             new_device_mail: true,
+            reauth_minutes: 10,
+            retention_days: 90,
+            reregister_cooldown_days: 30,
+            support_contact: String::new(),
         }
     }
 }
@@ -611,6 +628,36 @@ impl Config {
             return Err(invalid(
                 "account.history_days",
                 "must be between 1 and 3650",
+            ));
+        }
+        for (key, value, range) in [
+            (
+                "account.reauth_minutes",
+                self.account.reauth_minutes,
+                1..=24 * 60,
+            ),
+            (
+                "account.retention_days",
+                self.account.retention_days,
+                0..=3650,
+            ),
+            (
+                "account.reregister_cooldown_days",
+                self.account.reregister_cooldown_days,
+                0..=3650,
+            ),
+        ] {
+            if !range.contains(&value) {
+                let (lo, hi) = (range.start(), range.end());
+                return Err(invalid(key, &format!("must be between {lo} and {hi}")));
+            }
+        }
+        if self.account.support_contact.chars().count() > 200
+            || self.account.support_contact.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "account.support_contact",
+                "must be at most 200 characters, without control characters",
             ));
         }
         if t.max_lock_minutes < t.lock_minutes {

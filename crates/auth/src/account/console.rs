@@ -74,7 +74,7 @@ impl FromRequestParts<AppState> for CurrentSession {
             ACCOUNT
         };
         let binding = Binding::of(state.cookies, headers);
-        match flow::park_console(state, &binding, return_to).await {
+        match flow::park_console(state, &binding, return_to, None).await {
             Ok(tx) => Err(see_other(
                 &format!("/login?tx={tx}"),
                 binding.set_cookie.as_slice(),

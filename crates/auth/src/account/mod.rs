@@ -8,6 +8,7 @@ pub mod console;
 pub mod help;
 pub mod history;
 pub mod profile;
+pub mod reauth;
 pub mod recovery;
 pub mod sessions;
 pub mod signup;
@@ -47,6 +48,12 @@ pub const END_OTHERS: &str = "/account/sessions/end-others";
 pub const APPS: &str = "/account/apps";
 pub const APPS_REMOVE: &str = "/account/apps/remove";
 pub const SIGNIN_HELP: &str = "/signin-help";
+/// Issue 12: the email change, its link to the new address and the old address's undo.
+pub const EMAIL: &str = "/account/email";
+pub const EMAIL_CONFIRM: &str = "/account/email/confirm";
+pub const EMAIL_UNDO: &str = "/account/email/undo";
+pub const PASSWORD: &str = "/account/password";
+pub const DELETE: &str = "/account/delete";
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -52,4 +52,11 @@ pub struct User {
     pub status: UserStatus,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// An email change was undone from the old address: sign-in is refused until the
+    /// password is reset (`account::email`).
+    pub reset_required: bool,
+    /// Support's reason, while frozen.
+    pub frozen_reason: Option<String>,
+    /// When the member (or support) deleted the account.
+    pub deleted_at: Option<OffsetDateTime>,
 }

@@ -218,6 +218,10 @@ pub struct ConsolePark {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     binding: String,
+    /// A re-authentication (`account::reauth`): the signed-in member's address, which the
+    /// page fills in, and a word on why the password is asked for again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reauth: Option<String>,
 }
 
 /// What a sign-in page was opened for.
@@ -240,11 +244,13 @@ pub fn console_path(path: &str) -> bool {
         && path.chars().all(|c| c.is_ascii_graphic())
 }
 
-/// Parks a console sign-in that returns to `return_to` (refused unless `console_path`).
+/// Parks a console sign-in that returns to `return_to` (refused unless `console_path`);
+/// `reauth` names the signed-in member's address when it asks them to sign in again.
 pub async fn park_console(
     state: &AppState,
     binding: &Binding,
     return_to: &str,
+    reauth: Option<String>,
 ) -> Result<String, FlowError> {
     if !console_path(return_to) {
         return Err(FlowError::TooLarge);
@@ -255,6 +261,7 @@ pub async fn park_console(
         return_to: return_to.to_owned(),
         created_at: now,
         binding: binding.hash(),
+        reauth,
     };
     state
         .ephemeral

@@ -66,31 +66,42 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 /// doing it at once do no harm).
 const PURGE_EVERY: Duration = Duration::minutes(10);
 
-/// Removes sign-ups never verified within `signup.unverified_max_age_hours`, and sign-in
-/// history older than `account.history_days`; how many rows went.
+/// Removes sign-ups never verified within `signup.unverified_max_age_hours`, sign-in
+/// history older than `account.history_days`, and the personal data of accounts deleted
+/// more than `account.retention_days` ago (with re-registration blocks that ran out); how
+/// many rows went. `tobira maintenance purge` runs the same.
 pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
-    let age = Duration::hours(state.config.signup.unverified_max_age_hours.into());
-    let removed = state
-        .db
-        .signups()
-        .purge_unverified(state.clock.now() - age)
-        .await?;
+    purge_store(&state.db, state.clock.now(), &state.config).await
+}
+
+/// [`purge`] on a bare store, for the CLI.
+pub async fn purge_store(
+    db: &crate::store::Db,
+    now: time::OffsetDateTime,
+    config: &crate::Config,
+) -> Result<u64, crate::store::StoreError> {
+    let age = Duration::hours(config.signup.unverified_max_age_hours.into());
+    let removed = db.signups().purge_unverified(now - age).await?;
     if removed > 0 {
         tracing::info!(removed, "removed sign-ups that were never verified");
     }
-    let kept = Duration::days(state.config.account.history_days.into());
-    let forgotten = state
-        .db
-        .login_events()
-        .purge(state.clock.now() - kept)
-        .await?;
+    let kept = Duration::days(config.account.history_days.into());
+    let forgotten = db.login_events().purge(now - kept).await?;
     if forgotten > 0 {
         tracing::info!(
             forgotten,
             "removed sign-in history past account.history_days"
         );
     }
-    Ok(removed + forgotten)
+    let retention = Duration::days(config.account.retention_days.into());
+    let purged = db.accounts().purge(now, now - retention).await?;
+    if purged > 0 {
+        tracing::info!(
+            purged,
+            "purged the personal data of accounts deleted more than account.retention_days ago"
+        );
+    }
+    Ok(removed + forgotten + purged)
 }
 
 /// The queues every replica works on.

@@ -99,4 +99,16 @@ impl IdentifierHasher {
         mac.update(typed.trim().to_lowercase().as_bytes());
         b64url(&mac.finalize().into_bytes()[..12])
     }
+
+    /// The keyed hash of a normalised address that holds a deleted account's address
+    /// back from signing up again: all that is kept of the address after the purge.
+    /// Domain-separated from the pseudonyms, full length (a collision would refuse a
+    /// stranger's sign-up).
+    pub fn email_digest(&self, email: &crate::domain::Email) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        mac.update(b"reregistration\0");
+        mac.update(email.normalized().as_bytes());
+        b64url(&mac.finalize().into_bytes())
+    }
 }

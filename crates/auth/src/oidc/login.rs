@@ -39,6 +39,8 @@ struct LoginPage<'a> {
     /// After the right password of an unverified sign-up: the handle that lets this
     /// browser ask for the verification mail again.
     resend: Option<String>,
+    /// Why the member is asked to sign in (again).
+    notice: Option<&'static str>,
 }
 
 impl LoginPage<'_> {
@@ -69,7 +71,7 @@ pub async fn get_login(
     // login_hint pre-fills the address when it is one (OIDC Core §3.1.2.1).
     let hint = match &target {
         SignInFor::Authorize(park) => park.request.login_hint.as_deref(),
-        SignInFor::Console(_) => None,
+        SignInFor::Console(c) => c.reauth.as_deref(),
     }
     .filter(|h| crate::domain::Email::parse(h).is_ok())
     .unwrap_or("");
@@ -84,6 +86,7 @@ pub async fn get_login(
         throttled: false,
         focus_email: hint.is_empty(),
         resend: None,
+        notice: notice(&target, lang),
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
@@ -136,6 +139,7 @@ pub async fn post_login(
             error: Some(error),
             focus_email,
             resend: None,
+            notice: notice(&target, lang),
         };
         render(status, &page, cookies)
     };
@@ -247,6 +251,7 @@ pub async fn post_login(
                 throttled: false,
                 focus_email: false,
                 resend: Some(handle),
+                notice: None,
             };
             return render(StatusCode::FORBIDDEN, &page, &cookies);
         }
@@ -353,6 +358,14 @@ fn ui_locales(target: &SignInFor) -> Option<&str> {
     match target {
         SignInFor::Authorize(park) => park.request.ui_locales.as_deref(),
         SignInFor::Console(_) => None,
+    }
+}
+
+/// The word above the form of a re-authentication.
+fn notice(target: &SignInFor, lang: Lang) -> Option<&'static str> {
+    match target {
+        SignInFor::Console(c) if c.reauth.is_some() => Some(Msg::ReauthNeeded.text(lang)),
+        _ => None,
     }
 }
 

@@ -184,6 +184,10 @@ impl Db {
         UserRepo::new(&self.conn)
     }
 
+    pub fn accounts(&self) -> super::AccountRepo<'_> {
+        super::AccountRepo::new(&self.conn)
+    }
+
     pub fn clients(&self) -> ClientRepo<'_> {
         ClientRepo::new(&self.conn)
     }

@@ -3,6 +3,7 @@
 //! never leave this module. The ephemeral store holds short-lived values (codes,
 //! challenges, counters) in process or in Redis.
 
+mod accounts;
 mod apps;
 mod clients;
 mod consents;
@@ -20,6 +21,7 @@ mod signing_keys;
 mod signups;
 mod users;
 
+pub use accounts::{AccountRepo, ReregistrationBlock};
 pub use apps::{AppRepo, ConnectedApp};
 pub use clients::ClientRepo;
 pub use consents::ConsentRepo;

@@ -49,6 +49,9 @@ pub(super) fn new_row(
         updated_at: Set(now),
         deleted_at: Set(None),
         awaiting_verification: Set(status == UserStatus::Unverified),
+        reset_required: Set(false),
+        frozen_reason: Set(None),
+        purged_at: Set(None),
     }
 }
 
@@ -177,5 +180,8 @@ fn to_user(m: users::Model) -> Result<User, StoreError> {
         status,
         created_at: m.created_at,
         updated_at: m.updated_at,
+        reset_required: m.reset_required,
+        frozen_reason: m.frozen_reason,
+        deleted_at: m.deleted_at,
     })
 }

@@ -254,6 +254,12 @@ pub enum Msg {
     AppsRemoveNote,
     AppsRemoved,
     AppsNotFound,
+    // -- issue 12: re-authentication --
+    ReauthNeeded,
+    // -- issue 12: email change (account/email.rs) --
+    // -- issue 12: password change (account/password.rs) --
+    // -- issue 12: freeze and support (admin/support.rs) --
+    // -- issue 12: deletion (account/delete.rs) --
 }
 
 impl Msg {
@@ -720,6 +726,15 @@ impl Msg {
             (Self::AppsNotFound, En) => {
                 "This app is not connected to your account. Nothing was changed."
             }
+            // -- issue 12: re-authentication --
+            (Self::ReauthNeeded, Ja) => {
+                "この操作を続けるには、もう一度パスワードを入力してください。"
+            }
+            (Self::ReauthNeeded, En) => "To continue, please enter your password again.",
+            // -- issue 12: email change (account/email.rs) --
+            // -- issue 12: password change (account/password.rs) --
+            // -- issue 12: freeze and support (admin/support.rs) --
+            // -- issue 12: deletion (account/delete.rs) --
         }
     }
 }

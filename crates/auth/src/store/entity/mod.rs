@@ -2,6 +2,8 @@
 
 pub mod clients;
 pub mod consents;
+pub mod email_changes;
+pub mod email_undos;
 pub mod email_verifications;
 pub mod grants;
 pub mod jobs;
@@ -9,6 +11,7 @@ pub mod known_devices;
 pub mod login_events;
 pub mod password_resets;
 pub mod refresh_tokens;
+pub mod reregistration_blocks;
 pub mod server_secrets;
 pub mod sessions;
 pub mod signing_keys;

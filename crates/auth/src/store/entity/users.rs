@@ -19,6 +19,13 @@ pub struct Model {
     pub deleted_at: Option<TimeDateTimeWithTimeZone>,
     /// Signed up, address not verified yet (the domain's `UserStatus::Unverified`).
     pub awaiting_verification: bool,
+    /// An email change was undone from the old address: sign-in is refused until the
+    /// password is reset.
+    pub reset_required: bool,
+    /// Support's reason for a freeze (kept while frozen).
+    pub frozen_reason: Option<String>,
+    /// A deleted account whose personal data is gone.
+    pub purged_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,354 @@
+//! What happens to a whole account: support's freeze and unfreeze, signing out
+//! everywhere, deletion (with the re-registration block of its address) and the purge of
+//! a deleted account's personal data. Each change and everything it causes (sessions
+//! ended, grants revoked, back-channel logouts and mail queued) is one transaction.
+
+use std::collections::BTreeSet;
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QuerySelect, QueryTrait, TransactionTrait,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::entity::{
+    consents, email_changes, email_undos, email_verifications, grants, known_devices, login_events,
+    password_resets, refresh_tokens, reregistration_blocks, sessions, users,
+};
+use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
+use crate::domain::{UserId, UserStatus};
+
+pub struct AccountRepo<'c> {
+    conn: &'c DatabaseConnection,
+}
+
+/// Held back from signing up again: a keyed hash of the normalised address (never the
+/// address) and until when.
+pub struct ReregistrationBlock {
+    pub email_digest: String,
+    pub until: OffsetDateTime,
+}
+
+/// Ends every session of the account, revokes every grant (offline ones too: refresh
+/// tokens die with them) and queues a back-channel logout to every client that held
+/// one; how many sessions had not ended yet. Runs on the caller's transaction.
+pub(super) async fn end_everything(
+    conn: &impl ConnectionTrait,
+    now: OffsetDateTime,
+    user: UserId,
+) -> Result<u64, StoreError> {
+    let ended = super::sessions::end_where(conn, now, sessions::Column::UserId.eq(user.0)).await?;
+    logouts::for_ended_sessions(conn, now, &ended).await?;
+    // Grants no ended session covered (offline grants, grants of sessions that had ended
+    // before): their clients hear of the account's end too.
+    let ended_ids: Vec<Uuid> = ended.iter().map(|s| s.id).collect();
+    let rest: Vec<(String, Option<Uuid>)> = grants::Entity::find()
+        .select_only()
+        .column(grants::Column::ClientId)
+        .column(grants::Column::SessionId)
+        .filter(grants::Column::UserId.eq(user.0))
+        .filter(grants::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let rest: Vec<(String, Option<Uuid>)> = rest
+        .into_iter()
+        .filter(|(_, s)| !s.is_some_and(|s| ended_ids.contains(&s)))
+        .collect();
+    let clients: BTreeSet<&str> = rest.iter().map(|(c, _)| c.as_str()).collect();
+    for client in clients {
+        let session_ids: Vec<Uuid> = rest
+            .iter()
+            .filter(|(c, _)| c == client)
+            .filter_map(|(_, s)| *s)
+            .collect();
+        let with_sid: Vec<(Uuid, String)> = if session_ids.is_empty() {
+            Vec::new()
+        } else {
+            sessions::Entity::find()
+                .select_only()
+                .column(sessions::Column::Id)
+                .column(sessions::Column::Sid)
+                .filter(sessions::Column::Id.is_in(session_ids))
+                .into_tuple()
+                .all(conn)
+                .await?
+        };
+        logouts::for_removed_access(conn, now, user, client, &with_sid).await?;
+    }
+    grants::Entity::update_many()
+        .col_expr(grants::Column::RevokedAt, Expr::value(now))
+        .filter(grants::Column::UserId.eq(user.0))
+        .filter(grants::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(ended.len() as u64)
+}
+
+/// Voids every link mailed for the account (reset, email change, undo).
+async fn void_links(conn: &impl ConnectionTrait, user: UserId) -> Result<(), StoreError> {
+    password_resets::Entity::delete_many()
+        .filter(password_resets::Column::UserId.eq(user.0))
+        .exec(conn)
+        .await?;
+    email_changes::Entity::delete_many()
+        .filter(email_changes::Column::UserId.eq(user.0))
+        .exec(conn)
+        .await?;
+    email_undos::Entity::delete_many()
+        .filter(email_undos::Column::UserId.eq(user.0))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+impl<'c> AccountRepo<'c> {
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
+    }
+
+    /// Ends every session and grant of the account (with back-channel logouts), without
+    /// changing the account; how many sessions were live. `mail` is queued with it.
+    pub async fn sign_out_everywhere(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        mail: Option<QueuedMail>,
+    ) -> Result<u64, StoreError> {
+        let txn = self.conn.begin().await?;
+        let ended = end_everything(&txn, now, user).await?;
+        if let Some(mail) = mail {
+            jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        }
+        txn.commit().await?;
+        Ok(ended)
+    }
+
+    /// Freezes an active account: sign-in is refused from now on, every session, grant
+    /// and refresh token ends, clients are told, the member is mailed. `false` (nothing
+    /// changes) when the account is not active (already frozen, deleted, unverified).
+    pub async fn freeze(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        reason: &str,
+        mail: QueuedMail,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let changed = users::Entity::update_many()
+            .col_expr(
+                users::Column::Status,
+                Expr::value(UserStatus::Frozen.as_str()),
+            )
+            .col_expr(users::Column::FrozenReason, Expr::value(reason))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user.0))
+            .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
+            .filter(users::Column::AwaitingVerification.eq(false))
+            .exec(&txn)
+            .await?;
+        if changed.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        end_everything(&txn, now, user).await?;
+        password_resets::Entity::delete_many()
+            .filter(password_resets::Column::UserId.eq(user.0))
+            .exec(&txn)
+            .await?;
+        jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Lifts a freeze. `false` (nothing changes) when the account is not frozen.
+    pub async fn unfreeze(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        mail: QueuedMail,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let changed = users::Entity::update_many()
+            .col_expr(
+                users::Column::Status,
+                Expr::value(UserStatus::Active.as_str()),
+            )
+            .col_expr(users::Column::FrozenReason, Expr::value(None::<String>))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user.0))
+            .filter(users::Column::Status.eq(UserStatus::Frozen.as_str()))
+            .exec(&txn)
+            .await?;
+        if changed.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes an account (active, frozen or awaiting verification): sign-in is refused
+    /// at once, every session, grant and token ends with back-channel logouts, every
+    /// mailed link is void, the address is held back from re-registration until
+    /// `block.until`, and `mail` confirms it. The row keeps its personal data until the
+    /// purge. `false` (nothing changes) when it was deleted already: a second submission
+    /// deletes nothing twice and mails nothing twice.
+    pub async fn delete(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        block: ReregistrationBlock,
+        mail: Option<QueuedMail>,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let changed = users::Entity::update_many()
+            .col_expr(
+                users::Column::Status,
+                Expr::value(UserStatus::Deleted.as_str()),
+            )
+            .col_expr(users::Column::DeletedAt, Expr::value(now))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(user.0))
+            .filter(users::Column::Status.ne(UserStatus::Deleted.as_str()))
+            .exec(&txn)
+            .await?;
+        if changed.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        end_everything(&txn, now, user).await?;
+        void_links(&txn, user).await?;
+        email_verifications::Entity::delete_many()
+            .filter(email_verifications::Column::UserId.eq(user.0))
+            .exec(&txn)
+            .await?;
+        // A later deletion of an account with the same address extends the block.
+        reregistration_blocks::Entity::delete_many()
+            .filter(reregistration_blocks::Column::EmailDigest.eq(block.email_digest.as_str()))
+            .exec(&txn)
+            .await?;
+        if block.until > now {
+            reregistration_blocks::Entity::insert(reregistration_blocks::ActiveModel {
+                email_digest: Set(block.email_digest),
+                until: Set(block.until),
+                created_at: Set(now),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        if let Some(mail) = mail {
+            jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Until when an address (by its keyed hash) is held back from signing up, if it is.
+    pub async fn reregistration_block(
+        &self,
+        email_digest: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(
+            reregistration_blocks::Entity::find_by_id(email_digest.to_owned())
+                .one(self.conn)
+                .await?
+                .map(|b| b.until)
+                .filter(|until| *until > now),
+        )
+    }
+
+    /// Purges the personal data of accounts deleted at or before `deleted_before`: the
+    /// address, name and password hash are blanked, and history, devices, sessions,
+    /// grants, consents and links removed. The row stays (without anything personal) so
+    /// that its `sub` is never given to anyone else. Also drops re-registration blocks
+    /// that have run out. How many accounts were purged.
+    pub async fn purge(
+        &self,
+        now: OffsetDateTime,
+        deleted_before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        let due: Vec<Uuid> = users::Entity::find()
+            .select_only()
+            .column(users::Column::Id)
+            .filter(users::Column::Status.eq(UserStatus::Deleted.as_str()))
+            .filter(users::Column::PurgedAt.is_null())
+            .filter(users::Column::DeletedAt.lte(deleted_before))
+            .limit(500)
+            .into_tuple()
+            .all(self.conn)
+            .await?;
+        let mut purged = 0;
+        for id in due {
+            let txn = self.conn.begin().await?;
+            let of_user = grants::Entity::find()
+                .select_only()
+                .column(grants::Column::Id)
+                .filter(grants::Column::UserId.eq(id))
+                .into_query();
+            refresh_tokens::Entity::delete_many()
+                .filter(refresh_tokens::Column::GrantId.in_subquery(of_user))
+                .exec(&txn)
+                .await?;
+            grants::Entity::delete_many()
+                .filter(grants::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            sessions::Entity::delete_many()
+                .filter(sessions::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            consents::Entity::delete_many()
+                .filter(consents::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            known_devices::Entity::delete_many()
+                .filter(known_devices::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            login_events::Entity::delete_many()
+                .filter(login_events::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            email_verifications::Entity::delete_many()
+                .filter(email_verifications::Column::UserId.eq(id))
+                .exec(&txn)
+                .await?;
+            void_links(&txn, UserId(id)).await?;
+            let blanked = users::Entity::update_many()
+                .col_expr(users::Column::Email, Expr::value(""))
+                .col_expr(users::Column::EmailDisplay, Expr::value(""))
+                .col_expr(users::Column::DisplayName, Expr::value(""))
+                .col_expr(users::Column::PasswordHash, Expr::value(None::<String>))
+                .col_expr(users::Column::FrozenReason, Expr::value(None::<String>))
+                .col_expr(users::Column::PurgedAt, Expr::value(now))
+                .col_expr(users::Column::UpdatedAt, Expr::value(now))
+                .filter(users::Column::Id.eq(id))
+                .filter(users::Column::PurgedAt.is_null())
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            purged += blanked.rows_affected;
+        }
+        reregistration_blocks::Entity::delete_many()
+            .filter(reregistration_blocks::Column::Until.lte(now))
+            .exec(self.conn)
+            .await?;
+        Ok(purged)
+    }
+
+    /// Whether the account's personal data has been purged.
+    pub async fn purged(&self, user: UserId) -> Result<bool, StoreError> {
+        let at: Option<Option<OffsetDateTime>> = users::Entity::find_by_id(user.0)
+            .select_only()
+            .column(users::Column::PurgedAt)
+            .into_tuple()
+            .one(self.conn)
+            .await?;
+        Ok(at.flatten().is_some())
+    }
+}
