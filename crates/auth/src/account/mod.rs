@@ -82,6 +82,9 @@ pub fn router() -> Router<AppState> {
         .route(APPS, get(apps::list))
         .route(APPS_REMOVE, post(apps::remove).get(apps::to_list))
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
+    // -- issue 12: email change routes --
+    // -- issue 12: password change routes --
+    // -- issue 12: deletion routes --
 }
 
 /// The query of the account pages: the parked request to return to, a link's token,

@@ -409,6 +409,14 @@ pub fn new_device(lang: Lang, to: &str, display_name: &str, s: &NewDeviceSignIn<
     }
 }
 
+// -- issue 12: email change (account/email.rs) --
+
+// -- issue 12: password change (account/password.rs) --
+
+// -- issue 12: freeze and support (admin/support.rs) --
+
+// -- issue 12: deletion (account/delete.rs) --
+
 #[cfg(test)]
 mod tests {
     use super::*;
