@@ -21,8 +21,7 @@ import { pages, sharedStack } from './lib/pages.mjs';
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
 /** How often a signed-out device's My page is asked again, and for how long at most. */
-const SIGN_OUT_POLL_MS = 100;
-const SIGN_OUT_TIMEOUT_MS = 20_000;
+const SIGN_OUT = { pollMs: 100, timeoutMs: 20_000 };
 const OUT = join(ARTIFACTS, 'console');
 
 /** The pages' clock: throttle.display_utc_offset, +09:00. */
@@ -51,8 +50,6 @@ const DEVICE = {
 
 /** The marketplace as the harness registers it (`tobira clients add --name`). */
 const MARKETPLACE_NAME = 'マーケット';
-
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 /** "2026-12-04 15:42": a moment as the pages and mails write it (+09:00, to the minute). */
 function displayMinute(ms) {
@@ -88,6 +85,7 @@ describe('the account console at tobira, from the marketplace, in Chromium', { c
     signInToMyPage,
     submitSignIn,
     toOpSignIn,
+    untilSignedOutOfMarketplace,
     withScreenshot,
   } = pages({ browser: () => browser, op: () => op, mp: () => mp, out: OUT, problems });
 
@@ -125,33 +123,6 @@ describe('the account console at tobira, from the marketplace, in Chromium', { c
       });
     }
     return list;
-  }
-
-  /**
-   * Asks for the marketplace's My page in `page` every SIGN_OUT_POLL_MS until it says
-   * `who` is signed out (no name, a ログイン link); resolves with the ms since `t0`.
-   */
-  async function untilSignedOutOfMarketplace(page, who, t0, what) {
-    const deadline = performance.now() + SIGN_OUT_TIMEOUT_MS;
-    let asked = 0;
-    for (;;) {
-      await page.goto(`${mp}/mypage`);
-      asked += 1;
-      if ((await page.locator('[data-testid="signin-required"]').count()) === 1) break;
-      if (performance.now() > deadline) {
-        throw new Error(
-          `${what}: the marketplace still shows ${who.name} signed in ${SIGN_OUT_TIMEOUT_MS} ms later (${asked} times asked): "${await pageText(page)}"`,
-        );
-      }
-      await sleep(SIGN_OUT_POLL_MS);
-    }
-    const ms = Math.round(performance.now() - t0);
-    const text = await page.locator('body').innerText();
-    assert.ok(!text.includes(who.name), `${what}: the signed-out My page still shows ${who.name}: "${await pageText(page)}"`);
-    assert.ok(!text.includes(who.email), `${what}: the signed-out My page still shows ${who.email}`);
-    const login = page.locator('main a[href="/login"]', { hasText: 'ログイン' });
-    assert.equal(await login.count(), 1, `${what}: the signed-out My page offers no ログイン link: "${await pageText(page)}"`);
-    return ms;
   }
 
   // --------------------------------------------------------------- tests
@@ -254,7 +225,7 @@ describe('the account console at tobira, from the marketplace, in Chromium', { c
       await screenshot(t, a.page, '-2-others-signed-out');
 
       last = b.page;
-      const ms = await untilSignedOutOfMarketplace(b.page, who, t0, 'B after 他のすべての端末からログアウト');
+      const ms = await untilSignedOutOfMarketplace(b.page, who, t0, 'B after 他のすべての端末からログアウト', SIGN_OUT);
       console.log(`sign out all other devices → marketplace session ended: ${ms} ms (the OP answered the click in ${Math.round(tAnswer - t0)} ms)`);
       await screenshot(t, b.page, '-3-b-signed-out');
 
@@ -281,7 +252,7 @@ describe('the account console at tobira, from the marketplace, in Chromium', { c
       assert.deepEqual(devices.map((d) => [d.device, d.current]), [[DEVICE.chromium, true]], 'A: the list after signing B out');
 
       last = b.page;
-      const one = await untilSignedOutOfMarketplace(b.page, who, t1, 'B after its ログアウト button');
+      const one = await untilSignedOutOfMarketplace(b.page, who, t1, 'B after its ログアウト button', SIGN_OUT);
       console.log(`sign out one device → marketplace session ended: ${one} ms`);
       last = a.page;
       await a.page.goto(`${mp}/mypage`);
@@ -325,7 +296,7 @@ describe('the account console at tobira, from the marketplace, in Chromium', { c
       assert.equal(await app.count(), 0, `the marketplace is still listed after アクセスを解除: "${await pageText(page)}"`);
       await screenshot(t, page, '-2-removed');
 
-      const ms = await untilSignedOutOfMarketplace(page, who, t0, 'after アクセスを解除');
+      const ms = await untilSignedOutOfMarketplace(page, who, t0, 'after アクセスを解除', SIGN_OUT);
       console.log(`remove access → marketplace session ended: ${ms} ms (the OP answered the click in ${Math.round(tAnswer - t0)} ms)`);
       await screenshot(t, page, '-3-marketplace-signed-out');
 

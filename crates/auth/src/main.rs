@@ -5,14 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tobira_auth::account::delete::delete_account;
 use tobira_auth::admin::clients::{AddClient, ClientView, add_client};
+use tobira_auth::admin::support::{self, Outcome, SupportError};
 use tobira_auth::admin::unlock::{self, Unlock};
 use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::authn::password::PasswordHasher;
-use tobira_auth::domain::Email;
 use tobira_auth::domain::GrantType;
-use tobira_auth::keys::Alg;
+use tobira_auth::domain::{Email, User, UserStatus};
+use tobira_auth::keys::{Alg, IdentifierHasher, MasterKey};
 use tobira_auth::startup::{self, Application};
+use tobira_auth::store::Db;
 use tobira_auth::web::i18n::{Lang, Msg};
 use tobira_auth::{Clock, Config, telemetry};
 
@@ -44,6 +47,17 @@ enum Command {
     /// Manage relying parties (OAuth clients).
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Housekeeping a running server also does on its own.
+    #[command(subcommand)]
+    Maintenance(MaintenanceCommand),
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Remove what has outlived its time now: sign-ups never verified, old sign-in
+    /// history, and the personal data of accounts deleted more than
+    /// `account.retention_days` ago. Prints how many rows went.
+    Purge,
 }
 
 #[derive(Subcommand)]
@@ -145,6 +159,39 @@ enum UsersCommand {
         #[arg(long)]
         ip: Option<std::net::IpAddr>,
     },
+    /// Freeze an account: sign-in is refused (the member is shown the support contact),
+    /// every session, grant and refresh token ends, clients are told by back-channel
+    /// logout, and the member is mailed.
+    Freeze {
+        #[arg(long)]
+        email: String,
+        /// Why, for support's record (`users show` prints it); at most 500 characters
+        /// on one line.
+        #[arg(long)]
+        reason: String,
+        /// Tell the member the reason in the mail too.
+        #[arg(long)]
+        mail_reason: bool,
+    },
+    /// Lift a freeze; the member is mailed.
+    Unfreeze {
+        #[arg(long)]
+        email: String,
+    },
+    /// End every session and token of an account (clients are told) without freezing
+    /// it: the member can sign in again at once.
+    SignOut {
+        #[arg(long)]
+        email: String,
+    },
+    /// Delete an account, as its member can: sign-in is refused at once, sessions and
+    /// tokens end, the member is mailed; personal data is purged after
+    /// `account.retention_days`, and the address cannot sign up again for
+    /// `account.reregister_cooldown_days`.
+    Delete {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Args)]
@@ -244,6 +291,22 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Users(UsersCommand::Unlock { email, ip }) => {
             users_unlock(email, ip, &config).await
+        }
+        Command::Users(UsersCommand::Freeze {
+            email,
+            reason,
+            mail_reason,
+        }) => users_freeze(&email, &reason, mail_reason, &config).await,
+        Command::Users(UsersCommand::Unfreeze { email }) => users_unfreeze(&email, &config).await,
+        Command::Users(UsersCommand::SignOut { email }) => users_sign_out(&email, &config).await,
+        Command::Users(UsersCommand::Delete { email }) => users_delete(&email, &config).await,
+        Command::Maintenance(MaintenanceCommand::Purge) => {
+            let db = startup::open_db(&config).await.map_err(|e| e.to_string())?;
+            let removed = tobira_auth::jobs::purge_store(&db, Clock::system().now(), &config)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("purged {removed} rows");
+            Ok(())
         }
         Command::Clients(ClientsCommand::Add(args)) => clients_add(args, &config).await,
         Command::Clients(ClientsCommand::List { json }) => clients_list(json, &config).await,
@@ -410,17 +473,123 @@ async fn users_unlock(
     Ok(())
 }
 
-async fn users_show(email: &str, json: bool, config: &Config) -> Result<(), String> {
-    let lang = cli_lang();
-    let email = Email::parse(email).map_err(|e| Msg::from(e).text(lang).to_owned())?;
-    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
-    let user = db
-        .users()
-        .find_by_email(&email)
+/// A support error in the operator's words.
+fn support_error(e: SupportError) -> String {
+    e.message(cli_lang())
+        .map_or_else(|| e.to_string(), str::to_owned)
+}
+
+/// The master key, checked against the database: it must open the secrets sealed there
+/// (a mail sealed with another key would never be sent). With the identifier key that
+/// deletion needs.
+async fn keys(
+    db: &Db,
+    config: &Config,
+    clock: &Clock,
+) -> Result<(MasterKey, IdentifierHasher), String> {
+    let master = MasterKey::load_or_create(config).map_err(|e| e.to_string())?;
+    let identifiers = IdentifierHasher::load_or_init(db, &master, clock)
         .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("no account with the email address {email}"))?;
-    print_user(&UserView::from(&user), json)
+        .map_err(|e| e.to_string())?;
+    Ok((master, identifiers))
+}
+
+async fn users_freeze(
+    email: &str,
+    reason: &str,
+    mail_reason: bool,
+    config: &Config,
+) -> Result<(), String> {
+    // An unknown address is refused before the keys are read (or made).
+    let (db, _) = account(email, config).await?;
+    let clock = Clock::system();
+    let (master, _) = keys(&db, config, &clock).await?;
+    match support::freeze(&db, &master, config, &clock, email, reason, mail_reason)
+        .await
+        .map_err(support_error)?
+    {
+        Outcome::Changed => eprintln!(
+            "frozen: every session and token of the account ended, and the member was mailed{}",
+            if mail_reason { " with the reason" } else { "" }
+        ),
+        Outcome::Unchanged => eprintln!("the account was already frozen: nothing changed"),
+    }
+    Ok(())
+}
+
+async fn users_unfreeze(email: &str, config: &Config) -> Result<(), String> {
+    let (db, _) = account(email, config).await?;
+    let clock = Clock::system();
+    let (master, _) = keys(&db, config, &clock).await?;
+    match support::unfreeze(&db, &master, config, &clock, email)
+        .await
+        .map_err(support_error)?
+    {
+        Outcome::Changed => eprintln!("unfrozen: the member can sign in again and was mailed"),
+        Outcome::Unchanged => eprintln!("the account was not frozen: nothing changed"),
+    }
+    Ok(())
+}
+
+async fn users_sign_out(email: &str, config: &Config) -> Result<(), String> {
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let ended = support::sign_out(&db, &Clock::system(), email)
+        .await
+        .map_err(support_error)?;
+    println!("ended {ended} sessions");
+    Ok(())
+}
+
+async fn users_delete(email: &str, config: &Config) -> Result<(), String> {
+    // A deleted account is not found by its address any more: a second deletion is told
+    // there is no account.
+    let (db, user) = account(email, config).await?;
+    let clock = Clock::system();
+    let (master, identifiers) = keys(&db, config, &clock).await?;
+    let deleted = delete_account(&db, &master, &identifiers, config, clock.now(), &user)
+        .await
+        .map_err(|e| e.to_string())?;
+    if deleted {
+        eprintln!(
+            "deleted: sign-in is refused, every session and token ended; personal data is purged after {} days",
+            config.account.retention_days
+        );
+    } else {
+        eprintln!("the account was already deleted: nothing changed");
+    }
+    Ok(())
+}
+
+/// The account (not deleted) with this address, and the open store.
+async fn account(email: &str, config: &Config) -> Result<(Db, User), String> {
+    // A bad address is refused before the store is opened.
+    Email::parse(email).map_err(|e| support_error(e.into()))?;
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let user = support::account(&db, email).await.map_err(support_error)?;
+    Ok((db, user))
+}
+
+async fn users_show(email: &str, json: bool, config: &Config) -> Result<(), String> {
+    let (_, user) = account(email, config).await?;
+    let view = UserView::from(&user);
+    let reason = user
+        .frozen_reason
+        .as_deref()
+        .filter(|_| user.status == UserStatus::Frozen);
+    match (reason, json) {
+        (None, _) => print_user(&view, json),
+        // Support's reason is for support: `users show` is where they read it.
+        (Some(reason), true) => {
+            let mut value = serde_json::to_value(&view).map_err(|e| e.to_string())?;
+            value["frozen_reason"] = serde_json::Value::String(reason.to_owned());
+            writeln!(std::io::stdout().lock(), "{value}").map_err(|e| e.to_string())
+        }
+        (Some(reason), false) => {
+            print_user(&view, false)?;
+            writeln!(std::io::stdout().lock(), "frozen reason:  {reason}")
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 fn print_user(view: &UserView, json: bool) -> Result<(), String> {

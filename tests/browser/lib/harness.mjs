@@ -184,6 +184,7 @@ export async function startStack({ marketplace = true, artifacts = ARTIFACTS, op
     stack.opOrigin = `http://localhost:${opPort}`;
     stack.mpOrigin = `http://127.0.0.1:${mpPort}`;
     stack.opDataDir = join(tmp, 'op');
+    stack.opEnv = extraOpEnv; // the CLI run against this OP gets it too (runTobira)
     stack.outbox = extraOpEnv.TOBIRA_MAIL__OUTBOX_DIR || join(stack.opDataDir, 'outbox');
     const opEnv = {
       ...base,
@@ -456,12 +457,12 @@ export function mailLink(mail, prefix) {
 // ------------------------------------------------------------ more members
 
 /**
- * Adds a verified member to a running stack's OP with the `tobira` CLI (as
- * startStack seeds MEMBERS), for a test that wants an account of its own.
- * `member` is { email, name, password }; resolves with the CLI's JSON output.
- * `opEnv` is what was passed to startStack as `opEnv`, if anything.
+ * Runs `tobira <args>` against a running stack's OP: its data dir and database, the
+ * `opEnv` the stack was started with, and `opEnv` here on top (a support command reads
+ * the same configuration as the server, e.g. the support contact it mails). Resolves
+ * with stdout; rejects with stderr when the command exits non-zero.
  */
-export async function addMember(stack, member, { opEnv = {} } = {}) {
+export function runTobira(stack, args, { opEnv = {}, stdin = '' } = {}) {
   const env = {
     PATH: process.env.PATH,
     HOME: stack.tmp,
@@ -469,13 +470,23 @@ export async function addMember(stack, member, { opEnv = {} } = {}) {
     TOBIRA_DATA_DIR: stack.opDataDir,
     TOBIRA_SERVER__BIND: `127.0.0.1:${new URL(stack.opOrigin).port}`,
     TOBIRA_ISSUER: stack.opOrigin,
+    ...stack.opEnv,
     ...opEnv,
   };
-  const out = await runCli(
-    TOBIRA_BIN,
+  return runCli(TOBIRA_BIN, args, env, stdin);
+}
+
+/**
+ * Adds a verified member to a running stack's OP with the `tobira` CLI (as
+ * startStack seeds MEMBERS), for a test that wants an account of its own.
+ * `member` is { email, name, password }; resolves with the CLI's JSON output.
+ * `opEnv` adds to what was passed to startStack as `opEnv`, if anything.
+ */
+export async function addMember(stack, member, { opEnv = {} } = {}) {
+  const out = await runTobira(
+    stack,
     ['users', 'add', '--email', member.email, '--name', member.name, '--password-stdin', '--verified', '--json'],
-    env,
-    `${member.password}\n`,
+    { opEnv, stdin: `${member.password}\n` },
   );
   return JSON.parse(out);
 }

@@ -7,6 +7,7 @@ import { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { artifactPath, launchBrowser, startStack } from './harness.mjs';
 
 export const ACTION_TIMEOUT_MS = 15_000;
@@ -33,9 +34,10 @@ export const redact = (href) => {
  * file's `describe`): started in `before`, with `out` cleared of the last run's
  * screenshots and logs, and stopped in `after`, which prints the page and console
  * errors collected in `problems` (`expected` says which of them are expected).
- * `ready({ stack, browser, op, mp })` hands the started ones to the file.
+ * `ready({ stack, browser, op, mp })` hands the started ones to the file; `opEnv`
+ * adds to the OP's environment (startStack's `opEnv`).
  */
-export function sharedStack({ out, problems, expected, ready }) {
+export function sharedStack({ out, problems, expected, ready, opEnv = {} }) {
   let stack;
   let browser;
   before(async () => {
@@ -43,7 +45,7 @@ export function sharedStack({ out, problems, expected, ready }) {
     for (const f of await readdir(out)) {
       if (f.endsWith('.png') || f.endsWith('.log')) await rm(join(out, f), { force: true });
     }
-    stack = await startStack({ artifacts: out });
+    stack = await startStack({ artifacts: out, opEnv });
     browser = await launchBrowser();
     const op = stack.opOrigin;
     const mp = stack.mpOrigin;
@@ -203,6 +205,34 @@ export function pages({
     await expectMyPage(page, who, what);
   }
 
+  /**
+   * Asks for the marketplace's My page in `page` every `pollMs` until it says `who` is
+   * signed out (no name or address, a ログイン link), as a back-channel logout makes it;
+   * resolves with the ms since `t0` (a `performance.now()`). Fails after `timeoutMs`.
+   */
+  async function untilSignedOutOfMarketplace(page, who, t0, what, { pollMs = 100, timeoutMs = 20_000 } = {}) {
+    const deadline = performance.now() + timeoutMs;
+    let asked = 0;
+    for (;;) {
+      await page.goto(`${MP()}/mypage`);
+      asked += 1;
+      if ((await page.locator('[data-testid="signin-required"]').count()) === 1) break;
+      if (performance.now() > deadline) {
+        throw new Error(
+          `${what}: the marketplace still shows ${who.name} signed in ${timeoutMs} ms later (${asked} times asked): "${await pageText(page)}"`,
+        );
+      }
+      await new Promise((ok) => setTimeout(ok, pollMs));
+    }
+    const ms = Math.round(performance.now() - t0);
+    const text = await page.locator('body').innerText();
+    assert.ok(!text.includes(who.name), `${what}: the signed-out My page still shows ${who.name}: "${await pageText(page)}"`);
+    assert.ok(!text.includes(who.email), `${what}: the signed-out My page still shows ${who.email}`);
+    const login = page.locator('main a[href="/login"]', { hasText: 'ログイン' });
+    assert.equal(await login.count(), 1, `${what}: the signed-out My page offers no ログイン link: "${await pageText(page)}"`);
+    return ms;
+  }
+
   return {
     arrive,
     clickAndWait,
@@ -218,6 +248,7 @@ export function pages({
     signInToMyPage,
     submitSignIn,
     toOpSignIn,
+    untilSignedOutOfMarketplace,
     withScreenshot,
   };
 }

@@ -117,6 +117,7 @@ impl SignInLine {
             LoginResult::Throttled => Msg::ResultThrottled,
             LoginResult::Unverified => Msg::ResultUnverified,
             LoginResult::Frozen => Msg::ResultFrozen,
+            LoginResult::ResetRequired => Msg::ResultResetRequired,
         };
         Self {
             at: minute(e.at, offset),

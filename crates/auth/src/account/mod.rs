@@ -5,8 +5,11 @@
 mod address;
 pub mod apps;
 pub mod console;
+pub mod delete;
+pub mod email;
 pub mod help;
 pub mod history;
+pub mod password;
 pub mod profile;
 pub mod reauth;
 pub mod recovery;
@@ -82,9 +85,20 @@ pub fn router() -> Router<AppState> {
         .route(APPS, get(apps::list))
         .route(APPS_REMOVE, post(apps::remove).get(apps::to_list))
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
-    // -- issue 12: email change routes --
-    // -- issue 12: password change routes --
-    // -- issue 12: deletion routes --
+        // -- issue 12: email change routes --
+        .route(EMAIL, get(email::get_email).post(email::post_email))
+        .route(
+            EMAIL_CONFIRM,
+            get(email::get_confirm).post(email::post_confirm),
+        )
+        .route(EMAIL_UNDO, get(email::get_undo).post(email::post_undo))
+        // -- issue 12: password change routes --
+        .route(
+            PASSWORD,
+            get(password::get_password).post(password::post_password),
+        )
+        // -- issue 12: deletion routes --
+        .route(DELETE, get(delete::get_delete).post(delete::post_delete))
 }
 
 /// The query of the account pages: the parked request to return to, a link's token,

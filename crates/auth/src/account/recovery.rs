@@ -102,15 +102,7 @@ pub(super) async fn request_reset(
     else {
         return Ok(());
     };
-    let token = random_token(&mut rand::rng(), 32);
-    let link = link(state, RESET, &[("token", &token), ("tx", tx)]);
-    let mail = templates::reset(
-        user_lang(&user, lang),
-        user.email.display(),
-        &user.display_name,
-        &link,
-        RESET_LIFETIME.whole_minutes(),
-    );
+    let (token, mail) = reset_mail(state, &user, user.email.display(), tx, lang);
     let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
     let now = state.clock.now();
     state
@@ -127,6 +119,27 @@ pub(super) async fn request_reset(
         .map_err(|e| e.to_string())?;
     tracing::info!(user = %user.id.0, ip = %ip, "password reset mail queued");
     Ok(())
+}
+
+/// A fresh reset token and its mail to `to` (the account's address, or the address an
+/// undone email change gives back to it), in the account's language.
+pub(super) fn reset_mail(
+    state: &AppState,
+    user: &User,
+    to: &str,
+    tx: &str,
+    lang: Lang,
+) -> (String, crate::mail::Mail) {
+    let token = random_token(&mut rand::rng(), 32);
+    let link = link(state, RESET, &[("token", &token), ("tx", tx)]);
+    let mail = templates::reset(
+        user_lang(user, lang),
+        to,
+        &user.display_name,
+        &link,
+        RESET_LIFETIME.whole_minutes(),
+    );
+    (token, mail)
 }
 
 /// The account a reset token belongs to, if it is live and the account active.

@@ -1,7 +1,9 @@
 //! Sign-up and address verification (`/signup`, `/verify-email`, `/signup/resend`).
 //!
 //! The page always says "we sent you a mail", whoever asks: a new address gets a link,
-//! an address with an account gets a mail telling its owner. Pre-hijacking (an attacker
+//! an address with an account gets a mail telling its owner, and the address of an
+//! account deleted within `account.reregister_cooldown_days` gets a mail saying from when
+//! it can sign up again (and nothing is created). Pre-hijacking (an attacker
 //! signing up with someone's address before they do) gains nothing: an unverified account
 //! cannot sign in anywhere, a new sign-up for it replaces its password and voids older
 //! links, and the link signs in only the browser that signed up; in any other browser it
@@ -16,9 +18,11 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
+use super::delete::in_words;
 use super::unlock::{locked_now, throttled_page};
 use super::{
-    FORGOT, FormError, PageQuery, VERIFY, display_name, link, mail_allowed, park_of, user_lang,
+    FORGOT, FormError, PageQuery, VERIFY, display_name, link, mail_allowed, park_of, queue_mail,
+    user_lang,
 };
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::session::{self, SignIn};
@@ -234,6 +238,23 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> 
     let now = state.clock.now();
     match existing {
         None => {
+            // A recently deleted account's address: nothing is created, and the mail (not
+            // the page, which says the same to everyone) tells from when it can sign up.
+            let digest = state.identifiers.email_digest(&s.email);
+            let blocked = state
+                .db
+                .accounts()
+                .reregistration_block(&digest, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(until) = blocked {
+                let offset = state.config.throttle.display_offset();
+                let again_from = in_words(until, offset, s.lang);
+                let mail = templates::signup_cooldown(s.lang, s.email.display(), &again_from);
+                queue_mail(state, &mail).await?;
+                tracing::info!(ip = %ip, "sign-up with a recently deleted account's address: refused until the cooldown ends, the address told");
+                return Ok(());
+            }
             let (v, mail) =
                 verification(state, &s.binding_hash, &s.park, s.lang, s.email.display())?;
             let new = NewUser {
@@ -523,7 +544,9 @@ pub async fn post_verify(
             return throttled_page(&state, &lock, lang);
         }
         Err(SignInError::Busy) => return unavailable_page(lang),
-        Err(SignInError::AccountUnavailable) => return invalid_link(lang),
+        Err(SignInError::AccountUnavailable | SignInError::ResetRequired) => {
+            return invalid_link(lang);
+        }
         Err(SignInError::Internal(e)) => return server_error(lang, &request_id, &e),
     };
     if !right {

@@ -106,7 +106,7 @@ async fn mail_if_new(state: &AppState, s: &SignedIn) -> Result<bool, RiskError> 
 }
 
 /// The zone after a time in a mail: a mail is read anywhere, so it says which clock.
-fn zone(offset: UtcOffset, lang: Lang) -> String {
+pub(crate) fn zone(offset: UtcOffset, lang: Lang) -> String {
     let (h, m, _) = offset.as_hms();
     match (h, m, lang) {
         (9, 0, Lang::Ja) => "（日本時間）".to_owned(),

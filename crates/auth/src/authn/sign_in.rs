@@ -31,6 +31,11 @@ pub enum SignInError {
     /// someone who does not already hold the account.
     #[error("account unavailable")]
     AccountUnavailable,
+    /// Its owner undid an email change (`account::email`): whoever changed the address
+    /// may know the password, so it works again only after a reset from the owner's
+    /// address. Said only after the right password, like a freeze.
+    #[error("the password must be reset first")]
+    ResetRequired,
     #[error("the address is not verified yet")]
     Unverified { user: UserId },
     /// Too many sign-ins wait for the password hasher: try again shortly.
@@ -158,6 +163,7 @@ async fn check(
     }
     state.throttle.succeeded(&counted).await.map_err(internal)?;
     match user.status {
+        UserStatus::Active if user.reset_required => Err(SignInError::ResetRequired),
         UserStatus::Active if attempt.device.is_empty() => Ok(user),
         UserStatus::Active => {
             state
@@ -197,6 +203,7 @@ fn record(
         Err(SignInError::Throttled(_)) => LoginResult::Throttled,
         Err(SignInError::Unverified { .. }) => LoginResult::Unverified,
         Err(SignInError::AccountUnavailable) => LoginResult::Frozen,
+        Err(SignInError::ResetRequired) => LoginResult::ResetRequired,
         // Not checked: not an attempt the member made or suffered.
         Err(SignInError::Busy | SignInError::Internal(_)) => return,
     };

@@ -411,11 +411,352 @@ pub fn new_device(lang: Lang, to: &str, display_name: &str, s: &NewDeviceSignIn<
 
 // -- issue 12: email change (account/email.rs) --
 
+#[derive(Template)]
+#[template(path = "mail/email_confirm.txt")]
+struct EmailConfirmText<'a> {
+    ja: bool,
+    to: &'a str,
+    link: &'a str,
+    hours: i64,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_confirm.html")]
+struct EmailConfirmHtml<'a> {
+    ja: bool,
+    to: &'a str,
+    link: &'a str,
+    hours: i64,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_changed.txt")]
+struct EmailChangedText<'a> {
+    ja: bool,
+    name: &'a str,
+    to: &'a str,
+    new_address: &'a str,
+    link: &'a str,
+    days: i64,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_changed.html")]
+struct EmailChangedHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    to: &'a str,
+    new_address: &'a str,
+    link: &'a str,
+    days: i64,
+}
+
+/// The link that confirms an address change, to the new address. It greets the address,
+/// not the member: the mailbox is not yet proven theirs, and a mistyped address must not
+/// learn the member's name.
+pub fn email_change_confirm(lang: Lang, to: &str, link: &str, hours: i64) -> Mail {
+    let ja = lang == Lang::Ja;
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】新しいメールアドレスの確認".to_owned()
+        } else {
+            "[Tobira] Confirm your new email address".to_owned()
+        },
+        text: render(&EmailConfirmText {
+            ja,
+            to,
+            link,
+            hours,
+        }),
+        html: render(&EmailConfirmHtml {
+            ja,
+            to,
+            link,
+            hours,
+        }),
+    }
+}
+
+/// "Your address was changed", to the address the change left, with the link that undoes
+/// it (and what undoing does). `new_address` is as the caller chose to show it.
+pub fn email_changed(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    new_address: &str,
+    link: &str,
+    days: i64,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】メールアドレスが変更されました".to_owned()
+        } else {
+            "[Tobira] Your email address was changed".to_owned()
+        },
+        text: render(&EmailChangedText {
+            ja,
+            name,
+            to,
+            new_address,
+            link,
+            days,
+        }),
+        html: render(&EmailChangedHtml {
+            ja,
+            name,
+            to,
+            new_address,
+            link,
+            days,
+        }),
+    }
+}
+
 // -- issue 12: password change (account/password.rs) --
+
+#[derive(Template)]
+#[template(path = "mail/password_changed_console.txt")]
+struct ChangedByMemberText<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+    others_signed_out: bool,
+}
+
+#[derive(Template)]
+#[template(path = "mail/password_changed_console.html")]
+struct ChangedByMemberHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+    others_signed_out: bool,
+}
+
+/// "Your password was changed" after a change on the console: unlike the reset's mail
+/// (`password_changed`), the browser it was changed on stays signed in, and the other
+/// devices only when the member chose so; the mail says which, and links to a reset
+/// ("this wasn't me"), which signs out everything.
+pub fn password_changed_by_member(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    link: &str,
+    others_signed_out: bool,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】パスワードが変更されました".to_owned()
+        } else {
+            "[Tobira] Your password was changed".to_owned()
+        },
+        text: render(&ChangedByMemberText {
+            ja,
+            name,
+            link,
+            others_signed_out,
+        }),
+        html: render(&ChangedByMemberHtml {
+            ja,
+            name,
+            link,
+            others_signed_out,
+        }),
+    }
+}
 
 // -- issue 12: freeze and support (admin/support.rs) --
 
+#[derive(Template)]
+#[template(path = "mail/account_frozen.txt")]
+struct FrozenText<'a> {
+    ja: bool,
+    name: &'a str,
+    reason: Option<&'a str>,
+    contact: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_frozen.html")]
+struct FrozenHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    reason: Option<&'a str>,
+    contact: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_unfrozen.txt")]
+struct UnfrozenText<'a> {
+    ja: bool,
+    name: &'a str,
+    contact: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_unfrozen.html")]
+struct UnfrozenHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    contact: Option<&'a str>,
+}
+
+/// "Support suspended your account": sign-in is refused meanwhile; support's `reason`
+/// only when support chose to tell it; how to reach support (`contact`, else in general).
+pub fn account_frozen(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    reason: Option<&str>,
+    contact: Option<&str>,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】アカウントの利用を停止しました".to_owned()
+        } else {
+            "[Tobira] Your account has been suspended".to_owned()
+        },
+        text: render(&FrozenText {
+            ja,
+            name,
+            reason,
+            contact,
+        }),
+        html: render(&FrozenHtml {
+            ja,
+            name,
+            reason,
+            contact,
+        }),
+    }
+}
+
+/// "Your account can be used again".
+pub fn account_unfrozen(lang: Lang, to: &str, display_name: &str, contact: Option<&str>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】アカウントの利用停止を解除しました".to_owned()
+        } else {
+            "[Tobira] Your account can be used again".to_owned()
+        },
+        text: render(&UnfrozenText { ja, name, contact }),
+        html: render(&UnfrozenHtml { ja, name, contact }),
+    }
+}
+
 // -- issue 12: deletion (account/delete.rs) --
+
+#[derive(Template)]
+#[template(path = "mail/account_deleted.txt")]
+struct DeletedText<'a> {
+    ja: bool,
+    name: &'a str,
+    to: &'a str,
+    retention_days: u32,
+    erased_from: &'a str,
+    again_from: Option<&'a str>,
+    support: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_deleted.html")]
+struct DeletedHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    to: &'a str,
+    retention_days: u32,
+    erased_from: &'a str,
+    again_from: Option<&'a str>,
+    support: Option<&'a str>,
+}
+
+/// What the deletion mail says, already in words.
+pub struct Deletion<'a> {
+    /// How long the personal data is kept, and from when it is erased.
+    pub retention_days: u32,
+    pub erased_from: &'a str,
+    /// From when the address can sign up again; `None` when it can at once.
+    pub again_from: Option<&'a str>,
+    /// `account.support_contact`, when configured.
+    pub support: Option<&'a str>,
+}
+
+/// "Your account was deleted": what ended, how long the data is kept, from when the
+/// address can sign up again.
+pub fn account_deleted(lang: Lang, to: &str, display_name: &str, d: &Deletion<'_>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】退会手続きが完了しました".to_owned()
+        } else {
+            "[Tobira] Your account was deleted".to_owned()
+        },
+        text: render(&DeletedText {
+            ja,
+            name,
+            to,
+            retention_days: d.retention_days,
+            erased_from: d.erased_from,
+            again_from: d.again_from,
+            support: d.support,
+        }),
+        html: render(&DeletedHtml {
+            ja,
+            name,
+            to,
+            retention_days: d.retention_days,
+            erased_from: d.erased_from,
+            again_from: d.again_from,
+            support: d.support,
+        }),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/signup_cooldown.txt")]
+struct CooldownText<'a> {
+    ja: bool,
+    to: &'a str,
+    again_from: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/signup_cooldown.html")]
+struct CooldownHtml<'a> {
+    ja: bool,
+    to: &'a str,
+    again_from: &'a str,
+}
+
+/// A sign-up with the address of a recently deleted account: from when (in words) it
+/// can sign up again.
+pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
+    let ja = lang == Lang::Ja;
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】このアドレスでの新規登録について".to_owned()
+        } else {
+            "[Tobira] About signing up with this address".to_owned()
+        },
+        text: render(&CooldownText { ja, to, again_from }),
+        html: render(&CooldownHtml { ja, to, again_from }),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use super::authorize::{Rejection, see_other};
 use super::paths;
 use crate::account::unlock::{locked_now, refused, throttled_message};
+use crate::admin::support::frozen_notice;
 use crate::authn::session::{self, SignIn};
 use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
 use crate::crypto::random_token;
@@ -35,6 +36,8 @@ struct LoginPage<'a> {
     error: Option<String>,
     /// The error is a throttling one: the page offers the reset.
     throttled: bool,
+    /// The password must be reset before it works again: the page links to the reset.
+    reset: bool,
     focus_email: bool,
     /// After the right password of an unverified sign-up: the handle that lets this
     /// browser ask for the verification mail again.
@@ -84,6 +87,7 @@ pub async fn get_login(
         remember: false,
         error: None,
         throttled: false,
+        reset: false,
         focus_email: hint.is_empty(),
         resend: None,
         notice: notice(&target, lang),
@@ -136,6 +140,7 @@ pub async fn post_login(
             email: &form.email,
             remember,
             throttled,
+            reset: false,
             error: Some(error),
             focus_email,
             resend: None,
@@ -249,6 +254,7 @@ pub async fn post_login(
                 remember,
                 error: Some(Msg::NotVerified.text(lang).to_owned()),
                 throttled: false,
+                reset: false,
                 focus_email: false,
                 resend: Some(handle),
                 notice: None,
@@ -259,11 +265,29 @@ pub async fn post_login(
             failed("account not active", None);
             return again(
                 StatusCode::FORBIDDEN,
-                Msg::AccountUnavailable.text(lang).to_owned(),
+                frozen_notice(&state.config.account.support_contact, lang),
                 false,
                 false,
                 &cookies,
             );
+        }
+        Err(SignInError::ResetRequired) => {
+            failed("password reset required", None);
+            let page = LoginPage {
+                lang,
+                client_name: &client_name,
+                tx: &form.tx,
+                csrf: &form.csrf,
+                email: &form.email,
+                remember,
+                error: Some(Msg::ResetRequiredSignIn.text(lang).to_owned()),
+                throttled: false,
+                reset: true,
+                focus_email: false,
+                resend: None,
+                notice: None,
+            };
+            return render(StatusCode::FORBIDDEN, &page, &cookies);
         }
         Err(SignInError::Busy) => {
             tracing::warn!("sign-in refused: too many password hashes waiting");

@@ -19,7 +19,9 @@ use crate::domain::{Client, UserStatus};
 use crate::state::AppState;
 use crate::web::client_ip::ClientAddr;
 
-/// A token, as far as this client may know about it.
+/// A token, as far as this client may know about it. One lives for one request on the
+/// stack: its size does not matter, boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Found {
     Access(LiveAccessToken),
     Refresh {

@@ -226,12 +226,13 @@ impl<'c> AccountRepo<'c> {
             .filter(email_verifications::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
-        // A later deletion of an account with the same address extends the block.
-        reregistration_blocks::Entity::delete_many()
-            .filter(reregistration_blocks::Column::EmailDigest.eq(block.email_digest.as_str()))
-            .exec(&txn)
-            .await?;
+        // A later deletion of an account with the same address extends the block; one
+        // that sets none (an address never verified) leaves an earlier block in force.
         if block.until > now {
+            reregistration_blocks::Entity::delete_many()
+                .filter(reregistration_blocks::Column::EmailDigest.eq(block.email_digest.as_str()))
+                .exec(&txn)
+                .await?;
             reregistration_blocks::Entity::insert(reregistration_blocks::ActiveModel {
                 email_digest: Set(block.email_digest),
                 until: Set(block.until),

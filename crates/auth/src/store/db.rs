@@ -224,8 +224,16 @@ impl Db {
         JobRepo::new(&self.conn)
     }
 
+    pub fn email_changes(&self) -> super::EmailChangeRepo<'_> {
+        super::EmailChangeRepo::new(&self.conn)
+    }
+
     pub fn password_resets(&self) -> PasswordResetRepo<'_> {
         PasswordResetRepo::new(&self.conn)
+    }
+
+    pub fn passwords(&self) -> super::PasswordRepo<'_> {
+        super::PasswordRepo::new(&self.conn)
     }
 
     pub fn signups(&self) -> SignupRepo<'_> {

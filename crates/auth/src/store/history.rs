@@ -22,6 +22,9 @@ pub enum LoginResult {
     Unverified,
     /// The right password of a frozen account.
     Frozen,
+    /// The right password of an account whose email change its owner undid: refused
+    /// until the password is reset.
+    ResetRequired,
 }
 
 impl LoginResult {
@@ -32,6 +35,7 @@ impl LoginResult {
             Self::Throttled => "throttled",
             Self::Unverified => "unverified",
             Self::Frozen => "frozen",
+            Self::ResetRequired => "reset_required",
         }
     }
 
@@ -42,6 +46,7 @@ impl LoginResult {
             "throttled" => Self::Throttled,
             "unverified" => Self::Unverified,
             "frozen" => Self::Frozen,
+            "reset_required" => Self::ResetRequired,
             other => return Err(StoreError::Corrupt(format!("login result {other:?}"))),
         })
     }

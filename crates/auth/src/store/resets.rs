@@ -4,7 +4,8 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait,
 };
 use time::OffsetDateTime;
 
@@ -23,6 +24,30 @@ pub struct QueuedMail {
 
 pub const MAIL_QUEUE: &str = "mail";
 
+/// Records a reset token for `user`, voiding older ones, on the caller's transaction
+/// (a reset started with another change, like an email change's undo).
+pub(super) async fn replace(
+    conn: &impl ConnectionTrait,
+    now: OffsetDateTime,
+    user: UserId,
+    token_hash: String,
+    expires_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    password_resets::Entity::delete_many()
+        .filter(password_resets::Column::UserId.eq(user.0))
+        .exec(conn)
+        .await?;
+    password_resets::Entity::insert(password_resets::ActiveModel {
+        token_hash: Set(token_hash),
+        user_id: Set(user.0),
+        expires_at: Set(expires_at),
+        created_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
+}
+
 impl<'c> PasswordResetRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
         Self { conn }
@@ -38,18 +63,7 @@ impl<'c> PasswordResetRepo<'c> {
         mail: QueuedMail,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await?;
-        password_resets::Entity::delete_many()
-            .filter(password_resets::Column::UserId.eq(user.0))
-            .exec(&txn)
-            .await?;
-        password_resets::Entity::insert(password_resets::ActiveModel {
-            token_hash: Set(token_hash),
-            user_id: Set(user.0),
-            expires_at: Set(expires_at),
-            created_at: Set(now),
-        })
-        .exec_without_returning(&txn)
-        .await?;
+        replace(&txn, now, user, token_hash, expires_at).await?;
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;
         Ok(())
@@ -96,6 +110,8 @@ impl<'c> PasswordResetRepo<'c> {
             .await?;
         users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
+            // The reset an undone email change asked for (`email_changes::undo`).
+            .col_expr(users::Column::ResetRequired, Expr::value(false))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
             .filter(users::Column::Id.eq(user.0))
             .exec(&txn)

@@ -257,9 +257,68 @@ pub enum Msg {
     // -- issue 12: re-authentication --
     ReauthNeeded,
     // -- issue 12: email change (account/email.rs) --
+    EmailChangeTitle,
+    EmailChangeLead,
+    EmailCurrentLabel,
+    EmailNewLabel,
+    EmailChangeButton,
+    EmailChangeSame,
+    /// Carries `{hours}`, replaced by the confirmation link's lifetime.
+    EmailChangeSent,
+    EmailConfirmTitle,
+    EmailConfirmLead,
+    EmailConfirmButton,
+    EmailChanged,
+    EmailLinkInvalid,
+    EmailLinkOtherAccount,
+    EmailAddressTaken,
+    EmailUndoTitle,
+    EmailUndoLead,
+    EmailUndoRestores,
+    EmailUndoSignsOut,
+    EmailUndoResetFirst,
+    EmailUndoChangedAgain,
+    EmailUndoButton,
+    /// Carries `{minutes}`, replaced by the reset link's lifetime.
+    EmailUndone,
+    EmailUndoTaken,
     // -- issue 12: password change (account/password.rs) --
+    PasswordChangeTitle,
+    PasswordChangeLead,
+    CurrentPasswordLabel,
+    SignOutOthersLabel,
+    PasswordChangeButton,
+    CurrentPasswordMissing,
+    CurrentPasswordWrong,
+    PasswordChangeThrottled,
+    PasswordSameAsCurrent,
+    PasswordChangedOthersOut,
+    PasswordChangedOthersKept,
+    NoPasswordToChange,
+    SetPasswordLink,
     // -- issue 12: freeze and support (admin/support.rs) --
+    AccountUnavailableContact,
+    ResetRequiredSignIn,
+    ResultResetRequired,
     // -- issue 12: deletion (account/delete.rs) --
+    DeleteTitle,
+    DeleteLead,
+    DeleteAtOnce,
+    DeleteSignInRefused,
+    DeleteDevicesSignedOut,
+    DeleteAppsTold,
+    DeleteAfterwards,
+    /// Carries `{days}`, replaced by `account.retention_days`.
+    DeleteKept,
+    /// Carries `{days}`, replaced by `account.reregister_cooldown_days`.
+    DeleteAgainAfter,
+    DeleteAgainAtOnce,
+    DeleteNoRestore,
+    DeleteConfirmLabel,
+    DeleteButton,
+    DeleteConfirmMismatch,
+    DeleteDone,
+    DeleteAlreadyDone,
 }
 
 impl Msg {
@@ -732,9 +791,249 @@ impl Msg {
             }
             (Self::ReauthNeeded, En) => "To continue, please enter your password again.",
             // -- issue 12: email change (account/email.rs) --
+            (Self::EmailChangeTitle, Ja) => "メールアドレスの変更",
+            (Self::EmailChangeTitle, En) => "Change your email address",
+            (Self::EmailChangeLead, Ja) => {
+                "新しいメールアドレスに確認用のリンクをお送りします。リンクから変更を確定するまで、ログインに使うアドレスは変わりません。変更すると、今のアドレスにもお知らせします。"
+            }
+            (Self::EmailChangeLead, En) => {
+                "We send a confirmation link to the new address. The address you sign in with changes only when that link is used; the current address is told when it does."
+            }
+            (Self::EmailCurrentLabel, Ja) => "現在のメールアドレス",
+            (Self::EmailCurrentLabel, En) => "Current email address",
+            (Self::EmailNewLabel, Ja) => "新しいメールアドレス",
+            (Self::EmailNewLabel, En) => "New email address",
+            (Self::EmailChangeButton, Ja) => "確認用のリンクを送る",
+            (Self::EmailChangeButton, En) => "Send the confirmation link",
+            (Self::EmailChangeSame, Ja) => {
+                "現在のメールアドレスと同じです。新しいアドレスを入力してください。"
+            }
+            (Self::EmailChangeSame, En) => "This is your current email address. Enter the new one.",
+            (Self::EmailChangeSent, Ja) => {
+                "新しいメールアドレスに確認用のリンクをお送りしました（{hours}時間有効）。リンクから変更を確定するまで、ログインに使うアドレスは変わりません。"
+            }
+            (Self::EmailChangeSent, En) => {
+                "We sent a confirmation link to the new address (valid for {hours} hours). The address you sign in with changes only when that link is used."
+            }
+            (Self::EmailConfirmTitle, Ja) => "新しいメールアドレスの確認",
+            (Self::EmailConfirmTitle, En) => "Confirm your new email address",
+            (Self::EmailConfirmLead, Ja) => {
+                "ログインに使うメールアドレスを、次のアドレスに変更します。"
+            }
+            (Self::EmailConfirmLead, En) => "The address you sign in with becomes:",
+            (Self::EmailConfirmButton, Ja) => "変更を確定する",
+            (Self::EmailConfirmButton, En) => "Confirm the change",
+            (Self::EmailChanged, Ja) => {
+                "メールアドレスを変更しました。これからは新しいアドレスでログインしてください。以前のアドレスにもお知らせしました。"
+            }
+            (Self::EmailChanged, En) => {
+                "Your email address has been changed: sign in with the new one from now on. The previous address has been told."
+            }
+            (Self::EmailLinkInvalid, Ja) => {
+                "このリンクは無効か、すでに使われたか、有効期限が切れています。何も変更していません。"
+            }
+            (Self::EmailLinkInvalid, En) => {
+                "This link is not valid, has been used already, or has expired. Nothing was changed."
+            }
+            (Self::EmailLinkOtherAccount, Ja) => {
+                "このリンクは、いまログインしているものとは別のアカウントのものです。何も変更していません。変更するアカウントでログインし直すか、ログアウトしてからリンクを開いてください。"
+            }
+            (Self::EmailLinkOtherAccount, En) => {
+                "This link belongs to another account than the one signed in here. Nothing was changed. Sign in to the account it belongs to, or sign out, then open the link again."
+            }
+            (Self::EmailAddressTaken, Ja) => {
+                "このメールアドレスはすでに別のアカウントで使われているため、変更できません。何も変更していません。"
+            }
+            (Self::EmailAddressTaken, En) => {
+                "This email address is already used by another account, so the change cannot be made. Nothing was changed."
+            }
+            (Self::EmailUndoTitle, Ja) => "メールアドレスの変更の取り消し",
+            (Self::EmailUndoTitle, En) => "Undo the email change",
+            (Self::EmailUndoLead, Ja) => {
+                "このアカウントのログイン用メールアドレスが変更されました。お心当たりがない場合は、変更を取り消してください。取り消すと、"
+            }
+            (Self::EmailUndoLead, En) => {
+                "The email address this account signs in with was changed. If you did not make that change, undo it. Undoing it:"
+            }
+            (Self::EmailUndoRestores, Ja) => {
+                "ログイン用のメールアドレスが、このリンクをお送りした次のアドレスに戻ります。"
+            }
+            (Self::EmailUndoRestores, En) => {
+                "gives the account back the address this link was sent to:"
+            }
+            (Self::EmailUndoSignsOut, Ja) => "すべての端末とアプリからログアウトします。",
+            (Self::EmailUndoSignsOut, En) => {
+                "signs the account out on every device and in every app;"
+            }
+            (Self::EmailUndoResetFirst, Ja) => {
+                "パスワードを再設定するまでログインできなくなります。再設定用のリンクは上のアドレスにお送りします。"
+            }
+            (Self::EmailUndoResetFirst, En) => {
+                "keeps the account from signing in until its password is reset. The reset link goes to the address above."
+            }
+            (Self::EmailUndoChangedAgain, Ja) => {
+                "このアカウントのアドレスは、その後さらに別のアドレスに変更されています。取り消すと、それらの変更もまとめて取り消され、上のアドレスに戻ります。"
+            }
+            (Self::EmailUndoChangedAgain, En) => {
+                "The account's address has been changed again since. Undoing undoes those changes too: the account goes back to the address above."
+            }
+            (Self::EmailUndoButton, Ja) => "変更を取り消す",
+            (Self::EmailUndoButton, En) => "Undo the change",
+            (Self::EmailUndone, Ja) => {
+                "メールアドレスを元に戻し、すべての端末とアプリからログアウトしました。パスワード再設定用のリンクをこのアドレスにお送りしました（{minutes}分間有効）。新しいパスワードを設定するまでログインできません。"
+            }
+            (Self::EmailUndone, En) => {
+                "The email address is back, and the account has been signed out everywhere. We sent a password reset link to this address (valid for {minutes} minutes): the account cannot sign in until a new password is set."
+            }
+            (Self::EmailUndoTaken, Ja) => {
+                "元のメールアドレスは現在、別のアカウントで使われているため、取り消せません。何も変更していません。このリンクは有効期限まで使えます。サポートにお問い合わせください。"
+            }
+            (Self::EmailUndoTaken, En) => {
+                "The previous address is now used by another account, so the change cannot be undone. Nothing was changed, and this link keeps working until it expires. Please contact support."
+            }
             // -- issue 12: password change (account/password.rs) --
+            (Self::PasswordChangeTitle, Ja) => "パスワードの変更",
+            (Self::PasswordChangeTitle, En) => "Change your password",
+            (Self::PasswordChangeLead, Ja) => {
+                "現在のパスワードと、新しいパスワードを入力してください。新しいパスワードは8文字以上で、推測されにくいもの（メールアドレスを含まないもの）にしてください。"
+            }
+            (Self::PasswordChangeLead, En) => {
+                "Enter your current password and a new one. Choose a new password of at least 8 characters that is hard to guess and does not contain your email address."
+            }
+            (Self::CurrentPasswordLabel, Ja) => "現在のパスワード",
+            (Self::CurrentPasswordLabel, En) => "Current password",
+            (Self::SignOutOthersLabel, Ja) => {
+                "他のすべての端末からログアウトする（この端末はログインしたままです）"
+            }
+            (Self::SignOutOthersLabel, En) => {
+                "Sign out all other devices (this one stays signed in)"
+            }
+            (Self::PasswordChangeButton, Ja) => "パスワードを変更する",
+            (Self::PasswordChangeButton, En) => "Change the password",
+            (Self::CurrentPasswordMissing, Ja) => "現在のパスワードを入力してください。",
+            (Self::CurrentPasswordMissing, En) => "Enter your current password.",
+            (Self::CurrentPasswordWrong, Ja) => {
+                "現在のパスワードが正しくありません。パスワードは変更されていません。"
+            }
+            (Self::CurrentPasswordWrong, En) => {
+                "Your current password is not correct. The password was not changed."
+            }
+            (Self::PasswordChangeThrottled, Ja) => {
+                "現在のパスワードの入力に何度も失敗したため、パスワードの変更を一時的に受け付けていません。"
+            }
+            (Self::PasswordChangeThrottled, En) => {
+                "Too many wrong current passwords: password changes are paused for a while."
+            }
+            (Self::PasswordSameAsCurrent, Ja) => {
+                "新しいパスワードが現在のパスワードと同じです。別のパスワードにしてください。"
+            }
+            (Self::PasswordSameAsCurrent, En) => {
+                "The new password is the same as the current one. Choose a different one."
+            }
+            (Self::PasswordChangedOthersOut, Ja) => {
+                "パスワードを変更しました。他のすべての端末からログアウトしました。"
+            }
+            (Self::PasswordChangedOthersOut, En) => {
+                "Your password was changed, and every other device was signed out."
+            }
+            (Self::PasswordChangedOthersKept, Ja) => {
+                "パスワードを変更しました。他の端末はログインしたままです。"
+            }
+            (Self::PasswordChangedOthersKept, En) => {
+                "Your password was changed. Other devices stay signed in."
+            }
+            (Self::NoPasswordToChange, Ja) => {
+                "このアカウントにはパスワードが設定されていないため、変更するパスワードがありません。パスワードを設定するには、メールで設定用のリンクを受け取ってください。"
+            }
+            (Self::NoPasswordToChange, En) => {
+                "This account has no password to change. To set one, ask for a link by mail."
+            }
+            (Self::SetPasswordLink, Ja) => "パスワードを設定する",
+            (Self::SetPasswordLink, En) => "Set a password",
             // -- issue 12: freeze and support (admin/support.rs) --
+            (Self::AccountUnavailableContact, Ja) => {
+                "このアカウントは現在ご利用いただけません。サポートにお問い合わせください。お問い合わせ先："
+            }
+            (Self::AccountUnavailableContact, En) => {
+                "This account cannot be used at the moment. Please contact support:"
+            }
+            (Self::ResetRequiredSignIn, Ja) => {
+                "このアカウントのメールアドレスは、持ち主の操作で元のアドレスに戻されました。安全のため、パスワードを再設定するまでログインできません。"
+            }
+            (Self::ResetRequiredSignIn, En) => {
+                "The email address of this account was changed back by its owner. To keep the account safe, you cannot sign in until the password is reset."
+            }
+            (Self::ResultResetRequired, Ja) => "パスワードの再設定が必要",
+            (Self::ResultResetRequired, En) => "password reset required",
             // -- issue 12: deletion (account/delete.rs) --
+            (Self::DeleteTitle, Ja) => "退会",
+            (Self::DeleteTitle, En) => "Delete your account",
+            (Self::DeleteLead, Ja) => {
+                "退会すると、このアカウントは使えなくなります。手続きの前に、次の内容をご確認ください。"
+            }
+            (Self::DeleteLead, En) => {
+                "Deleting your account ends it for good. Please read what happens before you go on."
+            }
+            (Self::DeleteAtOnce, Ja) => "退会するとすぐに",
+            (Self::DeleteAtOnce, En) => "At once",
+            (Self::DeleteSignInRefused, Ja) => "このアカウントではログインできなくなります。",
+            (Self::DeleteSignInRefused, En) => "This account can no longer sign in.",
+            (Self::DeleteDevicesSignedOut, Ja) => "すべての端末からログアウトします。",
+            (Self::DeleteDevicesSignedOut, En) => "Every device signed in to it is signed out.",
+            (Self::DeleteAppsTold, Ja) => {
+                "連携しているアプリやサービスからもログアウトし、退会したことが伝えられます。"
+            }
+            (Self::DeleteAppsTold, En) => {
+                "The apps and services you use it with sign you out and are told the account is gone."
+            }
+            (Self::DeleteAfterwards, Ja) => "その後",
+            (Self::DeleteAfterwards, En) => "Afterwards",
+            (Self::DeleteKept, Ja) => {
+                "氏名、メールアドレス、パスワード、ログイン履歴などの個人情報は、退会から{days}日間保管したのち消去します。"
+            }
+            (Self::DeleteKept, En) => {
+                "Your personal data (name, email address, password, sign-in history) is kept for {days} days after the deletion, then erased."
+            }
+            (Self::DeleteAgainAfter, Ja) => {
+                "同じメールアドレスで新しく登録できるのは、退会から{days}日後です。"
+            }
+            (Self::DeleteAgainAfter, En) => {
+                "The same email address can be used to sign up again {days} days after the deletion."
+            }
+            (Self::DeleteAgainAtOnce, Ja) => "同じメールアドレスで、すぐに新しく登録できます。",
+            (Self::DeleteAgainAtOnce, En) => {
+                "The same email address can be used to sign up again at once."
+            }
+            (Self::DeleteNoRestore, Ja) => {
+                "退会したアカウントは元に戻せません。新しく登録しても別のアカウントになり、会員番号や連携、履歴は引き継がれません。"
+            }
+            (Self::DeleteNoRestore, En) => {
+                "A deleted account cannot be restored. Signing up again makes a new account: its member number, connected apps and history do not carry over."
+            }
+            (Self::DeleteConfirmLabel, Ja) => {
+                "確認のため、このアカウントのメールアドレスを入力してください"
+            }
+            (Self::DeleteConfirmLabel, En) => "To confirm, type this account's email address",
+            (Self::DeleteButton, Ja) => "退会する",
+            (Self::DeleteButton, En) => "Delete my account",
+            (Self::DeleteConfirmMismatch, Ja) => {
+                "入力されたメールアドレスが、このアカウントのものと一致しません。退会していません。"
+            }
+            (Self::DeleteConfirmMismatch, En) => {
+                "The address you typed is not this account's. Your account was not deleted."
+            }
+            (Self::DeleteDone, Ja) => {
+                "退会手続きが完了し、すべての端末からログアウトしました。確認のメールをお送りしました。ご利用ありがとうございました。"
+            }
+            (Self::DeleteDone, En) => {
+                "Your account was deleted and every device signed out. We sent you a confirmation mail. Thank you for using Tobira."
+            }
+            (Self::DeleteAlreadyDone, Ja) => {
+                "このアカウントは、すでに退会手続きが済んでいます。何も変更していません。"
+            }
+            (Self::DeleteAlreadyDone, En) => {
+                "This account has already been deleted. Nothing was changed."
+            }
         }
     }
 }

@@ -60,6 +60,66 @@ impl Tobira {
     }
 }
 
+impl Tobira {
+    /// Creates a verified member with a password.
+    fn add_member(&self, email: &str) {
+        let out = self.run(
+            &[
+                "users",
+                "add",
+                "--email",
+                email,
+                "--password-stdin",
+                "--verified",
+            ],
+            Some("violet-tunnel-ramen-42"),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+
+    /// `users freeze` of `email` with `reason` and the `extra` arguments.
+    fn freeze(&self, email: &str, reason: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["users", "freeze", "--email", email, "--reason", reason];
+        args.extend_from_slice(extra);
+        self.run(&args, None)
+    }
+
+    /// `users show --json` of an account that exists.
+    fn show(&self, email: &str) -> serde_json::Value {
+        let out = self.run(&["users", "show", "--email", email, "--json"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_str(stdout(&out).trim()).unwrap()
+    }
+
+    /// The configuration the commands ran with, to look into what they wrote.
+    fn config(&self) -> tobira_auth::Config {
+        let mut config = tobira_auth::Config {
+            data_dir: self.dir.path().join("data"),
+            ..Default::default()
+        };
+        if let Some(url) = &self.db_url {
+            config.database.url = tobira_auth::config::Secret::new(url.clone());
+        }
+        config
+    }
+
+    /// The mails the commands queued (no server ran to send them), oldest first,
+    /// unsealed with the data directory's master key.
+    async fn queued_mails(&self) -> Vec<tobira_auth::mail::Mail> {
+        let config = self.config();
+        let db = tobira_auth::startup::open_db(&config).await.unwrap();
+        let master = tobira_auth::keys::MasterKey::load_or_create(&config).unwrap();
+        let jobs = db
+            .jobs()
+            .pending(tobira_auth::store::MAIL_QUEUE)
+            .await
+            .unwrap();
+        jobs.iter()
+            .map(|j| tobira_auth::mail::Mail::unseal(&j.payload, &master).unwrap())
+            .collect()
+    }
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -642,4 +702,171 @@ fn clients_add_refuses_bad_input() {
     let list = tobira.run(&["clients", "list", "--json"], None);
     let listed: serde_json::Value = serde_json::from_str(stdout(&list).trim()).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1, "nothing half-written");
+}
+
+#[tokio::test]
+async fn users_freeze_of_an_unknown_address_fails_clearly_and_changes_nothing() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        tobira.add_member("hanako@example.jp");
+        for (email, said) in [
+            (
+                "nobody@example.jp",
+                "no account with the email address nobody@example.jp",
+            ),
+            ("hanako@", "not valid"),
+        ] {
+            let out = tobira.freeze(email, "規約違反の疑い", &[]);
+            assert!(!out.status.success(), "{email}");
+            assert!(stderr(&out).contains(said), "{email}: {}", stderr(&out));
+            for command in ["unfreeze", "sign-out", "delete"] {
+                let out = tobira.run(&["users", command, "--email", email], None);
+                assert!(!out.status.success(), "{command} {email}");
+                assert!(
+                    stderr(&out).contains(said),
+                    "{command} {email}: {}",
+                    stderr(&out)
+                );
+            }
+        }
+        assert_eq!(tobira.show("hanako@example.jp")["status"], "active");
+        assert!(tobira.queued_mails().await.is_empty(), "nobody was mailed");
+    }
+}
+
+#[tokio::test]
+async fn users_freeze_keeps_the_reason_for_show_mails_the_member_and_unfreeze_lifts_it() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        tobira.add_member("hanako@example.jp");
+        let reason = "規約違反の疑い（チケット #123）";
+        let out = tobira.freeze("Hanako@Example.jp", reason, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("frozen"), "{}", stderr(&out));
+
+        let show = tobira.run(&["users", "show", "--email", "hanako@example.jp"], None);
+        assert!(
+            stdout(&show).contains("status:         frozen"),
+            "{}",
+            stdout(&show)
+        );
+        assert!(
+            stdout(&show).contains(&format!("frozen reason:  {reason}")),
+            "{}",
+            stdout(&show)
+        );
+        let shown = tobira.show("hanako@example.jp");
+        assert_eq!(shown["status"], "frozen");
+        assert_eq!(shown["frozen_reason"], reason);
+
+        // Without --mail-reason the member is told of the freeze, not of the reason.
+        let mails = tobira.queued_mails().await;
+        assert_eq!(mails.len(), 1);
+        assert_eq!(mails[0].to, "hanako@example.jp");
+        assert_eq!(mails[0].subject, "【Tobira】アカウントの利用を停止しました");
+        assert!(!mails[0].text.contains("規約違反"), "{}", mails[0].text);
+
+        let again = tobira.freeze("hanako@example.jp", "again", &[]);
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert!(
+            stderr(&again).contains("already frozen"),
+            "{}",
+            stderr(&again)
+        );
+        assert_eq!(
+            tobira.queued_mails().await.len(),
+            1,
+            "nothing changed, nothing mailed"
+        );
+
+        let lift = tobira.run(&["users", "unfreeze", "--email", "hanako@example.jp"], None);
+        assert!(lift.status.success(), "{}", stderr(&lift));
+        let shown = tobira.show("hanako@example.jp");
+        assert_eq!(shown["status"], "active");
+        assert!(shown.get("frozen_reason").is_none(), "{shown}");
+        let mails = tobira.queued_mails().await;
+        assert_eq!(mails.len(), 2);
+        assert_eq!(
+            mails[1].subject,
+            "【Tobira】アカウントの利用停止を解除しました"
+        );
+        let again = tobira.run(&["users", "unfreeze", "--email", "hanako@example.jp"], None);
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert!(stderr(&again).contains("not frozen"), "{}", stderr(&again));
+
+        // With --mail-reason the mail tells it.
+        let out = tobira.freeze("hanako@example.jp", reason, &["--mail-reason"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mails = tobira.queued_mails().await;
+        assert!(mails[2].text.contains(reason), "{}", mails[2].text);
+    }
+}
+
+#[test]
+fn users_freeze_needs_a_reason_of_one_line() {
+    let tobira = Tobira::new(None);
+    tobira.add_member("hanako@example.jp");
+    let missing = tobira.run(&["users", "freeze", "--email", "hanako@example.jp"], None);
+    assert_eq!(missing.status.code(), Some(2), "a usage error");
+    assert!(
+        stderr(&missing).contains("--reason"),
+        "{}",
+        stderr(&missing)
+    );
+    let long = "x".repeat(501);
+    for (reason, said) in [
+        ("", "empty"),
+        ("  ", "empty"),
+        ("first line\nsecond line", "control characters"),
+        (long.as_str(), "longer than 500"),
+    ] {
+        let out = tobira.freeze("hanako@example.jp", reason, &[]);
+        assert!(!out.status.success(), "{reason:?}");
+        assert!(stderr(&out).contains(said), "{reason:?}: {}", stderr(&out));
+    }
+    assert_eq!(tobira.show("hanako@example.jp")["status"], "active");
+}
+
+#[tokio::test]
+async fn users_sign_out_says_how_many_sessions_ended_and_leaves_the_account_active() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        tobira.add_member("hanako@example.jp");
+        let out = tobira.run(&["users", "sign-out", "--email", "hanako@example.jp"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "ended 0 sessions");
+        assert_eq!(tobira.show("hanako@example.jp")["status"], "active");
+    }
+}
+
+#[tokio::test]
+async fn maintenance_purge_runs_on_an_empty_database_and_says_so() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        let out = tobira.run(&["maintenance", "purge"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "purged 0 rows");
+    }
+}
+
+#[tokio::test]
+async fn users_delete_deletes_once_and_then_finds_no_account() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        tobira.add_member("hanako@example.jp");
+        let out = tobira.run(&["users", "delete", "--email", "hanako@example.jp"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains("deleted"), "{}", stderr(&out));
+        let show = tobira.run(&["users", "show", "--email", "hanako@example.jp"], None);
+        assert!(!show.status.success());
+        assert!(stderr(&show).contains("no account"), "{}", stderr(&show));
+        let mails = tobira.queued_mails().await;
+        assert_eq!(mails.len(), 1, "the member is told once");
+        assert_eq!(mails[0].to, "hanako@example.jp");
+
+        let again = tobira.run(&["users", "delete", "--email", "hanako@example.jp"], None);
+        assert!(!again.status.success());
+        assert!(stderr(&again).contains("no account"), "{}", stderr(&again));
+        assert_eq!(tobira.queued_mails().await.len(), 1, "and only once");
+    }
 }

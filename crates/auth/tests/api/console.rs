@@ -8,7 +8,7 @@ const WRONG: &str = "not-the-password-1";
 
 /// Opens `path` without a session: the console parks a sign-in and sends the browser to
 /// the sign-in page; returns that page.
-async fn sent_to_sign_in(browser: &Browser, path: &str) -> crate::helpers::Page {
+pub async fn sent_to_sign_in(browser: &Browser, path: &str) -> crate::helpers::Page {
     let first = browser.get(path).await;
     assert_eq!(first.status, 303, "{}", first.body);
     let location = first.location.clone().unwrap();

@@ -52,7 +52,7 @@ async fn member(s: &Setup) -> User {
 }
 
 /// The history once `n` attempts are in it (they are written after the answer).
-async fn history(app: &TestApp, user: &User, n: usize) -> Vec<LoginEvent> {
+pub async fn history(app: &TestApp, user: &User, n: usize) -> Vec<LoginEvent> {
     for _ in 0..100 {
         let events = app
             .state

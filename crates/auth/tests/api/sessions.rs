@@ -49,7 +49,7 @@ pub async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser 
 }
 
 /// The session behind a browser's cookie, if it is still live.
-async fn session_of(app: &TestApp, browser: &Browser) -> Option<BrowserSession> {
+pub async fn session_of(app: &TestApp, browser: &Browser) -> Option<BrowserSession> {
     let secret = browser.cookie("tobira_session")?;
     app.state
         .db
@@ -89,7 +89,7 @@ fn sid_field(item: &str) -> Option<&str> {
     Some(&item[start..start + item[start..].find('"')?])
 }
 
-fn minute(app: &TestApp, t: time::OffsetDateTime) -> String {
+pub fn minute(app: &TestApp, t: time::OffsetDateTime) -> String {
     let t = t.to_offset(app.state.config.throttle.display_offset());
     format!(
         "{}-{:02}-{:02} {:02}:{:02}",
@@ -109,7 +109,7 @@ async fn post(browser: &Browser, page: &Page, path: &str, sid: Option<&str>) -> 
     browser.post_form(path, &form).await
 }
 
-async fn second_member(app: &TestApp) -> User {
+pub async fn second_member(app: &TestApp) -> User {
     add_user(
         &app.state.db,
         &app.state.hasher,

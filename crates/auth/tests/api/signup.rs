@@ -12,7 +12,7 @@ const NEW_EMAIL: &str = "taro@example.jp";
 const NEW_PASSWORD: &str = "maple-harbor-violin-63";
 const ATTACKER_PASSWORD: &str = "gravel-orchid-tundra-15";
 
-async fn sign_up(browser: &Browser, path: &str, email: &str, password: &str) -> Page {
+pub async fn sign_up(browser: &Browser, path: &str, email: &str, password: &str) -> Page {
     let form = browser.get(path).await;
     assert_eq!(form.status, 200, "{}", form.body);
     let csrf = form.field("csrf").unwrap();
@@ -31,7 +31,7 @@ async fn sign_up(browser: &Browser, path: &str, email: &str, password: &str) -> 
         .await
 }
 
-fn verify_link(app: &TestApp, mail: &OutboxMail) -> String {
+pub fn verify_link(app: &TestApp, mail: &OutboxMail) -> String {
     mail.link(&format!("{}/verify-email?token=", app.issuer()))
         .replace(&app.issuer(), app.url.as_str().trim_end_matches('/'))
 }
