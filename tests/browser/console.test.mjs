@@ -16,16 +16,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ARTIFACTS, addMember, mailLink, readOutbox, waitForMail } from './lib/harness.mjs';
-import { pages, sharedStack } from './lib/pages.mjs';
+import { displayMinute, pages, sharedStack } from './lib/pages.mjs';
 
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
 /** How often a signed-out device's My page is asked again, and for how long at most. */
 const SIGN_OUT = { pollMs: 100, timeoutMs: 20_000 };
 const OUT = join(ARTIFACTS, 'console');
-
-/** The pages' clock: throttle.display_utc_offset, +09:00. */
-const DISPLAY_OFFSET_MINUTES = 9 * 60;
 
 const SUBJECT = { newDevice: '【Tobira】新しい端末からログインがありました' };
 const WRONG_CREDENTIALS = 'メールアドレスまたはパスワードが正しくありません';
@@ -50,13 +47,6 @@ const DEVICE = {
 
 /** The marketplace as the harness registers it (`tobira clients add --name`). */
 const MARKETPLACE_NAME = 'マーケット';
-
-/** "2026-12-04 15:42": a moment as the pages and mails write it (+09:00, to the minute). */
-function displayMinute(ms) {
-  const d = new Date(ms + DISPLAY_OFFSET_MINUTES * 60_000);
-  const p = (n) => String(n).padStart(2, '0');
-  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
-}
 
 /** Every minute shown for a moment between `fromMs` and `toMs`. */
 function minutesBetween(fromMs, toMs) {

@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ARTIFACTS, addMember, mailLink, readOutbox, runTobira, waitForMail } from './lib/harness.mjs';
-import { pages, sharedStack } from './lib/pages.mjs';
+import { displayMinute, pages, sharedStack } from './lib/pages.mjs';
 
 const TEST_TIMEOUT_MS = 120_000;
 const MAIL_TIMEOUT_MS = 15_000;
@@ -28,8 +28,6 @@ const OUT = join(ARTIFACTS, 'lifecycle');
 const SUPPORT_CONTACT = 'support@tobira.example';
 /** `account.reregister_cooldown_days`, left at its default. */
 const COOLDOWN_DAYS = 30;
-/** The pages' and mails' clock: throttle.display_utc_offset, +09:00. */
-const DISPLAY_OFFSET_MINUTES = 9 * 60;
 
 const SUBJECT = {
   verify: '【Tobira】メールアドレスの確認',
@@ -68,13 +66,6 @@ const PATH = {
   password: '/account/password',
   delete: '/account/delete',
 };
-
-/** "2027-01-03 22:15": a moment as the pages and mails write it (+09:00, to the minute). */
-function displayMinute(ms) {
-  const d = new Date(ms + DISPLAY_OFFSET_MINUTES * 60_000);
-  const p = (n) => String(n).padStart(2, '0');
-  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
-}
 
 /**
  * The minutes a mail may name as "from when the address can sign up again" for a

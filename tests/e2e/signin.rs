@@ -15,12 +15,16 @@ async fn a_member_signs_in_at_the_marketplace_through_the_op_and_out_again() {
     );
     assert!(mypage.body.contains("(パスワード)"), "how they signed in");
     // My page links the console pages that exist, and each works: the OP session of
-    // this browser opens each at once.
+    // this browser opens each at once (the sign-in is recent enough for the pages that
+    // need a recent one).
     for page in [
         "/account",
+        "/account/email",
+        "/account/password",
         "/account/sessions",
         "/account/history",
         "/account/apps",
+        "/account/delete",
     ] {
         let href = format!(r#"href="{}{page}""#, w.op);
         assert!(mypage.body.contains(&href), "{href}");

@@ -25,7 +25,7 @@ pub struct Texts {
     pub not_found: &'static str,
     pub error_title: &'static str,
     pub form_expired: &'static str,
-    pub console: [&'static str; 4],
+    pub console: [&'static str; 7],
 }
 
 pub const JA: Texts = Texts {
@@ -53,9 +53,12 @@ pub const JA: Texts = Texts {
     form_expired: "フォームの有効期限が切れました。もう一度お試しください。",
     console: [
         "アカウント設定",
+        "メールアドレスの変更",
+        "パスワードの変更",
         "ログイン中の端末",
         "ログイン履歴",
         "連携中のアプリ",
+        "退会",
     ],
 };
 
@@ -84,19 +87,25 @@ pub const EN: Texts = Texts {
     form_expired: "This form has expired. Please try again.",
     console: [
         "Account settings",
+        "Change email address",
+        "Change password",
         "Signed-in devices",
         "Sign-in history",
         "Connected apps",
+        "Delete account",
     ],
 };
 
 /// The OP's account console pages that exist, in the order of `Texts::console` (each
 /// issue that adds a page adds its link).
-pub const CONSOLE_PATHS: [&str; 4] = [
+pub const CONSOLE_PATHS: [&str; 7] = [
     "/account",
+    "/account/email",
+    "/account/password",
     "/account/sessions",
     "/account/history",
     "/account/apps",
+    "/account/delete",
 ];
 
 pub fn texts(accept_language: Option<&str>) -> &'static Texts {

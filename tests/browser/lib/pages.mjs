@@ -19,6 +19,16 @@ export const mailTo = (email, subject) => (m) => m.to.includes(email) && m.subje
 /** A predicate on a URL: at `origin` + `path` exactly (any query). */
 export const isAt = (origin, path) => (u) => u.origin === origin && u.pathname === path;
 
+/** The pages' and mails' clock: throttle.display_utc_offset, +09:00. */
+export const DISPLAY_OFFSET_MINUTES = 9 * 60;
+
+/** "2026-12-04 15:42": a moment as the pages and mails write it (+09:00, to the minute). */
+export function displayMinute(ms) {
+  const d = new Date(ms + DISPLAY_OFFSET_MINUTES * 60_000);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}`;
+}
+
 /** A URL fit for the log: token, code and tx values cut short. */
 export const redact = (href) => {
   const u = new URL(href);

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::authn::session;
-use crate::domain::{BrowserSession, User, UserStatus};
+use crate::domain::{BrowserSession, User};
 use crate::flow::{self, Binding};
 use crate::oidc::authorize::{Rejection, see_other};
 use crate::state::AppState;
@@ -62,7 +62,10 @@ impl FromRequestParts<AppState> for CurrentSession {
                 .find_by_id(session.user_id)
                 .await
                 .map_err(|e| failed(&e))?;
-            if let Some(user) = user.filter(|u| u.status == UserStatus::Active) {
+            // Not a frozen or deleted account, nor one waiting for a password reset: a
+            // session that slipped past their end (created while the change committed)
+            // opens nothing.
+            if let Some(user) = user.filter(User::usable) {
                 return Ok(Self { session, user });
             }
         }

@@ -102,7 +102,7 @@ pub(super) async fn request_reset(
     else {
         return Ok(());
     };
-    let (token, mail) = reset_mail(state, &user, user.email.display(), tx, lang);
+    let (token, mail) = reset_mail(state, &user, user.email.display(), tx, lang, false);
     let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
     let now = state.clock.now();
     state
@@ -129,10 +129,16 @@ pub(super) fn reset_mail(
     to: &str,
     tx: &str,
     lang: Lang,
+    after_undo: bool,
 ) -> (String, crate::mail::Mail) {
     let token = random_token(&mut rand::rng(), 32);
     let link = link(state, RESET, &[("token", &token), ("tx", tx)]);
-    let mail = templates::reset(
+    let build = if after_undo {
+        templates::reset_after_undo
+    } else {
+        templates::reset
+    };
+    let mail = build(
         user_lang(user, lang),
         to,
         &user.display_name,

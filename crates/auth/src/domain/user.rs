@@ -60,3 +60,12 @@ pub struct User {
     /// When the member (or support) deleted the account.
     pub deleted_at: Option<OffsetDateTime>,
 }
+
+impl User {
+    /// Whether the account may be signed in to and act through tokens now: active, and
+    /// not waiting for a password reset. (Freezing, deleting and an undone email change
+    /// also end every session and grant; this holds even if one survived.)
+    pub fn usable(&self) -> bool {
+        self.status == UserStatus::Active && !self.reset_required
+    }
+}

@@ -14,6 +14,8 @@ struct ResetText<'a> {
     name: &'a str,
     link: &'a str,
     minutes: i64,
+    /// Sent because the member undid an email change: sign-in waits for this reset.
+    undone: bool,
 }
 
 #[derive(Template)]
@@ -23,6 +25,8 @@ struct ResetHtml<'a> {
     name: &'a str,
     link: &'a str,
     minutes: i64,
+    /// Sent because the member undid an email change: sign-in waits for this reset.
+    undone: bool,
 }
 
 #[derive(Template)]
@@ -196,6 +200,29 @@ fn name<'a>(display_name: &'a str, to: &'a str) -> &'a str {
 
 /// The reset link mail.
 pub fn reset(lang: Lang, to: &str, display_name: &str, link: &str, minutes: i64) -> Mail {
+    reset_mail(lang, to, display_name, link, minutes, false)
+}
+
+/// The reset link sent when the owner undid an email change: not "ignore this mail", but
+/// why sign-in waits for a new password.
+pub fn reset_after_undo(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    link: &str,
+    minutes: i64,
+) -> Mail {
+    reset_mail(lang, to, display_name, link, minutes, true)
+}
+
+fn reset_mail(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    link: &str,
+    minutes: i64,
+    undone: bool,
+) -> Mail {
     let ja = lang == Lang::Ja;
     let name = name(display_name, to);
     Mail {
@@ -210,12 +237,14 @@ pub fn reset(lang: Lang, to: &str, display_name: &str, link: &str, minutes: i64)
             name,
             link,
             minutes,
+            undone,
         }),
         html: render(&ResetHtml {
             ja,
             name,
             link,
             minutes,
+            undone,
         }),
     }
 }

@@ -22,7 +22,7 @@ use super::paths;
 use super::tokens::CodeRecord;
 use crate::authn::session;
 use crate::crypto::random_token;
-use crate::domain::{AMR_PASSWORD, BrowserSession, Client, GrantType, User, UserStatus};
+use crate::domain::{AMR_PASSWORD, BrowserSession, Client, GrantType, User};
 use crate::flow::{self, Binding, FlowError, Park};
 use crate::state::AppState;
 use crate::store::NewGrant;
@@ -554,7 +554,7 @@ async fn proceed(
             .map_err(|e| internal(&e))?,
         None => None,
     }
-    .filter(|u| u.status == UserStatus::Active);
+    .filter(User::usable);
     let park = resumed.as_ref().map(|r| &r.park);
     let next = decide(state, &req, client, session.as_ref(), user, park).await;
     let next = match next {

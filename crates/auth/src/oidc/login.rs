@@ -127,24 +127,31 @@ pub async fn post_login(
         SignInFor::Console(_) => String::new(),
     };
     let remember = form.remember.as_deref() == Some("on");
+    // The form again, as it was filled in, with `error` above it.
+    let refused_page = |error: String| LoginPage {
+        lang,
+        client_name: &client_name,
+        tx: &form.tx,
+        csrf: &form.csrf,
+        email: &form.email,
+        remember,
+        throttled: false,
+        reset: false,
+        error: Some(error),
+        focus_email: false,
+        resend: None,
+        notice: None,
+    };
     let again = |status: StatusCode,
                  error: String,
                  focus_email: bool,
                  throttled: bool,
                  cookies: &[String]| {
         let page = LoginPage {
-            lang,
-            client_name: &client_name,
-            tx: &form.tx,
-            csrf: &form.csrf,
-            email: &form.email,
-            remember,
             throttled,
-            reset: false,
-            error: Some(error),
             focus_email,
-            resend: None,
             notice: notice(&target, lang),
+            ..refused_page(error)
         };
         render(status, &page, cookies)
     };
@@ -246,18 +253,8 @@ pub async fn post_login(
                 return Rejection::from(e).respond(&state, &headers, request_id);
             }
             let page = LoginPage {
-                lang,
-                client_name: &client_name,
-                tx: &form.tx,
-                csrf: &form.csrf,
-                email: &form.email,
-                remember,
-                error: Some(Msg::NotVerified.text(lang).to_owned()),
-                throttled: false,
-                reset: false,
-                focus_email: false,
                 resend: Some(handle),
-                notice: None,
+                ..refused_page(Msg::NotVerified.text(lang).to_owned())
             };
             return render(StatusCode::FORBIDDEN, &page, &cookies);
         }
@@ -274,18 +271,8 @@ pub async fn post_login(
         Err(SignInError::ResetRequired) => {
             failed("password reset required", None);
             let page = LoginPage {
-                lang,
-                client_name: &client_name,
-                tx: &form.tx,
-                csrf: &form.csrf,
-                email: &form.email,
-                remember,
-                error: Some(Msg::ResetRequiredSignIn.text(lang).to_owned()),
-                throttled: false,
                 reset: true,
-                focus_email: false,
-                resend: None,
-                notice: None,
+                ..refused_page(Msg::ResetRequiredSignIn.text(lang).to_owned())
             };
             return render(StatusCode::FORBIDDEN, &page, &cookies);
         }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::error::{ErrorCode, OAuthError, answer};
 use super::params::{FormParams, Params};
 use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
-use crate::domain::{Client, Grant, GrantType, User, UserStatus};
+use crate::domain::{Client, Grant, GrantType, User};
 use crate::state::AppState;
 use crate::store::Rotation;
 use crate::store::ephemeral::Spent;
@@ -510,7 +510,7 @@ async fn grant_user(state: &AppState, grant: &Grant) -> Result<User, OAuthError>
         .find_by_id(grant.user_id)
         .await
         .map_err(OAuthError::server)?
-        .filter(|u| u.status == UserStatus::Active)
+        .filter(User::usable)
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "the account is not available"))
 }
 
@@ -721,7 +721,7 @@ pub async fn check_access_token(
         .find_by_id(grant.user_id)
         .await
         .map_err(|_| "the access token cannot be checked")?
-        .filter(|u| u.status == UserStatus::Active)
+        .filter(User::usable)
         .ok_or("the access token was revoked")?;
     if claims.get("sub").and_then(|v| v.as_str()) != Some(user.sub.as_str()) {
         return Err("the access token is invalid");

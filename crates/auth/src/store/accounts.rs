@@ -64,18 +64,7 @@ pub(super) async fn end_everything(
             .filter(|(c, _)| c == client)
             .filter_map(|(_, s)| *s)
             .collect();
-        let with_sid: Vec<(Uuid, String)> = if session_ids.is_empty() {
-            Vec::new()
-        } else {
-            sessions::Entity::find()
-                .select_only()
-                .column(sessions::Column::Id)
-                .column(sessions::Column::Sid)
-                .filter(sessions::Column::Id.is_in(session_ids))
-                .into_tuple()
-                .all(conn)
-                .await?
-        };
+        let with_sid = super::sessions::sids(conn, session_ids, false).await?;
         logouts::for_removed_access(conn, now, user, client, &with_sid).await?;
     }
     grants::Entity::update_many()
@@ -295,30 +284,12 @@ impl<'c> AccountRepo<'c> {
                 .filter(refresh_tokens::Column::GrantId.in_subquery(of_user))
                 .exec(&txn)
                 .await?;
-            grants::Entity::delete_many()
-                .filter(grants::Column::UserId.eq(id))
-                .exec(&txn)
-                .await?;
-            sessions::Entity::delete_many()
-                .filter(sessions::Column::UserId.eq(id))
-                .exec(&txn)
-                .await?;
-            consents::Entity::delete_many()
-                .filter(consents::Column::UserId.eq(id))
-                .exec(&txn)
-                .await?;
-            known_devices::Entity::delete_many()
-                .filter(known_devices::Column::UserId.eq(id))
-                .exec(&txn)
-                .await?;
-            login_events::Entity::delete_many()
-                .filter(login_events::Column::UserId.eq(id))
-                .exec(&txn)
-                .await?;
-            email_verifications::Entity::delete_many()
-                .filter(email_verifications::Column::UserId.eq(id))
-                .exec(&txn)
-                .await?;
+            delete_of_user(&txn, grants::Column::UserId, id).await?;
+            delete_of_user(&txn, sessions::Column::UserId, id).await?;
+            delete_of_user(&txn, consents::Column::UserId, id).await?;
+            delete_of_user(&txn, known_devices::Column::UserId, id).await?;
+            delete_of_user(&txn, login_events::Column::UserId, id).await?;
+            delete_of_user(&txn, email_verifications::Column::UserId, id).await?;
             void_links(&txn, UserId(id)).await?;
             let blanked = users::Entity::update_many()
                 .col_expr(users::Column::Email, Expr::value(""))
@@ -352,4 +323,22 @@ impl<'c> AccountRepo<'c> {
             .await?;
         Ok(at.flatten().is_some())
     }
+}
+
+/// Deletes the rows of `column`'s table that belong to the account `user` (`column` is
+/// the table's user id).
+async fn delete_of_user<C>(
+    conn: &impl ConnectionTrait,
+    column: C,
+    user: Uuid,
+) -> Result<(), StoreError>
+where
+    C: ColumnTrait,
+    C::EntityName: EntityTrait<Column = C>,
+{
+    <C::EntityName as EntityTrait>::delete_many()
+        .filter(column.eq(user))
+        .exec(conn)
+        .await?;
+    Ok(())
 }

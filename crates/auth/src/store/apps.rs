@@ -11,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::entity::{clients, consents, grants, refresh_tokens, sessions};
+use super::entity::{clients, consents, grants, refresh_tokens};
 use super::logouts;
 use crate::domain::UserId;
 
@@ -206,19 +206,7 @@ impl<'c> AppRepo<'c> {
             .into_iter()
             .flatten()
             .collect();
-        let sessions: Vec<(Uuid, String)> = if session_ids.is_empty() {
-            Vec::new()
-        } else {
-            sessions::Entity::find()
-                .select_only()
-                .column(sessions::Column::Id)
-                .column(sessions::Column::Sid)
-                .filter(sessions::Column::Id.is_in(session_ids))
-                .filter(sessions::Column::EndedAt.is_null())
-                .into_tuple()
-                .all(&txn)
-                .await?
-        };
+        let sessions = super::sessions::sids(&txn, session_ids, true).await?;
         let revoked = grants::Entity::update_many()
             .col_expr(grants::Column::RevokedAt, Expr::value(now))
             .filter(grants::Column::UserId.eq(user.0))

@@ -6,7 +6,7 @@
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    TransactionTrait,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -72,6 +72,20 @@ fn changeable(user: UserId) -> sea_orm::Condition {
         .add(users::Column::AwaitingVerification.eq(false))
 }
 
+/// The account's undo links (few: one per change within 7 days). Their order is decided
+/// here, never by SQL: SQLite keeps times as RFC 3339 text, where `…:14.12Z` sorts after
+/// `…:14.121Z` (the `Z` sorts above every digit), so `ORDER BY`/`>=` on them can be wrong
+/// within a second.
+async fn undos_of(
+    conn: &impl ConnectionTrait,
+    user: UserId,
+) -> Result<Vec<email_undos::Model>, StoreError> {
+    Ok(email_undos::Entity::find()
+        .filter(email_undos::Column::UserId.eq(user.0))
+        .all(conn)
+        .await?)
+}
+
 /// When a new undo link of the account counts as made: now, but always after the
 /// account's newest one, so that "made later" orders a chain of changes even when two
 /// land within the clock's resolution (an undo voids the links made after its own).
@@ -80,13 +94,13 @@ async fn undo_made_at(
     now: OffsetDateTime,
     user: UserId,
 ) -> Result<OffsetDateTime, StoreError> {
-    let newest = email_undos::Entity::find()
-        .filter(email_undos::Column::UserId.eq(user.0))
-        .order_by_desc(email_undos::Column::CreatedAt)
-        .one(conn)
-        .await?;
+    let newest = undos_of(conn, user)
+        .await?
+        .into_iter()
+        .map(|u| u.created_at)
+        .max();
     Ok(match newest {
-        Some(n) if n.created_at >= now => n.created_at + Duration::MILLISECOND,
+        Some(n) if n >= now => n + Duration::MILLISECOND,
         _ => now,
     })
 }
@@ -209,6 +223,22 @@ impl<'c> EmailChangeRepo<'c> {
         Ok(Confirmed::Changed)
     }
 
+    /// Until when the account has an undo link that works (the latest expiry of its live
+    /// undo links), if it has one: while it does, the old address's owner may still take
+    /// the account back, so the account must not be deleted from under them.
+    pub async fn undo_open_until(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(undos_of(self.conn, user)
+            .await?
+            .into_iter()
+            .map(|u| u.expires_at)
+            .filter(|at| *at > now)
+            .max())
+    }
+
     /// The undo a live undo link names.
     pub async fn lookup_undo(
         &self,
@@ -277,9 +307,14 @@ impl<'c> EmailChangeRepo<'c> {
             txn.rollback().await?;
             return Ok(Undone::AccountUnavailable);
         }
+        let later: Vec<String> = undos_of(&txn, user)
+            .await?
+            .into_iter()
+            .filter(|u| u.created_at >= undo.created_at)
+            .map(|u| u.token_hash)
+            .collect();
         email_undos::Entity::delete_many()
-            .filter(email_undos::Column::UserId.eq(user.0))
-            .filter(email_undos::Column::CreatedAt.gte(undo.created_at))
+            .filter(email_undos::Column::TokenHash.is_in(later))
             .exec(&txn)
             .await?;
         email_changes::Entity::delete_many()
@@ -308,6 +343,20 @@ async fn release_from_unverified(
         .filter(users::Column::AwaitingVerification.eq(true))
         .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
         .filter(users::Column::Id.ne(user.0))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Voids the account's email change still waiting for its link: a password change, a
+/// reset, a freeze or support's sign-out is a moment to stop anything a session started
+/// (whoever held the session may have asked to move the account to their own address).
+pub(super) async fn void_pending(
+    conn: &impl ConnectionTrait,
+    user: UserId,
+) -> Result<(), StoreError> {
+    email_changes::Entity::delete_many()
+        .filter(email_changes::Column::UserId.eq(user.0))
         .exec(conn)
         .await?;
     Ok(())

@@ -75,6 +75,7 @@ impl<'c> PasswordRepo<'c> {
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
+        super::email_changes::void_pending(&txn, user).await?;
         sessions::Entity::update_many()
             .col_expr(
                 sessions::Column::SecretHash,

@@ -108,6 +108,7 @@ impl<'c> PasswordResetRepo<'c> {
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
+        super::email_changes::void_pending(&txn, user).await?;
         users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
             // The reset an undone email change asked for (`email_changes::undo`).

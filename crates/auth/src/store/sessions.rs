@@ -254,6 +254,28 @@ pub(super) async fn end_where(
         .collect())
 }
 
+/// The id and `sid` of the sessions among `ids` (only those not ended yet when
+/// `live_only`), for the logouts that name them; no query when there are none.
+pub(super) async fn sids(
+    conn: &impl sea_orm::ConnectionTrait,
+    ids: Vec<Uuid>,
+    live_only: bool,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    use sea_orm::QuerySelect;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::Id)
+        .column(sessions::Column::Sid)
+        .filter(sessions::Column::Id.is_in(ids));
+    if live_only {
+        query = query.filter(sessions::Column::EndedAt.is_null());
+    }
+    Ok(query.into_tuple().all(conn).await?)
+}
+
 fn to_session(m: sessions::Model) -> Result<BrowserSession, StoreError> {
     Ok(BrowserSession {
         id: m.id,

@@ -272,6 +272,7 @@ pub enum Msg {
     EmailLinkInvalid,
     EmailLinkOtherAccount,
     EmailAddressTaken,
+    EmailAddressCoolingDown,
     EmailUndoTitle,
     EmailUndoLead,
     EmailUndoRestores,
@@ -840,6 +841,12 @@ impl Msg {
             }
             (Self::EmailLinkOtherAccount, En) => {
                 "This link belongs to another account than the one signed in here. Nothing was changed. Sign in to the account it belongs to, or sign out, then open the link again."
+            }
+            (Self::EmailAddressCoolingDown, Ja) => {
+                "このメールアドレスは、退会したアカウントで使われていたため、まだ登録できません。しばらくしてからお試しいただくか、別のアドレスをお使いください。メールアドレスは変更していません。"
+            }
+            (Self::EmailAddressCoolingDown, En) => {
+                "This address belonged to an account that was deleted recently and cannot be used yet. Try again later or use another address. Your address was not changed."
             }
             (Self::EmailAddressTaken, Ja) => {
                 "このメールアドレスはすでに別のアカウントで使われているため、変更できません。何も変更していません。"

@@ -132,16 +132,7 @@ async fn removing_access_revokes_tokens_forgets_consent_and_logs_the_app_out() {
     assert!(page.body.contains("連携中のアプリはありません"));
 
     // The refresh token (offline, too) is dead; the access token is inactive.
-    let refresh =
-        s.rp.exchange_refresh_token(tokens.refresh_token().unwrap())
-            .unwrap()
-            .request_async(&s.http)
-            .await;
-    assert!(refresh.is_err());
-    assert_eq!(
-        crate::oidc::userinfo_status(&s, tokens.access_token()).await,
-        401
-    );
+    crate::oidc::assert_tokens_dead(&s, &tokens).await;
     // The app heard about it: sub only (the member left the app, not a session).
     let got = receiver.wait_for(1).await;
     let claims = checked(&s.app, &got[0], &s.client_id, Alg::RS256);

@@ -1,21 +1,47 @@
 //! The account console: signing in to it with no client involved (a console sign-in,
 //! bound to the browser, that returns to the page asked for), and the overview.
 
-use crate::helpers::{Browser, TestApp};
+use crate::helpers::{Browser, Page, TestApp};
 use crate::oidc::{EMAIL, PASSWORD};
 
 const WRONG: &str = "not-the-password-1";
 
 /// Opens `path` without a session: the console parks a sign-in and sends the browser to
 /// the sign-in page; returns that page.
-pub async fn sent_to_sign_in(browser: &Browser, path: &str) -> crate::helpers::Page {
+pub async fn sent_to_sign_in(browser: &Browser, path: &str) -> Page {
     let first = browser.get(path).await;
-    assert_eq!(first.status, 303, "{}", first.body);
-    let location = first.location.clone().unwrap();
-    assert!(location.starts_with("/login?tx="), "{location}");
-    let login = browser.get(&location).await;
+    let login = browser.get(to_sign_in(&first)).await;
     assert_eq!(login.status, 200, "{}", login.body);
     login
+}
+
+/// Checks that the answer sends the browser to a parked sign-in; where to.
+pub fn to_sign_in(answer: &Page) -> &str {
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let location = answer.location.as_deref().unwrap();
+    assert!(location.starts_with("/login?tx="), "{location}");
+    location
+}
+
+/// Follows a stale answer (a page or form that wants a recent sign-in) to the sign-in,
+/// which says why and has the member's address filled in, and signs in again; where
+/// the sign-in sends the browser next.
+pub async fn signs_in_again(browser: &Browser, stale: &Page) -> Option<String> {
+    let login = browser.get(to_sign_in(stale)).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert!(
+        login.body.contains(r#"id="reauth-notice""#),
+        "{}",
+        login.body
+    );
+    assert!(
+        login.body.contains(&format!(r#"value="{EMAIL}""#)),
+        "the address is filled in: {}",
+        login.body
+    );
+    let back = browser.post_login(&login, EMAIL, PASSWORD).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    back.location
 }
 
 #[tokio::test]
@@ -172,14 +198,7 @@ async fn a_member_changes_the_display_name_and_the_language_of_the_pages() {
         "now in English: {}",
         page.body
     );
-    let stored = app
-        .state
-        .db
-        .users()
-        .find_by_id(user.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.reload(&user).await;
     assert_eq!(stored.display_name, "Hanako Y.", "trimmed");
     assert_eq!(stored.locale, "en");
     assert!(browser.get("/account").await.body.contains("Hanako Y."));
@@ -245,14 +264,7 @@ async fn bad_profile_input_and_foreign_posts_change_nothing() {
     let stranger = app.browser();
     let form = stranger.get("/account/profile").await;
     assert_eq!(form.status, 303);
-    let stored = app
-        .state
-        .db
-        .users()
-        .find_by_id(user.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = app.reload(&user).await;
     assert_eq!(
         (stored.display_name.as_str(), stored.locale.as_str()),
         ("山田 花子", "ja")

@@ -13,10 +13,10 @@ use tobira_auth::keys::Alg;
 use tobira_auth::web::i18n::Lang;
 
 use crate::backchannel::{Receiver, checked};
-use crate::console::sent_to_sign_in;
+use crate::console::{sent_to_sign_in, signs_in_again, to_sign_in};
 use crate::helpers::{Browser, ClientOpts, Page, TestApp};
 use crate::oidc::{EMAIL, PASSWORD, authorize, exchange, setup_with, sign_in_for_code};
-use crate::sessions::{minute, second_member, session_of, signed_in};
+use crate::sessions::{member, minute, second_member, session_of, signed_in};
 use crate::signup::{sign_up, verify_link};
 
 const OTHER_EMAIL: &str = "taro@example.jp";
@@ -63,16 +63,6 @@ async fn delete(browser: &Browser) -> Page {
     done
 }
 
-async fn account(app: &TestApp, user: &User) -> User {
-    app.state
-        .db
-        .users()
-        .find_by_id(user.id)
-        .await
-        .unwrap()
-        .expect("the row stays")
-}
-
 /// Until when `email` is held back from signing up, as of `at`.
 async fn block(app: &TestApp, email: &str, at: OffsetDateTime) -> Option<OffsetDateTime> {
     let digest = app
@@ -101,12 +91,10 @@ async fn delete_directly(app: &TestApp, user: &User) -> bool {
     deleted.await.unwrap()
 }
 
-/// Waits for the deletion mail, then long enough for a second one to show if it were
-/// queued (the worker polls every 50 ms), and checks that there is just the one.
+/// Once every queued mail is sent, checks that there is just the one.
 async fn only_one_mail(app: &TestApp) {
-    app.wait_for_mails(1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert_eq!(app.outbox().len(), 1, "{:?}", app.outbox());
+    let mails = app.settled().await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
 }
 
 /// The sign-in page's error line.
@@ -190,16 +178,7 @@ async fn deleting_refuses_sign_in_ends_sessions_and_tokens_tells_clients_and_mai
     assert_eq!(right.status, wrong.status, "{}", right.body);
     assert_eq!(form_error(&right), form_error(&wrong));
     // The tokens are dead.
-    let refreshed =
-        s.rp.exchange_refresh_token(tokens.refresh_token().unwrap())
-            .unwrap()
-            .request_async(&s.http)
-            .await;
-    assert!(refreshed.is_err(), "the refresh token is revoked");
-    assert_eq!(
-        crate::oidc::userinfo_status(&s, tokens.access_token()).await,
-        401
-    );
+    crate::oidc::assert_tokens_dead(&s, &tokens).await;
     let (_, info) =
         crate::protocol::post_token_endpoint(&s, "/introspect", &[("token", &at)]).await;
     assert_eq!(info["active"], false, "{info}");
@@ -212,7 +191,7 @@ async fn deleting_refuses_sign_in_ends_sessions_and_tokens_tells_clients_and_mai
     assert_eq!(claims["sid"], sid.as_str());
 
     // The account is deleted, not yet purged; its address no longer counts as taken.
-    let row = account(app, &user).await;
+    let row = app.reload(&user).await;
     assert_eq!(row.status, UserStatus::Deleted);
     assert_eq!(row.deleted_at, Some(deleted_at));
     assert_eq!(row.email.normalized(), EMAIL);
@@ -243,8 +222,7 @@ async fn deleting_refuses_sign_in_ends_sessions_and_tokens_tells_clients_and_mai
 #[tokio::test]
 async fn the_page_explains_what_happens_and_a_stale_sign_in_must_be_renewed_first() {
     let app = app_with(|_| {}).await;
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (user, browser) = member(&app).await;
     let fresh = page(&browser).await;
     for words in [
         "ログインできなくなります",
@@ -265,27 +243,14 @@ async fn the_page_explains_what_happens_and_a_stale_sign_in_must_be_renewed_firs
     let stale_get = browser.get("/account/delete").await;
     let stale_post = submit(&browser, &fresh, EMAIL).await;
     for stale in [&stale_get, &stale_post] {
-        assert_eq!(stale.status, 303, "{}", stale.body);
-        assert!(
-            stale.location.as_deref().unwrap().starts_with("/login?tx="),
-            "{:?}",
-            stale.location
-        );
+        to_sign_in(stale);
     }
-    assert_eq!(account(&app, &user).await.status, UserStatus::Active);
+    assert_eq!(app.reload(&user).await.status, UserStatus::Active);
     assert!(app.outbox().is_empty());
 
     // The sign-in page says why, with the address filled in, and leads back to the page.
-    let login = browser.get(stale_post.location.as_deref().unwrap()).await;
-    assert!(
-        login.body.contains(r#"id="reauth-notice""#),
-        "{}",
-        login.body
-    );
-    assert!(login.body.contains(&format!(r#"value="{EMAIL}""#)));
-    let back = browser.post_login(&login, EMAIL, PASSWORD).await;
-    assert_eq!(back.status, 303, "{}", back.body);
-    assert_eq!(back.location.as_deref(), Some("/account/delete"));
+    let back = signs_in_again(&browser, &stale_post).await;
+    assert_eq!(back.as_deref(), Some("/account/delete"));
     delete(&browser).await;
 }
 
@@ -357,7 +322,7 @@ async fn a_wrong_or_empty_confirmation_deletes_nothing_and_the_typed_address_is_
             "the form again"
         );
     }
-    assert_eq!(account(&app, &user).await.status, UserStatus::Active);
+    assert_eq!(app.reload(&user).await.status, UserStatus::Active);
     assert_eq!(browser.get("/account").await.status, 200, "still signed in");
     assert!(app.outbox().is_empty());
 
@@ -365,14 +330,13 @@ async fn a_wrong_or_empty_confirmation_deletes_nothing_and_the_typed_address_is_
     let done = submit(&browser, &form, "  ＨＡＮＡＫＯ@Example.JP ").await;
     assert_eq!(done.status, 200, "{}", done.body);
     assert!(done.body.contains(r#"id="account-deleted""#));
-    assert_eq!(account(&app, &user).await.status, UserStatus::Deleted);
+    assert_eq!(app.reload(&user).await.status, UserStatus::Deleted);
 }
 
 #[tokio::test]
 async fn a_form_without_its_token_or_from_another_site_deletes_nothing() {
     let app = app_with(|_| {}).await;
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (user, browser) = member(&app).await;
     let form = page(&browser).await;
     let csrf = form.field("csrf").unwrap();
     let forged = "A".repeat(43);
@@ -393,7 +357,7 @@ async fn a_form_without_its_token_or_from_another_site_deletes_nothing() {
         assert_eq!(refused.status, 403, "{}", refused.body);
         assert!(!refused.body.contains("account-deleted"));
     }
-    assert_eq!(account(&app, &user).await.status, UserStatus::Active);
+    assert_eq!(app.reload(&user).await.status, UserStatus::Active);
     assert_eq!(browser.get("/account").await.status, 200);
     assert!(block(&app, EMAIL, app.clock().now()).await.is_none());
     assert!(app.outbox().is_empty());
@@ -402,8 +366,7 @@ async fn a_form_without_its_token_or_from_another_site_deletes_nothing() {
 #[tokio::test]
 async fn a_double_submitted_deletion_deletes_once_and_mails_once() {
     let app = app_with(|_| {}).await;
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (user, browser) = member(&app).await;
     let form = page(&browser).await;
     let csrf = form.field("csrf").unwrap();
     let (old_session, csrf_cookie) = (
@@ -411,7 +374,7 @@ async fn a_double_submitted_deletion_deletes_once_and_mails_once() {
         browser.cookie("tobira_csrf").unwrap(),
     );
     submit(&browser, &form, EMAIL).await;
-    let first = account(&app, &user).await;
+    let first = app.reload(&user).await;
     let until = block(&app, EMAIL, app.clock().now()).await.unwrap();
     app.wait_for_mails(1).await;
 
@@ -450,7 +413,7 @@ async fn a_double_submitted_deletion_deletes_once_and_mails_once() {
     };
     let raced = delete_directly(&app, &stale_copy).await;
     assert!(!raced, "the store sees it deleted already");
-    let now = account(&app, &user).await;
+    let now = app.reload(&user).await;
     assert_eq!(now.deleted_at, first.deleted_at, "deleted once");
     assert_eq!(block(&app, EMAIL, app.clock().now()).await, Some(until));
     only_one_mail(&app).await;
@@ -459,8 +422,7 @@ async fn a_double_submitted_deletion_deletes_once_and_mails_once() {
 #[tokio::test]
 async fn two_submissions_at_once_delete_once_and_the_second_gets_a_clear_answer() {
     let app = app_with(|_| {}).await;
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (user, browser) = member(&app).await;
     let form = page(&browser).await;
     let (a, b) = tokio::join!(
         submit(&browser, &form, EMAIL),
@@ -479,15 +441,14 @@ async fn two_submissions_at_once_delete_once_and_the_second_gets_a_clear_answer(
         let first = p.body.contains("退会手続きが完了し");
         assert!(late || first, "{} {}", p.status, p.body);
     }
-    assert_eq!(account(&app, &user).await.status, UserStatus::Deleted);
+    assert_eq!(app.reload(&user).await.status, UserStatus::Deleted);
     only_one_mail(&app).await;
 }
 
 #[tokio::test]
 async fn signing_up_again_is_refused_with_its_date_until_the_cooldown_ends_then_gets_a_new_sub() {
     let app = app_with(|_| {}).await;
-    let old = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (old, browser) = member(&app).await;
     delete(&browser).await;
     let until = block(&app, EMAIL, app.clock().now()).await.unwrap();
     app.wait_for_mails(1).await;
@@ -532,15 +493,14 @@ async fn signing_up_again_is_refused_with_its_date_until_the_cooldown_ends_then_
     assert_eq!(new.status, UserStatus::Active);
     assert_ne!(new.id, old.id);
     assert_ne!(new.sub, old.sub, "sub is never reused");
-    assert_eq!(account(&app, &old).await.status, UserStatus::Deleted);
+    assert_eq!(app.reload(&old).await.status, UserStatus::Deleted);
 }
 
 #[tokio::test]
 async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_sub_stays_taken() {
     // History kept longer than deleted accounts: what goes, goes with the account.
     let app = app_with(|c| c.account.history_days = 365).await;
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (user, browser) = member(&app).await;
     let session = session_of(&app, &browser).await.unwrap();
     wait_for_history(&app, &user).await;
     assert!(!devices(&app, &user).await.is_empty());
@@ -550,7 +510,7 @@ async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_
     app.clock()
         .advance(Duration::days(90) - Duration::minutes(1));
     tobira_auth::jobs::purge(&app.state).await.unwrap();
-    let kept = account(&app, &user).await;
+    let kept = app.reload(&user).await;
     assert!(!app.state.db.accounts().purged(user.id).await.unwrap());
     assert_eq!(kept.email.normalized(), EMAIL);
     assert_eq!(kept.display_name, "山田 花子");
@@ -571,7 +531,7 @@ async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_
     app.clock().advance(Duration::minutes(2));
     tobira_auth::jobs::purge(&app.state).await.unwrap();
     assert!(app.state.db.accounts().purged(user.id).await.unwrap());
-    let purged = account(&app, &user).await;
+    let purged = app.reload(&user).await;
     assert_eq!(purged.status, UserStatus::Deleted);
     assert_eq!(purged.email.normalized(), "");
     assert_eq!(purged.email.display(), "");
@@ -603,8 +563,7 @@ async fn the_reregistration_block_outlives_a_shorter_retention_and_is_dropped_wh
         c.account.reregister_cooldown_days = 30;
     })
     .await;
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (user, browser) = member(&app).await;
     delete(&browser).await;
     let deleted_at = app.clock().now();
     let until = block(&app, EMAIL, deleted_at).await.unwrap();
@@ -641,8 +600,8 @@ async fn deleting_one_account_leaves_another_members_sessions_and_address_alone(
     let taros = signed_in(&app, OTHER_EMAIL, "taro's phone").await;
     let browser = signed_in(&app, EMAIL, "tests").await;
     delete(&browser).await;
-    assert_eq!(account(&app, &hanako).await.status, UserStatus::Deleted);
-    assert_eq!(account(&app, &taro).await.status, UserStatus::Active);
+    assert_eq!(app.reload(&hanako).await.status, UserStatus::Deleted);
+    assert_eq!(app.reload(&taro).await.status, UserStatus::Active);
     assert_eq!(taros.get("/account").await.status, 200);
     assert_eq!(page(&taros).await.status, 200);
     assert!(app.password_works(OTHER_EMAIL, PASSWORD).await);
@@ -661,7 +620,7 @@ async fn an_account_awaiting_verification_is_deleted_without_a_mail_or_a_block()
     let unverified = app.user(EMAIL).await.unwrap();
     assert_eq!(unverified.status, UserStatus::Unverified);
     assert!(delete_directly(&app, &unverified).await);
-    assert_eq!(account(&app, &unverified).await.status, UserStatus::Deleted);
+    assert_eq!(app.reload(&unverified).await.status, UserStatus::Deleted);
     // Its address was never proven to be the member's: its owner is not held back.
     assert!(block(&app, EMAIL, app.clock().now()).await.is_none());
     sign_up(&app.browser(), "/signup", EMAIL, NEW_PASSWORD).await;
@@ -674,8 +633,7 @@ async fn an_account_awaiting_verification_is_deleted_without_a_mail_or_a_block()
 #[tokio::test]
 async fn deleting_an_unverified_account_leaves_an_earlier_block_of_its_address_in_force() {
     let app = app_with(|_| {}).await;
-    app.add_user(EMAIL, PASSWORD).await;
-    let browser = signed_in(&app, EMAIL, "tests").await;
+    let (_, browser) = member(&app).await;
     delete(&browser).await;
     let until = block(&app, EMAIL, app.clock().now()).await.unwrap();
     // An unverified sign-up of the same address, made behind the page's back (the

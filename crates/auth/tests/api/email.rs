@@ -5,18 +5,17 @@
 //! links, an address taken meanwhile, a second change before the undo, a stale sign-in,
 //! forged forms and hostile addresses.
 
-use openidconnect::OAuth2TokenResponse;
 use time::Duration;
 use tobira_auth::Config;
 use tobira_auth::domain::{User, UserStatus};
 use tobira_auth::keys::Alg;
 
 use crate::backchannel::{Receiver, checked};
-use crate::console::sent_to_sign_in;
+use crate::console::{signs_in_again, to_sign_in};
 use crate::helpers::{Browser, ClientOpts, OutboxMail, Page, TestApp};
 use crate::oidc::{EMAIL, PASSWORD, authorize, exchange, setup_with, sign_in_for_code};
 use crate::recovery::{NEW_PASSWORD, reset_link, reset_with};
-use crate::sessions::signed_in;
+use crate::sessions::{member, signed_in};
 
 const NEW_EMAIL: &str = "hanako.new@example.com";
 const THIRD_EMAIL: &str = "hanako.third@example.net";
@@ -33,12 +32,6 @@ const CROSS_SITE: &[(&str, &str)] = &[
 /// The only mails are the ones these tests cause (no new-device mails).
 fn quiet(c: &mut Config) {
     c.account.new_device_mail = false;
-}
-
-/// A member with a console browser signed in just now.
-async fn member(app: &TestApp) -> (User, Browser) {
-    let user = app.add_user(EMAIL, PASSWORD).await;
-    (user, signed_in(app, EMAIL, "tests").await)
 }
 
 /// Asks for the change to `new` through the page's form.
@@ -76,11 +69,6 @@ async fn nth_mail(app: &TestApp, n: usize, to: &str, subject: &str) -> OutboxMai
     mail
 }
 
-/// Lets the job worker run a few polls, so that a mail queued by mistake would show.
-async fn settle() {
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-}
-
 /// Opens a link's page and presses its button; the answer.
 async fn press(browser: &Browser, link: &str, action: &str) -> Page {
     let page = browser.get(link).await;
@@ -114,16 +102,6 @@ async fn change(app: &TestApp, browser: &Browser, from: &str, new: &str, n: usiz
     assert!(done.body.contains(r#"id="email-changed""#), "{}", done.body);
     let told = nth_mail(app, n + 1, from, CHANGED_SUBJECT).await;
     link(app, &told, "/account/email/undo")
-}
-
-async fn account(app: &TestApp, user: &User) -> User {
-    app.state
-        .db
-        .users()
-        .find_by_id(user.id)
-        .await
-        .unwrap()
-        .expect("the account")
 }
 
 /// Marks an account deleted (its address leaves the unique index), as the store does.
@@ -172,7 +150,7 @@ async fn the_new_address_becomes_the_sign_in_address_only_through_its_link_and_t
         mail.text
     );
     // Until the link is used nothing changes.
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
     assert!(app.password_works(EMAIL, PASSWORD).await);
     assert!(!app.password_works(NEW_EMAIL, PASSWORD).await);
 
@@ -195,7 +173,7 @@ async fn the_new_address_becomes_the_sign_in_address_only_through_its_link_and_t
             )
         );
     }
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
 
     // Pressed in a browser that is not signed in: the mailbox is proof enough.
     let done = press(&other, &confirm_link, "/account/email/confirm").await;
@@ -204,7 +182,7 @@ async fn the_new_address_becomes_the_sign_in_address_only_through_its_link_and_t
         done.body
             .contains(r#"<p class="notice" id="email-changed""#)
     );
-    let changed = account(&app, &user).await;
+    let changed = app.reload(&user).await;
     assert_eq!(changed.email.normalized(), NEW_EMAIL);
     assert_eq!(changed.email.display(), NEW_EMAIL);
     assert!(changed.email_verified);
@@ -267,8 +245,8 @@ async fn the_confirmation_link_works_for_24_hours_only() {
         )
         .await;
     assert_eq!(late.status, 400, "{}", late.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
-    settle().await;
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
+    app.settled().await;
     assert_eq!(app.outbox().len(), 1, "no mail to the old address");
 }
 
@@ -296,8 +274,8 @@ async fn the_confirmation_link_works_once_and_a_newer_request_voids_the_older() 
     assert_eq!(second.status, 400, "{}", second.body);
     assert!(second.body.contains(LINK_DEAD), "{}", second.body);
     assert_eq!(browser.get(&newer_link).await.status, 400);
-    assert_eq!(account(&app, &user).await.email.normalized(), NEW_EMAIL);
-    settle().await;
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
+    app.settled().await;
     assert_eq!(app.outbox().len(), 3, "the old address is told once");
 }
 
@@ -320,7 +298,7 @@ async fn a_browser_signed_in_to_another_account_cannot_use_the_link() {
     );
     let posted = post_token(&taro, "/account/email/confirm", token_of(&confirm_link)).await;
     assert_eq!(posted.status, 403, "{}", posted.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
     assert_eq!(
         app.user(OTHER_EMAIL).await.unwrap().email.normalized(),
         OTHER_EMAIL
@@ -329,7 +307,7 @@ async fn a_browser_signed_in_to_another_account_cannot_use_the_link() {
     // The link is still good for a browser of the account itself.
     let done = press(&browser, &confirm_link, "/account/email/confirm").await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), NEW_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
 }
 
 #[tokio::test]
@@ -363,9 +341,9 @@ async fn an_address_a_live_account_took_meanwhile_is_refused_and_a_deleted_ones_
         "{}",
         refused.body
     );
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
-    assert_eq!(account(&app, &taro).await.email.normalized(), OTHER_EMAIL);
-    settle().await;
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&taro).await.email.normalized(), OTHER_EMAIL);
+    app.settled().await;
     assert_eq!(app.outbox().len(), 2, "nothing told to the old address");
 
     // Uniqueness holds among live accounts only: once the other one is deleted, the
@@ -373,7 +351,7 @@ async fn an_address_a_live_account_took_meanwhile_is_refused_and_a_deleted_ones_
     mark_deleted(&app, &taro).await;
     let done = press(&browser, &confirm_link, "/account/email/confirm").await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), OTHER_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), OTHER_EMAIL);
     nth_mail(&app, 3, EMAIL, CHANGED_SUBJECT).await;
 }
 
@@ -418,7 +396,7 @@ async fn undoing_restores_the_address_ends_everything_and_holds_sign_in_until_a_
         "{}",
         page.body
     );
-    assert_eq!(account(app, &user).await.email.normalized(), NEW_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
 
     let (csrf, token) = (page.field("csrf").unwrap(), page.field("token").unwrap());
     let form = [("csrf", csrf.as_str()), ("token", token.as_str())];
@@ -440,7 +418,7 @@ async fn undoing_restores_the_address_ends_everything_and_holds_sign_in_until_a_
         "{:?}",
         undone.set_cookies
     );
-    let restored = account(app, &user).await;
+    let restored = app.reload(&user).await;
     assert_eq!(restored.email.normalized(), EMAIL);
     assert!(restored.email_verified);
     assert!(restored.reset_required);
@@ -453,21 +431,22 @@ async fn undoing_restores_the_address_ends_everything_and_holds_sign_in_until_a_
     let logout = receiver.wait_for(1).await;
     let claims = checked(app, &logout[0], &s.client_id, Alg::RS256);
     assert_eq!(claims["sub"], user.sub.as_str());
-    let refresh =
-        s.rp.exchange_refresh_token(tokens.refresh_token().unwrap())
-            .unwrap()
-            .request_async(&s.http)
-            .await;
-    assert!(refresh.is_err(), "the refresh token is dead");
+    crate::oidc::assert_tokens_dead(&s, &tokens).await;
 
     // The right password signs in to neither address until the reset.
     assert!(!app.password_works(EMAIL, PASSWORD).await);
     assert!(!app.password_works(NEW_EMAIL, PASSWORD).await);
     let reset_mail = nth_mail(app, 3, EMAIL, RESET_SUBJECT).await;
+    assert!(
+        reset_mail.text.contains("メールアドレスの変更を取り消し")
+            && !reset_mail.text.contains("破棄してください"),
+        "the reset mail says why sign-in waits for it: {}",
+        reset_mail.text
+    );
     // A double submission finds the link spent and changes nothing more.
     let again = owner.post_form("/account/email/undo", &form).await;
     assert_eq!(again.status, 400, "{}", again.body);
-    settle().await;
+    app.settled().await;
     assert_eq!(app.outbox().len(), 3, "one reset mail");
 
     let reset = reset_with(
@@ -478,7 +457,7 @@ async fn undoing_restores_the_address_ends_everything_and_holds_sign_in_until_a_
     )
     .await;
     assert_eq!(reset.status, 200, "{}", reset.body);
-    assert!(!account(app, &user).await.reset_required);
+    assert!(!app.reload(&user).await.reset_required);
     assert!(app.password_works(EMAIL, NEW_PASSWORD).await);
     assert!(!app.password_works(EMAIL, PASSWORD).await);
 }
@@ -507,11 +486,11 @@ async fn the_undo_link_works_for_7_days_only() {
         )
         .await;
     assert_eq!(late.status, 400, "{}", late.body);
-    let kept = account(&app, &user).await;
+    let kept = app.reload(&user).await;
     assert_eq!(kept.email.normalized(), NEW_EMAIL);
     assert!(!kept.reset_required);
     assert!(app.password_works(NEW_EMAIL, PASSWORD).await);
-    settle().await;
+    app.settled().await;
     assert_eq!(app.outbox().len(), 2, "no reset mail");
 }
 
@@ -522,7 +501,7 @@ async fn an_undo_after_a_second_change_restores_the_first_address_and_kills_the_
     let first_undo = change(&app, &browser, EMAIL, NEW_EMAIL, 1).await;
     app.clock().advance(Duration::minutes(2));
     let second_undo = change(&app, &browser, NEW_EMAIL, THIRD_EMAIL, 3).await;
-    assert_eq!(account(&app, &user).await.email.normalized(), THIRD_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), THIRD_EMAIL);
 
     // The owner's link says the account moved on, and still takes it back.
     let owner = app.browser();
@@ -535,7 +514,7 @@ async fn an_undo_after_a_second_change_restores_the_first_address_and_kills_the_
     );
     let undone = press(&owner, &first_undo, "/account/email/undo").await;
     assert_eq!(undone.status, 200, "{}", undone.body);
-    let restored = account(&app, &user).await;
+    let restored = app.reload(&user).await;
     assert_eq!(restored.email.normalized(), EMAIL);
     assert!(restored.reset_required);
     nth_mail(&app, 5, EMAIL, RESET_SUBJECT).await;
@@ -546,14 +525,21 @@ async fn an_undo_after_a_second_change_restores_the_first_address_and_kills_the_
     assert_eq!(dead.status, 400, "{}", dead.body);
     let posted = post_token(&later, "/account/email/undo", token_of(&second_undo)).await;
     assert_eq!(posted.status, 400, "{}", posted.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
-    settle().await;
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
+    app.settled().await;
     assert_eq!(app.outbox().len(), 5);
 }
 
 #[tokio::test]
 async fn the_undo_link_of_a_later_address_cannot_take_away_the_owners_undo() {
     let app = TestApp::spawn_with(quiet).await;
+    // The owner's undo is made at …:SS.120 and the later one a millisecond after: as
+    // SQLite text, `.12Z` once sorted after `.121Z`, and the later undo voided the
+    // owner's too.
+    let now = app.clock().now();
+    let into_second = Duration::nanoseconds(now.nanosecond().into());
+    app.clock()
+        .advance(Duration::SECOND - into_second + Duration::milliseconds(120));
     let (user, browser) = member(&app).await;
     let owners_undo = change(&app, &browser, EMAIL, NEW_EMAIL, 1).await;
     let later_undo = change(&app, &browser, NEW_EMAIL, THIRD_EMAIL, 3).await;
@@ -563,14 +549,14 @@ async fn the_undo_link_of_a_later_address_cannot_take_away_the_owners_undo() {
     let intruder = app.browser();
     let undone = press(&intruder, &later_undo, "/account/email/undo").await;
     assert_eq!(undone.status, 200, "{}", undone.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), NEW_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
     nth_mail(&app, 5, NEW_EMAIL, RESET_SUBJECT).await;
 
     // The owner's undo still works, and voids the reset link sent to the second address.
     let owner = app.browser();
     let undone = press(&owner, &owners_undo, "/account/email/undo").await;
     assert_eq!(undone.status, 200, "{}", undone.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
     let intruders_reset = app.wait_for_mails(5).await.swap_remove(4);
     let dead = intruder.get(&reset_link(&app, &intruders_reset)).await;
     assert_eq!(dead.status, 400, "{}", dead.body);
@@ -595,18 +581,18 @@ async fn an_undo_is_refused_while_another_live_account_holds_the_old_address() {
         "{}",
         refused.body
     );
-    let kept = account(&app, &user).await;
+    let kept = app.reload(&user).await;
     assert_eq!(kept.email.normalized(), NEW_EMAIL);
     assert!(!kept.reset_required);
     assert_eq!(browser.get("/account").await.status, 200, "nothing ended");
-    settle().await;
+    app.settled().await;
     assert_eq!(app.outbox().len(), 2, "no reset mail");
 
     // The link stays good: once the address is free again, it takes the account back.
     mark_deleted(&app, &other).await;
     let undone = press(&owner, &undo_link, "/account/email/undo").await;
     assert_eq!(undone.status, 200, "{}", undone.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
 }
 
 #[tokio::test]
@@ -631,7 +617,7 @@ async fn a_sign_up_that_never_verified_the_old_address_cannot_hold_back_the_undo
     let owner = app.browser();
     let undone = press(&owner, &undo_link, "/account/email/undo").await;
     assert_eq!(undone.status, 200, "{}", undone.body);
-    let restored = account(&app, &user).await;
+    let restored = app.reload(&user).await;
     assert_eq!(restored.email.normalized(), EMAIL);
     assert!(restored.reset_required);
     assert!(
@@ -663,29 +649,13 @@ async fn a_stale_sign_in_must_be_renewed_and_comes_back_to_the_email_page() {
             ],
         )
         .await;
-    assert_eq!(stale_post.status, 303, "{}", stale_post.body);
-    assert!(
-        stale_post
-            .location
-            .as_deref()
-            .unwrap()
-            .starts_with("/login?tx="),
-        "{:?}",
-        stale_post.location
-    );
-    let login = sent_to_sign_in(&browser, "/account/email").await;
-    assert!(
-        login.body.contains(r#"id="reauth-notice""#),
-        "{}",
-        login.body
-    );
-    assert!(login.body.contains(&format!(r#"value="{EMAIL}""#)));
-    let back = browser.post_login(&login, EMAIL, PASSWORD).await;
-    assert_eq!(back.status, 303, "{}", back.body);
-    assert_eq!(back.location.as_deref(), Some("/account/email"));
-    settle().await;
+    to_sign_in(&stale_post);
+    let stale_get = browser.get("/account/email").await;
+    let back = signs_in_again(&browser, &stale_get).await;
+    assert_eq!(back.as_deref(), Some("/account/email"));
+    app.settled().await;
     assert!(app.outbox().is_empty(), "the stale post sent nothing");
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
     requested(&browser, NEW_EMAIL).await;
 }
 
@@ -715,7 +685,7 @@ async fn forms_without_their_token_or_from_another_site_are_refused() {
         )
         .await;
     assert_eq!(cross.status, 403, "{}", cross.body);
-    settle().await;
+    app.settled().await;
     assert!(app.outbox().is_empty());
 
     // The link pages' forms likewise.
@@ -738,7 +708,7 @@ async fn forms_without_their_token_or_from_another_site_are_refused() {
         )
         .await;
     assert_eq!(cross.status, 403, "{}", cross.body);
-    let kept = account(&app, &user).await;
+    let kept = app.reload(&user).await;
     assert_eq!(kept.email.normalized(), NEW_EMAIL);
     assert!(!kept.reset_required);
 
@@ -764,7 +734,7 @@ async fn forms_without_their_token_or_from_another_site_are_refused() {
         )
         .await;
     assert_eq!(cross.status, 403, "{}", cross.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), NEW_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
 }
 
 #[tokio::test]
@@ -801,7 +771,7 @@ async fn malformed_oversized_and_made_up_tokens_are_dead_links() {
         .get(&format!("/account/email/undo?token={real}&token={real}"))
         .await;
     assert_ne!(twice.status, 200, "{}", twice.body);
-    let kept = account(&app, &user).await;
+    let kept = app.reload(&user).await;
     assert_eq!(kept.email.normalized(), NEW_EMAIL);
     assert!(!kept.reset_required);
     // The real link was never spent by any of it.
@@ -834,9 +804,9 @@ async fn a_hostile_malformed_or_unchanged_address_is_refused_on_the_form_without
         assert!(!page.body.contains("<script>"), "escaped: {}", page.body);
         assert!(!page.body.contains("<img"), "escaped: {}", page.body);
     }
-    settle().await;
+    app.settled().await;
     assert!(app.outbox().is_empty(), "{:?}", app.outbox());
-    assert_eq!(account(&app, &user).await.email.normalized(), EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
 }
 
 #[tokio::test]
@@ -850,12 +820,12 @@ async fn over_the_mail_cap_the_page_answers_the_same_and_sends_nothing() {
     requested(&browser, NEW_EMAIL).await;
     let first = nth_mail(&app, 1, NEW_EMAIL, CONFIRM_SUBJECT).await;
     requested(&browser, NEW_EMAIL).await;
-    settle().await;
+    app.settled().await;
     assert_eq!(app.outbox().len(), 1, "the cap held");
     // Nothing was recorded either: the first link still works.
     let done = confirm(&app, &browser, &first).await;
     assert_eq!(done.status, 200, "{}", done.body);
-    assert_eq!(account(&app, &user).await.email.normalized(), NEW_EMAIL);
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
 }
 
 #[tokio::test]
@@ -910,5 +880,5 @@ async fn the_pages_and_mails_speak_the_members_language() {
         undone.body
     );
     nth_mail(&app, 3, EMAIL, "[Tobira] Reset your password").await;
-    assert!(account(&app, &user).await.reset_required);
+    assert!(app.reload(&user).await.reset_required);
 }

@@ -327,6 +327,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The account as the database holds it now (`user` as it was read earlier).
+    pub async fn reload(&self, user: &tobira_auth::domain::User) -> tobira_auth::domain::User {
+        self.state
+            .db
+            .users()
+            .find_by_id(user.id)
+            .await
+            .unwrap()
+            .expect("the account's row stays")
+    }
+
     /// Registers a client; returns its id and (for confidential clients) its secret.
     pub async fn add_client(&self, opts: ClientOpts) -> (String, Option<String>) {
         let added = tobira_auth::admin::clients::add_client(
@@ -397,6 +408,30 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("expected {n} mails, found {:?}", self.outbox());
+    }
+
+    /// The outbox once everything the last answers left behind is done: the work after
+    /// the answer (history, the mail's job row) has finished and the worker has sent every
+    /// queued mail. A mail that is due is in it; one that is not never will be.
+    pub async fn settled(&self) -> Vec<OutboxMail> {
+        for _ in 0..200 {
+            // In this order: once the work after the answers is done, every job it wrote
+            // is in the table or (the file written before the row goes) in the outbox.
+            if self.state.background.is_empty()
+                && self
+                    .state
+                    .db
+                    .jobs()
+                    .pending(tobira_auth::store::MAIL_QUEUE)
+                    .await
+                    .unwrap()
+                    .is_empty()
+            {
+                return self.outbox();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the work after the answers does not settle");
     }
 
     pub fn browser(&self) -> Browser {
@@ -678,7 +713,8 @@ impl Browser {
         self.post_login_with(login, email, password, &[]).await
     }
 
-    async fn post_login_with(
+    /// Like `post_login`, with more fields in the form (`remember`, `lang`, …).
+    pub async fn post_login_with(
         &self,
         login: &Page,
         email: &str,

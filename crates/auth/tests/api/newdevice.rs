@@ -3,10 +3,7 @@
 //! change the password), in the member's language. Not for the account's first device
 //! (right after sign-up), not for a failure, not when the configuration turns it off.
 
-use std::time::Duration as StdDuration;
-
 use tobira_auth::domain::{Email, User};
-use tobira_auth::store::MAIL_QUEUE;
 
 use crate::helpers::{Browser, ClientOpts, OutboxMail, Page, TestApp};
 use crate::history::{login_page, post};
@@ -27,30 +24,6 @@ async fn sign_in(s: &Setup, browser: &Browser, email: &str, password: &str) -> P
 async fn signed_in(s: &Setup, browser: &Browser) {
     let page = sign_in(s, browser, EMAIL, PASSWORD).await;
     assert_eq!(page.status, 303, "{}", page.body);
-}
-
-/// The outbox once everything the last answers left behind is done: the work after the
-/// answer (history, the mail's job row) has finished and the worker has sent every
-/// queued mail. A mail that is due is in it; one that is not never will be.
-async fn settled(app: &TestApp) -> Vec<OutboxMail> {
-    for _ in 0..200 {
-        // In this order: once the work after the answers is done, every job it wrote is
-        // in the table or (the file written before the row goes) in the outbox.
-        if app.state.background.is_empty()
-            && app
-                .state
-                .db
-                .jobs()
-                .pending(MAIL_QUEUE)
-                .await
-                .unwrap()
-                .is_empty()
-        {
-            return app.outbox();
-        }
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-    panic!("the work after the answers does not settle");
 }
 
 async fn member(app: &TestApp, email: &str) -> User {
@@ -76,14 +49,14 @@ async fn a_second_browser_is_mailed_once_and_the_first_one_never() {
     let first = s.app.browser();
     signed_in(&s, &first).await;
     assert!(
-        settled(&s.app).await.is_empty(),
+        s.app.settled().await.is_empty(),
         "the account's first device is no news"
     );
 
     let at = s.app.clock().now();
     let second = s.app.browser();
     signed_in(&s, &second).await;
-    let mails = settled(&s.app).await;
+    let mails = s.app.settled().await;
     assert_eq!(mails.len(), 1, "{mails:?}");
     let mail = &mails[0];
     assert_eq!(mail.to, EMAIL);
@@ -130,7 +103,7 @@ async fn a_second_browser_is_mailed_once_and_the_first_one_never() {
     // Both devices are known now: signing in again from either tells nobody.
     signed_in(&s, &second).await;
     signed_in(&s, &first).await;
-    assert_eq!(settled(&s.app).await.len(), 1);
+    assert_eq!(s.app.settled().await.len(), 1);
 }
 
 #[tokio::test]
@@ -143,7 +116,7 @@ async fn a_wrong_password_from_a_new_browser_mails_nothing() {
     // Nor does an address without an account.
     let page = sign_in(&s, &stranger, "nobody@example.jp", WRONG).await;
     assert_eq!(page.status, 401);
-    assert!(settled(&s.app).await.is_empty());
+    assert!(s.app.settled().await.is_empty());
 }
 
 #[tokio::test]
@@ -154,7 +127,7 @@ async fn the_configuration_turns_the_mail_off() {
     .await;
     signed_in(&s, &s.app.browser()).await;
     signed_in(&s, &s.app.browser()).await;
-    assert!(settled(&s.app).await.is_empty());
+    assert!(s.app.settled().await.is_empty());
     // The device is known all the same.
     let user = member(&s.app, EMAIL).await;
     let devices = s.app.state.db.known_devices().list(user.id).await.unwrap();
@@ -182,7 +155,7 @@ async fn the_mail_speaks_the_language_the_member_chose() {
     assert_eq!(saved.status, 303, "{}", saved.body);
 
     signed_in(&s, &s.app.browser()).await;
-    let mails = settled(&s.app).await;
+    let mails = s.app.settled().await;
     assert_eq!(mails.len(), 1, "{mails:?}");
     let mail = &mails[0];
     assert_eq!(mail.subject, "[Tobira] New sign-in to your account");
@@ -233,11 +206,11 @@ async fn the_browser_that_signed_up_is_a_known_device_and_no_sign_up_is_mailed()
     // password sign-ins are no news to the member.
     let page = sign_in(&s, &browser, NEW_EMAIL, NEW_PASSWORD).await;
     assert_eq!(page.status, 303, "{}", page.body);
-    assert_eq!(settled(&s.app).await.len(), 1, "the verification mail only");
+    assert_eq!(s.app.settled().await.len(), 1, "the verification mail only");
     // Another browser is.
     let page = sign_in(&s, &s.app.browser(), NEW_EMAIL, NEW_PASSWORD).await;
     assert_eq!(page.status, 303, "{}", page.body);
-    let mails = settled(&s.app).await;
+    let mails = s.app.settled().await;
     assert_eq!(mails.len(), 2);
     let told: Vec<_> = mails
         .iter()

@@ -184,6 +184,22 @@ pub fn verify_id_token(s: &Setup, tokens: &TokenResponse, nonce: &Nonce) -> IdCl
     claims
 }
 
+/// Checks that the tokens are dead: the refresh token is refused and the access token
+/// gets no answer at userinfo.
+pub async fn assert_tokens_dead(s: &Setup, tokens: &TokenResponse) {
+    let refreshed =
+        s.rp.exchange_refresh_token(tokens.refresh_token().expect("a refresh token"))
+            .unwrap()
+            .request_async(&s.http)
+            .await;
+    assert!(refreshed.is_err(), "the refresh token is refused");
+    assert_eq!(
+        userinfo_status(s, tokens.access_token()).await,
+        401,
+        "the access token is refused"
+    );
+}
+
 pub async fn userinfo_status(s: &Setup, token: &AccessToken) -> u16 {
     s.http
         .0

@@ -13,6 +13,7 @@ use tobira_auth::store::NewSession;
 use tobira_auth::web::i18n::Lang;
 
 use crate::backchannel::{Receiver, checked};
+use crate::console::signs_in_again;
 use crate::helpers::{Browser, ClientOpts, OutboxMail, Page, TestApp};
 use crate::oidc::{
     EMAIL, PASSWORD, authorize, code_from, exchange, setup, sign_in_for_code, verify_id_token,
@@ -102,9 +103,9 @@ async fn changed_mail(app: &TestApp) -> OutboxMail {
     panic!("no password-changed mail in {:?}", app.outbox());
 }
 
-/// Gives the mail worker its chance, then asserts it sent no notification.
+/// Once every queued mail is sent, asserts that no notification was among them.
 async fn assert_no_changed_mail(app: &TestApp) {
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    app.settled().await;
     assert!(changed_mails(app).is_empty(), "{:?}", changed_mails(app));
 }
 
@@ -355,25 +356,6 @@ async fn weak_email_containing_mismatched_and_unchanged_passwords_are_refused_wi
     assert_no_changed_mail(&app).await;
 }
 
-/// Follows a stale page's redirect to the sign-in asked again and signs in; where the
-/// sign-in sends the browser next.
-async fn sign_in_again(browser: &Browser, stale: Page) -> Option<String> {
-    assert_eq!(stale.status, 303, "{}", stale.body);
-    let login = stale.location.unwrap();
-    assert!(login.starts_with("/login?tx="), "{login}");
-    let login = browser.get(&login).await;
-    assert_eq!(login.status, 200, "{}", login.body);
-    assert!(
-        login.body.contains(r#"id="reauth-notice""#),
-        "{}",
-        login.body
-    );
-    assert!(login.body.contains(EMAIL), "the address is filled in");
-    let back = browser.post_login(&login, EMAIL, PASSWORD).await;
-    assert_eq!(back.status, 303, "{}", back.body);
-    back.location
-}
-
 #[tokio::test]
 async fn a_stale_sign_in_is_asked_again_and_comes_back_to_the_password_page() {
     let app = TestApp::spawn().await;
@@ -384,7 +366,7 @@ async fn a_stale_sign_in_is_asked_again_and_comes_back_to_the_password_page() {
     // The page, past the re-authentication window.
     app.clock().advance(Duration::minutes(11));
     let stale = phone.get("/account/password").await;
-    let back = sign_in_again(&phone, stale).await;
+    let back = signs_in_again(&phone, &stale).await;
     assert_eq!(back.as_deref(), Some("/account/password"));
     form(&phone).await;
 
@@ -392,7 +374,7 @@ async fn a_stale_sign_in_is_asked_again_and_comes_back_to_the_password_page() {
     // page (a GET) once signed in again.
     app.clock().advance(Duration::minutes(11));
     let stale = phone.post_form("/account/password", &filled(&csrf)).await;
-    let back = sign_in_again(&phone, stale).await;
+    let back = signs_in_again(&phone, &stale).await;
     assert_eq!(back.as_deref(), Some("/account/password"));
     assert!(app.password_works(EMAIL, PASSWORD).await, "nothing changed");
     assert_no_changed_mail(&app).await;
@@ -468,7 +450,7 @@ async fn cross_site_tokenless_forged_malformed_and_replayed_forms_change_nothing
     assert_eq!(replayed.status, 400, "{}", replayed.body);
     assert!(replayed.body.contains(WRONG));
     assert!(app.password_works(EMAIL, NEW_PASSWORD).await);
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    app.settled().await;
     assert_eq!(changed_mails(&app).len(), 1, "one change, one mail");
 }
 

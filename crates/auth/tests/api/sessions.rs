@@ -22,6 +22,12 @@ const CROSS_SITE: &[(&str, &str)] = &[
     ("sec-fetch-site", "cross-site"),
 ];
 
+/// A member (`EMAIL`) with a console browser signed in just now.
+pub async fn member(app: &TestApp) -> (User, Browser) {
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    (user, signed_in(app, EMAIL, "tests").await)
+}
+
 /// A new browser that opens the console, is sent to sign in, signs in with `user_agent`
 /// and comes back.
 pub async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser {

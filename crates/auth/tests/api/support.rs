@@ -104,17 +104,6 @@ async fn waiting(app: &TestApp) -> usize {
     queue.pending(MAIL_QUEUE).await.unwrap().len()
 }
 
-/// Waits until the worker has sent every queued mail.
-async fn all_sent(app: &TestApp) {
-    for _ in 0..100 {
-        if waiting(app).await == 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("mails still queued");
-}
-
 /// Posts the sign-in form from a fresh browser.
 async fn sign_in_answer(app: &TestApp, email: &str, password: &str) -> Page {
     let browser = app.browser();
@@ -149,16 +138,7 @@ async fn a_freeze_ends_sessions_and_tokens_tells_clients_and_mails_the_reason_wh
     assert!(signed_out(&s.browser).await && signed_out(&phone).await);
     assert!(!active(&s, &at).await, "the access token is inactive");
     assert!(!active(&s, &rt).await, "the refresh token is inactive");
-    let refreshed =
-        s.rp.exchange_refresh_token(tokens.refresh_token().unwrap())
-            .unwrap()
-            .request_async(&s.http)
-            .await;
-    assert!(refreshed.is_err(), "the refresh token is refused");
-    assert_eq!(
-        crate::oidc::userinfo_status(&s, tokens.access_token()).await,
-        401
-    );
+    crate::oidc::assert_tokens_dead(&s, &tokens).await;
     // The client is told, for the member.
     let got = receiver.wait_for(1).await;
     let claims = checked(app, &got[0], &s.client_id, Alg::RS256);
@@ -189,7 +169,7 @@ async fn a_freeze_ends_sessions_and_tokens_tells_clients_and_mails_the_reason_wh
     );
 
     // A second freeze changes nothing and mails nothing.
-    all_sent(app).await;
+    app.settled().await;
     assert_eq!(
         freeze(app, EMAIL, "another reason", true).await.unwrap(),
         Outcome::Unchanged
@@ -281,18 +261,8 @@ async fn a_frozen_account_is_told_of_support_only_after_its_right_password() {
     // In English too.
     let browser = app.browser();
     let login = sent_to_sign_in(&browser, "/account").await;
-    let (csrf, tx) = (login.field("csrf").unwrap(), login.field("tx").unwrap());
     let en = browser
-        .post_form(
-            "/login",
-            &[
-                ("csrf", &csrf),
-                ("tx", &tx),
-                ("email", EMAIL),
-                ("password", PASSWORD),
-                ("lang", "en"),
-            ],
-        )
+        .post_login_with(&login, EMAIL, PASSWORD, &[("lang", "en")])
         .await;
     assert_eq!(en.status, 403);
     assert!(
@@ -350,7 +320,7 @@ async fn unfreezing_lets_the_member_sign_in_again_and_mails_them() {
         mail.text
     );
 
-    all_sent(app).await;
+    app.settled().await;
     let sent = app.outbox().len();
     assert_eq!(unfreeze(app, EMAIL).await.unwrap(), Outcome::Unchanged);
     assert_eq!(waiting(app).await, 0, "mailed once");
@@ -458,7 +428,7 @@ async fn unknown_addresses_bad_reasons_and_sign_ups_awaiting_verification_change
         app.user("taro@example.jp").await.unwrap().status,
         UserStatus::Unverified
     );
-    all_sent(app).await;
+    app.settled().await;
     assert!(
         app.outbox().iter().all(|m| m.subject != FROZEN_SUBJECT),
         "no freeze mail"

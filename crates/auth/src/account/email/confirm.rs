@@ -134,6 +134,28 @@ pub async fn post_confirm(
         Err(refusal) => return refusal.respond(form.lang.as_deref(), &headers, request_id),
     };
     let lang = c.lang;
+    // An address a deleted account left is held back from new sign-ups for the cooldown;
+    // moving an account onto it is one too (or the cooldown could be skipped by signing
+    // up with any address and changing it).
+    let digest = state.identifiers.email_digest(&c.change.email);
+    match state
+        .db
+        .accounts()
+        .reregistration_block(&digest, state.clock.now())
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            tracing::info!(user = %c.user.id.0, "email change refused: the address is in its re-registration cooldown");
+            return error_page(
+                StatusCode::CONFLICT,
+                lang,
+                Msg::EmailAddressCoolingDown,
+                None,
+            );
+        }
+        Err(e) => return failed(lang, request_id, &Failure::Store(e)),
+    }
     let confirmed = confirm(&state, &c, lang).await;
     let user = c.user.id.0;
     match confirmed {

@@ -152,7 +152,7 @@ pub async fn post_undo(
 }
 
 async fn undo(state: &AppState, u: &UndoLink, lang: Lang) -> Result<Undone, Failure> {
-    let (token, mail) = reset_mail(state, &u.user, u.undo.email.display(), "", lang);
+    let (token, mail) = reset_mail(state, &u.user, u.undo.email.display(), "", lang, true);
     let payload = mail.seal(&state.master)?;
     let now = state.clock.now();
     Ok(state
