@@ -130,6 +130,8 @@ struct DeletePage<'a> {
     error: Option<FormError>,
     /// After the deletion: what the page says instead of the form.
     done: Option<&'static str>,
+    /// Why the account cannot be deleted yet (instead of the form).
+    held: Option<String>,
 }
 
 impl DeletePage<'_> {
@@ -153,7 +155,31 @@ fn page<'a>(state: &AppState, lang: Lang, csrf: &'a str, email: &'a str) -> Dele
         },
         error: None,
         done: None,
+        held: None,
     }
+}
+
+/// Why the account cannot be deleted now, if it cannot: its address was changed less
+/// than the undo's lifetime ago. Until the old address's undo link runs out its owner
+/// may still take the account back; deleting would destroy that (someone who took the
+/// account over knows the password, so re-authentication does not stop them).
+async fn held_back(
+    state: &AppState,
+    user: &User,
+    lang: Lang,
+) -> Result<Option<String>, StoreError> {
+    let now = state.clock.now();
+    let until = state
+        .db
+        .email_changes()
+        .undo_open_until(user.id, now)
+        .await?;
+    let offset = state.config.throttle.display_offset();
+    Ok(until.map(|t| {
+        Msg::DeleteHeldByUndo
+            .text(lang)
+            .replace("{until}", &in_words(minute_up(t), offset, lang))
+    }))
 }
 
 /// `GET /account/delete`: what happens, and the form (after a recent sign-in).
@@ -161,10 +187,24 @@ pub async fn get_delete(
     State(state): State<AppState>,
     RecentSession(current): RecentSession,
     headers: HeaderMap,
+    request_id: RequestId,
 ) -> Response {
     let lang = page_lang(None, Some(&current.user.locale), &headers);
+    let held = match held_back(&state, &current.user, lang).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::error!(error = %e, "account deletion page failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang,
+                Msg::ServerError,
+                request_id.0,
+            );
+        }
+    };
     let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
-    let page = page(&state, lang, &csrf, current.user.email.display());
+    let mut page = page(&state, lang, &csrf, current.user.email.display());
+    page.held = held;
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
 
@@ -196,6 +236,23 @@ pub async fn post_delete(
         let mut again = page(&state, lang, &form.csrf, user.email.display());
         again.error = Some(FormError::new(Msg::DeleteConfirmMismatch, None, lang));
         return render(StatusCode::BAD_REQUEST, &again, &[]);
+    }
+    match held_back(&state, user, lang).await {
+        Ok(None) => {}
+        Ok(Some(held)) => {
+            let mut again = page(&state, lang, &form.csrf, user.email.display());
+            again.held = Some(held);
+            return render(StatusCode::CONFLICT, &again, &[]);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, user = %user.id.0, "account deletion failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang,
+                Msg::ServerError,
+                request_id.0,
+            );
+        }
     }
     let deleted = delete_account(
         &state.db,

@@ -20,6 +20,9 @@ use super::entity::{
 use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
 use crate::domain::{UserId, UserStatus};
 
+/// Accounts purged per query (each in its own transaction).
+const PURGE_BATCH: u64 = 500;
+
 pub struct AccountRepo<'c> {
     conn: &'c DatabaseConnection,
 }
@@ -108,6 +111,7 @@ impl<'c> AccountRepo<'c> {
     ) -> Result<u64, StoreError> {
         let txn = self.conn.begin().await?;
         let ended = end_everything(&txn, now, user).await?;
+        super::email_changes::void_pending(&txn, user).await?;
         if let Some(mail) = mail {
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         }
@@ -143,6 +147,7 @@ impl<'c> AccountRepo<'c> {
             return Ok(false);
         }
         end_everything(&txn, now, user).await?;
+        super::email_changes::void_pending(&txn, user).await?;
         password_resets::Entity::delete_many()
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)
@@ -262,55 +267,67 @@ impl<'c> AccountRepo<'c> {
         now: OffsetDateTime,
         deleted_before: OffsetDateTime,
     ) -> Result<u64, StoreError> {
-        let due: Vec<Uuid> = users::Entity::find()
-            .select_only()
-            .column(users::Column::Id)
-            .filter(users::Column::Status.eq(UserStatus::Deleted.as_str()))
-            .filter(users::Column::PurgedAt.is_null())
-            .filter(users::Column::DeletedAt.lte(deleted_before))
-            .limit(500)
-            .into_tuple()
-            .all(self.conn)
-            .await?;
         let mut purged = 0;
-        for id in due {
-            let txn = self.conn.begin().await?;
-            let of_user = grants::Entity::find()
+        // In batches, until none is due: one pass must leave nothing behind however many
+        // accounts were deleted that day.
+        loop {
+            let due: Vec<Uuid> = users::Entity::find()
                 .select_only()
-                .column(grants::Column::Id)
-                .filter(grants::Column::UserId.eq(id))
-                .into_query();
-            refresh_tokens::Entity::delete_many()
-                .filter(refresh_tokens::Column::GrantId.in_subquery(of_user))
-                .exec(&txn)
-                .await?;
-            delete_of_user(&txn, grants::Column::UserId, id).await?;
-            delete_of_user(&txn, sessions::Column::UserId, id).await?;
-            delete_of_user(&txn, consents::Column::UserId, id).await?;
-            delete_of_user(&txn, known_devices::Column::UserId, id).await?;
-            delete_of_user(&txn, login_events::Column::UserId, id).await?;
-            delete_of_user(&txn, email_verifications::Column::UserId, id).await?;
-            void_links(&txn, UserId(id)).await?;
-            let blanked = users::Entity::update_many()
-                .col_expr(users::Column::Email, Expr::value(""))
-                .col_expr(users::Column::EmailDisplay, Expr::value(""))
-                .col_expr(users::Column::DisplayName, Expr::value(""))
-                .col_expr(users::Column::PasswordHash, Expr::value(None::<String>))
-                .col_expr(users::Column::FrozenReason, Expr::value(None::<String>))
-                .col_expr(users::Column::PurgedAt, Expr::value(now))
-                .col_expr(users::Column::UpdatedAt, Expr::value(now))
-                .filter(users::Column::Id.eq(id))
+                .column(users::Column::Id)
+                .filter(users::Column::Status.eq(UserStatus::Deleted.as_str()))
                 .filter(users::Column::PurgedAt.is_null())
-                .exec(&txn)
+                .filter(users::Column::DeletedAt.lte(deleted_before))
+                .limit(PURGE_BATCH)
+                .into_tuple()
+                .all(self.conn)
                 .await?;
-            txn.commit().await?;
-            purged += blanked.rows_affected;
+            if due.is_empty() {
+                break;
+            }
+            for id in due {
+                purged += self.purge_one(now, id).await?;
+            }
         }
         reregistration_blocks::Entity::delete_many()
             .filter(reregistration_blocks::Column::Until.lte(now))
             .exec(self.conn)
             .await?;
         Ok(purged)
+    }
+
+    /// Purges one deleted account in its own transaction; 1 if it was not purged yet.
+    async fn purge_one(&self, now: OffsetDateTime, id: Uuid) -> Result<u64, StoreError> {
+        let txn = self.conn.begin().await?;
+        let of_user = grants::Entity::find()
+            .select_only()
+            .column(grants::Column::Id)
+            .filter(grants::Column::UserId.eq(id))
+            .into_query();
+        refresh_tokens::Entity::delete_many()
+            .filter(refresh_tokens::Column::GrantId.in_subquery(of_user))
+            .exec(&txn)
+            .await?;
+        delete_of_user(&txn, grants::Column::UserId, id).await?;
+        delete_of_user(&txn, sessions::Column::UserId, id).await?;
+        delete_of_user(&txn, consents::Column::UserId, id).await?;
+        delete_of_user(&txn, known_devices::Column::UserId, id).await?;
+        delete_of_user(&txn, login_events::Column::UserId, id).await?;
+        delete_of_user(&txn, email_verifications::Column::UserId, id).await?;
+        void_links(&txn, UserId(id)).await?;
+        let blanked = users::Entity::update_many()
+            .col_expr(users::Column::Email, Expr::value(""))
+            .col_expr(users::Column::EmailDisplay, Expr::value(""))
+            .col_expr(users::Column::DisplayName, Expr::value(""))
+            .col_expr(users::Column::PasswordHash, Expr::value(None::<String>))
+            .col_expr(users::Column::FrozenReason, Expr::value(None::<String>))
+            .col_expr(users::Column::PurgedAt, Expr::value(now))
+            .col_expr(users::Column::UpdatedAt, Expr::value(now))
+            .filter(users::Column::Id.eq(id))
+            .filter(users::Column::PurgedAt.is_null())
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(blanked.rows_affected)
     }
 
     /// Whether the account's personal data has been purged.

@@ -302,6 +302,7 @@ pub enum Msg {
     ResetRequiredSignIn,
     ResultResetRequired,
     // -- issue 12: deletion (account/delete.rs) --
+    DeleteHeldByUndo,
     DeleteTitle,
     DeleteLead,
     DeleteAtOnce,
@@ -973,6 +974,12 @@ impl Msg {
             (Self::ResultResetRequired, Ja) => "パスワードの再設定が必要",
             (Self::ResultResetRequired, En) => "password reset required",
             // -- issue 12: deletion (account/delete.rs) --
+            (Self::DeleteHeldByUndo, Ja) => {
+                "メールアドレスを変更してから7日間は、変更前のアドレスに届いたリンクで変更を取り消せるよう、退会できません。{until} 以降に、もう一度お試しください。"
+            }
+            (Self::DeleteHeldByUndo, En) => {
+                "For 7 days after an email change, the link sent to the previous address can undo it, so the account cannot be deleted yet. Please try again after {until}."
+            }
             (Self::DeleteTitle, Ja) => "退会",
             (Self::DeleteTitle, En) => "Delete your account",
             (Self::DeleteLead, Ja) => {

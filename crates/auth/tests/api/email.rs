@@ -882,3 +882,113 @@ async fn the_pages_and_mails_speak_the_members_language() {
     nth_mail(&app, 3, EMAIL, "[Tobira] Reset your password").await;
     assert!(app.reload(&user).await.reset_required);
 }
+
+#[tokio::test]
+async fn a_pending_change_dies_with_a_password_change_and_with_support_signing_the_account_out() {
+    // Whoever held the session may have asked to move the account to their own address:
+    // the owner changing the password (or support signing everything out) stops that.
+    let app = TestApp::spawn_with(quiet).await;
+    let (user, browser) = member(&app).await;
+    requested(&browser, NEW_EMAIL).await;
+    let first = nth_mail(&app, 1, NEW_EMAIL, CONFIRM_SUBJECT).await;
+    let changed =
+        crate::password::change(&browser, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, false).await;
+    assert!(changed.status < 400, "{}", changed.body);
+    let dead = app
+        .browser()
+        .get(&link(&app, &first, "/account/email/confirm"))
+        .await;
+    assert_eq!(dead.status, 400, "{}", dead.body);
+    assert!(dead.body.contains(LINK_DEAD), "{}", dead.body);
+    // The "password changed" mail leaves first, so the outbox keeps the order.
+    assert_eq!(app.settled().await.len(), 2);
+
+    requested(&browser, NEW_EMAIL).await;
+    let second = nth_mail(&app, 3, NEW_EMAIL, CONFIRM_SUBJECT).await;
+    tobira_auth::admin::support::sign_out(&app.state.db, app.clock(), EMAIL)
+        .await
+        .unwrap();
+    let dead = app
+        .browser()
+        .get(&link(&app, &second, "/account/email/confirm"))
+        .await;
+    assert_eq!(dead.status, 400, "{}", dead.body);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
+}
+
+#[tokio::test]
+async fn an_address_in_its_reregistration_cooldown_cannot_become_an_accounts_new_address() {
+    // Otherwise the cooldown could be skipped: sign up with any address, then move the
+    // account onto the deleted one.
+    let app = TestApp::spawn_with(quiet).await;
+    let gone = app.add_user(OTHER_EMAIL, PASSWORD).await;
+    let deleted = tobira_auth::account::delete::delete_account(
+        &app.state.db,
+        &app.state.master,
+        &app.state.identifiers,
+        &app.state.config,
+        app.clock().now(),
+        &gone,
+    )
+    .await
+    .unwrap();
+    assert!(deleted);
+    let (user, browser) = member(&app).await;
+    requested(&browser, OTHER_EMAIL).await;
+    let mails = app.wait_for_mails(2).await;
+    let mail = mails
+        .iter()
+        .find(|m| m.subject == CONFIRM_SUBJECT)
+        .expect("the confirmation mail");
+    let refused = confirm(&app, &browser, mail).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("退会したアカウントで使われていたため"),
+        "{}",
+        refused.body
+    );
+    let kept = app.reload(&user).await;
+    assert_eq!(kept.email.normalized(), EMAIL);
+    assert_eq!(app.settled().await.len(), 2, "no mail to the old address");
+}
+
+#[tokio::test]
+async fn an_account_cannot_be_deleted_while_its_old_addresss_undo_link_works() {
+    // Someone who took the account over knows the password: deleting it after moving it
+    // to their address would leave the owner's undo nothing to give back.
+    let app = TestApp::spawn_with(quiet).await;
+    let (user, browser) = member(&app).await;
+    change(&app, &browser, EMAIL, NEW_EMAIL, 1).await;
+    let page = browser.get("/account/delete").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(r#"id="delete-held""#) && !page.body.contains(r#"id="delete-account""#),
+        "{}",
+        page.body
+    );
+    // A form posted anyway (with a CSRF token this browser holds) is refused too.
+    let csrf = browser.get("/password/forgot").await.field("csrf").unwrap();
+    let refused = browser
+        .post_form(
+            "/account/delete",
+            &[("csrf", &csrf), ("confirm", NEW_EMAIL)],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("退会できません"), "{}", refused.body);
+    assert_eq!(app.reload(&user).await.status, UserStatus::Active);
+
+    // Once the undo link has run out, the member can leave.
+    app.clock()
+        .advance(Duration::days(7) + Duration::minutes(1));
+    let again = signed_in(&app, NEW_EMAIL, "tests").await;
+    let page = again.get("/account/delete").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains(r#"id="delete-account""#) && !page.body.contains(r#"id="delete-held""#),
+        "{}",
+        page.body
+    );
+}

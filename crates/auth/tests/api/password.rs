@@ -49,7 +49,7 @@ async fn form(browser: &Browser) -> Page {
 }
 
 /// Fills in and posts the page's form as the member would.
-async fn change(
+pub async fn change(
     browser: &Browser,
     current: &str,
     new: &str,
