@@ -103,7 +103,7 @@ fn deletion_mail(
 }
 
 /// A time for a mail: the minute, with the clock it is on ("2027-01-03 15:42（日本時間）").
-pub(crate) fn in_words(t: OffsetDateTime, offset: UtcOffset, lang: Lang) -> String {
+pub fn in_words(t: OffsetDateTime, offset: UtcOffset, lang: Lang) -> String {
     format!("{}{}", minute(t, offset), zone(offset, lang))
 }
 

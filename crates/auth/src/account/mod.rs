@@ -1,6 +1,7 @@
 //! The member's own pages outside a protocol flow: the ways back in (password reset,
-//! sign-up and verification, unlocking, sign-in help; the console arrives with a later
-//! issue).
+//! sign-up and verification, unlocking, sign-in help) and the account console (overview,
+//! profile, history, devices, apps; the address, the password and leaving, which need a
+//! recent sign-in: `reauth`).
 
 mod address;
 pub mod apps;
@@ -51,7 +52,7 @@ pub const END_OTHERS: &str = "/account/sessions/end-others";
 pub const APPS: &str = "/account/apps";
 pub const APPS_REMOVE: &str = "/account/apps/remove";
 pub const SIGNIN_HELP: &str = "/signin-help";
-/// Issue 12: the email change, its link to the new address and the old address's undo.
+/// The email change, its link to the new address and the old address's undo.
 pub const EMAIL: &str = "/account/email";
 pub const EMAIL_CONFIRM: &str = "/account/email/confirm";
 pub const EMAIL_UNDO: &str = "/account/email/undo";
@@ -85,19 +86,19 @@ pub fn router() -> Router<AppState> {
         .route(APPS, get(apps::list))
         .route(APPS_REMOVE, post(apps::remove).get(apps::to_list))
         .route(SIGNIN_HELP, get(help::get_help).post(help::post_help))
-        // -- issue 12: email change routes --
+        // Email change routes
         .route(EMAIL, get(email::get_email).post(email::post_email))
         .route(
             EMAIL_CONFIRM,
             get(email::get_confirm).post(email::post_confirm),
         )
         .route(EMAIL_UNDO, get(email::get_undo).post(email::post_undo))
-        // -- issue 12: password change routes --
+        // Password change routes
         .route(
             PASSWORD,
             get(password::get_password).post(password::post_password),
         )
-        // -- issue 12: deletion routes --
+        // Deletion routes
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
 }
 

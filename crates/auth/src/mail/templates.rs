@@ -438,7 +438,7 @@ pub fn new_device(lang: Lang, to: &str, display_name: &str, s: &NewDeviceSignIn<
     }
 }
 
-// -- issue 12: email change (account/email.rs) --
+// Email change (account/email.rs)
 
 #[derive(Template)]
 #[template(path = "mail/email_confirm.txt")]
@@ -545,7 +545,7 @@ pub fn email_changed(
     }
 }
 
-// -- issue 12: password change (account/password.rs) --
+// Password change (account/password.rs)
 
 #[derive(Template)]
 #[template(path = "mail/password_changed_console.txt")]
@@ -600,7 +600,7 @@ pub fn password_changed_by_member(
     }
 }
 
-// -- issue 12: freeze and support (admin/support.rs) --
+// Freeze and support (admin/support.rs)
 
 #[derive(Template)]
 #[template(path = "mail/account_frozen.txt")]
@@ -685,7 +685,7 @@ pub fn account_unfrozen(lang: Lang, to: &str, display_name: &str, contact: Optio
     }
 }
 
-// -- issue 12: deletion (account/delete.rs) --
+// Deletion (account/delete.rs)
 
 #[derive(Template)]
 #[template(path = "mail/account_deleted.txt")]

@@ -254,9 +254,9 @@ pub enum Msg {
     AppsRemoveNote,
     AppsRemoved,
     AppsNotFound,
-    // -- issue 12: re-authentication --
+    // Re-authentication
     ReauthNeeded,
-    // -- issue 12: email change (account/email.rs) --
+    // Email change (account/email.rs)
     EmailChangeTitle,
     EmailChangeLead,
     EmailCurrentLabel,
@@ -283,7 +283,7 @@ pub enum Msg {
     /// Carries `{minutes}`, replaced by the reset link's lifetime.
     EmailUndone,
     EmailUndoTaken,
-    // -- issue 12: password change (account/password.rs) --
+    // Password change (account/password.rs)
     PasswordChangeTitle,
     PasswordChangeLead,
     CurrentPasswordLabel,
@@ -297,11 +297,11 @@ pub enum Msg {
     PasswordChangedOthersKept,
     NoPasswordToChange,
     SetPasswordLink,
-    // -- issue 12: freeze and support (admin/support.rs) --
+    // Freeze and support (admin/support.rs)
     AccountUnavailableContact,
     ResetRequiredSignIn,
     ResultResetRequired,
-    // -- issue 12: deletion (account/delete.rs) --
+    // Deletion (account/delete.rs)
     DeleteHeldByUndo,
     DeleteTitle,
     DeleteLead,
@@ -787,12 +787,12 @@ impl Msg {
             (Self::AppsNotFound, En) => {
                 "This app is not connected to your account. Nothing was changed."
             }
-            // -- issue 12: re-authentication --
+            // Re-authentication
             (Self::ReauthNeeded, Ja) => {
                 "この操作を続けるには、もう一度パスワードを入力してください。"
             }
             (Self::ReauthNeeded, En) => "To continue, please enter your password again.",
-            // -- issue 12: email change (account/email.rs) --
+            // Email change (account/email.rs)
             (Self::EmailChangeTitle, Ja) => "メールアドレスの変更",
             (Self::EmailChangeTitle, En) => "Change your email address",
             (Self::EmailChangeLead, Ja) => {
@@ -844,10 +844,10 @@ impl Msg {
                 "This link belongs to another account than the one signed in here. Nothing was changed. Sign in to the account it belongs to, or sign out, then open the link again."
             }
             (Self::EmailAddressCoolingDown, Ja) => {
-                "このメールアドレスは、退会したアカウントで使われていたため、まだ登録できません。しばらくしてからお試しいただくか、別のアドレスをお使いください。メールアドレスは変更していません。"
+                "このメールアドレスは、退会したアカウントで使われていたため、{until} まで登録できません。それ以降にお試しいただくか、別のアドレスをお使いください。メールアドレスは変更していません。"
             }
             (Self::EmailAddressCoolingDown, En) => {
-                "This address belonged to an account that was deleted recently and cannot be used yet. Try again later or use another address. Your address was not changed."
+                "This address belonged to an account that was deleted recently and cannot be used until {until}. Try again after that or use another address. Your address was not changed."
             }
             (Self::EmailAddressTaken, Ja) => {
                 "このメールアドレスはすでに別のアカウントで使われているため、変更できません。何も変更していません。"
@@ -899,7 +899,7 @@ impl Msg {
             (Self::EmailUndoTaken, En) => {
                 "The previous address is now used by another account, so the change cannot be undone. Nothing was changed, and this link keeps working until it expires. Please contact support."
             }
-            // -- issue 12: password change (account/password.rs) --
+            // Password change (account/password.rs)
             (Self::PasswordChangeTitle, Ja) => "パスワードの変更",
             (Self::PasswordChangeTitle, En) => "Change your password",
             (Self::PasswordChangeLead, Ja) => {
@@ -958,7 +958,7 @@ impl Msg {
             }
             (Self::SetPasswordLink, Ja) => "パスワードを設定する",
             (Self::SetPasswordLink, En) => "Set a password",
-            // -- issue 12: freeze and support (admin/support.rs) --
+            // Freeze and support (admin/support.rs)
             (Self::AccountUnavailableContact, Ja) => {
                 "このアカウントは現在ご利用いただけません。サポートにお問い合わせください。お問い合わせ先："
             }
@@ -973,7 +973,7 @@ impl Msg {
             }
             (Self::ResultResetRequired, Ja) => "パスワードの再設定が必要",
             (Self::ResultResetRequired, En) => "password reset required",
-            // -- issue 12: deletion (account/delete.rs) --
+            // Deletion (account/delete.rs)
             (Self::DeleteHeldByUndo, Ja) => {
                 "メールアドレスを変更してから7日間は、変更前のアドレスに届いたリンクで変更を取り消せるよう、退会できません。{until} 以降に、もう一度お試しください。"
             }

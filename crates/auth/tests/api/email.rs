@@ -942,11 +942,28 @@ async fn an_address_in_its_reregistration_cooldown_cannot_become_an_accounts_new
         .expect("the confirmation mail");
     let refused = confirm(&app, &browser, mail).await;
     assert_eq!(refused.status, 409, "{}", refused.body);
+    let until = app
+        .state
+        .db
+        .accounts()
+        .reregistration_block(
+            &app.state.identifiers.email_digest(&gone.email),
+            app.clock().now(),
+        )
+        .await
+        .unwrap()
+        .expect("the block");
+    let when = tobira_auth::account::delete::in_words(
+        until,
+        app.state.config.throttle.display_offset(),
+        tobira_auth::web::i18n::Lang::Ja,
+    );
     assert!(
         refused
             .body
-            .contains("退会したアカウントで使われていたため"),
-        "{}",
+            .contains("退会したアカウントで使われていたため")
+            && refused.body.contains(&format!("{when} まで")),
+        "{when}: {}",
         refused.body
     );
     let kept = app.reload(&user).await;

@@ -42,6 +42,8 @@ struct ConfirmPage<'a> {
     /// The new address.
     email: &'a str,
     done: bool,
+    /// Why the change cannot be made (instead of the form).
+    refused: Option<String>,
 }
 
 impl ConfirmPage<'_> {
@@ -117,6 +119,7 @@ pub async fn get_confirm(
         token: &q.token,
         email: c.change.email.display(),
         done: false,
+        refused: None,
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
@@ -145,14 +148,21 @@ pub async fn post_confirm(
         .await
     {
         Ok(None) => {}
-        Ok(Some(_)) => {
+        Ok(Some(until)) => {
             tracing::info!(user = %c.user.id.0, "email change refused: the address is in its re-registration cooldown");
-            return error_page(
-                StatusCode::CONFLICT,
+            let offset = state.config.throttle.display_offset();
+            let page = ConfirmPage {
                 lang,
-                Msg::EmailAddressCoolingDown,
-                None,
-            );
+                csrf: "",
+                token: "",
+                email: "",
+                done: false,
+                refused: Some(Msg::EmailAddressCoolingDown.text(lang).replace(
+                    "{until}",
+                    &crate::account::delete::in_words(until, offset, lang),
+                )),
+            };
+            return render(StatusCode::CONFLICT, &page, &[]);
         }
         Err(e) => return failed(lang, request_id, &Failure::Store(e)),
     }
@@ -178,6 +188,7 @@ pub async fn post_confirm(
         token: "",
         email: "",
         done: true,
+        refused: None,
     };
     render(StatusCode::OK, &page, &[])
 }
