@@ -24,16 +24,19 @@ use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
 
-/// Current passwords an account may try here per window. Someone holding a recently
-/// signed-in session (a borrowed or stolen browser) must not be able to use this form to
-/// guess the password; five covers the owner's typos. The sign-in throttle does not
-/// count these: it is keyed by address and device, and this attacker is already in.
+/// Current passwords a browser session may try here per window. Someone holding a
+/// recently signed-in session (a borrowed browser, a stolen cookie) must not be able to
+/// use this form to guess the password; five covers the owner's typos. Counted per
+/// session, not per account: a stolen cookie is one session (another needs the password,
+/// and the page needs a sign-in within `account.reauth_minutes`), and its holder must not
+/// be able to lock the owner's own browsers out of changing the password. The sign-in
+/// throttle does not count these: it is keyed by address and device.
 const MAX_TRIES: u64 = 5;
 const TRIES_WINDOW: Duration = Duration::minutes(15);
 
-/// Where the counter of an account's tries lives in the ephemeral store.
-fn tries_key(user: uuid::Uuid) -> String {
-    format!("pwchange:{user}")
+/// Where the counter of a session's tries lives in the ephemeral store.
+fn tries_key(session: uuid::Uuid) -> String {
+    format!("pwchange:{session}")
 }
 
 /// What the page says after a change (`?changed=…`): whether other devices were signed
@@ -268,7 +271,7 @@ async fn change(
     // six changes within the window to notice.
     let tries = state
         .ephemeral
-        .incr(&tries_key(user.id.0), TRIES_WINDOW)
+        .incr(&tries_key(current.session.id), TRIES_WINDOW)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "password change: cannot count the tries");

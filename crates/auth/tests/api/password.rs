@@ -293,6 +293,19 @@ async fn the_sixth_try_within_15_minutes_is_refused_without_checking_the_passwor
     assert!(refused.body.contains(r#"id="retry-after""#));
     assert!(refused.body.contains("以降"), "{}", refused.body);
     assert!(app.password_works(EMAIL, PASSWORD).await);
+    // The owner's other browser is not held back by what was tried on this one (a stolen
+    // cookie must not lock the owner out of changing the password).
+    let owners = signed_in(&app, EMAIL, PC).await;
+    let typo = change(
+        &owners,
+        "a-typo-of-the-owner",
+        NEW_PASSWORD,
+        NEW_PASSWORD,
+        true,
+    )
+    .await;
+    assert_eq!(typo.status, 400, "checked, not refused: {}", typo.body);
+    assert!(typo.body.contains(WRONG), "{}", typo.body);
     // Another account's tries are its own.
     let other = signed_in(&app, OTHER, PC).await;
     let done = change(&other, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, true).await;
