@@ -68,8 +68,9 @@ const PURGE_EVERY: Duration = Duration::minutes(10);
 
 /// Removes sign-ups never verified within `signup.unverified_max_age_hours`, sign-in
 /// history older than `account.history_days`, and the personal data of accounts deleted
-/// more than `account.retention_days` ago (with re-registration blocks that ran out); how
-/// many rows went. `tobira maintenance purge` runs the same.
+/// more than `account.retention_days` ago (with re-registration blocks that ran out, and
+/// jobs given up that long ago: their error may name an address); how many rows went.
+/// `tobira maintenance purge` runs the same.
 pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     purge_store(&state.db, state.clock.now(), &state.config).await
 }
@@ -95,13 +96,20 @@ pub async fn purge_store(
     }
     let retention = Duration::days(config.account.retention_days.into());
     let purged = db.accounts().purge(now, now - retention).await?;
+    let forgotten_jobs = db.jobs().forget_given_up(now - retention).await?;
+    if forgotten_jobs > 0 {
+        tracing::info!(
+            forgotten_jobs,
+            "forgot jobs given up more than account.retention_days ago"
+        );
+    }
     if purged > 0 {
         tracing::info!(
             purged,
             "purged the personal data of accounts deleted more than account.retention_days ago"
         );
     }
-    Ok(removed + forgotten + purged)
+    Ok(removed + forgotten + purged + forgotten_jobs)
 }
 
 /// The queues every replica works on.

@@ -173,6 +173,16 @@ impl<'c> JobRepo<'c> {
         Ok(())
     }
 
+    /// Forgets jobs given up at or before `before` (their error text may name a member's
+    /// address: kept as long as personal data is, `account.retention_days`); how many.
+    pub async fn forget_given_up(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(jobs::Entity::delete_many()
+            .filter(jobs::Column::FailedAt.lte(before))
+            .exec(self.conn)
+            .await?
+            .rows_affected)
+    }
+
     pub async fn stats(&self, queue: &str) -> Result<QueueStats, StoreError> {
         let of_queue = || jobs::Entity::find().filter(jobs::Column::Queue.eq(queue));
         let depth = of_queue()

@@ -505,6 +505,16 @@ async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_
     wait_for_history(&app, &user).await;
     assert!(!devices(&app, &user).await.is_empty());
     delete(&browser).await;
+    // A delivery given up for good keeps its error, which may name the address (a queue
+    // no runner serves, so only the purge touches it).
+    let jobs = app.state.db.jobs();
+    let job = jobs
+        .add(app.clock().now(), "given-up", String::new())
+        .await
+        .unwrap();
+    jobs.give_up(job, app.clock().now(), "550 no mailbox hanako@example.jp")
+        .await
+        .unwrap();
 
     // A minute before the retention period ends: nothing is purged.
     app.clock()
@@ -517,6 +527,7 @@ async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_
     assert!(kept.password_hash.is_some());
     assert!(history_len(&app, &user).await > 0);
     assert!(!devices(&app, &user).await.is_empty());
+    assert_eq!(jobs.stats("given-up").await.unwrap().failed, 1);
     assert!(
         app.state
             .db
@@ -531,6 +542,7 @@ async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_
     app.clock().advance(Duration::minutes(2));
     tobira_auth::jobs::purge(&app.state).await.unwrap();
     assert!(app.state.db.accounts().purged(user.id).await.unwrap());
+    assert_eq!(jobs.stats("given-up").await.unwrap().failed, 0);
     let purged = app.reload(&user).await;
     assert_eq!(purged.status, UserStatus::Deleted);
     assert_eq!(purged.email.normalized(), "");
