@@ -210,6 +210,11 @@ async fn end_one(
         .ok_or(SessionsError::NotYours)?;
     state.db.sessions().end(target.id, now).await?;
     let this_device = target.id == current.session.id;
+    if !this_device {
+        // The member is acting against another browser: an email change it may have
+        // asked for dies with it (the link needs no session of its own).
+        state.db.email_changes().void(current.user.id).await?;
+    }
     tracing::info!(
         user = %current.user.id.0,
         count = 1,
@@ -259,6 +264,8 @@ async fn end_all_but_current(
         state.db.sessions().end(s.id, now).await?;
         ended += 1;
     }
+    // One of them may have asked to move the account to another address.
+    state.db.email_changes().void(current.user.id).await?;
     tracing::info!(
         user = %current.user.id.0,
         count = ended,

@@ -130,6 +130,9 @@ impl<'c> AccountRepo<'c> {
         mail: QueuedMail,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
+        // Before the account's row, as an email confirmation locks them (one order: no
+        // deadlock on PostgreSQL); undone with the rest if nothing changes.
+        super::email_changes::void_pending(&txn, user).await?;
         let changed = users::Entity::update_many()
             .col_expr(
                 users::Column::Status,
@@ -147,7 +150,6 @@ impl<'c> AccountRepo<'c> {
             return Ok(false);
         }
         end_everything(&txn, now, user).await?;
-        super::email_changes::void_pending(&txn, user).await?;
         password_resets::Entity::delete_many()
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)

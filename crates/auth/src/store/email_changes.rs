@@ -239,6 +239,12 @@ impl<'c> EmailChangeRepo<'c> {
             .max())
     }
 
+    /// Voids the account's change still waiting for its link (the member signed other
+    /// browsers out: one of them may have asked for it).
+    pub async fn void(&self, user: UserId) -> Result<(), StoreError> {
+        void_pending(self.conn, user).await
+    }
+
     /// The undo a live undo link names.
     pub async fn lookup_undo(
         &self,
@@ -289,6 +295,12 @@ impl<'c> EmailChangeRepo<'c> {
             txn.rollback().await?;
             return Ok(Undone::LinkDead);
         }
+        // The waiting change first, as a confirmation locks them (one order: no deadlock
+        // on PostgreSQL); undone with the rest if the address cannot be restored.
+        email_changes::Entity::delete_many()
+            .filter(email_changes::Column::UserId.eq(user.0))
+            .exec(&txn)
+            .await?;
         release_from_unverified(&txn, user, &undo.email).await?;
         let restored = users::Entity::update_many()
             .col_expr(users::Column::Email, Expr::value(undo.email.normalized()))
@@ -315,10 +327,6 @@ impl<'c> EmailChangeRepo<'c> {
             .collect();
         email_undos::Entity::delete_many()
             .filter(email_undos::Column::TokenHash.is_in(later))
-            .exec(&txn)
-            .await?;
-        email_changes::Entity::delete_many()
-            .filter(email_changes::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
         super::accounts::end_everything(&txn, now, user).await?;

@@ -59,6 +59,9 @@ impl<'c> PasswordRepo<'c> {
     ) -> Result<Option<u64>, StoreError> {
         let user = change.user;
         let txn = self.conn.begin().await?;
+        // Before the account's row, as an email confirmation locks them: one order, so
+        // the two cannot deadlock on PostgreSQL (undone with the rest if nothing changes).
+        super::email_changes::void_pending(&txn, user).await?;
         let changed = users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(change.new_hash))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
@@ -75,7 +78,6 @@ impl<'c> PasswordRepo<'c> {
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
-        super::email_changes::void_pending(&txn, user).await?;
         sessions::Entity::update_many()
             .col_expr(
                 sessions::Column::SecretHash,

@@ -215,6 +215,8 @@ impl<'c> SessionRepo<'c> {
         let txn = self.conn.begin().await?;
         let ended = end_where(&txn, now, sessions::Column::UserId.eq(user.0)).await?;
         logouts::for_ended_sessions(&txn, now, &ended).await?;
+        // Whatever a session asked for goes with it: an email change waiting for its link.
+        super::email_changes::void_pending(&txn, user).await?;
         let of_account = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)

@@ -1009,3 +1009,56 @@ async fn an_account_cannot_be_deleted_while_its_old_addresss_undo_link_works() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn a_pending_change_dies_when_the_member_signs_the_other_browsers_out() {
+    // A thief with a stolen session asks to move the account to their address; the owner
+    // notices and signs every other browser out: the thief's link must die with it.
+    let app = TestApp::spawn_with(quiet).await;
+    let (user, thief) = member(&app).await;
+    requested(&thief, NEW_EMAIL).await;
+    let mail = nth_mail(&app, 1, NEW_EMAIL, CONFIRM_SUBJECT).await;
+    let owner = signed_in(&app, EMAIL, "owner").await;
+    let page = owner.get("/account/sessions").await;
+    let csrf = page.field("csrf").unwrap();
+    let done = owner
+        .post_form("/account/sessions/end-others", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let dead = app
+        .browser()
+        .get(&link(&app, &mail, "/account/email/confirm"))
+        .await;
+    assert_eq!(dead.status, 400, "{}", dead.body);
+    assert!(dead.body.contains(LINK_DEAD), "{}", dead.body);
+    assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
+}
+
+#[tokio::test]
+async fn a_sign_up_that_never_verified_the_new_address_does_not_hold_it_against_its_link() {
+    // The link proves the mailbox now; a sign-up that never did gives way.
+    let app = TestApp::spawn_with(quiet).await;
+    let (user, browser) = member(&app).await;
+    let stranger = app.browser();
+    let answered =
+        crate::signup::sign_up(&stranger, "/signup", NEW_EMAIL, "stranger-pass-2718-qz").await;
+    assert!(answered.status < 400, "{}", answered.body);
+    app.wait_for_mails(1).await; // the sign-up's verification mail
+    let held = app.user(NEW_EMAIL).await.expect("the unverified sign-up");
+    assert_eq!(held.status, UserStatus::Unverified);
+
+    requested(&browser, NEW_EMAIL).await;
+    let mail = nth_mail(&app, 2, NEW_EMAIL, CONFIRM_SUBJECT).await;
+    let done = confirm(&app, &browser, &mail).await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(app.reload(&user).await.email.normalized(), NEW_EMAIL);
+    assert!(
+        app.state
+            .db
+            .users()
+            .find_by_id(held.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
