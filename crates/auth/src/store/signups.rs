@@ -151,12 +151,9 @@ impl<'c> SignupRepo<'c> {
         user: UserId,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
-        let spent = email_verifications::Entity::delete_many()
-            .filter(email_verifications::Column::TokenHash.eq(token_hash))
-            .filter(email_verifications::Column::UserId.eq(user.0))
-            .filter(email_verifications::Column::ExpiresAt.gt(now))
-            .exec(&txn)
-            .await?;
+        // The account's row before its links, in the order a confirmed email change
+        // removes a sign-up that never verified (the row, then its links by cascade): two
+        // orders could deadlock on PostgreSQL.
         let activated = users::Entity::update_many()
             .col_expr(users::Column::AwaitingVerification, Expr::value(false))
             .col_expr(users::Column::EmailVerified, Expr::value(true))
@@ -164,6 +161,12 @@ impl<'c> SignupRepo<'c> {
             .filter(users::Column::Id.eq(user.0))
             .filter(users::Column::AwaitingVerification.eq(true))
             .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
+            .exec(&txn)
+            .await?;
+        let spent = email_verifications::Entity::delete_many()
+            .filter(email_verifications::Column::TokenHash.eq(token_hash))
+            .filter(email_verifications::Column::UserId.eq(user.0))
+            .filter(email_verifications::Column::ExpiresAt.gt(now))
             .exec(&txn)
             .await?;
         if spent.rows_affected != 1 || activated.rows_affected != 1 {
