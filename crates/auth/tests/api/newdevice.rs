@@ -139,6 +139,9 @@ async fn the_mail_speaks_the_language_the_member_chose() {
     let s = setup(ClientOpts::default()).await;
     let first = s.app.browser();
     signed_in(&s, &first).await;
+    // The first device's check runs after the answer: let it finish before the second
+    // device exists (it would count as another device of the account).
+    assert!(s.app.settled().await.is_empty());
     let form = first.get("/account/profile").await;
     assert_eq!(form.status, 200, "{}", form.body);
     let csrf = form.field("csrf").unwrap();
