@@ -87,6 +87,35 @@ async fn post_token(browser: &Browser, action: &str, token: &str) -> Page {
         .await
 }
 
+/// A link's page works a minute before `lifetime` runs out and is a dead link a second
+/// after it; the page's form, posted late, is refused too.
+async fn expires_after(
+    app: &TestApp,
+    browser: &Browser,
+    link: &str,
+    action: &str,
+    lifetime: Duration,
+) {
+    app.clock().advance(lifetime - Duration::minutes(1));
+    let fresh = browser.get(link).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    app.clock()
+        .advance(Duration::minutes(1) + Duration::seconds(1));
+    let stale = browser.get(link).await;
+    assert_eq!(stale.status, 400, "{}", stale.body);
+    assert!(stale.body.contains(LINK_DEAD), "{}", stale.body);
+    let late = browser
+        .post_form(
+            action,
+            &[
+                ("csrf", &fresh.field("csrf").unwrap()),
+                ("token", &fresh.field("token").unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(late.status, 400, "{}", late.body);
+}
+
 async fn confirm(app: &TestApp, browser: &Browser, mail: &OutboxMail) -> Page {
     let link = link(app, mail, "/account/email/confirm");
     press(browser, &link, "/account/email/confirm").await
@@ -225,26 +254,14 @@ async fn the_confirmation_link_works_for_24_hours_only() {
     requested(&browser, NEW_EMAIL).await;
     let mail = nth_mail(&app, 1, NEW_EMAIL, CONFIRM_SUBJECT).await;
     let confirm_link = link(&app, &mail, "/account/email/confirm");
-
-    app.clock().advance(Duration::hours(23));
-    let fresh = browser.get(&confirm_link).await;
-    assert_eq!(fresh.status, 200, "{}", fresh.body);
-    app.clock()
-        .advance(Duration::hours(1) + Duration::seconds(1));
-    let stale = browser.get(&confirm_link).await;
-    assert_eq!(stale.status, 400, "{}", stale.body);
-    assert!(stale.body.contains(LINK_DEAD), "{}", stale.body);
-    // The page's form, submitted late, changes nothing either.
-    let late = browser
-        .post_form(
-            "/account/email/confirm",
-            &[
-                ("csrf", &fresh.field("csrf").unwrap()),
-                ("token", token_of(&confirm_link)),
-            ],
-        )
-        .await;
-    assert_eq!(late.status, 400, "{}", late.body);
+    expires_after(
+        &app,
+        &browser,
+        &confirm_link,
+        "/account/email/confirm",
+        Duration::hours(24),
+    )
+    .await;
     assert_eq!(app.reload(&user).await.email.normalized(), EMAIL);
     app.settled().await;
     assert_eq!(app.outbox().len(), 1, "no mail to the old address");
@@ -468,24 +485,14 @@ async fn the_undo_link_works_for_7_days_only() {
     let (user, browser) = member(&app).await;
     let undo_link = change(&app, &browser, EMAIL, NEW_EMAIL, 1).await;
     let owner = app.browser();
-    let page = owner.get(&undo_link).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-
-    app.clock()
-        .advance(Duration::days(7) + Duration::seconds(1));
-    let stale = owner.get(&undo_link).await;
-    assert_eq!(stale.status, 400, "{}", stale.body);
-    assert!(stale.body.contains(LINK_DEAD), "{}", stale.body);
-    let late = owner
-        .post_form(
-            "/account/email/undo",
-            &[
-                ("csrf", &page.field("csrf").unwrap()),
-                ("token", &page.field("token").unwrap()),
-            ],
-        )
-        .await;
-    assert_eq!(late.status, 400, "{}", late.body);
+    expires_after(
+        &app,
+        &owner,
+        &undo_link,
+        "/account/email/undo",
+        Duration::days(7),
+    )
+    .await;
     let kept = app.reload(&user).await;
     assert_eq!(kept.email.normalized(), NEW_EMAIL);
     assert!(!kept.reset_required);
