@@ -17,6 +17,7 @@ mod m20261204_000007_known_devices;
 mod m20261204_000008_login_events;
 mod m20261204_000009_backchannel_logout;
 mod m20261204_000010_account_lifecycle;
+mod m20261205_000011_two_step;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_login_events::Migration),
             Box::new(m20261204_000009_backchannel_logout::Migration),
             Box::new(m20261204_000010_account_lifecycle::Migration),
+            Box::new(m20261205_000011_two_step::Migration),
         ]
     }
 

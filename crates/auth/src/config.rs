@@ -298,6 +298,9 @@ pub struct AccountConfig {
     /// How members reach support (an address or a URL), shown to a frozen account and in
     /// the mails that tell of a freeze. Empty: "contact support" without an address.
     pub support_contact: String,
+    /// 「この端末では確認しない」: a known device of a member with two-step verification
+    /// skips the second step for this many days (0 turns the choice off).
+    pub remember_device_days: u32,
 }
 
 impl Default for AccountConfig {
@@ -309,6 +312,7 @@ impl Default for AccountConfig {
             retention_days: 90,
             reregister_cooldown_days: 30,
             support_contact: String::new(),
+            remember_device_days: 30,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tobira_auth::account::delete::delete_account;
 use tobira_auth::admin::clients::{AddClient, ClientView, add_client};
-use tobira_auth::admin::support::{self, Outcome, SupportError};
+use tobira_auth::admin::support::{self, Outcome, SupportError, TwoStepReset};
 use tobira_auth::admin::unlock::{self, Unlock};
 use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::authn::password::PasswordHasher;
@@ -55,7 +55,7 @@ enum Command {
 #[derive(Subcommand)]
 enum MaintenanceCommand {
     /// Remove what has outlived its time now: sign-ups never verified, old sign-in
-    /// history, and the personal data of accounts deleted more than
+    /// history, remembered devices past their time, and the personal data of accounts deleted more than
     /// `account.retention_days` ago. Prints how many rows went.
     Purge,
 }
@@ -184,6 +184,15 @@ enum UsersCommand {
         #[arg(long)]
         email: String,
     },
+    /// Turn two-step verification (二段階認証) off for a member who lost every second
+    /// factor and recovery code: the authenticator app, email codes, recovery codes and
+    /// remembered devices go, the member is mailed and the history records it. The
+    /// password alone signs in afterwards.
+    #[command(name = "reset-2fa")]
+    Reset2fa {
+        #[arg(long)]
+        email: String,
+    },
     /// Delete an account, as its member can: sign-in is refused at once, sessions and
     /// tokens end, the member is mailed; personal data is purged after
     /// `account.retention_days`, and the address cannot sign up again for
@@ -300,6 +309,9 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
         Command::Users(UsersCommand::Unfreeze { email }) => users_unfreeze(&email, &config).await,
         Command::Users(UsersCommand::SignOut { email }) => users_sign_out(&email, &config).await,
         Command::Users(UsersCommand::Delete { email }) => users_delete(&email, &config).await,
+        Command::Users(UsersCommand::Reset2fa { email }) => {
+            users_reset_two_step(&email, &config).await
+        }
         Command::Maintenance(MaintenanceCommand::Purge) => {
             let db = startup::open_db(&config).await.map_err(|e| e.to_string())?;
             let removed = tobira_auth::jobs::purge_store(&db, Clock::system().now(), &config)
@@ -537,6 +549,35 @@ async fn users_sign_out(email: &str, config: &Config) -> Result<(), String> {
         .await
         .map_err(support_error)?;
     println!("ended {ended} sessions");
+    Ok(())
+}
+
+async fn users_reset_two_step(email: &str, config: &Config) -> Result<(), String> {
+    let (db, _) = account(email, config).await?;
+    let clock = Clock::system();
+    let (master, _) = keys(&db, config, &clock).await?;
+    match support::reset_two_step(&db, &master, config, &clock, email, "tobira CLI")
+        .await
+        .map_err(support_error)?
+    {
+        TwoStepReset::Reset(factors) => {
+            let mut removed = Vec::new();
+            if factors.totp {
+                removed.push("the authenticator app".to_owned());
+            }
+            if factors.email {
+                removed.push("email codes".to_owned());
+            }
+            removed.push(format!("{} unused recovery codes", factors.recovery_left));
+            eprintln!(
+                "two-step verification turned off ({} and every remembered device removed): the member signs in with the password alone, was mailed, and the history records it",
+                removed.join(", ")
+            );
+        }
+        TwoStepReset::NotOn => {
+            eprintln!("the account has no two-step verification: nothing changed");
+        }
+    }
     Ok(())
 }
 

@@ -25,7 +25,7 @@ pub struct Texts {
     pub not_found: &'static str,
     pub error_title: &'static str,
     pub form_expired: &'static str,
-    pub console: [&'static str; 7],
+    pub console: [&'static str; 8],
 }
 
 pub const JA: Texts = Texts {
@@ -55,6 +55,7 @@ pub const JA: Texts = Texts {
         "アカウント設定",
         "メールアドレスの変更",
         "パスワードの変更",
+        "二段階認証",
         "ログイン中の端末",
         "ログイン履歴",
         "連携中のアプリ",
@@ -89,6 +90,7 @@ pub const EN: Texts = Texts {
         "Account settings",
         "Change email address",
         "Change password",
+        "Two-step verification",
         "Signed-in devices",
         "Sign-in history",
         "Connected apps",
@@ -98,10 +100,11 @@ pub const EN: Texts = Texts {
 
 /// The OP's account console pages that exist, in the order of `Texts::console` (each
 /// issue that adds a page adds its link).
-pub const CONSOLE_PATHS: [&str; 7] = [
+pub const CONSOLE_PATHS: [&str; 8] = [
     "/account",
     "/account/email",
     "/account/password",
+    "/account/2fa",
     "/account/sessions",
     "/account/history",
     "/account/apps",

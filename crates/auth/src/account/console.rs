@@ -121,13 +121,19 @@ impl SignInLine {
             LoginResult::Unverified => Msg::ResultUnverified,
             LoginResult::Frozen => Msg::ResultFrozen,
             LoginResult::ResetRequired => Msg::ResultResetRequired,
+            LoginResult::WrongCode => Msg::ResultWrongCode,
+            LoginResult::Enrolled => Msg::ResultEnrolled,
+            LoginResult::Removed => Msg::ResultRemoved,
         };
         Self {
             at: minute(e.at, offset),
             ip: e.ip.clone(),
             device: Device::of(&e.user_agent).describe(lang),
             result: result.text(lang),
-            failed: e.result != LoginResult::Success,
+            failed: !matches!(
+                e.result,
+                LoginResult::Success | LoginResult::Enrolled | LoginResult::Removed
+            ),
             new_device: e.new_device,
         }
     }
@@ -143,6 +149,9 @@ struct OverviewPage<'a> {
     has_password: bool,
     devices: u64,
     recent: Vec<SignInLine>,
+    /// Two-step verification is on, and its recovery codes are running out.
+    two_step: bool,
+    few_codes_left: bool,
 }
 
 impl OverviewPage<'_> {
@@ -169,10 +178,11 @@ pub async fn overview(
             .sessions()
             .count_live(user.id, now, state.sessions.idle)
             .await?;
-        Ok::<_, crate::store::StoreError>((recent, devices))
+        let factors = state.db.two_step().factors(user.id).await?;
+        Ok::<_, crate::store::StoreError>((recent, devices, factors))
     }
     .await;
-    let (recent, devices) = match loaded {
+    let (recent, devices, factors) = match loaded {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "console: overview failed");
@@ -195,6 +205,8 @@ pub async fn overview(
             .iter()
             .map(|e| SignInLine::of(&state, e, lang))
             .collect(),
+        two_step: factors.any(),
+        few_codes_left: super::two_step::few_codes_left(&factors),
     };
     render(StatusCode::OK, &page, &[]).into_response()
 }

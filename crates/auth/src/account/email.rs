@@ -8,6 +8,9 @@
 mod confirm;
 mod undo;
 
+/// The second-step page names the address an email code goes to the same way.
+pub(crate) use confirm::masked;
+
 use std::net::IpAddr;
 
 use askama::Template;

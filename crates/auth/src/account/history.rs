@@ -14,6 +14,9 @@ use uuid::Uuid;
 
 use super::console::{CurrentSession, SignInLine};
 use super::recovery;
+use crate::authn::second_step::{
+    METHOD_EMAIL_CODE, METHOD_RECOVERY_CODE, METHOD_TOTP, METHOD_TWO_STEP,
+};
 use crate::authn::sign_in::METHOD_PASSWORD;
 use crate::domain::UserId;
 use crate::oidc::authorize::see_other;
@@ -124,12 +127,22 @@ struct HistoryLine {
     method: String,
 }
 
+/// How the member signed in (or what they changed), in words: each step of a method
+/// written "password+totp" by name ("パスワード + 認証アプリ").
 fn method_text(method: &str, lang: Lang) -> String {
-    match method {
-        METHOD_PASSWORD => Msg::MethodPassword.text(lang).to_owned(),
-        // A method a later version records: its stored name rather than nothing.
-        other => other.to_owned(),
-    }
+    method
+        .split('+')
+        .map(|step| match step {
+            METHOD_PASSWORD => Msg::MethodPassword.text(lang).to_owned(),
+            METHOD_TOTP => Msg::MethodTotp.text(lang).to_owned(),
+            METHOD_EMAIL_CODE => Msg::MethodEmailCode.text(lang).to_owned(),
+            METHOD_RECOVERY_CODE => Msg::MethodRecoveryCode.text(lang).to_owned(),
+            METHOD_TWO_STEP => Msg::MethodTwoStep.text(lang).to_owned(),
+            // A method a later version records: its stored name rather than nothing.
+            other => other.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" + ")
 }
 
 #[derive(Template)]
@@ -334,5 +347,24 @@ mod tests {
             assert_eq!(Cursor::parse(&bad), None, "{bad:?}");
         }
         assert!(Cursor::parse(&format!("0.{hyphenated}")).is_some());
+    }
+
+    #[test]
+    fn methods_are_named_step_by_step_and_unknown_ones_by_their_stored_name() {
+        assert_eq!(method_text("password", Lang::Ja), "パスワード");
+        assert_eq!(
+            method_text("password+totp", Lang::Ja),
+            "パスワード + 認証アプリ"
+        );
+        assert_eq!(
+            method_text("password+recovery_code", Lang::En),
+            "Password + Recovery code"
+        );
+        assert_eq!(
+            method_text("password+email_code", Lang::Ja),
+            "パスワード + メールの確認コード"
+        );
+        assert_eq!(method_text("two_step", Lang::Ja), "二段階認証");
+        assert_eq!(method_text("passkey", Lang::Ja), "passkey");
     }
 }

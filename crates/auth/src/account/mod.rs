@@ -16,6 +16,7 @@ pub mod reauth;
 pub mod recovery;
 pub mod sessions;
 pub mod signup;
+pub mod two_step;
 pub mod unlock;
 
 use std::net::IpAddr;
@@ -58,6 +59,15 @@ pub const EMAIL_CONFIRM: &str = "/account/email/confirm";
 pub const EMAIL_UNDO: &str = "/account/email/undo";
 pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
+// MARKER-H2-PATHS two-step verification paths (account/two_step.rs)
+/// Two-step verification: the page, and its forms (each answered where its GET leads back
+/// to the page: a stale form comes back there after the sign-in).
+pub const TWO_STEP: &str = "/account/2fa";
+pub const TWO_STEP_TOTP: &str = "/account/2fa/totp";
+pub const TWO_STEP_EMAIL: &str = "/account/2fa/email";
+pub const TWO_STEP_RECOVERY: &str = "/account/2fa/recovery";
+pub const TWO_STEP_DOWNLOAD: &str = "/account/2fa/recovery/download";
+pub const TWO_STEP_OFF: &str = "/account/2fa/off";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -100,6 +110,28 @@ pub fn router() -> Router<AppState> {
         )
         // Deletion routes
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
+        // MARKER-H2-ROUTES two-step verification (account/two_step.rs)
+        .route(TWO_STEP, get(two_step::page))
+        .route(
+            TWO_STEP_TOTP,
+            get(two_step::get_totp).post(two_step::post_totp),
+        )
+        .route(
+            TWO_STEP_EMAIL,
+            get(two_step::to_page).post(two_step::post_email),
+        )
+        .route(
+            TWO_STEP_RECOVERY,
+            get(two_step::to_page).post(two_step::post_recovery),
+        )
+        .route(
+            TWO_STEP_DOWNLOAD,
+            get(two_step::to_page).post(two_step::post_download),
+        )
+        .route(
+            TWO_STEP_OFF,
+            get(two_step::to_page).post(two_step::post_off),
+        )
 }
 
 /// The query of the account pages: the parked request to return to, a link's token,
@@ -166,7 +198,11 @@ async fn park_of(state: &AppState, headers: &HeaderMap, tx: &str) -> String {
 }
 
 /// Per-address and per-client caps on mail a visitor can cause (0 turns one off).
-async fn mail_allowed(state: &AppState, email: &Email, ip: IpAddr) -> Result<bool, String> {
+pub(crate) async fn mail_allowed(
+    state: &AppState,
+    email: &Email,
+    ip: IpAddr,
+) -> Result<bool, String> {
     let caps = [
         (
             format!("mail_cap:to:{}", sha256_hex(email.normalized())),

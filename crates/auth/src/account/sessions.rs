@@ -264,8 +264,14 @@ async fn end_all_but_current(
         state.db.sessions().end(s.id, now).await?;
         ended += 1;
     }
-    // One of them may have asked to move the account to another address.
+    // One of them may have asked to move the account to another address; any of them
+    // may have been remembered as skipping the second step.
     state.db.email_changes().void(current.user.id).await?;
+    state
+        .db
+        .two_step()
+        .forget_devices(current.user.id, Some(&current.session.device_id))
+        .await?;
     tracing::info!(
         user = %current.user.id.0,
         count = ended,

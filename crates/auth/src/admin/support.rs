@@ -1,16 +1,24 @@
-//! Support's actions on one account (`tobira users freeze | unfreeze | sign-out`): plain
-//! functions over the store, so the CLI runs them without a server. Each change, the
-//! sessions and grants it ends, the back-channel logouts and the member's mail are one
-//! transaction (`store::AccountRepo`).
+//! Support's actions on one account (`tobira users freeze | unfreeze | sign-out |
+//! reset-2fa`): plain functions over the store, so the CLI runs them without a server.
+//! Each change, the sessions and grants it ends, the back-channel logouts, the history
+//! entry and the member's mail are one transaction (`store::AccountRepo`,
+//! `store::TwoStepRepo`).
+
+use uuid::Uuid;
 
 use crate::account::user_lang;
+use crate::authn::second_step::METHOD_TWO_STEP;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::{Email, EmailError, User, UserStatus};
 use crate::keys::{KeyError, MasterKey};
 use crate::mail::{Mail, templates};
-use crate::store::{Db, QueuedMail, StoreError};
+use crate::store::{Db, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError};
 use crate::web::i18n::{Lang, Msg};
+
+/// The `ip` of a history entry support made: no member's browser was involved, and the
+/// member reading the history must see that it was support, not a stranger.
+pub const SUPPORT_IP: &str = "support";
 
 /// The longest reason support may give; the column holds this many characters.
 pub const MAX_REASON: usize = 500;
@@ -188,6 +196,60 @@ pub async fn sign_out(db: &Db, clock: &Clock, email: &str) -> Result<u64, Suppor
     Ok(ended)
 }
 
+/// What `reset_two_step` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwoStepReset {
+    /// These factors were turned off, the member was mailed and the history records it.
+    Reset(Factors),
+    /// The account had no second step: nothing changed, nothing was mailed.
+    NotOn,
+}
+
+/// Turns two-step verification off for the account of `email`, for a member who lost
+/// every second factor and every recovery code: the authenticator app, email codes,
+/// recovery codes and remembered devices go, the history says support did it (`via`
+/// names the channel, "tobira CLI"), and the member is mailed — in one transaction, so
+/// there is no reset the member is not told of. The password alone signs in afterwards.
+pub async fn reset_two_step(
+    db: &Db,
+    master: &MasterKey,
+    config: &Config,
+    clock: &Clock,
+    email: &str,
+    via: &str,
+) -> Result<TwoStepReset, SupportError> {
+    let user = account(db, email).await?;
+    let factors = db.two_step().factors(user.id).await?;
+    if !factors.any() && factors.recovery_left == 0 {
+        return Ok(TwoStepReset::NotOn);
+    }
+    let now = clock.now();
+    let mail = templates::two_step_reset(
+        user_lang(&user, Lang::Ja),
+        user.email.display(),
+        &user.display_name,
+        &config.issuer.endpoint(crate::account::ACCOUNT),
+        contact(config),
+    );
+    let change = FactorChange {
+        event: LoginEvent {
+            id: Uuid::new_v4(),
+            user: user.id,
+            at: now,
+            ip: SUPPORT_IP.to_owned(),
+            user_agent: format!("support ({via})"),
+            device_hash: String::new(),
+            method: METHOD_TWO_STEP.to_owned(),
+            result: LoginResult::Removed,
+            new_device: false,
+        },
+        mail: Some(sealed(&mail, master)?),
+    };
+    db.two_step().disable_all(now, user.id, change).await?;
+    tracing::info!(user = %user.id.0, via, "support turned two-step verification off");
+    Ok(TwoStepReset::Reset(factors))
+}
+
 /// What the sign-in page tells a frozen account (after its right password): to contact
 /// support, at `contact` when configuration names one.
 pub fn frozen_notice(contact: &str, lang: Lang) -> String {
@@ -255,6 +317,46 @@ mod tests {
             back.text
                 .contains("contact support: https://help.example.jp")
         );
+    }
+
+    #[test]
+    fn the_two_step_reset_mail_says_how_to_sign_in_and_whom_to_tell_and_escapes_html() {
+        let ja = templates::two_step_reset(
+            Lang::Ja,
+            "a@example.jp",
+            "<b>花子</b>",
+            "https://id.example.jp/account",
+            Some("support@example.jp"),
+        );
+        assert_eq!(
+            ja.subject,
+            "【Tobira】サポートにより二段階認証が解除されました"
+        );
+        assert!(ja.text.starts_with("<b>花子</b> 様"));
+        assert!(ja.text.contains("パスワードだけでログインできます"));
+        assert!(ja.text.contains("https://id.example.jp/account"));
+        assert!(ja.text.contains("サポート（support@example.jp）"));
+        assert!(!ja.html.contains("<b>花子"));
+        assert!(ja.html.contains(r#"href="https://id.example.jp/account""#));
+
+        let en = templates::two_step_reset(
+            Lang::En,
+            "a@example.jp",
+            "",
+            "https://id.example.jp/account",
+            None,
+        );
+        assert_eq!(
+            en.subject,
+            "[Tobira] Support turned off your two-step verification"
+        );
+        assert!(en.text.starts_with("Hello a@example.jp,"));
+        assert!(en.text.contains("sign in with your password alone"));
+        assert!(
+            en.text
+                .contains("If you did not ask for this, please contact support at once.")
+        );
+        assert!(en.html.contains("please contact support at once."));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 pub mod feedback;
 pub mod password;
 pub mod risk;
+pub mod second_step;
 pub mod session;
 pub mod sign_in;
 pub mod throttle;
+pub mod totp;

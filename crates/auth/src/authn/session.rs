@@ -97,7 +97,7 @@ pub async fn sign_in(
                 &mut rand::rng(),
                 prev.id,
                 now,
-                &sign_in.amr,
+                (&sign_in.amr, &sign_in.acr),
                 sign_in.remember,
                 now + lifetime,
             );

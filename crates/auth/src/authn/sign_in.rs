@@ -68,10 +68,21 @@ pub struct PasswordAttempt<'a> {
     pub user_agent: &'a str,
 }
 
+/// The first step passed: the right password of an active account. Nothing is signed in
+/// yet: the caller either asks for the second step or calls `completed`.
+#[derive(Debug)]
+pub struct FirstStep {
+    pub user: User,
+    /// Whether the device had signed in to the account before this attempt.
+    pub known_device: bool,
+}
+
+/// Checks a password. Failures are recorded in the member's history here; a success is
+/// recorded by `completed`, once every step of the sign-in passed.
 pub async fn with_password(
     state: &AppState,
     attempt: PasswordAttempt<'_>,
-) -> Result<User, SignInError> {
+) -> Result<FirstStep, SignInError> {
     let user = match Email::parse(attempt.email) {
         Ok(email) => state
             .db
@@ -92,23 +103,83 @@ pub async fn with_password(
         .await
         .map_err(internal)?;
     let outcome = check(state, &attempt, user.clone(), known).await;
-    if let Some(user) = &user {
-        record(state, user.id, &attempt, &outcome, known);
-    }
-    if let Ok(user) = &outcome {
-        risk::after_sign_in(
+    let refused = match &outcome {
+        Ok(_) => None,
+        Err(SignInError::InvalidCredentials { .. }) => Some(LoginResult::WrongPassword),
+        Err(SignInError::Throttled(_)) => Some(LoginResult::Throttled),
+        Err(SignInError::Unverified { .. }) => Some(LoginResult::Unverified),
+        Err(SignInError::AccountUnavailable) => Some(LoginResult::Frozen),
+        Err(SignInError::ResetRequired) => Some(LoginResult::ResetRequired),
+        // Not checked: not an attempt the member made or suffered.
+        Err(SignInError::Busy | SignInError::Internal(_)) => None,
+    };
+    if let (Some(user), Some(result)) = (&user, refused) {
+        record(
             state,
-            SignedIn {
-                user: user.clone(),
-                device: attempt.device.to_owned(),
-                known_before: known,
+            Attempted {
+                user: user.id,
                 ip: attempt.ip,
-                user_agent: attempt.user_agent.to_owned(),
-                at: state.clock.now(),
+                device: attempt.device,
+                user_agent: attempt.user_agent,
+                method: METHOD_PASSWORD,
+                known_device: known,
             },
+            result,
         );
     }
-    outcome
+    outcome.map(|user| FirstStep {
+        user,
+        known_device: known,
+    })
+}
+
+/// Who signed in (or tried), from where, and how: what the history and the new-device
+/// check need.
+pub struct Attempted<'a> {
+    pub user: UserId,
+    pub ip: IpAddr,
+    pub device: &'a str,
+    pub user_agent: &'a str,
+    /// The history's name of the method ("password", "password+totp").
+    pub method: &'a str,
+    /// Whether the device had signed in to the account before.
+    pub known_device: bool,
+}
+
+/// Every step of a sign-in passed: the device becomes known to the account, the success
+/// goes into the history, and a new device is told about by mail (`risk`).
+pub async fn completed(
+    state: &AppState,
+    user: &User,
+    attempt: Attempted<'_>,
+) -> Result<(), SignInError> {
+    if !attempt.device.is_empty() {
+        state
+            .db
+            .known_devices()
+            .signed_in(
+                state.clock.now(),
+                user.id,
+                attempt.device,
+                &attempt.ip.to_string(),
+                attempt.user_agent,
+            )
+            .await
+            .map_err(internal)?;
+    }
+    risk::after_sign_in(
+        state,
+        SignedIn {
+            user: user.clone(),
+            device: attempt.device.to_owned(),
+            known_before: attempt.known_device,
+            ip: attempt.ip,
+            user_agent: attempt.user_agent.to_owned(),
+            at: state.clock.now(),
+        },
+    );
+    record(state, attempt, LoginResult::Success);
+    Ok(())
 }
 
 /// The throttled check itself, once the account (if any) and whether the device is known
@@ -164,22 +235,9 @@ async fn check(
     state.throttle.succeeded(&counted).await.map_err(internal)?;
     match user.status {
         UserStatus::Active if user.reset_required => Err(SignInError::ResetRequired),
-        UserStatus::Active if attempt.device.is_empty() => Ok(user),
-        UserStatus::Active => {
-            state
-                .db
-                .known_devices()
-                .signed_in(
-                    state.clock.now(),
-                    user.id,
-                    attempt.device,
-                    &attempt.ip.to_string(),
-                    attempt.user_agent,
-                )
-                .await
-                .map_err(internal)?;
-            Ok(user)
-        }
+        // The device becomes known only when every step passed (`completed`): a password
+        // alone must not make a stranger's device trusted.
+        UserStatus::Active => Ok(user),
         // The right password of a sign-up whose address is not verified yet: the page
         // offers to send the link again (only the owner of the password gets that far).
         UserStatus::Unverified => Err(SignInError::Unverified { user: user.id }),
@@ -190,23 +248,8 @@ async fn check(
 /// Writes the attempt into the member's history, after the answer (a write that only
 /// existing accounts cause must not show in the timing). Refused attempts are recorded
 /// at most once a minute per account: a flood of them must not become a flood of writes.
-fn record(
-    state: &AppState,
-    user: UserId,
-    attempt: &PasswordAttempt<'_>,
-    outcome: &Result<User, SignInError>,
-    known: bool,
-) {
-    let result = match outcome {
-        Ok(_) => LoginResult::Success,
-        Err(SignInError::InvalidCredentials { .. }) => LoginResult::WrongPassword,
-        Err(SignInError::Throttled(_)) => LoginResult::Throttled,
-        Err(SignInError::Unverified { .. }) => LoginResult::Unverified,
-        Err(SignInError::AccountUnavailable) => LoginResult::Frozen,
-        Err(SignInError::ResetRequired) => LoginResult::ResetRequired,
-        // Not checked: not an attempt the member made or suffered.
-        Err(SignInError::Busy | SignInError::Internal(_)) => return,
-    };
+pub fn record(state: &AppState, attempt: Attempted<'_>, result: LoginResult) {
+    let user = attempt.user;
     let event = LoginEvent {
         id: Uuid::new_v4(),
         user,
@@ -214,14 +257,14 @@ fn record(
         ip: attempt.ip.to_string(),
         user_agent: attempt.user_agent.to_owned(),
         device_hash: attempt.device.to_owned(),
-        method: METHOD_PASSWORD.to_owned(),
+        method: attempt.method.to_owned(),
         result,
-        new_device: !known && !attempt.device.is_empty(),
+        new_device: !attempt.known_device && !attempt.device.is_empty(),
     };
     let state = state.clone();
     state.background.clone().spawn(async move {
-        if result == LoginResult::Throttled {
-            let key = format!("history:throttled:{}", user.0);
+        if matches!(result, LoginResult::Throttled | LoginResult::WrongCode) {
+            let key = format!("history:{}:{}", result.as_str(), user.0);
             match state.ephemeral.incr(&key, time::Duration::minutes(1)).await {
                 Ok(counter) if counter.count > 1 => return,
                 Ok(_) => {}

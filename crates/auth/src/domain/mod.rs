@@ -9,5 +9,7 @@ mod user;
 pub use client::{Client, GrantType, RedirectUri, RedirectUriError};
 pub use email::{Email, EmailError};
 pub use ids::{Subject, UserId, row_id};
-pub use session::{AMR_PASSWORD, BrowserSession, Grant};
+pub use session::{
+    ACR_ONE, ACR_TWO, AMR_MCA, AMR_MFA, AMR_OTP, AMR_PASSWORD, BrowserSession, Grant,
+};
 pub use user::{User, UserStatus};

@@ -8,6 +8,18 @@ use super::UserId;
 
 /// How the member proved who they are (RFC 8176 `amr` values).
 pub const AMR_PASSWORD: &str = "pwd";
+/// A one-time code: an authenticator app's, or a recovery code.
+pub const AMR_OTP: &str = "otp";
+/// More than one factor (RFC 8176 §2: with the methods that made it so).
+pub const AMR_MFA: &str = "mfa";
+/// A code sent through another channel (the member's mailbox). Not counted as a second
+/// factor: NIST SP 800-63B §5.1.3.3 does not accept email as out-of-band.
+pub const AMR_MCA: &str = "mca";
+
+/// The assurance levels Tobira reports (`acr`, advertised in discovery): one factor, and
+/// two factors of which the second is not email.
+pub const ACR_ONE: &str = "1";
+pub const ACR_TWO: &str = "2";
 
 #[derive(Clone, Debug)]
 pub struct BrowserSession {

@@ -67,10 +67,10 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 const PURGE_EVERY: Duration = Duration::minutes(10);
 
 /// Removes sign-ups never verified within `signup.unverified_max_age_hours`, sign-in
-/// history older than `account.history_days`, and the personal data of accounts deleted
-/// more than `account.retention_days` ago (with re-registration blocks that ran out, and
-/// jobs given up that long ago: their error may name an address); how many rows went.
-/// `tobira maintenance purge` runs the same.
+/// history older than `account.history_days`, remembered devices past their time, and the
+/// personal data of accounts deleted more than `account.retention_days` ago (with
+/// re-registration blocks that ran out, and jobs given up that long ago: their error may
+/// name an address); how many rows went. `tobira maintenance purge` runs the same.
 pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     purge_store(&state.db, state.clock.now(), &state.config).await
 }
@@ -94,6 +94,15 @@ pub async fn purge_store(
             "removed sign-in history past account.history_days"
         );
     }
+    // An expired one already skips nothing (`is_remembered` checks the date): this only
+    // keeps the table from growing.
+    let expired_devices = db.two_step().purge_expired(now).await?;
+    if expired_devices > 0 {
+        tracing::info!(
+            expired_devices,
+            "removed remembered devices past their time"
+        );
+    }
     let retention = Duration::days(config.account.retention_days.into());
     let purged = db.accounts().purge(now, now - retention).await?;
     let forgotten_jobs = db.jobs().forget_given_up(now - retention).await?;
@@ -109,7 +118,7 @@ pub async fn purge_store(
             "purged the personal data of accounts deleted more than account.retention_days ago"
         );
     }
-    Ok(removed + forgotten + purged + forgotten_jobs)
+    Ok(removed + forgotten + expired_devices + purged + forgotten_jobs)
 }
 
 /// The queues every replica works on.

@@ -787,6 +787,315 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
     }
 }
 
+// MARKER-H1-MAIL email code for the second step (oidc/second_step.rs)
+
+#[derive(Template)]
+#[template(path = "mail/email_code.txt")]
+struct EmailCodeText<'a> {
+    ja: bool,
+    name: &'a str,
+    code: &'a str,
+    minutes: i64,
+    reset_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_code.html")]
+struct EmailCodeHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    code: &'a str,
+    minutes: i64,
+    reset_link: &'a str,
+}
+
+/// The 6-digit code that finishes a sign-in (valid `minutes`), with the way out for a
+/// member who did not sign in: someone has the password, so change it.
+pub fn email_code(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    code: &str,
+    minutes: i64,
+    reset_link: &str,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        // The code stays out of the subject: lock screens and mail lists show subjects.
+        subject: if ja {
+            "【Tobira】ログインの確認コード".to_owned()
+        } else {
+            "[Tobira] Your sign-in code".to_owned()
+        },
+        text: render(&EmailCodeText {
+            ja,
+            name,
+            code,
+            minutes,
+            reset_link,
+        }),
+        html: render(&EmailCodeHtml {
+            ja,
+            name,
+            code,
+            minutes,
+            reset_link,
+        }),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/recovery_code_used.txt")]
+struct RecoveryUsedText<'a> {
+    ja: bool,
+    name: &'a str,
+    left: u64,
+    few: bool,
+    link: &'a str,
+    reset_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/recovery_code_used.html")]
+struct RecoveryUsedHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    left: u64,
+    few: bool,
+    link: &'a str,
+    reset_link: &'a str,
+}
+
+/// Recovery codes left below which the mail asks for new ones.
+const FEW_RECOVERY_CODES: u64 = 3;
+
+/// "A recovery code was used to sign in": how many are left, the two-step settings
+/// (`link`) to set the factor up again, and the reset for a member who did not sign in.
+pub fn recovery_code_used(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    left: u64,
+    link: &str,
+    reset_link: &str,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    let few = left < FEW_RECOVERY_CODES;
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】リカバリーコードが使用されました".to_owned()
+        } else {
+            "[Tobira] A recovery code was used".to_owned()
+        },
+        text: render(&RecoveryUsedText {
+            ja,
+            name,
+            left,
+            few,
+            link,
+            reset_link,
+        }),
+        html: render(&RecoveryUsedHtml {
+            ja,
+            name,
+            left,
+            few,
+            link,
+            reset_link,
+        }),
+    }
+}
+
+// MARKER-H2-MAIL two-step changes (account/two_step.rs)
+
+/// What a member changed in their second steps on `/account/2fa` (the two-step mail).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TwoStepChange {
+    TotpOn,
+    /// Another authenticator app (a new secret) replaced the one set up before.
+    TotpReplaced,
+    EmailOn,
+    TotpOff,
+    EmailOff,
+    /// Two-step verification turned off altogether: every factor and recovery code.
+    AllOff,
+    RecoveryRenewed,
+}
+
+impl TwoStepChange {
+    /// What happened, in a sentence.
+    fn what(self, ja: bool) -> &'static str {
+        match (self, ja) {
+            (Self::TotpOn, true) => "Tobiraアカウントに認証アプリが登録されました。",
+            (Self::TotpOn, false) => "An authenticator app was set up for your Tobira account.",
+            (Self::TotpReplaced, true) => {
+                "Tobiraアカウントの認証アプリが別のものに変更されました。以前のアプリのコードは使えなくなりました。"
+            }
+            (Self::TotpReplaced, false) => {
+                "The authenticator app of your Tobira account was replaced. Codes from the previous app no longer work."
+            }
+            (Self::EmailOn, true) => {
+                "Tobiraアカウントへのログインの際に、メールで確認コードを受け取る設定が有効になりました。"
+            }
+            (Self::EmailOn, false) => {
+                "Signing in to your Tobira account now asks for a code sent to you by email."
+            }
+            (Self::TotpOff, true) => "Tobiraアカウントの認証アプリの登録が解除されました。",
+            (Self::TotpOff, false) => "The authenticator app was removed from your Tobira account.",
+            (Self::EmailOff, true) => {
+                "Tobiraアカウントの、メールで確認コードを受け取る設定が解除されました。"
+            }
+            (Self::EmailOff, false) => {
+                "Signing in to your Tobira account no longer asks for a code sent by email."
+            }
+            (Self::AllOff, true) => {
+                "Tobiraアカウントの二段階認証がオフにされ、すべての確認方法とリカバリーコードが削除されました。"
+            }
+            (Self::AllOff, false) => {
+                "Two-step verification was turned off for your Tobira account: every verification method and recovery code was removed."
+            }
+            (Self::RecoveryRenewed, true) => {
+                "Tobiraアカウントのリカバリーコードが再発行されました。以前のコードは使えなくなりました。"
+            }
+            (Self::RecoveryRenewed, false) => {
+                "New recovery codes were made for your Tobira account. The previous codes no longer work."
+            }
+        }
+    }
+}
+
+/// What the two-step mail says, already in words and links.
+pub struct TwoStepMail<'a> {
+    pub change: TwoStepChange,
+    /// Whether two-step verification was on before the change, and is on after it.
+    pub was_on: bool,
+    pub now_on: bool,
+    /// The time with its zone, the device in words, the address it came from.
+    pub at: &'a str,
+    pub device: &'a str,
+    pub ip: &'a str,
+    /// `/account/2fa`, and the forgot-password page for "this wasn't me".
+    pub console: &'a str,
+    pub reset: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/two_step_changed.txt")]
+struct TwoStepText<'a> {
+    ja: bool,
+    name: &'a str,
+    what: &'a str,
+    now_on: bool,
+    m: &'a TwoStepMail<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/two_step_changed.html")]
+struct TwoStepHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    what: &'a str,
+    now_on: bool,
+    m: &'a TwoStepMail<'a>,
+}
+
+/// A change to the account's second steps: what changed, whether sign-in now asks for a
+/// second step, from where, and what to do if it was not the member (someone with the
+/// password and a signed-in browser may be taking the account over).
+pub fn two_step_changed(lang: Lang, to: &str, display_name: &str, m: &TwoStepMail<'_>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    let subject = match (m.change, m.was_on, m.now_on, ja) {
+        (TwoStepChange::RecoveryRenewed, _, _, true) => {
+            "【Tobira】リカバリーコードが再発行されました"
+        }
+        (TwoStepChange::RecoveryRenewed, _, _, false) => "[Tobira] New recovery codes were made",
+        (_, false, true, true) => "【Tobira】二段階認証が有効になりました",
+        (_, false, true, false) => "[Tobira] Two-step verification is on",
+        (_, true, false, true) => "【Tobira】二段階認証が無効になりました",
+        (_, true, false, false) => "[Tobira] Two-step verification is off",
+        (_, _, _, true) => "【Tobira】二段階認証の設定が変更されました",
+        (_, _, _, false) => "[Tobira] Your two-step verification changed",
+    };
+    let what = m.change.what(ja);
+    Mail {
+        to: to.to_owned(),
+        subject: subject.to_owned(),
+        text: render(&TwoStepText {
+            ja,
+            name,
+            what,
+            now_on: m.now_on,
+            m,
+        }),
+        html: render(&TwoStepHtml {
+            ja,
+            name,
+            what,
+            now_on: m.now_on,
+            m,
+        }),
+    }
+}
+
+// MARKER-H3-MAIL support's reset of two-step verification (admin/support.rs)
+
+#[derive(Template)]
+#[template(path = "mail/two_step_reset.txt")]
+struct TwoStepResetText<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+    contact: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/two_step_reset.html")]
+struct TwoStepResetHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    link: &'a str,
+    contact: Option<&'a str>,
+}
+
+/// "Support turned off your two-step verification": the password alone signs in now, set
+/// it up again at `link` (the console), and tell support (`contact`) if you did not ask:
+/// whoever talked support into it may not be the member.
+pub fn two_step_reset(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    link: &str,
+    contact: Option<&str>,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】サポートにより二段階認証が解除されました".to_owned()
+        } else {
+            "[Tobira] Support turned off your two-step verification".to_owned()
+        },
+        text: render(&TwoStepResetText {
+            ja,
+            name,
+            link,
+            contact,
+        }),
+        html: render(&TwoStepResetHtml {
+            ja,
+            name,
+            link,
+            contact,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

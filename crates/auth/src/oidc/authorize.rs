@@ -22,7 +22,7 @@ use super::paths;
 use super::tokens::CodeRecord;
 use crate::authn::session;
 use crate::crypto::random_token;
-use crate::domain::{AMR_PASSWORD, BrowserSession, Client, GrantType, User};
+use crate::domain::{ACR_TWO, AMR_PASSWORD, BrowserSession, Client, GrantType, User};
 use crate::flow::{self, Binding, FlowError, Park};
 use crate::state::AppState;
 use crate::store::NewGrant;
@@ -58,6 +58,25 @@ pub struct AuthRequest {
     /// `response_mode=form_post`: the answer is POSTed by an auto-submitting page.
     #[serde(default)]
     pub form_post: bool,
+    /// The `acr_values` we know ("1", "2"), in the client's order of preference. They are
+    /// voluntary (OIDC Core §3.1.2.1): a request asking for "2" steps a one-factor
+    /// session up when the member has a second step, and otherwise proceeds and reports
+    /// the `acr` achieved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acr_values: Vec<String>,
+}
+
+impl AuthRequest {
+    /// Whether the client asked for two factors (`acr_values` holding "2").
+    pub fn wants_two_factors(&self) -> bool {
+        self.acr_values.iter().any(|v| v == crate::domain::ACR_TWO)
+    }
+
+    /// Whether the member must prove every factor again, even on a device remembered as
+    /// skipping the second step: `prompt=login`, `max_age` or `acr_values=2`.
+    pub fn asks_every_factor(&self) -> bool {
+        self.prompt_login || self.max_age.is_some() || self.wants_two_factors()
+    }
 }
 
 /// Why a request cannot proceed.
@@ -244,6 +263,7 @@ pub async fn validate(
         state: params.raw("state").map(str::to_owned),
         nonce: get("nonce"),
         code_challenge: get("code_challenge"),
+        acr_values: Vec::new(),
         prompt_none: false,
         prompt_login: false,
         prompt_consent: false,
@@ -385,6 +405,17 @@ pub async fn validate(
             ErrorCode::InvalidRequest,
             "prompt=none cannot be combined with other values",
         );
+    }
+    // Unknown values are ignored (they are voluntary); the known ones are few, so the
+    // park stays small whatever a client sends.
+    for value in get("acr_values")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|v| [crate::domain::ACR_ONE, crate::domain::ACR_TWO].contains(v))
+    {
+        if !req.acr_values.iter().any(|v| v == value) {
+            req.acr_values.push(value.to_owned());
+        }
     }
     if let Some(raw) = get("max_age") {
         match raw.parse::<i64>() {
@@ -612,12 +643,15 @@ async fn decide<'s>(
     };
     let needs_login = match &signed_in {
         None => true,
+        // Whatever the sign-in just achieved is what the client is told: an email code
+        // leaves `acr` 1, and asking again would loop.
         Some(_) if fresh => false,
-        Some((s, _)) => {
+        Some((s, u)) => {
             req.prompt_login
                 || req
                     .max_age
                     .is_some_and(|max| now - s.auth_time > Duration::seconds(max))
+                || steps_up(state, req, s, u).await?
         }
     };
     let wrong_member = match (&req.hint_sub, &signed_in) {
@@ -662,6 +696,28 @@ async fn decide<'s>(
         user: Box::new(user),
         consented,
     })
+}
+
+/// Whether a one-factor session must sign in again because the client asked for two
+/// factors (`acr_values=2`) and the member has a second step to give. `acr_values` is
+/// voluntary (OIDC Core §3.1.2.1): a member without a second step proceeds, and the
+/// ID token says `acr` 1.
+async fn steps_up(
+    state: &AppState,
+    req: &AuthRequest,
+    session: &BrowserSession,
+    user: &User,
+) -> Result<bool, Rejection> {
+    if !req.wants_two_factors() || session.acr == ACR_TWO {
+        return Ok(false);
+    }
+    let factors = state
+        .db
+        .two_step()
+        .factors(user.id)
+        .await
+        .map_err(|e| Rejection::Internal(e.to_string()))?;
+    Ok(factors.any())
 }
 
 /// Whether the member must be asked (OIDC Core §3.1.2.4). Never for our own apps;

@@ -7,6 +7,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::paths;
+use crate::domain::{ACR_ONE, ACR_TWO};
 use crate::state::AppState;
 
 /// Relying parties cache these; a new signing key is published at least this long before
@@ -39,6 +40,9 @@ pub fn document(state: &AppState) -> Value {
             "email", "email_verified", "name", "preferred_username", "locale", "updated_at"
         ],
         "prompt_values_supported": ["none", "login", "consent"],
+        // One factor, and two of which the second is the member's own one-time code
+        // (`acr_values=2` steps a one-factor session up; OIDC Core §3.1.2.1).
+        "acr_values_supported": [ACR_ONE, ACR_TWO],
         "ui_locales_supported": ["ja", "en"],
         "claims_parameter_supported": false,
         "request_parameter_supported": false,

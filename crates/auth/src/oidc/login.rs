@@ -5,20 +5,24 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::authorize::{Rejection, see_other};
 use super::paths;
+use super::second_step;
 use crate::account::unlock::{locked_now, refused, throttled_message};
 use crate::admin::support::frozen_notice;
+use crate::authn::second_step::Pending;
 use crate::authn::session::{self, SignIn};
-use crate::authn::sign_in::{PasswordAttempt, SignInError, with_password};
-use crate::crypto::random_token;
-use crate::domain::{AMR_PASSWORD, UserId};
-use crate::flow::{self, SignInFor, Stage};
+use crate::authn::sign_in::{
+    self, Attempted, METHOD_PASSWORD, PasswordAttempt, SignInError, with_password,
+};
+use crate::crypto::{random_token, sha256_hex};
+use crate::domain::{ACR_ONE, AMR_PASSWORD, User, UserId};
+use crate::flow::{self, Binding, SignInFor, Stage};
 use crate::state::AppState;
 use crate::web::client_ip::client_ip;
-use crate::web::cookies::SESSION;
+use crate::web::cookies::{REMEMBER, SESSION};
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
@@ -56,7 +60,13 @@ impl LoginPage<'_> {
 pub struct LoginQuery {
     tx: Option<String>,
     lang: Option<String>,
+    /// Why the member is back on the first page: `code` after too many wrong second-step
+    /// codes voided the sign-in (`oidc::second_step`).
+    again: Option<String>,
 }
+
+/// The `again` flag of a sign-in the second step voided.
+pub(super) const AGAIN_AFTER_CODES: &str = "code";
 
 pub async fn get_login(
     State(state): State<AppState>,
@@ -90,7 +100,9 @@ pub async fn get_login(
         reset: false,
         focus_email: hint.is_empty(),
         resend: None,
-        notice: notice(&target, lang),
+        notice: notice(&target, lang).or_else(|| {
+            (q.again.as_deref() == Some(AGAIN_AFTER_CODES)).then(|| Msg::SecondStepVoid.text(lang))
+        }),
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
@@ -191,7 +203,7 @@ pub async fn post_login(
     // Made before the password is checked, so a first failure already comes from a
     // device.
     let (device_id, new_device_cookie) = state.cookies.device(&headers);
-    let mut cookies: Vec<String> = new_device_cookie.into_iter().collect();
+    let cookies: Vec<String> = new_device_cookie.into_iter().collect();
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
@@ -208,8 +220,8 @@ pub async fn post_login(
         },
     )
     .await;
-    let user = match signed_in {
-        Ok(user) => user,
+    let first = match signed_in {
+        Ok(first) => first,
         Err(SignInError::InvalidCredentials { account, locked }) => {
             let reason = if account.is_some() {
                 "wrong password"
@@ -290,17 +302,11 @@ pub async fn post_login(
             );
         }
     };
-    let previous = match session::current(
-        &state.db,
-        &state.clock,
-        &state.sessions,
-        state.cookies.get(&headers, SESSION).as_deref(),
-    )
-    .await
-    {
-        Ok(s) => s,
+    let user = first.user;
+    let skip = match skips_second_step(&state, &headers, &target, &user, &device_id).await {
+        Ok(skip) => skip,
         Err(e) => {
-            tracing::error!(error = %e, "session lookup failed");
+            tracing::error!(error = %e, "cannot read the account's second step");
             return error_page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 lang,
@@ -308,6 +314,154 @@ pub async fn post_login(
                 request_id.0,
             );
         }
+    };
+    if !skip {
+        // The password alone signs nothing in: the second step continues from here, on
+        // the same parked request and in the same browser.
+        let pending = Pending::new(
+            state.clock.now(),
+            &Binding::of(state.cookies, &headers),
+            user.id,
+            vec![AMR_PASSWORD.to_owned()],
+            METHOD_PASSWORD,
+            remember,
+            &device_id,
+            first.known_device,
+            &ip,
+            &user_agent,
+        );
+        return match second_step::begin(&state, &form.tx, pending, &user, lang).await {
+            Ok(()) => {
+                tracing::info!(user = %user.id.0, ip = %ip, client_id = %client_id, "password right; second step asked");
+                see_other(&format!("{}?tx={}", paths::SECOND_STEP, form.tx), &cookies)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the second step");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    lang,
+                    Msg::ServerError,
+                    request_id.0,
+                )
+            }
+        };
+    }
+    tracing::info!(user = %user.id.0, ip = %ip, client_id = %client_id, "signed in with a password");
+    complete_sign_in(
+        &state,
+        &headers,
+        request_id,
+        lang,
+        target,
+        &form.tx,
+        Completed {
+            user: &user,
+            amr: vec![AMR_PASSWORD.to_owned()],
+            acr: ACR_ONE,
+            method: METHOD_PASSWORD,
+            device_id,
+            known_device: first.known_device,
+            ip: client_addr,
+            user_agent,
+            remember,
+            cookies,
+        },
+    )
+    .await
+}
+
+/// Whether a member whose password was right signs in without a second step: the account
+/// has none, or this device is remembered for it and nothing asks for every factor (a
+/// re-authentication in the console, `prompt=login`, `max_age`, `acr_values=2`).
+async fn skips_second_step(
+    state: &AppState,
+    headers: &HeaderMap,
+    target: &SignInFor,
+    user: &User,
+    device_id: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let factors = state.db.two_step().factors(user.id).await?;
+    if !factors.any() {
+        return Ok(true);
+    }
+    let every_factor = match target {
+        SignInFor::Authorize(park) => park.request.asks_every_factor(),
+        SignInFor::Console(c) => c.reauth.is_some(),
+    };
+    if every_factor {
+        return Ok(false);
+    }
+    let Some(secret) = state.cookies.get(headers, REMEMBER) else {
+        return Ok(false);
+    };
+    state
+        .db
+        .two_step()
+        .is_remembered(state.clock.now(), user.id, device_id, &sha256_hex(&secret))
+        .await
+}
+
+/// A sign-in whose every step passed.
+pub(crate) struct Completed<'a> {
+    pub user: &'a User,
+    pub amr: Vec<String>,
+    pub acr: &'a str,
+    /// The history's name of the method ("password", "password+totp").
+    pub method: &'a str,
+    pub device_id: String,
+    pub known_device: bool,
+    pub ip: IpAddr,
+    pub user_agent: String,
+    /// "Keep me signed in".
+    pub remember: bool,
+    /// `Set-Cookie` values to send with the answer (a new device cookie, the
+    /// remembered-device cookie); the session's is added.
+    pub cookies: Vec<String>,
+}
+
+/// Finishes a sign-in whose every step passed (the password page, the second-step page):
+/// records it, creates the session (or renews this member's), and sends the browser on to
+/// the parked request or back to the console page, with `done.cookies` and the session's.
+pub(crate) async fn complete_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_id: RequestId,
+    lang: Lang,
+    target: SignInFor,
+    tx: &str,
+    done: Completed<'_>,
+) -> Response {
+    let mut cookies = done.cookies;
+    let server_error = |what: &str, e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "{what}");
+        error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            lang,
+            Msg::ServerError,
+            request_id.0.clone(),
+        )
+    };
+    let attempt = Attempted {
+        user: done.user.id,
+        ip: done.ip,
+        device: &done.device_id,
+        user_agent: &done.user_agent,
+        method: done.method,
+        known_device: done.known_device,
+    };
+    if let Err(e) = sign_in::completed(state, done.user, attempt).await {
+        return server_error("cannot record a sign-in", &e);
+    }
+    let previous = match session::current(
+        &state.db,
+        &state.clock,
+        &state.sessions,
+        state.cookies.get(headers, SESSION).as_deref(),
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return server_error("session lookup failed", &e),
     };
     let signed_in = session::sign_in(
         &state.db,
@@ -315,57 +469,48 @@ pub async fn post_login(
         &state.sessions,
         previous,
         SignIn {
-            user_id: user.id,
-            amr: vec![AMR_PASSWORD.to_owned()],
-            acr: "1".to_owned(),
-            device_id,
-            ip: ip.clone(),
-            user_agent,
-            remember,
+            user_id: done.user.id,
+            amr: done.amr,
+            acr: done.acr.to_owned(),
+            device_id: done.device_id,
+            ip: done.ip.to_string(),
+            user_agent: done.user_agent,
+            remember: done.remember,
         },
     )
     .await;
     let (session, secret) = match signed_in {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create a session");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                lang,
-                Msg::ServerError,
-                request_id.0,
-            );
-        }
+        Err(e) => return server_error("cannot create a session", &e),
     };
     let next = match target {
         // The park remembers which session signed in for it (prompt=login, max_age).
         SignInFor::Authorize(mut park) => flow::advance(
-            &state,
-            &form.tx,
+            state,
+            tx,
             &mut park,
             Stage::SignedIn {
                 session: session.id,
             },
         )
         .await
-        .map(|()| format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, form.tx)),
-        SignInFor::Console(_) => flow::finish_console(&state, &headers, &form.tx).await,
+        .map(|()| format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, tx)),
+        SignInFor::Console(_) => flow::finish_console(state, headers, tx).await,
     };
     let next = match next {
         Ok(next) => next,
-        Err(e) => return Rejection::from(e).respond(&state, &headers, request_id),
+        Err(e) => return Rejection::from(e).respond(state, headers, request_id),
     };
-    tracing::info!(user = %user.id.0, ip = %ip, client_id = %client_id, "signed in with a password");
-    cookies.push(
-        state
-            .cookies
-            .set(SESSION, &secret, state.sessions.cookie_max_age(remember)),
-    );
+    cookies.push(state.cookies.set(
+        SESSION,
+        &secret,
+        state.sessions.cookie_max_age(done.remember),
+    ));
     see_other(&next, &cookies)
 }
 
 /// The languages the client asked for, if a client asked.
-fn ui_locales(target: &SignInFor) -> Option<&str> {
+pub(super) fn ui_locales(target: &SignInFor) -> Option<&str> {
     match target {
         SignInFor::Authorize(park) => park.request.ui_locales.as_deref(),
         SignInFor::Console(_) => None,
@@ -381,7 +526,7 @@ fn notice(target: &SignInFor, lang: Lang) -> Option<&'static str> {
 }
 
 /// What the member signs in to: the client, or their Tobira account.
-fn purpose(target: &SignInFor, lang: Lang) -> String {
+pub(super) fn purpose(target: &SignInFor, lang: Lang) -> String {
     match target {
         SignInFor::Authorize(park) => park.request.client_name.clone(),
         SignInFor::Console(_) => Msg::AccountConsole.text(lang).to_owned(),

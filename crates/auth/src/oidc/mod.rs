@@ -11,6 +11,7 @@ pub mod logout;
 pub mod params;
 pub mod paths;
 pub mod revocation;
+pub mod second_step;
 pub mod tokens;
 pub mod userinfo;
 
@@ -29,6 +30,10 @@ pub fn router() -> Router<AppState> {
         )
         .route(paths::AUTHORIZE_CONTINUE, get(authorize::get_continue))
         .route(paths::LOGIN, get(login::get_login).post(login::post_login))
+        .route(
+            paths::SECOND_STEP,
+            get(second_step::get_second_step).post(second_step::post_second_step),
+        )
         .route(paths::TOKEN, axum::routing::post(tokens::token))
         .route(
             paths::USERINFO,

@@ -9,6 +9,8 @@ pub const AUTHORIZE_CONTINUE: &str = "/authorize/continue";
 pub const TOKEN: &str = "/token";
 pub const USERINFO: &str = "/userinfo";
 pub const LOGIN: &str = "/login";
+/// The second step of a sign-in (`oidc::second_step`).
+pub const SECOND_STEP: &str = "/login/second-step";
 pub const REVOKE: &str = "/revoke";
 pub const INTROSPECT: &str = "/introspect";
 pub const END_SESSION: &str = "/end-session";

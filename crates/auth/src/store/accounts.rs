@@ -14,8 +14,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::entity::{
-    consents, email_changes, email_undos, email_verifications, grants, known_devices, login_events,
-    password_resets, refresh_tokens, reregistration_blocks, sessions, users,
+    consents, email_changes, email_factors, email_undos, email_verifications, grants,
+    known_devices, login_events, password_resets, recovery_codes, refresh_tokens,
+    remembered_devices, reregistration_blocks, sessions, totp_factors, users,
 };
 use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
 use crate::domain::{UserId, UserStatus};
@@ -112,6 +113,7 @@ impl<'c> AccountRepo<'c> {
         let txn = self.conn.begin().await?;
         let ended = end_everything(&txn, now, user).await?;
         super::email_changes::void_pending(&txn, user).await?;
+        super::two_step::forget_devices(&txn, user, None).await?;
         if let Some(mail) = mail {
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         }
@@ -154,6 +156,9 @@ impl<'c> AccountRepo<'c> {
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
+        // A freeze may answer a stolen account: after it is lifted, no device skips the
+        // second step on the strength of a choice made before.
+        super::two_step::forget_devices(&txn, user, None).await?;
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;
         Ok(true)
@@ -189,7 +194,7 @@ impl<'c> AccountRepo<'c> {
 
     /// Deletes an account (active, frozen or awaiting verification): sign-in is refused
     /// at once, every session, grant and token ends with back-channel logouts, every
-    /// mailed link is void, the address is held back from re-registration until
+    /// mailed link is void, no device skips the second step any more, the address is held back from re-registration until
     /// `block.until`, and `mail` confirms it. The row keeps its personal data until the
     /// purge. `false` (nothing changes) when it was deleted already: a second submission
     /// deletes nothing twice and mails nothing twice.
@@ -218,6 +223,7 @@ impl<'c> AccountRepo<'c> {
         }
         end_everything(&txn, now, user).await?;
         void_links(&txn, user).await?;
+        super::two_step::forget_devices(&txn, user, None).await?;
         email_verifications::Entity::delete_many()
             .filter(email_verifications::Column::UserId.eq(user.0))
             .exec(&txn)
@@ -261,7 +267,7 @@ impl<'c> AccountRepo<'c> {
 
     /// Purges the personal data of accounts deleted at or before `deleted_before`: the
     /// address, name and password hash are blanked, and history, devices, sessions,
-    /// grants, consents and links removed. The row stays (without anything personal) so
+    /// grants, consents, links and second steps removed. The row stays (without anything personal) so
     /// that its `sub` is never given to anyone else. Also drops re-registration blocks
     /// that have run out. How many accounts were purged.
     pub async fn purge(
@@ -315,6 +321,12 @@ impl<'c> AccountRepo<'c> {
         delete_of_user(&txn, known_devices::Column::UserId, id).await?;
         delete_of_user(&txn, login_events::Column::UserId, id).await?;
         delete_of_user(&txn, email_verifications::Column::UserId, id).await?;
+        // The second steps: the authenticator secret, the recovery codes' hashes and the
+        // remembered devices are the member's as much as the address is.
+        delete_of_user(&txn, totp_factors::Column::UserId, id).await?;
+        delete_of_user(&txn, email_factors::Column::UserId, id).await?;
+        delete_of_user(&txn, recovery_codes::Column::UserId, id).await?;
+        delete_of_user(&txn, remembered_devices::Column::UserId, id).await?;
         void_links(&txn, UserId(id)).await?;
         let blanked = users::Entity::update_many()
             .col_expr(users::Column::Email, Expr::value(""))

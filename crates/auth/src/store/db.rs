@@ -244,6 +244,10 @@ impl Db {
         ServerSecretRepo::new(&self.conn)
     }
 
+    pub fn two_step(&self) -> super::TwoStepRepo<'_> {
+        super::TwoStepRepo::new(&self.conn)
+    }
+
     pub fn signing_keys(&self) -> SigningKeyRepo<'_> {
         SigningKeyRepo::new(&self.conn)
     }

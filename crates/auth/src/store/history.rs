@@ -25,6 +25,12 @@ pub enum LoginResult {
     /// The right password of an account whose email change its owner undid: refused
     /// until the password is reset.
     ResetRequired,
+    /// The right password, then a wrong or spent second-step code.
+    WrongCode,
+    /// Not a sign-in: the factor named by the method was turned on (or renewed).
+    Enrolled,
+    /// Not a sign-in: the factor named by the method was turned off.
+    Removed,
 }
 
 impl LoginResult {
@@ -36,6 +42,9 @@ impl LoginResult {
             Self::Unverified => "unverified",
             Self::Frozen => "frozen",
             Self::ResetRequired => "reset_required",
+            Self::WrongCode => "wrong_code",
+            Self::Enrolled => "enrolled",
+            Self::Removed => "removed",
         }
     }
 
@@ -47,6 +56,9 @@ impl LoginResult {
             "unverified" => Self::Unverified,
             "frozen" => Self::Frozen,
             "reset_required" => Self::ResetRequired,
+            "wrong_code" => Self::WrongCode,
+            "enrolled" => Self::Enrolled,
+            "removed" => Self::Removed,
             other => return Err(StoreError::Corrupt(format!("login result {other:?}"))),
         })
     }
@@ -80,20 +92,7 @@ impl<'c> LoginEventRepo<'c> {
     }
 
     pub async fn record(&self, event: &LoginEvent) -> Result<(), StoreError> {
-        login_events::Entity::insert(login_events::ActiveModel {
-            id: Set(event.id),
-            user_id: Set(event.user.0),
-            created_at: Set(event.at),
-            ip: Set(event.ip.chars().take(64).collect()),
-            user_agent: Set(event.user_agent.chars().take(USER_AGENT_MAX).collect()),
-            device_hash: Set(event.device_hash.chars().take(64).collect()),
-            method: Set(event.method.clone()),
-            result: Set(event.result.as_str().to_owned()),
-            new_device: Set(event.new_device),
-        })
-        .exec_without_returning(self.conn)
-        .await?;
-        Ok(())
+        insert(self.conn, event).await
     }
 
     /// The account's attempts, newest first: `limit` of them, older than `before`
@@ -148,4 +147,26 @@ impl<'c> LoginEventRepo<'c> {
             .await?;
         Ok(done.rows_affected)
     }
+}
+
+/// Records `event` on the caller's connection or transaction (a change to the account's
+/// factors writes its history entry with it).
+pub(super) async fn insert(
+    conn: &impl sea_orm::ConnectionTrait,
+    event: &LoginEvent,
+) -> Result<(), StoreError> {
+    login_events::Entity::insert(login_events::ActiveModel {
+        id: Set(event.id),
+        user_id: Set(event.user.0),
+        created_at: Set(event.at),
+        ip: Set(event.ip.chars().take(64).collect()),
+        user_agent: Set(event.user_agent.chars().take(USER_AGENT_MAX).collect()),
+        device_hash: Set(event.device_hash.chars().take(64).collect()),
+        method: Set(event.method.clone()),
+        result: Set(event.result.as_str().to_owned()),
+        new_device: Set(event.new_device),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(())
 }

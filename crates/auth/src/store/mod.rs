@@ -21,6 +21,7 @@ mod server_secrets;
 mod sessions;
 mod signing_keys;
 mod signups;
+mod two_step;
 mod users;
 
 pub use accounts::{AccountRepo, ReregistrationBlock};
@@ -42,6 +43,7 @@ pub use sessions::{
 };
 pub use signing_keys::{SigningKeyRepo, StoredKey};
 pub use signups::{NewVerification, SignupRepo, Verification};
+pub use two_step::{CodeHashes, FactorChange, Factors, StoredTotp, TwoStepRepo};
 pub use users::{NewUser, UserRepo};
 
 /// Errors of the durable store. "Not found" is not an error: lookups return `Option`.

@@ -78,6 +78,8 @@ impl<'c> PasswordRepo<'c> {
             .filter(password_resets::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
+        // Whoever knew the old password may have had a device remembered.
+        super::two_step::forget_devices(&txn, user, None).await?;
         sessions::Entity::update_many()
             .col_expr(
                 sessions::Column::SecretHash,

@@ -109,6 +109,7 @@ impl<'c> PasswordResetRepo<'c> {
             .exec(&txn)
             .await?;
         super::email_changes::void_pending(&txn, user).await?;
+        super::two_step::forget_devices(&txn, user, None).await?;
         users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, Expr::value(password_hash))
             // The reset an undone email change asked for (`email_changes::undo`).

@@ -142,20 +142,22 @@ impl<'c> SessionRepo<'c> {
             .transpose()
     }
 
-    /// A fresh sign-in on an existing session: new auth_time and factors, a new cookie
-    /// secret. `None` if the session ended meanwhile.
+    /// A fresh sign-in on an existing session: new auth_time, factors and level (`amr`,
+    /// `acr`), a new cookie secret. `None` if the session ended meanwhile.
     pub fn reauthenticate(
         &self,
         rng: &mut impl CryptoRng,
         id: Uuid,
         now: OffsetDateTime,
-        amr: &[String],
+        level: (&[String], &str),
         remember: bool,
         expires_at: OffsetDateTime,
     ) -> impl Future<Output = Result<Option<(BrowserSession, String)>, StoreError>> + Send + 'c
     {
         let secret = random_token(rng, 32);
+        let (amr, acr) = level;
         let amr = serde_json::to_string(amr).expect("strings serialise");
+        let acr = acr.to_owned();
         let conn = self.conn;
         async move {
             let res = sessions::Entity::update_many()
@@ -166,6 +168,7 @@ impl<'c> SessionRepo<'c> {
                 .col_expr(sessions::Column::AuthTime, Expr::value(now))
                 .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
                 .col_expr(sessions::Column::Amr, Expr::value(amr))
+                .col_expr(sessions::Column::Acr, Expr::value(acr))
                 .col_expr(sessions::Column::Remember, Expr::value(remember))
                 .col_expr(sessions::Column::ExpiresAt, Expr::value(expires_at))
                 .filter(sessions::Column::Id.eq(id))
@@ -215,8 +218,10 @@ impl<'c> SessionRepo<'c> {
         let txn = self.conn.begin().await?;
         let ended = end_where(&txn, now, sessions::Column::UserId.eq(user.0)).await?;
         logouts::for_ended_sessions(&txn, now, &ended).await?;
-        // Whatever a session asked for goes with it: an email change waiting for its link.
+        // Whatever a session asked for goes with it: an email change waiting for its link,
+        // and the devices that skip the second step.
         super::email_changes::void_pending(&txn, user).await?;
+        super::two_step::forget_devices(&txn, user, None).await?;
         let of_account = sessions::Entity::find()
             .select_only()
             .column(sessions::Column::Id)

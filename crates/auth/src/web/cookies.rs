@@ -12,6 +12,9 @@ pub const DEVICE: &str = "tobira_device";
 pub const CSRF: &str = "tobira_csrf";
 /// Binds parked authorization requests to the browser that started them (`flow`).
 pub const BIND: &str = "tobira_bind";
+/// A device that skips the second step (`authn::second_step`): a random secret whose
+/// hash the account's remembered device keeps.
+pub const REMEMBER: &str = "tobira_2fa_remember";
 
 /// Browsers cap cookie lifetimes at 400 days (RFC 6265bis).
 pub const DEVICE_LIFETIME: Duration = Duration::days(400);

@@ -321,6 +321,101 @@ pub enum Msg {
     DeleteConfirmMismatch,
     DeleteDone,
     DeleteAlreadyDone,
+    // Two-step results in the history (store/history.rs)
+    ResultWrongCode,
+    ResultEnrolled,
+    ResultRemoved,
+    // MARKER-H1-ENUM second-step page (oidc/second_step.rs)
+    SecondStepTitle,
+    SecondStepLead,
+    TotpHeading,
+    TotpLabel,
+    VerifyCodeButton,
+    EmailCodeHeading,
+    /// Carries `{to}`, replaced by the masked address.
+    EmailCodeWillSend,
+    /// Carries `{to}` and `{minutes}`.
+    EmailCodeSentTo,
+    EmailCodeLabel,
+    EmailSendButton,
+    EmailResendButton,
+    EmailCodeResent,
+    RecoveryHeading,
+    RecoveryLead,
+    RecoveryLabel,
+    /// Carries `{days}`, replaced by `account.remember_device_days`.
+    RememberDevice,
+    OtherAccount,
+    /// Carries `{left}`, replaced by the tries left for this sign-in.
+    CodeWrong,
+    CodeExpired,
+    CodeEmpty,
+    CodeNotDigits,
+    CodeTooLong,
+    MethodUnknown,
+    MethodNotEnrolled,
+    SecondStepLocked,
+    EmailSendLimit,
+    SecondStepVoid,
+    // MARKER-H2-ENUM two-step console (account/two_step.rs)
+    TwoStepTitle,
+    TwoStepLead,
+    TwoStepIsOn,
+    TwoStepIsOff,
+    TwoStepSetUp,
+    TwoStepNotSetUp,
+    TwoStepTotpHeading,
+    TwoStepTotpAbout,
+    TwoStepTotpStart,
+    TwoStepTotpReplace,
+    TwoStepTotpDisable,
+    TwoStepEmailHeading,
+    TwoStepEmailAbout,
+    TwoStepEmailEnable,
+    TwoStepEmailDisable,
+    TwoStepRecoveryHeading,
+    TwoStepRecoveryAbout,
+    TwoStepRecoveryLeft,
+    TwoStepRecoveryLow,
+    TwoStepRecoveryRegenerate,
+    TwoStepRecoveryRegenerateNote,
+    TwoStepOffHeading,
+    TwoStepOffAbout,
+    TwoStepOffButton,
+    TwoStepDoneTotpOn,
+    TwoStepDoneTotpReplaced,
+    TwoStepDoneTotpOff,
+    TwoStepDoneEmailOn,
+    TwoStepDoneEmailOff,
+    TwoStepDoneOff,
+    TwoStepEnrolTitle,
+    TwoStepEnrolScan,
+    TwoStepEnrolQrLabel,
+    TwoStepEnrolKey,
+    TwoStepEnrolCode,
+    TwoStepEnrolReplacing,
+    TwoStepEnrolExpires,
+    TwoStepCodeLabel,
+    TwoStepConfirm,
+    TwoStepCancel,
+    TwoStepCodeMalformed,
+    TwoStepCodeWrong,
+    TwoStepLocked,
+    TwoStepEnrolExpired,
+    TwoStepCodesTitle,
+    TwoStepCodesOn,
+    TwoStepCodesRenewed,
+    TwoStepCodesLead,
+    TwoStepCodesOnce,
+    TwoStepCodesDownload,
+    TwoStepCodesKept,
+    TwoStepCodesFileHeading,
+    TwoStepDownloadGone,
+    MethodTotp,
+    MethodEmailCode,
+    MethodRecoveryCode,
+    MethodTwoStep,
+    // MARKER-H3-ENUM acr, support (admin/support.rs)
 }
 
 impl Msg {
@@ -1048,6 +1143,290 @@ impl Msg {
             (Self::DeleteAlreadyDone, En) => {
                 "This account has already been deleted. Nothing was changed."
             }
+            // Two-step results in the history (store/history.rs)
+            (Self::ResultWrongCode, Ja) => "確認コードの誤り",
+            (Self::ResultWrongCode, En) => "wrong verification code",
+            (Self::ResultEnrolled, Ja) => "設定",
+            (Self::ResultEnrolled, En) => "turned on",
+            (Self::ResultRemoved, Ja) => "解除",
+            (Self::ResultRemoved, En) => "turned off",
+            // MARKER-H1-TEXT second-step page (oidc/second_step.rs)
+            (Self::SecondStepTitle, Ja) => "二段階認証",
+            (Self::SecondStepTitle, En) => "Two-step verification",
+            (Self::SecondStepLead, Ja) => {
+                "パスワードを確認しました。ログインを完了するには、次のいずれかの方法で本人確認をしてください。"
+            }
+            (Self::SecondStepLead, En) => {
+                "Your password is right. To finish signing in, confirm it is you in one of these ways."
+            }
+            (Self::TotpHeading, Ja) => "認証アプリ",
+            (Self::TotpHeading, En) => "Authenticator app",
+            (Self::TotpLabel, Ja) => "認証アプリに表示されている6桁のコード",
+            (Self::TotpLabel, En) => "The 6-digit code shown in your authenticator app",
+            (Self::VerifyCodeButton, Ja) => "確認する",
+            (Self::VerifyCodeButton, En) => "Verify",
+            (Self::EmailCodeHeading, Ja) => "メールで届く確認コード",
+            (Self::EmailCodeHeading, En) => "Code by email",
+            (Self::EmailCodeWillSend, Ja) => "{to} 宛てに確認コードをお送りします。",
+            (Self::EmailCodeWillSend, En) => "We send a code to {to}.",
+            (Self::EmailCodeSentTo, Ja) => {
+                "{to} 宛てに確認コードを送信しました（{minutes}分間有効）。"
+            }
+            (Self::EmailCodeSentTo, En) => "We sent a code to {to} (valid for {minutes} minutes).",
+            (Self::EmailCodeLabel, Ja) => "メールに記載された6桁のコード",
+            (Self::EmailCodeLabel, En) => "The 6-digit code from the mail",
+            (Self::EmailSendButton, Ja) => "確認コードを送信",
+            (Self::EmailSendButton, En) => "Send a code",
+            (Self::EmailResendButton, Ja) => "確認コードを再送信",
+            (Self::EmailResendButton, En) => "Send a new code",
+            (Self::EmailCodeResent, Ja) => {
+                "新しい確認コードを送信しました。前にお送りしたコードは使えなくなりました。"
+            }
+            (Self::EmailCodeResent, En) => {
+                "We sent a new code. The code sent before no longer works."
+            }
+            (Self::RecoveryHeading, Ja) => "リカバリーコード",
+            (Self::RecoveryHeading, En) => "Recovery code",
+            (Self::RecoveryLead, Ja) => {
+                "スマートフォンをなくした場合など、ほかの方法を使えないときは、二段階認証を設定したときに保存したリカバリーコードを入力してください。各コードは1回だけ使えます。"
+            }
+            (Self::RecoveryLead, En) => {
+                "If you cannot use the other ways (a lost phone, for example), enter one of the recovery codes you saved when you turned on two-step verification. Each code works once."
+            }
+            (Self::RecoveryLabel, Ja) => "リカバリーコード",
+            (Self::RecoveryLabel, En) => "Recovery code",
+            (Self::RememberDevice, Ja) => "この端末では{days}日間確認しない",
+            (Self::RememberDevice, En) => "Don't ask again on this device for {days} days",
+            (Self::OtherAccount, Ja) => "別のアカウントでログイン",
+            (Self::OtherAccount, En) => "Sign in with another account",
+            (Self::CodeWrong, Ja) => "確認コードが正しくありません（あと {left} 回）。",
+            (Self::CodeWrong, En) => "The code is not correct ({left} tries left).",
+            (Self::CodeExpired, Ja) => "コードの有効期限が切れました。もう一度送信してください。",
+            (Self::CodeExpired, En) => "The code has expired. Send a new one.",
+            (Self::CodeEmpty, Ja) => "確認コードを入力してください。",
+            (Self::CodeEmpty, En) => "Enter the code.",
+            (Self::CodeNotDigits, Ja) => "確認コードは6桁の数字です。",
+            (Self::CodeNotDigits, En) => "The code is 6 digits.",
+            (Self::CodeTooLong, Ja) => "入力されたコードが長すぎます。",
+            (Self::CodeTooLong, En) => "The code you entered is too long.",
+            (Self::MethodUnknown, Ja) => {
+                "確認の方法が正しくありません。ページを再読み込みして、もう一度お試しください。"
+            }
+            (Self::MethodUnknown, En) => {
+                "This way of verifying is not known. Reload the page and try again."
+            }
+            (Self::MethodNotEnrolled, Ja) => {
+                "この確認方法は、このアカウントでは設定されていません。"
+            }
+            (Self::MethodNotEnrolled, En) => {
+                "This way of verifying is not set up for this account."
+            }
+            (Self::SecondStepLocked, Ja) => {
+                "確認コードの誤りが多すぎるため、このアカウントの二段階認証を一時的に停止しています。"
+            }
+            (Self::SecondStepLocked, En) => {
+                "Too many wrong codes: two-step verification of this account is paused for a while."
+            }
+            (Self::EmailSendLimit, Ja) => {
+                "確認コードの送信回数が上限に達しました。届いたコードを入力するか、最初からログインし直してください。"
+            }
+            (Self::EmailSendLimit, En) => {
+                "No more codes can be sent for this sign-in. Enter the code you received, or sign in again from the start."
+            }
+            (Self::SecondStepVoid, Ja) => {
+                "確認コードの誤りが多すぎたため、このログインは無効になりました。もう一度パスワードを入力してください。"
+            }
+            (Self::SecondStepVoid, En) => {
+                "Too many wrong codes: this sign-in was cancelled. Enter your password again."
+            }
+            // MARKER-H2-TEXT two-step console (account/two_step.rs)
+            (Self::TwoStepTitle, Ja) => "二段階認証",
+            (Self::TwoStepTitle, En) => "Two-step verification",
+            (Self::TwoStepLead, Ja) => {
+                "パスワードに加えてもう一つの確認をお願いすることで、パスワードが他人に知られても、アカウントにログインされにくくなります。"
+            }
+            (Self::TwoStepLead, En) => {
+                "A second check after your password keeps your account safe even if someone learns the password."
+            }
+            (Self::TwoStepIsOn, Ja) => "二段階認証: オン",
+            (Self::TwoStepIsOn, En) => "Two-step verification: on",
+            (Self::TwoStepIsOff, Ja) => "二段階認証: オフ",
+            (Self::TwoStepIsOff, En) => "Two-step verification: off",
+            (Self::TwoStepSetUp, Ja) => "設定済み",
+            (Self::TwoStepSetUp, En) => "Set up",
+            (Self::TwoStepNotSetUp, Ja) => "未設定",
+            (Self::TwoStepNotSetUp, En) => "Not set up",
+            (Self::TwoStepTotpHeading, Ja) => "認証アプリ",
+            (Self::TwoStepTotpHeading, En) => "Authenticator app",
+            (Self::TwoStepTotpAbout, Ja) => {
+                "Google Authenticator や Microsoft Authenticator などのアプリに表示される、30秒ごとに変わる6桁のコードを使います。いちばん安全な方法です。"
+            }
+            (Self::TwoStepTotpAbout, En) => {
+                "Uses the 6-digit code that an app such as Google Authenticator or Microsoft Authenticator shows, new every 30 seconds. The safest way."
+            }
+            (Self::TwoStepTotpStart, Ja) => "認証アプリを設定する",
+            (Self::TwoStepTotpStart, En) => "Set up an authenticator app",
+            (Self::TwoStepTotpReplace, Ja) => "別の認証アプリに変更する",
+            (Self::TwoStepTotpReplace, En) => "Move to another authenticator app",
+            (Self::TwoStepTotpDisable, Ja) => "認証アプリを解除する",
+            (Self::TwoStepTotpDisable, En) => "Remove the authenticator app",
+            (Self::TwoStepEmailHeading, Ja) => "メールで届く確認コード",
+            (Self::TwoStepEmailHeading, En) => "Codes sent by email",
+            (Self::TwoStepEmailAbout, Ja) => {
+                "ログインのたびに、登録メールアドレスに6桁のコードをお送りします。メールを読める人はコードも読めるため、認証アプリほど強くはありません。"
+            }
+            (Self::TwoStepEmailAbout, En) => {
+                "Each sign-in sends a 6-digit code to your address. Anyone who can read your mail can read the code too, so it is weaker than an authenticator app."
+            }
+            (Self::TwoStepEmailEnable, Ja) => "メールの確認コードを使う",
+            (Self::TwoStepEmailEnable, En) => "Use codes sent by email",
+            (Self::TwoStepEmailDisable, Ja) => "メールの確認コードをやめる",
+            (Self::TwoStepEmailDisable, En) => "Stop using codes sent by email",
+            (Self::TwoStepRecoveryHeading, Ja) => "リカバリーコード",
+            (Self::TwoStepRecoveryHeading, En) => "Recovery codes",
+            (Self::TwoStepRecoveryAbout, Ja) => {
+                "スマートフォンをなくしたときなど、確認コードを受け取れないときに1回ずつ使えるコードです。"
+            }
+            (Self::TwoStepRecoveryAbout, En) => {
+                "Single-use codes for when you cannot get a verification code, such as when you lose your phone."
+            }
+            (Self::TwoStepRecoveryLeft, Ja) => "未使用のリカバリーコード",
+            (Self::TwoStepRecoveryLeft, En) => "Unused recovery codes",
+            (Self::TwoStepRecoveryLow, Ja) => {
+                "リカバリーコードが残りわずかです。再発行して、新しいコードを保管してください。"
+            }
+            (Self::TwoStepRecoveryLow, En) => {
+                "You are running out of recovery codes. Make new ones and keep them somewhere safe."
+            }
+            (Self::TwoStepRecoveryRegenerate, Ja) => "リカバリーコードを再発行する",
+            (Self::TwoStepRecoveryRegenerate, En) => "Make new recovery codes",
+            (Self::TwoStepRecoveryRegenerateNote, Ja) => {
+                "再発行すると、これまでのコードはすべて使えなくなります。"
+            }
+            (Self::TwoStepRecoveryRegenerateNote, En) => "The codes you have now stop working.",
+            (Self::TwoStepOffHeading, Ja) => "二段階認証をオフにする",
+            (Self::TwoStepOffHeading, En) => "Turn off two-step verification",
+            (Self::TwoStepOffAbout, Ja) => {
+                "すべての確認方法とリカバリーコードを削除します。ログインに必要なのはパスワードだけになります。"
+            }
+            (Self::TwoStepOffAbout, En) => {
+                "Removes every verification method and recovery code. Signing in will need your password only."
+            }
+            (Self::TwoStepOffButton, Ja) => "二段階認証をオフにする",
+            (Self::TwoStepOffButton, En) => "Turn off two-step verification",
+            (Self::TwoStepDoneTotpOn, Ja) => "認証アプリを登録しました。",
+            (Self::TwoStepDoneTotpOn, En) => "Your authenticator app is set up.",
+            (Self::TwoStepDoneTotpReplaced, Ja) => {
+                "認証アプリを変更しました。以前のアプリのコードは使えません。"
+            }
+            (Self::TwoStepDoneTotpReplaced, En) => {
+                "Your authenticator app was replaced. Codes from the previous app no longer work."
+            }
+            (Self::TwoStepDoneTotpOff, Ja) => "認証アプリの登録を解除しました。",
+            (Self::TwoStepDoneTotpOff, En) => "The authenticator app was removed.",
+            (Self::TwoStepDoneEmailOn, Ja) => "ログインの際に、メールで確認コードをお送りします。",
+            (Self::TwoStepDoneEmailOn, En) => "Signing in will send you a code by email.",
+            (Self::TwoStepDoneEmailOff, Ja) => "メールの確認コードの設定を解除しました。",
+            (Self::TwoStepDoneEmailOff, En) => "Codes sent by email are no longer used.",
+            (Self::TwoStepDoneOff, Ja) => "二段階認証をオフにしました。",
+            (Self::TwoStepDoneOff, En) => "Two-step verification is off.",
+            (Self::TwoStepEnrolTitle, Ja) => "認証アプリの設定",
+            (Self::TwoStepEnrolTitle, En) => "Set up an authenticator app",
+            (Self::TwoStepEnrolScan, Ja) => "認証アプリで、次のQRコードを読み取ってください。",
+            (Self::TwoStepEnrolScan, En) => "Scan this QR code with your authenticator app.",
+            (Self::TwoStepEnrolQrLabel, Ja) => "認証アプリに登録するQRコード",
+            (Self::TwoStepEnrolQrLabel, En) => "QR code for your authenticator app",
+            (Self::TwoStepEnrolKey, Ja) => {
+                "読み取れない場合は、アプリにこのキーを入力してください（時間ベース）"
+            }
+            (Self::TwoStepEnrolKey, En) => {
+                "If you cannot scan it, type this key into the app (time-based)"
+            }
+            (Self::TwoStepEnrolCode, Ja) => {
+                "アプリに表示された6桁のコードを入力して、登録を完了してください。"
+            }
+            (Self::TwoStepEnrolCode, En) => "Enter the 6-digit code the app shows to finish.",
+            (Self::TwoStepEnrolReplacing, Ja) => {
+                "登録を完了すると、これまでの認証アプリのコードは使えなくなります。"
+            }
+            (Self::TwoStepEnrolReplacing, En) => {
+                "Once you finish, codes from your current authenticator app stop working."
+            }
+            (Self::TwoStepEnrolExpires, Ja) => "10分以内に登録を完了してください。",
+            (Self::TwoStepEnrolExpires, En) => "Finish within 10 minutes.",
+            (Self::TwoStepCodeLabel, Ja) => "確認コード（6桁）",
+            (Self::TwoStepCodeLabel, En) => "Verification code (6 digits)",
+            (Self::TwoStepConfirm, Ja) => "確認して登録する",
+            (Self::TwoStepConfirm, En) => "Verify and turn on",
+            (Self::TwoStepCancel, Ja) => "やめる",
+            (Self::TwoStepCancel, En) => "Cancel",
+            (Self::TwoStepCodeMalformed, Ja) => "アプリに表示された6桁の数字を入力してください。",
+            (Self::TwoStepCodeMalformed, En) => "Enter the 6 digits the app shows.",
+            (Self::TwoStepCodeWrong, Ja) => {
+                "コードが正しくありません。スマートフォンの時刻が正しいことを確認し、アプリに表示されている新しいコードを入力してください。"
+            }
+            (Self::TwoStepCodeWrong, En) => {
+                "That code is not right. Check that your phone's clock is right, and enter the code the app shows now."
+            }
+            (Self::TwoStepLocked, Ja) => "確認コードの誤りが続いたため、しばらく受け付けません。",
+            (Self::TwoStepLocked, En) => {
+                "Too many wrong codes: codes are not accepted for a while."
+            }
+            (Self::TwoStepEnrolExpired, Ja) => {
+                "設定の有効期限が切れたか、別の画面で設定が始められました。はじめからやり直してください。"
+            }
+            (Self::TwoStepEnrolExpired, En) => {
+                "This setup expired or was started again elsewhere. Please start over."
+            }
+            (Self::TwoStepCodesTitle, Ja) => "リカバリーコード",
+            (Self::TwoStepCodesTitle, En) => "Recovery codes",
+            (Self::TwoStepCodesOn, Ja) => {
+                "二段階認証を有効にしました。次回のログインから、パスワードの後に確認コードをお尋ねします。"
+            }
+            (Self::TwoStepCodesOn, En) => {
+                "Two-step verification is on. From your next sign-in, you will be asked for a code after your password."
+            }
+            (Self::TwoStepCodesRenewed, Ja) => {
+                "リカバリーコードを再発行しました。以前のコードは使えません。"
+            }
+            (Self::TwoStepCodesRenewed, En) => {
+                "New recovery codes were made. The previous codes no longer work."
+            }
+            (Self::TwoStepCodesLead, Ja) => {
+                "スマートフォンをなくしたときなど、確認コードを受け取れないときに、代わりに使えます。各コードは1回だけ使えます。"
+            }
+            (Self::TwoStepCodesLead, En) => {
+                "Use one instead of a verification code when you cannot get one, such as when you lose your phone. Each code works once."
+            }
+            (Self::TwoStepCodesOnce, Ja) => {
+                "このコードは今だけ表示されます。印刷するかダウンロードして、安全な場所に保管してください。"
+            }
+            (Self::TwoStepCodesOnce, En) => {
+                "These codes are shown only now. Print or download them and keep them somewhere safe."
+            }
+            (Self::TwoStepCodesDownload, Ja) => "テキストファイルでダウンロード",
+            (Self::TwoStepCodesDownload, En) => "Download as a text file",
+            (Self::TwoStepCodesKept, Ja) => "保管しました",
+            (Self::TwoStepCodesKept, En) => "I have kept them",
+            (Self::TwoStepCodesFileHeading, Ja) => {
+                "Tobira リカバリーコード（各コードは1回だけ使えます）"
+            }
+            (Self::TwoStepCodesFileHeading, En) => "Tobira recovery codes (each code works once)",
+            (Self::TwoStepDownloadGone, Ja) => {
+                "ダウンロードの有効期限が切れました。コードを保管していない場合は、リカバリーコードを再発行してください。"
+            }
+            (Self::TwoStepDownloadGone, En) => {
+                "This download has expired. If you did not keep the codes, make new recovery codes."
+            }
+            (Self::MethodTotp, Ja) => "認証アプリ",
+            (Self::MethodTotp, En) => "Authenticator app",
+            (Self::MethodEmailCode, Ja) => "メールの確認コード",
+            (Self::MethodEmailCode, En) => "Code by email",
+            (Self::MethodRecoveryCode, Ja) => "リカバリーコード",
+            (Self::MethodRecoveryCode, En) => "Recovery code",
+            (Self::MethodTwoStep, Ja) => "二段階認証",
+            (Self::MethodTwoStep, En) => "Two-step verification",
+            // MARKER-H3-TEXT acr, support (admin/support.rs)
         }
     }
 }

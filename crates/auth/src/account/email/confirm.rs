@@ -23,7 +23,7 @@ use crate::web::pages::{RequestId, error_page, page_lang, render};
 /// who made the change recognises it, one who did not undoes it either way, and the old
 /// mailbox may no longer be the member's alone (a former employer's, a recycled address):
 /// it must not learn in full where the member went.
-fn masked(email: &Email) -> String {
+pub(crate) fn masked(email: &Email) -> String {
     match email.display().rsplit_once('@') {
         Some((local, domain)) => {
             let first: String = local.chars().take(1).collect();
