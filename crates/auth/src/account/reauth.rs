@@ -44,10 +44,8 @@ pub async fn has_every_step(
     state: &AppState,
     current: &CurrentSession,
 ) -> Result<bool, StoreError> {
-    if session_passed_second_step(&current.session.amr) {
-        return Ok(true);
-    }
-    Ok(!state.db.two_step().factors(current.user.id).await?.any())
+    let factors = state.db.two_step().factors(current.user.id).await?;
+    Ok(session_passed_second_step(&current.session.amr, &factors))
 }
 
 impl FromRequestParts<AppState> for RecentSession {

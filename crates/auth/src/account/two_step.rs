@@ -376,7 +376,7 @@ async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, TwoStepErro
         .enable_email(
             state.clock.now(),
             user.id,
-            hashes(user, &codes),
+            hashes(state, user, &codes),
             Some(ctx.device()),
             change,
         )

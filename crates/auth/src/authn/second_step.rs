@@ -18,8 +18,9 @@ use uuid::Uuid;
 use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::domain::{ACR_ONE, ACR_TWO, AMR_MCA, AMR_MFA, AMR_OTP, User, UserId};
 use crate::flow::Binding;
+use crate::keys::IdentifierHasher;
 use crate::state::AppState;
-use crate::store::{EphemeralError, StoreError};
+use crate::store::{EphemeralError, Factors, StoreError};
 use crate::web::cookies::{BIND, CookiePolicy};
 
 /// The history's names of the factors (the `method` of a login event).
@@ -45,6 +46,10 @@ pub const RECOVERY_CODES: usize = 10;
 /// A sign-in whose first step passed, waiting for the second.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Pending {
+    /// Names this very first step: the same parked request can be given another first
+    /// step (the password of another account) while a code for this one is checked, and
+    /// what is taken at the end must be what was checked (`finish`).
+    nonce: String,
     pub user: Uuid,
     /// SHA-256 of the binding cookie of the browser that passed the first step.
     binding: String,
@@ -155,6 +160,7 @@ impl Pending {
         user_agent: &str,
     ) -> Self {
         Self {
+            nonce: crate::crypto::random_token(&mut rand::rng(), 16),
             user: user.0,
             binding: binding.hash(),
             first_amr,
@@ -220,14 +226,33 @@ pub async fn resume(
     Ok(pending)
 }
 
-/// Stores `pending` again (an email code was sent), keeping its expiry.
+/// Stores `pending` again (an email code was sent), keeping its expiry — only while the
+/// same sign-in is still waiting: a plain put racing a successful `finish` would bring a
+/// spent sign-in back (compare-and-swap on the value read just before).
 pub async fn save(state: &AppState, tx: &str, pending: &Pending) -> Result<(), SecondStepError> {
     let bytes =
         serde_json::to_vec(pending).map_err(|e| SecondStepError::Internal(e.to_string()))?;
-    state
+    let read = state.ephemeral.get_versioned(&key(tx)).await?;
+    let same = read
+        .value
+        .as_deref()
+        .and_then(|b| serde_json::from_slice::<Pending>(b).ok())
+        .is_some_and(|p| constant_time_eq(p.nonce.as_bytes(), pending.nonce.as_bytes()));
+    if !same {
+        return Err(SecondStepError::Expired);
+    }
+    let swapped = state
         .ephemeral
-        .put_bounded(&key(tx), &bytes, pending.created_at + PENDING_LIFETIME)
+        .swap(
+            &key(tx),
+            read.version.as_deref(),
+            &bytes,
+            pending.created_at + PENDING_LIFETIME,
+        )
         .await?;
+    if !swapped {
+        return Err(SecondStepError::Expired);
+    }
     Ok(())
 }
 
@@ -237,6 +262,7 @@ pub async fn finish(
     state: &AppState,
     headers: &HeaderMap,
     tx: &str,
+    checked: &Pending,
 ) -> Result<Pending, SecondStepError> {
     let pending: Pending = state
         .ephemeral
@@ -246,6 +272,11 @@ pub async fn finish(
         .ok_or(SecondStepError::Expired)?;
     if !bound(&pending, headers, state.cookies) {
         return Err(SecondStepError::OtherBrowser);
+    }
+    // Another first step replaced the one whose code was checked (the same browser gave
+    // the password of another account meanwhile): it signs nothing in.
+    if !constant_time_eq(pending.nonce.as_bytes(), checked.nonce.as_bytes()) {
+        return Err(SecondStepError::Expired);
     }
     Ok(pending)
 }
@@ -304,20 +335,32 @@ pub async fn count_failure(
     if counter.count < TRIES_PER_ACCOUNT {
         return Ok(None);
     }
+    Ok(Some(lock(state, user).await?))
+}
+
+/// Locks the account's second step for `ACCOUNT_WINDOW` from now (from the last guess,
+/// not from the window's start: guesses bunched at a window's end and the next one's
+/// start must not pass at once); when it ends.
+async fn lock(state: &AppState, user: UserId) -> Result<OffsetDateTime, SecondStepError> {
+    let until = state.clock.now() + ACCOUNT_WINDOW;
     state
         .ephemeral
         .put(
             &lock_key(user),
-            counter.expires_at.unix_timestamp().to_string().as_bytes(),
-            counter.expires_at,
+            until.unix_timestamp().to_string().as_bytes(),
+            until,
         )
         .await?;
-    Ok(Some(counter.expires_at))
+    Ok(until)
 }
 
 /// Checks `proof` for the sign-in waiting under `tx`. On success the pending sign-in is
-/// still there (the caller takes it with `finish`); a wrong code is counted for the
-/// sign-in and for the account.
+/// still there (the caller takes it with `finish`).
+///
+/// Every guess is counted, for the sign-in and for the account, before it is checked:
+/// counted after, a burst of requests sent at once would all be checked before the first
+/// failure was counted, and the limits would bound nothing. A right code clears the
+/// account's count (as a right password clears the password throttle's).
 pub async fn verify(
     state: &AppState,
     tx: &str,
@@ -328,39 +371,70 @@ pub async fn verify(
     if let Some(until) = locked_until(state, user.id).await? {
         return Err(SecondStepError::Locked { until });
     }
-    let right = match &proof {
-        Proof::Totp(code) => check_totp(state, user, code).await?,
-        Proof::Recovery(code) => check_recovery_code(state, user.id, code).await?,
-        Proof::EmailCode(code) => {
-            let factors = state.db.two_step().factors(user.id).await?;
-            if !factors.email {
+    // What is not a guess is refused before anything is counted.
+    let totp = match &proof {
+        Proof::Totp(_) => Some(
+            state
+                .db
+                .two_step()
+                .totp(user.id)
+                .await?
+                .ok_or(SecondStepError::NotEnrolled)?,
+        ),
+        _ => None,
+    };
+    let sent = match &proof {
+        Proof::EmailCode(_) => {
+            if !state.db.two_step().factors(user.id).await?.email {
                 return Err(SecondStepError::NotEnrolled);
             }
-            let Some(sent) = pending
+            let sent = pending
                 .email_code
-                .as_ref()
+                .clone()
                 .filter(|c| c.expires_at > state.clock.now())
-            else {
-                return Err(SecondStepError::CodeExpired);
-            };
-            let tries = state
-                .ephemeral
-                .incr(&email_tries_key(tx), EMAIL_CODE_LIFETIME)
-                .await?;
-            let typed = email_code_hash(user.id, tx, code.trim());
-            tries.count <= EMAIL_CODE_TRIES
-                && constant_time_eq(typed.as_bytes(), sent.hash.as_bytes())
+                .ok_or(SecondStepError::CodeExpired)?;
+            Some(sent)
         }
+        _ => None,
     };
-    if right {
-        return Ok(achieved(&pending.first_amr, &pending.first_method, &proof));
+    let attempts = state
+        .ephemeral
+        .incr(&account_key(user.id), ACCOUNT_WINDOW)
+        .await?;
+    if attempts.count > TRIES_PER_ACCOUNT {
+        let until = lock(state, user.id).await?;
+        abandon(state, tx).await?;
+        return Err(SecondStepError::Locked { until });
     }
-    let locked = count_failure(state, user.id).await?;
     let tries = state
         .ephemeral
         .incr(&tries_key(tx), PENDING_LIFETIME)
         .await?;
-    if let Some(until) = locked {
+    if tries.count > TRIES_PER_SIGN_IN {
+        abandon(state, tx).await?;
+        return Err(SecondStepError::TooMany);
+    }
+    let right = match (&proof, totp, sent) {
+        (Proof::Totp(code), Some(stored), _) => totp_matches(state, user, &stored, code).await?,
+        (Proof::Recovery(code), _, _) => check_recovery_code(state, user.id, code).await?,
+        (Proof::EmailCode(code), _, Some(sent)) => {
+            let tries = state
+                .ephemeral
+                .incr(&email_tries_key(tx), EMAIL_CODE_LIFETIME)
+                .await?;
+            let typed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+            let typed = email_code_hash(user.id, tx, &typed);
+            tries.count <= EMAIL_CODE_TRIES
+                && constant_time_eq(typed.as_bytes(), sent.hash.as_bytes())
+        }
+        _ => false,
+    };
+    if right {
+        state.ephemeral.delete(&account_key(user.id)).await?;
+        return Ok(achieved(&pending.first_amr, &pending.first_method, &proof));
+    }
+    if attempts.count >= TRIES_PER_ACCOUNT {
+        let until = lock(state, user.id).await?;
         abandon(state, tx).await?;
         return Err(SecondStepError::Locked { until });
     }
@@ -395,10 +469,19 @@ pub fn achieved(first_amr: &[String], first_method: &str, proof: &Proof<'_>) -> 
     }
 }
 
-/// Whether the session's factors satisfy an account with a second step: the sign-in
-/// included one (an authenticator or recovery code, or an email code).
-pub fn session_passed_second_step(amr: &[String]) -> bool {
-    amr.iter().any(|a| a == AMR_OTP || a == AMR_MCA)
+/// Whether a session's factors (`amr`) satisfy an account with `factors`: none needed
+/// without a second step; with an authenticator app, a one-time code of the member's own
+/// (the app's or a recovery code) — an email code alone must not let whoever holds the
+/// mailbox and the password remove the app; with email codes only, an email code.
+pub fn session_passed_second_step(amr: &[String], factors: &Factors) -> bool {
+    let has = |m: &str| amr.iter().any(|a| a == m);
+    if factors.totp {
+        has(AMR_OTP)
+    } else if factors.email {
+        has(AMR_OTP) || has(AMR_MCA)
+    } else {
+        true
+    }
 }
 
 /// Checks an authenticator code and spends its time step (a code is accepted once,
@@ -411,6 +494,15 @@ pub async fn check_totp(
     let Some(stored) = state.db.two_step().totp(user.id).await? else {
         return Err(SecondStepError::NotEnrolled);
     };
+    totp_matches(state, user, &stored, code).await
+}
+
+async fn totp_matches(
+    state: &AppState,
+    user: &User,
+    stored: &crate::store::StoredTotp,
+    code: &str,
+) -> Result<bool, SecondStepError> {
     let secret = state
         .master
         .decrypt(&stored.secret_enc)
@@ -449,13 +541,13 @@ pub fn new_recovery_codes(rng: &mut impl rand::CryptoRng) -> Vec<String> {
 /// The stored form of a recovery code of `user`: typed case, spaces and hyphens do not
 /// matter, and the hash names the account, so a code of one account is nothing to
 /// another.
-pub fn recovery_code_hash(user: UserId, typed: &str) -> String {
+pub fn recovery_code_hash(identifiers: &IdentifierHasher, user: UserId, typed: &str) -> String {
     let normalized: String = typed
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .flat_map(char::to_lowercase)
         .collect();
-    sha256_hex(&format!("{}:{normalized}", user.0))
+    identifiers.recovery_code(user.0, &normalized)
 }
 
 async fn check_recovery_code(
@@ -469,7 +561,11 @@ async fn check_recovery_code(
     Ok(state
         .db
         .two_step()
-        .use_recovery_code(state.clock.now(), user, &recovery_code_hash(user, typed))
+        .use_recovery_code(
+            state.clock.now(),
+            user,
+            &recovery_code_hash(&state.identifiers, user, typed),
+        )
         .await?)
 }
 
@@ -502,9 +598,13 @@ mod tests {
         let other = UserId(Uuid::new_v4());
         let code = &codes[0];
         assert_eq!(code.len(), 11);
-        let hash = recovery_code_hash(user, code);
-        assert_eq!(recovery_code_hash(user, &code.to_uppercase()), hash);
-        assert_eq!(recovery_code_hash(user, &code.replace('-', " ")), hash);
-        assert_ne!(recovery_code_hash(other, code), hash);
+        let keys = IdentifierHasher::for_tests();
+        let hash = recovery_code_hash(&keys, user, code);
+        assert_eq!(recovery_code_hash(&keys, user, &code.to_uppercase()), hash);
+        assert_eq!(
+            recovery_code_hash(&keys, user, &code.replace('-', " ")),
+            hash
+        );
+        assert_ne!(recovery_code_hash(&keys, other, code), hash);
     }
 }

@@ -85,7 +85,7 @@ impl IdentifierHasher {
 
     /// A hasher with a fixed key, for unit tests.
     #[cfg(test)]
-    pub fn for_tests() -> Self {
+    pub(crate) fn for_tests() -> Self {
         Self {
             key: std::sync::Arc::new(Zeroizing::new(vec![7; KEY_LEN])),
         }
@@ -109,6 +109,18 @@ impl IdentifierHasher {
             .expect("HMAC takes keys of any length");
         mac.update(b"reregistration\0");
         mac.update(email.normalized().as_bytes());
+        b64url(&mac.finalize().into_bytes())
+    }
+
+    /// The stored form of a recovery code (normalised) of account `user`: keyed, so a
+    /// copy of the database alone cannot be searched for the ~48-bit codes offline, and
+    /// naming the account, so one account's code is nothing to another.
+    pub fn recovery_code(&self, user: uuid::Uuid, normalized: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
+        mac.update(b"recovery_code\0");
+        mac.update(user.as_bytes());
+        mac.update(normalized.as_bytes());
         b64url(&mac.finalize().into_bytes())
     }
 }

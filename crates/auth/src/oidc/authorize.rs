@@ -699,9 +699,10 @@ async fn decide<'s>(
 }
 
 /// Whether a one-factor session must sign in again because the client asked for two
-/// factors (`acr_values=2`) and the member has a second step to give. `acr_values` is
-/// voluntary (OIDC Core §3.1.2.1): a member without a second step proceeds, and the
-/// ID token says `acr` 1.
+/// factors (`acr_values=2`) and the member has a second factor to give: an authenticator
+/// app (an email code never makes `acr` 2, so signing in again would only cost the member
+/// a mail). `acr_values` is voluntary (OIDC Core §3.1.2.1): a member without one
+/// proceeds, and the ID token says `acr` 1.
 async fn steps_up(
     state: &AppState,
     req: &AuthRequest,
@@ -717,7 +718,7 @@ async fn steps_up(
         .factors(user.id)
         .await
         .map_err(|e| Rejection::Internal(e.to_string()))?;
-    Ok(factors.any())
+    Ok(factors.totp)
 }
 
 /// Whether the member must be asked (OIDC Core §3.1.2.4). Never for our own apps;

@@ -635,7 +635,7 @@ pub async fn post_second_step(
     };
 
     // The atomic take: of two submits at once, one signs in; the other finds nothing.
-    let pending = match second_step::finish(&state, &headers, tx).await {
+    let pending = match second_step::finish(&state, &headers, tx, &w.pending).await {
         Ok(p) => p,
         Err(SecondStepError::Expired) => return see_other(&to_login(tx), &[]),
         Err(SecondStepError::OtherBrowser) => {

@@ -90,6 +90,12 @@ async fn add_codes(
     if codes.is_empty() {
         return Ok(());
     }
+    // New codes replace any others: two first factors turned on at once (two tabs) must
+    // not leave twenty codes that work.
+    recovery_codes::Entity::delete_many()
+        .filter(recovery_codes::Column::UserId.eq(user.0))
+        .exec(conn)
+        .await?;
     recovery_codes::Entity::insert_many(codes.into_iter().map(|hash| {
         recovery_codes::ActiveModel {
             code_hash: Set(hash),

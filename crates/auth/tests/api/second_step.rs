@@ -6,6 +6,7 @@
 
 use time::Duration;
 use tobira_auth::admin::users::{AddUser, add_user};
+use tobira_auth::authn::second_step::{self, Pending, Proof, SecondStepError};
 use tobira_auth::crypto::sha256_hex;
 use tobira_auth::domain::User;
 use tobira_auth::store::{LoginEvent, LoginResult};
@@ -1159,4 +1160,123 @@ async fn a_client_gets_its_code_after_the_second_step() {
         .map(|v| v.iter().map(|a| a.as_str().to_owned()).collect())
         .unwrap_or_default();
     assert_eq!(amr, ["pwd", "otp", "mfa"]);
+}
+
+/// The browser headers of a parked sign-in's binding cookie (what `Pending` is bound to).
+fn bound_headers(app: &TestApp) -> (axum::http::HeaderMap, tobira_auth::flow::Binding) {
+    let binding = tobira_auth::flow::Binding::of(app.state.cookies, &axum::http::HeaderMap::new());
+    let cookie = binding
+        .set_cookie
+        .clone()
+        .expect("a new binding cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(axum::http::header::COOKIE, cookie.parse().unwrap());
+    let binding = tobira_auth::flow::Binding::of(app.state.cookies, &headers);
+    (headers, binding)
+}
+
+fn pending_for(app: &TestApp, binding: &tobira_auth::flow::Binding, user: &User) -> Pending {
+    Pending::new(
+        app.clock().now(),
+        binding,
+        user.id,
+        vec!["pwd".to_owned()],
+        "password",
+        false,
+        "",
+        false,
+        "127.0.0.1",
+        "tests",
+    )
+}
+
+#[tokio::test]
+async fn a_code_checked_for_one_account_never_signs_in_the_account_whose_password_replaced_it() {
+    // The attack: in one browser and one parked request, the attacker passes the second
+    // step of his own account A while, at the same moment, posting the password of the
+    // victim B (known to him; B has an authenticator he does not hold). If B's first step
+    // lands between the check of A's code and the take, the take must not hand out B.
+    let (app, attacker, attackers_app, _) = totp_member().await;
+    let victim = app.add_user(OTHER, PASSWORD).await;
+    enrol_totp(&app, &victim).await;
+    let (headers, binding) = bound_headers(&app);
+    let tx = "parked-request-of-the-attacker";
+    let mine = pending_for(&app, &binding, &attacker);
+    second_step::start(&app.state, tx, &mine).await.unwrap();
+    let checked = second_step::verify(
+        &app.state,
+        tx,
+        &mine,
+        &attacker,
+        Proof::Totp(&attackers_app.code(&app)),
+    )
+    .await;
+    assert!(checked.is_ok(), "{checked:?}");
+    // The victim's password, posted on the same parked request meanwhile.
+    let victims = pending_for(&app, &binding, &victim);
+    second_step::start(&app.state, tx, &victims).await.unwrap();
+    let taken = second_step::finish(&app.state, &headers, tx, &mine).await;
+    assert!(
+        matches!(taken, Err(SecondStepError::Expired)),
+        "the checked sign-in was replaced: nothing may be taken: {taken:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_guesses_sent_at_once_is_checked_at_most_ten_times() {
+    // The attack: with the password, open several first steps and fire guesses at once,
+    // hoping that all are checked before the first failure is counted. Ten wrong recovery
+    // codes and, behind them in the same burst, two right ones: the right ones must meet
+    // the lock, not a check.
+    let (app, user, _, codes) = totp_member().await;
+    let (_, binding) = bound_headers(&app);
+    let mut guesses = Vec::new();
+    for (n, tx) in ["burst-1", "burst-2", "burst-3"].iter().enumerate() {
+        let pending = pending_for(&app, &binding, &user);
+        second_step::start(&app.state, tx, &pending).await.unwrap();
+        for (i, right) in codes.iter().take(4).enumerate() {
+            let guess = if n == 2 && i >= 2 {
+                right.clone()
+            } else {
+                format!("zzzzz-zzz{n}{i}")
+            };
+            guesses.push((tx.to_string(), pending.clone(), guess));
+        }
+    }
+    let mut burst = tokio::task::JoinSet::new();
+    for (tx, pending, guess) in guesses {
+        let (state, user) = (app.state.clone(), user.clone());
+        burst.spawn(async move {
+            second_step::verify(&state, &tx, &pending, &user, Proof::Recovery(&guess))
+                .await
+                .map(|_| ())
+        });
+    }
+    let answers = burst.join_all().await;
+    let passed = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(passed, 0, "{answers:?}");
+    let left = app.state.db.two_step().factors(user.id).await.unwrap();
+    assert_eq!(left.recovery_left, 10, "no right code was spent");
+    let locked = answers
+        .iter()
+        .filter(|a| matches!(a, Err(SecondStepError::Locked { .. })))
+        .count();
+    assert!(locked >= 2, "{answers:?}");
+}
+
+#[tokio::test]
+async fn an_email_code_typed_with_a_space_in_the_middle_works() {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    enrol_email(&app, &user).await;
+    let browser = app.browser();
+    let page = second_step(&browser).await;
+    let code = code_mail(&app, 1).await;
+    let spaced = format!(" {} {} ", &code[..3], &code[3..]);
+    let answer = submit(&browser, &page, "email", &spaced, false).await;
+    signed_in(&answer);
 }

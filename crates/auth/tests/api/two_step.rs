@@ -46,11 +46,11 @@ fn enrolment_event(user: &User, method: &str, app: &TestApp) -> FactorChange {
     }
 }
 
-fn recovery_codes(user: &User) -> (Vec<String>, Vec<String>) {
+fn recovery_codes(app: &TestApp, user: &User) -> (Vec<String>, Vec<String>) {
     let codes = second_step::new_recovery_codes(&mut rand::rng());
     let hashes = codes
         .iter()
-        .map(|c| second_step::recovery_code_hash(user.id, c))
+        .map(|c| second_step::recovery_code_hash(&app.state.identifiers, user.id, c))
         .collect();
     (codes, hashes)
 }
@@ -67,7 +67,7 @@ pub async fn enrol_totp(app: &TestApp, user: &User) -> (App, Vec<String>) {
     let (codes, hashes) = if had_codes.any() {
         (Vec::new(), Vec::new())
     } else {
-        recovery_codes(user)
+        recovery_codes(app, user)
     };
     app.state
         .db
@@ -95,7 +95,7 @@ pub async fn enrol_email(app: &TestApp, user: &User) -> Vec<String> {
     let (codes, hashes) = if had.any() {
         (Vec::new(), Vec::new())
     } else {
-        recovery_codes(user)
+        recovery_codes(app, user)
     };
     app.state
         .db

@@ -227,7 +227,7 @@ fn with_subject(mails: &[OutboxMail], subject: &str) -> Vec<OutboxMail> {
 /// Spends a recovery code of `user` in the store (as a sign-in elsewhere would); whether
 /// it was unused.
 async fn spend(app: &TestApp, user: &User, code: &str) -> bool {
-    let hash = second_step::recovery_code_hash(user.id, code);
+    let hash = second_step::recovery_code_hash(&app.state.identifiers, user.id, code);
     app.state
         .db
         .two_step()
@@ -679,7 +679,11 @@ async fn stale_and_password_only_sessions_are_sent_to_sign_in_with_the_second_st
     .await;
     assert_eq!(back, "/account/2fa");
     let session = session_of(&app, &before).await.unwrap();
-    assert!(second_step::session_passed_second_step(&session.amr));
+    let factors = app.state.db.two_step().factors(user.id).await.unwrap();
+    assert!(second_step::session_passed_second_step(
+        &session.amr,
+        &factors
+    ));
     two_step_page(&before).await;
 
     // Stale: past the re-authentication window, the same again.
@@ -951,7 +955,7 @@ async fn email_codes_turn_on_and_off_and_two_step_turns_off_altogether() {
     assert!(has(&page, "email-disable") && !has(&page, "email-enable"));
 
     // Adding the app to it: no new recovery codes, a "changed" mail.
-    let (_, codes) = {
+    let (authenticator, codes) = {
         let enrol_page = start_enrolment(&browser).await;
         let authenticator = app_from(&enrol_page);
         let done = confirm(&browser, &enrol_page, &code(&app, &authenticator, 0)).await;
@@ -961,6 +965,21 @@ async fn email_codes_turn_on_and_off_and_two_step_turns_off_altogether() {
     };
     assert!(codes.is_empty());
     assert_eq!(with_subject(&app.settled().await, CHANGED_SUBJECT).len(), 1);
+
+    // With the app on, an emailed code no longer vouches for the session: whoever holds
+    // the mailbox and the password must not remove the app. The app's next code does.
+    let sent = browser.get("/account/2fa").await;
+    assert_eq!(sent.status, 303, "{}", sent.body);
+    app.clock().advance(Duration::seconds(30));
+    let back = signs_in_with_second_step(
+        &app,
+        &browser,
+        &sent,
+        "totp",
+        Some(&code(&app, &authenticator, 0)),
+    )
+    .await;
+    assert_eq!(back, "/account/2fa");
 
     // Email codes off: the app remains.
     let page = two_step_page(&browser).await;

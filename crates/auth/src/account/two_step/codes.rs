@@ -51,10 +51,10 @@ impl CodesPage<'_> {
     }
 }
 
-pub(super) fn hashes(user: &User, codes: &[String]) -> Vec<String> {
+pub(super) fn hashes(state: &AppState, user: &User, codes: &[String]) -> Vec<String> {
     codes
         .iter()
-        .map(|c| second_step::recovery_code_hash(user.id, c))
+        .map(|c| second_step::recovery_code_hash(&state.identifiers, user.id, c))
         .collect()
 }
 
@@ -140,7 +140,12 @@ async fn regenerate(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, TwoStepError>
     state
         .db
         .two_step()
-        .replace_recovery_codes(state.clock.now(), user.id, hashes(user, &codes), change)
+        .replace_recovery_codes(
+            state.clock.now(),
+            user.id,
+            hashes(state, user, &codes),
+            change,
+        )
         .await?;
     tracing::info!(user = %user.id.0, "recovery codes renewed");
     show_codes(ctx, csrf, &codes, Msg::TwoStepCodesRenewed).await

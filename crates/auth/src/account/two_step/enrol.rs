@@ -292,7 +292,7 @@ async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, TwoStepErro
                 secret_enc: sealed,
                 last_step: step,
             },
-            hashes(user, &codes),
+            hashes(state, user, &codes),
             Some(ctx.device()),
             change,
         )
