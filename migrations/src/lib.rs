@@ -18,6 +18,7 @@ mod m20261204_000008_login_events;
 mod m20261204_000009_backchannel_logout;
 mod m20261204_000010_account_lifecycle;
 mod m20261205_000011_two_step;
+mod m20261205_000012_passkeys;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000009_backchannel_logout::Migration),
             Box::new(m20261204_000010_account_lifecycle::Migration),
             Box::new(m20261205_000011_two_step::Migration),
+            Box::new(m20261205_000012_passkeys::Migration),
         ]
     }
 

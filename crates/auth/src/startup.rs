@@ -155,6 +155,13 @@ impl Application {
                 .into(),
             metrics: Metrics::install(),
             background: tokio_util::task::TaskTracker::new(),
+            webauthn: match crate::authn::passkey::relying_party(config.issuer.as_str()) {
+                Ok(rp) => Some(rp),
+                Err(why) => {
+                    tracing::warn!("{why}");
+                    None
+                }
+            },
             config: Arc::new(config),
         };
         let router = router(state.clone());
@@ -244,12 +251,13 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
-        // No scripts, no framing (clickjacking), styles only from us. No `form-action`:
-        // browsers apply it to the redirect that follows a form post.
+        // Scripts and styles only from us (the passkey script), no framing
+        // (clickjacking). No `form-action`: browsers apply it to the redirect that follows
+        // a form post.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
             ),
         ))
         .layer(SetResponseHeaderLayer::overriding(

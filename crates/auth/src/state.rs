@@ -41,4 +41,7 @@ pub struct AppState {
     /// Work a handler leaves running after its answer (writes that must not delay it);
     /// shutdown waits for it, so a deploy loses none of it.
     pub background: tokio_util::task::TaskTracker,
+    /// The WebAuthn relying party; `None` when the issuer cannot have passkeys (an IP
+    /// address host): no passkey buttons then.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }

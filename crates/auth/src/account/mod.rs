@@ -59,7 +59,8 @@ pub const EMAIL_CONFIRM: &str = "/account/email/confirm";
 pub const EMAIL_UNDO: &str = "/account/email/undo";
 pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
-// MARKER-H2-PATHS two-step verification paths (account/two_step.rs)
+// Two-step verification (account/two_step.rs)
+// MARKER-P1-PATHS passkeys (account/passkeys.rs)
 /// Two-step verification: the page, and its forms (each answered where its GET leads back
 /// to the page: a stale form comes back there after the sign-in).
 pub const TWO_STEP: &str = "/account/2fa";
@@ -110,7 +111,8 @@ pub fn router() -> Router<AppState> {
         )
         // Deletion routes
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
-        // MARKER-H2-ROUTES two-step verification (account/two_step.rs)
+        // Two-step verification routes
+        // MARKER-P1-ROUTES passkeys (account/passkeys.rs)
         .route(TWO_STEP, get(two_step::page))
         .route(
             TWO_STEP_TOTP,

@@ -16,13 +16,15 @@ use super::console::CurrentSession;
 use super::delete::in_words;
 use super::reauth::RecentSession;
 use super::{FORGOT, TWO_STEP, link, user_lang};
-use crate::authn::second_step::{self, METHOD_EMAIL_CODE, METHOD_TWO_STEP, SecondStepError};
+use crate::authn::second_step::{
+    self, METHOD_EMAIL_CODE, METHOD_TOTP, METHOD_TWO_STEP, SecondStepError,
+};
 use crate::domain::User;
 use crate::mail::templates::{self, TwoStepChange, TwoStepMail};
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
 use crate::store::{
-    EphemeralError, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError,
+    EphemeralError, Factor, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError,
 };
 use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
@@ -346,7 +348,7 @@ pub async fn post_email(
     let ctx = Ctx::new(&state, &current, &headers, ip);
     let answered = match form.action {
         EmailAction::Enable => enable_email(&ctx, &form.csrf).await,
-        EmailAction::Disable => disable_email(&ctx).await,
+        EmailAction::Disable => remove_factor(&ctx, Factor::Email).await,
     };
     answered.unwrap_or_else(|e| e.respond(ctx.lang, request_id))
 }
@@ -388,26 +390,44 @@ async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, TwoStepErro
     show_codes(ctx, csrf, &codes, Msg::TwoStepCodesOn).await
 }
 
-async fn disable_email(ctx: &Ctx<'_>) -> Result<Response, TwoStepError> {
+/// Turns one factor off (the app, or email codes). With no other factor left, two-step
+/// verification is off (the store drops the recovery codes with it).
+async fn remove_factor(ctx: &Ctx<'_>, factor: Factor) -> Result<Response, TwoStepError> {
     let state = ctx.state;
     let before = ctx.factors().await?;
-    if !before.email {
+    let (on, other_on, method, change, done) = match factor {
+        Factor::Totp => (
+            before.totp,
+            before.email,
+            METHOD_TOTP,
+            TwoStepChange::TotpOff,
+            Done::TotpOff,
+        ),
+        Factor::Email => (
+            before.email,
+            before.totp,
+            METHOD_EMAIL_CODE,
+            TwoStepChange::EmailOff,
+            Done::EmailOff,
+        ),
+    };
+    if !on {
         return Ok(see_other(TWO_STEP, &[]));
     }
-    let change = ctx.change(
-        METHOD_EMAIL_CODE,
-        LoginResult::Removed,
-        TwoStepChange::EmailOff,
-        true,
-        before.totp,
-    )?;
+    let change = ctx.change(method, LoginResult::Removed, change, true, other_on)?;
     state
         .db
         .two_step()
-        .disable_email(state.clock.now(), ctx.user().id, Some(ctx.device()), change)
+        .disable(
+            state.clock.now(),
+            ctx.user().id,
+            factor,
+            Some(ctx.device()),
+            change,
+        )
         .await?;
-    tracing::info!(user = %ctx.user().id.0, still_on = before.totp, "email codes turned off");
-    Ok(Done::EmailOff.back())
+    tracing::info!(user = %ctx.user().id.0, ?factor, still_on = other_on, "second step turned off");
+    Ok(done.back())
 }
 
 /// A form that carries only its CSRF token (read back to render the next page's forms).

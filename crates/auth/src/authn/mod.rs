@@ -3,6 +3,7 @@
 //! federation arrive with later issues.
 
 pub mod feedback;
+pub mod passkey;
 pub mod password;
 pub mod risk;
 pub mod second_step;

@@ -12,6 +12,11 @@ pub const AMR_PASSWORD: &str = "pwd";
 pub const AMR_OTP: &str = "otp";
 /// More than one factor (RFC 8176 §2: with the methods that made it so).
 pub const AMR_MFA: &str = "mfa";
+/// Proof of possession of a key (a passkey), and user presence / verification by the
+/// authenticator (RFC 8176 §2: `user` is presence; verification by PIN or biometrics
+/// makes the passkey two factors in one, `mfa`).
+pub const AMR_POP: &str = "pop";
+pub const AMR_USER: &str = "user";
 /// A code sent through another channel (the member's mailbox). Not counted as a second
 /// factor: NIST SP 800-63B §5.1.3.3 does not accept email as out-of-band.
 pub const AMR_MCA: &str = "mca";

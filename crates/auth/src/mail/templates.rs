@@ -787,7 +787,9 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
     }
 }
 
-// MARKER-H1-MAIL email code for the second step (oidc/second_step.rs)
+// MARKER-P1-MAIL passkey added / removed (account/passkeys.rs)
+
+// The second step's mails (oidc/second_step.rs)
 
 #[derive(Template)]
 #[template(path = "mail/email_code.txt")]
@@ -910,7 +912,7 @@ pub fn recovery_code_used(
     }
 }
 
-// MARKER-H2-MAIL two-step changes (account/two_step.rs)
+// Two-step changes (account/two_step.rs)
 
 /// What a member changed in their second steps on `/account/2fa` (the two-step mail).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1042,7 +1044,7 @@ pub fn two_step_changed(lang: Lang, to: &str, display_name: &str, m: &TwoStepMai
     }
 }
 
-// MARKER-H3-MAIL support's reset of two-step verification (admin/support.rs)
+// Support's reset of two-step verification (admin/support.rs)
 
 #[derive(Template)]
 #[template(path = "mail/two_step_reset.txt")]

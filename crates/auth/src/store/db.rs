@@ -244,6 +244,10 @@ impl Db {
         ServerSecretRepo::new(&self.conn)
     }
 
+    pub fn passkeys(&self) -> super::PasskeyRepo<'_> {
+        super::PasskeyRepo::new(&self.conn)
+    }
+
     pub fn two_step(&self) -> super::TwoStepRepo<'_> {
         super::TwoStepRepo::new(&self.conn)
     }

@@ -15,6 +15,7 @@ pub mod ephemeral;
 mod history;
 pub mod jobs;
 mod logouts;
+mod passkeys;
 mod passwords;
 mod resets;
 mod server_secrets;
@@ -35,6 +36,7 @@ pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore, Versione
 pub use history::{LoginEvent, LoginEventRepo, LoginResult};
 pub use jobs::{Job, JobRepo, QueueStats};
 pub use logouts::{BACKCHANNEL_QUEUE, Logout};
+pub use passkeys::{NAME_MAX as PASSKEY_NAME_MAX, PasskeyRemoval, PasskeyRepo, StoredPasskey};
 pub use passwords::{PasswordChange, PasswordRepo};
 pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};
@@ -43,7 +45,7 @@ pub use sessions::{
 };
 pub use signing_keys::{SigningKeyRepo, StoredKey};
 pub use signups::{NewVerification, SignupRepo, Verification};
-pub use two_step::{CodeHashes, FactorChange, Factors, StoredTotp, TwoStepRepo};
+pub use two_step::{CodeHashes, Factor, FactorChange, Factors, StoredTotp, TwoStepRepo};
 pub use users::{NewUser, UserRepo};
 
 /// Errors of the durable store. "Not found" is not an error: lookups return `Option`.
@@ -53,6 +55,8 @@ pub enum StoreError {
     EmailTaken,
     #[error("a client with this client_id exists")]
     ClientIdTaken,
+    #[error("this passkey is registered already")]
+    PasskeyTaken,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

@@ -44,6 +44,15 @@ pub struct FactorChange {
     pub mail: Option<QueuedMail>,
 }
 
+/// A second step an account can turn on and off on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Factor {
+    /// An authenticator app.
+    Totp,
+    /// Codes by email.
+    Email,
+}
+
 /// Recovery codes to store when a first factor is turned on (hashes only).
 pub type CodeHashes = Vec<String>;
 
@@ -206,35 +215,30 @@ impl<'c> TwoStepRepo<'c> {
         finish(txn, now, change).await
     }
 
-    /// Turns the authenticator app off. When no factor is left, the recovery codes and
-    /// the remembered devices go too (two-step is off).
-    pub async fn disable_totp(
+    /// Turns one factor off. When no factor is left, the recovery codes and the
+    /// remembered devices go too (two-step is off); otherwise the remembered devices but
+    /// `keep`.
+    pub async fn disable(
         &self,
         now: OffsetDateTime,
         user: UserId,
+        factor: Factor,
         keep: Option<&str>,
         change: FactorChange,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await?;
-        totp_factors::Entity::delete_by_id(user.0)
-            .exec(&txn)
-            .await?;
-        after_removal(&txn, user, keep).await?;
-        finish(txn, now, change).await
-    }
-
-    /// Turns email codes off (see `disable_totp`).
-    pub async fn disable_email(
-        &self,
-        now: OffsetDateTime,
-        user: UserId,
-        keep: Option<&str>,
-        change: FactorChange,
-    ) -> Result<(), StoreError> {
-        let txn = self.conn.begin().await?;
-        email_factors::Entity::delete_by_id(user.0)
-            .exec(&txn)
-            .await?;
+        match factor {
+            Factor::Totp => {
+                totp_factors::Entity::delete_by_id(user.0)
+                    .exec(&txn)
+                    .await?
+            }
+            Factor::Email => {
+                email_factors::Entity::delete_by_id(user.0)
+                    .exec(&txn)
+                    .await?
+            }
+        };
         after_removal(&txn, user, keep).await?;
         finish(txn, now, change).await
     }

@@ -52,6 +52,7 @@ pub(super) fn new_row(
         reset_required: Set(false),
         frozen_reason: Set(None),
         purged_at: Set(None),
+        webauthn_handle: Set(None),
     }
 }
 

@@ -325,7 +325,9 @@ pub enum Msg {
     ResultWrongCode,
     ResultEnrolled,
     ResultRemoved,
-    // MARKER-H1-ENUM second-step page (oidc/second_step.rs)
+    // MARKER-P1-ENUM passkeys in the console (account/passkeys.rs)
+    // MARKER-P2-ENUM passkey sign-in (oidc/passkey.rs)
+    // The second-step page (oidc/second_step.rs)
     SecondStepTitle,
     SecondStepLead,
     TotpHeading,
@@ -357,7 +359,7 @@ pub enum Msg {
     SecondStepLocked,
     EmailSendLimit,
     SecondStepVoid,
-    // MARKER-H2-ENUM two-step console (account/two_step.rs)
+    // Two-step verification in the console (account/two_step.rs)
     TwoStepTitle,
     TwoStepLead,
     TwoStepIsOn,
@@ -415,7 +417,6 @@ pub enum Msg {
     MethodEmailCode,
     MethodRecoveryCode,
     MethodTwoStep,
-    // MARKER-H3-ENUM acr, support (admin/support.rs)
 }
 
 impl Msg {
@@ -1150,7 +1151,9 @@ impl Msg {
             (Self::ResultEnrolled, En) => "turned on",
             (Self::ResultRemoved, Ja) => "解除",
             (Self::ResultRemoved, En) => "turned off",
-            // MARKER-H1-TEXT second-step page (oidc/second_step.rs)
+            // MARKER-P1-TEXT passkeys in the console (account/passkeys.rs)
+            // MARKER-P2-TEXT passkey sign-in (oidc/passkey.rs)
+            // The second-step page (oidc/second_step.rs)
             (Self::SecondStepTitle, Ja) => "二段階認証",
             (Self::SecondStepTitle, En) => "Two-step verification",
             (Self::SecondStepLead, Ja) => {
@@ -1239,7 +1242,7 @@ impl Msg {
             (Self::SecondStepVoid, En) => {
                 "Too many wrong codes: this sign-in was cancelled. Enter your password again."
             }
-            // MARKER-H2-TEXT two-step console (account/two_step.rs)
+            // Two-step verification in the console (account/two_step.rs)
             (Self::TwoStepTitle, Ja) => "二段階認証",
             (Self::TwoStepTitle, En) => "Two-step verification",
             (Self::TwoStepLead, Ja) => {
@@ -1426,7 +1429,6 @@ impl Msg {
             (Self::MethodRecoveryCode, En) => "Recovery code",
             (Self::MethodTwoStep, Ja) => "二段階認証",
             (Self::MethodTwoStep, En) => "Two-step verification",
-            // MARKER-H3-TEXT acr, support (admin/support.rs)
         }
     }
 }

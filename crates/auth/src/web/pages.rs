@@ -120,18 +120,33 @@ pub fn page_lang(explicit: Option<&str>, ui_locales: Option<&str>, headers: &Hea
 }
 
 const STYLESHEET: &str = include_str!("../../static/tobira.css");
+/// The passkey ceremonies (`authn::passkey`): Tobira's only script, no third-party code.
+const PASSKEY_SCRIPT: &str = include_str!("../../static/passkey.js");
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route(
-        "/static/tobira.css",
-        get(|| async {
-            (
-                [
-                    (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-                    (header::CACHE_CONTROL, "public, max-age=3600"),
-                ],
-                STYLESHEET,
-            )
-        }),
-    )
+    Router::new()
+        .route(
+            "/static/tobira.css",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    STYLESHEET,
+                )
+            }),
+        )
+        .route(
+            "/static/passkey.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=3600"),
+                    ],
+                    PASSKEY_SCRIPT,
+                )
+            }),
+        )
 }

@@ -9,13 +9,13 @@ use crate::helpers::TestDb;
 const BIN: &str = env!("CARGO_BIN_EXE_tobira");
 
 /// A `tobira` command with a private data directory and no stray configuration.
-struct Tobira {
-    dir: tempfile::TempDir,
+pub(crate) struct Tobira {
+    pub(crate) dir: tempfile::TempDir,
     db_url: Option<String>,
 }
 
 impl Tobira {
-    fn new(db: Option<&TestDb>) -> Self {
+    pub(crate) fn new(db: Option<&TestDb>) -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
             db_url: db.map(|d| d.url.clone()),
@@ -36,7 +36,7 @@ impl Tobira {
         cmd
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut child = self
             .command(args)
             .stdin(if stdin.is_some() {
@@ -124,7 +124,7 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -3,8 +3,6 @@
 //! the relying party; support's `users reset-2fa`; what deletion and the purge do to an
 //! account's second steps.
 
-use std::process::{Command, Output, Stdio};
-
 use openidconnect::{Nonce, OAuth2TokenResponse};
 use time::Duration;
 use tobira_auth::admin::support::{self, SupportError, TwoStepReset};
@@ -13,6 +11,7 @@ use tobira_auth::crypto::sha256_hex;
 use tobira_auth::domain::Email;
 use tobira_auth::store::{FactorChange, Factors, LoginEvent, LoginResult};
 
+use crate::cli::{Tobira, stderr};
 use crate::helpers::{Browser, ClientOpts, Page, TestApp, callback_params};
 use crate::oidc::{
     EMAIL, PASSWORD, Pending, Setup, authorize, code_from, exchange, setup, verify_id_token,
@@ -645,45 +644,10 @@ async fn the_purge_forgets_remembered_devices_past_their_time_and_keeps_the_othe
     );
 }
 
-/// `tobira` with a private data directory and no stray configuration (as `cli.rs`).
-fn tobira(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tobira"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TOBIRA_DATA_DIR", dir.join("data"))
-        .env("RUST_LOG", "warn")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 #[tokio::test]
 async fn users_reset_2fa_through_the_cli_says_what_it_did_and_mails_the_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let added = tobira(
-        dir.path(),
+    let tobira = Tobira::new(None);
+    let added = tobira.run(
         &[
             "users",
             "add",
@@ -698,7 +662,7 @@ async fn users_reset_2fa_through_the_cli_says_what_it_did_and_mails_the_member()
 
     // Email codes on, in the store the CLI uses (as the console would).
     let config = tobira_auth::Config {
-        data_dir: dir.path().join("data"),
+        data_dir: tobira.dir.path().join("data"),
         ..Default::default()
     };
     let db = tobira_auth::startup::open_db(&config).await.unwrap();
@@ -730,7 +694,7 @@ async fn users_reset_2fa_through_the_cli_says_what_it_did_and_mails_the_member()
         .await
         .unwrap();
 
-    let out = tobira(dir.path(), &["users", "reset-2fa", "--email", EMAIL], None);
+    let out = tobira.run(&["users", "reset-2fa", "--email", EMAIL], None);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stderr(&out);
     assert!(said.contains("two-step verification turned off"), "{said}");
@@ -762,7 +726,7 @@ async fn users_reset_2fa_through_the_cli_says_what_it_did_and_mails_the_member()
     );
 
     // Again: says nothing is on, changes nothing, succeeds.
-    let again = tobira(dir.path(), &["users", "reset-2fa", "--email", EMAIL], None);
+    let again = tobira.run(&["users", "reset-2fa", "--email", EMAIL], None);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         stderr(&again).contains("no two-step verification: nothing changed"),
@@ -777,8 +741,7 @@ async fn users_reset_2fa_through_the_cli_says_what_it_did_and_mails_the_member()
     assert_eq!(pending.len(), 1, "no second mail");
 
     // An unknown address: a clear error and a failing exit code.
-    let unknown = tobira(
-        dir.path(),
+    let unknown = tobira.run(
         &["users", "reset-2fa", "--email", "nobody@example.jp"],
         None,
     );

@@ -20,7 +20,7 @@ use crate::domain::User;
 use crate::mail::templates::TwoStepChange;
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
-use crate::store::{LoginResult, StoredTotp};
+use crate::store::{Factor, LoginResult, StoredTotp};
 use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
@@ -157,7 +157,7 @@ pub async fn post_totp(
     let answered = match form.action {
         TotpAction::Start => start(&ctx).await,
         TotpAction::Confirm => confirm(&ctx, &form).await,
-        TotpAction::Disable => disable_totp(&ctx).await,
+        TotpAction::Disable => super::remove_factor(&ctx, Factor::Totp).await,
     };
     answered.unwrap_or_else(|e| e.respond(ctx.lang, request_id))
 }
@@ -307,30 +307,6 @@ async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, TwoStepErro
         return Ok(done.back());
     }
     show_codes(ctx, &form.csrf, &codes, Msg::TwoStepCodesOn).await
-}
-
-/// Removes the authenticator app. With no other factor left, two-step verification is
-/// off (the store drops the recovery codes with it).
-async fn disable_totp(ctx: &Ctx<'_>) -> Result<Response, TwoStepError> {
-    let state = ctx.state;
-    let before = ctx.factors().await?;
-    if !before.totp {
-        return Ok(see_other(TWO_STEP, &[]));
-    }
-    let change = ctx.change(
-        METHOD_TOTP,
-        LoginResult::Removed,
-        TwoStepChange::TotpOff,
-        true,
-        before.email,
-    )?;
-    state
-        .db
-        .two_step()
-        .disable_totp(state.clock.now(), ctx.user().id, Some(ctx.device()), change)
-        .await?;
-    tracing::info!(user = %ctx.user().id.0, still_on = before.email, "authenticator app removed");
-    Ok(Done::TotpOff.back())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod grants;
 pub mod jobs;
 pub mod known_devices;
 pub mod login_events;
+pub mod passkeys;
 pub mod password_resets;
 pub mod recovery_codes;
 pub mod refresh_tokens;

@@ -26,6 +26,8 @@ pub struct Model {
     pub frozen_reason: Option<String>,
     /// A deleted account whose personal data is gone.
     pub purged_at: Option<TimeDateTimeWithTimeZone>,
+    /// The WebAuthn user handle (random; made at the first passkey).
+    pub webauthn_handle: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
