@@ -124,7 +124,8 @@
       });
       if (credential) finish(form, credential);
     } catch (error) {
-      failed(form, error);
+      // The autofill was dismissed or refused (no passkey here, another request took
+      // over): nothing the member asked for failed, so nothing is shown.
     }
   }
 

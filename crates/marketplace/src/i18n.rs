@@ -25,7 +25,7 @@ pub struct Texts {
     pub not_found: &'static str,
     pub error_title: &'static str,
     pub form_expired: &'static str,
-    pub console: [&'static str; 8],
+    pub console: [&'static str; 9],
 }
 
 pub const JA: Texts = Texts {
@@ -56,6 +56,7 @@ pub const JA: Texts = Texts {
         "メールアドレスの変更",
         "パスワードの変更",
         "二段階認証",
+        "パスキー",
         "ログイン中の端末",
         "ログイン履歴",
         "連携中のアプリ",
@@ -91,6 +92,7 @@ pub const EN: Texts = Texts {
         "Change email address",
         "Change password",
         "Two-step verification",
+        "Passkeys",
         "Signed-in devices",
         "Sign-in history",
         "Connected apps",
@@ -100,11 +102,12 @@ pub const EN: Texts = Texts {
 
 /// The OP's account console pages that exist, in the order of `Texts::console` (each
 /// issue that adds a page adds its link).
-pub const CONSOLE_PATHS: [&str; 8] = [
+pub const CONSOLE_PATHS: [&str; 9] = [
     "/account",
     "/account/email",
     "/account/password",
     "/account/2fa",
+    "/account/passkeys",
     "/account/sessions",
     "/account/history",
     "/account/apps",

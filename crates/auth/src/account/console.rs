@@ -124,6 +124,7 @@ impl SignInLine {
             LoginResult::WrongCode => Msg::ResultWrongCode,
             LoginResult::Enrolled => Msg::ResultEnrolled,
             LoginResult::Removed => Msg::ResultRemoved,
+            LoginResult::PasskeyRefused => Msg::ResultPasskeyRefused,
         };
         Self {
             at: minute(e.at, offset),
@@ -152,6 +153,8 @@ struct OverviewPage<'a> {
     /// Two-step verification is on, and its recovery codes are running out.
     two_step: bool,
     few_codes_left: bool,
+    /// How many passkeys the member has.
+    passkeys: u64,
 }
 
 impl OverviewPage<'_> {
@@ -179,10 +182,11 @@ pub async fn overview(
             .count_live(user.id, now, state.sessions.idle)
             .await?;
         let factors = state.db.two_step().factors(user.id).await?;
-        Ok::<_, crate::store::StoreError>((recent, devices, factors))
+        let passkeys = state.db.passkeys().count(user.id).await?;
+        Ok::<_, crate::store::StoreError>((recent, devices, factors, passkeys))
     }
     .await;
-    let (recent, devices, factors) = match loaded {
+    let (recent, devices, factors, passkeys) = match loaded {
         Ok(found) => found,
         Err(e) => {
             tracing::error!(error = %e, "console: overview failed");
@@ -207,6 +211,7 @@ pub async fn overview(
             .collect(),
         two_step: factors.any(),
         few_codes_left: super::two_step::few_codes_left(&factors),
+        passkeys,
     };
     render(StatusCode::OK, &page, &[]).into_response()
 }

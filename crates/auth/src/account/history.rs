@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::console::{CurrentSession, SignInLine};
 use super::recovery;
 use crate::authn::second_step::{
-    METHOD_EMAIL_CODE, METHOD_RECOVERY_CODE, METHOD_TOTP, METHOD_TWO_STEP,
+    METHOD_EMAIL_CODE, METHOD_PASSKEY, METHOD_RECOVERY_CODE, METHOD_TOTP, METHOD_TWO_STEP,
 };
 use crate::authn::sign_in::METHOD_PASSWORD;
 use crate::domain::UserId;
@@ -138,6 +138,7 @@ fn method_text(method: &str, lang: Lang) -> String {
             METHOD_EMAIL_CODE => Msg::MethodEmailCode.text(lang).to_owned(),
             METHOD_RECOVERY_CODE => Msg::MethodRecoveryCode.text(lang).to_owned(),
             METHOD_TWO_STEP => Msg::MethodTwoStep.text(lang).to_owned(),
+            METHOD_PASSKEY => Msg::MethodPasskey.text(lang).to_owned(),
             // A method a later version records: its stored name rather than nothing.
             other => other.to_owned(),
         })
@@ -365,6 +366,11 @@ mod tests {
             "パスワード + メールの確認コード"
         );
         assert_eq!(method_text("two_step", Lang::Ja), "二段階認証");
-        assert_eq!(method_text("passkey", Lang::Ja), "passkey");
+        assert_eq!(method_text("passkey", Lang::Ja), "パスキー");
+        assert_eq!(
+            method_text("password+passkey", Lang::En),
+            "Password + Passkey"
+        );
+        assert_eq!(method_text("webauthn", Lang::Ja), "webauthn");
     }
 }

@@ -10,6 +10,7 @@ pub mod delete;
 pub mod email;
 pub mod help;
 pub mod history;
+pub mod passkeys;
 pub mod password;
 pub mod profile;
 pub mod reauth;
@@ -61,6 +62,10 @@ pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
 // Two-step verification (account/two_step.rs)
 // MARKER-P1-PATHS passkeys (account/passkeys.rs)
+/// Passkeys: the page (and the registration's two steps), renaming, removing.
+pub const PASSKEYS: &str = "/account/passkeys";
+pub const PASSKEYS_RENAME: &str = "/account/passkeys/rename";
+pub const PASSKEYS_REMOVE: &str = "/account/passkeys/remove";
 /// Two-step verification: the page, and its forms (each answered where its GET leads back
 /// to the page: a stale form comes back there after the sign-in).
 pub const TWO_STEP: &str = "/account/2fa";
@@ -113,6 +118,15 @@ pub fn router() -> Router<AppState> {
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
         // Two-step verification routes
         // MARKER-P1-ROUTES passkeys (account/passkeys.rs)
+        .route(PASSKEYS, get(passkeys::page).post(passkeys::post_register))
+        .route(
+            PASSKEYS_RENAME,
+            get(passkeys::to_page).post(passkeys::post_rename),
+        )
+        .route(
+            PASSKEYS_REMOVE,
+            get(passkeys::to_page).post(passkeys::post_remove),
+        )
         .route(TWO_STEP, get(two_step::page))
         .route(
             TWO_STEP_TOTP,

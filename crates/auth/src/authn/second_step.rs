@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::crypto::{constant_time_eq, sha256_hex};
-use crate::domain::{ACR_ONE, ACR_TWO, AMR_MCA, AMR_MFA, AMR_OTP, User, UserId};
+use crate::domain::{ACR_ONE, ACR_TWO, AMR_MCA, AMR_MFA, AMR_OTP, AMR_POP, User, UserId};
 use crate::flow::Binding;
 use crate::keys::IdentifierHasher;
 use crate::state::AppState;
@@ -27,6 +27,8 @@ use crate::web::cookies::{BIND, CookiePolicy};
 pub const METHOD_TOTP: &str = "totp";
 pub const METHOD_EMAIL_CODE: &str = "email_code";
 pub const METHOD_RECOVERY_CODE: &str = "recovery_code";
+/// A passkey (alone, or as the second step: "password+passkey").
+pub const METHOD_PASSKEY: &str = "passkey";
 /// Two-step verification as a whole (turned off; reset by support).
 pub const METHOD_TWO_STEP: &str = "two_step";
 
@@ -83,6 +85,12 @@ pub enum Proof<'a> {
     Totp(&'a str),
     EmailCode(&'a str),
     Recovery(&'a str),
+    /// A passkey's assertion, checked by the caller (webauthn-rs): whether it verified,
+    /// for a credential of this member that still exists. Not guessable, but a refused
+    /// one counts like a wrong code all the same (the same limits for every factor).
+    Passkey {
+        verified: bool,
+    },
 }
 
 /// A second step passed: what the session reports.
@@ -417,6 +425,7 @@ pub async fn verify(
     let right = match (&proof, totp, sent) {
         (Proof::Totp(code), Some(stored), _) => totp_matches(state, user, &stored, code).await?,
         (Proof::Recovery(code), _, _) => check_recovery_code(state, user.id, code).await?,
+        (Proof::Passkey { verified }, _, _) => *verified,
         (Proof::EmailCode(code), _, Some(sent)) => {
             let tries = state
                 .ephemeral
@@ -456,6 +465,9 @@ pub fn achieved(first_amr: &[String], first_method: &str, proof: &Proof<'_>) -> 
         Proof::Totp(_) => (&[AMR_OTP, AMR_MFA], ACR_TWO, METHOD_TOTP),
         Proof::Recovery(_) => (&[AMR_OTP, AMR_MFA], ACR_TWO, METHOD_RECOVERY_CODE),
         Proof::EmailCode(_) => (&[AMR_MCA], ACR_ONE, METHOD_EMAIL_CODE),
+        // Proof of possession of a key of the member's own (RFC 8176 `pop`): with the
+        // password, two factors.
+        Proof::Passkey { .. } => (&[AMR_POP, AMR_MFA], ACR_TWO, METHOD_PASSKEY),
     };
     for a in added {
         if !amr.iter().any(|x| x == a) {
@@ -473,9 +485,13 @@ pub fn achieved(first_amr: &[String], first_method: &str, proof: &Proof<'_>) -> 
 /// without a second step; with an authenticator app, a one-time code of the member's own
 /// (the app's or a recovery code) — an email code alone must not let whoever holds the
 /// mailbox and the password remove the app; with email codes only, an email code.
+/// A passkey with user verification (`pop` and `mfa`: a key of the member's own and
+/// their face, fingerprint or PIN) passes every rule, alone or after the password.
 pub fn session_passed_second_step(amr: &[String], factors: &Factors) -> bool {
     let has = |m: &str| amr.iter().any(|a| a == m);
-    if factors.totp {
+    if has(AMR_POP) && has(AMR_MFA) {
+        true
+    } else if factors.totp {
         has(AMR_OTP)
     } else if factors.email {
         has(AMR_OTP) || has(AMR_MCA)
@@ -586,6 +602,37 @@ mod tests {
         let mail = achieved(&pwd, "password", &Proof::EmailCode("1"));
         assert_eq!(mail.amr, ["pwd", "mca"]);
         assert_eq!(mail.acr, "1");
+        let key = achieved(&pwd, "password", &Proof::Passkey { verified: true });
+        assert_eq!(key.amr, ["pwd", "pop", "mfa"]);
+        assert_eq!(key.acr, "2");
+        assert_eq!(key.method, "password+passkey");
+    }
+
+    #[test]
+    fn a_passkey_with_user_verification_passes_every_accounts_rule() {
+        let amr = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let totp = Factors {
+            totp: true,
+            ..Factors::default()
+        };
+        let email = Factors {
+            email: true,
+            ..Factors::default()
+        };
+        for factors in [&totp, &email, &Factors::default()] {
+            assert!(session_passed_second_step(
+                &amr(&["pop", "user", "mfa"]),
+                factors
+            ));
+            assert!(session_passed_second_step(
+                &amr(&["pwd", "pop", "mfa"]),
+                factors
+            ));
+        }
+        // Without user verification a passkey is one factor.
+        assert!(!session_passed_second_step(&amr(&["pop", "user"]), &totp));
+        assert!(!session_passed_second_step(&amr(&["pop", "user"]), &email));
+        assert!(!session_passed_second_step(&amr(&["pwd"]), &totp));
     }
 
     #[test]

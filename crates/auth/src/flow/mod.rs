@@ -110,6 +110,12 @@ impl Binding {
 }
 
 impl Binding {
+    /// The cookie's value, for a record that keeps its own hash of it (a passkey
+    /// ceremony, `authn::passkey::keep`).
+    pub fn cookie_value(&self) -> &str {
+        &self.value
+    }
+
     /// What records bound to this browser keep: the hash, never the cookie.
     pub fn hash(&self) -> String {
         sha256_hex(&self.value)

@@ -789,6 +789,56 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
 
 // MARKER-P1-MAIL passkey added / removed (account/passkeys.rs)
 
+/// What the passkey mail tells: which passkey, added or removed, when and from where.
+pub struct PasskeyMail<'a> {
+    /// True when the passkey was registered, false when it was removed.
+    pub added: bool,
+    /// The passkey's name, as the member gave it.
+    pub passkey: &'a str,
+    pub at: &'a str,
+    pub device: &'a str,
+    pub ip: &'a str,
+    /// The console's passkey page.
+    pub console: &'a str,
+    /// The password reset page.
+    pub reset: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/passkey_changed.txt")]
+struct PasskeyText<'a> {
+    ja: bool,
+    name: &'a str,
+    m: &'a PasskeyMail<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/passkey_changed.html")]
+struct PasskeyHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    m: &'a PasskeyMail<'a>,
+}
+
+/// "A passkey was registered" / "A passkey was removed": a new way in (or one fewer)
+/// is news the member must hear of even when someone else made it.
+pub fn passkey_changed(lang: Lang, to: &str, display_name: &str, m: &PasskeyMail<'_>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    let subject = match (m.added, ja) {
+        (true, true) => "【Tobira】パスキーが登録されました",
+        (true, false) => "[Tobira] A passkey was registered",
+        (false, true) => "【Tobira】パスキーが削除されました",
+        (false, false) => "[Tobira] A passkey was removed",
+    };
+    Mail {
+        to: to.to_owned(),
+        subject: subject.to_owned(),
+        text: render(&PasskeyText { ja, name, m }),
+        html: render(&PasskeyHtml { ja, name, m }),
+    }
+}
+
 // The second step's mails (oidc/second_step.rs)
 
 #[derive(Template)]

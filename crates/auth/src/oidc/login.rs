@@ -48,6 +48,8 @@ struct LoginPage<'a> {
     resend: Option<String>,
     /// Why the member is asked to sign in (again).
     notice: Option<&'static str>,
+    /// The passkey form (the button and the autofill), when passkeys are on.
+    passkey: Option<super::passkey::Offer>,
 }
 
 impl LoginPage<'_> {
@@ -103,6 +105,7 @@ pub async fn get_login(
         notice: notice(&target, lang).or_else(|| {
             (q.again.as_deref() == Some(AGAIN_AFTER_CODES)).then(|| Msg::SecondStepVoid.text(lang))
         }),
+        passkey: super::passkey::sign_in_offer(&state, &headers, &tx_id).await,
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
@@ -153,6 +156,7 @@ pub async fn post_login(
         focus_email: false,
         resend: None,
         notice: None,
+        passkey: None,
     };
     let again = |status: StatusCode,
                  error: String,
@@ -399,6 +403,42 @@ async fn skips_second_step(
         .two_step()
         .is_remembered(state.clock.now(), user.id, device_id, &sha256_hex(&secret))
         .await
+}
+
+/// The sign-in page again after a refused passkey (or a refusal after one), with the
+/// status and the error above the form, and a new passkey ceremony.
+pub(super) async fn page_again(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_id: &RequestId,
+    tx: &str,
+    lang: Lang,
+    (status, error): (StatusCode, String),
+    cookies: &[String],
+) -> Response {
+    let target = match flow::resume_sign_in(state, headers, tx).await {
+        Ok(target) => target,
+        Err(e) => return Rejection::from(e).respond(state, headers, request_id.clone()),
+    };
+    let (csrf, set_cookie) = csrf::token(state.cookies, headers);
+    let mut cookies = cookies.to_vec();
+    cookies.extend(set_cookie);
+    let page = LoginPage {
+        lang,
+        client_name: &purpose(&target, lang),
+        tx,
+        csrf: &csrf,
+        email: "",
+        remember: false,
+        error: Some(error),
+        throttled: false,
+        reset: false,
+        focus_email: true,
+        resend: None,
+        notice: notice(&target, lang),
+        passkey: super::passkey::sign_in_offer(state, headers, tx).await,
+    };
+    render(status, &page, &cookies)
 }
 
 /// A sign-in whose every step passed.

@@ -9,6 +9,7 @@ pub mod form_post;
 pub mod login;
 pub mod logout;
 pub mod params;
+pub mod passkey;
 pub mod paths;
 pub mod revocation;
 pub mod second_step;
@@ -30,6 +31,14 @@ pub fn router() -> Router<AppState> {
         )
         .route(paths::AUTHORIZE_CONTINUE, get(authorize::get_continue))
         .route(paths::LOGIN, get(login::get_login).post(login::post_login))
+        .route(
+            paths::LOGIN_PASSKEY,
+            axum::routing::post(passkey::post_sign_in),
+        )
+        .route(
+            paths::SECOND_STEP_PASSKEY,
+            axum::routing::post(passkey::post_second_step),
+        )
         .route(
             paths::SECOND_STEP,
             get(second_step::get_second_step).post(second_step::post_second_step),

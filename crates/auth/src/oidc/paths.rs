@@ -11,6 +11,10 @@ pub const USERINFO: &str = "/userinfo";
 pub const LOGIN: &str = "/login";
 /// The second step of a sign-in (`oidc::second_step`).
 pub const SECOND_STEP: &str = "/login/second-step";
+/// Where a passkey answer of the sign-in page goes (`oidc::passkey`).
+pub const LOGIN_PASSKEY: &str = "/login/passkey";
+/// Where a passkey answer of the second-step page goes.
+pub const SECOND_STEP_PASSKEY: &str = "/login/second-step/passkey";
 pub const REVOKE: &str = "/revoke";
 pub const INTROSPECT: &str = "/introspect";
 pub const END_SESSION: &str = "/end-session";

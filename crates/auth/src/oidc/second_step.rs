@@ -67,6 +67,8 @@ struct SecondStepPage<'a> {
     forms: bool,
     /// The method whose field has the focus: the one just tried, else the first shown.
     focus: &'a str,
+    /// The passkey form, when the member has passkeys (`oidc::passkey`).
+    passkey: Option<super::passkey::Offer>,
 }
 
 impl SecondStepPage<'_> {
@@ -77,16 +79,16 @@ impl SecondStepPage<'_> {
 
 /// The sign-in the page continues: its park, the first step, the member and what they
 /// enrolled, and the page's language.
-struct Waiting {
-    target: SignInFor,
-    pending: Pending,
-    user: User,
+pub(super) struct Waiting {
+    pub(super) target: SignInFor,
+    pub(super) pending: Pending,
+    pub(super) user: User,
     factors: Factors,
-    lang: Lang,
+    pub(super) lang: Lang,
 }
 
 /// Where a sign-in goes back to when its first step must be done again.
-fn to_login(tx: &str) -> String {
+pub(super) fn to_login(tx: &str) -> String {
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("tx", tx)
         .finish();
@@ -95,7 +97,7 @@ fn to_login(tx: &str) -> String {
 
 /// A failure of a store: 503 when the ephemeral store is down or full (try again), 500
 /// with the request id otherwise; the cause is logged, never shown.
-fn failure(e: SecondStepError, lang: Lang, request_id: &RequestId) -> Response {
+pub(super) fn failure(e: SecondStepError, lang: Lang, request_id: &RequestId) -> Response {
     if let SecondStepError::Ephemeral(EphemeralError::Unavailable(_) | EphemeralError::Full) = e {
         tracing::warn!(error = %e, "second step: ephemeral store unavailable");
         return unavailable_page(lang);
@@ -112,7 +114,7 @@ fn failure(e: SecondStepError, lang: Lang, request_id: &RequestId) -> Response {
 /// Picks up the sign-in waiting under `tx` in this browser. The park is checked first,
 /// with the login page's rejections (unknown, expired, another browser's); a park alive
 /// without a first step (never passed, voided, taken) sends the browser to the password.
-async fn waiting(
+pub(super) async fn waiting(
     state: &AppState,
     headers: &HeaderMap,
     request_id: &RequestId,
@@ -292,7 +294,7 @@ fn focus_of(method: &str) -> &'static str {
 }
 
 /// What a page says above its forms.
-enum Says {
+pub(super) enum Says {
     Nothing,
     Notice(String),
     Error(String),
@@ -301,17 +303,18 @@ enum Says {
 }
 
 /// One answer of the page: the waiting sign-in it shows and the form's token.
-struct Answer<'a> {
-    state: &'a AppState,
-    w: &'a Waiting,
-    tx: &'a str,
-    csrf: &'a str,
-    request_id: &'a RequestId,
+pub(super) struct Answer<'a> {
+    pub(super) state: &'a AppState,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) w: &'a Waiting,
+    pub(super) tx: &'a str,
+    pub(super) csrf: &'a str,
+    pub(super) request_id: &'a RequestId,
 }
 
 impl Answer<'_> {
     /// The page, showing only what the member enrolled.
-    async fn show(
+    pub(super) async fn show(
         &self,
         status: StatusCode,
         says: Says,
@@ -359,6 +362,11 @@ impl Answer<'_> {
             Says::Closed(e) => (None, Some(e), false),
         };
         let client_name = purpose(&w.target, lang);
+        let passkey = if forms {
+            super::passkey::second_step_offer(state, self.headers, self.tx, &w.user).await
+        } else {
+            None
+        };
         let page = SecondStepPage {
             lang,
             client_name: &client_name,
@@ -373,18 +381,24 @@ impl Answer<'_> {
             error,
             forms,
             focus: if focus.is_empty() { first } else { focus },
+            passkey,
         };
         render(status, &page, cookies)
     }
 
     /// The forms again, with `error` above them.
-    async fn refused(&self, status: StatusCode, error: String, focus: &'static str) -> Response {
+    pub(super) async fn refused(
+        &self,
+        status: StatusCode,
+        error: String,
+        focus: &'static str,
+    ) -> Response {
         self.show(status, Says::Error(error), focus, &[]).await
     }
 
     /// 429 while the account's second step is locked: until when, and no forms (every
     /// factor is refused until then, so none is offered).
-    async fn locked(&self, until: OffsetDateTime, cookies: &[String]) -> Response {
+    pub(super) async fn locked(&self, until: OffsetDateTime, cookies: &[String]) -> Response {
         let (state, lang) = (self.state, self.w.lang);
         let now = state.clock.now();
         let when = lang.clock_time(until, now, state.config.throttle.display_offset());
@@ -430,6 +444,7 @@ pub async fn get_second_step(
     let cookies: Vec<String> = set_cookie.into_iter().collect();
     let answer = Answer {
         state: &state,
+        headers: &headers,
         w: &w,
         tx: &tx,
         csrf: &csrf,
@@ -525,6 +540,7 @@ pub async fn post_second_step(
         };
         let page = Answer {
             state: &state,
+            headers: &headers,
             w: &w,
             tx,
             csrf: &form.csrf,
@@ -557,6 +573,7 @@ pub async fn post_second_step(
 
     let answer = Answer {
         state: &state,
+        headers: &headers,
         w: &w,
         tx,
         csrf: &form.csrf,

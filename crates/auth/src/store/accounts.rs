@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::entity::{
     consents, email_changes, email_factors, email_undos, email_verifications, grants,
-    known_devices, login_events, password_resets, recovery_codes, refresh_tokens,
+    known_devices, login_events, passkeys, password_resets, recovery_codes, refresh_tokens,
     remembered_devices, reregistration_blocks, sessions, totp_factors, users,
 };
 use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
@@ -327,12 +327,15 @@ impl<'c> AccountRepo<'c> {
         delete_of_user(&txn, email_factors::Column::UserId, id).await?;
         delete_of_user(&txn, recovery_codes::Column::UserId, id).await?;
         delete_of_user(&txn, remembered_devices::Column::UserId, id).await?;
+        // Passkeys, and the handle that named the member to their authenticators.
+        delete_of_user(&txn, passkeys::Column::UserId, id).await?;
         void_links(&txn, UserId(id)).await?;
         let blanked = users::Entity::update_many()
             .col_expr(users::Column::Email, Expr::value(""))
             .col_expr(users::Column::EmailDisplay, Expr::value(""))
             .col_expr(users::Column::DisplayName, Expr::value(""))
             .col_expr(users::Column::PasswordHash, Expr::value(None::<String>))
+            .col_expr(users::Column::WebauthnHandle, Expr::value(None::<Uuid>))
             .col_expr(users::Column::FrozenReason, Expr::value(None::<String>))
             .col_expr(users::Column::PurgedAt, Expr::value(now))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))

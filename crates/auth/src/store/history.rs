@@ -31,6 +31,9 @@ pub enum LoginResult {
     Enrolled,
     /// Not a sign-in: the factor named by the method was turned off.
     Removed,
+    /// A passkey's assertion was refused (a replayed or foreign ceremony, a counter
+    /// going backwards, another origin, a removed credential).
+    PasskeyRefused,
 }
 
 impl LoginResult {
@@ -45,6 +48,7 @@ impl LoginResult {
             Self::WrongCode => "wrong_code",
             Self::Enrolled => "enrolled",
             Self::Removed => "removed",
+            Self::PasskeyRefused => "passkey_refused",
         }
     }
 
@@ -59,6 +63,7 @@ impl LoginResult {
             "wrong_code" => Self::WrongCode,
             "enrolled" => Self::Enrolled,
             "removed" => Self::Removed,
+            "passkey_refused" => Self::PasskeyRefused,
             other => return Err(StoreError::Corrupt(format!("login result {other:?}"))),
         })
     }

@@ -326,7 +326,48 @@ pub enum Msg {
     ResultEnrolled,
     ResultRemoved,
     // MARKER-P1-ENUM passkeys in the console (account/passkeys.rs)
+    MethodPasskey,
+    PasskeysTitle,
+    PasskeysLead,
+    PasskeysUnavailable,
+    PasskeysNone,
+    PasskeysCreated,
+    PasskeysLastUsed,
+    PasskeysNeverUsed,
+    PasskeysNameLabel,
+    PasskeysNameHint,
+    PasskeysRename,
+    PasskeysRemove,
+    PasskeysAddHeading,
+    PasskeysAddButton,
+    PasskeysCreateLead,
+    PasskeysCreateButton,
+    PasskeysNeedsScript,
+    PasskeysBrowserFailed,
+    PasskeysCancel,
+    /// Carries `{n}`, the passkey's number.
+    PasskeysDefaultName,
+    PasskeysNameInvalid,
+    PasskeysExpired,
+    PasskeysMalformed,
+    PasskeysRefused,
+    PasskeysTaken,
+    PasskeysNotFound,
+    PasskeysLastWayIn,
+    PasskeysDoneAdded,
+    PasskeysDoneRenamed,
+    PasskeysDoneRemoved,
     // MARKER-P2-ENUM passkey sign-in (oidc/passkey.rs)
+    PasskeySignInButton,
+    PasskeyOr,
+    PasskeyBrowserError,
+    PasskeyExpired,
+    PasskeyRefused,
+    PasskeyMalformed,
+    PasskeySecondStepHeading,
+    PasskeySecondStepButton,
+    ResultPasskeyRefused,
+    // END-P2-ENUM
     // The second-step page (oidc/second_step.rs)
     SecondStepTitle,
     SecondStepLead,
@@ -1152,7 +1193,146 @@ impl Msg {
             (Self::ResultRemoved, Ja) => "解除",
             (Self::ResultRemoved, En) => "turned off",
             // MARKER-P1-TEXT passkeys in the console (account/passkeys.rs)
+            (Self::MethodPasskey, Ja) => "パスキー",
+            (Self::MethodPasskey, En) => "Passkey",
+            (Self::PasskeysTitle, Ja) => "パスキー",
+            (Self::PasskeysTitle, En) => "Passkeys",
+            (Self::PasskeysLead, Ja) => {
+                "パスキーを登録すると、パスワードの代わりに端末の生体認証や画面ロックでログインできます。パスワードの後の二段階認証にも使えます。"
+            }
+            (Self::PasskeysLead, En) => {
+                "With a passkey you sign in with your device's fingerprint, face or screen lock instead of a password. A passkey also serves as the second step after your password."
+            }
+            (Self::PasskeysUnavailable, Ja) => {
+                "このサーバーではパスキーを利用できません（サーバーのアドレスがIPアドレスのため）。"
+            }
+            (Self::PasskeysUnavailable, En) => {
+                "Passkeys are not available on this server (its address is an IP address)."
+            }
+            (Self::PasskeysNone, Ja) => "登録されているパスキーはありません。",
+            (Self::PasskeysNone, En) => "You have no passkeys yet.",
+            (Self::PasskeysCreated, Ja) => "登録日時",
+            (Self::PasskeysCreated, En) => "Registered",
+            (Self::PasskeysLastUsed, Ja) => "最終利用日時",
+            (Self::PasskeysLastUsed, En) => "Last used",
+            (Self::PasskeysNeverUsed, Ja) => "まだ使われていません",
+            (Self::PasskeysNeverUsed, En) => "not used yet",
+            (Self::PasskeysNameLabel, Ja) => "パスキーの名前",
+            (Self::PasskeysNameLabel, En) => "Name of the passkey",
+            (Self::PasskeysNameHint, Ja) => "例: 仕事用のノートPC（空欄なら自動で名前を付けます）",
+            (Self::PasskeysNameHint, En) => {
+                "For example: work laptop (left empty, one is chosen for you)"
+            }
+            (Self::PasskeysRename, Ja) => "名前を変更",
+            (Self::PasskeysRename, En) => "Rename",
+            (Self::PasskeysRemove, Ja) => "削除",
+            (Self::PasskeysRemove, En) => "Remove",
+            (Self::PasskeysAddHeading, Ja) => "パスキーを登録する",
+            (Self::PasskeysAddHeading, En) => "Register a passkey",
+            (Self::PasskeysAddButton, Ja) => "パスキーを登録",
+            (Self::PasskeysAddButton, En) => "Register a passkey",
+            (Self::PasskeysCreateLead, Ja) => {
+                "ボタンを押し、ブラウザや端末の案内に従ってパスキーを作成してください。"
+            }
+            (Self::PasskeysCreateLead, En) => {
+                "Press the button and follow your browser's or device's prompts to create the passkey."
+            }
+            (Self::PasskeysCreateButton, Ja) => "この端末でパスキーを作成",
+            (Self::PasskeysCreateButton, En) => "Create the passkey on this device",
+            (Self::PasskeysNeedsScript, Ja) => {
+                "パスキーの登録には JavaScript が必要です。有効にしてからもう一度お試しください。"
+            }
+            (Self::PasskeysNeedsScript, En) => {
+                "Registering a passkey needs JavaScript. Turn it on and try again."
+            }
+            (Self::PasskeysBrowserFailed, Ja) => {
+                "パスキーを作成できませんでした。取り消されたか、この端末ではパスキーを使えない可能性があります。"
+            }
+            (Self::PasskeysBrowserFailed, En) => {
+                "The passkey could not be created: it was cancelled, or this device cannot make passkeys."
+            }
+            (Self::PasskeysCancel, Ja) => "パスキーの一覧に戻る",
+            (Self::PasskeysCancel, En) => "Back to your passkeys",
+            (Self::PasskeysDefaultName, Ja) => "パスキー {n}",
+            (Self::PasskeysDefaultName, En) => "Passkey {n}",
+            (Self::PasskeysNameInvalid, Ja) => {
+                "名前は64文字以内で入力してください（改行などの制御文字は使えません）。"
+            }
+            (Self::PasskeysNameInvalid, En) => {
+                "A name is at most 64 characters, without line breaks or other control characters."
+            }
+            (Self::PasskeysExpired, Ja) => {
+                "登録の有効期限が切れたか、すでに完了しています。もう一度「パスキーを登録」からやり直してください。"
+            }
+            (Self::PasskeysExpired, En) => {
+                "This registration has expired or was finished already. Start again with \"Register a passkey\"."
+            }
+            (Self::PasskeysMalformed, Ja) => {
+                "ブラウザからのパスキーの応答を読み取れませんでした。パスキーは登録されていません。"
+            }
+            (Self::PasskeysMalformed, En) => {
+                "The browser's passkey answer could not be read. No passkey was registered."
+            }
+            (Self::PasskeysRefused, Ja) => {
+                "パスキーを確認できなかったため、登録していません。このサイトのページから、もう一度お試しください。"
+            }
+            (Self::PasskeysRefused, En) => {
+                "The passkey could not be verified, so it was not registered. Try again from this site's page."
+            }
+            (Self::PasskeysTaken, Ja) => "このパスキーはすでに登録されています。",
+            (Self::PasskeysTaken, En) => "This passkey is registered already.",
+            (Self::PasskeysNotFound, Ja) => {
+                "そのパスキーは見つかりませんでした。何も変更していません。"
+            }
+            (Self::PasskeysNotFound, En) => "No such passkey. Nothing was changed.",
+            (Self::PasskeysLastWayIn, Ja) => {
+                "パスワードのないアカウントの最後のパスキーは削除できません。先に別のパスキーを登録してください。"
+            }
+            (Self::PasskeysLastWayIn, En) => {
+                "The last passkey of an account without a password cannot be removed. Register another passkey first."
+            }
+            (Self::PasskeysDoneAdded, Ja) => "パスキーを登録しました。",
+            (Self::PasskeysDoneAdded, En) => "Your passkey was registered.",
+            (Self::PasskeysDoneRenamed, Ja) => "パスキーの名前を変更しました。",
+            (Self::PasskeysDoneRenamed, En) => "The passkey was renamed.",
+            (Self::PasskeysDoneRemoved, Ja) => "パスキーを削除しました。",
+            (Self::PasskeysDoneRemoved, En) => "The passkey was removed.",
             // MARKER-P2-TEXT passkey sign-in (oidc/passkey.rs)
+            (Self::PasskeySignInButton, Ja) => "パスキーでログイン",
+            (Self::PasskeySignInButton, En) => "Sign in with a passkey",
+            (Self::PasskeyOr, Ja) => "またはメールアドレスとパスワードでログイン",
+            (Self::PasskeyOr, En) => "or sign in with your email address and password",
+            (Self::PasskeyBrowserError, Ja) => {
+                "パスキーを使えませんでした。もう一度お試しいただくか、パスワードでログインしてください。"
+            }
+            (Self::PasskeyBrowserError, En) => {
+                "The passkey could not be used. Try again, or sign in with your password."
+            }
+            (Self::PasskeyExpired, Ja) => {
+                "パスキーの確認の有効期限が切れたか、すでに使われています。もう一度お試しください。"
+            }
+            (Self::PasskeyExpired, En) => {
+                "The passkey check expired or was already used. Please try again."
+            }
+            (Self::PasskeyRefused, Ja) => {
+                "このパスキーではログインできませんでした。別の方法でログインしてください。"
+            }
+            (Self::PasskeyRefused, En) => {
+                "This passkey could not sign you in. Please sign in another way."
+            }
+            (Self::PasskeyMalformed, Ja) => {
+                "ブラウザからの応答を読み取れませんでした。もう一度お試しください。"
+            }
+            (Self::PasskeyMalformed, En) => {
+                "Your browser's answer could not be read. Please try again."
+            }
+            (Self::PasskeySecondStepHeading, Ja) => "パスキー",
+            (Self::PasskeySecondStepHeading, En) => "Passkey",
+            (Self::PasskeySecondStepButton, Ja) => "パスキーで確認",
+            (Self::PasskeySecondStepButton, En) => "Verify with a passkey",
+            (Self::ResultPasskeyRefused, Ja) => "パスキーの拒否",
+            (Self::ResultPasskeyRefused, En) => "passkey refused",
+            // END-P2-TEXT
             // The second-step page (oidc/second_step.rs)
             (Self::SecondStepTitle, Ja) => "二段階認証",
             (Self::SecondStepTitle, En) => "Two-step verification",

@@ -896,7 +896,8 @@ async fn the_sign_in_page_is_accessible_localised_and_locked_down() {
     let pending = authorize(&s.rp, &[]);
     let page = s.browser.follow(s.browser.get(&pending.url).await).await;
     assert!(page.body.contains(r#"<html lang="ja">"#));
-    assert!(page.body.contains(r#"autocomplete="username""#));
+    // The browser's autofill offers passkeys in the email field (issue 14).
+    assert!(page.body.contains(r#"autocomplete="username webauthn""#));
     assert!(page.body.contains(r#"autocomplete="current-password""#));
     assert!(
         page.body
