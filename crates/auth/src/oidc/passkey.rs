@@ -142,6 +142,23 @@ fn credential(stored: &StoredPasskey) -> Option<Passkey> {
         .ok()
 }
 
+/// The signature counter stored with a credential (webauthn-rs's `Passkey` JSON keeps it
+/// at `cred.counter`).
+pub fn stored_counter(credential: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(credential)
+        .ok()?
+        .get("cred")?
+        .get("counter")?
+        .as_u64()
+}
+
+/// Whether an authenticator's `counter` is not beyond the stored one (a counter of 0 on
+/// both sides means the authenticator keeps none, as synced passkeys do).
+fn counter_went_back(credential: &str, counter: u32) -> bool {
+    let stored = stored_counter(credential).unwrap_or(0);
+    (counter > 0 || stored > 0) && u64::from(counter) <= stored
+}
+
 /// The browser's answer, if it is one.
 fn parse_answer(json: &str) -> Option<PublicKeyCredential> {
     if json.is_empty() || json.len() > MAX_CREDENTIAL_JSON {
@@ -272,13 +289,19 @@ pub async fn post_sign_in(
     let Some(binding) = binding(&state, &headers) else {
         return Rejection::from(FlowError::OtherBrowser).respond(&state, &headers, request_id);
     };
-    let kept = passkey::take::<DiscoverableAuthentication>(
-        &state,
-        Ceremony::SignIn,
-        &form.ceremony,
-        binding.cookie_value(),
-    )
-    .await;
+    // The ceremony is kept under its parked request's id: a form naming another one
+    // (someone else's, to spend it) finds nothing.
+    let kept = if form.ceremony == form.tx {
+        passkey::take::<DiscoverableAuthentication>(
+            &state,
+            Ceremony::SignIn,
+            &form.tx,
+            binding.cookie_value(),
+        )
+        .await
+    } else {
+        Ok(None)
+    };
     let ceremony = match kept {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -436,7 +459,12 @@ pub async fn post_sign_in(
     match state
         .db
         .passkeys()
-        .used(state.clock.now(), &stored.cred_id, updated(key, &result))
+        .used(
+            state.clock.now(),
+            &stored.cred_id,
+            &stored.credential,
+            updated(key, &result),
+        )
         .await
     {
         Ok(true) => {}
@@ -542,13 +570,17 @@ pub async fn post_second_step(
     let Some(binding) = binding(&state, &headers) else {
         return Rejection::from(FlowError::OtherBrowser).respond(&state, &headers, request_id);
     };
-    let kept = passkey::take::<PasskeyAuthentication>(
-        &state,
-        Ceremony::SecondStep,
-        &form.ceremony,
-        binding.cookie_value(),
-    )
-    .await;
+    let kept = if form.ceremony == form.tx {
+        passkey::take::<PasskeyAuthentication>(
+            &state,
+            Ceremony::SecondStep,
+            &form.tx,
+            binding.cookie_value(),
+        )
+        .await
+    } else {
+        Ok(None)
+    };
     // What is not an assertion (no ceremony, unreadable JSON) costs no try.
     let ceremony = match kept {
         Ok(Some(c)) => c,
@@ -574,8 +606,16 @@ pub async fn post_second_step(
     let outcome = match (&stored, stored.as_ref().and_then(credential)) {
         (Some(stored), Some(key)) => webauthn
             .finish_passkey_authentication(&response, &ceremony)
-            .map(|result| (stored, key, result))
-            .map_err(|e| format!("{e:?}")),
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|result| {
+                // The ceremony checked the counter against the credential as it was when
+                // the page was shown; a clone's answer may still be behind what the
+                // authenticator has reported since (WebAuthn §6.1.1).
+                if counter_went_back(&stored.credential, result.counter()) {
+                    return Err("the signature counter went backwards".to_owned());
+                }
+                Ok((stored, key, result))
+            }),
         _ => Err("unknown, removed or another member's credential".to_owned()),
     };
     if let Err(reason) = &outcome {
@@ -638,7 +678,12 @@ pub async fn post_second_step(
     match state
         .db
         .passkeys()
-        .used(state.clock.now(), &stored.cred_id, updated(key, &result))
+        .used(
+            state.clock.now(),
+            &stored.cred_id,
+            &stored.credential,
+            updated(key, &result),
+        )
         .await
     {
         Ok(true) => {}

@@ -57,6 +57,8 @@ pub enum StoreError {
     ClientIdTaken,
     #[error("this passkey is registered already")]
     PasskeyTaken,
+    #[error("the account has as many passkeys as it may")]
+    TooManyPasskeys,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

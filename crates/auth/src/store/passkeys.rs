@@ -17,6 +17,9 @@ use crate::domain::UserId;
 
 /// Longest name a member may give a passkey (characters).
 pub const NAME_MAX: usize = 64;
+/// Passkeys an account may have: each is listed in every second-step ceremony and in the
+/// registration's exclusion list, so the number must be bounded.
+pub const PER_ACCOUNT: u64 = 25;
 
 /// One passkey as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +126,7 @@ impl<'c> PasskeyRepo<'c> {
     }
 
     /// Adds a passkey with its history line and mail. `PasskeyTaken` when the credential
-    /// id is registered already (to any account).
+    /// id is registered already (to any account); `TooManyPasskeys` beyond `PER_ACCOUNT`.
     pub async fn add(
         &self,
         now: OffsetDateTime,
@@ -131,6 +134,26 @@ impl<'c> PasskeyRepo<'c> {
         change: FactorChange,
     ) -> Result<(), StoreError> {
         let txn = self.conn.begin().await?;
+        // Takes the account's row first (a no-op write): two registrations at once queue
+        // up behind it, so the count below holds until the insert; and on SQLite a
+        // transaction that read before writing would fail as soon as another write
+        // committed in between, where one that writes first waits its turn.
+        users::Entity::update_many()
+            .col_expr(
+                users::Column::UpdatedAt,
+                Expr::col(users::Column::UpdatedAt),
+            )
+            .filter(users::Column::Id.eq(passkey.user.0))
+            .exec(&txn)
+            .await?;
+        let held = passkeys::Entity::find()
+            .filter(passkeys::Column::UserId.eq(passkey.user.0))
+            .count(&txn)
+            .await?;
+        if held >= PER_ACCOUNT {
+            txn.rollback().await?;
+            return Err(StoreError::TooManyPasskeys);
+        }
         passkeys::Entity::insert(passkeys::ActiveModel {
             cred_id: Set(passkey.cred_id),
             user_id: Set(passkey.user.0),
@@ -222,16 +245,21 @@ impl<'c> PasskeyRepo<'c> {
     }
 
     /// Records a sign-in with the passkey: when, and its credential as updated by the
-    /// ceremony (the counter) when it changed. False when it was removed meanwhile.
+    /// ceremony (the counter) when it changed — only while the stored credential is still
+    /// `read` (what the ceremony was checked against): of two answers at once with the same
+    /// counter, or a slow one carrying an older counter, only one is written. False when
+    /// it was removed or used meanwhile.
     pub async fn used(
         &self,
         now: OffsetDateTime,
         cred_id: &str,
+        read: &str,
         credential: Option<String>,
     ) -> Result<bool, StoreError> {
         let mut update = passkeys::Entity::update_many()
             .col_expr(passkeys::Column::LastUsedAt, Expr::value(now))
-            .filter(passkeys::Column::CredId.eq(cred_id));
+            .filter(passkeys::Column::CredId.eq(cred_id))
+            .filter(passkeys::Column::Credential.eq(read));
         if let Some(credential) = credential {
             update = update.col_expr(passkeys::Column::Credential, Expr::value(credential));
         }

@@ -352,6 +352,7 @@ pub enum Msg {
     PasskeysMalformed,
     PasskeysRefused,
     PasskeysTaken,
+    PasskeysTooMany,
     PasskeysNotFound,
     PasskeysLastWayIn,
     PasskeysDoneAdded,
@@ -1281,6 +1282,12 @@ impl Msg {
             }
             (Self::PasskeysTaken, Ja) => "このパスキーはすでに登録されています。",
             (Self::PasskeysTaken, En) => "This passkey is registered already.",
+            (Self::PasskeysTooMany, Ja) => {
+                "登録できるパスキーは25個までです。使っていないパスキーを削除してから、もう一度お試しください。"
+            }
+            (Self::PasskeysTooMany, En) => {
+                "An account can have at most 25 passkeys. Remove one you no longer use, then try again."
+            }
             (Self::PasskeysNotFound, Ja) => {
                 "そのパスキーは見つかりませんでした。何も変更していません。"
             }

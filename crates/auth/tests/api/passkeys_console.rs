@@ -313,10 +313,11 @@ async fn a_ceremony_started_by_another_session_is_refused() {
     )
     .await;
     refused(&app, &user, &answer, 400, "登録の有効期限が切れたか").await;
-    // Taken by the attempt: the rightful browser starts again.
-    let late = finish(&browser, &ceremony, &made.json).await;
-    assert_eq!(late.status, 400, "{}", late.body);
-    assert!(stored(&app, &user).await.is_empty());
+    // Kept under its own session: the attempt could not spend it, the rightful browser
+    // finishes it.
+    let rightful = finish(&browser, &ceremony, &made.json).await;
+    assert_eq!(rightful.status, 303, "{}", rightful.body);
+    assert_eq!(stored(&app, &user).await.len(), 1);
 }
 
 #[tokio::test]
@@ -639,4 +640,71 @@ async fn a_purged_account_keeps_no_passkeys_nor_its_handle() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn a_new_registration_replaces_the_last_so_starts_in_a_loop_keep_one_ceremony() {
+    // Each start once kept a new ceremony for 5 minutes in the store parked sign-ins
+    // share: a member could fill it by starting in a loop. Now a start replaces the last.
+    let app = TestApp::spawn().await;
+    let (user, browser) = member(&app).await;
+    let first = start(&browser, "一本目").await;
+    let second = start(&browser, "二本目").await;
+    let made = SoftKey::new(&app).register(&options_of(&second, "register").unwrap());
+    // The older tab's form names a start that was replaced.
+    let stale = finish(&browser, &first, &made.json).await;
+    assert_eq!(stale.status, 400, "{}", stale.body);
+    let third = start(&browser, "三本目").await;
+    let made = SoftKey::new(&app).register(&options_of(&third, "register").unwrap());
+    assert_eq!(finish(&browser, &third, &made.json).await.status, 303);
+    let names: Vec<String> = stored(&app, &user)
+        .await
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["三本目"]);
+}
+
+#[tokio::test]
+async fn an_account_holds_at_most_twenty_five_passkeys() {
+    // Each passkey is listed in every second-step ceremony and in the exclusion list of
+    // a registration: a script registering without end must meet a limit.
+    let app = TestApp::spawn().await;
+    let (user, browser) = member(&app).await;
+    for n in 0..25 {
+        let change = tobira_auth::store::FactorChange {
+            event: tobira_auth::store::LoginEvent {
+                id: uuid::Uuid::new_v4(),
+                user: user.id,
+                at: app.clock().now(),
+                ip: "127.0.0.1".to_owned(),
+                user_agent: "tests".to_owned(),
+                device_hash: String::new(),
+                method: "passkey".to_owned(),
+                result: LoginResult::Enrolled,
+                new_device: false,
+            },
+            mail: None,
+        };
+        let passkey = StoredPasskey {
+            cred_id: format!("made-up-credential-{n}"),
+            user: user.id,
+            name: format!("キー{n}"),
+            credential: "{}".to_owned(),
+            created_at: app.clock().now(),
+            last_used_at: None,
+        };
+        app.state
+            .db
+            .passkeys()
+            .add(app.clock().now(), passkey, change)
+            .await
+            .unwrap();
+    }
+    let ceremony = start(&browser, "二十六本目").await;
+    let made = SoftKey::new(&app).register(&options_of(&ceremony, "register").unwrap());
+    let answer = finish(&browser, &ceremony, &made.json).await;
+    assert_eq!(answer.status, 409, "{}", answer.body);
+    assert!(answer.body.contains("25個まで"), "{}", answer.body);
+    assert_eq!(stored(&app, &user).await.len(), 25);
 }

@@ -563,3 +563,26 @@ async fn an_ip_address_issuer_shows_no_passkeys_and_the_password_still_works() {
         .await;
     assert_eq!(finish.status, 404, "{}", finish.body);
 }
+
+#[tokio::test]
+async fn the_stored_counter_is_read_where_the_second_step_checks_it() {
+    // The second step checks an answer's counter against the credential as stored now
+    // (the ceremony only knows it as it was when the page was shown): that reading must
+    // find the counter webauthn-rs keeps, or the check would pass everything.
+    let (app, user, mut m, browser, login) = member_with_passkey().await;
+    let stored = app.state.db.passkeys().list(user.id).await.unwrap();
+    assert_eq!(
+        tobira_auth::oidc::passkey::stored_counter(&stored[0].credential),
+        Some(0),
+        "{}",
+        stored[0].credential
+    );
+    let signed = answer(&mut m, &login);
+    let back = post_passkey(&browser, &login, &signed).await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let stored = app.state.db.passkeys().list(user.id).await.unwrap();
+    assert_eq!(
+        tobira_auth::oidc::passkey::stored_counter(&stored[0].credential),
+        Some(1)
+    );
+}

@@ -45,6 +45,8 @@ pub struct RegisterForm {
 /// than carried in the page, so the finish stores what the start checked.
 #[derive(Serialize, Deserialize)]
 struct Registration {
+    /// Names this start: the page's form carries it, so an older tab's answer is refused.
+    nonce: String,
     user: Uuid,
     name: String,
     reg: PasskeyRegistration,
@@ -138,13 +140,17 @@ async fn start(ctx: &Ctx<'_>, typed: &str) -> Result<Response, PasskeysError> {
     let (ccr, reg) = webauthn
         .start_passkey_registration(handle, email, display, Some(exclude))
         .map_err(PasskeysError::internal)?;
+    // One registration per console session, kept under the session's id: a new start
+    // replaces the last, so a member cannot fill the ephemeral store (which parked
+    // sign-ins share) by starting registrations in a loop.
     let ceremony = Uuid::new_v4().simple().to_string();
     passkey::keep(
         state,
         Ceremony::Register,
-        &ceremony,
+        &bound_to(ctx),
         &bound_to(ctx),
         &Registration {
+            nonce: ceremony.clone(),
             user: user.id.0,
             name: name.clone(),
             reg,
@@ -200,9 +206,9 @@ async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, Passkeys
     // Taken once: a replayed answer, or one for a ceremony another session started, finds
     // nothing.
     let kept: Option<Registration> =
-        passkey::take(state, Ceremony::Register, &form.ceremony, &bound_to(ctx)).await?;
+        passkey::take(state, Ceremony::Register, &bound_to(ctx), &bound_to(ctx)).await?;
     let user = ctx.current.user.id;
-    let Some(kept) = kept.filter(|k| UserId(k.user) == user) else {
+    let Some(kept) = kept.filter(|k| UserId(k.user) == user && k.nonce == form.ceremony) else {
         tracing::info!(user = %user.0, "passkey registration: no such ceremony for this session");
         return ctx
             .refused(StatusCode::BAD_REQUEST, Msg::PasskeysExpired)
@@ -217,6 +223,14 @@ async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, Passkeys
                 .await;
         }
     };
+    // WebAuthn credential ids are at most 1023 bytes (WebAuthn §5.1); webauthn-rs accepts
+    // up to 4096, which the column (1400 base64url characters) cannot hold on PostgreSQL.
+    if passkey.cred_id().len() > 1023 {
+        tracing::warn!(user = %user.0, "passkey registration: credential id too long");
+        return ctx
+            .refused(StatusCode::BAD_REQUEST, Msg::PasskeysRefused)
+            .await;
+    }
     let stored = StoredPasskey {
         cred_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
         user,
@@ -236,6 +250,12 @@ async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, Passkeys
         Err(StoreError::PasskeyTaken) => {
             tracing::warn!(user = %user.0, "passkey registration: credential id in use");
             return ctx.refused(StatusCode::CONFLICT, Msg::PasskeysTaken).await;
+        }
+        Err(StoreError::TooManyPasskeys) => {
+            tracing::warn!(user = %user.0, "passkey registration: too many passkeys");
+            return ctx
+                .refused(StatusCode::CONFLICT, Msg::PasskeysTooMany)
+                .await;
         }
         Err(e) => return Err(e.into()),
     }
