@@ -173,6 +173,12 @@ impl PasswordHasher {
         })
     }
 
+    /// How many hashes wait for a free hashing thread now (the queue whose bound turns
+    /// sign-ins away with 503).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) with a random salt.
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let password = password.clone();
