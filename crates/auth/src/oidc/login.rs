@@ -384,8 +384,7 @@ async fn skips_second_step(
     user: &User,
     device_id: &str,
 ) -> Result<bool, crate::store::StoreError> {
-    let factors = state.db.two_step().factors(user.id).await?;
-    if !factors.any() {
+    if !state.db.two_step().enrolled(user.id).await? {
         return Ok(true);
     }
     let every_factor = match target {

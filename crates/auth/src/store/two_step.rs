@@ -144,6 +144,22 @@ impl<'c> TwoStepRepo<'c> {
         })
     }
 
+    /// Whether sign-in asks the account for a second step (`Factors::any`), without
+    /// counting recovery codes: every password sign-in asks this, most accounts have none.
+    pub async fn enrolled(&self, user: UserId) -> Result<bool, StoreError> {
+        if totp_factors::Entity::find_by_id(user.0)
+            .one(self.conn)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        Ok(email_factors::Entity::find_by_id(user.0)
+            .one(self.conn)
+            .await?
+            .is_some())
+    }
+
     pub async fn totp(&self, user: UserId) -> Result<Option<StoredTotp>, StoreError> {
         Ok(totp_factors::Entity::find_by_id(user.0)
             .one(self.conn)
