@@ -61,7 +61,7 @@ pub const EMAIL_UNDO: &str = "/account/email/undo";
 pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
 // Two-step verification (account/two_step.rs)
-// MARKER-P1-PATHS passkeys (account/passkeys.rs)
+// passkeys (account/passkeys.rs)
 /// Passkeys: the page (and the registration's two steps), renaming, removing.
 pub const PASSKEYS: &str = "/account/passkeys";
 pub const PASSKEYS_RENAME: &str = "/account/passkeys/rename";
@@ -117,7 +117,7 @@ pub fn router() -> Router<AppState> {
         // Deletion routes
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
         // Two-step verification routes
-        // MARKER-P1-ROUTES passkeys (account/passkeys.rs)
+        // passkeys (account/passkeys.rs)
         .route(PASSKEYS, get(passkeys::page).post(passkeys::post_register))
         .route(
             PASSKEYS_RENAME,

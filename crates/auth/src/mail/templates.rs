@@ -787,7 +787,7 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
     }
 }
 
-// MARKER-P1-MAIL passkey added / removed (account/passkeys.rs)
+// passkey added / removed (account/passkeys.rs)
 
 /// What the passkey mail tells: which passkey, added or removed, when and from where.
 pub struct PasskeyMail<'a> {

@@ -8,7 +8,7 @@
 //! through: the parked request's binding, the throttle (per account and address, a known
 //! device exempt), the history, the new-device mail (`login::complete_sign_in`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,7 +17,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PublicKeyCredential, WebauthnError,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PublicKeyCredential, Webauthn,
+    WebauthnError,
 };
 
 use super::authorize::{Rejection, see_other};
@@ -29,7 +30,7 @@ use crate::authn::passkey::{self, Ceremony};
 use crate::authn::second_step::{self, METHOD_PASSKEY, Proof, SecondStepError};
 use crate::authn::sign_in::{self, Attempted};
 use crate::authn::throttle::{AccountKey, Admission, Attempt};
-use crate::domain::{ACR_ONE, ACR_TWO, AMR_MFA, AMR_POP, AMR_USER, User};
+use crate::domain::{ACR_TWO, AMR_MFA, AMR_POP, AMR_USER, User};
 use crate::flow::{self, Binding, FlowError};
 use crate::state::AppState;
 use crate::store::{LoginResult, StoredPasskey};
@@ -234,6 +235,64 @@ impl Refusal {
     }
 }
 
+/// An answer that reached no ceremony (replayed, expired, or of another parked request).
+struct Unverified<'a> {
+    ip: IpAddr,
+    device: &'a str,
+    user_agent: &'a str,
+}
+
+impl Unverified<'_> {
+    /// Writes a refusal into the history of the account whose credential the answer
+    /// names, if any (nothing else of it can be checked without its ceremony).
+    async fn record(&self, state: &AppState, webauthn: &Webauthn, answer: &str) {
+        let Some(answer) = parse_answer(answer) else {
+            return;
+        };
+        let Ok((_, cred_id)) = webauthn.identify_discoverable_authentication(&answer) else {
+            return;
+        };
+        let cred_id = URL_SAFE_NO_PAD.encode(cred_id);
+        let owner = match state.db.passkeys().find(&cred_id).await {
+            Ok(Some(stored)) => stored.user,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot find the passkey of a replayed answer");
+                return;
+            }
+        };
+        // Nothing of it was checked and no throttle counted it: at most one such line a
+        // minute, so that a flood of posted answers is not a flood of writes.
+        let key = format!("history:passkey-unverified:{}", owner.0);
+        match state.ephemeral.incr(&key, time::Duration::minutes(1)).await {
+            Ok(counter) if counter.count > 1 => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rate a replayed passkey answer");
+                return;
+            }
+        }
+        let known_device = state
+            .db
+            .known_devices()
+            .is_known(owner, self.device)
+            .await
+            .unwrap_or(false);
+        sign_in::record(
+            state,
+            Attempted {
+                user: owner,
+                ip: self.ip,
+                device: self.device,
+                user_agent: self.user_agent,
+                method: METHOD_PASSKEY,
+                known_device,
+            },
+            LoginResult::PasskeyRefused,
+        );
+    }
+}
+
 /// `POST /login/passkey`: the sign-in page's passkey answer (the button's or the
 /// autofill's).
 pub async fn post_sign_in(
@@ -305,6 +364,14 @@ pub async fn post_sign_in(
     let ceremony = match kept {
         Ok(Some(c)) => c,
         Ok(None) => {
+            // A replayed or expired answer still names its credential: the owner sees
+            // the attempt in the history, as after a wrong password.
+            let attempt = Unverified {
+                ip,
+                device: &device_id,
+                user_agent: &user_agent,
+            };
+            attempt.record(&state, &webauthn, &form.credential).await;
             let refusal = Refusal::new(
                 StatusCode::BAD_REQUEST,
                 Msg::PasskeyExpired,
@@ -478,14 +545,13 @@ pub async fn post_sign_in(
         }
         Err(e) => return server_error("cannot record a passkey's use", &e),
     }
-    // With user verification (face, fingerprint, PIN) a passkey is two factors at once,
-    // so it never asks for the second step.
-    let (amr, acr): (&[&str], _) = if result.user_verified() {
-        (&[AMR_POP, AMR_USER, AMR_MFA], ACR_TWO)
-    } else {
-        (&[AMR_POP, AMR_USER], ACR_ONE)
-    };
-    tracing::info!(user = %user.id.0, ip = %ip, verified = result.user_verified(), "signed in with a passkey");
+    // Every ceremony requires user verification (face, fingerprint, PIN), and webauthn-rs
+    // refuses an answer without it: a passkey is then two factors at once (held, and
+    // known or inherent), so it never asks for the second step. A passkey that only
+    // proves presence would be one factor, a security key alone; Tobira does not accept
+    // it as a way in (see the README), so `pop user` with `acr` 1 is never claimed.
+    let (amr, acr) = ([AMR_POP, AMR_USER, AMR_MFA], ACR_TWO);
+    tracing::info!(user = %user.id.0, ip = %ip, "signed in with a passkey");
     complete_sign_in(
         &state,
         &headers,
@@ -586,6 +652,7 @@ pub async fn post_second_step(
         Ok(Some(c)) => c,
         Ok(None) => {
             failed("no such ceremony");
+            attempted(LoginResult::PasskeyRefused);
             let error = Msg::PasskeyExpired.text(lang).to_owned();
             return answer.refused(StatusCode::BAD_REQUEST, error, "").await;
         }

@@ -325,7 +325,7 @@ pub enum Msg {
     ResultWrongCode,
     ResultEnrolled,
     ResultRemoved,
-    // MARKER-P1-ENUM passkeys in the console (account/passkeys.rs)
+    // passkeys in the console (account/passkeys.rs)
     MethodPasskey,
     PasskeysTitle,
     PasskeysLead,
@@ -358,7 +358,7 @@ pub enum Msg {
     PasskeysDoneAdded,
     PasskeysDoneRenamed,
     PasskeysDoneRemoved,
-    // MARKER-P2-ENUM passkey sign-in (oidc/passkey.rs)
+    // passkey sign-in (oidc/passkey.rs)
     PasskeySignInButton,
     PasskeyOr,
     PasskeyBrowserError,
@@ -368,7 +368,6 @@ pub enum Msg {
     PasskeySecondStepHeading,
     PasskeySecondStepButton,
     ResultPasskeyRefused,
-    // END-P2-ENUM
     // The second-step page (oidc/second_step.rs)
     SecondStepTitle,
     SecondStepLead,
@@ -1193,7 +1192,7 @@ impl Msg {
             (Self::ResultEnrolled, En) => "turned on",
             (Self::ResultRemoved, Ja) => "解除",
             (Self::ResultRemoved, En) => "turned off",
-            // MARKER-P1-TEXT passkeys in the console (account/passkeys.rs)
+            // passkeys in the console (account/passkeys.rs)
             (Self::MethodPasskey, Ja) => "パスキー",
             (Self::MethodPasskey, En) => "Passkey",
             (Self::PasskeysTitle, Ja) => "パスキー",
@@ -1304,7 +1303,7 @@ impl Msg {
             (Self::PasskeysDoneRenamed, En) => "The passkey was renamed.",
             (Self::PasskeysDoneRemoved, Ja) => "パスキーを削除しました。",
             (Self::PasskeysDoneRemoved, En) => "The passkey was removed.",
-            // MARKER-P2-TEXT passkey sign-in (oidc/passkey.rs)
+            // passkey sign-in (oidc/passkey.rs)
             (Self::PasskeySignInButton, Ja) => "パスキーでログイン",
             (Self::PasskeySignInButton, En) => "Sign in with a passkey",
             (Self::PasskeyOr, Ja) => "またはメールアドレスとパスワードでログイン",
@@ -1339,7 +1338,6 @@ impl Msg {
             (Self::PasskeySecondStepButton, En) => "Verify with a passkey",
             (Self::ResultPasskeyRefused, Ja) => "パスキーの拒否",
             (Self::ResultPasskeyRefused, En) => "passkey refused",
-            // END-P2-TEXT
             // The second-step page (oidc/second_step.rs)
             (Self::SecondStepTitle, Ja) => "二段階認証",
             (Self::SecondStepTitle, En) => "Two-step verification",

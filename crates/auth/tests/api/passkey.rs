@@ -58,16 +58,6 @@ impl SoftKey {
         }
     }
 
-    /// A fresh authenticator that does NOT report user verification (it then refuses a
-    /// request requiring it; set `userVerification` to "preferred" to reach the server).
-    #[allow(dead_code)] // For the sign-in tests' UV-less case.
-    pub fn without_uv(app: &TestApp) -> Self {
-        Self {
-            key: SoftPasskey::new(false),
-            origin: Url::parse(&app.issuer()).expect("origin URL"),
-        }
-    }
-
     /// Uses this authenticator from another origin from now on (a phishing site's page).
     pub fn move_to(&mut self, origin: &str) {
         self.origin = Url::parse(origin).expect("origin URL");

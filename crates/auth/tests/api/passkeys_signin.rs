@@ -335,7 +335,7 @@ async fn other_handle(app: &TestApp, user: &User) -> Uuid {
 
 #[tokio::test]
 async fn a_replayed_passkey_answer_is_refused() {
-    let (app, _user, mut m, browser, login) = member_with_passkey().await;
+    let (app, user, mut m, browser, login) = member_with_passkey().await;
     // A second sign-in under way in the same browser, to replay into.
     let second = sent_to_sign_in(&browser, "/account").await;
     let credential = answer(&mut m, &login);
@@ -354,8 +354,9 @@ async fn a_replayed_passkey_answer_is_refused() {
         )
         .await;
     refused_with(&replay, 400, EXPIRED);
-    // No new session came of it.
+    // No new session came of it, and the member sees the attempt.
     assert_eq!(session_of(&app, &browser).await.unwrap().id, signed_in);
+    assert_eq!(refusals(&app, &user).await, 1);
 }
 
 #[tokio::test]
@@ -379,7 +380,24 @@ async fn a_ceremony_started_in_another_browser_is_refused() {
     refused_with(&stolen, 400, EXPIRED);
     assert!(session_of(&app, &attacker).await.is_none());
     assert!(session_of(&app, &victim).await.is_none());
-    assert_eq!(refusals(&app, &user).await, 0);
+    // The member sees that their passkey's answer was tried.
+    assert_eq!(refusals(&app, &user).await, 1);
+}
+
+#[tokio::test]
+async fn an_answer_without_user_verification_is_refused_and_recorded() {
+    let (app, user, mut m, browser, login) = member_with_passkey().await;
+    // An authenticator that cannot verify the member (no PIN, no biometrics) answers with
+    // only the user-present flag, properly signed.
+    let mut options: Value = serde_json::from_str(&signin_options(&login)).unwrap();
+    assert_eq!(options["publicKey"]["userVerification"], "required");
+    options["publicKey"]["userVerification"] = Value::String("preferred".into());
+    let (cred, handle) = (m.reg.cred_id.clone(), m.handle);
+    let present_only = m.key.sign_in_as(&options.to_string(), &cred, handle);
+    let page = post_passkey(&browser, &login, &present_only).await;
+    refused_with(&page, 401, REFUSED);
+    assert!(session_of(&app, &browser).await.is_none());
+    assert_eq!(refusals(&app, &user).await, 1);
 }
 
 #[tokio::test]
@@ -584,5 +602,41 @@ async fn the_stored_counter_is_read_where_the_second_step_checks_it() {
     assert_eq!(
         tobira_auth::oidc::passkey::stored_counter(&stored[0].credential),
         Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_second_step_answer_without_its_ceremony_is_refused_and_recorded() {
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    enrol_totp(&app, &user).await;
+    let mut m = enrol(&app, &user).await;
+    let browser = app.browser();
+    let login = sent_to_sign_in(&browser, "/account").await;
+    let posted = browser.post_login(&login, EMAIL, PASSWORD).await;
+    let page = browser.get(&posted.location.unwrap()).await;
+    let answer = m.key.assert(&options_of(&page, "assert").unwrap());
+    // The answer, posted naming no ceremony of this sign-in (a replay from elsewhere).
+    let res = browser
+        .post_form(
+            "/login/second-step/passkey",
+            &[
+                ("csrf", &page.field("csrf").unwrap()),
+                ("tx", &page.field("tx").unwrap()),
+                ("ceremony", "not-this-sign-in"),
+                ("credential", &answer),
+            ],
+        )
+        .await;
+    assert_eq!(res.status, 400, "{}", res.body);
+    assert!(res.body.contains(EXPIRED), "{}", res.body);
+    assert!(session_of(&app, &browser).await.is_none());
+    assert_eq!(
+        history(&app, &user)
+            .await
+            .iter()
+            .filter(|e| e.method == "password+passkey" && e.result == LoginResult::PasskeyRefused)
+            .count(),
+        1
     );
 }
