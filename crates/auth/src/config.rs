@@ -55,6 +55,8 @@ pub struct Config {
     /// `[account]`; `[accounts]` is accepted too (the issues say both).
     #[serde(alias = "accounts")]
     pub account: AccountConfig,
+    /// `[federation]`: social sign-in through upstream providers (`federation/`).
+    pub federation: FederationConfig,
     pub log: LogConfig,
 }
 
@@ -317,6 +319,88 @@ impl Default for AccountConfig {
     }
 }
 
+/// Social sign-in: the upstream providers, in the order their buttons appear.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// `[[federation.providers]]`.
+    pub providers: Vec<ProviderConfig>,
+    /// Every request to a provider (discovery, token, userinfo, JWKS, Graph) gives up
+    /// after this long.
+    pub timeout_ms: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            providers: Vec::new(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+/// The kinds of upstream provider; each preset carries its provider's endpoints, scopes,
+/// button text and quirks (`federation::presets`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Google,
+    YahooJapan,
+    Apple,
+    Facebook,
+    /// Any OpenID provider, by discovery from `issuer`.
+    Oidc,
+}
+
+/// One `[[federation.providers]]` entry. Endpoints left empty come from the preset (or
+/// from discovery); any may be overridden (plain http only on a loopback host), so that
+/// tests can point a preset at a local stand-in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// In URLs (`/federation/{id}/start`, `/federation/{id}/callback`): `[a-z0-9_-]{1,32}`.
+    pub id: String,
+    pub kind: ProviderKind,
+    pub client_id: String,
+    /// The client secret (not for `apple`), or `client_secret_file`.
+    #[serde(default)]
+    pub client_secret: Secret,
+    #[serde(default)]
+    pub client_secret_file: String,
+    /// Apple: the team id, the key id and the `.p8` key that sign the client secret.
+    #[serde(default)]
+    pub team_id: String,
+    #[serde(default)]
+    pub key_id: String,
+    #[serde(default)]
+    pub private_key_file: String,
+    /// `oidc`: the issuer to discover from; for the presets, overrides theirs.
+    #[serde(default)]
+    pub issuer: String,
+    /// Scopes asked for instead of the preset's.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The button's text in Japanese and in English, instead of the preset's.
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub label_en: String,
+    /// Endpoint overrides (empty: the preset's, or discovery's).
+    #[serde(default)]
+    pub authorization_endpoint: String,
+    #[serde(default)]
+    pub token_endpoint: String,
+    #[serde(default)]
+    pub userinfo_endpoint: String,
+    #[serde(default)]
+    pub jwks_uri: String,
+    /// Apple: where tokens are revoked. Facebook: the Graph API's base URL.
+    #[serde(default)]
+    pub revocation_endpoint: String,
+    #[serde(default)]
+    pub graph_endpoint: String,
+}
+
 /// Password-guessing defence (`authn/throttle`). Times in minutes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -419,6 +503,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             throttle: ThrottleConfig::default(),
             account: AccountConfig::default(),
+            federation: FederationConfig::default(),
             log: LogConfig::default(),
         }
     }

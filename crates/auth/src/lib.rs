@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod federation;
 pub mod flow;
 pub mod jobs;
 pub mod keys;

@@ -162,6 +162,9 @@ impl Application {
                     None
                 }
             },
+            federation: Arc::new(
+                crate::federation::Providers::from_config(&config).map_err(StartError::Other)?,
+            ),
             config: Arc::new(config),
         };
         let router = router(state.clone());

@@ -44,4 +44,6 @@ pub struct AppState {
     /// The WebAuthn relying party; `None` when the issuer cannot have passkeys (an IP
     /// address host): no passkey buttons then.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// The upstream providers of social sign-in, in the order of their buttons.
+    pub federation: Arc<crate::federation::Providers>,
 }

@@ -61,7 +61,9 @@ pub const EMAIL_UNDO: &str = "/account/email/undo";
 pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
 // Two-step verification (account/two_step.rs)
-// passkeys (account/passkeys.rs)
+// MARKER-F4-PATHS linked accounts (account/linked.rs)
+// END-F4-PATHS
+// Passkeys (account/passkeys.rs)
 /// Passkeys: the page (and the registration's two steps), renaming, removing.
 pub const PASSKEYS: &str = "/account/passkeys";
 pub const PASSKEYS_RENAME: &str = "/account/passkeys/rename";
@@ -117,7 +119,9 @@ pub fn router() -> Router<AppState> {
         // Deletion routes
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
         // Two-step verification routes
-        // passkeys (account/passkeys.rs)
+        // MARKER-F4-ROUTES linked accounts (account/linked.rs)
+        // END-F4-ROUTES
+        // Passkey routes (account/passkeys.rs)
         .route(PASSKEYS, get(passkeys::page).post(passkeys::post_register))
         .route(
             PASSKEYS_RENAME,

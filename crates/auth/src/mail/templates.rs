@@ -787,7 +787,11 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
     }
 }
 
-// passkey added / removed (account/passkeys.rs)
+// MARKER-F4-MAIL provider linked / unlinked (account/linked.rs)
+// END-F4-MAIL
+// MARKER-F2-MAIL every earlier way in removed on the first verification (store side)
+// END-F2-MAIL
+// Passkey added / removed (account/passkeys.rs)
 
 /// What the passkey mail tells: which passkey, added or removed, when and from where.
 pub struct PasskeyMail<'a> {

@@ -244,6 +244,10 @@ impl Db {
         ServerSecretRepo::new(&self.conn)
     }
 
+    pub fn links(&self) -> super::LinkRepo<'_> {
+        super::LinkRepo::new(&self.conn)
+    }
+
     pub fn passkeys(&self) -> super::PasskeyRepo<'_> {
         super::PasskeyRepo::new(&self.conn)
     }

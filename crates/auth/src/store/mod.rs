@@ -14,6 +14,7 @@ mod entity;
 pub mod ephemeral;
 mod history;
 pub mod jobs;
+mod links;
 mod logouts;
 mod passkeys;
 mod passwords;
@@ -35,6 +36,7 @@ pub use email_changes::{Confirmed, EmailChangeRepo, EmailUndo, NewLink, PendingC
 pub use ephemeral::{Counter, Ephemeral, EphemeralError, EphemeralStore, Versioned};
 pub use history::{LoginEvent, LoginEventRepo, LoginResult};
 pub use jobs::{Job, JobRepo, QueueStats};
+pub use links::{Link, LinkRepo, Linking, NewLink as NewFederatedLink, Unlinking};
 pub use logouts::{BACKCHANNEL_QUEUE, Logout};
 pub use passkeys::{NAME_MAX as PASSKEY_NAME_MAX, PasskeyRemoval, PasskeyRepo, StoredPasskey};
 pub use passwords::{PasswordChange, PasswordRepo};

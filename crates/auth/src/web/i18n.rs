@@ -368,6 +368,12 @@ pub enum Msg {
     PasskeySecondStepHeading,
     PasskeySecondStepButton,
     ResultPasskeyRefused,
+    // MARKER-F3-ENUM federated sign-in (oidc/federation.rs, login page)
+    // END-F3-ENUM
+    // MARKER-F4-ENUM linked accounts in the console (account/linked.rs)
+    // END-F4-ENUM
+    // MARKER-F2-ENUM store-side federation messages (ways in removed)
+    // END-F2-ENUM
     // The second-step page (oidc/second_step.rs)
     SecondStepTitle,
     SecondStepLead,
@@ -1338,6 +1344,12 @@ impl Msg {
             (Self::PasskeySecondStepButton, En) => "Verify with a passkey",
             (Self::ResultPasskeyRefused, Ja) => "パスキーの拒否",
             (Self::ResultPasskeyRefused, En) => "passkey refused",
+            // MARKER-F3-TEXT federated sign-in (oidc/federation.rs, login page)
+            // END-F3-TEXT
+            // MARKER-F4-TEXT linked accounts in the console (account/linked.rs)
+            // END-F4-TEXT
+            // MARKER-F2-TEXT store-side federation messages (ways in removed)
+            // END-F2-TEXT
             // The second-step page (oidc/second_step.rs)
             (Self::SecondStepTitle, Ja) => "二段階認証",
             (Self::SecondStepTitle, En) => "Two-step verification",
