@@ -10,6 +10,7 @@ pub mod delete;
 pub mod email;
 pub mod help;
 pub mod history;
+pub mod linked;
 pub mod passkeys;
 pub mod password;
 pub mod profile;

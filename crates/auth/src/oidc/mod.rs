@@ -5,6 +5,7 @@ pub mod backchannel;
 pub mod consent;
 pub mod discovery;
 pub mod error;
+pub mod federation;
 pub mod form_post;
 pub mod login;
 pub mod logout;
