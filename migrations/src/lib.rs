@@ -19,6 +19,7 @@ mod m20261204_000009_backchannel_logout;
 mod m20261204_000010_account_lifecycle;
 mod m20261205_000011_two_step;
 mod m20261205_000012_passkeys;
+mod m20261206_000013_federated_links;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_account_lifecycle::Migration),
             Box::new(m20261205_000011_two_step::Migration),
             Box::new(m20261205_000012_passkeys::Migration),
+            Box::new(m20261206_000013_federated_links::Migration),
         ]
     }
 

@@ -821,7 +821,20 @@ impl Config {
         {
             return Err(invalid("log.level", "not a valid tracing filter"));
         }
-        Ok(())
+        self.validate_federation()
+    }
+
+    /// `[federation]`: the rules that need no file (the secrets and Apple's key are
+    /// read when the providers are built). The rules live in `federation::presets`,
+    /// which building the providers runs again.
+    fn validate_federation(&self) -> Result<(), ConfigError> {
+        crate::federation::check_config(&self.federation).map_err(|p| ConfigError::Invalid {
+            key: p.key(),
+            reason: match p.index {
+                Some(_) => format!("provider {}: {}", p.id, p.reason),
+                None => p.reason,
+            },
+        })
     }
 
     /// The database URL to connect to, defaulting to the embedded SQLite file.
@@ -929,7 +942,7 @@ impl fmt::Display for Issuer {
     }
 }
 
-fn is_loopback_host(url: &Url) -> bool {
+pub(crate) fn is_loopback_host(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

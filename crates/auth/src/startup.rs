@@ -132,6 +132,10 @@ impl Application {
             .map_err(|e| StartError::Other(e.to_string()))?
             .into();
         let throttle = Throttle::new(ephemeral.clone(), clock.clone(), config.throttle.clone());
+        let federation = Arc::new(
+            crate::federation::Providers::build(&config, clock.clone())
+                .map_err(StartError::Other)?,
+        );
         let state = AppState {
             db,
             ephemeral,
@@ -162,9 +166,7 @@ impl Application {
                     None
                 }
             },
-            federation: Arc::new(
-                crate::federation::Providers::from_config(&config).map_err(StartError::Other)?,
-            ),
+            federation,
             config: Arc::new(config),
         };
         let router = router(state.clone());

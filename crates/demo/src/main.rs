@@ -1,8 +1,10 @@
 //! `cargo run --release --bin demo`: the OP on `http://localhost:8080` and the
 //! marketplace on `http://127.0.0.1:3000` (two sites, as in production), the marketplace
 //! registered as a first-party client with refresh tokens, a demo member, and a mail
-//! viewer on `http://127.0.0.1:8025` showing the OP's outbox. Everything lives in
-//! `./data/demo`; running it again reuses what exists.
+//! viewer on `http://127.0.0.1:8025` showing the OP's outbox. A second Tobira on
+//! `http://127.0.0.1:8081` stands in for a social sign-in provider (「デモIDでログイン」 on
+//! the sign-in page), with a member of its own. Everything lives in `./data/demo`; running
+//! it again reuses what exists.
 
 mod mail_viewer;
 
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 
 use tobira_auth::admin::clients::{AddClient, add_client};
 use tobira_auth::admin::users::{AddUser, add_user};
-use tobira_auth::config::Issuer;
+use tobira_auth::config::{Issuer, ProviderConfig, ProviderKind, Secret};
 use tobira_auth::domain::{Email, GrantType};
 use tobira_auth::keys::Alg;
 use tobira_auth::state::AppState;
@@ -22,6 +24,13 @@ use tokio::net::TcpListener;
 const CLIENT_ID: &str = "marketplace";
 const EMAIL: &str = "member@example.jp";
 const PASSWORD: &str = "hinoki-sakura-lantern-7";
+/// The stand-in provider's id in Tobira's configuration (and in its callback URL).
+const PROVIDER_ID: &str = "demo";
+/// Tobira's client at the stand-in provider.
+const UPSTREAM_CLIENT_ID: &str = "tobira";
+/// The stand-in provider's own member: signs in to Tobira with 「デモIDでログイン」.
+const SOCIAL_EMAIL: &str = "social@example.jp";
+const SOCIAL_PASSWORD: &str = "kaede-yuzu-lantern-42";
 
 fn port(var: &str, default: u16) -> Result<u16, String> {
     match std::env::var(var) {
@@ -50,12 +59,64 @@ async fn run() -> Result<(), String> {
     // 8025: where MailHog and Mailpit serve their web UI, a port developers already know.
     let mail_port = port("DEMO_MAIL_PORT", 8025)?;
 
-    let op_config = Config {
-        data_dir: data.join("op"),
-        issuer: Issuer::parse(&format!("http://localhost:{op_port}"))?,
+    let up_port = port("DEMO_UPSTREAM_PORT", 8081)?;
+    let op_issuer = format!("http://localhost:{op_port}");
+    // The stand-in provider is another site: 127.0.0.1, not localhost, so that the two
+    // OPs' cookies (which ignore ports) never meet in the browser.
+    let up_config = Config {
+        data_dir: data.join("upstream"),
+        issuer: Issuer::parse(&format!("http://127.0.0.1:{up_port}"))?,
         ..Config::default()
     };
-    telemetry::init(&op_config.log);
+    telemetry::init(&up_config.log);
+    let up_listener = TcpListener::bind(("127.0.0.1", up_port))
+        .await
+        .map_err(|e| {
+            format!("cannot listen on 127.0.0.1:{up_port} (set DEMO_UPSTREAM_PORT): {e}")
+        })?;
+    let upstream = Application::build_on(up_listener, up_config, Clock::system())
+        .await
+        .map_err(|e| e.to_string())?;
+    let up_state = upstream.state().clone();
+    let up_secret = ensure_client(
+        &up_state,
+        DemoClient {
+            client_id: UPSTREAM_CLIENT_ID,
+            name: "Tobira",
+            redirect_uri: format!("{op_issuer}/federation/{PROVIDER_ID}/callback"),
+            home: op_issuer.clone(),
+            backchannel: false,
+        },
+        &data.join("upstream-client-secret"),
+    )
+    .await?;
+    ensure_member(&up_state, SOCIAL_EMAIL, SOCIAL_PASSWORD, "ソーシャル会員").await?;
+
+    let mut op_config = Config {
+        data_dir: data.join("op"),
+        issuer: Issuer::parse(&op_issuer)?,
+        ..Config::default()
+    };
+    op_config.federation.providers.push(ProviderConfig {
+        id: PROVIDER_ID.to_owned(),
+        kind: ProviderKind::Oidc,
+        client_id: UPSTREAM_CLIENT_ID.to_owned(),
+        client_secret: Secret::new(up_secret),
+        client_secret_file: String::new(),
+        team_id: String::new(),
+        key_id: String::new(),
+        private_key_file: String::new(),
+        issuer: up_state.config.issuer.as_str().to_owned(),
+        scopes: Vec::new(),
+        label: "デモIDでログイン".to_owned(),
+        label_en: "Sign in with Demo ID".to_owned(),
+        authorization_endpoint: String::new(),
+        token_endpoint: String::new(),
+        userinfo_endpoint: String::new(),
+        jwks_uri: String::new(),
+        revocation_endpoint: String::new(),
+        graph_endpoint: String::new(),
+    });
     let op_listener = TcpListener::bind(("127.0.0.1", op_port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{op_port} (set DEMO_OP_PORT): {e}"))?;
@@ -72,8 +133,19 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let state = op.state().clone();
-    let secret = ensure_client(&state, &marketplace_url, &data).await?;
-    ensure_member(&state).await?;
+    let secret = ensure_client(
+        &state,
+        DemoClient {
+            client_id: CLIENT_ID,
+            name: "スキルマーケット",
+            redirect_uri: format!("{marketplace_url}/callback"),
+            home: format!("{marketplace_url}/"),
+            backchannel: true,
+        },
+        &data.join("marketplace-client-secret"),
+    )
+    .await?;
+    ensure_member(&state, EMAIL, PASSWORD, "デモ会員").await?;
     let issuer = state.config.issuer.as_str().to_owned();
     let outbox = mail_viewer::Outbox::new(state.config.outbox_dir());
 
@@ -96,12 +168,21 @@ async fn run() -> Result<(), String> {
     println!("  mail (outbox): http://127.0.0.1:{mail_port}/");
     println!("  demo member:   {EMAIL}");
     println!("  password:      {PASSWORD}");
+    println!("  social sign-in: 「デモIDでログイン」 as {SOCIAL_EMAIL} / {SOCIAL_PASSWORD}");
+    println!(
+        "                  (a second Tobira at {} stands in for the provider)",
+        up_state.config.issuer.as_str()
+    );
     println!("  data:          {}", data.display());
     println!();
 
+    let (stop_up, up_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_op, op_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_mp, mp_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_mail, mail_stopped) = tokio::sync::oneshot::channel::<()>();
+    let up_task = tokio::spawn(upstream.run_until(async {
+        let _ = up_stopped.await;
+    }));
     let op_task = tokio::spawn(op.run_until(async {
         let _ = op_stopped.await;
     }));
@@ -112,9 +193,11 @@ async fn run() -> Result<(), String> {
         let _ = mail_stopped.await;
     }));
     tobira_auth::startup::shutdown_signal().await;
+    let _ = stop_up.send(());
     let _ = stop_op.send(());
     let _ = stop_mp.send(());
     let _ = stop_mail.send(());
+    let _ = up_task.await;
     let _ = op_task.await;
     let _ = mp_task.await;
     if let Ok(Err(e)) = mail_task.await {
@@ -123,55 +206,67 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The marketplace client, registered once. Its secret is kept beside the demo data
-/// (the OP keeps only a hash), so the next run can reuse the registration.
+/// A client the demo registers at one of its OPs.
+struct DemoClient {
+    client_id: &'static str,
+    name: &'static str,
+    redirect_uri: String,
+    /// Where a logout may send the browser back to.
+    home: String,
+    /// Whether the client takes back-channel logout (at `{home}/backchannel-logout`).
+    backchannel: bool,
+}
+
+/// A confidential client, registered once. Its secret is kept in `secret_file` (the OP
+/// keeps only a hash), so the next run can reuse the registration.
 async fn ensure_client(
     state: &AppState,
-    marketplace_url: &str,
-    data: &Path,
+    client: DemoClient,
+    secret_file: &Path,
 ) -> Result<String, String> {
-    let secret_file = data.join("marketplace-client-secret");
     let existing = state
         .db
         .clients()
-        .find(CLIENT_ID)
+        .find(client.client_id)
         .await
         .map_err(|e| e.to_string())?;
-    let redirect = format!("{marketplace_url}/callback");
-    if let Some(client) = existing {
-        let same_uri = client.redirect_uri(&redirect).is_some();
-        if let (true, Ok(secret)) = (same_uri, std::fs::read_to_string(&secret_file)) {
+    if let Some(existing) = existing {
+        let same_uri = existing.redirect_uri(&client.redirect_uri).is_some();
+        if let (true, Ok(secret)) = (same_uri, std::fs::read_to_string(secret_file)) {
             return Ok(secret.trim().to_owned());
         }
         // A different port or a lost secret: register again.
         state
             .db
             .clients()
-            .remove(CLIENT_ID)
+            .remove(client.client_id)
             .await
             .map_err(|e| e.to_string())?;
     }
+    let backchannel = client
+        .backchannel
+        .then(|| format!("{}/backchannel-logout", client.home.trim_end_matches('/')));
     let added = add_client(
         &state.db,
         &state.clock,
         AddClient {
-            name: "スキルマーケット".to_owned(),
-            redirect_uris: vec![redirect],
-            post_logout_redirect_uris: vec![format!("{marketplace_url}/")],
+            name: client.name.to_owned(),
+            redirect_uris: vec![client.redirect_uri],
+            post_logout_redirect_uris: vec![client.home],
             public: false,
             first_party: true,
             extra_grants: vec![GrantType::RefreshToken],
             id_token_alg: Alg::RS256,
-            backchannel_logout_uri: Some(format!("{marketplace_url}/backchannel-logout")),
+            backchannel_logout_uri: backchannel,
             backchannel_logout_session_required: false,
-            client_id: Some(CLIENT_ID.to_owned()),
+            client_id: Some(client.client_id.to_owned()),
             secret: None,
         },
     )
     .await
     .map_err(|e| e.to_string())?;
     let secret = added.secret.ok_or("a confidential client has a secret")?;
-    write_private(&secret_file, &secret)?;
+    write_private(secret_file, &secret)?;
     Ok(secret)
 }
 
@@ -188,12 +283,18 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-async fn ensure_member(state: &AppState) -> Result<(), String> {
-    let email = Email::parse(EMAIL).map_err(|e| e.to_string())?;
+/// A verified member with a password, created once.
+async fn ensure_member(
+    state: &AppState,
+    email: &str,
+    password: &str,
+    name: &str,
+) -> Result<(), String> {
+    let parsed = Email::parse(email).map_err(|e| e.to_string())?;
     if state
         .db
         .users()
-        .find_by_email(&email)
+        .find_by_email(&parsed)
         .await
         .map_err(|e| e.to_string())?
         .is_some()
@@ -205,10 +306,10 @@ async fn ensure_member(state: &AppState) -> Result<(), String> {
         &state.hasher,
         &state.clock,
         AddUser {
-            email: EMAIL,
-            password: Some(PASSWORD),
+            email,
+            password: Some(password),
             email_verified: true,
-            display_name: "デモ会員".to_owned(),
+            display_name: name.to_owned(),
             locale: Lang::Ja,
         },
     )

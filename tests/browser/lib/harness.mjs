@@ -2,6 +2,8 @@
 // ports (fresh temp data dirs), seeds two members and the marketplace client,
 // and launches Debian's headless Chromium through playwright-core. Also reads
 // the mails the OP writes to its outbox (`.eml` files, no SMTP configured).
+// On request it starts a second `tobira` first, as the OP's upstream provider
+// for social sign-in (`startStack({ upstream: true })`).
 
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -29,6 +31,22 @@ export const MEMBERS = {
   taro: { email: 'taro@example.jp', name: '佐藤太郎', password: 'another-strong-pass-77' },
 };
 
+/**
+ * The members of the upstream provider (`startStack({ upstream: true })`): kenji has no
+ * account at the OP; taro has the address of the OP's taro, with a password of his own.
+ */
+export const UPSTREAM_MEMBERS = {
+  kenji: { email: 'kenji@example.jp', name: '鈴木健二', password: 'saffron-meadow-kite-58' },
+  taro: { email: 'taro@example.jp', name: '佐藤太郎', password: 'upstream-cobalt-ferry-31' },
+};
+
+/** The upstream provider as the OP's configuration names it (`[[federation.providers]]`). */
+export const UPSTREAM_PROVIDER = {
+  id: 'up',
+  label: 'アップストリームIDでログイン',
+  labelEn: 'Sign in with Upstream ID',
+};
+
 const STARTUP_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
 
@@ -46,13 +64,11 @@ export function freePort() {
   });
 }
 
-/** Two distinct free ports. */
-async function twoFreePorts() {
-  for (;;) {
-    const a = await freePort();
-    const b = await freePort();
-    if (a !== b) return [a, b];
-  }
+/** `n` distinct free ports. */
+async function freePorts(n) {
+  const ports = new Set();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
 }
 
 async function requireExecutable(path, hint) {
@@ -144,9 +160,75 @@ async function stopServer(child) {
 // -------------------------------------------------------------------- stack
 
 /**
+ * The upstream provider of `startStack({ upstream: true })`: a second tobira with its own
+ * data dir at `http://127.0.0.1:{upPort}` (the OP is at `localhost`: cookies ignore ports,
+ * so the two OPs need different host names), UPSTREAM_MEMBERS seeded with the CLI, and a
+ * first-party client `Tobira` whose redirect URI is the OP's federation callback. Writes
+ * the OP's `[[federation.providers]]` entry (UPSTREAM_PROVIDER, kind `oidc`) to
+ * `<tmp>/federation.toml` (stack.federationConfig). Fills in stack.up, upOrigin,
+ * upDataDir and upClient ({ clientId, clientSecret }).
+ */
+async function startUpstream(stack, { base, upPort }) {
+  stack.upOrigin = `http://127.0.0.1:${upPort}`;
+  stack.upDataDir = join(stack.tmp, 'up');
+  const upEnv = {
+    ...base,
+    TOBIRA_DATA_DIR: stack.upDataDir,
+    TOBIRA_SERVER__BIND: `127.0.0.1:${upPort}`,
+    TOBIRA_ISSUER: stack.upOrigin,
+    TOBIRA_JOBS__POLL_INTERVAL_MS: '100',
+  };
+  for (const m of Object.values(UPSTREAM_MEMBERS)) {
+    await runCli(
+      TOBIRA_BIN,
+      ['users', 'add', '--email', m.email, '--name', m.name, '--password-stdin', '--verified', '--json'],
+      upEnv,
+      `${m.password}\n`,
+    );
+  }
+  const callback = `${stack.opOrigin}/federation/${UPSTREAM_PROVIDER.id}/callback`;
+  const out = await runCli(
+    TOBIRA_BIN,
+    ['clients', 'add', '--name', 'Tobira', '--redirect-uri', callback, '--first-party', '--json'],
+    upEnv,
+  );
+  const client = JSON.parse(out);
+  if (!client.client_id || !client.client_secret) {
+    throw new Error(`the upstream's tobira clients add printed no client_id/client_secret: ${out}`);
+  }
+  stack.upClient = { clientId: client.client_id, clientSecret: client.client_secret };
+
+  stack.up = await startServer('upstream tobira', TOBIRA_BIN, upEnv);
+  if (stack.up.port !== upPort) {
+    throw new Error(`the upstream tobira listens on ${stack.up.port}, asked for ${upPort}`);
+  }
+
+  // JSON strings are TOML basic strings (same escapes; the labels stay UTF-8).
+  const q = (v) => JSON.stringify(String(v));
+  stack.federationConfig = join(stack.tmp, 'federation.toml');
+  await writeFile(
+    stack.federationConfig,
+    [
+      '[[federation.providers]]',
+      `id = ${q(UPSTREAM_PROVIDER.id)}`,
+      'kind = "oidc"',
+      `issuer = ${q(stack.upOrigin)}`,
+      `client_id = ${q(stack.upClient.clientId)}`,
+      `client_secret = ${q(stack.upClient.clientSecret)}`,
+      `label = ${q(UPSTREAM_PROVIDER.label)}`,
+      `label_en = ${q(UPSTREAM_PROVIDER.labelEn)}`,
+      '',
+    ].join('\n'),
+  );
+}
+
+/**
  * Starts OP + marketplace. Resolves with
  * { op, mp, opOrigin, mpOrigin, clientId, clientSecret, opDataDir, outbox, stop() }
  * (`marketplace: false` starts the OP alone: mp is then undefined).
+ * `upstream: true` first starts a second tobira as the OP's upstream provider (see
+ * startUpstream): the stack then also has { up, upOrigin, upDataDir, upClient,
+ * federationConfig }, and the OP (and runTobira) read that TOML file as TOBIRA_CONFIG.
  * `outbox` is the directory the OP writes its mails to (see readOutbox).
  * `artifacts` is where stop() writes the servers' logs (default ARTIFACTS);
  * `opEnv` adds to (or overrides) the OP's environment.
@@ -154,7 +236,12 @@ async function stopServer(child) {
  * queued mail reaches the outbox quickly.
  * On a failure half-way, whatever was started is stopped before rejecting.
  */
-export async function startStack({ marketplace = true, artifacts = ARTIFACTS, opEnv: extraOpEnv = {} } = {}) {
+export async function startStack({
+  marketplace = true,
+  artifacts = ARTIFACTS,
+  opEnv: extraOpEnv = {},
+  upstream = false,
+} = {}) {
   await requireExecutable(
     TOBIRA_BIN,
     'build it (cargo build --release --bin tobira) or set TOBIRA_BIN',
@@ -167,23 +254,32 @@ export async function startStack({ marketplace = true, artifacts = ARTIFACTS, op
   }
 
   const tmp = await mkdtemp(join(tmpdir(), 'tobira-browser-'));
-  const stack = { tmp, op: undefined, mp: undefined };
+  const stack = { tmp, op: undefined, mp: undefined, up: undefined };
   stack.stop = async () => {
-    await Promise.all([stopServer(stack.mp?.child), stopServer(stack.op?.child)]);
+    await Promise.all([stopServer(stack.mp?.child), stopServer(stack.op?.child), stopServer(stack.up?.child)]);
     await mkdir(artifacts, { recursive: true });
     if (stack.op) await writeFile(join(artifacts, 'tobira.log'), stack.op.log());
     if (stack.mp) await writeFile(join(artifacts, 'marketplace.log'), stack.mp.log());
+    if (stack.up) await writeFile(join(artifacts, 'upstream.log'), stack.up.log());
     await rm(tmp, { recursive: true, force: true });
   };
 
   try {
-    const [opPort, mpPort] = await twoFreePorts();
+    // The OP's port must be known before the upstream registers its callback.
+    const [opPort, mpPort, upPort] = await freePorts(upstream ? 3 : 2);
     const base = { PATH: process.env.PATH, HOME: tmp, LANG: 'C.UTF-8' };
     if (process.env.RUST_LOG) base.RUST_LOG = process.env.RUST_LOG;
 
     stack.opOrigin = `http://localhost:${opPort}`;
     stack.mpOrigin = `http://127.0.0.1:${mpPort}`;
     stack.opDataDir = join(tmp, 'op');
+    if (upstream) {
+      if (extraOpEnv.TOBIRA_CONFIG) {
+        throw new Error('startStack: upstream: true writes the OP\'s TOBIRA_CONFIG itself; opEnv must not set it');
+      }
+      await startUpstream(stack, { base, upPort });
+      extraOpEnv = { TOBIRA_CONFIG: stack.federationConfig, ...extraOpEnv };
+    }
     stack.opEnv = extraOpEnv; // the CLI run against this OP gets it too (runTobira)
     stack.outbox = extraOpEnv.TOBIRA_MAIL__OUTBOX_DIR || join(stack.opDataDir, 'outbox');
     const opEnv = {

@@ -45,9 +45,10 @@ export const redact = (href) => {
  * screenshots and logs, and stopped in `after`, which prints the page and console
  * errors collected in `problems` (`expected` says which of them are expected).
  * `ready({ stack, browser, op, mp })` hands the started ones to the file; `opEnv`
- * adds to the OP's environment (startStack's `opEnv`).
+ * adds to the OP's environment (startStack's `opEnv`); `upstream: true` starts the
+ * upstream provider too (startStack's `upstream`; its origin is `stack.upOrigin`).
  */
-export function sharedStack({ out, problems, expected, ready, opEnv = {} }) {
+export function sharedStack({ out, problems, expected, ready, opEnv = {}, upstream = false }) {
   let stack;
   let browser;
   before(async () => {
@@ -55,11 +56,12 @@ export function sharedStack({ out, problems, expected, ready, opEnv = {} }) {
     for (const f of await readdir(out)) {
       if (f.endsWith('.png') || f.endsWith('.log')) await rm(join(out, f), { force: true });
     }
-    stack = await startStack({ artifacts: out, opEnv });
+    stack = await startStack({ artifacts: out, opEnv, upstream });
     browser = await launchBrowser();
     const op = stack.opOrigin;
     const mp = stack.mpOrigin;
-    console.log(`chromium ${browser.version()}; OP ${op}; marketplace ${mp}; outbox ${stack.outbox}`);
+    const up = upstream ? `; upstream ${stack.upOrigin}` : '';
+    console.log(`chromium ${browser.version()}; OP ${op}; marketplace ${mp}${up}; outbox ${stack.outbox}`);
     ready({ stack, browser, op, mp });
   }, { timeout: 180_000 });
   after(async () => {

@@ -1,7 +1,8 @@
 //! Sign-in help (`/signin-help`, 「ログインできない方」). The page asks for an address
 //! and answers the same, in about the same time, whoever asks; what it found goes only to
 //! that address's inbox: to an account's owner, a diagnosis of the account (its lock with
-//! an unlock link, a pending verification with a fresh link, its ways in, a reset link);
+//! an unlock link, a pending verification with a fresh link, its ways in (the password,
+//! the linked services), a reset link);
 //! to an address no account uses, that no account does. The sign-up's mail caps apply.
 
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::address::{self, AddressForm, AddressPage};
+use super::linked::provider_name;
 use super::recovery::RESET_LIFETIME;
 use super::signup::VERIFY_LIFETIME;
 use super::unlock::{lock_end, unlock_link};
@@ -18,7 +20,7 @@ use super::{PageQuery, RESET, SIGNUP, VERIFY, link, mail_allowed, queue_mail, us
 use crate::authn::throttle::AccountKey;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Email, User, UserStatus};
-use crate::mail::templates::{self, AccountHelp, HelpLock};
+use crate::mail::templates::{self, AccountHelp, HelpLink, HelpLock};
 use crate::state::AppState;
 use crate::store::{NewVerification, QueuedMail};
 use crate::web::client_ip::ClientAddr;
@@ -115,6 +117,7 @@ async fn lock_of(
 async fn help_active(state: &AppState, user: &User, tx: &str, lang: Lang) -> Result<(), String> {
     let lang = user_lang(user, lang);
     let lock = lock_of(state, user, tx, lang).await?;
+    let linked = linked_services(state, user, lang).await?;
     let token = random_token(&mut rand::rng(), 32);
     let reset = link(state, RESET, &[("token", &token), ("tx", tx)]);
     let help = AccountHelp::Active {
@@ -124,6 +127,7 @@ async fn help_active(state: &AppState, user: &User, tx: &str, lang: Lang) -> Res
             hours: state.config.throttle.unlock_link_hours,
         }),
         password: user.password_hash.is_some(),
+        linked: &linked,
         reset: &reset,
         reset_minutes: RESET_LIFETIME.whole_minutes(),
     };
@@ -144,6 +148,28 @@ async fn help_active(state: &AppState, user: &User, tx: &str, lang: Lang) -> Res
         .map_err(|e| e.to_string())?;
     tracing::info!(user = %user.id.0, locked = lock.is_some(), "sign-in help mailed to the account's owner");
     Ok(())
+}
+
+/// The services linked to the account, as the help mail lists them among its ways in: a
+/// member who forgot that they sign in with Google learns it from their own inbox.
+async fn linked_services(
+    state: &AppState,
+    user: &User,
+    lang: Lang,
+) -> Result<Vec<HelpLink>, String> {
+    let links = state
+        .db
+        .links()
+        .list(user.id)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(links
+        .into_iter()
+        .map(|l| HelpLink {
+            provider: provider_name(&state.federation, &l.provider, lang),
+            account: l.email,
+        })
+        .collect())
 }
 
 /// A sign-up awaiting verification: a fresh link (older ones void), written with its

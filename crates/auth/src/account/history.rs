@@ -13,15 +13,16 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::console::{CurrentSession, SignInLine};
-use super::recovery;
+use super::{linked, recovery};
 use crate::authn::second_step::{
     METHOD_EMAIL_CODE, METHOD_PASSKEY, METHOD_RECOVERY_CODE, METHOD_TOTP, METHOD_TWO_STEP,
 };
 use crate::authn::sign_in::METHOD_PASSWORD;
 use crate::domain::UserId;
+use crate::federation::Providers;
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
-use crate::store::{LoginEvent, StoreError};
+use crate::store::{LoginEvent, LoginResult, StoreError};
 use crate::web::client_ip::ClientAddr;
 use crate::web::cookies::SESSION;
 use crate::web::csrf::{self, CsrfForm};
@@ -128,8 +129,10 @@ struct HistoryLine {
 }
 
 /// How the member signed in (or what they changed), in words: each step of a method
-/// written "password+totp" by name ("パスワード + 認証アプリ").
-fn method_text(method: &str, lang: Lang) -> String {
+/// written "password+totp" by name ("パスワード + 認証アプリ"); a provider's step
+/// `fed:{id}` by the provider's words (「Google でログイン」, 「Google を連携」:
+/// `linked::method_step_text`).
+fn method_text(method: &str, result: LoginResult, providers: &Providers, lang: Lang) -> String {
     method
         .split('+')
         .map(|step| match step {
@@ -139,8 +142,14 @@ fn method_text(method: &str, lang: Lang) -> String {
             METHOD_RECOVERY_CODE => Msg::MethodRecoveryCode.text(lang).to_owned(),
             METHOD_TWO_STEP => Msg::MethodTwoStep.text(lang).to_owned(),
             METHOD_PASSKEY => Msg::MethodPasskey.text(lang).to_owned(),
-            // A method a later version records: its stored name rather than nothing.
-            other => other.to_owned(),
+            other => match other
+                .strip_prefix(linked::METHOD_PREFIX)
+                .filter(|id| !id.is_empty())
+            {
+                Some(id) => linked::method_step_text(providers, id, result, lang),
+                // A method a later version records: its stored name rather than nothing.
+                None => other.to_owned(),
+            },
         })
         .collect::<Vec<_>>()
         .join(" + ")
@@ -212,7 +221,7 @@ pub async fn list(
             .iter()
             .map(|e| HistoryLine {
                 line: SignInLine::of(&state, e, lang),
-                method: method_text(&e.method, lang),
+                method: method_text(&e.method, e.result, &state.federation, lang),
             })
             .collect(),
         newest: before.is_none(),
@@ -352,25 +361,43 @@ mod tests {
 
     #[test]
     fn methods_are_named_step_by_step_and_unknown_ones_by_their_stored_name() {
-        assert_eq!(method_text("password", Lang::Ja), "パスワード");
+        let none = Providers::none();
+        let text = |m: &str, lang| method_text(m, LoginResult::Success, &none, lang);
+        assert_eq!(text("password", Lang::Ja), "パスワード");
+        assert_eq!(text("password+totp", Lang::Ja), "パスワード + 認証アプリ");
         assert_eq!(
-            method_text("password+totp", Lang::Ja),
-            "パスワード + 認証アプリ"
-        );
-        assert_eq!(
-            method_text("password+recovery_code", Lang::En),
+            text("password+recovery_code", Lang::En),
             "Password + Recovery code"
         );
         assert_eq!(
-            method_text("password+email_code", Lang::Ja),
+            text("password+email_code", Lang::Ja),
             "パスワード + メールの確認コード"
         );
-        assert_eq!(method_text("two_step", Lang::Ja), "二段階認証");
-        assert_eq!(method_text("passkey", Lang::Ja), "パスキー");
+        assert_eq!(text("two_step", Lang::Ja), "二段階認証");
+        assert_eq!(text("passkey", Lang::Ja), "パスキー");
+        assert_eq!(text("password+passkey", Lang::En), "Password + Passkey");
+        assert_eq!(text("webauthn", Lang::Ja), "webauthn");
+    }
+
+    #[test]
+    fn a_providers_steps_are_named_by_the_provider_and_what_was_done() {
+        // No provider configured: its id stands for its name (an old history line).
+        let none = Providers::none();
         assert_eq!(
-            method_text("password+passkey", Lang::En),
-            "Password + Passkey"
+            method_text("fed:google+totp", LoginResult::Success, &none, Lang::Ja),
+            "google + 認証アプリ"
         );
-        assert_eq!(method_text("webauthn", Lang::Ja), "webauthn");
+        assert_eq!(
+            method_text("fed:google", LoginResult::Enrolled, &none, Lang::Ja),
+            "google を連携"
+        );
+        assert_eq!(
+            method_text("fed:google", LoginResult::Removed, &none, Lang::Ja),
+            "google の連携を解除"
+        );
+        assert_eq!(
+            method_text("fed:", LoginResult::Success, &none, Lang::Ja),
+            "fed:"
+        );
     }
 }

@@ -63,6 +63,10 @@ pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
 // Two-step verification (account/two_step.rs)
 // MARKER-F4-PATHS linked accounts (account/linked.rs)
+/// Linked accounts: the page, starting a link at a provider, removing one.
+pub const LINKED: &str = "/account/linked";
+pub const LINKED_START: &str = "/account/linked/start";
+pub const LINKED_REMOVE: &str = "/account/linked/remove";
 // END-F4-PATHS
 // Passkeys (account/passkeys.rs)
 /// Passkeys: the page (and the registration's two steps), renaming, removing.
@@ -121,6 +125,12 @@ pub fn router() -> Router<AppState> {
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
         // Two-step verification routes
         // MARKER-F4-ROUTES linked accounts (account/linked.rs)
+        .route(LINKED, get(linked::page))
+        .route(LINKED_START, get(linked::to_page).post(linked::post_start))
+        .route(
+            LINKED_REMOVE,
+            get(linked::to_page).post(linked::post_remove),
+        )
         // END-F4-ROUTES
         // Passkey routes (account/passkeys.rs)
         .route(PASSKEYS, get(passkeys::page).post(passkeys::post_register))

@@ -10,7 +10,7 @@ pub use client::{Client, GrantType, RedirectUri, RedirectUriError};
 pub use email::{Email, EmailError};
 pub use ids::{Subject, UserId, row_id};
 pub use session::{
-    ACR_ONE, ACR_TWO, AMR_MCA, AMR_MFA, AMR_OTP, AMR_PASSWORD, AMR_POP, AMR_USER, BrowserSession,
-    Grant,
+    ACR_ONE, ACR_TWO, AMR_FED, AMR_MCA, AMR_MFA, AMR_OTP, AMR_PASSWORD, AMR_POP, AMR_USER,
+    BrowserSession, Grant,
 };
 pub use user::{User, UserStatus};

@@ -20,6 +20,10 @@ pub const AMR_USER: &str = "user";
 /// A code sent through another channel (the member's mailbox). Not counted as a second
 /// factor: NIST SP 800-63B §5.1.3.3 does not accept email as out-of-band.
 pub const AMR_MCA: &str = "mca";
+/// A sign-in through an upstream provider (social sign-in). Tobira's own value, not one
+/// of RFC 8176's: the upstream's own `amr` is not trusted, so all that is claimed is that
+/// the member came through a federated identity (documented in the README).
+pub const AMR_FED: &str = "fed";
 
 /// The assurance levels Tobira reports (`acr`, advertised in discovery): one factor, and
 /// two factors of which the second is not email.

@@ -67,6 +67,11 @@ pub struct UpstreamFlow {
     pub nonce: String,
     /// The PKCE verifier, where the provider takes PKCE.
     pub pkce_verifier: Option<String>,
+    /// A fresh sign-in was asked for (`max_age=0`): the ID token's `auth_time` must be at
+    /// or after this (unix seconds), or a provider that ignored the request and answered
+    /// from an old session is refused.
+    #[serde(default)]
+    pub signed_in_after: Option<i64>,
 }
 
 /// An authorization request to send the browser to.
@@ -136,6 +141,8 @@ pub struct Provider {
     label: String,
     label_en: String,
     config: ProviderConfig,
+    /// The kind's half: openidconnect's flow, or Facebook's.
+    upstream: client::Upstream,
 }
 
 impl Provider {
@@ -167,4 +174,13 @@ pub fn callback_url(config: &Config, id: &str) -> String {
     )
 }
 
+mod apple;
 mod client;
+mod facebook;
+mod http;
+mod id_token;
+mod presets;
+mod upstream;
+
+/// The rules of `[federation]` that need no file, for `Config::validate`.
+pub(crate) use presets::check_all as check_config;

@@ -2,7 +2,8 @@
 //! claims due jobs under a lease (once across replicas), runs them, and retries failures
 //! with exponential backoff until `jobs.max_attempts`, then gives up with an error log
 //! and a metric. Queue depth, failures and the oldest job's age are metrics. Back-channel
-//! logout tokens, mail and support's unlocks are the queues; a later issue adds the key
+//! logout tokens, mail, support's unlocks, upstream token revocations (social sign-in)
+//! and the "earlier ways in removed" notices are the queues; a later issue adds the key
 //! schedule.
 
 use std::time::Duration as StdDuration;
@@ -10,9 +11,13 @@ use std::time::Duration as StdDuration;
 use time::Duration;
 
 use crate::admin::unlock::{self, SUPPORT_QUEUE};
+use crate::domain::{UserId, UserStatus};
+use crate::federation::UpstreamError;
 use crate::mail::Mail;
+use crate::mail::templates::{self, WaysInRemovedMail};
 use crate::state::AppState;
-use crate::store::{BACKCHANNEL_QUEUE, Job, MAIL_QUEUE};
+use crate::store::{BACKCHANNEL_QUEUE, Job, LinkRepo, MAIL_QUEUE};
+use crate::web::i18n::Lang;
 
 /// How long a claimed job is ours; a replica that dies mid-job frees it after this.
 const LEASE: Duration = Duration::minutes(5);
@@ -122,7 +127,13 @@ pub async fn purge_store(
 }
 
 /// The queues every replica works on.
-const QUEUES: [&str; 3] = [BACKCHANNEL_QUEUE, MAIL_QUEUE, SUPPORT_QUEUE];
+const QUEUES: [&str; 5] = [
+    BACKCHANNEL_QUEUE,
+    MAIL_QUEUE,
+    SUPPORT_QUEUE,
+    LinkRepo::REVOKE_QUEUE,
+    LinkRepo::WAYS_IN_REMOVED_QUEUE,
+];
 
 /// Claims and runs the due jobs of one queue, a batch at a time.
 async fn drain(state: &AppState, queue: &'static str) -> Result<usize, crate::store::StoreError> {
@@ -159,6 +170,8 @@ async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreE
     let result = match job.queue.as_str() {
         SUPPORT_QUEUE => unlock::apply(state, &job.payload).await,
         BACKCHANNEL_QUEUE => crate::oidc::backchannel::deliver(state, &job.payload).await,
+        LinkRepo::REVOKE_QUEUE => revoke_upstream(state, job).await,
+        LinkRepo::WAYS_IN_REMOVED_QUEUE => tell_ways_in_removed(state, job).await,
         _ => match Mail::unseal(&job.payload, &state.master) {
             Ok(mail) => state
                 .mailer
@@ -186,6 +199,90 @@ async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreE
             state.db.jobs().retry(job.id, at, &error).await
         }
     }
+}
+
+/// Revokes an upstream refresh token whose link went away (Apple requires it when a
+/// member deletes their account). Only a provider that cannot be reached is tried again;
+/// a token the provider refuses, a provider no longer configured or a payload that cannot
+/// be read will not get better with time, so they are logged and dropped.
+async fn revoke_upstream(state: &AppState, job: &Job) -> Result<(), String> {
+    let revocation = match LinkRepo::revocation(&job.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "upstream revocation: unreadable job dropped");
+            return Ok(());
+        }
+    };
+    let Some(provider) = state.federation.find(&revocation.provider) else {
+        tracing::warn!(job = %job.id, provider = %revocation.provider, "upstream revocation: the provider is no longer configured; its token is not revoked");
+        return Ok(());
+    };
+    let token = match state.master.decrypt(&revocation.sealed_token) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(job = %job.id, provider = %revocation.provider, error = %e, "upstream revocation: the sealed token cannot be opened (another master key?); dropped");
+            return Ok(());
+        }
+    };
+    let Ok(token) = std::str::from_utf8(&token) else {
+        tracing::error!(job = %job.id, provider = %revocation.provider, "upstream revocation: the sealed token is not text; dropped");
+        return Ok(());
+    };
+    match provider.revoke(token).await {
+        Ok(()) => {
+            tracing::info!(job = %job.id, provider = %revocation.provider, "upstream refresh token revoked");
+            Ok(())
+        }
+        Err(UpstreamError::Unavailable(e)) => Err(format!("{}: {e}", revocation.provider)),
+        Err(e) => {
+            tracing::warn!(job = %job.id, provider = %revocation.provider, error = %e, "upstream revocation refused; dropped");
+            Ok(())
+        }
+    }
+}
+
+/// Mails the member of an account that lost every earlier way in on the first
+/// verification of its address (`store::links::first_verification` queued the job with
+/// the change). Rendered now, in the account's language, to the address it has now; an
+/// account deleted since is not mailed.
+async fn tell_ways_in_removed(state: &AppState, job: &Job) -> Result<(), String> {
+    let notice = match LinkRepo::ways_in_removed(&job.payload) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "ways-in-removed notice: unreadable job dropped");
+            return Ok(());
+        }
+    };
+    let user = state
+        .db
+        .users()
+        .find_by_id(UserId(notice.user))
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(user) = user.filter(|u| u.status != UserStatus::Deleted) else {
+        tracing::info!(job = %job.id, user = %notice.user, "ways-in-removed notice: the account is gone; not mailed");
+        return Ok(());
+    };
+    let lang = crate::account::user_lang(&user, Lang::Ja);
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(notice.at).unwrap_or_else(|_| state.clock.now());
+    let at = crate::account::delete::in_words(at, state.config.throttle.display_offset(), lang);
+    let mail = templates::ways_in_removed(
+        lang,
+        user.email.display(),
+        &user.display_name,
+        &WaysInRemovedMail {
+            at: &at,
+            password: user.password_hash.is_some(),
+            console: &crate::account::link(state, crate::account::LINKED, &[]),
+            reset: &crate::account::link(state, crate::account::FORGOT, &[]),
+        },
+    );
+    state
+        .mailer
+        .deliver(&job.id.to_string(), &mail)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn attempts_allowed(state: &AppState) -> i32 {

@@ -272,6 +272,8 @@ pub enum AccountHelp<'a> {
         lock: Option<HelpLock<'a>>,
         /// Whether it has a password (later issues add social sign-in and passkeys).
         password: bool,
+        /// The services linked to it (`account::linked`), oldest first.
+        linked: &'a [HelpLink],
         reset: &'a str,
         reset_minutes: i64,
     },
@@ -788,8 +790,253 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
 }
 
 // MARKER-F4-MAIL provider linked / unlinked (account/linked.rs)
+
+/// A linked service as the sign-in help mail lists it among the ways in.
+pub struct HelpLink {
+    /// The service's name ("Google").
+    pub provider: String,
+    /// The address the service gave for the account there, which tells the member which
+    /// of their accounts at the service it is.
+    pub account: Option<String>,
+}
+
+/// What the link mail tells: which service, linked or unlinked, when and from where.
+pub struct LinkedMail<'a> {
+    /// True when the service was linked, false when the link was removed.
+    pub linked: bool,
+    /// The service's name ("Google"), from the configuration.
+    pub provider: &'a str,
+    /// The address the service gave for the account at the service, if it gave one:
+    /// it tells the member which of their accounts there it is.
+    pub account: Option<&'a str>,
+    pub at: &'a str,
+    pub device: &'a str,
+    pub ip: &'a str,
+    /// The console's linked-accounts page.
+    pub console: &'a str,
+    /// The password reset page.
+    pub reset: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/provider_linked.txt")]
+struct LinkedText<'a> {
+    ja: bool,
+    name: &'a str,
+    m: &'a LinkedMail<'a>,
+}
+
+#[derive(Template)]
+#[template(path = "mail/provider_linked.html")]
+struct LinkedHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    m: &'a LinkedMail<'a>,
+}
+
+/// 「Googleを連携しました」 / 「Googleの連携を解除しました」: a new way in (or one fewer) is
+/// news the member must hear of even when someone else made it.
+pub fn provider_linked(lang: Lang, to: &str, display_name: &str, m: &LinkedMail<'_>) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    let subject = match (m.linked, ja) {
+        (true, true) => format!("【Tobira】{}を連携しました", m.provider),
+        (true, false) => format!("[Tobira] {} was linked to your account", m.provider),
+        (false, true) => format!("【Tobira】{}の連携を解除しました", m.provider),
+        (false, false) => format!("[Tobira] {} was unlinked from your account", m.provider),
+    };
+    Mail {
+        to: to.to_owned(),
+        subject,
+        text: render(&LinkedText { ja, name, m }),
+        html: render(&LinkedHtml { ja, name, m }),
+    }
+}
+
+#[cfg(test)]
+mod linked_mail_tests {
+    use super::*;
+
+    fn mail(linked: bool, lang: Lang, account: Option<&str>) -> Mail {
+        provider_linked(
+            lang,
+            "a@example.jp",
+            "<b>花子</b>",
+            &LinkedMail {
+                linked,
+                provider: "Google",
+                account,
+                at: "2026-12-04 15:42（日本時間）",
+                device: "Chrome（Windows 10・パソコン）",
+                ip: "203.0.113.7",
+                console: "https://id.example.jp/account/linked",
+                reset: "https://id.example.jp/password/forgot",
+            },
+        )
+    }
+
+    #[test]
+    fn the_link_mails_say_which_service_when_and_from_where_and_escape_what_they_quote() {
+        let linked = mail(true, Lang::Ja, Some("<i>h</i>@gmail.com"));
+        assert_eq!(linked.subject, "【Tobira】Googleを連携しました");
+        for says in [
+            "<b>花子</b> 様",
+            "Google（<i>h</i>@gmail.com）",
+            "2026-12-04 15:42",
+            "Chrome（Windows 10・パソコン）",
+            "203.0.113.7",
+            "https://id.example.jp/account/linked",
+            "https://id.example.jp/password/forgot",
+            "お心当たりがない場合",
+            "見覚えのない連携を解除",
+        ] {
+            assert!(linked.text.contains(says), "{says}: {}", linked.text);
+        }
+        assert!(!linked.html.contains("<b>花子") && !linked.html.contains("<i>h</i>"));
+
+        let unlinked = mail(false, Lang::Ja, None);
+        assert_eq!(unlinked.subject, "【Tobira】Googleの連携を解除しました");
+        assert!(
+            unlinked.text.contains("サービス: Google\n"),
+            "{}",
+            unlinked.text
+        );
+        assert!(!unlinked.text.contains("見覚えのない連携を解除"));
+
+        let english = mail(true, Lang::En, None);
+        assert_eq!(
+            english.subject,
+            "[Tobira] Google was linked to your account"
+        );
+        assert!(
+            english.text.starts_with("Hello <b>花子</b>,"),
+            "{}",
+            english.text
+        );
+        assert!(english.text.contains("If this was not you"));
+        let english = mail(false, Lang::En, None);
+        assert_eq!(
+            english.subject,
+            "[Tobira] Google was unlinked from your account"
+        );
+    }
+
+    #[test]
+    fn the_sign_in_help_lists_the_linked_services() {
+        let linked = [
+            HelpLink {
+                provider: "Google".to_owned(),
+                account: Some("<h>@gmail.com".to_owned()),
+            },
+            HelpLink {
+                provider: "Apple".to_owned(),
+                account: None,
+            },
+        ];
+        let help = AccountHelp::Active {
+            lock: None,
+            password: false,
+            linked: &linked,
+            reset: "https://id.example.jp/password/reset?token=r",
+            reset_minutes: 30,
+        };
+        let ja = signin_help(Lang::Ja, "a@example.jp", "", &help);
+        assert!(
+            ja.text
+                .contains("Google でログイン（<h>@gmail.com）\nApple でログイン\n"),
+            "{}",
+            ja.text
+        );
+        assert!(ja.html.contains("<li>Apple でログイン</li>"), "{}", ja.html);
+        assert!(!ja.html.contains("<h>@"));
+        let en = signin_help(Lang::En, "a@example.jp", "", &help);
+        assert!(
+            en.text
+                .contains("Sign in with Google (<h>@gmail.com)\nSign in with Apple\n"),
+            "{}",
+            en.text
+        );
+    }
+}
 // END-F4-MAIL
 // MARKER-F2-MAIL every earlier way in removed on the first verification (store side)
+
+/// What the "earlier ways in removed" mail tells.
+pub struct WaysInRemovedMail<'a> {
+    /// When they were removed, in words.
+    pub at: &'a str,
+    /// Whether the account has a password now (the reset that verified the address set
+    /// one): the mail says how to sign in from now on.
+    pub password: bool,
+    /// The console's linked-accounts page.
+    pub console: &'a str,
+    /// The password reset page.
+    pub reset: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/ways_in_removed.txt")]
+struct WaysInRemovedText<'a> {
+    ja: bool,
+    name: &'a str,
+    to: &'a str,
+    at: &'a str,
+    password: bool,
+    console: &'a str,
+    reset: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/ways_in_removed.html")]
+struct WaysInRemovedHtml<'a> {
+    ja: bool,
+    name: &'a str,
+    to: &'a str,
+    at: &'a str,
+    password: bool,
+    console: &'a str,
+    reset: &'a str,
+}
+
+/// 「以前のログイン方法を削除しました」: an account a provider created without verifying
+/// its address had it verified through a link Tobira mailed, and lost every earlier way
+/// in (links, passkeys, second steps, sessions). Whoever made those ways in may not be
+/// the mailbox's owner; the owner must hear why they are gone.
+pub fn ways_in_removed(
+    lang: Lang,
+    to: &str,
+    display_name: &str,
+    m: &WaysInRemovedMail<'_>,
+) -> Mail {
+    let ja = lang == Lang::Ja;
+    let name = name(display_name, to);
+    Mail {
+        to: to.to_owned(),
+        subject: if ja {
+            "【Tobira】以前のログイン方法を削除しました".to_owned()
+        } else {
+            "[Tobira] We removed the earlier ways to sign in".to_owned()
+        },
+        text: render(&WaysInRemovedText {
+            ja,
+            name,
+            to,
+            at: m.at,
+            password: m.password,
+            console: m.console,
+            reset: m.reset,
+        }),
+        html: render(&WaysInRemovedHtml {
+            ja,
+            name,
+            to,
+            at: m.at,
+            password: m.password,
+            console: m.console,
+            reset: m.reset,
+        }),
+    }
+}
 // END-F2-MAIL
 // Passkey added / removed (account/passkeys.rs)
 
@@ -1188,6 +1435,7 @@ mod tests {
         let help = AccountHelp::Active {
             lock: Some(lock),
             password: true,
+            linked: &[],
             reset: "https://id.example.jp/password/reset?token=r",
             reset_minutes: 30,
         };

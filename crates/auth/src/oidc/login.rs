@@ -50,6 +50,29 @@ struct LoginPage<'a> {
     notice: Option<&'static str>,
     /// The passkey form (the button and the autofill), when passkeys are on.
     passkey: Option<super::passkey::Offer>,
+    /// One button per configured provider, in the configuration's order.
+    providers: Vec<ProviderButton>,
+    /// After a provider gave an address an account uses: sign in to link it.
+    linking: Option<String>,
+}
+
+/// A provider's button on the sign-in page.
+struct ProviderButton {
+    id: String,
+    label: String,
+}
+
+/// The buttons of every configured provider, in their words for `lang`.
+fn provider_buttons(state: &AppState, lang: Lang) -> Vec<ProviderButton> {
+    state
+        .federation
+        .all()
+        .iter()
+        .map(|p| ProviderButton {
+            id: p.id.clone(),
+            label: p.label(lang).to_owned(),
+        })
+        .collect()
 }
 
 impl LoginPage<'_> {
@@ -106,6 +129,8 @@ pub async fn get_login(
             (q.again.as_deref() == Some(AGAIN_AFTER_CODES)).then(|| Msg::SecondStepVoid.text(lang))
         }),
         passkey: super::passkey::sign_in_offer(&state, &headers, &tx_id).await,
+        providers: provider_buttons(&state, lang),
+        linking: None,
     };
     render(StatusCode::OK, &page, set_cookie.as_slice())
 }
@@ -157,6 +182,8 @@ pub async fn post_login(
         resend: None,
         notice: None,
         passkey: None,
+        providers: provider_buttons(&state, lang),
+        linking: None,
     };
     let again = |status: StatusCode,
                  error: String,
@@ -377,7 +404,7 @@ pub async fn post_login(
 /// Whether a member whose password was right signs in without a second step: the account
 /// has none, or this device is remembered for it and nothing asks for every factor (a
 /// re-authentication in the console, `prompt=login`, `max_age`, `acr_values=2`).
-async fn skips_second_step(
+pub(super) async fn skips_second_step(
     state: &AppState,
     headers: &HeaderMap,
     target: &SignInFor,
@@ -415,6 +442,55 @@ pub(super) async fn page_again(
     (status, error): (StatusCode, String),
     cookies: &[String],
 ) -> Response {
+    let again = Again {
+        status,
+        error: Some(error),
+        email: "",
+        linking: None,
+    };
+    sign_in_page(state, headers, request_id, tx, lang, again, cookies).await
+}
+
+/// The sign-in page after a provider gave an address that the account `email` uses: the
+/// address filled in, and `notice` asking to sign in to it (the link is made when that
+/// account signs in, `federation::link_pending`).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn page_to_link(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_id: &RequestId,
+    tx: &str,
+    lang: Lang,
+    email: &str,
+    notice: String,
+    cookies: &[String],
+) -> Response {
+    let again = Again {
+        status: StatusCode::OK,
+        error: None,
+        email,
+        linking: Some(notice),
+    };
+    sign_in_page(state, headers, request_id, tx, lang, again, cookies).await
+}
+
+/// What a sign-in page shown again says.
+struct Again<'a> {
+    status: StatusCode,
+    error: Option<String>,
+    email: &'a str,
+    linking: Option<String>,
+}
+
+async fn sign_in_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    request_id: &RequestId,
+    tx: &str,
+    lang: Lang,
+    again: Again<'_>,
+    cookies: &[String],
+) -> Response {
     let target = match flow::resume_sign_in(state, headers, tx).await {
         Ok(target) => target,
         Err(e) => return Rejection::from(e).respond(state, headers, request_id.clone()),
@@ -427,17 +503,19 @@ pub(super) async fn page_again(
         client_name: &purpose(&target, lang),
         tx,
         csrf: &csrf,
-        email: "",
+        email: again.email,
         remember: false,
-        error: Some(error),
+        error: again.error,
         throttled: false,
         reset: false,
-        focus_email: true,
+        focus_email: again.email.is_empty(),
         resend: None,
         notice: notice(&target, lang),
         passkey: super::passkey::sign_in_offer(state, headers, tx).await,
+        providers: provider_buttons(state, lang),
+        linking: again.linking,
     };
-    render(status, &page, &cookies)
+    render(again.status, &page, &cookies)
 }
 
 /// A sign-in whose every step passed.
@@ -491,6 +569,14 @@ pub(crate) async fn complete_sign_in(
     if let Err(e) = sign_in::completed(state, done.user, attempt).await {
         return server_error("cannot record a sign-in", &e);
     }
+    // A provider whose address is this account's waits for exactly this sign-in.
+    let ctx = crate::account::linked::LinkContext {
+        ip: done.ip,
+        user_agent: &done.user_agent,
+        device: &done.device_id,
+        lang,
+    };
+    super::federation::link_pending(state, headers, tx, done.user, ctx).await;
     let previous = match session::current(
         &state.db,
         &state.clock,

@@ -44,6 +44,15 @@ pub fn router() -> Router<AppState> {
             paths::SECOND_STEP,
             get(second_step::get_second_step).post(second_step::post_second_step),
         )
+        .route(
+            paths::FEDERATION_START,
+            axum::routing::post(federation::post_start),
+        )
+        // The POST is Apple's cross-site form post: no CSRF form (see `federation`).
+        .route(
+            paths::FEDERATION_CALLBACK,
+            get(federation::get_callback).post(federation::post_callback),
+        )
         .route(paths::TOKEN, axum::routing::post(tokens::token))
         .route(
             paths::USERINFO,

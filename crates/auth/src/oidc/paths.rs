@@ -20,3 +20,9 @@ pub const INTROSPECT: &str = "/introspect";
 pub const END_SESSION: &str = "/end-session";
 pub const END_SESSION_CONFIRM: &str = "/end-session/confirm";
 pub const CONSENT: &str = "/consent";
+/// A sign-in page's provider button posts here (`oidc::federation`); `{id}` is the
+/// configured provider id.
+pub const FEDERATION_START: &str = "/federation/{id}/start";
+/// Where a provider sends the browser back (a GET, or Apple's cross-site form POST): the
+/// URL registered at each provider (`federation::callback_url`).
+pub const FEDERATION_CALLBACK: &str = "/federation/{id}/callback";

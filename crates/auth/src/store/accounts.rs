@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::entity::{
-    consents, email_changes, email_factors, email_undos, email_verifications, grants,
-    known_devices, login_events, passkeys, password_resets, recovery_codes, refresh_tokens,
+    consents, email_changes, email_factors, email_undos, email_verifications, federated_links,
+    grants, known_devices, login_events, passkeys, password_resets, recovery_codes, refresh_tokens,
     remembered_devices, reregistration_blocks, sessions, totp_factors, users,
 };
 use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
@@ -81,7 +81,10 @@ pub(super) async fn end_everything(
 }
 
 /// Voids every link mailed for the account (reset, email change, undo).
-async fn void_links(conn: &impl ConnectionTrait, user: UserId) -> Result<(), StoreError> {
+pub(super) async fn void_links(
+    conn: &impl ConnectionTrait,
+    user: UserId,
+) -> Result<(), StoreError> {
     password_resets::Entity::delete_many()
         .filter(password_resets::Column::UserId.eq(user.0))
         .exec(conn)
@@ -224,6 +227,10 @@ impl<'c> AccountRepo<'c> {
         end_everything(&txn, now, user).await?;
         void_links(&txn, user).await?;
         super::two_step::forget_devices(&txn, user, None).await?;
+        // The member's upstream tokens (Apple's) are revoked at the provider, as Apple
+        // requires of an app whose member deletes their account; the links themselves
+        // stay until the purge, like the rest of the personal data.
+        super::links::revoke_tokens_of(&txn, now, user).await?;
         email_verifications::Entity::delete_many()
             .filter(email_verifications::Column::UserId.eq(user.0))
             .exec(&txn)
@@ -329,6 +336,9 @@ impl<'c> AccountRepo<'c> {
         delete_of_user(&txn, remembered_devices::Column::UserId, id).await?;
         // Passkeys, and the handle that named the member to their authenticators.
         delete_of_user(&txn, passkeys::Column::UserId, id).await?;
+        // The upstream identities it was linked to (their tokens were revoked at the
+        // deletion).
+        delete_of_user(&txn, federated_links::Column::UserId, id).await?;
         void_links(&txn, UserId(id)).await?;
         let blanked = users::Entity::update_many()
             .col_expr(users::Column::Email, Expr::value(""))

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::entity::{passkeys, users};
+use super::links::WayIn;
 use super::{FactorChange, MAIL_QUEUE, StoreError, jobs, on_unique_violation};
 use crate::domain::UserId;
 
@@ -40,7 +41,7 @@ pub enum PasskeyRemoval {
     Removed,
     /// No such passkey of this member.
     NotFound,
-    /// It is the account's only way in (no password, no other passkey): kept.
+    /// It is the account's only way in (no password, no other passkey, no link): kept.
     LastWayIn,
 }
 
@@ -190,9 +191,10 @@ impl<'c> PasskeyRepo<'c> {
     }
 
     /// Removes a passkey of the member, unless it is the account's last way in (no
-    /// password and no other passkey; linked providers join this rule later). Decided in
-    /// the transaction that removes it, after taking the account's row, so two removals
-    /// at once cannot each leave the other as the last.
+    /// password, no other passkey, no linked provider: `links::other_ways_in`). Decided
+    /// in the transaction that removes it, after taking the account's row, so two
+    /// removals at once (of two passkeys, or of a passkey and a link) cannot each leave
+    /// the other as the last.
     pub async fn remove(
         &self,
         now: OffsetDateTime,
@@ -214,15 +216,7 @@ impl<'c> PasskeyRepo<'c> {
             txn.rollback().await?;
             return Ok(PasskeyRemoval::NotFound);
         }
-        let has_password = users::Entity::find_by_id(user.0)
-            .one(&txn)
-            .await?
-            .is_some_and(|u| u.password_hash.is_some());
-        let others = passkeys::Entity::find()
-            .filter(passkeys::Column::UserId.eq(user.0))
-            .filter(passkeys::Column::CredId.ne(cred_id))
-            .count(&txn)
-            .await?;
+        let kept = super::links::other_ways_in(&txn, user, WayIn::Passkey(cred_id)).await?;
         let removed = passkeys::Entity::delete_many()
             .filter(passkeys::Column::CredId.eq(cred_id))
             .filter(passkeys::Column::UserId.eq(user.0))
@@ -232,7 +226,7 @@ impl<'c> PasskeyRepo<'c> {
             txn.rollback().await?;
             return Ok(PasskeyRemoval::NotFound);
         }
-        if !has_password && others == 0 {
+        if !kept {
             txn.rollback().await?;
             return Ok(PasskeyRemoval::LastWayIn);
         }

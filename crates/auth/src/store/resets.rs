@@ -83,7 +83,9 @@ impl<'c> PasswordResetRepo<'c> {
     }
 
     /// Spends the token and sets the password; every session and grant of the account
-    /// ends (refresh tokens die with their grants) and `mail` is queued. `false` when the
+    /// ends (refresh tokens die with their grants) and `mail` is queued. An account a
+    /// provider made without verifying its address also loses its links, passkeys and
+    /// second steps, with a mail of its own. `false` when the
     /// token was spent, voided or expired meanwhile (nothing changes then).
     pub async fn complete(
         &self,
@@ -118,6 +120,10 @@ impl<'c> PasswordResetRepo<'c> {
             .filter(users::Column::Id.eq(user.0))
             .exec(&txn)
             .await?;
+        // The link proved the mailbox: an account a provider made without verifying the
+        // address loses every way in it had before (the new password stays), and its
+        // owner is told.
+        super::links::first_verification(&txn, now, user).await?;
         let ended =
             super::sessions::end_where(&txn, now, sessions::Column::UserId.eq(user.0)).await?;
         super::logouts::for_ended_sessions(&txn, now, &ended).await?;

@@ -177,16 +177,21 @@ impl<'c> SignupRepo<'c> {
             .filter(email_verifications::Column::UserId.eq(user.0))
             .exec(&txn)
             .await?;
+        // An address verified through a link Tobira mailed: an account a provider made
+        // without verifying it loses every earlier way in (a no-op for any other).
+        super::links::first_verification(&txn, now, user).await?;
         txn.commit().await?;
         Ok(true)
     }
 
     /// Removes sign-ups not verified and not renewed since `before` (their links go with
-    /// them).
+    /// them). An account linked to a provider is never one: it has a way in that does not
+    /// wait for the mail.
     pub async fn purge_unverified(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
         Ok(users::Entity::delete_many()
             .filter(users::Column::AwaitingVerification.eq(true))
             .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
+            .filter(users::Column::Id.not_in_subquery(super::links::linked_users()))
             // Last signed up (or resent) before it: a fresh link keeps the account.
             .filter(users::Column::UpdatedAt.lt(before))
             .exec(self.conn)

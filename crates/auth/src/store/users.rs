@@ -53,6 +53,7 @@ pub(super) fn new_row(
         frozen_reason: Set(None),
         purged_at: Set(None),
         webauthn_handle: Set(None),
+        federated_unverified: Set(false),
     }
 }
 
@@ -159,7 +160,7 @@ impl<'c> UserRepo<'c> {
     }
 }
 
-fn to_user(m: users::Model) -> Result<User, StoreError> {
+pub(super) fn to_user(m: users::Model) -> Result<User, StoreError> {
     let status = match UserStatus::parse(&m.status) {
         Some(UserStatus::Active) if m.awaiting_verification => UserStatus::Unverified,
         Some(status) => status,

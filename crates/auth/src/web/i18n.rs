@@ -369,8 +369,49 @@ pub enum Msg {
     PasskeySecondStepButton,
     ResultPasskeyRefused,
     // MARKER-F3-ENUM federated sign-in (oidc/federation.rs, login page)
+    /// `{label}` is the provider's button text.
+    FedUnavailable,
+    FedCancelled,
+    FedRefused,
+    FedMisconfigured,
+    FedExpired,
+    FedExpiredTitle,
+    FedSignInAgain,
+    FedAccountLink,
+    FedNoEmail,
+    FedAddressInUse,
+    FedCooldown,
+    FedOtherWays,
+    FedLinkGone,
     // END-F3-ENUM
     // MARKER-F4-ENUM linked accounts in the console (account/linked.rs)
+    LinkedTitle,
+    LinkedLead,
+    LinkedNone,
+    LinkedEmail,
+    LinkedNoEmail,
+    LinkedCreated,
+    LinkedLastUsed,
+    LinkedNeverUsed,
+    LinkedRemove,
+    LinkedAddHeading,
+    LinkedAddLead,
+    LinkedAddButton,
+    LinkedNoProviders,
+    LinkedDoneLinked,
+    LinkedDoneUnlinked,
+    LinkedAlready,
+    LinkedOtherAccount,
+    LinkedLastWayIn,
+    LinkedNotFound,
+    LinkedUnknownProvider,
+    LinkedCancelled,
+    LinkedUnavailable,
+    LinkedRefused,
+    LinkedMisconfigured,
+    LinkedSessionChanged,
+    MethodFedLinked,
+    MethodFedUnlinked,
     // END-F4-ENUM
     // MARKER-F2-ENUM store-side federation messages (ways in removed)
     // END-F2-ENUM
@@ -1345,8 +1386,158 @@ impl Msg {
             (Self::ResultPasskeyRefused, Ja) => "パスキーの拒否",
             (Self::ResultPasskeyRefused, En) => "passkey refused",
             // MARKER-F3-TEXT federated sign-in (oidc/federation.rs, login page)
+            (Self::FedUnavailable, Ja) => {
+                "{label}に接続できませんでした。しばらくしてからお試しいただくか、別の方法でログインしてください。"
+            }
+            (Self::FedUnavailable, En) => {
+                "We could not reach {label}. Please try again later, or sign in another way."
+            }
+            (Self::FedCancelled, Ja) => "{label}でのログインをキャンセルしました。",
+            (Self::FedCancelled, En) => "Signing in with {label} was cancelled.",
+            (Self::FedRefused, Ja) => {
+                "{label}から受け取った情報を確認できませんでした。もう一度お試しいただくか、別の方法でログインしてください。"
+            }
+            (Self::FedRefused, En) => {
+                "We could not verify what {label} sent us. Please try again, or sign in another way."
+            }
+            (Self::FedMisconfigured, Ja) => {
+                "{label}でのログインは現在ご利用いただけません。別の方法でログインしてください。"
+            }
+            (Self::FedMisconfigured, En) => {
+                "Signing in with {label} is not available at the moment. Please sign in another way."
+            }
+            (Self::FedExpired, Ja) => {
+                "ログインの有効期限が切れたか、すでに使われています。もう一度ログインしてください。"
+            }
+            (Self::FedExpired, En) => {
+                "This sign-in has expired or has already been used. Please sign in again."
+            }
+            (Self::FedExpiredTitle, Ja) => "ログインを続けられません",
+            (Self::FedExpiredTitle, En) => "This sign-in cannot continue",
+            (Self::FedSignInAgain, Ja) => "ログイン画面に戻る",
+            (Self::FedSignInAgain, En) => "Back to the sign-in page",
+            (Self::FedAccountLink, Ja) => "アカウント管理に戻る",
+            (Self::FedAccountLink, En) => "Back to your account",
+            (Self::FedNoEmail, Ja) => {
+                "{label}からメールアドレスを受け取れなかったため、ログインできませんでした。別の方法でログインしてください。"
+            }
+            (Self::FedNoEmail, En) => {
+                "{label} did not share an email address with us, so you could not be signed in. Please sign in another way."
+            }
+            (Self::FedAddressInUse, Ja) => {
+                "このメールアドレスで登録済みのアカウントがあります。{label}を連携するには、まずこのアカウントにいつもの方法でログインしてください。"
+            }
+            (Self::FedAddressInUse, En) => {
+                "An account with this email address already exists. To link {label} to it, first sign in to that account the way you usually do."
+            }
+            (Self::FedCooldown, Ja) => {
+                "このメールアドレスのアカウントは最近削除されたため、まだ新しいアカウントを作成できません。別の方法でログインしてください。"
+            }
+            (Self::FedCooldown, En) => {
+                "An account with this email address was deleted recently, so a new one cannot be created yet. Please sign in another way."
+            }
+            (Self::FedOtherWays, Ja) => "または",
+            (Self::FedOtherWays, En) => "or",
+            (Self::FedLinkGone, Ja) => {
+                "{label}に連携されたアカウントが見つかりませんでした。別の方法でログインしてください。"
+            }
+            (Self::FedLinkGone, En) => {
+                "The account linked to {label} could not be found. Please sign in another way."
+            }
             // END-F3-TEXT
             // MARKER-F4-TEXT linked accounts in the console (account/linked.rs)
+            (Self::LinkedTitle, Ja) => "連携サービス",
+            (Self::LinkedTitle, En) => "Linked accounts",
+            (Self::LinkedLead, Ja) => {
+                "連携したサービス（Google など）のアカウントで、パスワードなしで Tobira にログインできます。"
+            }
+            (Self::LinkedLead, En) => {
+                "Sign in to Tobira without a password through an account you have at a linked service (Google and others)."
+            }
+            (Self::LinkedNone, Ja) => "連携しているサービスはありません。",
+            (Self::LinkedNone, En) => "No service is linked yet.",
+            (Self::LinkedEmail, Ja) => "サービスのメールアドレス",
+            (Self::LinkedEmail, En) => "Address at the service",
+            (Self::LinkedNoEmail, Ja) => "（受け取っていません）",
+            (Self::LinkedNoEmail, En) => "(not shared)",
+            (Self::LinkedCreated, Ja) => "連携日時",
+            (Self::LinkedCreated, En) => "Linked",
+            (Self::LinkedLastUsed, Ja) => "最終利用日時",
+            (Self::LinkedLastUsed, En) => "Last used",
+            (Self::LinkedNeverUsed, Ja) => "まだ使われていません",
+            (Self::LinkedNeverUsed, En) => "not used yet",
+            (Self::LinkedRemove, Ja) => "連携を解除",
+            (Self::LinkedRemove, En) => "Unlink",
+            (Self::LinkedAddHeading, Ja) => "サービスを連携する",
+            (Self::LinkedAddHeading, En) => "Link a service",
+            (Self::LinkedAddLead, Ja) => {
+                "サービスのページでログインすると、このアカウントに連携されます。同じサービスの別のアカウントも連携できます。"
+            }
+            (Self::LinkedAddLead, En) => {
+                "Sign in on the service's page to link it to this account. You can link a second account at the same service too."
+            }
+            (Self::LinkedAddButton, Ja) => "{name}を連携する",
+            (Self::LinkedAddButton, En) => "Link {name}",
+            (Self::LinkedNoProviders, Ja) => "このサーバーで連携できるサービスはありません。",
+            (Self::LinkedNoProviders, En) => "No service can be linked on this server.",
+            (Self::LinkedDoneLinked, Ja) => "{name}を連携しました。",
+            (Self::LinkedDoneLinked, En) => "{name} is now linked.",
+            (Self::LinkedDoneUnlinked, Ja) => "{name}の連携を解除しました。",
+            (Self::LinkedDoneUnlinked, En) => "{name} is no longer linked.",
+            (Self::LinkedAlready, Ja) => "すでに連携されています。",
+            (Self::LinkedAlready, En) => "That account is linked already.",
+            (Self::LinkedOtherAccount, Ja) => {
+                "この{name}アカウントは別の Tobira アカウントに連携されています。連携は変更していません。"
+            }
+            (Self::LinkedOtherAccount, En) => {
+                "That {name} account is linked to another Tobira account. Nothing was changed."
+            }
+            (Self::LinkedLastWayIn, Ja) => {
+                "最後のログイン方法は解除できません。先にパスワードかパスキーを設定してください。"
+            }
+            (Self::LinkedLastWayIn, En) => {
+                "The last way to sign in cannot be removed. Set a password or register a passkey first."
+            }
+            (Self::LinkedNotFound, Ja) => {
+                "この連携は見つかりませんでした。すでに解除されている可能性があります。"
+            }
+            (Self::LinkedNotFound, En) => {
+                "That link was not found. It may have been removed already."
+            }
+            (Self::LinkedUnknownProvider, Ja) => "このサービスは連携できません。",
+            (Self::LinkedUnknownProvider, En) => "That service cannot be linked.",
+            (Self::LinkedCancelled, Ja) => {
+                "サービスのページでキャンセルされたため、連携しませんでした。"
+            }
+            (Self::LinkedCancelled, En) => {
+                "Linking was cancelled on the service's page: nothing was linked."
+            }
+            (Self::LinkedUnavailable, Ja) => {
+                "サービスに接続できなかったため、連携できませんでした。しばらくしてからもう一度お試しください。"
+            }
+            (Self::LinkedUnavailable, En) => {
+                "The service could not be reached, so nothing was linked. Please try again later."
+            }
+            (Self::LinkedRefused, Ja) => {
+                "サービスから受け取った情報を確認できなかったため、連携しませんでした。もう一度お試しください。"
+            }
+            (Self::LinkedRefused, En) => {
+                "What the service sent could not be verified, so nothing was linked. Please try again."
+            }
+            (Self::LinkedMisconfigured, Ja) => "このサービスとの連携は現在ご利用いただけません。",
+            (Self::LinkedMisconfigured, En) => {
+                "Linking this service is not available at the moment."
+            }
+            (Self::LinkedSessionChanged, Ja) => {
+                "連携を始めたときのログインが終了したか、別のアカウントに切り替わっているため、連携しませんでした。アカウント画面からもう一度お試しください。"
+            }
+            (Self::LinkedSessionChanged, En) => {
+                "The sign-in that started linking has ended or another account is signed in now, so nothing was linked. Please start again from your account page."
+            }
+            (Self::MethodFedLinked, Ja) => "{name} を連携",
+            (Self::MethodFedLinked, En) => "{name} linked",
+            (Self::MethodFedUnlinked, Ja) => "{name} の連携を解除",
+            (Self::MethodFedUnlinked, En) => "{name} unlinked",
             // END-F4-TEXT
             // MARKER-F2-TEXT store-side federation messages (ways in removed)
             // END-F2-TEXT

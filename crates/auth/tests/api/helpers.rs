@@ -742,3 +742,156 @@ pub fn callback_params(location: &str) -> std::collections::HashMap<String, Stri
         .into_owned()
         .collect()
 }
+
+/// A browser that visits several sites (a marketplace's OP and the upstream OP it signs
+/// in through): it keeps cookies per host, ignoring the port, as browsers do (RFC 6265
+/// §8.5), so two OPs on `localhost` and `127.0.0.1` never see each other's cookies; it
+/// resolves a relative `Location` against the page it came from; it never follows a
+/// redirect by itself.
+pub struct SiteBrowser {
+    http: reqwest::Client,
+    jars: std::sync::Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
+    /// The URL of the last request: where a relative URL points.
+    here: std::sync::Mutex<Option<Url>>,
+}
+
+impl Default for SiteBrowser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SiteBrowser {
+    pub fn new() -> Self {
+        let loopback: std::net::SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+        Self {
+            // `localhost` goes to 127.0.0.1, where the test servers listen (not ::1).
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .resolve("localhost", loopback)
+                .build()
+                .expect("HTTP client"),
+            jars: std::sync::Mutex::new(std::collections::HashMap::new()),
+            here: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// `url` made absolute against the last page visited.
+    pub fn absolute(&self, url: &str) -> Url {
+        match Url::parse(url) {
+            Ok(u) => u,
+            Err(_) => self
+                .here
+                .lock()
+                .unwrap()
+                .as_ref()
+                .expect("a relative URL needs a page visited before")
+                .join(url)
+                .expect("URL"),
+        }
+    }
+
+    fn host_of(url: &Url) -> String {
+        url.host_str().expect("a host").to_owned()
+    }
+
+    /// The cookie `name` this browser holds for `host`.
+    pub fn cookie_at(&self, host: &str, name: &str) -> Option<String> {
+        self.jars
+            .lock()
+            .unwrap()
+            .get(host)?
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every cookie this browser holds for `host`.
+    pub fn cookies_at(&self, host: &str) -> Vec<(String, String)> {
+        self.jars
+            .lock()
+            .unwrap()
+            .get(host)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn send(&self, url: Url, req: reqwest::RequestBuilder) -> Page {
+        let host = Self::host_of(&url);
+        let cookie = self
+            .cookies_at(&host)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let req = if cookie.is_empty() {
+            req
+        } else {
+            req.header("cookie", cookie)
+        };
+        let res = req.send().await.expect("request");
+        *self.here.lock().unwrap() = Some(url);
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let location = headers
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let set_cookies: Vec<String> = headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        {
+            let mut jars = self.jars.lock().unwrap();
+            let jar = jars.entry(host).or_default();
+            for line in &set_cookies {
+                let pair = line.split(';').next().unwrap();
+                let (name, value) = pair.split_once('=').unwrap();
+                jar.retain(|(k, _)| k != name);
+                let expired = line.contains("Max-Age=0");
+                if !expired && !value.is_empty() {
+                    jar.push((name.to_owned(), value.to_owned()));
+                }
+            }
+        }
+        let body = res.text().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            set_cookies,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Page {
+        let url = self.absolute(url);
+        self.send(url.clone(), self.http.get(url)).await
+    }
+
+    pub async fn post_form(&self, url: &str, form: &[(&str, &str)]) -> Page {
+        let url = self.absolute(url);
+        self.send(url.clone(), self.http.post(url).form(form)).await
+    }
+
+    /// Follows redirects (across sites) until one points at a URL that starts with
+    /// `stop` (not followed; its page is returned) or a page shows.
+    pub async fn follow_until(&self, mut page: Page, stop: &str) -> Page {
+        for _ in 0..20 {
+            let Some(loc) = page.location.clone() else {
+                return page;
+            };
+            let next = self.absolute(&loc);
+            if next.as_str().starts_with(stop) {
+                return page;
+            }
+            page = self.get(next.as_str()).await;
+        }
+        panic!("more than 20 redirects");
+    }
+
+    /// The absolute URL a redirect `page` points at.
+    pub fn next_url(&self, page: &Page) -> Url {
+        self.absolute(page.location.as_deref().expect("a redirect"))
+    }
+}

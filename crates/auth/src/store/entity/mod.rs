@@ -6,6 +6,7 @@ pub mod email_changes;
 pub mod email_factors;
 pub mod email_undos;
 pub mod email_verifications;
+pub mod federated_links;
 pub mod grants;
 pub mod jobs;
 pub mod known_devices;

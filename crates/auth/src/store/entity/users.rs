@@ -28,6 +28,9 @@ pub struct Model {
     pub purged_at: Option<TimeDateTimeWithTimeZone>,
     /// The WebAuthn user handle (random; made at the first passkey).
     pub webauthn_handle: Option<Uuid>,
+    /// Created by a provider that did not verify the address: the first verification of
+    /// the address through a link Tobira mailed removes every earlier way in.
+    pub federated_unverified: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
