@@ -114,7 +114,7 @@ fn given_address(identity: &Identity) -> Option<String> {
 
 /// The history line and the mail of linking (`linked`) or unlinking provider `id`, to be
 /// written in the change's own transaction: a change without its trace cannot happen.
-fn link_change(
+pub(crate) fn link_change(
     state: &AppState,
     user: &User,
     id: &str,

@@ -191,6 +191,10 @@ impl<'c> EmailChangeRepo<'c> {
                 Expr::value(change.email.display()),
             )
             .col_expr(users::Column::EmailVerified, Expr::value(true))
+            // The member proved the new address: an account a provider made with an
+            // unverified one now has a verified address of its own, and a later reset
+            // there must not remove the member's own ways in (`store::links`).
+            .col_expr(users::Column::FederatedUnverified, Expr::value(false))
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
             .filter(changeable(user))
             .filter(users::Column::ResetRequired.eq(false))

@@ -1355,3 +1355,75 @@ async fn a_revocation_for_a_provider_no_longer_configured_is_dropped() {
         "dropped, not given up after retries"
     );
 }
+
+#[tokio::test]
+async fn a_confirmed_new_address_ends_the_rule_and_a_later_reset_keeps_the_links() {
+    for test_db in TestDb::all().await {
+        let b = format!("{:?}", test_db.backend);
+        let db = test_db.migrated().await;
+        let clock = Clock::manual_at_now();
+        let user = federated(&db, &clock, "hanako@example.jp", false, "3003").await;
+        // The member moves the account to an address of their own and proves it.
+        let new = Email::parse("hanako.own@example.jp").unwrap();
+        let expires_at = clock.now() + Duration::hours(1);
+        let link = || tobira_auth::store::NewLink {
+            token_hash: "change-token".to_owned(),
+            expires_at,
+        };
+        let mail = || QueuedMail {
+            payload: "mail".to_owned(),
+        };
+        db.email_changes()
+            .start(clock.now(), user.id, &new, link(), mail())
+            .await
+            .unwrap();
+        let pending = db
+            .email_changes()
+            .lookup("change-token", clock.now())
+            .await
+            .unwrap()
+            .expect("a pending change");
+        let confirmed = db
+            .email_changes()
+            .confirm(
+                clock.now(),
+                "change-token",
+                &pending,
+                &user.email,
+                tobira_auth::store::NewLink {
+                    token_hash: "undo-token".to_owned(),
+                    expires_at,
+                },
+                mail(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(confirmed, tobira_auth::store::Confirmed::Changed, "{b}");
+        // A reset at the member's own address keeps the member's own link.
+        db.password_resets()
+            .start(
+                clock.now(),
+                user.id,
+                "reset-token".to_owned(),
+                expires_at,
+                mail(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            db.password_resets()
+                .complete(
+                    clock.now(),
+                    "reset-token",
+                    user.id,
+                    "hash".to_owned(),
+                    mail()
+                )
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        assert_eq!(db.links().list(user.id).await.unwrap().len(), 1, "{b}");
+        assert!(notices(&db).await.is_empty(), "{b}");
+    }
+}

@@ -26,8 +26,7 @@ use crate::oidc::login::{self, Completed, complete_sign_in, skips_second_step};
 use crate::oidc::{paths, second_step};
 use crate::state::AppState;
 use crate::store::{
-    EphemeralError, FactorChange, LoginEvent, LoginResult, NewFederatedLink, NewUser, QueuedMail,
-    StoreError,
+    EphemeralError, FactorChange, LoginEvent, LoginResult, NewFederatedLink, NewUser, StoreError,
 };
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page};
@@ -324,33 +323,24 @@ impl<'a> Arrival<'a> {
         .await
     }
 
-    /// The history line and mail of a link made to `user` by this arrival.
+    /// The history line and mail of a link made to `user` by this arrival (the console's
+    /// own, `account::linked`).
     fn link_change(&self, user: &User) -> Result<FactorChange, String> {
-        let state = self.state;
-        let lang = crate::account::user_lang(user, self.lang);
-        let now = state.clock.now();
-        let at =
-            crate::account::delete::in_words(now, state.config.throttle.display_offset(), lang);
-        let mail = crate::mail::templates::provider_linked(
-            lang,
-            user.email.display(),
-            &user.display_name,
-            &crate::mail::templates::LinkedMail {
-                linked: true,
-                provider: &linked::provider_name(&state.federation, &self.provider.id, lang),
-                account: Some(user.email.display()),
-                at: &at,
-                device: &crate::web::device::Device::of(&self.user_agent).describe(lang),
-                ip: &self.ip.to_string(),
-                console: &crate::account::link(state, crate::account::LINKED, &[]),
-                reset: &crate::account::link(state, crate::account::FORGOT, &[]),
-            },
-        );
-        let payload = mail.seal(&state.master).map_err(|e| e.to_string())?;
-        Ok(FactorChange {
-            event: self.event(user.id, LoginResult::Enrolled),
-            mail: Some(QueuedMail { payload }),
-        })
+        let ctx = linked::LinkContext {
+            ip: self.ip,
+            user_agent: &self.user_agent,
+            device: &self.device_id,
+            lang: self.lang,
+        };
+        linked::link_change(
+            self.state,
+            user,
+            &self.provider.id,
+            Some(user.email.display()),
+            true,
+            &ctx,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Signs in to `user`'s account through a link (`link`: its id, and the newest
