@@ -644,17 +644,18 @@ pub struct StartForm {
 pub async fn post_start(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<StartForm>,
 ) -> Response {
     let ctx = Ctx::new(&state, &current, &headers);
-    start(&ctx, &form.provider)
+    start(&ctx, &form.provider, ip)
         .await
         .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
 }
 
-async fn start(ctx: &Ctx<'_>, id: &str) -> Result<Response, LinkedError> {
+async fn start(ctx: &Ctx<'_>, id: &str, ip: IpAddr) -> Result<Response, LinkedError> {
     let Some(provider) = ctx.state.federation.find(id) else {
         return ctx
             .refused(StatusCode::NOT_FOUND, Msg::LinkedUnknownProvider)
@@ -664,7 +665,7 @@ async fn start(ctx: &Ctx<'_>, id: &str) -> Result<Response, LinkedError> {
         user: ctx.current.user.id.0,
         session: ctx.current.session.id,
     };
-    match begin(ctx.state, ctx.headers, provider, purpose, true).await {
+    match begin(ctx.state, ctx.headers, provider, purpose, true, ip).await {
         Ok((url, set_cookies)) => {
             tracing::info!(user = %ctx.current.user.id.0, provider = %id, "linking started");
             Ok(see_other(&url, &set_cookies))
@@ -676,6 +677,13 @@ async fn start(ctx: &Ctx<'_>, id: &str) -> Result<Response, LinkedError> {
                 .await
         }
         Err(BeginError::Store(e)) => Err(LinkedError::Unavailable(e)),
+        Err(BeginError::TooMany { retry_after }) => Ok(
+            crate::oidc::authorize::Rejection::TooMany { retry_after }.respond(
+                ctx.state,
+                ctx.headers,
+                RequestId(None),
+            ),
+        ),
     }
 }
 

@@ -8,7 +8,7 @@
 //! bound to the browser's binding cookie and spent once: a replayed, forged or another
 //! browser's callback meets no flow (RFC 6749 §10.12, OIDC Core §15.5.2).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use askama::Template;
 use axum::body::Bytes;
@@ -29,7 +29,7 @@ use crate::flow::{self, Binding, FlowError, SignInFor};
 use crate::state::AppState;
 use crate::store::EphemeralError;
 use crate::store::ephemeral::Spent;
-use crate::web::client_ip::client_ip;
+use crate::web::client_ip::{ClientAddr, client_ip, ip_bucket};
 use crate::web::csrf::CsrfForm;
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
@@ -48,6 +48,10 @@ const STATE_BYTES: usize = 32;
 /// Each start keeps a flow for ten minutes: one parked sign-in may start this many, so a
 /// loop of starts cannot fill the ephemeral store.
 const MAX_STARTS_PER_SIGN_IN: u64 = 30;
+/// At most this many flows started from one client address (IPv6 by /64) within
+/// `FLOW_LIFETIME`, sign-ins and console links together: a flow is a record in the
+/// ephemeral store that parked sign-ins share, and a fresh parked request costs nothing.
+const MAX_STARTS_PER_ADDRESS: u64 = 60;
 
 /// Bounds on what a callback may carry (the whole query or form is refused beyond them):
 /// real codes are a few hundred bytes, Apple's `user` a few hundred more.
@@ -74,6 +78,10 @@ pub enum BeginError {
     Upstream(#[from] UpstreamError),
     #[error("the flow state cannot be kept: {0}")]
     Store(String),
+    /// This client address started too many flows lately (each is kept server-side
+    /// until its callback or for `FLOW_LIFETIME`).
+    #[error("too many social sign-ins started from this address")]
+    TooMany { retry_after: i64 },
 }
 
 impl From<EphemeralError> for BeginError {
@@ -135,7 +143,21 @@ pub async fn begin(
     provider: &Provider,
     purpose: Purpose,
     fresh: bool,
+    ip: IpAddr,
 ) -> Result<(String, Vec<String>), BeginError> {
+    let started_here = state
+        .ephemeral
+        .incr(
+            &format!("federation-starts-ip:{}", ip_bucket(ip)),
+            FLOW_LIFETIME,
+        )
+        .await?;
+    if started_here.count > MAX_STARTS_PER_ADDRESS {
+        tracing::warn!(ip = %ip, "too many social sign-ins started from one address");
+        return Err(BeginError::TooMany {
+            retry_after: FLOW_LIFETIME.whole_seconds(),
+        });
+    }
     let binding = Binding::of(state.cookies, headers);
     let flow_state = random_token(&mut rand::rng(), STATE_BYTES);
     let redirect_uri = callback_url(&state.config, &provider.id);
@@ -207,6 +229,7 @@ pub struct StartForm {
 /// `POST /federation/{id}/start`: a provider button of the sign-in page.
 pub async fn post_start(
     State(state): State<AppState>,
+    ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
     Path(id): Path<String>,
@@ -239,8 +262,11 @@ pub async fn post_start(
         SignInFor::Authorize(park) => park.request.asks_every_factor(),
         SignInFor::Console(c) => c.reauth.is_some(),
     };
-    match begin(&state, &headers, &provider, purpose, fresh).await {
+    match begin(&state, &headers, &provider, purpose, fresh, ip).await {
         Ok((url, cookies)) => see_other(&url, &cookies),
+        Err(BeginError::TooMany { retry_after }) => {
+            Rejection::TooMany { retry_after }.respond(&state, &headers, request_id)
+        }
         Err(BeginError::Upstream(e)) => {
             log_upstream(&provider.id, &e);
             let shown = upstream_message(&state, &e, &provider, lang);

@@ -333,7 +333,10 @@ impl<'c> EmailChangeRepo<'c> {
             .filter(email_undos::Column::TokenHash.is_in(later))
             .exec(&txn)
             .await?;
-        super::accounts::end_everything(&txn, now, user).await?;
+        // The owner takes the account back: every way in whoever moved it away could have
+        // added goes (linked providers, passkeys, second steps, remembered devices,
+        // sessions), and the reset sets a new password (its mail says so).
+        super::links::remove_ways_in(&txn, now, user).await?;
         super::resets::replace(&txn, now, user, reset.token_hash, reset.expires_at).await?;
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;

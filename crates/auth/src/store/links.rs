@@ -240,7 +240,7 @@ async fn queue_revocation(
 /// steps (authenticator app, email codes, recovery codes), remembered devices, and every
 /// session and grant (with back-channel logouts). On the caller's transaction, after it
 /// took the account's row.
-async fn remove_ways_in(
+pub(super) async fn remove_ways_in(
     conn: &impl ConnectionTrait,
     now: OffsetDateTime,
     user: UserId,
@@ -440,7 +440,8 @@ impl<'c> LinkRepo<'c> {
         Ok(user)
     }
 
-    /// The pre-hijacking case: an unverified sign-up whose address a provider verified.
+    /// The pre-hijacking case: a sign-up still waiting for its verification link, whose
+    /// address a provider verified.
     /// Its password and every other way in are discarded, its address is marked
     /// verified, and the link is made, in one transaction. `Ok(false)` when the account
     /// was verified meanwhile, is not active, or the identity was linked to another
@@ -463,6 +464,11 @@ impl<'c> LinkRepo<'c> {
             .col_expr(users::Column::UpdatedAt, Expr::value(now))
             .filter(users::Column::Id.eq(user.0))
             .filter(users::Column::EmailVerified.eq(false))
+            // Only a sign-up still waiting for its verification link: an account made
+            // unverified another way (`tobira users add` without `--verified`, a provider
+            // that verifies nothing) is a member's real account, linked only after its
+            // own sign-in.
+            .filter(users::Column::AwaitingVerification.eq(true))
             .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
             .exec(&txn)
             .await?;

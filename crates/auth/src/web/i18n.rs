@@ -1053,9 +1053,11 @@ impl Msg {
             (Self::EmailUndoRestores, En) => {
                 "gives the account back the address this link was sent to:"
             }
-            (Self::EmailUndoSignsOut, Ja) => "すべての端末とアプリからログアウトします。",
+            (Self::EmailUndoSignsOut, Ja) => {
+                "すべての端末とアプリからログアウトし、連携サービス・パスキー・二段階認証の設定を削除します。"
+            }
             (Self::EmailUndoSignsOut, En) => {
-                "signs the account out on every device and in every app;"
+                "signs the account out on every device and in every app, and removes its linked services, passkeys and two-step verification;"
             }
             (Self::EmailUndoResetFirst, Ja) => {
                 "パスワードを再設定するまでログインできなくなります。再設定用のリンクは上のアドレスにお送りします。"

@@ -227,7 +227,7 @@ async fn the_new_address_becomes_the_sign_in_address_only_through_its_link_and_t
         "山田 花子 様",
         "h***@example.com",
         "7日間有効",
-        "すべての端末とアプリからログアウトします",
+        "すべての端末とアプリからログアウトし、連携サービス・パスキー・二段階認証の設定を削除します",
         "パスワードを再設定するまでログインできなくなります",
     ] {
         assert!(told.text.contains(words), "{words}: {}", told.text);
@@ -402,7 +402,7 @@ async fn undoing_restores_the_address_ends_everything_and_holds_sign_in_until_a_
     assert_eq!(page.status, 200, "{}", page.body);
     for words in [
         &format!(r#"<strong id="restored-email">{EMAIL}</strong>"#),
-        "すべての端末とアプリからログアウトします",
+        "すべての端末とアプリからログアウトし、連携サービス・パスキー・二段階認証の設定を削除します",
         "パスワードを再設定するまでログインできなくなります",
         r#"<form id="email-undo" method="post" action="/account/email/undo""#,
     ] {

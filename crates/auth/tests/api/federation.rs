@@ -733,6 +733,49 @@ async fn an_unverified_sign_up_with_the_address_is_taken_over_when_the_upstream_
 }
 
 #[tokio::test]
+async fn an_active_account_with_an_unverified_address_is_never_taken_over() {
+    let f = fed().await;
+    // A member's real account, made by support without `--verified`: it has a password
+    // and an authenticator app, and its address was never verified by a link.
+    let s = &f.down().state;
+    let owner = tobira_auth::admin::users::add_user(
+        &s.db,
+        &s.hasher,
+        &s.clock,
+        tobira_auth::admin::users::AddUser {
+            email: EMAIL,
+            password: Some(DOWN_PASSWORD),
+            email_verified: false,
+            display_name: "山田 花子".to_owned(),
+            locale: tobira_auth::web::i18n::Lang::Ja,
+        },
+    )
+    .await
+    .unwrap();
+    crate::two_step::enrol_totp(f.down(), &owner).await;
+    // Someone whose upstream account claims the address, verified, signs in with it.
+    let login = f.console_sign_in_page(&f.browser).await;
+    let asked = f.round_trip(&f.browser, &login).await;
+    assert_eq!(asked.status, 200, "the sign-in page again: {}", asked.body);
+    assert!(
+        asked
+            .body
+            .contains("このメールアドレスで登録済みのアカウントがあります"),
+        "waits for the account's own sign-in: {}",
+        asked.body
+    );
+    assert!(f.session(&f.browser).await.is_none(), "nobody signed in");
+    assert!(f.link().await.is_none(), "nothing linked");
+    let after = f.down().reload(&owner).await;
+    assert!(after.password_hash.is_some(), "the password is kept");
+    assert!(f.down().password_works(EMAIL, DOWN_PASSWORD).await);
+    assert!(
+        s.db.two_step().enrolled(owner.id).await.unwrap(),
+        "the second step is kept"
+    );
+}
+
+#[tokio::test]
 async fn a_deleted_accounts_address_is_held_back_from_federated_creation() {
     let f = fed().await;
     let gone = f.down().add_user(EMAIL, DOWN_PASSWORD).await;

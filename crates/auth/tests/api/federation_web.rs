@@ -590,3 +590,29 @@ async fn one_sign_in_starts_a_bounded_number_of_flows() {
     let other = sent_to_sign_in(&browser, "/account").await;
     assert_eq!(press(&browser, &other, "up").await.status, 303);
 }
+
+#[tokio::test]
+async fn one_address_cannot_start_flows_without_end() {
+    let f = fed().await;
+    // Each start keeps a record server-side for ten minutes: an attacker pressing the
+    // button in a loop (new sign-ins for new parked requests, new browsers) from one
+    // address is stopped after 60, and the records stop growing.
+    let mut started = 0;
+    let mut refused = None;
+    'pressing: for _ in 0..4 {
+        let browser = f.app.browser();
+        let page = sent_to_sign_in(&browser, "/account").await;
+        for _ in 0..25 {
+            let sent = press(&browser, &page, "up").await;
+            if sent.status == 303 {
+                started += 1;
+            } else {
+                refused = Some(sent);
+                break 'pressing;
+            }
+        }
+    }
+    assert_eq!(started, 60);
+    let refused = refused.expect("the 61st start is refused");
+    assert_eq!(refused.status, 429, "{}", refused.body);
+}

@@ -1427,3 +1427,87 @@ async fn a_confirmed_new_address_ends_the_rule_and_a_later_reset_keeps_the_links
         assert!(notices(&db).await.is_empty(), "{b}");
     }
 }
+
+#[tokio::test]
+async fn the_owners_undo_of_an_email_change_removes_every_way_in_the_taker_added() {
+    for test_db in TestDb::all().await {
+        let b = format!("{:?}", test_db.backend);
+        let db = test_db.migrated().await;
+        let clock = Clock::manual_at_now();
+        let user = add_user(&db, &clock, "hanako@example.jp", Some("owner's hash")).await;
+        // Whoever took the account over adds their own provider and passkey, and moves
+        // the account to their own address.
+        db.links()
+            .link(
+                clock.now(),
+                user.id,
+                link_of("google", GOOGLE, "taker"),
+                change(user.id, &clock, LoginResult::Enrolled, "linked"),
+            )
+            .await
+            .unwrap();
+        add_passkey(&db, &clock, user.id, "taker-key").await;
+        add_second_steps(&db, &clock, user.id).await;
+        let expires_at = clock.now() + Duration::hours(1);
+        let mail = || QueuedMail {
+            payload: "mail".to_owned(),
+        };
+        let taker = Email::parse("taker@example.jp").unwrap();
+        db.email_changes()
+            .start(
+                clock.now(),
+                user.id,
+                &taker,
+                tobira_auth::store::NewLink {
+                    token_hash: "change".to_owned(),
+                    expires_at,
+                },
+                mail(),
+            )
+            .await
+            .unwrap();
+        let pending = db
+            .email_changes()
+            .lookup("change", clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        db.email_changes()
+            .confirm(
+                clock.now(),
+                "change",
+                &pending,
+                &user.email,
+                tobira_auth::store::NewLink {
+                    token_hash: "undo".to_owned(),
+                    expires_at,
+                },
+                mail(),
+            )
+            .await
+            .unwrap();
+        // The owner undoes it from the old address.
+        let undo = db
+            .email_changes()
+            .lookup_undo("undo", clock.now())
+            .await
+            .unwrap()
+            .expect("an undo");
+        let undone = db
+            .email_changes()
+            .undo(
+                clock.now(),
+                "undo",
+                &undo,
+                tobira_auth::store::NewLink {
+                    token_hash: "reset".to_owned(),
+                    expires_at,
+                },
+                mail(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(undone, tobira_auth::store::Undone::Restored, "{b}");
+        assert_no_other_way_in(&db, &clock, user.id, &b).await;
+    }
+}

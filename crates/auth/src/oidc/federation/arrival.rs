@@ -287,8 +287,14 @@ impl<'a> Arrival<'a> {
                 Err(e) => return self.server_error("cannot take over an account", &e),
             }
         }
+        // Apple's refresh token is not kept in the ephemeral store in the clear: a link
+        // made from the pending record has none (its tokens are then not revoked on
+        // deletion; the next sign-in through the link brings a new one).
         let pending = PendingLink {
-            identity,
+            identity: Identity {
+                refresh_token: None,
+                ..identity
+            },
             user: existing.id.0,
             binding: Binding::of(state.cookies, self.headers).hash(),
         };
