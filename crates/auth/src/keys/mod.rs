@@ -32,6 +32,11 @@ struct Inner {
     active: HashMap<Alg, ActiveKey>,
     verifiers: HashMap<String, Box<dyn JwsVerifier>>,
     jwks: String,
+    /// The JWKS as served: built once when the ring is, so a request copies nothing.
+    jwks_body: axum::body::Bytes,
+    /// A strong validator of `jwks_body` (RFC 9110 §8.8.3), the same on every replica
+    /// that has the same keys.
+    jwks_etag: String,
 }
 
 struct ActiveKey {
@@ -195,10 +200,16 @@ impl KeyRing {
             });
         }
         let jwks = serde_json::json!({ "keys": public }).to_string();
+        let jwks_etag = format!(
+            "\"{}\"",
+            crate::crypto::b64url(&crate::crypto::sha256(jwks.as_bytes())[..16])
+        );
         Ok(Self(Arc::new(Inner {
             active,
             verifiers,
+            jwks_body: axum::body::Bytes::from(jwks.clone().into_bytes()),
             jwks,
+            jwks_etag,
         })))
     }
 
@@ -250,6 +261,11 @@ impl KeyRing {
     /// The JWKS document: public keys only.
     pub fn jwks(&self) -> &str {
         &self.0.jwks
+    }
+
+    /// The JWKS response body (shared, not copied) and its `ETag`.
+    pub fn jwks_response(&self) -> (axum::body::Bytes, &str) {
+        (self.0.jwks_body.clone(), &self.0.jwks_etag)
     }
 
     /// Algorithms the ring signs with (for discovery).

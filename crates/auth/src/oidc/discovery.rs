@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::paths;
@@ -60,12 +60,31 @@ pub async fn openid_configuration(State(state): State<AppState>) -> impl IntoRes
     ([(header::CACHE_CONTROL, CACHE)], Json(document(&state)))
 }
 
-pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, CACHE),
-        ],
-        state.keys.jwks().to_owned(),
-    )
+/// `GET /jwks`: the cached bytes, with an `ETag`; a relying party revalidating its copy
+/// with `If-None-Match` gets `304 Not Modified` while the keys are the same.
+pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (body, etag) = state.keys.jwks_response();
+    let cached = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| names(v, etag));
+    let head = [
+        (header::CACHE_CONTROL, CACHE.to_owned()),
+        (header::ETAG, etag.to_owned()),
+    ];
+    if cached {
+        return (StatusCode::NOT_MODIFIED, head).into_response();
+    }
+    (head, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Whether an `If-None-Match` value names `etag`: `*`, or a list of tags compared weakly
+/// (RFC 9110 §13.1.2: a `W/` prefix is ignored).
+fn names(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.trim() == "*"
+        || if_none_match
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag)
 }

@@ -36,6 +36,9 @@ impl<'c> SigningKeyRepo<'c> {
         Ok(signing_keys::Entity::find()
             .filter(signing_keys::Column::State.ne("retired"))
             .order_by_asc(signing_keys::Column::CreatedAt)
+            // Keys made in one transaction share a time: one order on every replica, so
+            // their JWKS bytes (and ETag) are the same.
+            .order_by_asc(signing_keys::Column::Kid)
             .all(self.conn)
             .await?
             .into_iter()

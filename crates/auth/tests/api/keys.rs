@@ -148,3 +148,53 @@ fn assert_private_part_sealed_and_public_part_public(key: &StoredKey, master: &M
     let signature = signer.sign(b"a message").unwrap();
     verifier.verify(b"a message", &signature).unwrap();
 }
+
+#[tokio::test]
+async fn the_jwks_is_served_with_an_etag_and_revalidated_with_304() {
+    let app = crate::helpers::TestApp::spawn().await;
+    let first = app.get("/jwks").await;
+    assert_eq!(first.status(), 200);
+    let etag = first
+        .headers()
+        .get("etag")
+        .expect("an ETag")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+        "a strong, quoted tag: {etag}"
+    );
+    assert_eq!(
+        first.headers()["cache-control"].to_str().unwrap(),
+        "public, max-age=300"
+    );
+    let body = first.text().await.unwrap();
+    assert_eq!(body, app.state.keys.jwks());
+    // Another replica with the same keys sends the same bytes and the same tag.
+    let replica = app.replica().await;
+    let there = reqwest::get(format!("{}jwks", replica.url)).await.unwrap();
+    assert_eq!(there.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(there.text().await.unwrap(), body);
+
+    let http = reqwest::Client::new();
+    for (value, status) in [
+        (etag.clone(), 304),
+        (format!("\"other\", W/{etag}"), 304),
+        ("*".to_owned(), 304),
+        ("\"stale\"".to_owned(), 200),
+        ("garbage without quotes".to_owned(), 200),
+    ] {
+        let res = http
+            .get(format!("{}jwks", app.url))
+            .header("if-none-match", &value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "If-None-Match: {value}");
+        assert_eq!(res.headers()["etag"].to_str().unwrap(), etag, "{value}");
+        if status == 304 {
+            assert!(res.text().await.unwrap().is_empty(), "no body with a 304");
+        }
+    }
+}
