@@ -167,7 +167,7 @@ pub struct EphemeralConfig {
     pub tls_ca_file: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeysConfig {
     /// Master key encrypting the signing keys at rest (base64url of 32 bytes). Empty:
@@ -175,6 +175,20 @@ pub struct KeysConfig {
     pub master_key: Secret,
     /// Empty means `<data_dir>/master.key`.
     pub master_key_path: String,
+    /// How long relying parties may cache the JWKS and the discovery document
+    /// (`Cache-Control: max-age`, seconds): a new signing key must be published at least
+    /// this long before it signs.
+    pub jwks_max_age_secs: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            master_key: Secret::default(),
+            master_key_path: String::new(),
+            jwks_max_age_secs: 300,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -713,6 +727,12 @@ impl Config {
                 return Err(invalid(key, &format!("must be at most {max}")));
             }
         }
+        if !(60..=86_400).contains(&self.keys.jwks_max_age_secs) {
+            return Err(invalid(
+                "keys.jwks_max_age_secs",
+                "must be between 60 and 86400 (one day)",
+            ));
+        }
         if !(1..=3650).contains(&self.account.history_days) {
             return Err(invalid(
                 "account.history_days",
@@ -1114,6 +1134,14 @@ mod tests {
             (
                 &[("TOBIRA_THROTTLE__LOCK_MINUTES", "0")],
                 "throttle.lock_minutes",
+            ),
+            (
+                &[("TOBIRA_KEYS__JWKS_MAX_AGE_SECS", "0")],
+                "keys.jwks_max_age_secs",
+            ),
+            (
+                &[("TOBIRA_KEYS__JWKS_MAX_AGE_SECS", "604800")],
+                "keys.jwks_max_age_secs",
             ),
             (
                 &[("TOBIRA_THROTTLE__HARD_LOCK_DAYS", "4294967295")],

@@ -10,9 +10,11 @@ use super::paths;
 use crate::domain::{ACR_ONE, ACR_TWO};
 use crate::state::AppState;
 
-/// Relying parties cache these; a new signing key is published at least this long before
-/// it signs (see keys/).
-const CACHE: &str = "public, max-age=300";
+/// Relying parties cache these for `keys.jwks_max_age_secs`; a new signing key is
+/// published at least this long before it signs (see keys/).
+fn cache(state: &AppState) -> String {
+    format!("public, max-age={}", state.config.keys.jwks_max_age_secs)
+}
 
 pub fn document(state: &AppState) -> Value {
     let iss = &state.config.issuer;
@@ -57,7 +59,10 @@ pub fn document(state: &AppState) -> Value {
 }
 
 pub async fn openid_configuration(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, CACHE)], Json(document(&state)))
+    (
+        [(header::CACHE_CONTROL, cache(&state))],
+        Json(document(&state)),
+    )
 }
 
 /// `GET /jwks`: the cached bytes, with an `ETag`; a relying party revalidating its copy
@@ -70,7 +75,7 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response
         .filter_map(|v| v.to_str().ok())
         .any(|v| names(v, etag));
     let head = [
-        (header::CACHE_CONTROL, CACHE.to_owned()),
+        (header::CACHE_CONTROL, cache(&state)),
         (header::ETAG, etag.to_owned()),
     ];
     if cached {

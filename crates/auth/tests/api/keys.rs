@@ -198,3 +198,17 @@ async fn the_jwks_is_served_with_an_etag_and_revalidated_with_304() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_jwks_and_discovery_are_cached_as_long_as_configured() {
+    let app = crate::helpers::TestApp::spawn_with(|c| c.keys.jwks_max_age_secs = 120).await;
+    for path in ["/jwks", "/.well-known/openid-configuration"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(
+            res.headers()["cache-control"].to_str().unwrap(),
+            "public, max-age=120",
+            "{path}"
+        );
+    }
+}
