@@ -13,8 +13,9 @@ use openidconnect::core::{
 use openidconnect::{
     AccessToken, AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     EmptyAdditionalClaims, EndpointNotSet, EndpointSet, ExtraTokenFields, IdToken, IssuerUrl,
-    JsonWebKeySet, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
-    RefreshToken, RequestTokenError, Scope, StandardErrorResponse, StandardTokenResponse, TokenUrl,
+    JsonWebKeySet, JsonWebKeySetUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardErrorResponse,
+    StandardTokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -26,6 +27,9 @@ use super::presets::{ACCEPTED_ALGS, Preset, Settings, TokenAuth, endpoint};
 use super::{UpstreamError, UpstreamFlow};
 use crate::clock::Clock;
 use crate::config::ProviderKind;
+
+/// Where the discovery document lives, under the issuer (OIDC Discovery §4).
+const DISCOVERY_PATH: &str = ".well-known/openid-configuration";
 
 /// Discovery documents are kept this long.
 const DISCOVERY_MAX_AGE: Duration = Duration::hours(1);
@@ -262,22 +266,57 @@ impl OidcUpstream {
     }
 
     /// Reads `{issuer}/.well-known/openid-configuration` (its `issuer` must be exactly
-    /// ours, OIDC Discovery §4.3) and its JWKS.
+    /// ours, OIDC Discovery §4.3), checks every endpoint it names by the rule configured
+    /// endpoints follow (`endpoint`), and only then fetches its JWKS: a document must
+    /// not be able to make Tobira fetch an address of its choosing (SSRF).
     async fn discover(&self, now: OffsetDateTime) -> Result<Arc<Endpoints>, UpstreamError> {
+        let s = &self.settings;
         let unavailable = |why: String| UpstreamError::Unavailable(format!("discovery: {why}"));
-        let issuer = IssuerUrl::new(self.settings.issuer.clone())
+        let misconfigured = |why: String| UpstreamError::Misconfigured(format!("discovery: {why}"));
+        let issuer = IssuerUrl::new(s.issuer.clone())
             .map_err(|e| UpstreamError::Misconfigured(format!("issuer: {e}")))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
+        let url = issuer
+            .join(DISCOVERY_PATH)
+            .map_err(|e| UpstreamError::Misconfigured(format!("issuer: {e}")))?;
+        endpoint(url.as_str())
+            .map_err(|why| UpstreamError::Misconfigured(format!("issuer {:?}: {why}", s.issuer)))?;
+        let answer = self
+            .http
+            .send(
+                self.http
+                    .get(url.as_str())
+                    .header(reqwest::header::ACCEPT, "application/json"),
+            )
             .await
             .map_err(|e| unavailable(describe(&e)))?;
-        let s = &self.settings;
+        if answer.status() != reqwest::StatusCode::OK {
+            return Err(unavailable(format!("HTTP {}", answer.status())));
+        }
+        if !is_json(&answer) {
+            return Err(unavailable("the document is not JSON".to_owned()));
+        }
+        let metadata: CoreProviderMetadata = serde_json::from_slice(answer.body())
+            .map_err(|e| unavailable(format!("the document cannot be read: {e}")))?;
+        // §4.3: exactly ours, not merely equivalent.
+        if metadata.issuer().as_str() != s.issuer {
+            return Err(misconfigured(format!(
+                "the document is for issuer {:?}, not {:?}",
+                metadata
+                    .issuer()
+                    .as_str()
+                    .chars()
+                    .take(200)
+                    .collect::<String>(),
+                s.issuer
+            )));
+        }
         let pick = |configured: &Option<String>, discovered: Option<String>, what: &str| {
             let url = configured
                 .clone()
                 .or(discovered)
                 .ok_or_else(|| unavailable(format!("the document names no {what}")))?;
             // A document may not send us to plain http elsewhere.
-            endpoint(&url).map_err(|why| unavailable(format!("{what} {url:?}: {why}")))?;
+            endpoint(&url).map_err(|why| misconfigured(format!("{what} {url:?}: {why}")))?;
             Ok::<_, UpstreamError>(url)
         };
         let authorization = pick(
@@ -323,8 +362,15 @@ impl OidcUpstream {
         } else {
             TokenAuth::Basic
         };
+        // The keys, now that their address has passed the rule (a configured `jwks_uri`
+        // is fetched when a token first needs it, as with fixed endpoints).
         if s.jwks_uri.is_none() {
-            self.keys.seed(&jwks, metadata.jwks().clone(), now);
+            let url = JsonWebKeySetUrl::new(jwks.clone())
+                .map_err(|e| misconfigured(format!("jwks_uri {jwks:?}: {e}")))?;
+            let set = JsonWebKeySet::fetch_async(&url, &self.http)
+                .await
+                .map_err(|e| unavailable(format!("the signing keys: {}", describe(&e))))?;
+            self.keys.seed(&jwks, set, now);
         }
         tracing::info!(issuer = s.issuer, "discovered a provider");
         Ok(Arc::new(Endpoints {
@@ -624,6 +670,10 @@ mod tests {
         nonce: String,
         mode: TokenMode,
         discoveries: usize,
+        /// Requests for the stand-in's JWKS.
+        jwks: usize,
+        /// Fields of the discovery document replaced (a hostile or mistaken issuer).
+        doc: serde_json::Map<String, Value>,
         authorization: Option<String>,
         form: HashMap<String, String>,
     }
@@ -650,7 +700,10 @@ mod tests {
             .route("/.well-known/openid-configuration", get(discovery))
             .route(
                 "/jwks",
-                get(|State(op): State<Arc<StandIn>>| async move { axum::Json(op.key.jwks()) }),
+                get(|State(op): State<Arc<StandIn>>| async move {
+                    op.seen.lock().expect("seen").jwks += 1;
+                    axum::Json(op.key.jwks())
+                }),
             )
             .route("/token", post(token))
             .route(
@@ -670,9 +723,13 @@ mod tests {
     }
 
     async fn discovery(State(op): State<Arc<StandIn>>) -> axum::Json<Value> {
-        op.seen.lock().expect("seen").discoveries += 1;
+        let patch = {
+            let mut seen = op.seen.lock().expect("seen");
+            seen.discoveries += 1;
+            seen.doc.clone()
+        };
         let b = &op.base;
-        axum::Json(json!({
+        let mut doc = json!({
             "issuer": b,
             "authorization_endpoint": format!("{b}/authorize"),
             "token_endpoint": format!("{b}/token"),
@@ -682,7 +739,11 @@ mod tests {
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256", "HS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        }))
+        });
+        if let Some(doc) = doc.as_object_mut() {
+            doc.extend(patch);
+        }
+        axum::Json(doc)
     }
 
     async fn token(
@@ -810,6 +871,92 @@ mod tests {
         assert_eq!(seen.form["redirect_uri"], REDIRECT);
         assert!(!seen.form.contains_key("client_secret"));
         assert_eq!(seen.discoveries, 1, "discovery is cached");
+        assert_eq!(seen.jwks, 1, "the keys are fetched once, with the document");
+    }
+
+    /// Sets a field of the stand-in's discovery document.
+    fn document(op: &StandIn, field: &str, value: Value) {
+        op.seen
+            .lock()
+            .expect("seen")
+            .doc
+            .insert(field.to_owned(), value);
+    }
+
+    fn misconfigured(e: Option<UpstreamError>, naming: &str) {
+        match e {
+            Some(UpstreamError::Misconfigured(why)) => assert!(why.contains(naming), "{why}"),
+            e => panic!("expected Misconfigured naming {naming}, got {e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_document_naming_plain_http_elsewhere_for_its_keys_is_misconfigured_and_not_fetched()
+    {
+        let op = op().await;
+        document(&op, "jwks_uri", json!("http://10.0.0.1/keys"));
+        let up = upstream(&op);
+        misconfigured(up.start(REDIRECT, "s", false).await.err(), "jwks_uri");
+        {
+            let seen = op.seen.lock().expect("seen");
+            assert_eq!(seen.discoveries, 1);
+            assert_eq!(seen.jwks, 0, "no keys were fetched");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_a_document_names_follows_the_endpoint_rule() {
+        for field in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "userinfo_endpoint",
+        ] {
+            let op = op().await;
+            document(&op, field, json!("http://10.0.0.1/x"));
+            let up = upstream(&op);
+            misconfigured(up.start(REDIRECT, "s", false).await.err(), field);
+            assert_eq!(op.seen.lock().expect("seen").jwks, 0, "{field}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_document_for_another_issuer_is_misconfigured() {
+        let op = op().await;
+        for issuer in [
+            "https://elsewhere.example".to_owned(),
+            format!("{}/", op.base),
+        ] {
+            document(&op, "issuer", json!(issuer));
+            let up = upstream(&op);
+            misconfigured(up.start(REDIRECT, "s", false).await.err(), "issuer");
+        }
+        assert_eq!(
+            op.seen.lock().expect("seen").jwks,
+            0,
+            "no keys were fetched"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_document_later_leaves_the_old_one_in_use_and_is_retried_after_a_while() {
+        let op = op().await;
+        let up = upstream(&op);
+        started(&op, &up).await;
+        document(&op, "jwks_uri", json!("http://10.0.0.1/keys"));
+        up.clock.advance(DISCOVERY_MAX_AGE + Duration::seconds(1));
+        started(&op, &up).await;
+        started(&op, &up).await;
+        {
+            let seen = op.seen.lock().expect("seen");
+            assert_eq!(seen.discoveries, 2, "the failure is not retried at once");
+            assert_eq!(seen.jwks, 1);
+        }
+        up.clock.advance(DISCOVERY_RETRY + Duration::seconds(1));
+        op.seen.lock().expect("seen").doc.clear();
+        started(&op, &up).await;
+        let seen = op.seen.lock().expect("seen");
+        assert_eq!(seen.discoveries, 3);
+        assert_eq!(seen.jwks, 2, "a fresh document brings its keys");
     }
 
     #[tokio::test]
