@@ -16,6 +16,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::console::{CurrentSession, minute};
+use super::console_error::ConsoleError;
 use super::delete::in_words;
 use super::reauth::RecentSession;
 use super::{FORGOT, LINKED, link, user_lang};
@@ -36,7 +37,10 @@ use crate::web::cookies::SESSION;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
+use crate::web::pages::{RequestId, error_page, page_lang, render};
+
+/// This page, as the log names it.
+const PAGE: &str = "linked accounts";
 
 /// How the history names a federated method: `fed:{provider id}` (then `+totp` and the
 /// like after a second step).
@@ -313,40 +317,6 @@ pub fn link_failed(_state: &AppState, _headers: &HeaderMap, error: &UpstreamErro
     outcome.back(None)
 }
 
-/// What went wrong behind a page: a store we need, or a bug.
-#[derive(Debug, thiserror::Error)]
-enum LinkedError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Seal(#[from] KeyError),
-    /// The ephemeral store that keeps a started link is away.
-    #[error("the flow state cannot be kept: {0}")]
-    Unavailable(String),
-}
-
-impl LinkedError {
-    /// A 503 while the ephemeral store is away; otherwise a 500 with the request id. The
-    /// cause is logged, never shown.
-    fn respond(self, lang: Lang, request_id: RequestId) -> Response {
-        match self {
-            Self::Unavailable(e) => {
-                tracing::warn!(error = %e, "linked accounts: the ephemeral store is unavailable");
-                unavailable_page(lang)
-            }
-            other => {
-                tracing::error!(error = %other, "linked accounts failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    lang,
-                    Msg::ServerError,
-                    request_id.0,
-                )
-            }
-        }
-    }
-}
-
 /// What the page says after a change or a provider's answer (`?done=…`, with the
 /// provider's id). Only ever a notice: a crafted link shows it and changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -536,7 +506,7 @@ impl<'a> Ctx<'a> {
         status: StatusCode,
         notice: Option<String>,
         error: Option<String>,
-    ) -> Result<Response, LinkedError> {
+    ) -> Result<Response, ConsoleError> {
         let links = self
             .state
             .db
@@ -569,13 +539,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// The list page again with a refusal (`status`, `error`); nothing was changed.
-    async fn refused(&self, status: StatusCode, error: Msg) -> Result<Response, LinkedError> {
+    async fn refused(&self, status: StatusCode, error: Msg) -> Result<Response, ConsoleError> {
         self.page(status, None, Some(error.text(self.lang).to_owned()))
             .await
     }
 
     /// The member's link `id`, if it is theirs.
-    async fn own(&self, id: &str) -> Result<Option<Link>, LinkedError> {
+    async fn own(&self, id: &str) -> Result<Option<Link>, ConsoleError> {
         let Ok(id) = Uuid::try_parse(id) else {
             return Ok(None);
         };
@@ -625,7 +595,7 @@ pub async fn page(
     };
     ctx.page(StatusCode::OK, notice, error)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
 /// The GET of a form's address (a stale form that came back after the sign-in): the page.
@@ -652,10 +622,10 @@ pub async fn post_start(
     let ctx = Ctx::new(&state, &current, &headers);
     start(&ctx, &form.provider, ip)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn start(ctx: &Ctx<'_>, id: &str, ip: IpAddr) -> Result<Response, LinkedError> {
+async fn start(ctx: &Ctx<'_>, id: &str, ip: IpAddr) -> Result<Response, ConsoleError> {
     let Some(provider) = ctx.state.federation.find(id) else {
         return ctx
             .refused(StatusCode::NOT_FOUND, Msg::LinkedUnknownProvider)
@@ -676,7 +646,7 @@ async fn start(ctx: &Ctx<'_>, id: &str, ip: IpAddr) -> Result<Response, LinkedEr
             ctx.page(outcome.status(), None, outcome.text(None, ctx.lang))
                 .await
         }
-        Err(BeginError::Store(e)) => Err(LinkedError::Unavailable(e)),
+        Err(BeginError::Store(e)) => Err(ConsoleError::Unavailable(e)),
         Err(BeginError::TooMany { retry_after }) => Ok(
             crate::oidc::authorize::Rejection::TooMany { retry_after }.respond(
                 ctx.state,
@@ -706,10 +676,10 @@ pub async fn post_remove(
     let ctx = Ctx::new(&state, &current, &headers);
     remove(&ctx, ip, &form.link)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn remove(ctx: &Ctx<'_>, ip: IpAddr, id: &str) -> Result<Response, LinkedError> {
+async fn remove(ctx: &Ctx<'_>, ip: IpAddr, id: &str) -> Result<Response, ConsoleError> {
     let Some(found) = ctx.own(id).await? else {
         return ctx
             .refused(StatusCode::NOT_FOUND, Msg::LinkedNotFound)

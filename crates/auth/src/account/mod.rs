@@ -6,6 +6,7 @@
 mod address;
 pub mod apps;
 pub mod console;
+mod console_error;
 pub mod delete;
 pub mod email;
 pub mod help;

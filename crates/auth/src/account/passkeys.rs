@@ -12,6 +12,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::console::{CurrentSession, minute};
+use super::console_error::ConsoleError;
 use super::delete::in_words;
 use super::reauth::RecentSession;
 use super::{FORGOT, PASSKEYS, link, user_lang};
@@ -20,55 +21,20 @@ use crate::mail::templates::{self, PasskeyMail};
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
 use crate::store::{
-    EphemeralError, FactorChange, LoginEvent, LoginResult, PASSKEY_NAME_MAX, QueuedMail,
-    StoreError, StoredPasskey,
+    FactorChange, LoginEvent, LoginResult, PASSKEY_NAME_MAX, QueuedMail, StoredPasskey,
 };
 use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
+use crate::web::pages::{RequestId, page_lang, render};
+
+/// This page, as the log names it.
+const PAGE: &str = "passkeys";
 
 mod register;
 
 pub use register::post_register;
-
-/// What went wrong behind a page: a store we need, or a bug.
-#[derive(Debug, thiserror::Error)]
-enum PasskeysError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Ephemeral(#[from] EphemeralError),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl PasskeysError {
-    fn internal(e: impl std::fmt::Display) -> Self {
-        Self::Internal(e.to_string())
-    }
-
-    /// A 503 while the ephemeral store is away; otherwise a 500 with the request id. The
-    /// cause is logged, never shown.
-    fn respond(self, lang: Lang, request_id: RequestId) -> Response {
-        match self {
-            Self::Ephemeral(e) => {
-                tracing::warn!(error = %e, "passkey console: the ephemeral store is unavailable");
-                unavailable_page(lang)
-            }
-            other => {
-                tracing::error!(error = %other, "passkey console failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    lang,
-                    Msg::ServerError,
-                    request_id.0,
-                )
-            }
-        }
-    }
-}
 
 /// What the page says after a change (`?done=…`). Only ever a notice: a crafted link
 /// shows it and changes nothing.
@@ -190,7 +156,7 @@ impl<'a> Ctx<'a> {
         notice: Option<Msg>,
         error: Option<Msg>,
         typed: &str,
-    ) -> Result<Response, PasskeysError> {
+    ) -> Result<Response, ConsoleError> {
         let state = self.state;
         let offset = state.config.throttle.display_offset();
         let passkeys = state
@@ -219,13 +185,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// The list page again with a refusal (`status`, `error`); nothing was changed.
-    async fn refused(&self, status: StatusCode, error: Msg) -> Result<Response, PasskeysError> {
+    async fn refused(&self, status: StatusCode, error: Msg) -> Result<Response, ConsoleError> {
         self.page(status, None, Some(error), "").await
     }
 
     /// The history entry and the mail of adding or removing the passkey `name`, to be
     /// written in the change's own transaction: a change without its trace cannot happen.
-    fn change(&self, added: bool, name: &str) -> Result<FactorChange, PasskeysError> {
+    fn change(&self, added: bool, name: &str) -> Result<FactorChange, ConsoleError> {
         let state = self.state;
         let user = &self.current.user;
         let now = state.clock.now();
@@ -245,7 +211,7 @@ impl<'a> Ctx<'a> {
                 reset: &link(state, FORGOT, &[]),
             },
         );
-        let payload = mail.seal(&state.master).map_err(PasskeysError::internal)?;
+        let payload = mail.seal(&state.master).map_err(ConsoleError::internal)?;
         Ok(FactorChange {
             event: LoginEvent {
                 id: Uuid::new_v4(),
@@ -267,7 +233,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The member's passkey `cred_id`, if it is theirs.
-    async fn own(&self, cred_id: &str) -> Result<Option<StoredPasskey>, PasskeysError> {
+    async fn own(&self, cred_id: &str) -> Result<Option<StoredPasskey>, ConsoleError> {
         Ok(self
             .state
             .db
@@ -296,7 +262,7 @@ pub async fn page(
     let notice = Done::from_param(&q.done).map(Done::notice);
     ctx.page(StatusCode::OK, notice, None, "")
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
 /// The GET of a form's address (a stale form that came back after the sign-in): the page.
@@ -323,10 +289,10 @@ pub async fn post_rename(
     let ctx = Ctx::new(&state, &current, &headers, None);
     rename(&ctx, &form)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn rename(ctx: &Ctx<'_>, form: &RenameForm) -> Result<Response, PasskeysError> {
+async fn rename(ctx: &Ctx<'_>, form: &RenameForm) -> Result<Response, ConsoleError> {
     let name = match passkey_name(&form.name) {
         Ok(Some(name)) => name,
         Ok(None) => {
@@ -371,10 +337,10 @@ pub async fn post_remove(
     let ctx = Ctx::new(&state, &current, &headers, Some(ip));
     remove(&ctx, &form.cred)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn remove(ctx: &Ctx<'_>, cred_id: &str) -> Result<Response, PasskeysError> {
+async fn remove(ctx: &Ctx<'_>, cred_id: &str) -> Result<Response, ConsoleError> {
     use crate::store::PasskeyRemoval;
     let Some(passkey) = ctx.own(cred_id).await? else {
         return ctx

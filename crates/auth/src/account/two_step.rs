@@ -13,6 +13,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::console::CurrentSession;
+use super::console_error::ConsoleError;
 use super::delete::in_words;
 use super::reauth::RecentSession;
 use super::{FORGOT, TWO_STEP, link, user_lang};
@@ -24,18 +25,21 @@ use crate::mail::templates::{self, TwoStepChange, TwoStepMail};
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
 use crate::store::{
-    EphemeralError, Factor, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError,
+    Factor, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError,
 };
 use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, error_page, page_lang, render, unavailable_page};
+use crate::web::pages::{RequestId, page_lang, render};
 
 mod codes;
 mod enrol;
 
 use codes::{codes_key, hashes, show_codes};
+
+/// This page, as the log names it.
+const PAGE: &str = "two-step";
 
 pub use codes::{post_download, post_recovery};
 pub use enrol::{TotpAction, TotpForm, get_totp, post_totp};
@@ -49,44 +53,7 @@ pub fn few_codes_left(factors: &Factors) -> bool {
     factors.any() && factors.recovery_left <= FEW_CODES_LEFT
 }
 
-/// What went wrong behind a page: a store we need, or a bug.
-#[derive(Debug, thiserror::Error)]
-enum TwoStepError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Ephemeral(#[from] EphemeralError),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl TwoStepError {
-    fn internal(e: impl std::fmt::Display) -> Self {
-        Self::Internal(e.to_string())
-    }
-
-    /// A 503 while the ephemeral store is away (try again shortly); otherwise a 500 with
-    /// the request id. The cause is logged, never shown.
-    fn respond(self, lang: Lang, request_id: RequestId) -> Response {
-        match self {
-            Self::Ephemeral(e) => {
-                tracing::warn!(error = %e, "two-step console: the ephemeral store is unavailable");
-                unavailable_page(lang)
-            }
-            other => {
-                tracing::error!(error = %other, "two-step console failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    lang,
-                    Msg::ServerError,
-                    request_id.0,
-                )
-            }
-        }
-    }
-}
-
-impl From<SecondStepError> for TwoStepError {
+impl From<SecondStepError> for ConsoleError {
     fn from(e: SecondStepError) -> Self {
         match e {
             SecondStepError::Ephemeral(e) => Self::Ephemeral(e),
@@ -218,7 +185,7 @@ impl<'a> Ctx<'a> {
         what: TwoStepChange,
         was_on: bool,
         now_on: bool,
-    ) -> Result<FactorChange, TwoStepError> {
+    ) -> Result<FactorChange, ConsoleError> {
         let state = self.state;
         let user = self.user();
         let now = state.clock.now();
@@ -239,7 +206,7 @@ impl<'a> Ctx<'a> {
                 reset: &link(state, FORGOT, &[]),
             },
         );
-        let payload = mail.seal(&state.master).map_err(TwoStepError::internal)?;
+        let payload = mail.seal(&state.master).map_err(ConsoleError::internal)?;
         Ok(FactorChange {
             event: LoginEvent {
                 id: Uuid::new_v4(),
@@ -279,7 +246,7 @@ pub async fn page(
     let lang = page_lang(None, Some(&current.user.locale), &headers);
     let factors = match state.db.two_step().factors(current.user.id).await {
         Ok(f) => f,
-        Err(e) => return TwoStepError::from(e).respond(lang, request_id),
+        Err(e) => return ConsoleError::from(e).respond(PAGE, lang, request_id),
     };
     let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
     let notice = Done::from_param(&q.done).map(|d| d.notice().text(lang));
@@ -350,10 +317,10 @@ pub async fn post_email(
         EmailAction::Enable => enable_email(&ctx, &form.csrf).await,
         EmailAction::Disable => remove_factor(&ctx, Factor::Email).await,
     };
-    answered.unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+    answered.unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, TwoStepError> {
+async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let user = ctx.user();
     let before = ctx.factors().await?;
@@ -392,7 +359,7 @@ async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, TwoStepErro
 
 /// Turns one factor off (the app, or email codes). With no other factor left, two-step
 /// verification is off (the store drops the recovery codes with it).
-async fn remove_factor(ctx: &Ctx<'_>, factor: Factor) -> Result<Response, TwoStepError> {
+async fn remove_factor(ctx: &Ctx<'_>, factor: Factor) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let before = ctx.factors().await?;
     let (on, other_on, method, change, done) = match factor {
@@ -449,10 +416,10 @@ pub async fn post_off(
     let ctx = Ctx::new(&state, &current, &headers, ip);
     turn_off(&ctx)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn turn_off(ctx: &Ctx<'_>) -> Result<Response, TwoStepError> {
+async fn turn_off(ctx: &Ctx<'_>) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let before = ctx.factors().await?;
     if !before.any() && before.recovery_left == 0 {

@@ -2,6 +2,7 @@
 //! keeps the ceremony's state (bound to this console session, taken once);
 //! `action=finish` takes it back and verifies the browser's answer.
 
+use super::PAGE;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{Ctx, Done, PasskeysError, passkey_name};
+use super::{ConsoleError, Ctx, Done, passkey_name};
 use crate::account::reauth::RecentSession;
 use crate::authn::passkey::{self, Ceremony};
 use crate::domain::UserId;
@@ -84,7 +85,7 @@ pub async fn post_register(
         RegisterAction::Start => start(&ctx, &form.name).await,
         RegisterAction::Finish => finish(&ctx, &form).await,
     };
-    answered.unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+    answered.unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
 /// The console session's id binds the ceremony: only the browser holding this session
@@ -93,7 +94,7 @@ fn bound_to(ctx: &Ctx<'_>) -> String {
     ctx.current.session.id.to_string()
 }
 
-async fn start(ctx: &Ctx<'_>, typed: &str) -> Result<Response, PasskeysError> {
+async fn start(ctx: &Ctx<'_>, typed: &str) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let Some(webauthn) = state.webauthn.as_ref() else {
         return ctx
@@ -120,7 +121,7 @@ async fn start(ctx: &Ctx<'_>, typed: &str) -> Result<Response, PasskeysError> {
         .passkeys()
         .handle(user.id)
         .await?
-        .ok_or_else(|| PasskeysError::internal("the member has no row for a user handle"))?;
+        .ok_or_else(|| ConsoleError::internal("the member has no row for a user handle"))?;
     // Existing credentials are excluded so an authenticator that holds one already says
     // so rather than making a second for the same account.
     let exclude = state
@@ -139,7 +140,7 @@ async fn start(ctx: &Ctx<'_>, typed: &str) -> Result<Response, PasskeysError> {
     };
     let (ccr, reg) = webauthn
         .start_passkey_registration(handle, email, display, Some(exclude))
-        .map_err(PasskeysError::internal)?;
+        .map_err(ConsoleError::internal)?;
     // One registration per console session, kept under the session's id: a new start
     // replaces the last, so a member cannot fill the ephemeral store (which parked
     // sign-ins share) by starting registrations in a loop.
@@ -173,21 +174,19 @@ async fn start(ctx: &Ctx<'_>, typed: &str) -> Result<Response, PasskeysError> {
 /// `required` as webauthn-rs sets it: the state it keeps carries that policy, and with
 /// "preferred" in the options but "required" in the state an authenticator that skipped
 /// verification would be refused at the finish anyway (`UserNotVerified`).
-fn discoverable(ccr: &impl Serialize) -> Result<String, PasskeysError> {
-    let mut options = serde_json::to_value(ccr).map_err(PasskeysError::internal)?;
+fn discoverable(ccr: &impl Serialize) -> Result<String, ConsoleError> {
+    let mut options = serde_json::to_value(ccr).map_err(ConsoleError::internal)?;
     let selection = options
         .get_mut("publicKey")
         .and_then(|pk| pk.get_mut("authenticatorSelection"))
         .and_then(|s| s.as_object_mut())
-        .ok_or_else(|| {
-            PasskeysError::internal("creation options without authenticatorSelection")
-        })?;
+        .ok_or_else(|| ConsoleError::internal("creation options without authenticatorSelection"))?;
     selection.insert("residentKey".into(), "required".into());
     selection.insert("requireResidentKey".into(), true.into());
-    serde_json::to_string(&options).map_err(PasskeysError::internal)
+    serde_json::to_string(&options).map_err(ConsoleError::internal)
 }
 
-async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, PasskeysError> {
+async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let Some(webauthn) = state.webauthn.as_ref() else {
         return ctx
@@ -235,7 +234,7 @@ async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, Passkeys
         cred_id: URL_SAFE_NO_PAD.encode(passkey.cred_id()),
         user,
         name: kept.name.clone(),
-        credential: serde_json::to_string(&passkey).map_err(PasskeysError::internal)?,
+        credential: serde_json::to_string(&passkey).map_err(ConsoleError::internal)?,
         created_at: state.clock.now(),
         last_used_at: None,
     };

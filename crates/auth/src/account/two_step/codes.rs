@@ -1,6 +1,7 @@
 //! Recovery codes: ten made with the first factor or on request, shown once, and
 //! downloadable as a text file by the same browser session for a few minutes after.
 
+use super::PAGE;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{CsrfOnly, Ctx, TwoStepError};
+use super::{ConsoleError, CsrfOnly, Ctx};
 use crate::account::TWO_STEP;
 use crate::account::console::CurrentSession;
 use crate::account::delete::in_words;
@@ -73,17 +74,17 @@ pub(super) async fn show_codes(
     csrf: &str,
     codes: &[String],
     notice: Msg,
-) -> Result<Response, TwoStepError> {
+) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let kept = serde_json::to_vec(&Download {
         codes: codes.to_vec(),
         made_at: state.clock.now(),
     })
-    .map_err(TwoStepError::internal)?;
+    .map_err(ConsoleError::internal)?;
     let sealed = state
         .master
         .encrypt(&zeroize::Zeroizing::new(kept))
-        .map_err(TwoStepError::internal)?;
+        .map_err(ConsoleError::internal)?;
     // The codes are in the database already: a download that cannot be kept is no
     // reason to hide them; the page still shows them.
     if let Err(e) = state
@@ -118,10 +119,10 @@ pub async fn post_recovery(
     let ctx = Ctx::new(&state, &current, &headers, ip);
     regenerate(&ctx, &form.csrf)
         .await
-        .unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+        .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn regenerate(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, TwoStepError> {
+async fn regenerate(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let user = ctx.user();
     let before = ctx.factors().await?;
@@ -172,13 +173,13 @@ pub async fn post_download(
         let Some(bytes) = state.ephemeral.get(&codes_key(current.session.id)).await? else {
             return Ok(None);
         };
-        let sealed = String::from_utf8(bytes).map_err(TwoStepError::internal)?;
+        let sealed = String::from_utf8(bytes).map_err(ConsoleError::internal)?;
         let plain = state
             .master
             .decrypt(&sealed)
-            .map_err(TwoStepError::internal)?;
-        let kept: Download = serde_json::from_slice(&plain).map_err(TwoStepError::internal)?;
-        Ok::<_, TwoStepError>(Some(kept))
+            .map_err(ConsoleError::internal)?;
+        let kept: Download = serde_json::from_slice(&plain).map_err(ConsoleError::internal)?;
+        Ok::<_, ConsoleError>(Some(kept))
     }
     .await;
     let kept = match kept {
@@ -186,7 +187,7 @@ pub async fn post_download(
         Ok(None) => {
             return error_page(StatusCode::GONE, lang, Msg::TwoStepDownloadGone, None);
         }
-        Err(e) => return e.respond(lang, request_id),
+        Err(e) => return e.respond(PAGE, lang, request_id),
     };
     let offset = state.config.throttle.display_offset();
     let mut text = format!(

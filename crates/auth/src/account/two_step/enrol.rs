@@ -2,6 +2,7 @@
 //! session only) until the member types a first code from the app; the QR code and the key
 //! show the secret meanwhile. Removing the app is here too.
 
+use super::PAGE;
 use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +12,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::codes::{hashes, show_codes};
-use super::{Ctx, Done, TwoStepError, overview};
+use super::{ConsoleError, Ctx, Done, overview};
 use crate::account::reauth::RecentSession;
 use crate::account::{TWO_STEP, TWO_STEP_TOTP};
 use crate::authn::second_step::{self, METHOD_TOTP, TOTP_ISSUER};
@@ -67,20 +68,20 @@ impl EnrolPage<'_> {
 async fn enrolment(
     state: &AppState,
     session: Uuid,
-) -> Result<Option<(String, zeroize::Zeroizing<Vec<u8>>)>, TwoStepError> {
+) -> Result<Option<(String, zeroize::Zeroizing<Vec<u8>>)>, ConsoleError> {
     let Some(bytes) = state.ephemeral.get(&enrol_key(session)).await? else {
         return Ok(None);
     };
-    let sealed = String::from_utf8(bytes).map_err(TwoStepError::internal)?;
+    let sealed = String::from_utf8(bytes).map_err(ConsoleError::internal)?;
     let secret = state
         .master
         .decrypt(&sealed)
-        .map_err(TwoStepError::internal)?;
+        .map_err(ConsoleError::internal)?;
     Ok(Some((sealed, secret)))
 }
 
-fn authenticator(user: &User, secret: &[u8]) -> Result<Authenticator, TwoStepError> {
-    Authenticator::new(secret, TOTP_ISSUER, user.email.display()).map_err(TwoStepError::Internal)
+fn authenticator(user: &User, secret: &[u8]) -> Result<Authenticator, ConsoleError> {
+    Authenticator::new(secret, TOTP_ISSUER, user.email.display()).map_err(ConsoleError::Internal)
 }
 
 /// The enrolment page of `secret`: the QR code, the key, the code field.
@@ -89,9 +90,9 @@ fn enrol_page<'a>(
     csrf: &'a str,
     secret: &[u8],
     replacing: bool,
-) -> Result<EnrolPage<'a>, TwoStepError> {
+) -> Result<EnrolPage<'a>, ConsoleError> {
     let app = authenticator(ctx.user(), secret)?;
-    let qr = app.qr_svg().map_err(TwoStepError::Internal)?;
+    let qr = app.qr_svg().map_err(ConsoleError::Internal)?;
     Ok(EnrolPage {
         lang: ctx.lang,
         csrf,
@@ -120,10 +121,10 @@ pub async fn get_totp(
         let replacing = ctx.factors().await?.totp;
         let (csrf, set_cookie) = csrf::token(state.cookies, &headers);
         let page = enrol_page(&ctx, &csrf, &secret, replacing)?;
-        Ok::<_, TwoStepError>(render(StatusCode::OK, &page, set_cookie.as_slice()))
+        Ok::<_, ConsoleError>(render(StatusCode::OK, &page, set_cookie.as_slice()))
     }
     .await;
-    shown.unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+    shown.unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -159,19 +160,19 @@ pub async fn post_totp(
         TotpAction::Confirm => confirm(&ctx, &form).await,
         TotpAction::Disable => super::remove_factor(&ctx, Factor::Totp).await,
     };
-    answered.unwrap_or_else(|e| e.respond(ctx.lang, request_id))
+    answered.unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
 /// A new secret for this browser session's enrolment (replacing one it started before),
 /// kept encrypted until its first code; then the enrolment page (a GET, so a reload
 /// shows the same key).
-async fn start(ctx: &Ctx<'_>) -> Result<Response, TwoStepError> {
+async fn start(ctx: &Ctx<'_>) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let secret = totp::new_secret(&mut rand::rng());
     let sealed = state
         .master
         .encrypt(&secret)
-        .map_err(TwoStepError::internal)?;
+        .map_err(ConsoleError::internal)?;
     state
         .ephemeral
         .put(
@@ -198,7 +199,7 @@ fn typed_code(code: &str) -> Option<String> {
 /// like a wrong sign-in code: someone holding a session must not get unlimited guesses
 /// here. The matched step is stored, so the confirming code cannot sign in afterwards
 /// (RFC 6238 §5.2).
-async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, TwoStepError> {
+async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let user = ctx.user();
     let Some((sealed, secret)) = enrolment(state, ctx.current.session.id).await? else {
