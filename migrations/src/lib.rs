@@ -20,6 +20,7 @@ mod m20261204_000010_account_lifecycle;
 mod m20261205_000011_two_step;
 mod m20261205_000012_passkeys;
 mod m20261206_000013_federated_links;
+mod m20261207_000014_key_rotation;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_two_step::Migration),
             Box::new(m20261205_000012_passkeys::Migration),
             Box::new(m20261206_000013_federated_links::Migration),
+            Box::new(m20261207_000014_key_rotation::Migration),
         ]
     }
 

@@ -27,6 +27,7 @@ const SECRET_KEYS: &[&str] = &[
     "database.url",
     "ephemeral.url",
     "keys.master_key",
+    "keys.previous_master_keys",
     "mail.smtp.url",
     "mail.smtp.password",
 ];
@@ -179,6 +180,21 @@ pub struct KeysConfig {
     /// (`Cache-Control: max-age`, seconds): a new signing key must be published at least
     /// this long before it signs.
     pub jwks_max_age_secs: u32,
+    /// How long a `next` key is published before it signs (seconds). 0: twice
+    /// `jwks_max_age_secs`, so a client that fetched the JWKS just before the key appeared
+    /// has fetched it again, with the key, before any token needs it.
+    pub publish_ahead_secs: u32,
+    /// How often every replica reads the key ring again (milliseconds). A replica signs
+    /// with a key only after publishing it for this long.
+    pub reload_interval_ms: u32,
+    /// A new key of every algorithm is published this many days after the last one
+    /// started signing (the schedule runs as a job, once across replicas). 0: only by
+    /// `tobira keys rotate`.
+    pub rotate_every_days: u32,
+    /// Earlier master keys (base64url, separated by commas or white space), or
+    /// `previous_master_keys_file`: what they sealed still opens, nothing new is sealed
+    /// with them. `tobira keys rotate-master` re-seals it all under `master_key`.
+    pub previous_master_keys: Secret,
 }
 
 impl Default for KeysConfig {
@@ -187,7 +203,27 @@ impl Default for KeysConfig {
             master_key: Secret::default(),
             master_key_path: String::new(),
             jwks_max_age_secs: 300,
+            publish_ahead_secs: 0,
+            reload_interval_ms: 5_000,
+            rotate_every_days: 90,
+            previous_master_keys: Secret::default(),
         }
+    }
+}
+
+impl KeysConfig {
+    /// `publish_ahead_secs`, with 0 meaning twice the JWKS max-age.
+    pub fn publish_ahead(&self) -> time::Duration {
+        let secs = if self.publish_ahead_secs == 0 {
+            2 * self.jwks_max_age_secs
+        } else {
+            self.publish_ahead_secs
+        };
+        time::Duration::seconds(secs.into())
+    }
+
+    pub fn reload_interval(&self) -> time::Duration {
+        time::Duration::milliseconds(self.reload_interval_ms.into())
     }
 }
 
@@ -732,6 +768,24 @@ impl Config {
                 "keys.jwks_max_age_secs",
                 "must be between 60 and 86400 (one day)",
             ));
+        }
+        if self.keys.publish_ahead_secs != 0
+            && self.keys.publish_ahead_secs < self.keys.jwks_max_age_secs
+        {
+            return Err(invalid(
+                "keys.publish_ahead_secs",
+                "must be 0 (twice keys.jwks_max_age_secs) or at least keys.jwks_max_age_secs: \
+                 a client caching the JWKS would meet tokens signed by a key it has not seen",
+            ));
+        }
+        if !(50..=60_000).contains(&self.keys.reload_interval_ms) {
+            return Err(invalid(
+                "keys.reload_interval_ms",
+                "must be between 50 and 60000 (one minute)",
+            ));
+        }
+        if self.keys.rotate_every_days > 3650 {
+            return Err(invalid("keys.rotate_every_days", "must be at most 3650"));
         }
         if !(1..=3650).contains(&self.account.history_days) {
             return Err(invalid(

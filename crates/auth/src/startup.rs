@@ -113,8 +113,23 @@ impl Application {
         config: Config,
         clock: Clock,
     ) -> Result<Self, StartError> {
+        Self::build_sharing(listener, config, clock, None).await
+    }
+
+    /// Like [`Self::build_on`], with an ephemeral store shared with another instance in
+    /// this process (tests run two replicas on one in-process store); `None` opens the
+    /// configured one.
+    pub async fn build_sharing(
+        listener: TcpListener,
+        config: Config,
+        clock: Clock,
+        ephemeral: Option<Ephemeral>,
+    ) -> Result<Self, StartError> {
         let db = open_db(&config).await?;
-        let ephemeral = open_ephemeral(&config, &clock).await?;
+        let ephemeral = match ephemeral {
+            Some(shared) => shared,
+            None => open_ephemeral(&config, &clock).await?,
+        };
         let hasher = PasswordHasher::new(
             &config.password,
             config.max_concurrent_hashes(),

@@ -62,6 +62,12 @@ impl MasterKey {
         &self.id
     }
 
+    /// Whether text sealed under the master key with this id opens here (the current
+    /// key, or one of `keys.previous_master_keys`).
+    pub fn knows(&self, id: &str) -> bool {
+        id == self.id
+    }
+
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, KeyError> {
         let mut header = JweHeader::new();
         header.set_content_encryption("A256GCM");

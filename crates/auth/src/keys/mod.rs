@@ -86,6 +86,53 @@ impl Alg {
     }
 }
 
+/// The times rotation keeps, from the configuration (see `keys` in the README).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// How long a `next` key is published before it signs.
+    pub publish_ahead: time::Duration,
+    /// How often every replica reloads the ring; a replica signs with a key only after
+    /// publishing it this long.
+    pub reload: time::Duration,
+    /// How long after a key started signing the schedule publishes its successor; `None`:
+    /// never on its own.
+    pub rotate_every: Option<time::Duration>,
+    /// How long a key stays published after it stopped signing: the longest lifetime of
+    /// a token it signed (ID, access or logout token), plus one reload interval (replicas
+    /// that have not reloaded yet still sign with it).
+    pub retiring_for: time::Duration,
+    /// How long a retired key still checks `id_token_hint`s (which may be expired): the
+    /// longest session lifetime. Then its row goes.
+    pub keep_retired: time::Duration,
+}
+
+impl KeyPolicy {
+    pub fn from_config(config: &crate::Config) -> Self {
+        use time::Duration;
+        let keys = &config.keys;
+        let reload = keys.reload_interval();
+        let longest_token = [
+            config.tokens.id_token_secs,
+            config.tokens.access_token_secs,
+            config.backchannel.token_secs,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        let longest_session = Duration::days(config.session.remember_days.into()).max(
+            Duration::hours(config.session.absolute_timeout_hours.into()),
+        );
+        Self {
+            publish_ahead: keys.publish_ahead(),
+            reload,
+            rotate_every: (keys.rotate_every_days > 0)
+                .then(|| Duration::days(keys.rotate_every_days.into())),
+            retiring_for: Duration::seconds(longest_token.into()) + reload,
+            keep_retired: longest_session,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("master key: {0}")]
@@ -339,6 +386,10 @@ fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, Ke
         master_key_id: master.id().to_owned(),
         created_at: now,
         activated_at: Some(now),
+        retired_at: None,
+        activate_after: None,
+        retire_after: None,
+        revoked_at: None,
     })
 }
 

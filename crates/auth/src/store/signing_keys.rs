@@ -13,13 +13,38 @@ use super::entity::signing_keys;
 pub struct StoredKey {
     pub kid: String,
     pub alg: String,
-    /// `next`, `active`, `retiring` or `retired`.
+    /// `next`, `active`, `retiring`, `retired` or `revoked` (see `keys::KeyState`).
     pub state: String,
     pub private_jwe: String,
     pub public_jwk: String,
     pub master_key_id: String,
     pub created_at: OffsetDateTime,
     pub activated_at: Option<OffsetDateTime>,
+    pub retired_at: Option<OffsetDateTime>,
+    /// A `next` key signs from this time on.
+    pub activate_after: Option<OffsetDateTime>,
+    /// A `retiring` key retires at this time.
+    pub retire_after: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<signing_keys::Model> for StoredKey {
+    fn from(m: signing_keys::Model) -> Self {
+        Self {
+            kid: m.kid,
+            alg: m.alg,
+            state: m.state,
+            private_jwe: m.private_jwe,
+            public_jwk: m.public_jwk,
+            master_key_id: m.master_key_id,
+            created_at: m.created_at,
+            activated_at: m.activated_at,
+            retired_at: m.retired_at,
+            activate_after: m.activate_after,
+            retire_after: m.retire_after,
+            revoked_at: m.revoked_at,
+        }
+    }
 }
 
 pub struct SigningKeyRepo<'c> {
@@ -42,16 +67,7 @@ impl<'c> SigningKeyRepo<'c> {
             .all(self.conn)
             .await?
             .into_iter()
-            .map(|m| StoredKey {
-                kid: m.kid,
-                alg: m.alg,
-                state: m.state,
-                private_jwe: m.private_jwe,
-                public_jwk: m.public_jwk,
-                master_key_id: m.master_key_id,
-                created_at: m.created_at,
-                activated_at: m.activated_at,
-            })
+            .map(StoredKey::from)
             .collect())
     }
 
@@ -65,7 +81,10 @@ impl<'c> SigningKeyRepo<'c> {
             master_key_id: Set(key.master_key_id.clone()),
             created_at: Set(key.created_at),
             activated_at: Set(key.activated_at),
-            retired_at: Set(None),
+            retired_at: Set(key.retired_at),
+            activate_after: Set(key.activate_after),
+            retire_after: Set(key.retire_after),
+            revoked_at: Set(key.revoked_at),
         };
         signing_keys::Entity::insert(row)
             .exec_without_returning(self.conn)

@@ -13,6 +13,9 @@ pub struct Model {
     pub created_at: TimeDateTimeWithTimeZone,
     pub activated_at: Option<TimeDateTimeWithTimeZone>,
     pub retired_at: Option<TimeDateTimeWithTimeZone>,
+    pub activate_after: Option<TimeDateTimeWithTimeZone>,
+    pub retire_after: Option<TimeDateTimeWithTimeZone>,
+    pub revoked_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
