@@ -86,6 +86,49 @@ impl Alg {
     }
 }
 
+/// Where a signing key is in its life (`signing_keys.state`). Per algorithm: a `next`
+/// key is published before it signs; the `active` key signs; a `retiring` key is still
+/// published until every token it signed has expired; a `retired` key only checks
+/// `id_token_hint`s, unpublished, for the longest session lifetime; a `revoked` key
+/// (an emergency) is neither published nor accepted for anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyState {
+    Next,
+    Active,
+    Retiring,
+    Retired,
+    Revoked,
+}
+
+impl KeyState {
+    pub const ALL: [KeyState; 5] = [
+        KeyState::Next,
+        KeyState::Active,
+        KeyState::Retiring,
+        KeyState::Retired,
+        KeyState::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retiring => "retiring",
+            Self::Retired => "retired",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether keys in this state are in the JWKS (and verify tokens).
+    pub fn is_published(self) -> bool {
+        matches!(self, Self::Next | Self::Active | Self::Retiring)
+    }
+}
+
 /// The times rotation keeps, from the configuration (see `keys` in the README).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyPolicy {
@@ -352,8 +395,9 @@ fn wipe(jwk: Jwk) {
     }
 }
 
-/// A new active key, its private half encrypted with the master key.
-fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, KeyError> {
+/// A new active key, its private half encrypted with the master key (the caller
+/// changes its state and times for a `next` key).
+pub(crate) fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, KeyError> {
     let kid = random_token(&mut rand::rng(), 12);
     let (mut private, mut public) = match alg {
         Alg::RS256 => {

@@ -71,6 +71,19 @@ impl<'c> SigningKeyRepo<'c> {
             .collect())
     }
 
+    /// Every key row (revoked and retired ones too), oldest first, in the same order as
+    /// `published`.
+    pub async fn all(&self) -> Result<Vec<StoredKey>, StoreError> {
+        Ok(signing_keys::Entity::find()
+            .order_by_asc(signing_keys::Column::CreatedAt)
+            .order_by_asc(signing_keys::Column::Kid)
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(StoredKey::from)
+            .collect())
+    }
+
     pub async fn add(&self, key: &StoredKey) -> Result<(), StoreError> {
         let row = signing_keys::ActiveModel {
             kid: Set(key.kid.clone()),
