@@ -86,9 +86,14 @@ async fn foreign_keys() -> (KeyRing, tempfile::TempDir) {
     };
     let db = tobira_auth::startup::open_db(&config).await.unwrap();
     let master = tobira_auth::keys::MasterKey::from_bytes([7; 32]);
-    let keys = KeyRing::load_or_init(&db, &master, &tobira_auth::Clock::system())
-        .await
-        .unwrap();
+    let keys = KeyRing::load_or_init(
+        &db,
+        &master,
+        &tobira_auth::Clock::system(),
+        tobira_auth::keys::KeyPolicy::from_config(&config),
+    )
+    .await
+    .unwrap();
     (keys, dir)
 }
 

@@ -502,8 +502,13 @@ impl World {
         config.database.url = tobira_auth::config::Secret::new(self.op_db_url.clone());
         let db = tobira_auth::startup::open_db(&config).await.unwrap();
         let master = tobira_auth::keys::MasterKey::load_or_create(&config).unwrap();
-        tobira_auth::keys::KeyRing::load_or_init(&db, &master, &Clock::system())
-            .await
-            .unwrap()
+        tobira_auth::keys::KeyRing::load_or_init(
+            &db,
+            &master,
+            &Clock::system(),
+            tobira_auth::keys::KeyPolicy::from_config(&config),
+        )
+        .await
+        .unwrap()
     }
 }

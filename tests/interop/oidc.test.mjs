@@ -1,6 +1,7 @@
 // Interoperability test: the certified relying-party library `openid-client`
 // against the real `tobira` binary (authorization code + PKCE, ID token
-// validation, userinfo, refresh-token rotation, RP-initiated logout).
+// validation, userinfo, refresh-token rotation, RP-initiated logout, and an
+// emergency signing-key rotation with `tobira keys rotate --now`).
 //
 // The browser is simulated with fetch(redirect: 'manual') and a small cookie jar.
 
@@ -28,6 +29,9 @@ const REDIRECT_URI = `${RP}/cb`;
 const POST_LOGOUT_URI = `${RP}/logged-out`;
 const SCOPE = 'openid email profile offline_access';
 const STARTUP_TIMEOUT_MS = 60_000;
+// How often the server reads its key ring again: short, so that `keys rotate --now`
+// (which waits one interval before the new key signs) returns within a moment.
+const RELOAD_INTERVAL_MS = 200;
 
 // ---------------------------------------------------------------- processes
 
@@ -184,6 +188,20 @@ function hiddenInput(html, name) {
   return undefined;
 }
 
+/** The JWK set the OP publishes now, fetched past any cache. */
+async function fetchJwks(uri) {
+  const res = await fetch(uri, { headers: { 'cache-control': 'no-cache' } });
+  assert.equal(res.status, 200, `GET ${uri}`);
+  const { keys } = await res.json();
+  assert.ok(Array.isArray(keys), `no keys in the JWKS at ${uri}`);
+  return keys;
+}
+
+/** The protected header of a compact JWS. */
+function jwsHeader(jws) {
+  return JSON.parse(Buffer.from(jws.split('.')[0], 'base64url').toString('utf8'));
+}
+
 function callbackParams(location) {
   const url = new URL(location);
   assert.equal(`${url.origin}${url.pathname}`, REDIRECT_URI, `redirect to the wrong place: ${location}`);
@@ -199,6 +217,8 @@ describe('openid-client against tobira', { concurrency: false }, () => {
   let clientId;
   let config;
   let browser;
+  let env;
+  let clientSecret;
   // Filled by the steps in order; a later step fails early when one is missing.
   const s = {};
 
@@ -217,13 +237,14 @@ describe('openid-client against tobira', { concurrency: false }, () => {
     tmp = await mkdtemp(join(tmpdir(), 'tobira-interop-'));
     const port = await freePort();
     issuer = `http://localhost:${port}`;
-    const env = {
+    env = {
       PATH: process.env.PATH,
       HOME: tmp,
       LANG: 'C.UTF-8',
       TOBIRA_DATA_DIR: join(tmp, 'data'),
       TOBIRA_SERVER__BIND: `127.0.0.1:${port}`,
       TOBIRA_ISSUER: issuer,
+      TOBIRA_KEYS__RELOAD_INTERVAL_MS: String(RELOAD_INTERVAL_MS),
     };
 
     await runCli(
@@ -244,6 +265,7 @@ describe('openid-client against tobira', { concurrency: false }, () => {
     assert.ok(registered.client_id, `no client_id in ${out}`);
     assert.ok(registered.client_secret, `no client_secret in ${out}`);
     clientId = registered.client_id;
+    clientSecret = registered.client_secret;
 
     server = await startServer(env);
     // Last resort if the test process dies without running `after`.
@@ -253,7 +275,7 @@ describe('openid-client against tobira', { concurrency: false }, () => {
       new URL(issuer),
       clientId,
       undefined,
-      client.ClientSecretBasic(registered.client_secret),
+      client.ClientSecretBasic(clientSecret),
       { execute: [client.allowInsecureRequests] },
     );
     browser = new Browser(issuer);
@@ -431,5 +453,64 @@ describe('openid-client against tobira', { concurrency: false }, () => {
         },
       );
     }
+  });
+
+  it('rotates the signing key at once: both keys published, the next ID token signed by the new one', async () => {
+    const jwksUri = config.serverMetadata().jwks_uri;
+    const before = await fetchJwks(jwksUri);
+    const oldKids = new Set(before.map((k) => k.kid));
+
+    // Same configuration as the server, as an operator runs it beside it; it returns
+    // once the new key signs.
+    await runCli(['keys', 'rotate', '--now', '--alg', 'RS256'], env);
+
+    // At once: a client that fetches the JWKS now finds the new key, and tokens signed
+    // by the old one still verify.
+    const after = await fetchJwks(jwksUri);
+    const kids = new Set(after.map((k) => k.kid));
+    for (const kid of oldKids) assert.ok(kids.has(kid), `old key ${kid} left the JWKS at once`);
+    const added = after.filter((k) => !oldKids.has(k.kid));
+    assert.equal(added.length, 1, `one new key expected: ${JSON.stringify(added)}`);
+    assert.equal(added[0].alg, 'RS256');
+
+    // A relying party that checks every ID token's signature against the JWKS (it
+    // fetches the set when it first needs it, after the rotation).
+    const verifying = await client.discovery(
+      new URL(issuer),
+      clientId,
+      undefined,
+      client.ClientSecretBasic(clientSecret),
+      { execute: [client.allowInsecureRequests, client.enableNonRepudiationChecks] },
+    );
+    const signer = new Browser(issuer);
+    const codeVerifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const authUrl = client.buildAuthorizationUrl(verifying, {
+      redirect_uri: REDIRECT_URI,
+      scope: SCOPE,
+      code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    let res = await signer.request(authUrl);
+    res = await signer.request(expectRedirect(res, 'GET /authorize'));
+    assert.equal(res.status, 200, describeResponse(res));
+    res = await signer.request('/login', {
+      method: 'POST',
+      form: { csrf: hiddenInput(res.text, 'csrf'), tx: hiddenInput(res.text, 'tx'), email: EMAIL, password: PASSWORD },
+    });
+    res = await signer.request(expectRedirect(res, 'POST /login'));
+    const callback = expectRedirect(res, 'GET /authorize/continue');
+
+    const tokens = await client.authorizationCodeGrant(verifying, new URL(callback), {
+      pkceCodeVerifier: codeVerifier,
+      expectedState: state,
+      expectedNonce: nonce,
+      idTokenExpected: true,
+    });
+    assert.equal(jwsHeader(tokens.id_token).kid, added[0].kid, 'the next ID token is signed by the new key');
+    assert.equal(tokens.claims().nonce, nonce);
   });
 });

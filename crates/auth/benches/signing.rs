@@ -13,7 +13,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use tobira_auth::Clock;
-use tobira_auth::keys::{Alg, KeyRing, MasterKey};
+use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, MasterKey};
 use tobira_auth::store::Db;
 
 /// Claims shaped like a real ID token (OIDC Core §2) for a member signed in with a
@@ -54,7 +54,8 @@ fn setup() -> Fixture {
             .expect("connect to SQLite");
         db.migrate().await.expect("migrate");
         let master = MasterKey::from_bytes([7u8; 32]);
-        KeyRing::load_or_init(&db, &master, &Clock::system())
+        let policy = KeyPolicy::from_config(&tobira_auth::Config::default());
+        KeyRing::load_or_init(&db, &master, &Clock::system(), policy)
             .await
             .expect("key ring")
     });

@@ -25,7 +25,7 @@ use crate::authn::throttle::Throttle;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::random_token;
-use crate::keys::{IdentifierHasher, KeyError, KeyRing, MasterKey};
+use crate::keys::{IdentifierHasher, KeyError, KeyPolicy, KeyRing, MasterKey};
 use crate::mail::Mailer;
 use crate::ops::{self, Metrics};
 use crate::state::AppState;
@@ -137,7 +137,8 @@ impl Application {
         )
         .map_err(|e| StartError::Other(e.to_string()))?;
         let master = MasterKey::load_or_create(&config)?;
-        let keys = KeyRing::load_or_init(&db, &master, &clock).await?;
+        let keys =
+            KeyRing::load_or_init(&db, &master, &clock, KeyPolicy::from_config(&config)).await?;
         let identifiers = IdentifierHasher::load_or_init(&db, &master, &clock).await?;
         let mailer = Mailer::from_config(&config).map_err(|e| StartError::Other(e.to_string()))?;
         let dummy = Password::for_verification(&random_token(&mut rand::rng(), 24));
@@ -215,6 +216,13 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(issuer = %self.state.config.issuer, "listening on http://{}", self.local_addr());
         let worker = crate::jobs::spawn(self.state.clone());
+        // Rotations made through any replica (or the CLI) reach this one within an
+        // interval, without a restart.
+        let reloader = self.state.keys.spawn_reloader(
+            self.state.db.clone(),
+            self.state.master.clone(),
+            self.state.config.keys.reload_interval().unsigned_abs(),
+        );
         let served = axum::serve(
             self.listener,
             self.router
@@ -224,6 +232,7 @@ impl Application {
         .await;
         // A job cut off here runs again when its lease ends, on this or another replica.
         worker.abort();
+        reloader.abort();
         // Writes handlers left behind (a reset request, a sign-up) finish first.
         self.state.background.close();
         if tokio::time::timeout(Duration::from_secs(10), self.state.background.wait())

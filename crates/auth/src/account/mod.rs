@@ -63,7 +63,7 @@ pub const EMAIL_UNDO: &str = "/account/email/undo";
 pub const PASSWORD: &str = "/account/password";
 pub const DELETE: &str = "/account/delete";
 // Two-step verification (account/two_step.rs)
-// MARKER-F4-PATHS linked accounts (account/linked.rs)
+// linked accounts (account/linked.rs)
 /// Linked accounts: the page, starting a link at a provider, removing one.
 pub const LINKED: &str = "/account/linked";
 pub const LINKED_START: &str = "/account/linked/start";
@@ -125,7 +125,7 @@ pub fn router() -> Router<AppState> {
         // Deletion routes
         .route(DELETE, get(delete::get_delete).post(delete::post_delete))
         // Two-step verification routes
-        // MARKER-F4-ROUTES linked accounts (account/linked.rs)
+        // linked accounts (account/linked.rs)
         .route(LINKED, get(linked::page))
         .route(LINKED_START, get(linked::to_page).post(linked::post_start))
         .route(

@@ -3,8 +3,9 @@
 //! with exponential backoff until `jobs.max_attempts`, then gives up with an error log
 //! and a metric. Queue depth, failures and the oldest job's age are metrics. Back-channel
 //! logout tokens, mail, support's unlocks, upstream token revocations (social sign-in)
-//! and the "earlier ways in removed" notices are the queues; a later issue adds the key
-//! schedule.
+//! and the "earlier ways in removed" notices are the queues. The signing-key schedule is
+//! one recurring row (`keys::schedule::JOB_ID`) that never ends: whichever replica
+//! claims it moves the keys along and sets it to run again a minute later.
 
 use std::time::Duration as StdDuration;
 
@@ -13,6 +14,8 @@ use time::Duration;
 use crate::admin::unlock::{self, SUPPORT_QUEUE};
 use crate::domain::{UserId, UserStatus};
 use crate::federation::UpstreamError;
+use crate::keys::KeyPolicy;
+use crate::keys::schedule;
 use crate::mail::Mail;
 use crate::mail::templates::{self, WaysInRemovedMail};
 use crate::state::AppState;
@@ -37,6 +40,15 @@ pub fn backoff(attempts: i32) -> Duration {
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let every = StdDuration::from_millis(state.config.jobs.poll_interval_ms.max(10));
+        // Every replica makes sure the schedule's row exists; the fixed id keeps it one.
+        if let Err(e) = state
+            .db
+            .jobs()
+            .ensure_recurring(schedule::JOB_ID, schedule::QUEUE, state.clock.now())
+            .await
+        {
+            tracing::warn!(error = %e, "job runner: cannot add the signing-key schedule; another replica may run it");
+        }
         // Dropped with this task: its loops end with it.
         let mut loops = tokio::task::JoinSet::new();
         for queue in QUEUES {
@@ -127,13 +139,18 @@ pub async fn purge_store(
 }
 
 /// The queues every replica works on.
-const QUEUES: [&str; 5] = [
+const QUEUES: [&str; 6] = [
     BACKCHANNEL_QUEUE,
     MAIL_QUEUE,
     SUPPORT_QUEUE,
     LinkRepo::REVOKE_QUEUE,
     LinkRepo::WAYS_IN_REMOVED_QUEUE,
+    schedule::QUEUE,
 ];
+
+/// How often the signing-key schedule runs. Its steps are minutes apart at the least
+/// (`keys.publish_ahead_secs` is at least the JWKS max-age), so a minute late is on time.
+const SCHEDULE_EVERY: Duration = Duration::minutes(1);
 
 /// Claims and runs the due jobs of one queue, a batch at a time.
 async fn drain(state: &AppState, queue: &'static str) -> Result<usize, crate::store::StoreError> {
@@ -167,6 +184,9 @@ async fn drain(state: &AppState, queue: &'static str) -> Result<usize, crate::st
 }
 
 async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreError> {
+    if job.queue == schedule::QUEUE {
+        return run_schedule(state, job).await;
+    }
     let result = match job.queue.as_str() {
         SUPPORT_QUEUE => unlock::apply(state, &job.payload).await,
         BACKCHANNEL_QUEUE => crate::oidc::backchannel::deliver(state, &job.payload).await,
@@ -197,6 +217,34 @@ async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreE
             tracing::warn!(job = %job.id, queue = %job.queue, attempts = job.attempts, error = %error, "job failed; will retry");
             metrics::counter!(JOBS_RETRIED, "queue" => job.queue.clone()).increment(1);
             state.db.jobs().retry(job.id, at, &error).await
+        }
+    }
+}
+
+/// Runs the signing-key schedule and sets its row to run again: in a minute, or sooner
+/// after a failure (2, 4, 8 … seconds, never later than the minute). Never given up.
+async fn run_schedule(state: &AppState, job: &Job) -> Result<(), crate::store::StoreError> {
+    let policy = KeyPolicy::from_config(&state.config);
+    let result = schedule::tick(&state.db, &state.master, state.clock.now(), &policy).await;
+    let now = state.clock.now();
+    match result {
+        Ok(report) => {
+            if report.changed() {
+                tracing::info!(?report, "signing-key schedule ran");
+            }
+            metrics::counter!(JOBS_DONE, "queue" => job.queue.clone()).increment(1);
+            state
+                .db
+                .jobs()
+                .reschedule(job.id, now + SCHEDULE_EVERY, None)
+                .await
+        }
+        Err(e) => {
+            let error = e.to_string();
+            tracing::error!(job = %job.id, attempts = job.attempts, error = %error, "signing-key schedule failed; will retry");
+            metrics::counter!(JOBS_RETRIED, "queue" => job.queue.clone()).increment(1);
+            let at = now + backoff(job.attempts).min(SCHEDULE_EVERY);
+            state.db.jobs().reschedule(job.id, at, Some(&error)).await
         }
     }
 }
@@ -290,7 +338,9 @@ fn attempts_allowed(state: &AppState) -> i32 {
 }
 
 async fn record_stats(state: &AppState) -> Result<(), crate::store::StoreError> {
-    for queue in QUEUES {
+    // The schedule's row always waits for its next run: as depth it would read as one
+    // job stuck forever, and its age as the age of the installation.
+    for queue in QUEUES.into_iter().filter(|&q| q != schedule::QUEUE) {
         let stats = state.db.jobs().stats(queue).await?;
         let age = stats
             .oldest

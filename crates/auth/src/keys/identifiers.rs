@@ -64,14 +64,11 @@ impl IdentifierHasher {
         Self::unseal(&sealed, master)
     }
 
+    /// Opens the key under whichever configured master key sealed it: during a
+    /// master-key rotation it is under the previous key until `tobira keys
+    /// rotate-master` re-seals it, and the pseudonyms must not change meanwhile.
     fn unseal(sealed: &SealedSecret, master: &MasterKey) -> Result<Self, KeyError> {
-        if sealed.master_key_id != master.id() {
-            return Err(KeyError::WrongMaster {
-                kid: SECRET_NAME.to_owned(),
-                found: sealed.master_key_id.clone(),
-                expected: master.id().to_owned(),
-            });
-        }
+        master.require("the identifier key (server_secrets)", &sealed.master_key_id)?;
         let key = master.decrypt(&sealed.sealed)?;
         if key.len() != KEY_LEN {
             return Err(KeyError::Master(
@@ -122,5 +119,38 @@ impl IdentifierHasher {
         mac.update(user.as_bytes());
         mac.update(normalized.as_bytes());
         b64url(&mac.finalize().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_sealed_under_a_previous_master_key_opens_to_the_same_pseudonyms() {
+        let old = MasterKey::from_bytes([1; 32]);
+        let old_id = old.id().to_owned();
+        let sealed = SealedSecret {
+            sealed: old.encrypt(&[42; KEY_LEN]).unwrap(),
+            master_key_id: old_id.clone(),
+        };
+        let before = IdentifierHasher::unseal(&sealed, &old).unwrap();
+        let rotating = MasterKey::from_bytes([2; 32]).with_previous(old);
+        let during = IdentifierHasher::unseal(&sealed, &rotating).unwrap();
+        assert_eq!(
+            during.pseudonym("hanako@example.jp"),
+            before.pseudonym("hanako@example.jp")
+        );
+
+        let err = IdentifierHasher::unseal(&sealed, &MasterKey::from_bytes([2; 32]))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&old_id)
+                && err.contains("identifier key")
+                && err.contains("keys.previous_master_keys"),
+            "{err}"
+        );
     }
 }

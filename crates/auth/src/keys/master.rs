@@ -1,8 +1,9 @@
-//! The master key: 32 random bytes that encrypt private signing keys at rest
-//! (JWE `dir` + `A256GCM`). From `keys.master_key` (or its `_FILE`), else read from
-//! `keys.master_key_path`, generated there on first start with mode 0600.
+//! The master key: 32 random bytes that seal secrets at rest (JWE `dir` + `A256GCM`,
+//! the key's id as `kid`). From `keys.master_key` (or its `_FILE`), else read from
+//! `keys.master_key_path`, generated there on first start with mode 0600. Earlier keys
+//! in `keys.previous_master_keys` still open what they sealed (see `keys::reseal`).
 //!
-//! The key, its base64url text and every decrypted private key are held in `Zeroizing`
+//! Every key, its base64url text and every decrypted value are held in `Zeroizing`
 //! buffers, wiped when dropped, so freed memory (or a core dump) does not keep them.
 
 use std::io::Write;
@@ -15,16 +16,37 @@ use super::KeyError;
 use crate::config::Config;
 use crate::crypto::{b64url, b64url_decode, sha256};
 
+/// The current master key, which seals everything new, and the previous ones
+/// (`keys.previous_master_keys`), which only open what they sealed until `tobira keys
+/// rotate-master` has re-sealed it: replicas restarted one by one with a new key keep
+/// reading what the others wrote.
 pub struct MasterKey {
+    current: OneKey,
+    previous: Vec<OneKey>,
+}
+
+struct OneKey {
     /// On the heap, so moving a `MasterKey` leaves no copy of the key behind.
     key: Zeroizing<Vec<u8>>,
-    /// A short public fingerprint, stored beside each encrypted key so that starting with
-    /// the wrong master key says so instead of failing to decrypt.
+    /// A short public fingerprint, stored beside each sealed value (and as the JWE's
+    /// `kid`) so that a value sealed under a key we lack says which, instead of failing
+    /// to decrypt.
     id: String,
+}
+
+impl OneKey {
+    fn new(key: Zeroizing<Vec<u8>>) -> Self {
+        debug_assert_eq!(key.len(), KEY_LEN);
+        let id = b64url(&sha256(&key)[..9]);
+        Self { key, id }
+    }
 }
 
 /// Bytes in a master key (AES-256).
 const KEY_LEN: usize = 32;
+
+/// The setting that lists earlier master keys, named in errors.
+const PREVIOUS_SETTING: &str = "keys.previous_master_keys";
 
 impl MasterKey {
     pub fn from_bytes(mut key: [u8; KEY_LEN]) -> Self {
@@ -34,12 +56,35 @@ impl MasterKey {
     }
 
     fn from_vec(key: Zeroizing<Vec<u8>>) -> Self {
-        debug_assert_eq!(key.len(), KEY_LEN);
-        let id = b64url(&sha256(&key)[..9]);
-        Self { key, id }
+        Self {
+            current: OneKey::new(key),
+            previous: Vec::new(),
+        }
+    }
+
+    /// This key, also opening what `earlier` (its current and previous keys) sealed.
+    pub fn with_previous(self, earlier: MasterKey) -> Self {
+        self.with_previous_keys(std::iter::once(earlier.current).chain(earlier.previous))
     }
 
     pub fn load_or_create(config: &Config) -> Result<Self, KeyError> {
+        let current = Self::load_current(config)?;
+        let previous = previous_keys(config.keys.previous_master_keys.expose())?;
+        Ok(current.with_previous_keys(previous))
+    }
+
+    fn with_previous_keys(mut self, keys: impl IntoIterator<Item = OneKey>) -> Self {
+        for key in keys {
+            // Listing the current key too is harmless (an operator may keep one list on
+            // every replica while they restart them), and so is listing one twice.
+            if !self.knows(&key.id) {
+                self.previous.push(key);
+            }
+        }
+        self
+    }
+
+    fn load_current(config: &Config) -> Result<Self, KeyError> {
         let configured = config.keys.master_key.expose();
         if !configured.is_empty() {
             return parse(configured.trim())
@@ -58,32 +103,100 @@ impl MasterKey {
         }
     }
 
+    /// The id of the current key: what new values are sealed under.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.current.id
+    }
+
+    /// The ids of the previous keys, in the order configured.
+    pub fn previous_ids(&self) -> Vec<&str> {
+        self.previous.iter().map(|k| k.id.as_str()).collect()
     }
 
     /// Whether text sealed under the master key with this id opens here (the current
     /// key, or one of `keys.previous_master_keys`).
     pub fn knows(&self, id: &str) -> bool {
-        id == self.id
+        self.key(id).is_some()
     }
 
+    /// `Ok` when what master key `id` sealed opens here; else the error that names
+    /// `what`, the key and the setting to add it to (for stores that keep the id beside
+    /// the value).
+    pub fn require(&self, what: &str, id: &str) -> Result<(), KeyError> {
+        match self.key(id) {
+            Some(_) => Ok(()),
+            None => Err(self.unknown(what, id)),
+        }
+    }
+
+    fn key(&self, id: &str) -> Option<&OneKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == id)
+    }
+
+    fn unknown(&self, what: &str, id: &str) -> KeyError {
+        KeyError::Master(format!(
+            "{what} is sealed under master key {id}, which is not configured here \
+             (keys.master_key is {current}): add the key whose id is {id} to \
+             {PREVIOUS_SETTING}",
+            current = self.current.id,
+        ))
+    }
+
+    /// Always under the current key.
     pub fn encrypt(&self, plaintext: &[u8]) -> Result<String, KeyError> {
         let mut header = JweHeader::new();
         header.set_content_encryption("A256GCM");
-        header.set_key_id(self.id.clone());
-        let encrypter = Dir.encrypter_from_bytes(&self.key[..])?;
+        header.set_key_id(self.current.id.clone());
+        let encrypter = Dir.encrypter_from_bytes(&self.current.key[..])?;
         Ok(josekit::jwe::serialize_compact(
             plaintext, &header, &encrypter,
         )?)
     }
 
-    /// The plaintext, wiped from memory when the caller drops it.
+    /// The plaintext, wiped from memory when the caller drops it. The key is the one
+    /// the JWE's `kid` names, current or previous.
     pub fn decrypt(&self, jwe: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let decrypter = Dir.decrypter_from_bytes(&self.key[..])?;
+        let id = Self::sealed_by(jwe)?;
+        let key = self.key(&id).ok_or_else(|| self.unknown("a value", &id))?;
+        let decrypter = Dir.decrypter_from_bytes(&key.key[..])?;
         let (plaintext, _) = josekit::jwe::deserialize_compact(jwe, &decrypter)?;
         Ok(Zeroizing::new(plaintext))
     }
+
+    /// The id of the master key a compact JWE was sealed under (its protected header's
+    /// `kid`), read without opening it.
+    pub fn sealed_by(jwe: &str) -> Result<String, KeyError> {
+        let not_sealed = |why: &str| KeyError::Master(format!("not a sealed value: {why}"));
+        let header = jwe
+            .split('.')
+            .next()
+            .and_then(b64url_decode)
+            .ok_or_else(|| not_sealed("no base64url JWE header"))?;
+        let header: serde_json::Value = serde_json::from_slice(&header)
+            .map_err(|_| not_sealed("the JWE header is not JSON"))?;
+        header
+            .get("kid")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| not_sealed("the JWE header names no master key (kid)"))
+    }
+}
+
+/// `keys.previous_master_keys`: base64url keys separated by commas or white space. A
+/// bad one is named by its position, never by its text (it is a secret, and a typo in
+/// it is still most of a key).
+fn previous_keys(list: &str) -> Result<Vec<OneKey>, KeyError> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .enumerate()
+        .map(|(i, part)| {
+            parse(part)
+                .map(|k| k.current)
+                .map_err(|e| KeyError::Master(format!("{PREVIOUS_SETTING}: key #{}: {e}", i + 1)))
+        })
+        .collect()
 }
 
 fn parse(text: &str) -> Result<MasterKey, String> {
@@ -226,5 +339,130 @@ mod tests {
         );
         config.keys.master_key = crate::config::Secret::new(b64url(&[9u8; 32]));
         assert!(MasterKey::load_or_create(&config).is_ok());
+    }
+
+    fn key_text(byte: u8) -> String {
+        b64url(&[byte; 32])
+    }
+
+    fn config_with(current: &str, previous: &str) -> Config {
+        let mut config = Config::default();
+        config.keys.master_key = crate::config::Secret::new(current);
+        config.keys.previous_master_keys = crate::config::Secret::new(previous);
+        config
+    }
+
+    #[test]
+    fn previous_keys_open_what_they_sealed_and_nothing_new_is_sealed_with_them() {
+        let old = MasterKey::from_bytes([1; 32]);
+        let older = MasterKey::from_bytes([2; 32]);
+        let (by_old, by_older) = (
+            old.encrypt(b"old").unwrap(),
+            older.encrypt(b"older").unwrap(),
+        );
+        // Commas, spaces and new lines all separate; the current key listed again and a
+        // key listed twice are ignored.
+        let config = config_with(
+            &key_text(3),
+            &format!(
+                " {},{}\n{}  {}\n",
+                key_text(1),
+                key_text(3),
+                key_text(2),
+                key_text(1)
+            ),
+        );
+        let master = MasterKey::load_or_create(&config).unwrap();
+        assert_eq!(master.id(), MasterKey::from_bytes([3; 32]).id());
+        assert_eq!(master.previous_ids(), vec![old.id(), older.id()]);
+        assert!(master.knows(old.id()) && master.knows(older.id()) && master.knows(master.id()));
+        assert!(!master.knows(MasterKey::from_bytes([4; 32]).id()));
+        assert_eq!(master.decrypt(&by_old).unwrap().as_slice(), b"old");
+        assert_eq!(master.decrypt(&by_older).unwrap().as_slice(), b"older");
+
+        let sealed = master.encrypt(b"new").unwrap();
+        assert_eq!(MasterKey::sealed_by(&sealed).unwrap(), master.id());
+        assert!(
+            old.decrypt(&sealed).is_err(),
+            "sealed under the current key only"
+        );
+        assert_eq!(
+            MasterKey::from_bytes([3; 32])
+                .decrypt(&sealed)
+                .unwrap()
+                .as_slice(),
+            b"new"
+        );
+    }
+
+    #[test]
+    fn a_value_under_an_unknown_key_names_the_key_and_the_setting() {
+        let stranger = MasterKey::from_bytes([9; 32]);
+        let sealed = stranger.encrypt(b"x").unwrap();
+        let master = MasterKey::from_bytes([3; 32]).with_previous(MasterKey::from_bytes([1; 32]));
+        let err = master.decrypt(&sealed).err().unwrap().to_string();
+        assert!(
+            err.contains(stranger.id()) && err.contains("keys.previous_master_keys"),
+            "{err}"
+        );
+        let err = master
+            .require("the thing", stranger.id())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("the thing") && err.contains(stranger.id()),
+            "{err}"
+        );
+        assert!(
+            master
+                .require("x", MasterKey::from_bytes([1; 32]).id())
+                .is_ok()
+        );
+        assert!(master.require("x", master.id()).is_ok());
+    }
+
+    #[test]
+    fn a_kid_that_names_a_known_key_does_not_open_text_another_key_sealed() {
+        // The kid only picks the key: GCM's tag still decides.
+        let master = MasterKey::from_bytes([3; 32]).with_previous(MasterKey::from_bytes([1; 32]));
+        let sealed = MasterKey::from_bytes([9; 32]).encrypt(b"x").unwrap();
+        let mut parts: Vec<String> = sealed.split('.').map(str::to_owned).collect();
+        let mut header: serde_json::Value = serde_json::from_slice(&part(&sealed, 0)).unwrap();
+        header["kid"] = serde_json::Value::from(master.previous_ids()[0]);
+        parts[0] = b64url(header.to_string().as_bytes());
+        assert!(master.decrypt(&parts.join(".")).is_err());
+        for garbage in ["", "abc", "e30.x.y.z.w", "not a jwe at all"] {
+            assert!(MasterKey::sealed_by(garbage).is_err(), "{garbage:?}");
+            assert!(master.decrypt(garbage).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_previous_key_is_named_by_its_position_never_by_its_text() {
+        let short = b64url(&[7u8; 16]);
+        for (list, position) in [
+            (format!("{},{short}", key_text(1)), "#2"),
+            (format!("not*base64 {}", key_text(1)), "#1"),
+        ] {
+            let err = MasterKey::load_or_create(&config_with(&key_text(3), &list))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                err.contains("keys.previous_master_keys") && err.contains(position),
+                "{err}"
+            );
+            assert!(
+                !err.contains(&short) && !err.contains("not*base64"),
+                "{err}"
+            );
+            assert!(!err.contains(&key_text(1)), "{err}");
+        }
+        // Empty (and blank) lists are no keys.
+        for blank in ["", " ", ",\n,"] {
+            let master = MasterKey::load_or_create(&config_with(&key_text(3), blank)).unwrap();
+            assert!(master.previous_ids().is_empty(), "{blank:?}");
+        }
     }
 }

@@ -6,43 +6,21 @@
 
 mod identifiers;
 mod master;
-
-use std::collections::HashMap;
-use std::sync::Arc;
+pub mod reseal;
+mod ring;
+pub mod schedule;
 
 use josekit::jwk::alg::ed::EdCurve;
 use josekit::jwk::{Jwk, KeyPair};
-use josekit::jws::{ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, RS256};
-use serde::Serialize;
+use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
 use serde_json::Value;
 
 pub use self::identifiers::IdentifierHasher;
 pub use self::master::MasterKey;
+pub use self::ring::KeyRing;
 use crate::clock::Clock;
 use crate::crypto::random_token;
-use crate::store::{Db, DbError, Lock, StoreError, StoredKey};
-
-/// Tokens signed by the active key are verified by any published key; `alg` must be
-/// the one the key was made for (never taken from the token alone, RFC 8725 §3.1).
-#[derive(Clone)]
-pub struct KeyRing(Arc<Inner>);
-
-struct Inner {
-    /// The newest active key of each algorithm.
-    active: HashMap<Alg, ActiveKey>,
-    verifiers: HashMap<String, Box<dyn JwsVerifier>>,
-    jwks: String,
-    /// The JWKS as served: built once when the ring is, so a request copies nothing.
-    jwks_body: axum::body::Bytes,
-    /// A strong validator of `jwks_body` (RFC 9110 §8.8.3), the same on every replica
-    /// that has the same keys.
-    jwks_etag: String,
-}
-
-struct ActiveKey {
-    kid: String,
-    signer: Box<dyn JwsSigner>,
-}
+use crate::store::{DbError, StoreError, StoredKey};
 
 /// The JWS algorithms Tobira signs with: RS256 is mandatory to implement (OIDC Core
 /// §15.1); ES256 and EdDSA (Ed25519) give smaller, faster signatures to clients that
@@ -208,162 +186,6 @@ pub enum VerifyError {
     Signature,
 }
 
-fn missing_algs(keys: &[StoredKey]) -> Vec<Alg> {
-    Alg::ALL
-        .into_iter()
-        .filter(|alg| {
-            !keys
-                .iter()
-                .any(|k| k.state == "active" && k.alg == alg.as_str())
-        })
-        .collect()
-}
-
-impl KeyRing {
-    /// Loads the published keys, creating an active key for every algorithm that has
-    /// none (under a lock, so replicas starting together create one each, not several).
-    pub async fn load_or_init(
-        db: &Db,
-        master: &MasterKey,
-        clock: &Clock,
-    ) -> Result<Self, KeyError> {
-        let mut keys = db.signing_keys().published().await?;
-        if !missing_algs(&keys).is_empty() {
-            db.locked(Lock::SigningKeys, async {
-                // Another replica may have created them while we waited for the lock.
-                let current = db.signing_keys().published().await?;
-                for alg in missing_algs(&current) {
-                    let key = generate(alg, master, clock)?;
-                    db.signing_keys().add(&key).await?;
-                    tracing::info!(kid = %key.kid, alg = %key.alg, "created a signing key");
-                }
-                Ok::<_, KeyError>(())
-            })
-            .await??;
-            keys = db.signing_keys().published().await?;
-        }
-        Self::from_stored(&keys, master)
-    }
-
-    fn from_stored(keys: &[StoredKey], master: &MasterKey) -> Result<Self, KeyError> {
-        let mut verifiers = HashMap::new();
-        let mut public = Vec::new();
-        let mut active = HashMap::new();
-        for key in keys {
-            let corrupt = |reason: String| KeyError::Corrupt {
-                kid: key.kid.clone(),
-                reason,
-            };
-            let jwk =
-                Jwk::from_bytes(key.public_jwk.as_bytes()).map_err(|e| corrupt(e.to_string()))?;
-            let alg = Alg::parse(&key.alg)
-                .ok_or_else(|| corrupt(format!("unsupported alg {}", key.alg)))?;
-            verifiers.insert(key.kid.clone(), verifier(alg, &jwk)?);
-            public.push(Value::Object(jwk.into()));
-            // The newest active key signs (keys are ordered oldest first).
-            if key.state == "active" {
-                if key.master_key_id != master.id() {
-                    return Err(KeyError::WrongMaster {
-                        kid: key.kid.clone(),
-                        found: key.master_key_id.clone(),
-                        expected: master.id().to_owned(),
-                    });
-                }
-                let plaintext = master.decrypt(&key.private_jwe)?;
-                let private =
-                    Jwk::from_bytes(&plaintext[..]).map_err(|e| corrupt(e.to_string()))?;
-                let signer = signer(alg, &private);
-                wipe(private);
-                active.insert(
-                    alg,
-                    ActiveKey {
-                        kid: key.kid.clone(),
-                        signer: signer?,
-                    },
-                );
-            }
-        }
-        if let Some(alg) = Alg::ALL.into_iter().find(|a| !active.contains_key(a)) {
-            return Err(KeyError::Corrupt {
-                kid: "-".to_owned(),
-                reason: format!("no active {} signing key", alg.as_str()),
-            });
-        }
-        let jwks = serde_json::json!({ "keys": public }).to_string();
-        let jwks_etag = format!(
-            "\"{}\"",
-            crate::crypto::b64url(&crate::crypto::sha256(jwks.as_bytes())[..16])
-        );
-        Ok(Self(Arc::new(Inner {
-            active,
-            verifiers,
-            jwks_body: axum::body::Bytes::from(jwks.clone().into_bytes()),
-            jwks,
-            jwks_etag,
-        })))
-    }
-
-    /// A compact JWS of `claims` with the active key; `typ` is `JWT` for ID tokens and
-    /// `at+jwt` for access tokens (RFC 9068 §2.1).
-    pub fn sign(&self, alg: Alg, typ: &str, claims: &impl Serialize) -> Result<String, KeyError> {
-        let key = self.0.active.get(&alg).ok_or_else(|| KeyError::Corrupt {
-            kid: "-".to_owned(),
-            reason: format!("no active {} key", alg.as_str()),
-        })?;
-        let mut header = JwsHeader::new();
-        header.set_token_type(typ);
-        header.set_key_id(key.kid.clone());
-        let payload = serde_json::to_vec(claims).map_err(|e| KeyError::Corrupt {
-            kid: key.kid.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(josekit::jws::serialize_compact(
-            &payload,
-            &header,
-            &*key.signer,
-        )?)
-    }
-
-    /// Verifies a token signed by one of our published keys; returns its claims and
-    /// `typ`. Expiry and audience are the caller's to check.
-    pub fn verify(
-        &self,
-        token: &str,
-    ) -> Result<(serde_json::Map<String, Value>, Option<String>), VerifyError> {
-        let (payload, header) = josekit::jws::deserialize_compact_with_selector(token, |header| {
-            // No verifier (no kid, unknown kid) makes josekit refuse the token.
-            Ok(header
-                .key_id()
-                .and_then(|kid| self.0.verifiers.get(kid))
-                .map(|v| &**v))
-        })
-        .map_err(|e| match e {
-            josekit::JoseError::InvalidSignature(_)
-            | josekit::JoseError::UnsupportedSignatureAlgorithm(_) => VerifyError::Signature,
-            _ => VerifyError::Malformed,
-        })?;
-        let claims: serde_json::Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)?;
-        let typ = header.token_type().map(str::to_owned);
-        Ok((claims, typ))
-    }
-
-    /// The JWKS document: public keys only.
-    pub fn jwks(&self) -> &str {
-        &self.0.jwks
-    }
-
-    /// The JWKS response body (shared, not copied) and its `ETag`.
-    pub fn jwks_response(&self) -> (axum::body::Bytes, &str) {
-        (self.0.jwks_body.clone(), &self.0.jwks_etag)
-    }
-
-    /// Algorithms the ring signs with (for discovery).
-    pub fn signing_algs(&self) -> Vec<&'static str> {
-        Alg::ALL.iter().map(|a| a.as_str()).collect()
-    }
-}
-
 fn signer(alg: Alg, private: &Jwk) -> Result<Box<dyn JwsSigner>, KeyError> {
     Ok(match alg {
         Alg::RS256 => Box::new(RS256.signer_from_jwk(private)?),
@@ -437,6 +259,16 @@ pub(crate) fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<St
     })
 }
 
+/// [`generate`] for integration tests, which write key rows of every state themselves.
+#[doc(hidden)]
+pub fn generate_for_tests(
+    alg: Alg,
+    master: &MasterKey,
+    clock: &Clock,
+) -> Result<StoredKey, KeyError> {
+    generate(alg, master, clock)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,7 +279,13 @@ mod tests {
             .into_iter()
             .map(|alg| generate(alg, &master, &Clock::system()).unwrap())
             .collect();
-        KeyRing::from_stored(&keys, &master).unwrap()
+        ring_of(&keys, &master)
+    }
+
+    /// A replica's first load of these rows, on the wall clock.
+    fn ring_of(keys: &[StoredKey], master: &MasterKey) -> KeyRing {
+        let policy = KeyPolicy::from_config(&crate::Config::default());
+        KeyRing::build(keys, master, Clock::system(), policy).unwrap()
     }
 
     #[test]
@@ -484,7 +322,7 @@ mod tests {
             .into_iter()
             .map(|alg| generate(alg, &master, &Clock::system()).unwrap())
             .collect();
-        let ring = KeyRing::from_stored(&keys, &master).unwrap();
+        let ring = ring_of(&keys, &master);
         (ring, keys, master)
     }
 
@@ -611,7 +449,7 @@ mod tests {
     #[test]
     fn the_jwks_has_public_keys_only() {
         let ring = new_ring();
-        let jwks: Value = serde_json::from_str(ring.jwks()).unwrap();
+        let jwks: Value = serde_json::from_str(&ring.jwks()).unwrap();
         let keys = jwks["keys"].as_array().unwrap();
         assert_eq!(keys.len(), 3);
         assert_eq!(keys[0]["kty"], "RSA");

@@ -789,7 +789,7 @@ pub fn signup_cooldown(lang: Lang, to: &str, again_from: &str) -> Mail {
     }
 }
 
-// MARKER-F4-MAIL provider linked / unlinked (account/linked.rs)
+// provider linked / unlinked (account/linked.rs)
 
 /// A linked service as the sign-in help mail lists it among the ways in.
 pub struct HelpLink {
@@ -959,7 +959,7 @@ mod linked_mail_tests {
     }
 }
 // END-F4-MAIL
-// MARKER-F2-MAIL every earlier way in removed on the first verification (store side)
+// every earlier way in removed on the first verification (store side)
 
 /// What the "earlier ways in removed" mail tells.
 pub struct WaysInRemovedMail<'a> {

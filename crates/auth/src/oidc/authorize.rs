@@ -447,12 +447,13 @@ pub async fn validate(
 /// The claims of an `id_token_hint` (at `/authorize` and `/end-session`): an ID token we
 /// issued, with our signature (no `alg: none`, no foreign key) and our issuer. An expired
 /// one is still a fine hint (OIDC Core §3.1.2.1); an access or logout token is not an ID
-/// token (explicit typing, RFC 8725 §3.11: ours are `JWT`).
+/// token (explicit typing, RFC 8725 §3.11: ours are `JWT`). A key retired since still
+/// checks it (the hint may be as old as the session); a revoked one does not.
 pub fn id_token_hint(
     state: &AppState,
     token: &str,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let (claims, typ) = state.keys.verify(token).ok()?;
+    let (claims, typ) = state.keys.verify_hint(token).ok()?;
     if !matches!(typ.as_deref(), None | Some("JWT")) {
         return None;
     }

@@ -73,10 +73,10 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| names(v, etag));
+        .any(|v| names(v, &etag));
     let head = [
         (header::CACHE_CONTROL, cache(&state)),
-        (header::ETAG, etag.to_owned()),
+        (header::ETAG, etag.to_string()),
     ];
     if cached {
         return (StatusCode::NOT_MODIFIED, head).into_response();

@@ -260,6 +260,11 @@ impl Db {
         SigningKeyRepo::new(&self.conn)
     }
 
+    /// Every value sealed with the master key (master-key rotation).
+    pub fn sealed(&self) -> super::SealedRepo<'_> {
+        super::SealedRepo::new(&self.conn)
+    }
+
     pub async fn close(self) -> Result<(), DbError> {
         self.conn.close().await?;
         Ok(())

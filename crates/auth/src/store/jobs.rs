@@ -4,7 +4,7 @@
 //! runs out, and the job runs again. Jobs are written with the change that causes them
 //! (`add` takes any connection, a transaction included).
 
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, Statement,
@@ -77,6 +77,58 @@ impl<'c> JobRepo<'c> {
         payload: String,
     ) -> Result<Uuid, StoreError> {
         add(self.conn, now, queue, payload).await
+    }
+
+    /// Adds the recurring job `id` of `queue`, due now, unless it exists: every replica
+    /// calls this when it starts, and the fixed id keeps it one row across all of them.
+    /// Whether it was added.
+    pub async fn ensure_recurring(
+        &self,
+        id: Uuid,
+        queue: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let inserted = jobs::Entity::insert(jobs::ActiveModel {
+            id: Set(id),
+            queue: Set(queue.to_owned()),
+            payload: Set(String::new()),
+            run_at: Set(now),
+            attempts: Set(0),
+            locked_until: Set(None),
+            last_error: Set(None),
+            failed_at: Set(None),
+            created_at: Set(now),
+        })
+        .on_conflict(OnConflict::column(jobs::Column::Id).do_nothing().to_owned())
+        .exec_without_returning(self.conn)
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    /// Runs a recurring job again at `run_at`, its lease ended (it is never deleted,
+    /// never given up). After a good run its tries start over; after a failed one
+    /// (`failure`: why) they are kept, for the caller's backoff, with the reason.
+    pub async fn reschedule(
+        &self,
+        id: Uuid,
+        run_at: OffsetDateTime,
+        failure: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = jobs::Entity::update_many()
+            .col_expr(jobs::Column::RunAt, Expr::value(run_at))
+            .col_expr(
+                jobs::Column::LockedUntil,
+                Expr::value(None::<OffsetDateTime>),
+            )
+            .col_expr(jobs::Column::LastError, Expr::value(failure.map(truncate)));
+        if failure.is_none() {
+            update = update.col_expr(jobs::Column::Attempts, Expr::value(0));
+        }
+        update
+            .filter(jobs::Column::Id.eq(id))
+            .exec(self.conn)
+            .await?;
+        Ok(())
     }
 
     /// Claims up to `limit` due jobs of `queue` for `lease`.

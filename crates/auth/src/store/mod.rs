@@ -18,6 +18,7 @@ mod links;
 mod logouts;
 mod passkeys;
 mod passwords;
+mod reseal;
 mod resets;
 mod server_secrets;
 mod sessions;
@@ -40,6 +41,7 @@ pub use links::{Link, LinkRepo, Linking, NewLink as NewFederatedLink, Unlinking}
 pub use logouts::{BACKCHANNEL_QUEUE, Logout};
 pub use passkeys::{NAME_MAX as PASSKEY_NAME_MAX, PasskeyRemoval, PasskeyRepo, StoredPasskey};
 pub use passwords::{PasswordChange, PasswordRepo};
+pub use reseal::{RowId, Sealed, SealedRepo, SealedRow};
 pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};
 pub use sessions::{

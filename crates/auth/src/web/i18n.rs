@@ -368,7 +368,7 @@ pub enum Msg {
     PasskeySecondStepHeading,
     PasskeySecondStepButton,
     ResultPasskeyRefused,
-    // MARKER-F3-ENUM federated sign-in (oidc/federation.rs, login page)
+    // federated sign-in (oidc/federation.rs, login page)
     /// `{label}` is the provider's button text.
     FedUnavailable,
     FedCancelled,
@@ -384,7 +384,7 @@ pub enum Msg {
     FedOtherWays,
     FedLinkGone,
     // END-F3-ENUM
-    // MARKER-F4-ENUM linked accounts in the console (account/linked.rs)
+    // linked accounts in the console (account/linked.rs)
     LinkedTitle,
     LinkedLead,
     LinkedNone,
@@ -413,7 +413,7 @@ pub enum Msg {
     MethodFedLinked,
     MethodFedUnlinked,
     // END-F4-ENUM
-    // MARKER-F2-ENUM store-side federation messages (ways in removed)
+    // store-side federation messages (ways in removed)
     // END-F2-ENUM
     // The second-step page (oidc/second_step.rs)
     SecondStepTitle,
@@ -1387,7 +1387,7 @@ impl Msg {
             (Self::PasskeySecondStepButton, En) => "Verify with a passkey",
             (Self::ResultPasskeyRefused, Ja) => "パスキーの拒否",
             (Self::ResultPasskeyRefused, En) => "passkey refused",
-            // MARKER-F3-TEXT federated sign-in (oidc/federation.rs, login page)
+            // federated sign-in (oidc/federation.rs, login page)
             (Self::FedUnavailable, Ja) => {
                 "{label}に接続できませんでした。しばらくしてからお試しいただくか、別の方法でログインしてください。"
             }
@@ -1447,7 +1447,7 @@ impl Msg {
                 "The account linked to {label} could not be found. Please sign in another way."
             }
             // END-F3-TEXT
-            // MARKER-F4-TEXT linked accounts in the console (account/linked.rs)
+            // linked accounts in the console (account/linked.rs)
             (Self::LinkedTitle, Ja) => "連携サービス",
             (Self::LinkedTitle, En) => "Linked accounts",
             (Self::LinkedLead, Ja) => {
@@ -1541,7 +1541,7 @@ impl Msg {
             (Self::MethodFedUnlinked, Ja) => "{name} の連携を解除",
             (Self::MethodFedUnlinked, En) => "{name} unlinked",
             // END-F4-TEXT
-            // MARKER-F2-TEXT store-side federation messages (ways in removed)
+            // store-side federation messages (ways in removed)
             // END-F2-TEXT
             // The second-step page (oidc/second_step.rs)
             (Self::SecondStepTitle, Ja) => "二段階認証",

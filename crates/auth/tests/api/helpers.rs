@@ -313,6 +313,34 @@ impl TestApp {
         Replica { url, _shutdown: tx }
     }
 
+    /// A second instance in this process that shares everything with this one: the
+    /// database, the ephemeral store itself (the in-process one too), the configuration
+    /// and the clock. Two replicas a test can reach inside (their states).
+    pub async fn replica_sharing(&self) -> SharedReplica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let mut config = (*self.state.config).clone();
+        config.server.bind = listener.local_addr().expect("bound");
+        let app = Application::build_sharing(
+            listener,
+            config,
+            self.state.clock.clone(),
+            Some(self.state.ephemeral.clone()),
+        )
+        .await
+        .expect("the replica starts");
+        let url = app.url();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        SharedReplica {
+            url,
+            state,
+            _shutdown: tx,
+        }
+    }
+
     pub fn clock(&self) -> &Clock {
         &self.state.clock
     }
@@ -458,6 +486,13 @@ impl Drop for TestApp {
 /// A replica started by `TestApp::replica`; stops when dropped.
 pub struct Replica {
     pub url: Url,
+    _shutdown: oneshot::Sender<()>,
+}
+
+/// An instance started by `TestApp::replica_sharing`; stops when dropped.
+pub struct SharedReplica {
+    pub url: Url,
+    pub state: tobira_auth::state::AppState,
     _shutdown: oneshot::Sender<()>,
 }
 

@@ -1,14 +1,18 @@
-//! Signing keys: one key for all replicas, created once, private part encrypted at rest.
+//! Signing keys: one key for all replicas, created once, private part encrypted at rest;
+//! the ring reloads rotations and signs only with keys it has published long enough.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
+use sea_orm::ConnectionTrait;
 use serde_json::Value;
-use tobira_auth::keys::{KeyRing, MasterKey};
-use tobira_auth::store::StoredKey;
+use time::Duration;
+use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, KeyState, MasterKey};
+use tobira_auth::store::{Db, StoredKey};
 use tobira_auth::{Clock, Config};
 
-use crate::helpers::TestDb;
+use crate::helpers::{ClientOpts, TestDb};
+use crate::oidc::{authorize, code_from, exchange, setup_with, sign_in_for_code, userinfo_status};
 
 #[tokio::test]
 async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
@@ -24,7 +28,7 @@ async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
             .map(|_| {
                 let (db, master) = (db.clone(), MasterKey::load_or_create(&config).unwrap());
                 tokio::spawn(async move {
-                    KeyRing::load_or_init(&db, &master, &Clock::system())
+                    KeyRing::load_or_init(&db, &master, &Clock::system(), policy())
                         .await
                         .unwrap()
                 })
@@ -54,13 +58,13 @@ async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
             assert_private_part_sealed_and_public_part_public(key, &master);
         }
         // A restart loads the same key.
-        let again = KeyRing::load_or_init(&db, &master, &Clock::system())
+        let again = KeyRing::load_or_init(&db, &master, &Clock::system(), policy())
             .await
             .unwrap();
         assert_eq!(again.jwks(), jwks[0]);
         // The wrong master key is named, not a decryption failure deep inside.
         let other = MasterKey::from_bytes([3; 32]);
-        let err = KeyRing::load_or_init(&db, &other, &Clock::system())
+        let err = KeyRing::load_or_init(&db, &other, &Clock::system(), policy())
             .await
             .err()
             .unwrap()
@@ -211,4 +215,295 @@ async fn the_jwks_and_discovery_are_cached_as_long_as_configured() {
             "{path}"
         );
     }
+}
+
+fn policy() -> KeyPolicy {
+    KeyPolicy::from_config(&Config::default())
+}
+
+/// A key of `alg` written straight into the table in `state`, as the schedule or the CLI
+/// on another replica would.
+async fn add_key(
+    db: &Db,
+    master: &MasterKey,
+    clock: &Clock,
+    alg: Alg,
+    state: KeyState,
+) -> StoredKey {
+    let mut key = tobira_auth::keys::generate_for_tests(alg, master, clock).unwrap();
+    key.state = state.as_str().to_owned();
+    if state == KeyState::Next {
+        key.activated_at = None;
+    }
+    db.signing_keys().add(&key).await.unwrap();
+    key
+}
+
+/// Moves a key to `state` behind the ring's back (an `active` key starts signing when it
+/// was made).
+async fn set_state(database_url: &str, kid: &str, state: KeyState) {
+    let conn = sea_orm::Database::connect(database_url).await.unwrap();
+    let activated = if state == KeyState::Active {
+        ", activated_at = created_at"
+    } else {
+        ""
+    };
+    let done = conn
+        .execute_unprepared(&format!(
+            "UPDATE signing_keys SET state = '{}'{activated} WHERE kid = '{kid}'",
+            state.as_str()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(done.rows_affected(), 1, "{kid}");
+    conn.close().await.unwrap();
+}
+
+/// The `kid` in a compact JWS's header.
+fn kid_of(token: &str) -> String {
+    let header = URL_SAFE_NO_PAD
+        .decode(token.split('.').next().unwrap())
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+fn sign(ring: &KeyRing, alg: Alg) -> String {
+    ring.sign(alg, "JWT", &serde_json::json!({ "sub": "abc" }))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_next_key_is_published_at_the_next_refresh_and_never_signs_until_promoted() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+        let master = MasterKey::from_bytes([7; 32]);
+        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+            .await
+            .unwrap();
+        let old = ring.signing_kid(Alg::ES256);
+        assert!(!old.is_empty());
+        assert!(
+            !ring.refresh(&db, &master).await.unwrap(),
+            "{backend:?}: nothing changed"
+        );
+        let (_, etag_before) = ring.jwks_response();
+
+        clock.advance(Duration::seconds(1));
+        let next = add_key(&db, &master, &clock, Alg::ES256, KeyState::Next).await;
+        assert!(
+            !ring.published_kids().contains(&next.kid),
+            "not before a refresh"
+        );
+        assert!(ring.refresh(&db, &master).await.unwrap(), "{backend:?}");
+        assert!(ring.published_kids().contains(&next.kid), "{backend:?}");
+        assert!(ring.jwks().contains(&next.kid));
+        assert!(ring.published_kids().contains(&old));
+        let (_, etag_after) = ring.jwks_response();
+        assert_ne!(
+            etag_before, etag_after,
+            "{backend:?}: the ETag follows the keys"
+        );
+        // Another replica reading the same rows serves the same bytes under the same tag.
+        let elsewhere = KeyRing::load_or_init(&db, &master, &clock, policy())
+            .await
+            .unwrap();
+        assert_eq!(elsewhere.jwks(), ring.jwks(), "{backend:?}");
+        assert_eq!(elsewhere.jwks_response().1, etag_after, "{backend:?}");
+
+        // Published, however long, a `next` key does not sign.
+        clock.advance(policy().reload * 3);
+        assert!(!ring.refresh(&db, &master).await.unwrap());
+        assert_eq!(ring.signing_kid(Alg::ES256), old, "{backend:?}");
+        let token = sign(&ring, Alg::ES256);
+        assert_eq!(kid_of(&token), old);
+
+        // Promoted after it was published this long, it signs from the next refresh on;
+        // the key it replaced still verifies what it signed.
+        set_state(&test_db.url, &old, KeyState::Retiring).await;
+        set_state(&test_db.url, &next.kid, KeyState::Active).await;
+        assert!(ring.refresh(&db, &master).await.unwrap(), "{backend:?}");
+        assert_eq!(ring.signing_kid(Alg::ES256), next.kid, "{backend:?}");
+        assert_eq!(kid_of(&sign(&ring, Alg::ES256)), next.kid);
+        assert!(ring.verify(&token).is_ok(), "{backend:?}");
+        assert!(!ring.refresh(&db, &master).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_key_activated_at_once_signs_only_a_reload_interval_after_the_ring_first_saw_it() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+        let master = MasterKey::from_bytes([7; 32]);
+        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+            .await
+            .unwrap();
+        let old = ring.signing_kid(Alg::ES256);
+        let others = (ring.signing_kid(Alg::RS256), ring.signing_kid(Alg::EdDSA));
+
+        // What `keys rotate --now` does on another replica: the new key is active at
+        // once and the old one retiring.
+        clock.advance(Duration::seconds(1));
+        let new = add_key(&db, &master, &clock, Alg::ES256, KeyState::Active).await;
+        set_state(&test_db.url, &old, KeyState::Retiring).await;
+        clock.advance(Duration::seconds(1));
+        assert!(ring.refresh(&db, &master).await.unwrap(), "{backend:?}");
+        let published = ring.published_kids();
+        assert!(published.contains(&new.kid) && published.contains(&old));
+
+        // Relying parties that fetched the JWKS elsewhere before that replica reloaded
+        // do not know the new key yet: the retiring one signs for a reload interval.
+        assert_eq!(ring.signing_kid(Alg::ES256), old, "{backend:?}");
+        assert_eq!(kid_of(&sign(&ring, Alg::ES256)), old);
+        clock.advance(policy().reload - Duration::milliseconds(1));
+        assert_eq!(ring.signing_kid(Alg::ES256), old, "{backend:?}");
+        let by_old = sign(&ring, Alg::ES256);
+        // Then the new key signs, without another reload.
+        clock.advance(Duration::milliseconds(1));
+        assert_eq!(ring.signing_kid(Alg::ES256), new.kid, "{backend:?}");
+        let by_new = sign(&ring, Alg::ES256);
+        assert_eq!(kid_of(&by_new), new.kid);
+        for token in [&by_old, &by_new] {
+            assert!(ring.verify(token).is_ok(), "{backend:?}");
+        }
+        // The other algorithms did not move.
+        assert_eq!(
+            (ring.signing_kid(Alg::RS256), ring.signing_kid(Alg::EdDSA)),
+            others
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_key_leaves_the_ring_at_the_next_refresh_and_its_replacement_signs_at_once() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+        let master = MasterKey::from_bytes([7; 32]);
+        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+            .await
+            .unwrap();
+        let old = ring.signing_kid(Alg::EdDSA);
+        let token = sign(&ring, Alg::EdDSA);
+        let (_, etag_before) = ring.jwks_response();
+
+        clock.advance(Duration::seconds(1));
+        let new = add_key(&db, &master, &clock, Alg::EdDSA, KeyState::Active).await;
+        set_state(&test_db.url, &old, KeyState::Revoked).await;
+        assert!(ring.verify(&token).is_ok(), "not before a refresh");
+        assert!(ring.refresh(&db, &master).await.unwrap(), "{backend:?}");
+
+        assert!(!ring.published_kids().contains(&old), "{backend:?}");
+        assert!(!ring.jwks().contains(&old));
+        assert_ne!(ring.jwks_response().1, etag_before);
+        assert!(ring.verify(&token).is_err(), "{backend:?}");
+        assert!(
+            ring.verify_hint(&token).is_err(),
+            "{backend:?}: not even as a hint"
+        );
+        // Nothing older can sign EdDSA any more: the replacement signs at once, as an
+        // emergency wants.
+        assert_eq!(ring.signing_kid(Alg::EdDSA), new.kid, "{backend:?}");
+        assert!(ring.verify(&sign(&ring, Alg::EdDSA)).is_ok());
+    }
+}
+
+/// Signs in through the OP with a fresh client; the tokens' key, the ID token and the
+/// access token.
+async fn signed_in(s: &crate::oidc::Setup) -> (String, String, openidconnect::AccessToken) {
+    use openidconnect::OAuth2TokenResponse as _;
+    use openidconnect::TokenResponse as _;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(s, &pending).await;
+    let tokens = exchange(s, code, pending.verifier).await.unwrap();
+    let id_token = tokens.id_token().unwrap().to_string();
+    let access = tokens.access_token().clone();
+    let kid = kid_of(&id_token);
+    assert_eq!(kid_of(access.secret()), kid, "both RS256");
+    assert_eq!(userinfo_status(s, &access).await, 200);
+    (kid, id_token, access)
+}
+
+/// An OP whose background reloader does not run during the test (its first reload is a
+/// minute away), so the test's own `refresh` sees every change.
+async fn op_for_rotation() -> crate::oidc::Setup {
+    setup_with(ClientOpts::default(), |c| {
+        c.keys.reload_interval_ms = 60_000;
+        c.tokens.access_token_alg = Alg::RS256;
+    })
+    .await
+}
+
+/// Replaces the RS256 key `kid` with a new active key, moving `kid` to `state`, and
+/// reloads the OP's ring.
+async fn replace_key(s: &crate::oidc::Setup, kid: &str, state: KeyState) -> StoredKey {
+    let app = &s.app.state;
+    s.app.clock().advance(Duration::seconds(1));
+    let new = add_key(
+        &app.db,
+        &app.master,
+        &app.clock,
+        Alg::RS256,
+        KeyState::Active,
+    )
+    .await;
+    set_state(&app.config.database_url(), kid, state).await;
+    assert!(app.keys.refresh(&app.db, &app.master).await.unwrap());
+    new
+}
+
+async fn published_kids(s: &crate::oidc::Setup) -> Vec<String> {
+    let jwks: Value = s.app.get("/jwks").await.json().await.unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn after_a_revoke_the_keys_tokens_fail_at_userinfo_and_as_hints_and_new_ones_work() {
+    let s = op_for_rotation().await;
+    let (kid, id_token, access) = signed_in(&s).await;
+    assert!(published_kids(&s).await.contains(&kid));
+
+    let new = replace_key(&s, &kid, KeyState::Revoked).await;
+    let published = published_kids(&s).await;
+    assert!(!published.contains(&kid), "{published:?}");
+    assert!(published.contains(&new.kid), "{published:?}");
+    assert_eq!(userinfo_status(&s, &access).await, 401);
+    let pending = authorize(&s.rp, &[("prompt", "none"), ("id_token_hint", &id_token)]);
+    let back = s.browser.get(&pending.url).await;
+    assert_eq!(
+        crate::helpers::callback_params(back.location.as_deref().unwrap())["error"],
+        "invalid_request",
+        "a hint signed by a revoked key is no hint"
+    );
+
+    // Only that key's tokens fail: the session goes on, with tokens from the new key.
+    let pending = authorize(&s.rp, &[("prompt", "none")]);
+    let back = s.browser.get(&pending.url).await;
+    let code = code_from(&s, &back, &pending);
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let access = openidconnect::OAuth2TokenResponse::access_token(&tokens);
+    assert_eq!(kid_of(access.secret()), new.kid);
+    assert_eq!(userinfo_status(&s, access).await, 200);
+}
+
+#[tokio::test]
+async fn a_retired_key_is_unpublished_and_refuses_access_tokens_but_still_checks_id_token_hints() {
+    let s = op_for_rotation().await;
+    let (kid, id_token, access) = signed_in(&s).await;
+
+    replace_key(&s, &kid, KeyState::Retired).await;
+    assert!(!published_kids(&s).await.contains(&kid));
+    assert_eq!(userinfo_status(&s, &access).await, 401);
+    // OIDC Core §3.1.2.1: the hint may be old, even expired; its key signs no more but
+    // still says whom it was issued to.
+    let pending = authorize(&s.rp, &[("prompt", "none"), ("id_token_hint", &id_token)]);
+    let back = s.browser.get(&pending.url).await;
+    code_from(&s, &back, &pending);
 }

@@ -63,12 +63,12 @@ impl EnrolPage<'_> {
     }
 }
 
-/// The secret of the enrolment this browser session started, if it is still waiting:
-/// as stored (encrypted with the master key), and in the clear.
+/// The secret of the enrolment this browser session started, if it is still waiting
+/// (stored encrypted with the master key), in the clear.
 async fn enrolment(
     state: &AppState,
     session: Uuid,
-) -> Result<Option<(String, zeroize::Zeroizing<Vec<u8>>)>, ConsoleError> {
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, ConsoleError> {
     let Some(bytes) = state.ephemeral.get(&enrol_key(session)).await? else {
         return Ok(None);
     };
@@ -77,7 +77,7 @@ async fn enrolment(
         .master
         .decrypt(&sealed)
         .map_err(ConsoleError::internal)?;
-    Ok(Some((sealed, secret)))
+    Ok(Some(secret))
 }
 
 fn authenticator(user: &User, secret: &[u8]) -> Result<Authenticator, ConsoleError> {
@@ -115,7 +115,7 @@ pub async fn get_totp(
 ) -> Response {
     let ctx = Ctx::new(&state, &current, &headers, ip);
     let shown = async {
-        let Some((_, secret)) = enrolment(&state, current.session.id).await? else {
+        let Some(secret) = enrolment(&state, current.session.id).await? else {
             return Ok(see_other(TWO_STEP, &[]));
         };
         let replacing = ctx.factors().await?.totp;
@@ -202,7 +202,7 @@ fn typed_code(code: &str) -> Option<String> {
 async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let user = ctx.user();
-    let Some((sealed, secret)) = enrolment(state, ctx.current.session.id).await? else {
+    let Some(secret) = enrolment(state, ctx.current.session.id).await? else {
         // Never started in this browser session, expired, or confirmed already.
         let factors = ctx.factors().await?;
         return Ok(overview(
@@ -290,7 +290,13 @@ async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, ConsoleErro
             state.clock.now(),
             user.id,
             StoredTotp {
-                secret_enc: sealed,
+                // Sealed again under the current master key: the waiting copy may have
+                // been sealed by a replica that had not yet changed keys (a master-key
+                // rotation in progress), and this one is kept for good.
+                secret_enc: state
+                    .master
+                    .encrypt(&secret)
+                    .map_err(ConsoleError::internal)?,
                 last_step: step,
             },
             hashes(state, user, &codes),
