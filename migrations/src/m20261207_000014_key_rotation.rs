@@ -47,6 +47,12 @@ const KEPT: [SigningKeys; 9] = [
     SigningKeys::RetiredAt,
 ];
 
+const ROTATION: [SigningKeys; 3] = [
+    SigningKeys::ActivateAfter,
+    SigningKeys::RetireAfter,
+    SigningKeys::RevokedAt,
+];
+
 fn table(name: impl IntoIden, states: &[&str], with_rotation: bool) -> TableCreateStatement {
     let mut t = Table::create();
     t.table(name)
@@ -63,9 +69,9 @@ fn table(name: impl IntoIden, states: &[&str], with_rotation: bool) -> TableCrea
         .col(timestamp_with_time_zone_null(SigningKeys::ActivatedAt))
         .col(timestamp_with_time_zone_null(SigningKeys::RetiredAt));
     if with_rotation {
-        t.col(timestamp_with_time_zone_null(SigningKeys::ActivateAfter))
-            .col(timestamp_with_time_zone_null(SigningKeys::RetireAfter))
-            .col(timestamp_with_time_zone_null(SigningKeys::RevokedAt));
+        for column in ROTATION {
+            t.col(timestamp_with_time_zone_null(column));
+        }
     }
     t.to_owned()
 }
@@ -100,6 +106,21 @@ async fn rebuild(
     Ok(())
 }
 
+/// Adds (or drops) the rotation's columns on PostgreSQL, one statement each.
+async fn rotation_columns_pg(manager: &SchemaManager<'_>, add: bool) -> Result<(), DbErr> {
+    for column in ROTATION {
+        let mut alter = Table::alter();
+        alter.table(SigningKeys::Table);
+        if add {
+            alter.add_column(timestamp_with_time_zone_null(column));
+        } else {
+            alter.drop_column(column);
+        }
+        manager.alter_table(alter.to_owned()).await?;
+    }
+    Ok(())
+}
+
 /// PostgreSQL named the column's CHECK `signing_keys_state_check` when the table was made.
 async fn set_states_pg(manager: &SchemaManager<'_>, states: &[&str]) -> Result<(), DbErr> {
     let list = states
@@ -128,20 +149,7 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let states = ["next", "active", "retiring", "retired", "revoked"];
         if manager.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-            for column in [
-                SigningKeys::ActivateAfter,
-                SigningKeys::RetireAfter,
-                SigningKeys::RevokedAt,
-            ] {
-                manager
-                    .alter_table(
-                        Table::alter()
-                            .table(SigningKeys::Table)
-                            .add_column(timestamp_with_time_zone_null(column))
-                            .to_owned(),
-                    )
-                    .await?;
-            }
+            rotation_columns_pg(manager, true).await?;
             return set_states_pg(manager, &states).await;
         }
         rebuild(manager, table(SigningKeys::Table, &states, true), None).await
@@ -155,20 +163,7 @@ impl MigrationTrait for Migration {
                 .get_connection()
                 .execute_unprepared("DELETE FROM signing_keys WHERE state = 'revoked'")
                 .await?;
-            for column in [
-                SigningKeys::ActivateAfter,
-                SigningKeys::RetireAfter,
-                SigningKeys::RevokedAt,
-            ] {
-                manager
-                    .alter_table(
-                        Table::alter()
-                            .table(SigningKeys::Table)
-                            .drop_column(column)
-                            .to_owned(),
-                    )
-                    .await?;
-            }
+            rotation_columns_pg(manager, false).await?;
             return set_states_pg(manager, &states).await;
         }
         rebuild(

@@ -429,7 +429,11 @@ async fn keys_command(command: KeysCommand, config: &Config) -> Result<(), Strin
             rotate_now(&db, &master, &clock, &policy, &algs(alg)).await
         }
         KeysCommand::Revoke { kid } => {
-            let (db, master, clock, policy) = signing_keys(config).await?;
+            // No ring: an emergency revoke opens no private key, so a key this master
+            // key cannot open (the one that leaked, say) must not stand in its way.
+            let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+            let master = MasterKey::load_or_create(config).map_err(|e| e.to_string())?;
+            let (clock, policy) = (Clock::system(), KeyPolicy::from_config(config));
             let revocation = schedule::revoke(&db, &master, clock.now(), &policy, &kid)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -495,11 +499,14 @@ async fn rotate_now(
             ));
         }
     }
+    // A replica sees the promotion at its next reload, up to one interval
+    // plus a query later; the second interval is the margin for that query
+    // and for a replica slowed by load.
     eprintln!(
-        "active; waiting one reload interval ({} ms) for every replica to load it",
+        "active; waiting two reload intervals ({} ms each) for every replica to load it",
         policy.reload.whole_milliseconds()
     );
-    sleep_for(policy.reload).await;
+    sleep_for(policy.reload * 2).await;
     for key in &keys {
         println!("{} signs now", key.kid);
     }

@@ -161,8 +161,16 @@ impl MasterKey {
         let id = Self::sealed_by(jwe)?;
         let key = self.key(&id).ok_or_else(|| self.unknown("a value", &id))?;
         let decrypter = Dir.decrypter_from_bytes(&key.key[..])?;
-        let (plaintext, _) = josekit::jwe::deserialize_compact(jwe, &decrypter)?;
-        Ok(Zeroizing::new(plaintext))
+        let (plaintext, header) = josekit::jwe::deserialize_compact(jwe, &decrypter)?;
+        let plaintext = Zeroizing::new(plaintext);
+        // Only what `encrypt` makes: josekit would also open another 32-byte `enc` or a
+        // compressed payload under `dir`.
+        if header.content_encryption() != Some("A256GCM") || header.compression().is_some() {
+            return Err(KeyError::Master(
+                "a sealed value not in the form Tobira seals (A256GCM, uncompressed)".to_owned(),
+            ));
+        }
+        Ok(plaintext)
     }
 
     /// The id of the master key a compact JWE was sealed under (its protected header's
@@ -323,6 +331,26 @@ mod tests {
         assert_ne!(part(&again, 3), ciphertext);
         // And it does open again, to the same bytes.
         assert_eq!(master.decrypt(&sealed).unwrap().as_slice(), plaintext);
+    }
+
+    #[test]
+    fn only_the_form_encrypt_makes_is_opened() {
+        let master = MasterKey::from_bytes([5; 32]);
+        let mut header = JweHeader::new();
+        header.set_content_encryption("A128CBC-HS256");
+        header.set_key_id(master.id());
+        let encrypter = Dir.encrypter_from_bytes([5u8; 32]).unwrap();
+        let other = josekit::jwe::serialize_compact(b"secret", &header, &encrypter).unwrap();
+        // A sound JWE under the right key, in another form: refused.
+        assert!(
+            josekit::jwe::deserialize_compact(
+                &other,
+                &Dir.decrypter_from_bytes([5u8; 32]).unwrap()
+            )
+            .is_ok()
+        );
+        let err = master.decrypt(&other).err().unwrap().to_string();
+        assert!(err.contains("A256GCM"), "{err}");
     }
 
     #[test]

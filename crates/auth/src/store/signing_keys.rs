@@ -154,19 +154,15 @@ async fn apply_one(conn: &impl ConnectionTrait, change: &KeyChange) -> Result<bo
                 .await?
                 .rows_affected
         }
-        KeyChange::Retire { kid, from, at } => {
+        KeyChange::Retire { kid, from, at } | KeyChange::Revoke { kid, from, at } => {
+            // Either way it never signs again: its private half is wiped.
+            let (to, when) = match change {
+                KeyChange::Retire { .. } => (KeyState::Retired, C::RetiredAt),
+                _ => (KeyState::Revoked, C::RevokedAt),
+            };
             update(kid, *from)
-                .col_expr(C::State, Expr::value(KeyState::Retired.as_str()))
-                .col_expr(C::RetiredAt, Expr::value(*at))
-                .col_expr(C::PrivateJwe, Expr::value(""))
-                .exec(conn)
-                .await?
-                .rows_affected
-        }
-        KeyChange::Revoke { kid, from, at } => {
-            update(kid, *from)
-                .col_expr(C::State, Expr::value(KeyState::Revoked.as_str()))
-                .col_expr(C::RevokedAt, Expr::value(*at))
+                .col_expr(C::State, Expr::value(to.as_str()))
+                .col_expr(when, Expr::value(*at))
                 .col_expr(C::PrivateJwe, Expr::value(""))
                 .exec(conn)
                 .await?

@@ -496,6 +496,21 @@ pub struct SharedReplica {
     _shutdown: oneshot::Sender<()>,
 }
 
+/// The JSON of part `index` of a compact JWS (0: the header, 1: the claims).
+pub fn jwt_part(jwt: &str, index: usize) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(index).expect("a compact JWS");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("a JSON object")
+}
+
+/// The `kid` in a compact JWS's header.
+pub fn kid_of(jwt: &str) -> String {
+    jwt_part(jwt, 0)["kid"].as_str().expect("a kid").to_owned()
+}
+
 /// A mail as the member reads it.
 #[derive(Debug, Clone)]
 pub struct OutboxMail {

@@ -11,7 +11,7 @@ use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, KeyState, MasterKey};
 use tobira_auth::store::{Db, StoredKey};
 use tobira_auth::{Clock, Config};
 
-use crate::helpers::{ClientOpts, TestDb};
+use crate::helpers::{ClientOpts, TestDb, kid_of};
 use crate::oidc::{authorize, code_from, exchange, setup_with, sign_in_for_code, userinfo_status};
 
 #[tokio::test]
@@ -260,14 +260,6 @@ async fn set_state(database_url: &str, kid: &str, state: KeyState) {
 }
 
 /// The `kid` in a compact JWS's header.
-fn kid_of(token: &str) -> String {
-    let header = URL_SAFE_NO_PAD
-        .decode(token.split('.').next().unwrap())
-        .unwrap();
-    let header: Value = serde_json::from_slice(&header).unwrap();
-    header["kid"].as_str().unwrap().to_owned()
-}
-
 fn sign(ring: &KeyRing, alg: Alg) -> String {
     ring.sign(alg, "JWT", &serde_json::json!({ "sub": "abc" }))
         .unwrap()

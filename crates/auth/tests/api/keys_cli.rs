@@ -12,6 +12,7 @@ use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, MasterKey};
 use tobira_auth::store::{Db, StoredKey};
 use tobira_auth::{Clock, Config};
 
+use crate::cli::{stderr, stdout};
 use crate::helpers::{TestApp, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tobira");
@@ -57,6 +58,21 @@ impl KeysCli {
             .unwrap()
     }
 
+    /// What `tobira serve` does first: the first key of every algorithm.
+    async fn first_start(&self, test_db: &TestDb) {
+        let config = self.config();
+        let db = test_db.migrated().await;
+        let master = MasterKey::load_or_create(&config).unwrap();
+        KeyRing::load_or_init(
+            &db,
+            &master,
+            &Clock::system(),
+            KeyPolicy::from_config(&config),
+        )
+        .await
+        .unwrap();
+    }
+
     /// `keys list --json`, which must succeed.
     fn list(&self) -> Vec<Value> {
         let out = self.run(&["keys", "list", "--json"]);
@@ -67,14 +83,6 @@ impl KeysCli {
             .unwrap()
             .clone()
     }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn in_state<'a>(keys: &'a [Value], state: &str) -> Vec<&'a Value> {
@@ -102,18 +110,7 @@ async fn keys_list_shows_the_three_active_keys_after_the_first_start() {
         assert!(human.status.success());
         assert!(stderr(&human).contains("no signing keys yet"));
 
-        // What `tobira serve` does first.
-        let config = cli.config();
-        let db = test_db.migrated().await;
-        let master = MasterKey::load_or_create(&config).unwrap();
-        KeyRing::load_or_init(
-            &db,
-            &master,
-            &Clock::system(),
-            KeyPolicy::from_config(&config),
-        )
-        .await
-        .unwrap();
+        cli.first_start(&test_db).await;
 
         let keys = cli.list();
         assert_eq!(keys.len(), 3, "{:?}: {keys:?}", test_db.backend);
@@ -233,6 +230,7 @@ async fn revoking_an_unknown_kid_fails_with_a_clear_message() {
     for test_db in TestDb::all().await {
         let dir = tempfile::tempdir().unwrap();
         let cli = KeysCli::new(dir.path(), &test_db.url);
+        cli.first_start(&test_db).await;
         let out = cli.run(&["keys", "revoke", "--kid", "no-such-key"]);
         assert!(!out.status.success());
         let message = stderr(&out);
@@ -282,6 +280,32 @@ async fn keys_revoke_replaces_the_signing_key_and_says_so() {
         "{}",
         stderr(&again)
     );
+}
+
+#[tokio::test]
+async fn an_emergency_revoke_needs_no_key_this_master_key_can_open() {
+    // A key sealed under a master key the operator's CLI lacks (made by a replica
+    // configured otherwise): revoking it must not need to open it, or any other key.
+    let test_db = TestDb::preferred().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = KeysCli::new(dir.path(), &test_db.url);
+    cli.first_start(&test_db).await;
+    let stranger = MasterKey::from_bytes([9; 32]);
+    let foreign =
+        tobira_auth::keys::generate_for_tests(Alg::RS256, &stranger, &Clock::system()).unwrap();
+    test_db
+        .connect()
+        .await
+        .signing_keys()
+        .add(&foreign)
+        .await
+        .unwrap();
+
+    let out = cli.run(&["keys", "revoke", "--kid", &foreign.kid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys = cli.list();
+    assert_eq!(in_state(&keys, "revoked")[0]["kid"], foreign.kid.as_str());
+    assert_eq!(algs_of(&in_state(&keys, "active")), ALL_ALGS);
 }
 
 #[tokio::test]

@@ -19,20 +19,22 @@ use base64::Engine;
 use openidconnect::{
     AuthorizationCode, Nonce, OAuth2TokenResponse, RefreshToken, TokenResponse as _,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tobira_auth::store::{BACKCHANNEL_QUEUE, Db, MAIL_QUEUE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
 use crate::backchannel::Receiver;
-use crate::helpers::{Browser, OutboxMail, Page, TestDb, TestRedis, callback_params};
+use crate::helpers::{
+    Browser, OutboxMail, Page, TestDb, TestRedis, callback_params, jwt_part, kid_of,
+};
 use crate::oidc::{EMAIL, PASSWORD, Pending, REDIRECT, authorize, token_error};
 use crate::rp::{self, Auth, Http, Rp, TokenResponse};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tobira");
 /// Short, so that a rotation reaches both replicas within a moment.
-const RELOAD_MS: u32 = 200;
+const RELOAD_MS: u32 = 300;
 /// How often each replica's job worker looks for work.
 const POLL_MS: u64 = 50;
 /// The member whose account the throttling check locks (the other one keeps signing in).
@@ -544,17 +546,8 @@ async fn single_sign_on(c: &Cluster, side: Side, browser: &Browser, rp: &Rp) -> 
     exchange(c, side, rp, code, pending).await
 }
 
-fn jwt_part(jwt: &str, index: usize) -> Map<String, Value> {
-    let part = jwt.split('.').nth(index).expect("a compact JWT");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(part)
-        .expect("base64url");
-    serde_json::from_slice(&bytes).expect("a JSON object")
-}
-
 fn id_token_kid(tokens: &TokenResponse) -> String {
-    let jwt = tokens.id_token().expect("an ID token").to_string();
-    jwt_part(&jwt, 0)["kid"].as_str().expect("a kid").to_owned()
+    kid_of(&tokens.id_token().expect("an ID token").to_string())
 }
 
 /// Checks the ID token's signature and claims as the relying party `rp` does.
