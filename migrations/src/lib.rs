@@ -21,6 +21,7 @@ mod m20261205_000011_two_step;
 mod m20261205_000012_passkeys;
 mod m20261206_000013_federated_links;
 mod m20261207_000014_key_rotation;
+mod m20261208_000015_admin;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000012_passkeys::Migration),
             Box::new(m20261206_000013_federated_links::Migration),
             Box::new(m20261207_000014_key_rotation::Migration),
+            Box::new(m20261208_000015_admin::Migration),
         ]
     }
 

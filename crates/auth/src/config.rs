@@ -58,7 +58,28 @@ pub struct Config {
     pub account: AccountConfig,
     /// `[federation]`: social sign-in through upstream providers (`federation/`).
     pub federation: FederationConfig,
+    /// `[admin]`: the admin API and the audit log (`admin/`).
+    pub admin: AdminConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Audit events are kept this many days, then purged.
+    pub audit_retention_days: u32,
+    /// After a client's secret is rotated, the old one still authenticates for this many
+    /// hours (unless the rotation gives another grace), so the client can be redeployed.
+    pub client_secret_grace_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            audit_retention_days: 365,
+            client_secret_grace_hours: 24,
+        }
+    }
 }
 
 /// Bounds on what anonymous clients can make the OP hold or compute.
@@ -140,6 +161,13 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     pub request_timeout_secs: u64,
     pub max_body_bytes: usize,
+    /// A second listener for `/healthz`, `/readyz`, `/metrics` and the admin API, kept
+    /// off the public one (which then answers 404 there). `None`: off; everything is on
+    /// `bind`.
+    pub management_bind: Option<SocketAddr>,
+    /// On SIGTERM, `/readyz` answers 503 for this long while requests are still served
+    /// (the load balancer stops sending traffic), then the server closes.
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -531,6 +559,8 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `info,tobira_auth=debug`; `RUST_LOG` wins.
     pub level: String,
+    /// One line per request at info (method, route, status, time, request id).
+    pub access: bool,
 }
 
 impl Default for Config {
@@ -554,6 +584,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             account: AccountConfig::default(),
             federation: FederationConfig::default(),
+            admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -566,6 +597,8 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
             max_body_bytes: 64 * 1024,
+            management_bind: None,
+            drain_secs: 5,
         }
     }
 }
@@ -620,6 +653,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Human,
             level: "info".to_owned(),
+            access: true,
         }
     }
 }
@@ -786,6 +820,21 @@ impl Config {
         }
         if self.keys.rotate_every_days > 3650 {
             return Err(invalid("keys.rotate_every_days", "must be at most 3650"));
+        }
+        if !(1..=3650).contains(&self.admin.audit_retention_days) {
+            return Err(invalid(
+                "admin.audit_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if self.admin.client_secret_grace_hours > 24 * 90 {
+            return Err(invalid(
+                "admin.client_secret_grace_hours",
+                "must be at most 2160 (90 days)",
+            ));
+        }
+        if self.server.drain_secs > 300 {
+            return Err(invalid("server.drain_secs", "must be at most 300"));
         }
         if !(1..=3650).contains(&self.account.history_days) {
             return Err(invalid(

@@ -311,6 +311,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::oidc::router())
         .merge(crate::account::router())
         .merge(crate::web::pages::router())
+        .merge(crate::admin::api::router())
         .layer(middleware::from_fn(ops::track))
         .layer(middleware)
         .layer(tower::util::option_layer(hsts))

@@ -259,6 +259,7 @@ async fn ensure_client(
             id_token_alg: Alg::RS256,
             backchannel_logout_uri: backchannel,
             backchannel_logout_session_required: false,
+            scopes: Vec::new(),
             client_id: Some(client.client_id.to_owned()),
             secret: None,
         },

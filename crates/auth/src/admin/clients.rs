@@ -25,7 +25,13 @@ pub struct AddClient {
     pub client_id: Option<String>,
     /// Given by the operator (confidential clients); generated otherwise.
     pub secret: Option<String>,
+    /// API scopes for client_credentials: [`API_SCOPES`].
+    pub scopes: Vec<String>,
 }
+
+/// The scopes a client may be given for client_credentials. `admin` calls the admin API.
+pub const API_SCOPES: &[&str] = &[ADMIN_SCOPE];
+pub const ADMIN_SCOPE: &str = "admin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddClientError {
@@ -49,6 +55,10 @@ pub enum AddClientError {
     WeakSecret,
     #[error("a client with this client_id exists")]
     ClientIdTaken,
+    #[error("unknown scope {0:?} (API scopes: admin)")]
+    UnknownScope(String),
+    #[error("an API scope needs the client_credentials grant")]
+    ScopeWithoutCredentials,
     #[error(transparent)]
     Store(StoreError),
 }
@@ -105,6 +115,19 @@ pub async fn add_client(db: &Db, clock: &Clock, req: AddClient) -> Result<Added,
     if req.public && req.extra_grants.contains(&GrantType::ClientCredentials) {
         return Err(AddClientError::CredentialsForPublic);
     }
+    if let Some(unknown) = req
+        .scopes
+        .iter()
+        .find(|s| !API_SCOPES.contains(&s.as_str()))
+    {
+        return Err(AddClientError::UnknownScope(unknown.clone()));
+    }
+    if !req.scopes.is_empty() && !req.extra_grants.contains(&GrantType::ClientCredentials) {
+        return Err(AddClientError::ScopeWithoutCredentials);
+    }
+    let mut scopes = req.scopes;
+    scopes.sort();
+    scopes.dedup();
     let mut grant_types = vec![GrantType::AuthorizationCode];
     for g in req.extra_grants {
         if !grant_types.contains(&g) {
@@ -124,6 +147,8 @@ pub async fn add_client(db: &Db, clock: &Clock, req: AddClient) -> Result<Added,
         backchannel_logout_uri,
         backchannel_logout_session_required: req.backchannel_logout_session_required,
         created_at: clock.now(),
+        scopes,
+        previous_secret: None,
     };
     db.clients().add(&client).await.map_err(|e| match e {
         StoreError::ClientIdTaken => AddClientError::ClientIdTaken,
@@ -152,6 +177,11 @@ pub struct ClientView {
     pub id_token_signed_response_alg: Alg,
     pub backchannel_logout_uri: Option<RedirectUri>,
     pub backchannel_logout_session_required: bool,
+    /// API scopes for client_credentials.
+    pub scopes: Vec<String>,
+    /// When the secret before the last rotation stops working, while it still does.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub previous_credential_expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -169,6 +199,8 @@ impl From<&Client> for ClientView {
             id_token_signed_response_alg: c.id_token_alg,
             backchannel_logout_uri: c.backchannel_logout_uri.clone(),
             backchannel_logout_session_required: c.backchannel_logout_session_required,
+            scopes: c.scopes.clone(),
+            previous_credential_expires_at: c.previous_secret.as_ref().map(|p| p.1),
             created_at: c.created_at,
         }
     }

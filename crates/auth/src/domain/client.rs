@@ -113,6 +113,11 @@ pub struct Client {
     /// Every logout token to this client carries `sid`.
     pub backchannel_logout_session_required: bool,
     pub created_at: OffsetDateTime,
+    /// API scopes the client may ask for with client_credentials (`admin`); never
+    /// granted through `/authorize`.
+    pub scopes: Vec<String>,
+    /// SHA-256 (hex) of the secret before the last rotation, and when it stops working.
+    pub previous_secret: Option<(String, OffsetDateTime)>,
 }
 
 impl Client {

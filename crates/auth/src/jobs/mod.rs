@@ -87,7 +87,8 @@ const PURGE_EVERY: Duration = Duration::minutes(10);
 /// history older than `account.history_days`, remembered devices past their time, and the
 /// personal data of accounts deleted more than `account.retention_days` ago (with
 /// re-registration blocks that ran out, and jobs given up that long ago: their error may
-/// name an address); how many rows went. `tobira maintenance purge` runs the same.
+/// name an address), and audit events older than `admin.audit_retention_days`; how many
+/// rows went. `tobira maintenance purge` runs the same.
 pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     purge_store(&state.db, state.clock.now(), &state.config).await
 }
@@ -135,7 +136,15 @@ pub async fn purge_store(
             "purged the personal data of accounts deleted more than account.retention_days ago"
         );
     }
-    Ok(removed + forgotten + expired_devices + purged + forgotten_jobs)
+    let audit_kept = Duration::days(config.admin.audit_retention_days.into());
+    let audit_forgotten = db.audit().purge(now - audit_kept).await?;
+    if audit_forgotten > 0 {
+        tracing::info!(
+            audit_forgotten,
+            "removed audit events past admin.audit_retention_days"
+        );
+    }
+    Ok(removed + forgotten + expired_devices + purged + forgotten_jobs + audit_forgotten)
 }
 
 /// The queues every replica works on.

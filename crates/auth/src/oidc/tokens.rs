@@ -419,13 +419,26 @@ fn client_credentials(
             "this client may not use client_credentials",
         ));
     }
-    // No API scopes are registered yet, and member scopes make no sense without a member.
-    if params.get("scope").is_some_and(|s| !s.trim().is_empty()) {
+    // Only the API scopes registered for this client: member scopes (`openid`,
+    // `email`…) make no sense without a member. Nothing asked for, nothing granted.
+    let mut scopes: Vec<&str> = params
+        .get("scope")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    if let Some(refused) = scopes
+        .iter()
+        .find(|s| !client.scopes.iter().any(|c| c == *s))
+    {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
-            "no scopes are available to client_credentials",
+            format!("scope {refused:?} is not registered for this client"),
         ));
     }
+    let scope = scopes.join(" ");
     let now = state.clock.now();
     let tokens = &state.config.tokens;
     let access_token = state
@@ -441,6 +454,7 @@ fn client_credentials(
                 "iat": now.unix_timestamp(),
                 "jti": random_token(&mut rand::rng(), 16),
                 "client_id": client.client_id,
+                "scope": scope,
             }),
         )
         .map_err(OAuthError::server)?;
@@ -448,7 +462,7 @@ fn client_credentials(
         access_token,
         token_type: "Bearer",
         expires_in: tokens.access_token_secs,
-        scope: String::new(),
+        scope,
         id_token: None,
         refresh_token: None,
     })

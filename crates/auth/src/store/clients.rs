@@ -40,6 +40,9 @@ impl<'c> ClientRepo<'c> {
                 .map(|u| u.as_str().to_owned())),
             backchannel_logout_session_required: Set(client.backchannel_logout_session_required),
             created_at: Set(client.created_at),
+            scopes: Set(json_list(client.scopes.iter().map(String::as_str))),
+            previous_secret_hash: Set(client.previous_secret.as_ref().map(|p| p.0.clone())),
+            previous_secret_expires_at: Set(client.previous_secret.as_ref().map(|p| p.1)),
         };
         clients::Entity::insert(row)
             .exec_without_returning(self.conn)
@@ -115,5 +118,7 @@ fn to_client(m: clients::Model) -> Result<Client, StoreError> {
         backchannel_logout_uri: m.backchannel_logout_uri.map(RedirectUri::from_stored),
         backchannel_logout_session_required: m.backchannel_logout_session_required,
         created_at: m.created_at,
+        scopes: parse_list("scopes", &m.scopes)?,
+        previous_secret: m.previous_secret_hash.zip(m.previous_secret_expires_at),
     })
 }

@@ -188,6 +188,10 @@ impl Db {
         super::AccountRepo::new(&self.conn)
     }
 
+    pub fn audit(&self) -> super::AuditRepo<'_> {
+        super::AuditRepo::new(&self.conn)
+    }
+
     pub fn clients(&self) -> ClientRepo<'_> {
         ClientRepo::new(&self.conn)
     }

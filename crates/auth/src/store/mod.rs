@@ -5,6 +5,7 @@
 
 mod accounts;
 mod apps;
+mod audit;
 mod clients;
 mod consents;
 mod db;
@@ -29,6 +30,7 @@ mod users;
 
 pub use accounts::{AccountRepo, ReregistrationBlock};
 pub use apps::{AppRepo, ConnectedApp};
+pub use audit::{AuditEvent, AuditFilter, AuditRepo};
 pub use clients::ClientRepo;
 pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};

@@ -42,6 +42,7 @@ async fn partner(receiver: &Receiver, session_required: bool) -> Setup {
         refresh: true,
         backchannel_logout_uri: Some(receiver.uri()),
         backchannel_logout_session_required: session_required,
+        scopes: Vec::new(),
         ..Default::default()
     })
     .await

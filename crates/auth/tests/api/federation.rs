@@ -100,6 +100,7 @@ async fn fed_with(configure: impl FnOnce(&mut tobira_auth::Config)) -> Fed {
             id_token_alg: tobira_auth::keys::Alg::RS256,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            scopes: Vec::new(),
         },
     )
     .await

@@ -70,6 +70,7 @@ async fn register(up: &TestApp, callback: String) {
             id_token_alg: tobira_auth::keys::Alg::RS256,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            scopes: Vec::new(),
         },
     )
     .await

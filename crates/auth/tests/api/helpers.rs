@@ -387,6 +387,7 @@ impl TestApp {
                 id_token_alg: opts.id_token_alg,
                 backchannel_logout_uri: opts.backchannel_logout_uri.clone(),
                 backchannel_logout_session_required: opts.backchannel_logout_session_required,
+                scopes: opts.scopes.clone(),
             },
         )
         .await
@@ -560,6 +561,8 @@ pub struct ClientOpts {
     pub post_logout_redirect_uri: Option<&'static str>,
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
+    /// API scopes for client_credentials (`admin`).
+    pub scopes: Vec<String>,
 }
 
 impl ClientOpts {
@@ -590,6 +593,7 @@ impl Default for ClientOpts {
             post_logout_redirect_uri: None,
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            scopes: Vec::new(),
         }
     }
 }
@@ -943,5 +947,142 @@ impl SiteBrowser {
     /// The absolute URL a redirect `page` points at.
     pub fn next_url(&self, page: &Page) -> Url {
         self.absolute(page.location.as_deref().expect("a redirect"))
+    }
+}
+
+/// A caller of the admin API: a client registered with client_credentials and the
+/// `admin` scope, and an access token it got from `/token`.
+pub struct AdminApi {
+    pub client_id: String,
+    pub secret: String,
+    pub token: String,
+    base: Url,
+    http: reqwest::Client,
+}
+
+impl TestApp {
+    /// Registers an admin client and gets it a token (`scope=admin`).
+    pub async fn admin_api(&self) -> AdminApi {
+        let (client_id, secret) = self
+            .add_client(ClientOpts {
+                name: "Operations console",
+                client_credentials: true,
+                scopes: vec!["admin".to_owned()],
+                ..Default::default()
+            })
+            .await;
+        let secret = secret.expect("a confidential client");
+        let token = self
+            .client_credentials_token(&client_id, &secret, "admin")
+            .await;
+        AdminApi {
+            client_id,
+            secret,
+            token,
+            base: self.url.join("/admin/api/v1/").expect("base URL"),
+            http: self.http.clone(),
+        }
+    }
+
+    /// An access token by client_credentials; panics unless `/token` answers 200.
+    pub async fn client_credentials_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        scope: &str,
+    ) -> String {
+        let response = self
+            .http
+            .post(self.url.join("/token").expect("URL"))
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .send()
+            .await
+            .expect("token request");
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(status, 200, "{body}");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
+/// An admin API answer: status, headers and the body as JSON (`Null` when empty or not
+/// JSON).
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl AdminApi {
+    /// `path` is relative to `/admin/api/v1/` (`"users?limit=2"`).
+    pub fn url(&self, path: &str) -> Url {
+        self.base
+            .join(path.trim_start_matches('/'))
+            .expect("admin API URL")
+    }
+
+    /// A request with this caller's token; `body` is sent as JSON.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> ApiResponse {
+        self.call_as(Some(&self.token), method, path, body).await
+    }
+
+    /// Like [`Self::call`] with another token, or none.
+    pub async fn call_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> ApiResponse {
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("admin API request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        ApiResponse {
+            status,
+            headers,
+            body: serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> ApiResponse {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> ApiResponse {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+impl ApiResponse {
+    /// Asserts an RFC 9457 problem with this status.
+    pub fn assert_problem(&self, status: u16) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(
+            self.headers
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status, "{}", self.body);
+        assert!(self.body["title"].is_string(), "{}", self.body);
     }
 }

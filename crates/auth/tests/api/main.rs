@@ -3,11 +3,15 @@
 //! `TEST_DATABASE_URL` / `TEST_REDIS_URL` are set (`TEST_REQUIRE_SERVICES=1` turns an
 //! unreachable service into a failure instead of a skip).
 
+mod admin_api;
+mod admin_clients;
+mod admin_users;
 mod apps;
 mod backchannel;
 mod cli;
 mod console;
 mod deletion;
+mod deploy;
 mod email;
 mod ephemeral;
 mod federation;
@@ -31,6 +35,7 @@ mod master_rotation;
 mod migrations;
 mod newdevice;
 mod oidc;
+mod operations;
 mod outage;
 mod passkey;
 mod passkeys_console;

@@ -16,6 +16,9 @@ pub struct Model {
     pub backchannel_logout_uri: Option<String>,
     pub backchannel_logout_session_required: bool,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub scopes: String,
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,6 @@
 //! sea-orm entities: the tables as rows. Private to `store`.
 
+pub mod audit_events;
 pub mod clients;
 pub mod consents;
 pub mod email_changes;
