@@ -206,6 +206,7 @@ impl World {
                 backchannel_logout_session_required: false,
                 client_id: None,
                 secret: None,
+                scopes: Vec::new(),
             },
         )
         .await

@@ -681,6 +681,7 @@ impl Config {
             env_prefix: ENV_PREFIX,
             env_ignore: &[ENV_CONFIG_FILE],
             secret_keys: SECRET_KEYS,
+            optional_keys: &["server.management_bind"],
         };
         let config: Config = layers.load(file, env)?;
         config.validate()?;
@@ -1167,6 +1168,41 @@ mod tests {
         )
         .unwrap();
         assert!(c.keys.master_key.expose().contains("hunter2"));
+    }
+
+    /// `mail.smtp.password` sits two tables deep: its file variant once looked for
+    /// `smtp.password_file` in `[mail]` and was refused as an unknown key.
+    #[test]
+    fn nested_secrets_are_read_from_files_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp-password");
+        std::fs::write(&path, "s3cret-smtp\n").unwrap();
+        let c = Config::from_layers(
+            None,
+            &env(&[("TOBIRA_MAIL__SMTP__PASSWORD_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.mail.smtp.password.expose(), "s3cret-smtp");
+    }
+
+    /// Unset by default, so absent from the defaults the variables are checked against:
+    /// the variable was once refused as naming no key.
+    #[test]
+    fn an_optional_setting_comes_from_the_environment() {
+        let c = Config::from_layers(
+            None,
+            &env(&[("TOBIRA_SERVER__MANAGEMENT_BIND", "0.0.0.0:9090")]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.management_bind,
+            Some("0.0.0.0:9090".parse().unwrap())
+        );
+        let e = err(
+            None,
+            &[("TOBIRA_SERVER__MANAGEMENT_BIND", "not an address")],
+        );
+        assert!(e.contains("management_bind"), "{e}");
     }
 
     #[test]

@@ -29,8 +29,12 @@ enum Command {
     /// Run the server (applies pending migrations first unless
     /// `database.migrate_on_start = false`).
     Serve,
-    /// Apply pending database migrations and exit.
-    Migrate,
+    /// Apply pending database migrations (printing each) and exit; `migrate status`
+    /// lists every migration as applied or pending.
+    Migrate {
+        #[command(subcommand)]
+        command: Option<cli::migrate::MigrateCommand>,
+    },
     /// Manage member accounts.
     #[command(subcommand)]
     Users(cli::users::UsersCommand),
@@ -92,13 +96,13 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             let app = Application::build(config, Clock::system())
                 .await
                 .map_err(|e| e.to_string())?;
-            app.run_until(startup::shutdown_signal())
+            app.run_draining(startup::shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())?;
             tracing::info!("stopped");
             Ok(())
         }
-        Command::Migrate => cli::migrate::run(&config).await,
+        Command::Migrate { command } => cli::migrate::run(command, &config).await,
         Command::Users(command) => cli::users::run(command, &config).await,
         Command::Maintenance(MaintenanceCommand::Purge) => {
             let db = startup::open_db(&config).await.map_err(|e| e.to_string())?;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -92,6 +93,9 @@ pub async fn open_ephemeral(config: &Config, clock: &Clock) -> Result<Ephemeral,
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `server.management_bind`'s listener and what it serves (operations and the admin
+    /// API), when configured.
+    management: Option<(TcpListener, Router)>,
     state: AppState,
 }
 
@@ -125,6 +129,20 @@ impl Application {
         clock: Clock,
         ephemeral: Option<Ephemeral>,
     ) -> Result<Self, StartError> {
+        // Bound first: a port already taken fails the start before any other work.
+        let management = match config.server.management_bind {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let management_addr = management
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let db = open_db(&config).await?;
         let ephemeral = match ephemeral {
             Some(shared) => shared,
@@ -183,12 +201,15 @@ impl Application {
                 }
             },
             federation,
+            draining: Arc::new(AtomicBool::new(false)),
+            management_addr,
             config: Arc::new(config),
         };
-        let router = router(state.clone());
+        let (router, management_router) = routers(&state);
         Ok(Self {
             listener,
             router,
+            management: management.zip(management_router),
             state,
         })
     }
@@ -205,16 +226,47 @@ impl Application {
         Url::parse(&format!("http://{}", self.local_addr())).expect("socket address forms a URL")
     }
 
+    /// The bound address of the management listener (the real port when configured
+    /// with port 0); `None` without `server.management_bind`.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.state.management_addr
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then stops accepting and finishes in-flight
+    /// requests at once. For instances stopped inside a process (tests, the demo);
+    /// `tobira serve` drains first ([`Self::run_draining`]).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.serve(shutdown, Duration::ZERO).await
+    }
+
+    /// Serves until `shutdown` completes (SIGTERM, ctrl-c), then drains: `/readyz`
+    /// answers 503 while everything else is still served for `server.drain_secs`, so a
+    /// load balancer takes the replica out before it closes; then stops accepting and
+    /// finishes in-flight requests.
+    pub async fn run_draining(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let drain = Duration::from_secs(self.state.config.server.drain_secs);
+        self.serve(shutdown, drain).await
+    }
+
+    async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> std::io::Result<()> {
         tracing::info!(issuer = %self.state.config.issuer, "listening on http://{}", self.local_addr());
+        if let Some(addr) = self.state.management_addr {
+            tracing::info!("management listener on http://{addr}");
+        }
         let worker = crate::jobs::spawn(self.state.clone());
         // Rotations made through any replica (or the CLI) reach this one within an
         // interval, without a restart.
@@ -223,13 +275,45 @@ impl Application {
             self.state.master.clone(),
             self.state.config.keys.reload_interval().unsigned_abs(),
         );
-        let served = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        // One shutdown for both listeners; the draining flag is set before the wait.
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let draining = self.state.draining.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            draining.store(true, Ordering::Release);
+            if !drain.is_zero() {
+                tracing::info!(
+                    secs = drain.as_secs(),
+                    "draining: /readyz answers 503, requests are still served"
+                );
+                tokio::time::sleep(drain).await;
+            }
+            tracing::info!("shutting down: finishing requests in flight");
+            let _ = closing.send(true);
+        });
+        let until_closed = move || {
+            let mut closed = closed.clone();
+            async move {
+                // An error means the sender is gone: stop as well.
+                let _ = closed.wait_for(|done| *done).await;
+            }
+        };
+        let serve = |listener: TcpListener, router: Router| {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(until_closed())
+            .into_future()
+        };
+        let public = serve(self.listener, self.router);
+        let served = match self.management {
+            Some((listener, router)) => {
+                let management = serve(listener, router);
+                tokio::try_join!(public, management).map(drop)
+            }
+            None => public.await,
+        };
         // A job cut off here runs again when its lease ends, on this or another replica.
         worker.abort();
         reloader.abort();
@@ -245,7 +329,29 @@ impl Application {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+/// The public router and, with `server.management_bind`, the management one: the
+/// operations endpoints and the admin API move there, and the public listener answers
+/// 404 for them (a probe or an admin token never needs to reach the internet side).
+/// Both get the same middleware: request id, trace, metrics, access log, headers.
+fn routers(state: &AppState) -> (Router, Option<Router>) {
+    let public = Router::new()
+        .merge(crate::oidc::router())
+        .merge(crate::account::router())
+        .merge(crate::web::pages::router());
+    let operations = Router::new()
+        .merge(ops::router())
+        .merge(crate::admin::api::router());
+    if state.management_addr.is_some() {
+        (
+            with_middleware(public, state),
+            Some(with_middleware(operations, state)),
+        )
+    } else {
+        (with_middleware(public.merge(operations), state), None)
+    }
+}
+
+fn with_middleware(routes: Router<AppState>, state: &AppState) -> Router {
     let server = &state.config.server;
     let request_id = HeaderName::from_static(REQUEST_ID);
     let middleware = ServiceBuilder::new()
@@ -306,16 +412,11 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("max-age=31536000"),
         )
     });
-    Router::new()
-        .merge(ops::router())
-        .merge(crate::oidc::router())
-        .merge(crate::account::router())
-        .merge(crate::web::pages::router())
-        .merge(crate::admin::api::router())
-        .layer(middleware::from_fn(ops::track))
+    routes
+        .layer(middleware::from_fn_with_state(state.clone(), ops::track))
         .layer(middleware)
         .layer(tower::util::option_layer(hsts))
-        .with_state(state)
+        .with_state(state.clone())
 }
 
 const REQUEST_ID: &str = "x-request-id";
@@ -375,5 +476,5 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutdown requested");
 }

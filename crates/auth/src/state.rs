@@ -1,6 +1,8 @@
 //! What every handler can reach. Cheap to clone (everything inside is shared).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::authn::password::PasswordHasher;
 use crate::authn::session::SessionPolicy;
@@ -46,4 +48,10 @@ pub struct AppState {
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
     /// The upstream providers of social sign-in, in the order of their buttons.
     pub federation: Arc<crate::federation::Providers>,
+    /// Set when shutdown begins: `/readyz` answers 503 so the load balancer stops
+    /// sending requests while they are still served (`server.drain_secs`).
+    pub draining: Arc<AtomicBool>,
+    /// Where the management listener answers (`server.management_bind` with the real
+    /// port when configured with port 0); `None` when everything is on `server.bind`.
+    pub management_addr: Option<SocketAddr>,
 }

@@ -30,6 +30,10 @@ pub struct Layers<'a> {
     pub env_ignore: &'a [&'a str],
     /// Dotted keys whose values are secrets: they may come from `<key>_file`.
     pub secret_keys: &'a [&'a str],
+    /// Dotted keys unset by default (an `Option` that is `None`): absent from the
+    /// defaults, so a variable cannot be checked against them; named here, they are
+    /// taken from the environment as strings (their type still checks the value).
+    pub optional_keys: &'a [&'a str],
 }
 
 /// A loaded configuration and what the environment held that was not for it.
@@ -101,7 +105,7 @@ impl Layers<'_> {
                 continue;
             }
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
-            set_from_env(&mut tree, name, &path, raw, self.secret_keys)?;
+            set_from_env(&mut tree, name, &path, raw, self)?;
         }
         ignored_env.sort_unstable();
         ignored_env.dedup();
@@ -161,7 +165,7 @@ fn set_from_env(
     var: &str,
     path: &[String],
     raw: &str,
-    secret_keys: &[&str],
+    layers: &Layers<'_>,
 ) -> Result<(), ConfigError> {
     let unknown = || ConfigError::UnknownEnv {
         var: var.to_owned(),
@@ -185,11 +189,14 @@ fn set_from_env(
             key: dotted.clone(),
             reason,
         })?,
-        // `<secret>_file` is the only key that does not exist in the defaults.
+        // Absent from the defaults: an optional key, or `<secret>_file`.
+        None if layers.optional_keys.contains(&dotted.as_str()) => Value::String(raw.to_owned()),
         None => match last.strip_suffix("_file") {
             Some(base)
                 if table.contains_key(base)
-                    && secret_keys.contains(&format!("{}.{base}", parents.join(".")).as_str()) =>
+                    && layers
+                        .secret_keys
+                        .contains(&format!("{}.{base}", parents.join(".")).as_str()) =>
             {
                 Value::String(raw.to_owned())
             }
@@ -244,16 +251,24 @@ fn typed_like(current: &Value, raw: &str) -> Result<Value, String> {
 
 /// Replaces `<secret>_file` keys by the contents of the file they name.
 fn resolve_secret_files(tree: &mut Table, secret_keys: &[&str]) -> Result<(), ConfigError> {
-    for key in secret_keys {
-        let (section, name) = key.split_once('.').expect("secret keys are section.key");
-        let Some(Value::Table(table)) = tree.get_mut(section) else {
-            continue;
-        };
+    'keys: for key in secret_keys {
+        // The whole dotted path: `mail.smtp.password` lives in `[mail.smtp]`.
+        let (name, sections) = key
+            .rsplit_once('.')
+            .map(|(sections, name)| (name, sections.split('.')))
+            .expect("secret keys are section.key");
+        let mut table = &mut *tree;
+        for section in sections {
+            table = match table.get_mut(section) {
+                Some(Value::Table(t)) => t,
+                _ => continue 'keys,
+            };
+        }
         let file_key = format!("{name}_file");
         let Some(value) = table.remove(&file_key) else {
             continue;
         };
-        let dotted = format!("{section}.{file_key}");
+        let dotted = format!("{key}_file");
         let Value::String(path) = value else {
             return Err(ConfigError::Invalid {
                 key: dotted,
@@ -371,6 +386,7 @@ mod tests {
             env_prefix: prefix,
             env_ignore: &[],
             secret_keys: &["server.password"],
+            optional_keys: &[],
         }
     }
 

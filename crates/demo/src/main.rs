@@ -236,12 +236,14 @@ async fn ensure_client(
             return Ok(secret.trim().to_owned());
         }
         // A different port or a lost secret: register again.
-        state
-            .db
-            .clients()
-            .remove(client.client_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        tobira_auth::admin::clients::delete_client(
+            &state.db,
+            &state.clock,
+            &tobira_auth::admin::audit::Context::system(),
+            client.client_id,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     }
     let backchannel = client
         .backchannel

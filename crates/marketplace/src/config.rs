@@ -160,6 +160,7 @@ impl Config {
             env_prefix: ENV_PREFIX,
             env_ignore: &[ENV_CONFIG_FILE],
             secret_keys: &["database.url", "oidc.client_secret"],
+            optional_keys: &[],
         };
         let config: Config = layers.load(file, env)?;
         let invalid = |key: &str, reason: &str| ConfigError::Invalid {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use time::Duration;
 
 use super::APPS;
+use super::audit_ctx::AuditOrigin;
 use super::console::CurrentSession;
 use crate::oidc::authorize::see_other;
 use crate::oidc::consent::scope_words;
@@ -124,16 +125,25 @@ pub async fn remove(
     current: CurrentSession,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<RemoveForm>,
 ) -> Response {
     let lang = page_lang(None, Some(&current.user.locale), &headers);
     if form.client_id.is_empty() || form.client_id.len() > 128 {
         return error_page(StatusCode::NOT_FOUND, lang, Msg::AppsNotFound, None);
     }
+    let now = state.clock.now();
+    let audit = origin.event(
+        now,
+        current.user.id,
+        "user.app_revoke",
+        serde_json::json!({ "client_id": form.client_id }),
+    );
     let removed = state
         .db
         .apps()
-        .remove_access(current.user.id, &form.client_id, state.clock.now())
+        .audited(audit)
+        .remove_access(current.user.id, &form.client_id, now)
         .await;
     match removed {
         Ok(true) => {

@@ -3,7 +3,8 @@
 //! [`delete_account`] ends everything in one transaction: sign-in is refused, sessions,
 //! grants and tokens end, clients get a back-channel logout, mailed links die, the
 //! address is held back from signing up again for `account.reregister_cooldown_days`,
-//! and a mail confirms it. The personal data stays `account.retention_days` for the purge.
+//! a mail confirms it, and the audit log records who deleted it (the member, support at
+//! the CLI, an admin API client). The personal data stays `account.retention_days` for the purge.
 
 use askama::Template;
 use axum::extract::State;
@@ -17,12 +18,14 @@ use super::console::minute;
 use super::reauth::RecentSession;
 use super::user_lang;
 use crate::Config;
+use crate::admin::audit::{self, Context, Target};
 use crate::authn::risk::zone;
 use crate::domain::{Email, User, UserStatus};
 use crate::keys::{IdentifierHasher, KeyError, MasterKey};
 use crate::mail::templates::{self, Deletion};
 use crate::state::AppState;
 use crate::store::{Db, QueuedMail, ReregistrationBlock, StoreError};
+use crate::web::client_ip::ClientAddr;
 use crate::web::cookies::SESSION;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
@@ -36,8 +39,9 @@ pub enum DeleteError {
     Seal(#[from] KeyError),
 }
 
-/// Deletes `user`'s account (the page and the CLI both come here). `false` when it was
-/// deleted already: nothing is ended, blocked or mailed a second time.
+/// Deletes `user`'s account (the page, the CLI and the admin API all come here), as `ctx`
+/// asks (`user.delete`, recorded with the deletion). `false` when it was deleted already:
+/// nothing is ended, blocked, mailed or recorded a second time.
 ///
 /// An account still awaiting verification gets neither a mail nor a block: its address
 /// was never proven to be its member's, and whoever signed up with someone else's address
@@ -47,6 +51,7 @@ pub async fn delete_account(
     master: &MasterKey,
     identifiers: &IdentifierHasher,
     config: &Config,
+    ctx: &Context,
     now: OffsetDateTime,
     user: &User,
 ) -> Result<bool, DeleteError> {
@@ -74,7 +79,20 @@ pub async fn delete_account(
         email_digest: identifiers.email_digest(&user.email),
         until,
     };
-    Ok(db.accounts().delete(now, user.id, block, mail).await?)
+    let record = audit::event(
+        now,
+        ctx,
+        "user.delete",
+        Target::User(user.id),
+        serde_json::json!({
+            "retention_days": config.account.retention_days,
+            "reregistration_blocked": until > now,
+        }),
+    );
+    Ok(db
+        .accounts()
+        .delete(now, user.id, block, mail, &record)
+        .await?)
 }
 
 fn deletion_mail(
@@ -225,6 +243,7 @@ pub async fn post_delete(
     RecentSession(current): RecentSession,
     headers: HeaderMap,
     request_id: RequestId,
+    ClientAddr(ip): ClientAddr,
     CsrfForm(form): CsrfForm<DeleteForm>,
 ) -> Response {
     let user = &current.user;
@@ -254,11 +273,17 @@ pub async fn post_delete(
             );
         }
     }
+    let ctx = audit::member(
+        user.id,
+        ip.to_string(),
+        request_id.0.clone().unwrap_or_default(),
+    );
     let deleted = delete_account(
         &state.db,
         &state.master,
         &state.identifiers,
         &state.config,
+        &ctx,
         state.clock.now(),
         user,
     )

@@ -20,6 +20,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
+use super::audit_ctx::AuditOrigin;
 use super::console::CurrentSession;
 use super::reauth::RecentSession;
 use super::{EMAIL_CONFIRM, FormError, link, mail_allowed, user_lang};
@@ -183,6 +184,7 @@ pub async fn post_email(
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Response {
     let CurrentSession { user, .. } = &current;
@@ -206,7 +208,7 @@ pub async fn post_email(
     if new.normalized() == user.email.normalized() {
         return again(Msg::EmailChangeSame);
     }
-    if let Err(e) = request_change(&state, user, &new, ip, lang).await {
+    if let Err(e) = request_change(&state, user, &new, ip, lang, &origin).await {
         return failed(lang, request_id, &e);
     }
     let sent = Msg::EmailChangeSent
@@ -232,6 +234,7 @@ async fn request_change(
     new: &Email,
     ip: IpAddr,
     lang: Lang,
+    origin: &AuditOrigin,
 ) -> Result<(), Failure> {
     if !mail_allowed(state, new, ip).await.map_err(Failure::Cap)? {
         tracing::warn!(user = %user.id.0, ip = %ip, "email change: mail cap reached, nothing sent");
@@ -247,9 +250,18 @@ async fn request_change(
     );
     let payload = mail.seal(&state.master)?;
     let now = state.clock.now();
+    // Neither address is named: the log outlives the change, and the new address is not
+    // the account's until its link is used.
+    let audit = origin.event(
+        now,
+        user.id,
+        "user.email_change_request",
+        serde_json::json!({}),
+    );
     state
         .db
         .email_changes()
+        .audited(audit)
         .start(
             now,
             user.id,

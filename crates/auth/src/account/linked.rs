@@ -15,6 +15,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit_ctx::AuditOrigin;
 use super::console::{CurrentSession, minute};
 use super::console_error::ConsoleError;
 use super::delete::in_words;
@@ -176,12 +177,13 @@ fn unsealable(e: KeyError) -> StoreError {
 /// the one place a link is made (the console, and the sign-in that proved the account
 /// after a provider's address matched it). Apple's refresh token is stored sealed with
 /// the master key, so that the account's deletion can revoke it and nothing else can
-/// read it.
+/// read it. `request_id` is the request's (`audit_ctx::request_id_of`), for the audit log.
 pub async fn make_link(
     state: &AppState,
     user: &User,
     identity: &Identity,
     ctx: LinkContext<'_>,
+    request_id: &str,
 ) -> Result<Linking, StoreError> {
     let sealed_refresh_token = identity
         .refresh_token
@@ -199,11 +201,23 @@ pub async fn make_link(
         &ctx,
     )
     .map_err(unsealable)?;
+    let now = state.clock.now();
+    let origin = AuditOrigin {
+        ip: ctx.ip,
+        request_id: request_id.to_owned(),
+    };
+    let audit = origin.event(
+        now,
+        user.id,
+        "user.link",
+        serde_json::json!({ "provider": identity.provider }),
+    );
     let linking = state
         .db
         .links()
+        .audited(audit)
         .link(
-            state.clock.now(),
+            now,
             user.id,
             NewFederatedLink {
                 provider: identity.provider.clone(),
@@ -265,6 +279,7 @@ pub async fn finish_link(
     identity: Identity,
 ) -> Response {
     let lang = page_lang(None, None, headers);
+    let id = request_id.0.clone().unwrap_or_default();
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, provider = %identity.provider, "linking failed");
         error_page(
@@ -294,7 +309,7 @@ pub async fn finish_link(
         device: &current.session.device_id,
         lang,
     };
-    match make_link(state, &current.user, &identity, ctx).await {
+    match make_link(state, &current.user, &identity, ctx, &id).await {
         Ok(Linking::Linked) => Outcome::Linked.back(Some(&identity.provider)),
         Ok(Linking::AlreadyThis) => Outcome::Already.back(Some(&identity.provider)),
         Ok(Linking::OtherAccount) => Outcome::OtherAccount.back(Some(&identity.provider)),
@@ -668,18 +683,18 @@ pub struct RemoveForm {
 pub async fn post_remove(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<RemoveForm>,
 ) -> Response {
     let ctx = Ctx::new(&state, &current, &headers);
-    remove(&ctx, ip, &form.link)
+    remove(&ctx, &origin, &form.link)
         .await
         .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
 }
 
-async fn remove(ctx: &Ctx<'_>, ip: IpAddr, id: &str) -> Result<Response, ConsoleError> {
+async fn remove(ctx: &Ctx<'_>, origin: &AuditOrigin, id: &str) -> Result<Response, ConsoleError> {
     let Some(found) = ctx.own(id).await? else {
         return ctx
             .refused(StatusCode::NOT_FOUND, Msg::LinkedNotFound)
@@ -695,16 +710,24 @@ async fn remove(ctx: &Ctx<'_>, ip: IpAddr, id: &str) -> Result<Response, Console
         found.email.as_deref(),
         false,
         &LinkContext {
-            ip,
+            ip: origin.ip,
             user_agent: &agent,
             device: &ctx.current.session.device_id,
             lang: ctx.lang,
         },
     )?;
+    let now = state.clock.now();
+    let audit = origin.event(
+        now,
+        user.id,
+        "user.unlink",
+        serde_json::json!({ "provider": found.provider }),
+    );
     let unlinking = state
         .db
         .links()
-        .unlink(state.clock.now(), user.id, found.id, change)
+        .audited(audit)
+        .unlink(now, user.id, found.id, change)
         .await?;
     match unlinking {
         Unlinking::Unlinked => {

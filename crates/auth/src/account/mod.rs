@@ -5,6 +5,7 @@
 
 mod address;
 pub mod apps;
+pub mod audit_ctx;
 pub mod console;
 mod console_error;
 pub mod delete;

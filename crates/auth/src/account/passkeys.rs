@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit_ctx::AuditOrigin;
 use super::console::{CurrentSession, minute};
 use super::console_error::ConsoleError;
 use super::delete::in_words;
@@ -23,7 +24,6 @@ use crate::state::AppState;
 use crate::store::{
     FactorChange, LoginEvent, LoginResult, PASSKEY_NAME_MAX, QueuedMail, StoredPasskey,
 };
-use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
@@ -124,6 +124,8 @@ struct Ctx<'a> {
     user_agent: String,
     csrf: String,
     set_cookies: Vec<String>,
+    /// Where a change came from, for the audit log.
+    origin: AuditOrigin,
 }
 
 impl<'a> Ctx<'a> {
@@ -131,14 +133,14 @@ impl<'a> Ctx<'a> {
         state: &'a AppState,
         current: &'a CurrentSession,
         headers: &HeaderMap,
-        ip: Option<std::net::IpAddr>,
+        origin: AuditOrigin,
     ) -> Self {
         let (csrf, set_cookie) = csrf::token(state.cookies, headers);
         Self {
             state,
             current,
             lang: page_lang(None, Some(&current.user.locale), headers),
-            ip: ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            ip: origin.ip.to_string(),
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
@@ -146,6 +148,7 @@ impl<'a> Ctx<'a> {
                 .to_owned(),
             csrf,
             set_cookies: set_cookie.into_iter().collect(),
+            origin,
         }
     }
 
@@ -232,6 +235,16 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    /// The audit row of a change to the passkey `name` (the member's own label for it).
+    fn audit(&self, action: &str, name: &str) -> crate::store::AuditEvent {
+        self.origin.event(
+            self.state.clock.now(),
+            self.current.user.id,
+            action,
+            serde_json::json!({ "name": name }),
+        )
+    }
+
     /// The member's passkey `cred_id`, if it is theirs.
     async fn own(&self, cred_id: &str) -> Result<Option<StoredPasskey>, ConsoleError> {
         Ok(self
@@ -256,9 +269,10 @@ pub async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, None);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     let notice = Done::from_param(&q.done).map(Done::notice);
     ctx.page(StatusCode::OK, notice, None, "")
         .await
@@ -284,9 +298,10 @@ pub async fn post_rename(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<RenameForm>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, None);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     rename(&ctx, &form)
         .await
         .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
@@ -315,6 +330,15 @@ async fn rename(ctx: &Ctx<'_>, form: &RenameForm) -> Result<Response, ConsoleErr
             .await;
     }
     tracing::info!(user = %user.0, "passkey renamed");
+    // A rename is one write, without a transaction to share: recorded right after it.
+    ctx.origin
+        .record(
+            ctx.state,
+            user,
+            "user.passkey_rename",
+            serde_json::json!({ "name": name }),
+        )
+        .await;
     Ok(Done::Renamed.back())
 }
 
@@ -329,12 +353,12 @@ pub struct RemoveForm {
 pub async fn post_remove(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<RemoveForm>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, Some(ip));
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     remove(&ctx, &form.cred)
         .await
         .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
@@ -348,11 +372,13 @@ async fn remove(ctx: &Ctx<'_>, cred_id: &str) -> Result<Response, ConsoleError> 
             .await;
     };
     let change = ctx.change(false, &passkey.name)?;
+    let audit = ctx.audit("user.passkey_remove", &passkey.name);
     let state = ctx.state;
     let user = ctx.current.user.id;
     let removal = state
         .db
         .passkeys()
+        .audited(audit)
         .remove(state.clock.now(), user, cred_id, change)
         .await?;
     match removal {

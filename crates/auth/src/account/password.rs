@@ -11,6 +11,7 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 use unicode_normalization::UnicodeNormalization;
 
+use super::audit_ctx::AuditOrigin;
 use super::reauth::RecentSession;
 use super::{FORGOT, FormError, PASSWORD, link, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
@@ -181,12 +182,13 @@ pub async fn post_password(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<ChangeForm>,
 ) -> Response {
     let user = &current.user;
     let lang = page_lang(None, Some(&user.locale), &headers);
     let sign_out_others = form.sign_out_others();
-    let changed = change(&state, &current, &form, sign_out_others, lang).await;
+    let changed = change(&state, &current, &form, sign_out_others, lang, &origin).await;
     let page = |status, error, retry| {
         let page = PasswordPage {
             lang,
@@ -253,6 +255,7 @@ async fn change(
     form: &ChangeForm,
     sign_out_others: bool,
     lang: Lang,
+    origin: &AuditOrigin,
 ) -> Result<String, ChangeError> {
     let user = &current.user;
     let Some(stored) = user.password_hash.as_deref() else {
@@ -301,11 +304,19 @@ async fn change(
     );
     let payload = mail.seal(&state.master).map_err(ChangeError::internal)?;
     let secret = random_token(&mut rand::rng(), 32);
+    let now = state.clock.now();
+    let audit = origin.event(
+        now,
+        user.id,
+        "user.password_change",
+        serde_json::json!({ "sign_out_others": sign_out_others }),
+    );
     let ended = state
         .db
         .passwords()
+        .audited(audit)
         .change(
-            state.clock.now(),
+            now,
             PasswordChange {
                 user: user.id,
                 verified_hash: stored.to_owned(),

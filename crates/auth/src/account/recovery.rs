@@ -15,6 +15,7 @@ use serde::Deserialize;
 use time::Duration;
 
 use super::address::{self, AddressForm, AddressPage};
+use super::audit_ctx::AuditOrigin;
 use super::{FORGOT, FormError, PageQuery, RESET, link, mail_allowed, park_of, user_lang};
 use crate::authn::password::{HashError, Password, PasswordPolicyError};
 use crate::authn::throttle::AccountKey;
@@ -229,6 +230,7 @@ pub async fn post_reset(
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<ResetForm>,
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
@@ -288,11 +290,19 @@ pub async fn post_reset(
         Ok(p) => p,
         Err(e) => return failed(&e),
     };
+    let now = state.clock.now();
+    let audit = origin.event(
+        now,
+        user.id,
+        "user.password_reset",
+        serde_json::json!({ "method": "email_link" }),
+    );
     let completed = state
         .db
         .password_resets()
+        .audited(audit)
         .complete(
-            state.clock.now(),
+            now,
             &sha256_hex(&form.token),
             user.id,
             hash,

@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::UtcOffset;
 
+use super::audit_ctx::AuditOrigin;
 use super::console::CurrentSession;
 use crate::domain::BrowserSession;
 use crate::oidc::authorize::see_other;
@@ -184,10 +185,11 @@ pub async fn end(
     current: CurrentSession,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<EndForm>,
 ) -> Response {
     let lang = page_lang(None, Some(&current.user.locale), &headers);
-    end_one(&state, &current, &form.sid)
+    end_one(&state, &current, &origin, &form.sid)
         .await
         .unwrap_or_else(|e| e.respond(lang, request_id))
 }
@@ -195,6 +197,7 @@ pub async fn end(
 async fn end_one(
     state: &AppState,
     current: &CurrentSession,
+    origin: &AuditOrigin,
     sid: &str,
 ) -> Result<Response, SessionsError> {
     let now = state.clock.now();
@@ -221,6 +224,15 @@ async fn end_one(
         this_device,
         "account: a device signed out"
     );
+    // The session store ends a session in its own transaction: recorded right after.
+    origin
+        .record(
+            state,
+            current.user.id,
+            "user.session_end",
+            serde_json::json!({ "count": 1, "this_device": this_device }),
+        )
+        .await;
     let clear = if this_device {
         vec![state.cookies.clear(SESSION)]
     } else {
@@ -239,10 +251,11 @@ pub async fn end_others(
     current: CurrentSession,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(_): CsrfForm<EndOthersForm>,
 ) -> Response {
     let lang = page_lang(None, Some(&current.user.locale), &headers);
-    end_all_but_current(&state, &current)
+    end_all_but_current(&state, &current, &origin)
         .await
         .unwrap_or_else(|e| e.respond(lang, request_id))
 }
@@ -250,6 +263,7 @@ pub async fn end_others(
 async fn end_all_but_current(
     state: &AppState,
     current: &CurrentSession,
+    origin: &AuditOrigin,
 ) -> Result<Response, SessionsError> {
     let now = state.clock.now();
     let live = state
@@ -277,6 +291,16 @@ async fn end_all_but_current(
         count = ended,
         "account: every other device signed out"
     );
+    // Recorded even when no other session was live: the waiting email change and the
+    // remembered devices went all the same.
+    origin
+        .record(
+            state,
+            current.user.id,
+            "user.session_end",
+            serde_json::json!({ "count": ended, "all_others": true }),
+        )
+        .await;
     Ok(see_other(&Done::Others.back(), &[]))
 }
 

@@ -18,6 +18,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::Duration;
 
+use super::audit_ctx::AuditOrigin;
 use super::delete::in_words;
 use super::unlock::{locked_now, throttled_page};
 use super::{
@@ -339,11 +340,28 @@ fn invalid_link(lang: Lang) -> Response {
     error_page(StatusCode::BAD_REQUEST, lang, Msg::VerifyLinkInvalid, None)
 }
 
+/// The audit row of an address verified at sign-up: by the link in the browser that
+/// signed up, or by the link and the password in another.
+fn verified_event(
+    origin: &AuditOrigin,
+    now: time::OffsetDateTime,
+    user: UserId,
+    method: &str,
+) -> crate::store::AuditEvent {
+    origin.event(
+        now,
+        user,
+        "user.verify_email",
+        serde_json::json!({ "method": method }),
+    )
+}
+
 pub async fn get_verify(
     State(state): State<AppState>,
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     Query(q): Query<PageQuery>,
 ) -> Response {
     let lang = page_lang(q.lang.as_deref(), None, &headers);
@@ -370,7 +388,14 @@ pub async fn get_verify(
         };
         return render(StatusCode::OK, &page, set_cookie.as_slice());
     }
-    match state.db.signups().verify(now, &token_hash, v.user).await {
+    let audit = verified_event(&origin, now, v.user, "link_in_signup_browser");
+    match state
+        .db
+        .signups()
+        .audited(audit)
+        .verify(now, &token_hash, v.user)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return invalid_link(lang),
         Err(e) => return server_error(lang, &request_id, &e),
@@ -496,6 +521,7 @@ pub async fn post_verify(
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<VerifyForm>,
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
@@ -560,7 +586,14 @@ pub async fn post_verify(
         };
         return render(StatusCode::UNAUTHORIZED, &page, &[]);
     }
-    match state.db.signups().verify(now, &token_hash, v.user).await {
+    let audit = verified_event(&origin, now, v.user, "link_and_password");
+    match state
+        .db
+        .signups()
+        .audited(audit)
+        .verify(now, &token_hash, v.user)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return invalid_link(lang),
         Err(e) => return server_error(lang, &request_id, &e),

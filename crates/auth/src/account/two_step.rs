@@ -12,6 +12,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit_ctx::AuditOrigin;
 use super::console::CurrentSession;
 use super::console_error::ConsoleError;
 use super::delete::in_words;
@@ -25,9 +26,8 @@ use crate::mail::templates::{self, TwoStepChange, TwoStepMail};
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
 use crate::store::{
-    Factor, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError,
+    AuditEvent, Factor, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError,
 };
-use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::device::Device;
 use crate::web::i18n::{Lang, Msg};
@@ -144,6 +144,8 @@ struct Ctx<'a> {
     lang: Lang,
     ip: String,
     user_agent: String,
+    /// Where the change came from, for the audit log.
+    origin: AuditOrigin,
 }
 
 impl<'a> Ctx<'a> {
@@ -151,18 +153,19 @@ impl<'a> Ctx<'a> {
         state: &'a AppState,
         current: &'a CurrentSession,
         headers: &HeaderMap,
-        ip: std::net::IpAddr,
+        origin: AuditOrigin,
     ) -> Self {
         Self {
             state,
             current,
             lang: page_lang(None, Some(&current.user.locale), headers),
-            ip: ip.to_string(),
+            ip: origin.ip.to_string(),
             user_agent: headers
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned(),
+            origin,
         }
     }
 
@@ -221,6 +224,21 @@ impl<'a> Ctx<'a> {
             },
             mail: Some(QueuedMail { payload }),
         })
+    }
+
+    /// The audit row of a change to the second steps: `method` is the factor it
+    /// concerns, and whether two-step verification was on before and is after.
+    fn audit(&self, action: &str, method: &str, was_on: bool, now_on: bool) -> AuditEvent {
+        self.origin.event(
+            self.state.clock.now(),
+            self.user().id,
+            action,
+            serde_json::json!({
+                "method": method,
+                "two_step_was_on": was_on,
+                "two_step_on": now_on,
+            }),
+        )
     }
 
     async fn factors(&self) -> Result<Factors, StoreError> {
@@ -307,12 +325,12 @@ pub struct EmailForm {
 pub async fn post_email(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<EmailForm>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, ip);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     let answered = match form.action {
         EmailAction::Enable => enable_email(&ctx, &form.csrf).await,
         EmailAction::Disable => remove_factor(&ctx, Factor::Email).await,
@@ -339,9 +357,11 @@ async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, ConsoleErro
         before.any(),
         true,
     )?;
+    let audit = ctx.audit("user.2fa_email_on", METHOD_EMAIL_CODE, before.any(), true);
     state
         .db
         .two_step()
+        .audited(audit)
         .enable_email(
             state.clock.now(),
             user.id,
@@ -362,11 +382,12 @@ async fn enable_email(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, ConsoleErro
 async fn remove_factor(ctx: &Ctx<'_>, factor: Factor) -> Result<Response, ConsoleError> {
     let state = ctx.state;
     let before = ctx.factors().await?;
-    let (on, other_on, method, change, done) = match factor {
+    let (on, other_on, method, action, change, done) = match factor {
         Factor::Totp => (
             before.totp,
             before.email,
             METHOD_TOTP,
+            "user.2fa_totp_remove",
             TwoStepChange::TotpOff,
             Done::TotpOff,
         ),
@@ -374,6 +395,7 @@ async fn remove_factor(ctx: &Ctx<'_>, factor: Factor) -> Result<Response, Consol
             before.email,
             before.totp,
             METHOD_EMAIL_CODE,
+            "user.2fa_email_off",
             TwoStepChange::EmailOff,
             Done::EmailOff,
         ),
@@ -382,9 +404,11 @@ async fn remove_factor(ctx: &Ctx<'_>, factor: Factor) -> Result<Response, Consol
         return Ok(see_other(TWO_STEP, &[]));
     }
     let change = ctx.change(method, LoginResult::Removed, change, true, other_on)?;
+    let audit = ctx.audit(action, method, true, other_on);
     state
         .db
         .two_step()
+        .audited(audit)
         .disable(
             state.clock.now(),
             ctx.user().id,
@@ -408,12 +432,12 @@ pub struct CsrfOnly {
 pub async fn post_off(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(_): CsrfForm<CsrfOnly>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, ip);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     turn_off(&ctx)
         .await
         .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
@@ -432,9 +456,11 @@ async fn turn_off(ctx: &Ctx<'_>) -> Result<Response, ConsoleError> {
         before.any(),
         false,
     )?;
+    let audit = ctx.audit("user.2fa_off", METHOD_TWO_STEP, before.any(), false);
     state
         .db
         .two_step()
+        .audited(audit)
         .disable_all(state.clock.now(), ctx.user().id, change)
         .await?;
     // Codes waiting for their download are dead now; an enrolment may go on (it would

@@ -7,9 +7,10 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::Duration;
 
+use super::audit_ctx::AuditOrigin;
 use super::{FORGOT, PageQuery, UNLOCK, link, park_of, queue_mail, user_lang};
 use crate::authn::throttle::{AccountKey, Lock, Scope};
 use crate::crypto::{random_token, sha256_hex};
@@ -40,16 +41,42 @@ fn token_key(token: &str) -> String {
     format!("unlock:{}", sha256_hex(token))
 }
 
+/// What an unlock link's record holds: the throttle's key of the account (what its lock
+/// is kept under) and the account's id (whom the audit log names as having unlocked it).
+#[derive(Serialize, Deserialize)]
+struct UnlockRecord {
+    account: String,
+    user: uuid::Uuid,
+}
+
+impl UnlockRecord {
+    /// A record as kept, with the account's id; a link mailed before records held only
+    /// the key (a plain string), and still unlocks for the hours it lives.
+    fn read(bytes: &[u8]) -> Option<(AccountKey, Option<UserId>)> {
+        if let Ok(r) = serde_json::from_slice::<Self>(bytes) {
+            return Some((AccountKey::from_stored(r.account), Some(UserId(r.user))));
+        }
+        let key = std::str::from_utf8(bytes).ok()?;
+        Some((AccountKey::from_stored(key.to_owned()), None))
+    }
+}
+
 /// A fresh single-use unlock link for the account (also sent by the sign-in help).
 pub async fn unlock_link(state: &AppState, user: &User, tx: &str) -> Result<String, String> {
     let token = random_token(&mut rand::rng(), 32);
     let hours = state.config.throttle.unlock_link_hours;
-    let account = AccountKey::for_user(&state.identifiers, user);
+    let record = UnlockRecord {
+        account: AccountKey::for_user(&state.identifiers, user)
+            .as_str()
+            .to_owned(),
+        user: user.id.0,
+    };
+    let record = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
     state
         .ephemeral
         .put(
             &token_key(&token),
-            account.as_str().as_bytes(),
+            &record,
             state.clock.now() + Duration::hours(hours.into()),
         )
         .await
@@ -242,6 +269,7 @@ pub async fn post_unlock(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<UnlockForm>,
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
@@ -258,28 +286,39 @@ pub async fn post_unlock(
         )
     };
     // Taken, so a second press (or a replayed form) finds nothing.
-    let account = match state.ephemeral.take(&token_key(&form.token)).await {
-        Ok(Some(bytes)) => match String::from_utf8(bytes) {
-            Ok(account) => account,
-            Err(_) => return invalid_link(lang),
-        },
+    let bytes = match state.ephemeral.take(&token_key(&form.token)).await {
+        Ok(Some(bytes)) => bytes,
         Ok(None) => return invalid_link(lang),
         Err(e) => return failed(&e),
     };
-    if let Err(e) = state
-        .throttle
-        .unlock_account(&AccountKey::from_stored(account.clone()))
-        .await
-    {
+    let Some((account, user)) = UnlockRecord::read(&bytes) else {
+        return invalid_link(lang);
+    };
+    if let Err(e) = state.throttle.unlock_account(&account).await {
         // The owner's link must survive an outage of the store: put it back.
         let until = state.clock.now() + Duration::hours(1);
         let _ = state
             .ephemeral
-            .put(&token_key(&form.token), account.as_bytes(), until)
+            .put(&token_key(&form.token), &bytes, until)
             .await;
         return failed(&e);
     }
     tracing::info!("sign-in unlocked by the owner's link");
+    // The lock lives in the ephemeral store, without a transaction to share: recorded
+    // right after. Only the owner's mailbox had the link, so the owner is the actor.
+    match user {
+        Some(user) => {
+            origin
+                .record(
+                    &state,
+                    user,
+                    "user.unlock",
+                    serde_json::json!({ "method": "email_link" }),
+                )
+                .await;
+        }
+        None => tracing::warn!("unlocked by a link from before accounts were named: not audited"),
+    }
     let tx = park_of(&state, &headers, &form.tx).await;
     let page = UnlockPage {
         lang,

@@ -182,3 +182,13 @@ pub async fn list(
         .flatten();
     Ok((events.into_iter().map(AuditView::from).collect(), next))
 }
+
+/// A member changing their own account (the console, the ways back in), from `ip`, in the
+/// request `request_id`.
+pub fn member(user: UserId, ip: String, request_id: String) -> Context {
+    Context {
+        actor: Actor::Member(user),
+        ip,
+        request_id,
+    }
+}

@@ -1,16 +1,20 @@
 //! Support's actions on one account (`tobira users freeze | unfreeze | sign-out |
-//! reset-2fa`): plain functions over the store, so the CLI runs them without a server.
-//! Each change, the sessions and grants it ends, the back-channel logouts, the history
-//! entry and the member's mail are one transaction (`store::AccountRepo`,
-//! `store::TwoStepRepo`).
+//! reset-2fa`, and the admin API's `/users/{id}/…`): plain functions over the store, so
+//! the CLI runs them without a server. Each takes the account and who acts (an audit
+//! [`Context`]); the change, the sessions and grants it ends, the back-channel logouts,
+//! the history entry, the member's mail and the audit record are one transaction where
+//! the store allows it (`store::AccountRepo`, `store::TwoStepRepo`).
 
+use serde_json::json;
+use time::Duration;
 use uuid::Uuid;
 
+use super::audit::{self, Actor, Context, Target};
 use crate::account::user_lang;
 use crate::authn::second_step::METHOD_TWO_STEP;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{Email, EmailError, User, UserStatus};
+use crate::domain::{BrowserSession, Email, EmailError, User, UserStatus};
 use crate::keys::{KeyError, MasterKey};
 use crate::mail::{Mail, templates};
 use crate::store::{Db, FactorChange, Factors, LoginEvent, LoginResult, QueuedMail, StoreError};
@@ -37,6 +41,7 @@ pub enum SupportError {
     #[error("the reason contains control characters (line breaks included)")]
     ReasonControl,
     /// Only an active account can be frozen: an unverified sign-up has no way in to stop.
+    /// A deleted account is past every action but the purge.
     #[error("the account is {}, not active: nothing changed", .0.as_str())]
     NotActive(UserStatus),
     #[error("cannot seal the mail: {0}")]
@@ -64,23 +69,41 @@ pub enum Outcome {
     Unchanged,
 }
 
-/// Support's reason, trimmed; refused when empty, too long, or holding control characters.
-fn reason(typed: &str) -> Result<&str, SupportError> {
-    let reason = typed.trim();
-    if reason.is_empty() {
-        return Err(SupportError::ReasonEmpty);
+/// Support's reason for a freeze: trimmed, not empty, at most [`MAX_REASON`] characters,
+/// no control characters. The CLI and the API parse it before anything is looked up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn parse(typed: &str) -> Result<Self, SupportError> {
+        let reason = typed.trim();
+        if reason.is_empty() {
+            return Err(SupportError::ReasonEmpty);
+        }
+        if reason.chars().count() > MAX_REASON {
+            return Err(SupportError::ReasonTooLong);
+        }
+        if reason.chars().any(char::is_control) {
+            return Err(SupportError::ReasonControl);
+        }
+        Ok(Self(reason.to_owned()))
     }
-    if reason.chars().count() > MAX_REASON {
-        return Err(SupportError::ReasonTooLong);
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    if reason.chars().any(char::is_control) {
-        return Err(SupportError::ReasonControl);
-    }
-    Ok(reason)
+}
+
+/// A freeze as support asks for it.
+#[derive(Clone, Debug)]
+pub struct Freeze {
+    pub reason: Reason,
+    /// Tell the member the reason in the mail too (it is kept for support either way).
+    pub tell_reason: bool,
 }
 
 /// The account (not deleted) with this address; an error names a bad address or a
-/// missing account.
+/// missing account. How the CLI names accounts; the API names them by id.
 pub async fn account(db: &Db, email: &str) -> Result<User, SupportError> {
     let parsed = Email::parse(email)?;
     db.users()
@@ -100,73 +123,90 @@ fn sealed(mail: &Mail, master: &MasterKey) -> Result<QueuedMail, SupportError> {
     })
 }
 
-/// Freezes the account of `email`: sign-in is refused (after the right password, with
-/// the support contact), every session, grant and refresh token ends with back-channel
-/// logouts, and the member is mailed, with `reason` only when `tell_reason`. The reason
-/// is kept for support either way.
+/// Refuses a deleted account: it has nothing left to end, and its member must not be
+/// mailed again after the deletion's confirmation.
+fn not_deleted(user: &User) -> Result<(), SupportError> {
+    match user.status {
+        UserStatus::Deleted => Err(SupportError::NotActive(UserStatus::Deleted)),
+        _ => Ok(()),
+    }
+}
+
+/// Freezes `user`'s account: sign-in is refused (after the right password, with the
+/// support contact), every session, grant and refresh token ends with back-channel
+/// logouts, and the member is mailed, with the reason only when `tell_reason`. The
+/// reason is kept for support either way, and recorded (`user.freeze`).
 pub async fn freeze(
     db: &Db,
     master: &MasterKey,
     config: &Config,
     clock: &Clock,
-    email: &str,
-    reason_typed: &str,
-    tell_reason: bool,
+    ctx: &Context,
+    user: &User,
+    how: &Freeze,
 ) -> Result<Outcome, SupportError> {
-    // A bad reason is refused before anything is looked up or written.
-    let reason = reason(reason_typed)?;
-    let user = account(db, email).await?;
+    let reason = how.reason.as_str();
     match user.status {
         UserStatus::Active => {}
         UserStatus::Frozen => return Ok(Outcome::Unchanged),
         other => return Err(SupportError::NotActive(other)),
     }
     let mail = templates::account_frozen(
-        user_lang(&user, Lang::Ja),
+        user_lang(user, Lang::Ja),
         user.email.display(),
         &user.display_name,
-        tell_reason.then_some(reason),
+        how.tell_reason.then_some(reason),
         contact(config),
+    );
+    let now = clock.now();
+    let record = audit::event(
+        now,
+        ctx,
+        "user.freeze",
+        Target::User(user.id),
+        json!({ "reason": reason, "reason_mailed": how.tell_reason }),
     );
     let frozen = db
         .accounts()
-        .freeze(clock.now(), user.id, reason, sealed(&mail, master)?)
+        .freeze(now, user.id, reason, sealed(&mail, master)?, &record)
         .await?;
     if frozen {
         tracing::info!(user = %user.id.0, "support froze an account");
         return Ok(Outcome::Changed);
     }
     // Changed meanwhile (another freeze, a deletion): say what it is now.
-    changed_meanwhile(db, &user, UserStatus::Frozen).await
+    changed_meanwhile(db, user, UserStatus::Frozen).await
 }
 
-/// Lifts the freeze of the account of `email`; the member is mailed.
+/// Lifts the freeze of `user`'s account; the member is mailed (`user.unfreeze`).
 pub async fn unfreeze(
     db: &Db,
     master: &MasterKey,
     config: &Config,
     clock: &Clock,
-    email: &str,
+    ctx: &Context,
+    user: &User,
 ) -> Result<Outcome, SupportError> {
-    let user = account(db, email).await?;
     if user.status != UserStatus::Frozen {
         return Ok(Outcome::Unchanged);
     }
     let mail = templates::account_unfrozen(
-        user_lang(&user, Lang::Ja),
+        user_lang(user, Lang::Ja),
         user.email.display(),
         &user.display_name,
         contact(config),
     );
+    let now = clock.now();
+    let record = audit::event(now, ctx, "user.unfreeze", Target::User(user.id), json!({}));
     let lifted = db
         .accounts()
-        .unfreeze(clock.now(), user.id, sealed(&mail, master)?)
+        .unfreeze(now, user.id, sealed(&mail, master)?, &record)
         .await?;
     if lifted {
         tracing::info!(user = %user.id.0, "support lifted a freeze");
         return Ok(Outcome::Changed);
     }
-    changed_meanwhile(db, &user, UserStatus::Active).await
+    changed_meanwhile(db, user, UserStatus::Active).await
 }
 
 /// The answer when the store found the account no longer in the state it was read in:
@@ -184,15 +224,77 @@ async fn changed_meanwhile(
     }
 }
 
-/// Ends every session and grant of the account of `email` (with back-channel logouts)
-/// without freezing it: the member can sign in again at once. How many sessions ended.
-pub async fn sign_out(db: &Db, clock: &Clock, email: &str) -> Result<u64, SupportError> {
-    let user = account(db, email).await?;
+/// Ends every session and grant of `user`'s account (with back-channel logouts) without
+/// freezing it: the member can sign in again at once. How many sessions ended; the
+/// record (`user.sign_out`) says so too.
+pub async fn sign_out(
+    db: &Db,
+    clock: &Clock,
+    ctx: &Context,
+    user: &User,
+) -> Result<u64, SupportError> {
+    not_deleted(user)?;
+    let now = clock.now();
+    let record = |ended: u64| {
+        audit::event(
+            now,
+            ctx,
+            "user.sign_out",
+            Target::User(user.id),
+            json!({ "sessions_ended": ended }),
+        )
+    };
     let ended = db
         .accounts()
-        .sign_out_everywhere(clock.now(), user.id, None)
+        .sign_out_everywhere(now, user.id, None, record)
         .await?;
     tracing::info!(user = %user.id.0, ended, "support signed an account out everywhere");
+    Ok(ended)
+}
+
+/// The live sessions of `user`'s account (the rule of the member's own list), the most
+/// recently active first.
+pub async fn sessions(
+    db: &Db,
+    clock: &Clock,
+    idle: Duration,
+    user: &User,
+) -> Result<Vec<BrowserSession>, SupportError> {
+    Ok(db.sessions().list_live(user.id, clock.now(), idle).await?)
+}
+
+/// Ends one live session of `user`'s account, as the member's "sign out this device"
+/// does: its short-lived grants go, the clients it signed in to get a back-channel
+/// logout, and an email change waiting for its link dies with it (`user.session_end`).
+/// `false` when it is no live session of this account: one of another account's is
+/// never ended through this one.
+pub async fn end_session(
+    db: &Db,
+    clock: &Clock,
+    idle: Duration,
+    ctx: &Context,
+    user: &User,
+    session: Uuid,
+) -> Result<bool, SupportError> {
+    let now = clock.now();
+    let live = db.sessions().list_live(user.id, now, idle).await?;
+    let Some(target) = live.iter().find(|s| s.id == session) else {
+        return Ok(false);
+    };
+    let record = audit::event(
+        now,
+        ctx,
+        "user.session_end",
+        Target::User(user.id),
+        json!({ "count": 1, "session": target.id, "sid": target.sid }),
+    );
+    let ended = db
+        .sessions()
+        .end_of(now, user.id, target.id, &record)
+        .await?;
+    if ended {
+        tracing::info!(user = %user.id.0, session = %target.id, "support ended a session");
+    }
     Ok(ended)
 }
 
@@ -205,27 +307,37 @@ pub enum TwoStepReset {
     NotOn,
 }
 
-/// Turns two-step verification off for the account of `email`, for a member who lost
-/// every second factor and every recovery code: the authenticator app, email codes,
-/// recovery codes and remembered devices go, the history says support did it (`via`
-/// names the channel, "tobira CLI"), and the member is mailed — in one transaction, so
-/// there is no reset the member is not told of. The password alone signs in afterwards.
+/// The channel support acted through, as the member's history names it.
+fn channel(ctx: &Context) -> String {
+    match &ctx.actor {
+        Actor::Client(client_id) => format!("admin API, {client_id}"),
+        _ => "tobira CLI".to_owned(),
+    }
+}
+
+/// Turns two-step verification off for `user`'s account, for a member who lost every
+/// second factor and every recovery code: the authenticator app, email codes, recovery
+/// codes and remembered devices go, the history says support did it (and through which
+/// channel), and the member is mailed — in one transaction, so there is no reset the
+/// member is not told of, nor one the audit log lacks (`user.reset_2fa`). The password
+/// alone signs in afterwards.
 pub async fn reset_two_step(
     db: &Db,
     master: &MasterKey,
     config: &Config,
     clock: &Clock,
-    email: &str,
-    via: &str,
+    ctx: &Context,
+    user: &User,
 ) -> Result<TwoStepReset, SupportError> {
-    let user = account(db, email).await?;
+    not_deleted(user)?;
     let factors = db.two_step().factors(user.id).await?;
     if !factors.any() && factors.recovery_left == 0 {
         return Ok(TwoStepReset::NotOn);
     }
     let now = clock.now();
+    let via = channel(ctx);
     let mail = templates::two_step_reset(
-        user_lang(&user, Lang::Ja),
+        user_lang(user, Lang::Ja),
         user.email.display(),
         &user.display_name,
         &config.issuer.endpoint(crate::account::ACCOUNT),
@@ -245,7 +357,21 @@ pub async fn reset_two_step(
         },
         mail: Some(sealed(&mail, master)?),
     };
-    db.two_step().disable_all(now, user.id, change).await?;
+    let record = audit::event(
+        now,
+        ctx,
+        "user.reset_2fa",
+        Target::User(user.id),
+        json!({
+            "totp": factors.totp,
+            "email_codes": factors.email,
+            "recovery_codes": factors.recovery_left,
+        }),
+    );
+    db.two_step()
+        .audited(record)
+        .disable_all(now, user.id, change)
+        .await?;
     tracing::info!(user = %user.id.0, via, "support turned two-step verification off");
     Ok(TwoStepReset::Reset(factors))
 }
@@ -269,16 +395,22 @@ mod tests {
 
     #[test]
     fn a_reason_is_trimmed_and_refused_when_empty_long_or_with_control_characters() {
-        assert_eq!(reason("  規約違反の疑い ").unwrap(), "規約違反の疑い");
-        assert!(matches!(reason(" \t "), Err(SupportError::ReasonEmpty)));
-        assert!(reason(&"あ".repeat(MAX_REASON)).is_ok());
+        assert_eq!(
+            Reason::parse("  規約違反の疑い ").unwrap().as_str(),
+            "規約違反の疑い"
+        );
         assert!(matches!(
-            reason(&"あ".repeat(MAX_REASON + 1)),
+            Reason::parse(" \t "),
+            Err(SupportError::ReasonEmpty)
+        ));
+        assert!(Reason::parse(&"あ".repeat(MAX_REASON)).is_ok());
+        assert!(matches!(
+            Reason::parse(&"あ".repeat(MAX_REASON + 1)),
             Err(SupportError::ReasonTooLong)
         ));
         for bad in ["line\nbreak", "esc\u{1b}[31m", "nul\0"] {
             assert!(
-                matches!(reason(bad), Err(SupportError::ReasonControl)),
+                matches!(Reason::parse(bad), Err(SupportError::ReasonControl)),
                 "{bad:?}"
             );
         }

@@ -1,4 +1,4 @@
-//! Creating and looking up accounts on behalf of an operator.
+//! Creating and showing accounts on behalf of an operator.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -94,8 +94,10 @@ pub async fn add_user(
 }
 
 /// An account as shown to operators (CLI `--json`, admin API): never a hash or secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserView {
+    /// The account's id (a UUID): what the admin API names it by.
+    #[schema(format = Uuid)]
     pub id: String,
     pub sub: String,
     pub email: String,
@@ -103,11 +105,18 @@ pub struct UserView {
     pub has_password: bool,
     pub display_name: String,
     pub locale: String,
+    /// `unverified`, `active`, `frozen` or `deleted`.
+    #[schema(value_type = String, example = "active")]
     pub status: UserStatus,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
+    /// Support's reason, while the account is frozen: for support, never the member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen_reason: Option<String>,
 }
 
 impl From<&User> for UserView {
@@ -123,6 +132,10 @@ impl From<&User> for UserView {
             status: u.status,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            frozen_reason: u
+                .frozen_reason
+                .clone()
+                .filter(|_| u.status == UserStatus::Frozen),
         }
     }
 }

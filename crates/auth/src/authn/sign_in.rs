@@ -113,6 +113,9 @@ pub async fn with_password(
         // Not checked: not an attempt the member made or suffered.
         Err(SignInError::Busy | SignInError::Internal(_)) => None,
     };
+    if let (None, Some(result)) = (&user, refused) {
+        crate::ops::sign_in_attempt(METHOD_PASSWORD, result, false);
+    }
     if let (Some(user), Some(result)) = (&user, refused) {
         record(
             state,
@@ -249,6 +252,7 @@ async fn check(
 /// existing accounts cause must not show in the timing). Refused attempts are recorded
 /// at most once a minute per account: a flood of them must not become a flood of writes.
 pub fn record(state: &AppState, attempt: Attempted<'_>, result: LoginResult) {
+    crate::ops::sign_in_attempt(attempt.method, result, true);
     let user = attempt.user;
     let event = LoginEvent {
         id: Uuid::new_v4(),

@@ -1,14 +1,16 @@
-//! `tobira clients`: relying parties.
+//! `tobira clients`: relying parties, through the same `admin::clients` functions as
+//! the admin API (each change recorded in the audit log as the operator at the CLI).
 
 use std::io::Write;
 
 use clap::{Args, Subcommand, ValueEnum};
-use tobira_auth::admin::clients::{AddClient, ClientView, add_client};
+use tobira_auth::admin::audit::Context;
+use tobira_auth::admin::clients::{self, AddClient, ClientChanges, ClientView};
 use tobira_auth::domain::GrantType;
 use tobira_auth::startup;
 use tobira_auth::{Clock, Config};
 
-use super::{AlgArg, read_secret_stdin};
+use super::{AlgArg, read_secret_stdin, rfc3339};
 
 #[derive(Subcommand)]
 pub enum ClientsCommand {
@@ -21,11 +23,84 @@ pub enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one client (never its secret).
+    Show {
+        #[arg(value_name = "CLIENT_ID")]
+        client_id: String,
+        /// Print one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a client's settings; what is not given stays. The secret stays too.
+    Update(ClientsUpdate),
+    /// Give a confidential client a new secret (shown once). The old one keeps working
+    /// for the grace period, so the client can be redeployed without an outage.
+    RotateSecret {
+        #[arg(value_name = "CLIENT_ID")]
+        client_id: String,
+        /// Hours the old secret keeps working (0: it stops now, e.g. when it leaked);
+        /// `admin.client_secret_grace_hours` by default.
+        #[arg(long)]
+        grace_hours: Option<u32>,
+        /// Print one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a client; its grants and tokens stop working.
     Remove {
         #[arg(value_name = "CLIENT_ID")]
         client_id: String,
     },
+}
+
+#[derive(Args)]
+pub struct ClientsUpdate {
+    #[arg(value_name = "CLIENT_ID")]
+    client_id: String,
+    #[arg(long)]
+    name: Option<String>,
+    /// Replaces the registered redirect URIs; repeat for several.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Replaces the post-logout redirect URIs; repeat for several.
+    #[arg(
+        long = "post-logout-redirect-uri",
+        conflicts_with = "no_post_logout_redirect_uris"
+    )]
+    post_logout_redirect_uris: Vec<String>,
+    /// Removes every post-logout redirect URI.
+    #[arg(long)]
+    no_post_logout_redirect_uris: bool,
+    /// Replaces the grant types beyond authorization_code; repeat for several.
+    #[arg(long = "grant", value_enum, conflicts_with = "no_extra_grants")]
+    grants: Vec<GrantArg>,
+    /// Leaves authorization_code as the only grant type.
+    #[arg(long)]
+    no_extra_grants: bool,
+    /// Signature algorithm of this client's ID tokens.
+    #[arg(long, value_enum)]
+    id_token_alg: Option<AlgArg>,
+    /// Where Tobira posts logout tokens.
+    #[arg(long, conflicts_with = "no_backchannel_logout_uri")]
+    backchannel_logout_uri: Option<String>,
+    /// Stops back-channel logout to this client.
+    #[arg(long)]
+    no_backchannel_logout_uri: bool,
+    /// Whether every logout token carries the session id (`sid`).
+    #[arg(long, value_name = "true|false")]
+    backchannel_logout_session_required: Option<bool>,
+    /// Whether this is one of our own apps (no consent screen).
+    #[arg(long, value_name = "true|false")]
+    first_party: Option<bool>,
+    /// Replaces the API scopes for client_credentials; repeat for several.
+    #[arg(long = "scope", conflicts_with = "no_scopes")]
+    scopes: Vec<String>,
+    /// Removes every API scope.
+    #[arg(long)]
+    no_scopes: bool,
+    /// Print the client as one JSON object on standard output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -79,6 +154,166 @@ enum GrantArg {
     ClientCredentials,
 }
 
+impl From<GrantArg> for GrantType {
+    fn from(g: GrantArg) -> Self {
+        match g {
+            GrantArg::RefreshToken => GrantType::RefreshToken,
+            GrantArg::ClientCredentials => GrantType::ClientCredentials,
+        }
+    }
+}
+
+/// A list option: replaced when given, emptied by its `--no-…` flag, else unchanged.
+fn replaced<T>(given: Vec<T>, clear: bool) -> Option<Vec<T>> {
+    (clear || !given.is_empty()).then_some(given)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    writeln!(std::io::stdout().lock(), "{text}").map_err(|e| e.to_string())
+}
+
+fn print_client(view: &ClientView) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    let uris = |list: &[tobira_auth::domain::RedirectUri]| {
+        list.iter()
+            .map(|u| u.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let grants: Vec<&str> = view.grant_types.iter().map(|g| g.as_str()).collect();
+    let lines = [
+        ("client_id", view.client_id.clone()),
+        ("name", view.name.clone()),
+        (
+            "kind",
+            match (view.public, view.first_party) {
+                (true, _) => "public",
+                (false, true) => "confidential, first-party",
+                (false, false) => "confidential",
+            }
+            .to_owned(),
+        ),
+        ("redirect_uris", uris(&view.redirect_uris)),
+        ("post_logout", uris(&view.post_logout_redirect_uris)),
+        ("grant_types", grants.join(" ")),
+        (
+            "id_token_alg",
+            view.id_token_signed_response_alg.as_str().to_owned(),
+        ),
+        (
+            "backchannel",
+            view.backchannel_logout_uri
+                .as_ref()
+                .map(|u| {
+                    let sid = if view.backchannel_logout_session_required {
+                        " (sid required)"
+                    } else {
+                        ""
+                    };
+                    format!("{u}{sid}")
+                })
+                .unwrap_or_default(),
+        ),
+        ("scopes", view.scopes.join(" ")),
+        (
+            "old_secret_ends",
+            view.previous_credential_expires_at
+                .map(rfc3339)
+                .unwrap_or_default(),
+        ),
+        ("created_at", rfc3339(view.created_at)),
+    ];
+    for (label, value) in lines {
+        writeln!(out, "{:<16} {value}", format!("{label}:")).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn clients_show(client_id: &str, json: bool, config: &Config) -> Result<(), String> {
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let client = clients::show_client(&db, client_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let view = ClientView::new(&client, Clock::system().now());
+    if json {
+        print_json(&view)
+    } else {
+        print_client(&view)
+    }
+}
+
+async fn clients_update(args: ClientsUpdate, config: &Config) -> Result<(), String> {
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let clock = Clock::system();
+    let changes = ClientChanges {
+        name: args.name,
+        redirect_uris: replaced(args.redirect_uris, false),
+        post_logout_redirect_uris: replaced(
+            args.post_logout_redirect_uris,
+            args.no_post_logout_redirect_uris,
+        ),
+        extra_grants: replaced(
+            args.grants.into_iter().map(GrantType::from).collect(),
+            args.no_extra_grants,
+        ),
+        id_token_alg: args.id_token_alg.map(Into::into),
+        backchannel_logout_uri: if args.no_backchannel_logout_uri {
+            Some(None)
+        } else {
+            args.backchannel_logout_uri.map(Some)
+        },
+        backchannel_logout_session_required: args.backchannel_logout_session_required,
+        first_party: args.first_party,
+        scopes: replaced(args.scopes, args.no_scopes),
+    };
+    let client = clients::update_client(&db, &clock, &Context::cli(), &args.client_id, changes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let view = ClientView::new(&client, clock.now());
+    if args.json {
+        print_json(&view)
+    } else {
+        eprintln!("updated client {}", view.client_id);
+        print_client(&view)
+    }
+}
+
+async fn clients_rotate_secret(
+    client_id: &str,
+    grace_hours: Option<u32>,
+    json: bool,
+    config: &Config,
+) -> Result<(), String> {
+    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+    let clock = Clock::system();
+    let rotated = clients::rotate_secret(
+        &db,
+        &clock,
+        &Context::cli(),
+        &config.admin,
+        client_id,
+        grace_hours,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if json {
+        return print_json(&serde_json::json!({
+            "client_id": rotated.client.client_id,
+            "client_secret": rotated.secret,
+            "previous_secret_expires_at": rotated.previous_expires_at.map(rfc3339),
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "client_secret: {}", rotated.secret).map_err(|e| e.to_string())?;
+    eprintln!("The secret is shown only now; Tobira keeps only its hash.");
+    match rotated.previous_expires_at {
+        Some(until) => eprintln!("The old secret works until {}.", rfc3339(until)),
+        None => eprintln!("The old secret no longer works."),
+    }
+    Ok(())
+}
+
 async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
     let secret = if args.secret_stdin {
         Some(read_secret_stdin("client secret")?)
@@ -92,14 +327,7 @@ async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
         post_logout_redirect_uris: args.post_logout_redirect_uris,
         public: args.public,
         first_party: args.first_party,
-        extra_grants: args
-            .grants
-            .iter()
-            .map(|g| match g {
-                GrantArg::RefreshToken => GrantType::RefreshToken,
-                GrantArg::ClientCredentials => GrantType::ClientCredentials,
-            })
-            .collect(),
+        extra_grants: args.grants.into_iter().map(GrantType::from).collect(),
         id_token_alg: args.id_token_alg.into(),
         backchannel_logout_uri: args.backchannel_logout_uri,
         backchannel_logout_session_required: args.backchannel_logout_session_required,
@@ -107,10 +335,11 @@ async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
         secret,
         scopes: args.scopes,
     };
-    let added = add_client(&db, &Clock::system(), request)
+    let clock = Clock::system();
+    let added = clients::create_client(&db, &clock, &Context::cli(), request)
         .await
         .map_err(|e| e.to_string())?;
-    let view = ClientView::from(&added.client);
+    let view = ClientView::new(&added.client, clock.now());
     let mut out = std::io::stdout().lock();
     if args.json {
         let mut value = serde_json::to_value(&view).map_err(|e| e.to_string())?;
@@ -131,7 +360,8 @@ async fn clients_add(args: ClientsAdd, config: &Config) -> Result<(), String> {
 async fn clients_list(json: bool, config: &Config) -> Result<(), String> {
     let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
     let clients = db.clients().list().await.map_err(|e| e.to_string())?;
-    let views: Vec<ClientView> = clients.iter().map(ClientView::from).collect();
+    let now = Clock::system().now();
+    let views: Vec<ClientView> = clients.iter().map(|c| ClientView::new(c, now)).collect();
     let mut out = std::io::stdout().lock();
     if json {
         let text = serde_json::to_string(&views).map_err(|e| e.to_string())?;
@@ -160,19 +390,20 @@ pub async fn run(command: ClientsCommand, config: &Config) -> Result<(), String>
     match command {
         ClientsCommand::Add(args) => clients_add(args, config).await,
         ClientsCommand::List { json } => clients_list(json, config).await,
+        ClientsCommand::Show { client_id, json } => clients_show(&client_id, json, config).await,
+        ClientsCommand::Update(args) => clients_update(args, config).await,
+        ClientsCommand::RotateSecret {
+            client_id,
+            grace_hours,
+            json,
+        } => clients_rotate_secret(&client_id, grace_hours, json, config).await,
         ClientsCommand::Remove { client_id } => {
             let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
-            if db
-                .clients()
-                .remove(&client_id)
+            clients::delete_client(&db, &Clock::system(), &Context::cli(), &client_id)
                 .await
-                .map_err(|e| e.to_string())?
-            {
-                eprintln!("removed client {client_id}");
-                Ok(())
-            } else {
-                Err(format!("no client with client_id {client_id}"))
-            }
+                .map_err(|e| e.to_string())?;
+            eprintln!("removed client {client_id}");
+            Ok(())
         }
     }
 }

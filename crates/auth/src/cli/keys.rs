@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use clap::Subcommand;
+use tobira_auth::admin::audit::Context;
 use tobira_auth::keys::schedule::{self, KeyView};
 use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, MasterKey};
 use tobira_auth::startup;
@@ -62,9 +63,11 @@ pub async fn run(command: KeysCommand, config: &Config) -> Result<(), String> {
         }
         KeysCommand::Rotate { alg, now: false } => {
             let (db, master, clock, policy) = signing_keys(config).await?;
-            let keys = schedule::rotate(&db, &master, clock.now(), &policy, &algs(alg), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            let ctx = Context::cli();
+            let keys =
+                schedule::rotate(&db, &master, clock.now(), &policy, &algs(alg), false, &ctx)
+                    .await
+                    .map_err(|e| e.to_string())?;
             let mut out = std::io::stdout().lock();
             for key in &keys {
                 writeln!(
@@ -91,7 +94,8 @@ pub async fn run(command: KeysCommand, config: &Config) -> Result<(), String> {
             let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
             let master = MasterKey::load_or_create(config).map_err(|e| e.to_string())?;
             let (clock, policy) = (Clock::system(), KeyPolicy::from_config(config));
-            let revocation = schedule::revoke(&db, &master, clock.now(), &policy, &kid)
+            let ctx = Context::cli();
+            let revocation = schedule::revoke(&db, &master, clock.now(), &policy, &kid, &ctx)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{revocation}");
@@ -123,7 +127,7 @@ async fn rotate_now(
     policy: &KeyPolicy,
     algs: &[Alg],
 ) -> Result<(), String> {
-    let keys = schedule::rotate(db, master, clock.now(), policy, algs, true)
+    let keys = schedule::rotate(db, master, clock.now(), policy, algs, true, &Context::cli())
         .await
         .map_err(|e| e.to_string())?;
     let mut due = clock.now();

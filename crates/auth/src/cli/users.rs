@@ -4,11 +4,12 @@ use std::io::{IsTerminal, Write};
 
 use clap::{Args, Subcommand, ValueEnum};
 use tobira_auth::account::delete::delete_account;
-use tobira_auth::admin::support::{self, Outcome, SupportError, TwoStepReset};
-use tobira_auth::admin::unlock::{self, Unlock};
+use tobira_auth::admin::audit::Context;
+use tobira_auth::admin::support::{self, Freeze, Outcome, Reason, SupportError, TwoStepReset};
+use tobira_auth::admin::unlock;
 use tobira_auth::admin::users::{AddUser, UserView, add_user};
 use tobira_auth::authn::password::PasswordHasher;
-use tobira_auth::domain::{Email, User, UserStatus};
+use tobira_auth::domain::{Email, User};
 use tobira_auth::keys::{IdentifierHasher, MasterKey};
 use tobira_auth::startup;
 use tobira_auth::store::Db;
@@ -143,36 +144,32 @@ async fn users_unlock(
     ip: Option<std::net::IpAddr>,
     config: &Config,
 ) -> Result<(), String> {
-    let lang = cli_lang();
-    let unlock = match (email, ip) {
+    let clock = Clock::system();
+    let (db, id) = match (email, ip) {
         (Some(email), _) => {
-            Email::parse(&email).map_err(|e| Msg::from(e).text(lang).to_owned())?;
-            Unlock::Account { email }
+            let (db, user) = account(&email, config).await?;
+            let id = unlock::account(&db, &clock, &Context::cli(), &user).await;
+            (db, id)
         }
-        (None, Some(ip)) => Unlock::Address { ip },
+        (None, Some(ip)) => {
+            let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
+            let id = unlock::address(&db, &clock, &Context::cli(), ip).await;
+            (db, id)
+        }
         (None, None) => return Err("give --email or --ip".to_owned()),
     };
-    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
-    let id = unlock::request(&db, &Clock::system(), unlock)
+    let id = id.map_err(|e| e.to_string())?;
+    // A running server takes the job within its poll interval.
+    let applied = unlock::applied_within(&db, id, std::time::Duration::from_secs(10))
         .await
         .map_err(|e| e.to_string())?;
-    // A running server takes the job within its poll interval.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let pending = db
-            .jobs()
-            .pending(unlock::SUPPORT_QUEUE)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !pending.iter().any(|job| job.id == id) {
-            eprintln!("unlocked");
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    if applied {
+        eprintln!("unlocked");
+    } else {
+        eprintln!(
+            "queued: no running tobira serve applied it within 10 seconds; the next one to run will"
+        );
     }
-    eprintln!(
-        "queued: no running tobira serve applied it within 10 seconds; the next one to run will"
-    );
     Ok(())
 }
 
@@ -203,11 +200,17 @@ async fn users_freeze(
     mail_reason: bool,
     config: &Config,
 ) -> Result<(), String> {
-    // An unknown address is refused before the keys are read (or made).
-    let (db, _) = account(email, config).await?;
+    // A bad reason is refused before anything is looked up; an unknown address before
+    // the keys are read (or made).
+    let how = Freeze {
+        reason: Reason::parse(reason).map_err(support_error)?,
+        tell_reason: mail_reason,
+    };
+    let (db, user) = account(email, config).await?;
     let clock = Clock::system();
     let (master, _) = keys(&db, config, &clock).await?;
-    match support::freeze(&db, &master, config, &clock, email, reason, mail_reason)
+    let ctx = Context::cli();
+    match support::freeze(&db, &master, config, &clock, &ctx, &user, &how)
         .await
         .map_err(support_error)?
     {
@@ -221,10 +224,10 @@ async fn users_freeze(
 }
 
 async fn users_unfreeze(email: &str, config: &Config) -> Result<(), String> {
-    let (db, _) = account(email, config).await?;
+    let (db, user) = account(email, config).await?;
     let clock = Clock::system();
     let (master, _) = keys(&db, config, &clock).await?;
-    match support::unfreeze(&db, &master, config, &clock, email)
+    match support::unfreeze(&db, &master, config, &clock, &Context::cli(), &user)
         .await
         .map_err(support_error)?
     {
@@ -235,8 +238,8 @@ async fn users_unfreeze(email: &str, config: &Config) -> Result<(), String> {
 }
 
 async fn users_sign_out(email: &str, config: &Config) -> Result<(), String> {
-    let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
-    let ended = support::sign_out(&db, &Clock::system(), email)
+    let (db, user) = account(email, config).await?;
+    let ended = support::sign_out(&db, &Clock::system(), &Context::cli(), &user)
         .await
         .map_err(support_error)?;
     println!("ended {ended} sessions");
@@ -244,10 +247,10 @@ async fn users_sign_out(email: &str, config: &Config) -> Result<(), String> {
 }
 
 async fn users_reset_two_step(email: &str, config: &Config) -> Result<(), String> {
-    let (db, _) = account(email, config).await?;
+    let (db, user) = account(email, config).await?;
     let clock = Clock::system();
     let (master, _) = keys(&db, config, &clock).await?;
-    match support::reset_two_step(&db, &master, config, &clock, email, "tobira CLI")
+    match support::reset_two_step(&db, &master, config, &clock, &Context::cli(), &user)
         .await
         .map_err(support_error)?
     {
@@ -278,7 +281,8 @@ async fn users_delete(email: &str, config: &Config) -> Result<(), String> {
     let (db, user) = account(email, config).await?;
     let clock = Clock::system();
     let (master, identifiers) = keys(&db, config, &clock).await?;
-    let deleted = delete_account(&db, &master, &identifiers, config, clock.now(), &user)
+    let ctx = Context::cli();
+    let deleted = delete_account(&db, &master, &identifiers, config, &ctx, clock.now(), &user)
         .await
         .map_err(|e| e.to_string())?;
     if deleted {
@@ -303,25 +307,7 @@ async fn account(email: &str, config: &Config) -> Result<(Db, User), String> {
 
 async fn users_show(email: &str, json: bool, config: &Config) -> Result<(), String> {
     let (_, user) = account(email, config).await?;
-    let view = UserView::from(&user);
-    let reason = user
-        .frozen_reason
-        .as_deref()
-        .filter(|_| user.status == UserStatus::Frozen);
-    match (reason, json) {
-        (None, _) => print_user(&view, json),
-        // Support's reason is for support: `users show` is where they read it.
-        (Some(reason), true) => {
-            let mut value = serde_json::to_value(&view).map_err(|e| e.to_string())?;
-            value["frozen_reason"] = serde_json::Value::String(reason.to_owned());
-            writeln!(std::io::stdout().lock(), "{value}").map_err(|e| e.to_string())
-        }
-        (Some(reason), false) => {
-            print_user(&view, false)?;
-            writeln!(std::io::stdout().lock(), "frozen reason:  {reason}")
-                .map_err(|e| e.to_string())
-        }
-    }
+    print_user(&UserView::from(&user), json)
 }
 
 fn print_user(view: &UserView, json: bool) -> Result<(), String> {
@@ -333,7 +319,7 @@ fn print_user(view: &UserView, json: bool) -> Result<(), String> {
             t.format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         };
-        format!(
+        let text = format!(
             "id:             {}\nsub:            {}\nemail:          {}\nemail verified: {}\npassword:       {}\ndisplay name:   {}\nlocale:         {}\nstatus:         {}\ncreated:        {}\nupdated:        {}",
             view.id,
             view.sub,
@@ -345,7 +331,12 @@ fn print_user(view: &UserView, json: bool) -> Result<(), String> {
             view.status.as_str(),
             fmt(view.created_at),
             fmt(view.updated_at),
-        )
+        );
+        // Support's reason is for support: `users show` is where they read it.
+        match &view.frozen_reason {
+            Some(reason) => format!("{text}\nfrozen reason:  {reason}"),
+            None => text,
+        }
     };
     writeln!(out, "{text}").map_err(|e| e.to_string())
 }

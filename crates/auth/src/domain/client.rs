@@ -2,18 +2,31 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::crypto::{constant_time_eq, sha256_hex};
+
 /// A redirect URI, kept exactly as registered: OAuth compares them as strings
 /// (RFC 9700 §2.1), so `https://rp/cb` and `https://rp/cb/` are different URIs.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String)]
 pub struct RedirectUri(String);
+
+/// The longest redirect URI we register: browsers and proxies cut URLs somewhere past
+/// 2000 characters, and every authorization request carries this one.
+pub const REDIRECT_URI_MAX: usize = 2000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedirectUriError {
+    #[error("a URI is longer than 2000 characters")]
+    TooLong,
+    /// The URL parser drops CR/LF and keeps NUL: a URI so registered could never be a
+    /// `Location` header, and NUL cannot be stored on PostgreSQL.
+    #[error("{0:?} contains control characters or spaces")]
+    Control(String),
     #[error("{0:?} is not an absolute URL")]
     NotAbsolute(String),
     #[error("{0:?} has a fragment, which a redirect URI must not have (RFC 6749 §3.1.2)")]
@@ -26,6 +39,12 @@ pub enum RedirectUriError {
 
 impl RedirectUri {
     pub fn parse(input: &str) -> Result<Self, RedirectUriError> {
+        if input.len() > REDIRECT_URI_MAX {
+            return Err(RedirectUriError::TooLong);
+        }
+        if input.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(RedirectUriError::Control(input.to_owned()));
+        }
         let url = Url::parse(input).map_err(|_| RedirectUriError::NotAbsolute(input.to_owned()))?;
         if url.fragment().is_some() || input.contains('#') {
             return Err(RedirectUriError::Fragment(input.to_owned()));
@@ -66,7 +85,7 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -125,6 +144,38 @@ impl Client {
         self.grant_types.contains(&grant)
     }
 
+    /// Whether `given` is this client's secret: the current one, or the one before the
+    /// last rotation until its grace period ends (so the client can be redeployed with
+    /// the new secret without an outage). Both hashes are compared in constant time, and
+    /// always both, so the answer's timing says nothing about which one matched.
+    pub fn secret_matches(&self, given: &str, now: OffsetDateTime) -> bool {
+        let given = sha256_hex(given);
+        let current = self
+            .secret_hash
+            .as_deref()
+            .is_some_and(|stored| constant_time_eq(stored.as_bytes(), given.as_bytes()));
+        let previous = self
+            .live_previous_secret(now)
+            .is_some_and(|stored| constant_time_eq(stored.as_bytes(), given.as_bytes()));
+        current | previous
+    }
+
+    /// The hash of the secret before the last rotation while it still works.
+    fn live_previous_secret(&self, now: OffsetDateTime) -> Option<&str> {
+        self.previous_secret
+            .as_ref()
+            .filter(|(_, until)| now < *until)
+            .map(|(hash, _)| hash.as_str())
+    }
+
+    /// When the secret before the last rotation stops working, while it still does.
+    pub fn previous_secret_expires_at(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.previous_secret
+            .as_ref()
+            .map(|(_, until)| *until)
+            .filter(|until| now < *until)
+    }
+
     /// Exact string comparison against the registered URIs.
     pub fn redirect_uri(&self, candidate: &str) -> Option<&RedirectUri> {
         self.redirect_uris.iter().find(|u| u.as_str() == candidate)
@@ -134,6 +185,22 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_and_spaces_are_refused_not_dropped() {
+        for bad in [
+            "https://rp.example.jp/cb\r\nSet-Cookie: x=1",
+            "https://rp.example.jp/\u{0}",
+            "https://rp.example.jp/\u{7f}",
+            "https://rp.example.jp/c b",
+            "https://rp.example.jp/cb\t",
+        ] {
+            assert!(
+                matches!(RedirectUri::parse(bad), Err(RedirectUriError::Control(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn redirect_uris_must_be_absolute_https_or_loopback_without_fragment() {
@@ -157,6 +224,10 @@ mod tests {
         ] {
             assert!(RedirectUri::parse(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            RedirectUri::parse(&format!("https://rp.example.jp/{}", "a".repeat(2000))),
+            Err(RedirectUriError::TooLong)
+        );
         // Kept byte for byte.
         assert_eq!(
             RedirectUri::parse("https://RP.example.jp/cb")
@@ -164,5 +235,46 @@ mod tests {
                 .as_str(),
             "https://RP.example.jp/cb"
         );
+    }
+
+    fn client_with(current: &str, previous: Option<(&str, OffsetDateTime)>) -> Client {
+        Client {
+            client_id: "rp".to_owned(),
+            name: "RP".to_owned(),
+            secret_hash: Some(sha256_hex(current)),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec![GrantType::AuthorizationCode],
+            public: false,
+            first_party: false,
+            id_token_alg: crate::keys::Alg::RS256,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            scopes: Vec::new(),
+            previous_secret: previous.map(|(s, until)| (sha256_hex(s), until)),
+        }
+    }
+
+    #[test]
+    fn the_previous_secret_works_until_its_expiry_and_never_after() {
+        let until = OffsetDateTime::UNIX_EPOCH + time::Duration::hours(24);
+        let client = client_with("new", Some(("old", until)));
+        let before = until - time::Duration::seconds(1);
+        assert!(client.secret_matches("new", before));
+        assert!(client.secret_matches("old", before));
+        assert!(!client.secret_matches("other", before));
+        assert!(client.secret_matches("new", until));
+        assert!(
+            !client.secret_matches("old", until),
+            "expired at the instant"
+        );
+        assert_eq!(client.previous_secret_expires_at(until), None);
+        assert_eq!(client.previous_secret_expires_at(before), Some(until));
+        let public = Client {
+            secret_hash: None,
+            ..client_with("x", None)
+        };
+        assert!(!public.secret_matches("", before));
     }
 }

@@ -210,6 +210,9 @@ async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreE
             Err(e) => Err(e.to_string()),
         },
     };
+    if job.queue == MAIL_QUEUE {
+        crate::ops::mail_delivery(result.is_ok());
+    }
     let now = state.clock.now();
     match result {
         Ok(()) => {

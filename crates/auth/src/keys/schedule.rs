@@ -2,13 +2,16 @@
 //! forgets keys, and the operator's `rotate` and `revoke`. All of it only changes rows,
 //! under the signing-key lock and with a compare-and-set on every key's state, so
 //! replicas and the CLI may run it at once; each replica's ring picks the change up on
-//! its next reload.
+//! its next reload. Every change is recorded in the audit log: as the person who asked
+//! for it (`rotate`, `revoke`), or as `system` (the schedule).
 
 use serde::Serialize;
+use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Alg, KeyError, KeyPolicy, KeyState, MasterKey, generate};
+use crate::admin::audit::{self, Context, Target};
 use crate::clock::Clock;
 use crate::store::{Db, DbError, Lock, StoreError, StoredKey};
 
@@ -74,6 +77,16 @@ pub enum RotationError {
     AlreadyRevoked { kid: String, at: String },
     #[error("the signing keys changed while this ran; run it again")]
     Conflict,
+    /// The change stands (running it again would be refused or do more), but the audit
+    /// log lacks it.
+    #[error(
+        "{action} of signing key {kid} was made, but the audit log could not record it: {source}"
+    )]
+    Unrecorded {
+        action: &'static str,
+        kid: String,
+        source: StoreError,
+    },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -135,6 +148,16 @@ pub enum ReplacedBy {
     Generated,
 }
 
+impl ReplacedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Retiring => "retiring",
+            Self::Generated => "generated",
+        }
+    }
+}
+
 impl Replacement {
     /// Whether clients must fetch the JWKS again before they can check its tokens.
     pub fn clients_must_refetch(&self) -> bool {
@@ -173,23 +196,33 @@ impl std::fmt::Display for Revocation {
     }
 }
 
-/// A key as operators see it: everything but its private half.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A key as operators see it (CLI `--json`, admin API): everything but its private half.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
     pub alg: String,
+    /// `next`, `active`, `retiring`, `retired` or `revoked`.
     pub state: String,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
+    /// A `next` key signs from this time on.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub activate_after: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub activated_at: Option<OffsetDateTime>,
+    /// A `retiring` key leaves the JWKS at this time.
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub retire_after: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub retired_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 
@@ -248,6 +281,33 @@ fn log_change(key: &StoredKey, from: &str, to: KeyState) {
     tracing::info!(kid = %key.kid, alg = %key.alg, from, to = to.as_str(), "signing key changed state");
 }
 
+/// Records a change of the key `(kid, alg)` made at `at`, with its kid, alg and `more`
+/// in the detail. Called once the change is made, so that a change that did not happen
+/// (a conflict) is never recorded. Not in the change's transaction (`apply` makes its
+/// own), hence `RotationError::Unrecorded` when only the record fails.
+async fn record(
+    db: &Db,
+    at: OffsetDateTime,
+    ctx: &Context,
+    action: &'static str,
+    (kid, alg): (&str, &str),
+    more: serde_json::Value,
+) -> Result<(), RotationError> {
+    let mut detail = json!({ "kid": kid, "alg": alg });
+    if let (Some(detail), serde_json::Value::Object(more)) = (detail.as_object_mut(), more) {
+        detail.extend(more);
+    }
+    let event = audit::event(at, ctx, action, Target::Key(kid.to_owned()), detail);
+    db.audit()
+        .record(&event)
+        .await
+        .map_err(|source| RotationError::Unrecorded {
+            action,
+            kid: kid.to_owned(),
+            source,
+        })
+}
+
 /// A new key of `alg`, published now, signing from `activate_after`.
 fn next_key(
     alg: Alg,
@@ -284,6 +344,7 @@ async fn tick_locked(
 ) -> Result<TickReport, RotationError> {
     let repo = db.signing_keys();
     let mut report = TickReport::default();
+    let system = Context::system();
 
     // 1. A successor, published ahead so that clients' cached JWKS know it before it
     // signs.
@@ -301,10 +362,14 @@ async fn tick_locked(
             // No active key: nothing to succeed (the ring creates the first one).
             let Some(since) = newest_start else { continue };
             if since + every - policy.publish_ahead <= now {
-                let key = next_key(alg, master, now, now + policy.publish_ahead)?;
+                let activate_after = now + policy.publish_ahead;
+                let key = next_key(alg, master, now, activate_after)?;
                 repo.apply(&[KeyChange::Add(key.clone())]).await?;
                 log_change(&key, "-", KeyState::Next);
                 report.published += 1;
+                let signs_from = rfc3339(activate_after);
+                let more = json!({ "activate_after": signs_from, "scheduled": true });
+                record(db, now, &system, "key.rotate", (&key.kid, &key.alg), more).await?;
             }
         }
     }
@@ -353,6 +418,29 @@ async fn tick_locked(
             report.activated += 1;
             report.retiring += replaced.len();
             report.retired += passed_over.len();
+            let replaces: Vec<&str> = replaced.iter().map(|r| r.key.kid.as_str()).collect();
+            let more = json!({ "from": "next", "replaces": replaces });
+            record(
+                db,
+                now,
+                &system,
+                "key.promote",
+                (&promoted.key.kid, &promoted.key.alg),
+                more,
+            )
+            .await?;
+            for row in passed_over {
+                let more = json!({ "from": "next", "passed_over_by": promoted.key.kid });
+                record(
+                    db,
+                    now,
+                    &system,
+                    "key.retire",
+                    (&row.key.kid, &row.key.alg),
+                    more,
+                )
+                .await?;
+            }
         }
     }
 
@@ -370,6 +458,16 @@ async fn tick_locked(
         {
             log_change(&row.key, "retiring", KeyState::Retired);
             report.retired += 1;
+            let more = json!({ "from": "retiring" });
+            record(
+                db,
+                now,
+                &system,
+                "key.retire",
+                (&row.key.kid, &row.key.alg),
+                more,
+            )
+            .await?;
         }
     }
 
@@ -395,7 +493,8 @@ async fn tick_locked(
 /// `policy.publish_ahead` (clients' cached JWKS know it by then); `at_once`, after one
 /// reload interval (every replica publishes it before any signs with it), and a key
 /// already waiting is brought forward instead of another being made. Without `at_once`
-/// a waiting key is refused, before anything changes.
+/// a waiting key is refused, before anything changes. Each key is recorded as a
+/// `key.rotate` by `ctx`.
 pub async fn rotate(
     db: &Db,
     master: &MasterKey,
@@ -403,6 +502,7 @@ pub async fn rotate(
     policy: &KeyPolicy,
     algs: &[Alg],
     at_once: bool,
+    ctx: &Context,
 ) -> Result<Vec<StoredKey>, RotationError> {
     db.locked(Lock::SigningKeys, async {
         let keys = rows(db).await?;
@@ -428,6 +528,7 @@ pub async fn rotate(
         }
         let mut published = Vec::new();
         for alg in algs {
+            let was_waiting = waiting(alg).is_some();
             let key = match waiting(alg) {
                 Some(key) => {
                     let mut key = key.clone();
@@ -456,6 +557,12 @@ pub async fn rotate(
                     key
                 }
             };
+            let more = json!({
+                "activate_after": key.activate_after.map(rfc3339),
+                "now": at_once,
+                "was_waiting": was_waiting,
+            });
+            record(db, now, ctx, "key.rotate", (&key.kid, &key.alg), more).await?;
             published.push(key);
         }
         Ok(published)
@@ -466,13 +573,15 @@ pub async fn rotate(
 /// Revokes a key in an emergency: it leaves the JWKS, its private half is wiped, and
 /// nothing it signed is accepted any more. If it was the key signing for its algorithm,
 /// another signs at once: the waiting `next` key, else the newest `retiring` one (clients
-/// have it cached), else a new key.
+/// have it cached), else a new key. Recorded as a `key.revoke` by `ctx`, and the key
+/// signing instead as a `key.promote`.
 pub async fn revoke(
     db: &Db,
     master: &MasterKey,
     now: OffsetDateTime,
     policy: &KeyPolicy,
     kid: &str,
+    ctx: &Context,
 ) -> Result<Revocation, RotationError> {
     db.locked(Lock::SigningKeys, async {
         let keys = rows(db).await?;
@@ -528,6 +637,16 @@ pub async fn revoke(
         tracing::warn!(kid, alg = %row.key.alg, from = row.state.as_str(), to = "revoked", "signing key revoked");
         if let Some(r) = &replacement {
             tracing::info!(kid = %r.kid, alg = %row.key.alg, replaced = ?r.from, "signing key made active in place of a revoked one");
+        }
+        let more = json!({
+            "was": row.state.as_str(),
+            "replaced_by": replacement.as_ref().map(|r| r.kid.as_str()),
+        });
+        record(db, now, ctx, "key.revoke", (&row.key.kid, &row.key.alg), more).await?;
+        if let Some(r) = &replacement {
+            let more = json!({ "from": r.from.as_str(), "replaces": kid });
+            let promoted = (r.kid.as_str(), row.key.alg.as_str());
+            record(db, now, ctx, "key.promote", promoted, more).await?;
         }
         Ok(Revocation {
             kid: kid.to_owned(),

@@ -47,7 +47,7 @@ impl Mail {
     /// The sealed form stored in the job queue.
     pub fn seal(&self, master: &MasterKey) -> Result<String, KeyError> {
         let json = serde_json::to_vec(self).expect("a mail serialises");
-        master.encrypt(&json)
+        master.encrypt(&json).inspect(|_| crate::ops::mail_queued())
     }
 
     pub fn unseal(sealed: &str, master: &MasterKey) -> Result<Self, MailError> {

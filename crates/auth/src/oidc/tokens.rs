@@ -73,7 +73,7 @@ pub async fn token(
     let result = async {
         let FormParams(params) = form?;
         let client = authenticate_client(&state, ip, &headers, &params).await?;
-        match params.get("grant_type") {
+        let granted = match params.get("grant_type") {
             Some("authorization_code") => authorization_code(&state, &client, &params).await,
             Some("refresh_token") => refresh_token(&state, &client, &params).await,
             Some("client_credentials") => client_credentials(&state, &client, &params),
@@ -85,7 +85,9 @@ pub async fn token(
                 ErrorCode::InvalidRequest,
                 "grant_type is required",
             )),
-        }
+        };
+        crate::ops::token_grant(params.get("grant_type"), granted.is_ok());
+        granted
     }
     .await;
     answer(result.map(Json))
@@ -167,12 +169,10 @@ async fn client_by_credentials(
         .await
         .map_err(|e| (client_id.clone(), OAuthError::server(e)))?
         .ok_or_else(|| refuse("unknown client or bad credentials"))?;
+    // The secret before a rotation still counts until its grace period ends, by the
+    // app's clock (`Client::secret_matches`).
     match (&client.secret_hash, secret) {
-        (Some(stored), Some(given))
-            if constant_time_eq(stored.as_bytes(), sha256_hex(&given).as_bytes()) =>
-        {
-            Ok(client)
-        }
+        (Some(_), Some(given)) if client.secret_matches(&given, state.clock.now()) => Ok(client),
         (None, None) if client.public => Ok(client),
         _ => Err(refuse("unknown client or bad credentials")),
     }
@@ -334,6 +334,7 @@ async fn refresh_token(
         Rotation::Rotated { grant_id } => grant_id,
         Rotation::Reused { grant_id } => {
             // A spent token came back: the token family leaked (RFC 9700 §4.14.2).
+            crate::ops::refresh_token_reused();
             state
                 .db
                 .grants()
@@ -429,13 +430,13 @@ fn client_credentials(
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
-    if let Some(refused) = scopes
+    if scopes
         .iter()
-        .find(|s| !client.scopes.iter().any(|c| c == *s))
+        .any(|s| !client.scopes.iter().any(|c| c == *s))
     {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
-            format!("scope {refused:?} is not registered for this client"),
+            "a scope asked for is not registered for this client",
         ));
     }
     let scope = scopes.join(" ");
@@ -679,6 +680,9 @@ impl LiveAccessToken {
     }
 }
 
+/// Why [`check_access_token`] could not decide: a store was unavailable.
+pub const CANNOT_CHECK: &str = "the access token cannot be checked";
+
 /// Checks an access token: our signature, our issuer, `typ: at+jwt` (an ID token is not
 /// an access token), not expired, not revoked, and its grant and member still live.
 pub async fn check_access_token(
@@ -710,7 +714,7 @@ pub async fn check_access_token(
         .ephemeral
         .get(&revoked_jti_key(jti))
         .await
-        .map_err(|_| "the access token cannot be checked")?
+        .map_err(|_| CANNOT_CHECK)?
         .is_some()
     {
         return Err("the access token was revoked");
@@ -727,14 +731,14 @@ pub async fn check_access_token(
         .ok_or("the access token is invalid")?;
     let grant = grant_if_live(state, gid)
         .await
-        .map_err(|_| "the access token cannot be checked")?
+        .map_err(|_| CANNOT_CHECK)?
         .ok_or("the access token was revoked")?;
     let user = state
         .db
         .users()
         .find_by_id(grant.user_id)
         .await
-        .map_err(|_| "the access token cannot be checked")?
+        .map_err(|_| CANNOT_CHECK)?
         .filter(User::usable)
         .ok_or("the access token was revoked")?;
     if claims.get("sub").and_then(|v| v.as_str()) != Some(user.sub.as_str()) {

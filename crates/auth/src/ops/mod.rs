@@ -1,7 +1,23 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics; and the middleware that
-//! counts every request.
+//! Operations endpoints: liveness, readiness (503 while draining), Prometheus metrics;
+//! the middleware that counts and logs every request; and the metrics beyond HTTP, each
+//! with a helper the code that does the thing calls. Label values come from fixed sets
+//! (grant types, results, configured providers), never from what a request carries.
+//!
+//! | metric | labels | where |
+//! |---|---|---|
+//! | `tobira_sign_ins_total` | `method` (`password`, `password+totp`, `passkey`, `fed:<provider>` …), `result` (`success`, `wrong_password`, `unknown_account`, `throttled` …) | each attempt on the sign-in paths (`authn::sign_in`) |
+//! | `tobira_sign_in_locks_total`, `tobira_sign_in_throttled_total` | `scope` | a failure that sets a lock, a refused attempt (`account::unlock`) |
+//! | `tobira_token_grants_total` | `grant_type`, `result` (`granted`, `refused`) | `/token`, after client authentication |
+//! | `tobira_refresh_token_reuse_total` | | a rotated refresh token came back (its grant is revoked) |
+//! | `tobira_mails_queued_total` | | a mail sealed for the job queue |
+//! | `tobira_mail_deliveries_total` | `result` (`sent`, `failed`) | each try of the job runner (a failed one is retried) |
+//! | `tobira_backchannel_logouts_total` | `result` | each back-channel delivery (`oidc::backchannel`) |
+//! | `tobira_jobs_*` | `queue` | the job runner, including `tobira_jobs_oldest_age_seconds` |
+//! | `tobira_password_hashes_waiting` | | hashes waiting for an argon2 thread, at scrape time |
+//! | `tobira_db_pool_connections` | `state` (`in_use`, `idle`, `max`) | the database pool, at scrape time |
 
 use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Router;
@@ -14,6 +30,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
 
 use crate::state::AppState;
+use crate::store::LoginResult;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,9 +45,18 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// Ready: both stores answer. A load balancer sends no traffic to a replica that
-/// answers 503. Causes are logged, not sent.
+/// Ready: both stores answer, and the replica is not shutting down. A load balancer
+/// sends no traffic to a replica that answers 503: while draining (after SIGTERM, for
+/// `server.drain_secs`) it still serves what reaches it, so the balancer has that long to
+/// notice and no request is cut off. Causes are logged, not sent.
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "status": "draining" })),
+        )
+            .into_response();
+    }
     let (db, eph) = tokio::join!(state.db.ping(), state.ephemeral.ping());
     if let Err(e) = &db {
         tracing::warn!(error = %e, "readiness: database unavailable");
@@ -53,6 +79,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Levels, not events: read now, so a scrape sees this moment's queue and pool.
+    metrics::gauge!(HASHES_WAITING).set(state.hasher.waiting() as f64);
+    let pool = state.db.pool_use();
+    for (label, n) in [
+        ("in_use", pool.in_use),
+        ("idle", pool.idle),
+        ("max", pool.max),
+    ] {
+        metrics::gauge!(POOL_CONNECTIONS, "state" => label).set(f64::from(n));
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -88,12 +124,7 @@ impl Metrics {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed");
             }
-            metrics::describe_counter!(REQUESTS_TOTAL, "HTTP requests answered");
-            metrics::describe_histogram!(
-                REQUEST_SECONDS,
-                metrics::Unit::Seconds,
-                "HTTP request latency"
-            );
+            describe();
             handle
         });
         Self(handle.clone())
@@ -135,20 +166,136 @@ pub fn record_request_seconds(route: &str, seconds: f64) {
 
 const REQUESTS_TOTAL: &str = "tobira_http_requests_total";
 const REQUEST_SECONDS: &str = "tobira_http_request_duration_seconds";
+const SIGN_INS: &str = "tobira_sign_ins_total";
+const TOKEN_GRANTS: &str = "tobira_token_grants_total";
+const REFRESH_REUSE: &str = "tobira_refresh_token_reuse_total";
+const MAILS_QUEUED: &str = "tobira_mails_queued_total";
+const MAIL_DELIVERIES: &str = "tobira_mail_deliveries_total";
+const HASHES_WAITING: &str = "tobira_password_hashes_waiting";
+const POOL_CONNECTIONS: &str = "tobira_db_pool_connections";
+
+fn describe() {
+    metrics::describe_counter!(REQUESTS_TOTAL, "HTTP requests answered");
+    metrics::describe_histogram!(
+        REQUEST_SECONDS,
+        metrics::Unit::Seconds,
+        "HTTP request latency"
+    );
+    metrics::describe_counter!(SIGN_INS, "Sign-in attempts by method and result");
+    metrics::describe_counter!(TOKEN_GRANTS, "Token requests by grant type and result");
+    metrics::describe_counter!(
+        REFRESH_REUSE,
+        "Rotated refresh tokens presented again (their grant is revoked)"
+    );
+    metrics::describe_counter!(MAILS_QUEUED, "Mails sealed into the job queue");
+    metrics::describe_counter!(MAIL_DELIVERIES, "Tries to deliver a queued mail");
+    metrics::describe_gauge!(
+        HASHES_WAITING,
+        "Password hashes waiting for an argon2 thread"
+    );
+    metrics::describe_gauge!(
+        POOL_CONNECTIONS,
+        "Database pool connections in use, idle, and the most it opens"
+    );
+}
+
+/// One sign-in attempt and how it ended. `known_account`: whether the typed identifier
+/// names an account (an unknown one's wrong password is `unknown_account`). `method` is
+/// one of the history's method names, a fixed set given the configured providers.
+pub fn sign_in_attempt(method: &str, result: LoginResult, known_account: bool) {
+    let result = match result {
+        LoginResult::WrongPassword if !known_account => "unknown_account",
+        other => other.as_str(),
+    };
+    metrics::counter!(SIGN_INS, "method" => method.to_owned(), "result" => result).increment(1);
+}
+
+/// One token request by a client that authenticated: its grant type (anything else
+/// than the three we know is `other`) and whether tokens were issued.
+pub fn token_grant(grant_type: Option<&str>, granted: bool) {
+    let grant_type = match grant_type {
+        Some("authorization_code") => "authorization_code",
+        Some("refresh_token") => "refresh_token",
+        Some("client_credentials") => "client_credentials",
+        Some(_) => "other",
+        None => "none",
+    };
+    let result = if granted { "granted" } else { "refused" };
+    metrics::counter!(TOKEN_GRANTS, "grant_type" => grant_type, "result" => result).increment(1);
+}
+
+/// A rotated refresh token came back: its family leaked, and its grant was revoked.
+pub fn refresh_token_reused() {
+    metrics::counter!(REFRESH_REUSE).increment(1);
+}
+
+/// A mail was sealed for the queue, to be written with the change that causes it (a
+/// change that then fails leaves it counted: such failures are errors, logged apart).
+pub fn mail_queued() {
+    metrics::counter!(MAILS_QUEUED).increment(1);
+}
+
+/// One try of delivering a queued mail (a failed one is retried with backoff; one given
+/// up shows in `tobira_jobs_failed_total{queue="mail"}`).
+pub fn mail_delivery(sent: bool) {
+    let result = if sent { "sent" } else { "failed" };
+    metrics::counter!(MAIL_DELIVERIES, "result" => result).increment(1);
+}
+
+/// The method as a label: HTTP lets a client invent any method name, and each new one
+/// would be a new series (review: `curl -X X1`, `-X X2` … grew `/metrics` without bound).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 /// Counts requests by route template (never the raw path: unbounded label values would
-/// let anyone blow up the metric store), method and status.
-pub async fn track(req: Request, next: Next) -> Response {
+/// let anyone blow up the metric store), method and status; and writes the access log
+/// line (`log.access`): method, route template, status, milliseconds and request id.
+/// Never the query string (codes, tokens and states travel in it) nor any header.
+pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
+    // Ours, set by the request id middleware (a client's own was replaced).
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
     let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("route", route), ("method", method), ("status", status)];
+    let elapsed = start.elapsed();
+    let status = response.status().as_u16();
+    if state.config.log.access {
+        tracing::info!(
+            target: "tobira::access",
+            method = %method,
+            route = %route,
+            status,
+            latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+            request_id = %request_id,
+            "request"
+        );
+    }
+    let labels = [
+        ("route", route),
+        ("method", method),
+        ("status", status.to_string()),
+    ];
     metrics::counter!(REQUESTS_TOTAL, &labels).increment(1);
-    metrics::histogram!(REQUEST_SECONDS, &labels[..2]).record(start.elapsed().as_secs_f64());
+    metrics::histogram!(REQUEST_SECONDS, &labels[..2]).record(elapsed.as_secs_f64());
     response
 }

@@ -1,7 +1,8 @@
 //! What happens to a whole account: support's freeze and unfreeze, signing out
 //! everywhere, deletion (with the re-registration block of its address) and the purge of
 //! a deleted account's personal data. Each change and everything it causes (sessions
-//! ended, grants revoked, back-channel logouts and mail queued) is one transaction.
+//! ended, grants revoked, back-channel logouts, mail queued and its audit record) is one
+//! transaction.
 
 use std::collections::BTreeSet;
 
@@ -18,7 +19,7 @@ use super::entity::{
     grants, known_devices, login_events, passkeys, password_resets, recovery_codes, refresh_tokens,
     remembered_devices, reregistration_blocks, sessions, totp_factors, users,
 };
-use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
+use super::{AuditEvent, MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
 use crate::domain::{UserId, UserStatus};
 
 /// Accounts purged per query (each in its own transaction).
@@ -106,12 +107,14 @@ impl<'c> AccountRepo<'c> {
     }
 
     /// Ends every session and grant of the account (with back-channel logouts), without
-    /// changing the account; how many sessions were live. `mail` is queued with it.
+    /// changing the account; how many sessions were live. `mail` is queued with it, and
+    /// the audit record `audit` makes of that count is written with it.
     pub async fn sign_out_everywhere(
         &self,
         now: OffsetDateTime,
         user: UserId,
         mail: Option<QueuedMail>,
+        audit: impl FnOnce(u64) -> AuditEvent + Send,
     ) -> Result<u64, StoreError> {
         let txn = self.conn.begin().await?;
         let ended = end_everything(&txn, now, user).await?;
@@ -120,19 +123,38 @@ impl<'c> AccountRepo<'c> {
         if let Some(mail) = mail {
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         }
+        super::audit::insert(&txn, &audit(ended)).await?;
         txn.commit().await?;
         Ok(ended)
     }
 
+    /// Queues a job for the job runner with its audit record, in one transaction: an
+    /// unlock support asked for is recorded exactly when it is queued.
+    pub async fn queue_recorded(
+        &self,
+        now: OffsetDateTime,
+        queue: &str,
+        payload: String,
+        audit: &AuditEvent,
+    ) -> Result<Uuid, StoreError> {
+        let txn = self.conn.begin().await?;
+        let id = jobs::add(&txn, now, queue, payload).await?;
+        super::audit::insert(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
     /// Freezes an active account: sign-in is refused from now on, every session, grant
     /// and refresh token ends, clients are told, the member is mailed. `false` (nothing
-    /// changes) when the account is not active (already frozen, deleted, unverified).
+    /// changes, nothing is recorded) when the account is not active (already frozen,
+    /// deleted, unverified).
     pub async fn freeze(
         &self,
         now: OffsetDateTime,
         user: UserId,
         reason: &str,
         mail: QueuedMail,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
         // Before the account's row, as an email confirmation locks them (one order: no
@@ -163,16 +185,19 @@ impl<'c> AccountRepo<'c> {
         // second step on the strength of a choice made before.
         super::two_step::forget_devices(&txn, user, None).await?;
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        super::audit::insert(&txn, audit).await?;
         txn.commit().await?;
         Ok(true)
     }
 
-    /// Lifts a freeze. `false` (nothing changes) when the account is not frozen.
+    /// Lifts a freeze. `false` (nothing changes, nothing is recorded) when the account is
+    /// not frozen.
     pub async fn unfreeze(
         &self,
         now: OffsetDateTime,
         user: UserId,
         mail: QueuedMail,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
         let changed = users::Entity::update_many()
@@ -191,6 +216,7 @@ impl<'c> AccountRepo<'c> {
             return Ok(false);
         }
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        super::audit::insert(&txn, audit).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -199,14 +225,15 @@ impl<'c> AccountRepo<'c> {
     /// at once, every session, grant and token ends with back-channel logouts, every
     /// mailed link is void, no device skips the second step any more, the address is held back from re-registration until
     /// `block.until`, and `mail` confirms it. The row keeps its personal data until the
-    /// purge. `false` (nothing changes) when it was deleted already: a second submission
-    /// deletes nothing twice and mails nothing twice.
+    /// purge; `audit` records it. `false` (nothing changes) when it was deleted already: a
+    /// second submission deletes, mails and records nothing twice.
     pub async fn delete(
         &self,
         now: OffsetDateTime,
         user: UserId,
         block: ReregistrationBlock,
         mail: Option<QueuedMail>,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
         let changed = users::Entity::update_many()
@@ -253,6 +280,7 @@ impl<'c> AccountRepo<'c> {
         if let Some(mail) = mail {
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         }
+        super::audit::insert(&txn, audit).await?;
         txn.commit().await?;
         Ok(true)
     }

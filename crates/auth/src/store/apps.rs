@@ -10,9 +10,9 @@ use sea_orm::{
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::StoreError;
 use super::entity::{clients, consents, grants, refresh_tokens};
 use super::logouts;
+use super::{AuditEvent, StoreError};
 use crate::domain::UserId;
 
 /// A client with access to the account.
@@ -31,6 +31,8 @@ pub struct ConnectedApp {
 
 pub struct AppRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 /// A grant of the account's, with the last time it issued a refresh token.
@@ -43,7 +45,15 @@ struct Live {
 
 impl<'c> AppRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// The apps connected to the account, the most recently used first. A grant counts
@@ -224,6 +234,9 @@ impl<'c> AppRepo<'c> {
             return Ok(false);
         }
         logouts::for_removed_access(&txn, now, user, client_id, &sessions).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         txn.commit().await?;
         Ok(true)
     }

@@ -1,9 +1,15 @@
-//! Registered clients.
+//! Registered clients. Every change an operator makes is written with its audit event
+//! in one transaction: a change without its record (or the reverse) cannot happen.
 
-use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use time::OffsetDateTime;
 
 use super::entity::clients;
-use super::{StoreError, on_unique_violation};
+use super::{AuditEvent, StoreError, on_unique_violation};
 use crate::domain::{Client, GrantType, RedirectUri};
 
 pub struct ClientRepo<'c> {
@@ -15,8 +21,8 @@ impl<'c> ClientRepo<'c> {
         Self { conn }
     }
 
-    /// `ClientIdTaken` when the id exists.
-    pub async fn add(&self, client: &Client) -> Result<(), StoreError> {
+    /// `ClientIdTaken` when the id exists (and nothing is recorded).
+    pub async fn add(&self, client: &Client, event: &AuditEvent) -> Result<(), StoreError> {
         let row = clients::ActiveModel {
             client_id: Set(client.client_id.clone()),
             name: Set(client.name.clone()),
@@ -44,14 +50,22 @@ impl<'c> ClientRepo<'c> {
             previous_secret_hash: Set(client.previous_secret.as_ref().map(|p| p.0.clone())),
             previous_secret_expires_at: Set(client.previous_secret.as_ref().map(|p| p.1)),
         };
+        let txn = self.conn.begin().await?;
         clients::Entity::insert(row)
-            .exec_without_returning(self.conn)
+            .exec_without_returning(&txn)
             .await
             .map_err(|e| on_unique_violation(e, StoreError::ClientIdTaken))?;
+        super::audit::insert(&txn, event).await?;
+        txn.commit().await?;
         Ok(())
     }
 
     pub async fn find(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        // PostgreSQL refuses a NUL in text outright; no client_id has one (see
+        // `admin::clients`), so such an id from `/token` or a URL names no client.
+        if client_id.contains('\0') {
+            return Ok(None);
+        }
         clients::Entity::find_by_id(client_id.to_owned())
             .one(self.conn)
             .await?
@@ -69,12 +83,169 @@ impl<'c> ClientRepo<'c> {
             .collect()
     }
 
-    /// Whether a client was removed. Its grants and refresh tokens go with it.
-    pub async fn remove(&self, client_id: &str) -> Result<bool, StoreError> {
-        let res = clients::Entity::delete_by_id(client_id.to_owned())
-            .exec(self.conn)
+    /// At most `limit` clients ordered by client_id, from the first after `after`: a
+    /// unique, immutable key, so pages neither skip nor repeat a client while others
+    /// are added or removed.
+    pub async fn page(&self, after: Option<&str>, limit: u64) -> Result<Vec<Client>, StoreError> {
+        let mut query = clients::Entity::find()
+            .order_by_asc(clients::Column::ClientId)
+            .limit(limit);
+        if let Some(after) = after {
+            query = query.filter(clients::Column::ClientId.gt(after));
+        }
+        query
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(to_client)
+            .collect()
+    }
+
+    /// Writes what an operator may change (name, URIs, grants, algorithm, back-channel
+    /// logout, first party, scopes; never the secret, `public` or the creation time);
+    /// whether the client exists.
+    /// Writes `client`'s settings over `before`'s: compare-and-set on every setting, so
+    /// an update made from an older read (another admin's at the same time) changes
+    /// nothing instead of silently putting back what the other removed (an `admin`
+    /// scope, say). `false` when no client with `before`'s settings exists.
+    pub async fn update(
+        &self,
+        before: &Client,
+        client: &Client,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let backchannel = match &before.backchannel_logout_uri {
+            Some(uri) => clients::Column::BackchannelLogoutUri.eq(uri.as_str()),
+            None => clients::Column::BackchannelLogoutUri.is_null(),
+        };
+        let done = clients::Entity::update_many()
+            .col_expr(clients::Column::Name, Expr::value(client.name.clone()))
+            .col_expr(
+                clients::Column::RedirectUris,
+                Expr::value(json_list(
+                    client.redirect_uris.iter().map(RedirectUri::as_str),
+                )),
+            )
+            .col_expr(
+                clients::Column::PostLogoutRedirectUris,
+                Expr::value(json_list(
+                    client
+                        .post_logout_redirect_uris
+                        .iter()
+                        .map(RedirectUri::as_str),
+                )),
+            )
+            .col_expr(
+                clients::Column::GrantTypes,
+                Expr::value(json_list(client.grant_types.iter().map(|g| g.as_str()))),
+            )
+            .col_expr(clients::Column::FirstParty, Expr::value(client.first_party))
+            .col_expr(
+                clients::Column::IdTokenAlg,
+                Expr::value(client.id_token_alg.as_str()),
+            )
+            .col_expr(
+                clients::Column::BackchannelLogoutUri,
+                Expr::value(
+                    client
+                        .backchannel_logout_uri
+                        .as_ref()
+                        .map(|u| u.as_str().to_owned()),
+                ),
+            )
+            .col_expr(
+                clients::Column::BackchannelLogoutSessionRequired,
+                Expr::value(client.backchannel_logout_session_required),
+            )
+            .col_expr(
+                clients::Column::Scopes,
+                Expr::value(json_list(client.scopes.iter().map(String::as_str))),
+            )
+            .filter(clients::Column::ClientId.eq(client.client_id.as_str()))
+            .filter(clients::Column::Name.eq(before.name.as_str()))
+            .filter(clients::Column::RedirectUris.eq(json_list(
+                before.redirect_uris.iter().map(RedirectUri::as_str),
+            )))
+            .filter(
+                clients::Column::PostLogoutRedirectUris.eq(json_list(
+                    before
+                        .post_logout_redirect_uris
+                        .iter()
+                        .map(RedirectUri::as_str),
+                )),
+            )
+            .filter(
+                clients::Column::GrantTypes
+                    .eq(json_list(before.grant_types.iter().map(|g| g.as_str()))),
+            )
+            .filter(clients::Column::FirstParty.eq(before.first_party))
+            .filter(clients::Column::IdTokenAlg.eq(before.id_token_alg.as_str()))
+            .filter(backchannel)
+            .filter(
+                clients::Column::BackchannelLogoutSessionRequired
+                    .eq(before.backchannel_logout_session_required),
+            )
+            .filter(clients::Column::Scopes.eq(json_list(before.scopes.iter().map(String::as_str))))
+            .exec(&txn)
             .await?;
-        Ok(res.rows_affected > 0)
+        if done.rows_affected == 0 {
+            return Ok(false);
+        }
+        super::audit::insert(&txn, event).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces the secret whose hash is `current` with `new`. The old one stays valid
+    /// until `previous_until` (a rotation before that replaces it: only one previous
+    /// secret is kept), or stops at once when `None`. Compare-and-set on the current
+    /// hash, so two rotations at the same time cannot both believe they retired the
+    /// same secret: `false` (nothing written) when no client has that id and secret.
+    pub async fn rotate_secret(
+        &self,
+        client_id: &str,
+        current: &str,
+        new: &str,
+        previous_until: Option<OffsetDateTime>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let done = clients::Entity::update_many()
+            .col_expr(clients::Column::SecretHash, Expr::value(new))
+            .col_expr(
+                clients::Column::PreviousSecretHash,
+                Expr::value(previous_until.map(|_| current.to_owned())),
+            )
+            .col_expr(
+                clients::Column::PreviousSecretExpiresAt,
+                Expr::value(previous_until),
+            )
+            .filter(clients::Column::ClientId.eq(client_id))
+            .filter(clients::Column::SecretHash.eq(current))
+            .exec(&txn)
+            .await?;
+        if done.rows_affected == 0 {
+            return Ok(false);
+        }
+        super::audit::insert(&txn, event).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Whether a client was removed. Its grants and refresh tokens go with it (foreign
+    /// keys cascade), so every token issued to it stops working.
+    pub async fn remove(&self, client_id: &str, event: &AuditEvent) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let res = clients::Entity::delete_by_id(client_id.to_owned())
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Ok(false);
+        }
+        super::audit::insert(&txn, event).await?;
+        txn.commit().await?;
+        Ok(true)
     }
 }
 

@@ -47,6 +47,22 @@ pub enum DbError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// One migration and whether the database has it (`tobira migrate status`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationState {
+    pub name: String,
+    pub applied: bool,
+}
+
+/// Connections of the pool: checked out by a query or transaction, open and idle, and
+/// the most it opens (`database.max_connections`, at least 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUse {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The locks replicas share.
 #[derive(Clone, Copy, Debug)]
 pub enum Lock {
@@ -118,12 +134,72 @@ impl Db {
         self.conn.get_database_backend()
     }
 
-    /// Applies pending migrations. Replicas starting together queue on a lock; whoever
-    /// comes second finds nothing left to do.
+    /// Applies pending migrations, each logged as it is applied. Replicas starting
+    /// together queue on a lock; whoever comes second finds nothing left to do.
     pub async fn migrate(&self) -> Result<(), DbError> {
-        self.locked(Lock::Migrations, Migrator::up(&self.conn, None))
+        self.migrate_reporting(|name| tracing::info!(migration = name, "migration applied"))
+            .await
+            .map(drop)
+    }
+
+    /// Applies pending migrations one at a time under the lock, calling `applied` with
+    /// each one's name once it is committed (so an operator watching `tobira migrate`
+    /// sees which one a long or failing run is at); the names applied.
+    pub async fn migrate_reporting(
+        &self,
+        mut applied: impl FnMut(&str),
+    ) -> Result<Vec<String>, DbError> {
+        let work = async {
+            let mut names = Vec::new();
+            loop {
+                let pending = Migrator::get_pending_migrations(&self.conn).await?;
+                let Some(next) = pending.first() else {
+                    return Ok(names);
+                };
+                let name = next.name().to_owned();
+                Migrator::up(&self.conn, Some(1)).await?;
+                applied(&name);
+                names.push(name);
+            }
+        };
+        self.locked(Lock::Migrations, work)
             .await?
             .map_err(DbError::Migrate)
+    }
+
+    /// Every migration this binary knows, oldest first, and whether it is applied. Reads
+    /// only: a database never migrated shows them all pending, and gains no table.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>, DbError> {
+        let applied: std::collections::HashSet<String> =
+            Migrator::get_applied_migrations_read_only(&self.conn)
+                .await?
+                .iter()
+                .map(|m| m.name().to_owned())
+                .collect();
+        Ok(Migrator::get_migration_files()
+            .iter()
+            .map(|m| MigrationState {
+                name: m.name().to_owned(),
+                applied: applied.contains(m.name()),
+            })
+            .collect())
+    }
+
+    /// The connection pool's use now, for metrics.
+    pub fn pool_use(&self) -> PoolUse {
+        fn of<D: sqlx::Database>(pool: &sqlx::Pool<D>) -> PoolUse {
+            let open = pool.size();
+            let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+            PoolUse {
+                in_use: open.saturating_sub(idle),
+                idle,
+                max: pool.options().get_max_connections(),
+            }
+        }
+        match self.backend() {
+            DbBackend::Postgres => of(self.conn.get_postgres_connection_pool()),
+            _ => of(self.conn.get_sqlite_connection_pool()),
+        }
     }
 
     /// Runs `work` while holding a lock shared by every replica: an advisory lock on

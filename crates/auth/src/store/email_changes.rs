@@ -10,12 +10,15 @@ use sea_orm::{
 };
 use time::{Duration, OffsetDateTime};
 
+use super::AuditEvent;
 use super::entity::{email_changes, email_undos, users};
 use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, on_unique_violation};
 use crate::domain::{Email, UserId, UserStatus};
 
 pub struct EmailChangeRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 /// A link to record: its token's hash and until when it works.
@@ -107,7 +110,15 @@ async fn undo_made_at(
 
 impl<'c> EmailChangeRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// Records the account's change to `email` (replacing any change still waiting: one
@@ -135,6 +146,9 @@ impl<'c> EmailChangeRepo<'c> {
         })
         .exec_without_returning(&txn)
         .await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;
         Ok(())
@@ -222,6 +236,9 @@ impl<'c> EmailChangeRepo<'c> {
         })
         .exec_without_returning(&txn)
         .await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;
         Ok(Confirmed::Changed)
@@ -338,6 +355,9 @@ impl<'c> EmailChangeRepo<'c> {
         // sessions), and the reset sets a new password (its mail says so).
         super::links::remove_ways_in(&txn, now, user).await?;
         super::resets::replace(&txn, now, user, reset.token_hash, reset.expires_at).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;
         Ok(Undone::Restored)

@@ -22,7 +22,7 @@ use super::entity::{
     email_factors, email_verifications, federated_links, passkeys, recovery_codes, totp_factors,
     users,
 };
-use super::{FactorChange, MAIL_QUEUE, NewUser, StoreError, jobs, on_unique_violation};
+use super::{AuditEvent, FactorChange, MAIL_QUEUE, NewUser, StoreError, jobs, on_unique_violation};
 use crate::clock::Clock;
 use crate::domain::{User, UserId, UserStatus};
 
@@ -318,6 +318,8 @@ pub(super) fn linked_users() -> sea_orm::sea_query::SelectStatement {
 
 pub struct LinkRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 impl<'c> LinkRepo<'c> {
@@ -328,7 +330,15 @@ impl<'c> LinkRepo<'c> {
     pub const WAYS_IN_REMOVED_QUEUE: &'static str = WAYS_IN_REMOVED_QUEUE;
 
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// Reads the payload of a `REVOKE_QUEUE` job.
@@ -388,6 +398,9 @@ impl<'c> LinkRepo<'c> {
             });
         }
         trace(&txn, now, change).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         txn.commit().await?;
         Ok(Linking::Linked)
     }
@@ -526,6 +539,9 @@ impl<'c> LinkRepo<'c> {
             queue_revocation(&txn, now, found.provider, sealed_token).await?;
         }
         trace(&txn, now, change).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         txn.commit().await?;
         Ok(Unlinking::Unlinked)
     }

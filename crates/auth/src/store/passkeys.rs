@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::entity::{passkeys, users};
 use super::links::WayIn;
-use super::{FactorChange, MAIL_QUEUE, StoreError, jobs, on_unique_violation};
+use super::{AuditEvent, FactorChange, MAIL_QUEUE, StoreError, jobs, on_unique_violation};
 use crate::domain::UserId;
 
 /// Longest name a member may give a passkey (characters).
@@ -58,11 +58,21 @@ fn to_domain(m: passkeys::Model) -> StoredPasskey {
 
 pub struct PasskeyRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 impl<'c> PasskeyRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// The member's WebAuthn user handle, made (random) the first time it is asked for.
@@ -167,6 +177,9 @@ impl<'c> PasskeyRepo<'c> {
         .await
         .map_err(|e| on_unique_violation(e, StoreError::PasskeyTaken))?;
         super::history::insert(&txn, &change.event).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         if let Some(mail) = change.mail {
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         }
@@ -231,6 +244,9 @@ impl<'c> PasskeyRepo<'c> {
             return Ok(PasskeyRemoval::LastWayIn);
         }
         super::history::insert(&txn, &change.event).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         if let Some(mail) = change.mail {
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         }

@@ -9,12 +9,15 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::AuditEvent;
 use super::entity::{grants, password_resets, sessions, users};
 use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
 use crate::domain::{UserId, UserStatus};
 
 pub struct PasswordRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 /// What a member's password change writes.
@@ -38,7 +41,15 @@ pub struct PasswordChange {
 
 impl<'c> PasswordRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// Changes the password of an active account; how many other sessions ended, or
@@ -110,6 +121,9 @@ impl<'c> PasswordRepo<'c> {
                 .exec(&txn)
                 .await?;
             ended = ended_sessions.len() as u64;
+        }
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
         }
         jobs::add(&txn, now, MAIL_QUEUE, change.mail.payload).await?;
         txn.commit().await?;

@@ -9,12 +9,15 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
+use super::AuditEvent;
 use super::entity::{grants, password_resets, sessions, users};
 use super::{StoreError, jobs};
 use crate::domain::UserId;
 
 pub struct PasswordResetRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 /// A mail to queue with a change, in the same transaction.
@@ -50,7 +53,15 @@ pub(super) async fn replace(
 
 impl<'c> PasswordResetRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// Records a reset token for `user` (voiding older ones) and queues its mail.
@@ -133,6 +144,9 @@ impl<'c> PasswordResetRepo<'c> {
             .filter(grants::Column::RevokedAt.is_null())
             .exec(&txn)
             .await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
         txn.commit().await?;
         Ok(true)

@@ -9,9 +9,9 @@ use sea_orm::{
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::StoreError;
 use super::entity::{grants, refresh_tokens, sessions};
 use super::logouts;
+use super::{AuditEvent, StoreError};
 use crate::clock::Clock;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{BrowserSession, Grant, UserId};
@@ -208,6 +208,44 @@ impl<'c> SessionRepo<'c> {
             .await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Ends one session of the account `user` (support's "sign out this device"): as
+    /// `end`, and an email change waiting for its link dies with it (as when the member
+    /// ends another browser), with `audit` recorded, in one transaction. `false` (nothing
+    /// changes, nothing is recorded) when the session is not the account's or had ended.
+    pub async fn end_of(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        id: Uuid,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
+        let ended = end_where(
+            &txn,
+            now,
+            sea_orm::Condition::all()
+                .add(sessions::Column::Id.eq(id))
+                .add(sessions::Column::UserId.eq(user.0)),
+        )
+        .await?;
+        if ended.is_empty() {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        logouts::for_ended_sessions(&txn, now, &ended).await?;
+        grants::Entity::update_many()
+            .col_expr(grants::Column::RevokedAt, Expr::value(now))
+            .filter(grants::Column::SessionId.eq(id))
+            .filter(grants::Column::Offline.eq(false))
+            .filter(grants::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        super::email_changes::void_pending(&txn, user).await?;
+        super::audit::insert(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Ends every session of the account, revokes the grants that live only as long as

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::entity::{email_verifications, users};
 use super::users::{NewUser, new_row};
-use super::{MAIL_QUEUE, QueuedMail, StoreError, jobs, on_unique_violation};
+use super::{AuditEvent, MAIL_QUEUE, QueuedMail, StoreError, jobs, on_unique_violation};
 use crate::clock::Clock;
 use crate::domain::{UserId, UserStatus};
 
@@ -32,6 +32,8 @@ pub struct Verification {
 
 pub struct SignupRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 fn verification_row(
@@ -51,7 +53,15 @@ fn verification_row(
 
 impl<'c> SignupRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     /// A new unverified account, its link and its mail. `EmailTaken` if the address
@@ -180,6 +190,9 @@ impl<'c> SignupRepo<'c> {
         // An address verified through a link Tobira mailed: an account a provider made
         // without verifying it loses every earlier way in (a no-op for any other).
         super::links::first_verification(&txn, now, user).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         txn.commit().await?;
         Ok(true)
     }

@@ -10,6 +10,7 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
+use super::AuditEvent;
 use super::entity::{email_factors, recovery_codes, remembered_devices, totp_factors};
 use super::{LoginEvent, MAIL_QUEUE, QueuedMail, StoreError, jobs};
 use crate::domain::UserId;
@@ -58,6 +59,8 @@ pub type CodeHashes = Vec<String>;
 
 pub struct TwoStepRepo<'c> {
     conn: &'c DatabaseConnection,
+    /// Written with the next change (`audited`).
+    audit: Option<AuditEvent>,
 }
 
 /// Forgets every remembered device of the account but `keep` (the device hash of the
@@ -81,8 +84,12 @@ async fn finish(
     txn: sea_orm::DatabaseTransaction,
     now: OffsetDateTime,
     change: FactorChange,
+    audit: Option<&AuditEvent>,
 ) -> Result<(), StoreError> {
     super::history::insert(&txn, &change.event).await?;
+    if let Some(event) = audit {
+        super::audit::insert(&txn, event).await?;
+    }
     if let Some(mail) = change.mail {
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
     }
@@ -120,7 +127,15 @@ async fn add_codes(
 
 impl<'c> TwoStepRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+        Self { conn, audit: None }
+    }
+
+    /// Records `event` in the audit log with the change this repository makes next, in
+    /// that change's transaction: a change and its record are written together, and
+    /// nothing is recorded when nothing changes (a dead link, a refused removal).
+    pub fn audited(mut self, event: AuditEvent) -> Self {
+        self.audit = Some(event);
+        self
     }
 
     pub async fn factors(&self, user: UserId) -> Result<Factors, StoreError> {
@@ -202,7 +217,7 @@ impl<'c> TwoStepRepo<'c> {
         .await?;
         add_codes(&txn, now, user, codes).await?;
         forget_devices(&txn, user, keep).await?;
-        finish(txn, now, change).await
+        finish(txn, now, change, self.audit.as_ref()).await
     }
 
     /// Turns email codes on as a second step (nothing changes if already on).
@@ -228,7 +243,7 @@ impl<'c> TwoStepRepo<'c> {
         .await?;
         add_codes(&txn, now, user, codes).await?;
         forget_devices(&txn, user, keep).await?;
-        finish(txn, now, change).await
+        finish(txn, now, change, self.audit.as_ref()).await
     }
 
     /// Turns one factor off. When no factor is left, the recovery codes and the
@@ -256,7 +271,7 @@ impl<'c> TwoStepRepo<'c> {
             }
         };
         after_removal(&txn, user, keep).await?;
-        finish(txn, now, change).await
+        finish(txn, now, change, self.audit.as_ref()).await
     }
 
     /// Turns two-step off altogether: every factor, recovery code and remembered device
@@ -279,7 +294,7 @@ impl<'c> TwoStepRepo<'c> {
             .exec(&txn)
             .await?;
         forget_devices(&txn, user, None).await?;
-        finish(txn, now, change).await
+        finish(txn, now, change, self.audit.as_ref()).await
     }
 
     /// Replaces every recovery code with `codes`.
@@ -296,7 +311,7 @@ impl<'c> TwoStepRepo<'c> {
             .exec(&txn)
             .await?;
         add_codes(&txn, now, user, codes).await?;
-        finish(txn, now, change).await
+        finish(txn, now, change, self.audit.as_ref()).await
     }
 
     /// Accepts an authenticator code of time step `step`: only if no code of this step

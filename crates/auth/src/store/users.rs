@@ -1,7 +1,11 @@
 //! Accounts in the durable store.
 
 use rand::CryptoRng;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
 
 use super::entity::users;
 use super::{StoreError, on_unique_violation};
@@ -93,6 +97,54 @@ impl<'c> UserRepo<'c> {
             .await?
             .map(to_user)
             .transpose()
+    }
+
+    /// Operators' search: the accounts (deleted ones included) that `query` names, by
+    /// their id, their `sub` or their address (as the normalised address), whichever it
+    /// is; in `status`; with an id less than `before` (the last of the previous page).
+    /// By id from the greatest (ids are UUIDv7: the newest first), at most `limit`;
+    /// ordering by the unique id keeps pages stable while accounts are added.
+    pub async fn list(
+        &self,
+        query: Option<&str>,
+        status: Option<UserStatus>,
+        before: Option<UserId>,
+        limit: u64,
+    ) -> Result<Vec<User>, StoreError> {
+        let q = query;
+        let mut query = users::Entity::find()
+            .order_by_desc(users::Column::Id)
+            .limit(limit);
+        if let Some(q) = q {
+            let mut any = Condition::any().add(users::Column::Sub.eq(q));
+            if let Ok(id) = Uuid::parse_str(q) {
+                any = any.add(users::Column::Id.eq(id));
+            }
+            if let Ok(email) = Email::parse(q) {
+                any = any.add(users::Column::Email.eq(email.normalized()));
+            }
+            query = query.filter(any);
+        }
+        query = match status {
+            None => query,
+            // Unverified is an active row awaiting verification (see `new_row`).
+            Some(UserStatus::Unverified) => query
+                .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
+                .filter(users::Column::AwaitingVerification.eq(true)),
+            Some(UserStatus::Active) => query
+                .filter(users::Column::Status.eq(UserStatus::Active.as_str()))
+                .filter(users::Column::AwaitingVerification.eq(false)),
+            Some(status) => query.filter(users::Column::Status.eq(status.as_str())),
+        };
+        if let Some(before) = before {
+            query = query.filter(users::Column::Id.lt(before.0));
+        }
+        query
+            .all(self.conn)
+            .await?
+            .into_iter()
+            .map(to_user)
+            .collect()
     }
 
     pub async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {

@@ -870,3 +870,257 @@ async fn users_delete_deletes_once_and_then_finds_no_account() {
         assert_eq!(tobira.queued_mails().await.len(), 1, "and only once");
     }
 }
+
+#[tokio::test]
+async fn clients_show_update_rotate_secret_and_remove_apply_the_rules_and_are_audited() {
+    for db in databases().await {
+        let tobira = Tobira::new(db.as_ref());
+        let run_ok = |args: &[&str]| {
+            let out = tobira.run(args, None);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let run_err = |args: &[&str], says: &str| {
+            let out = tobira.run(args, None);
+            assert!(!out.status.success(), "{args:?}");
+            assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        };
+        let added: serde_json::Value = serde_json::from_str(
+            run_ok(&[
+                "clients",
+                "add",
+                "--name",
+                "Billing",
+                "--redirect-uri",
+                "https://billing.example.jp/cb",
+                "--grant",
+                "client_credentials",
+                "--client-id",
+                "billing",
+                "--json",
+            ])
+            .trim(),
+        )
+        .unwrap();
+        let first = added["client_secret"].as_str().unwrap().to_owned();
+
+        let shown = run_ok(&["clients", "show", "billing", "--json"]);
+        assert!(
+            !shown.contains(&first) && !shown.contains("client_secret"),
+            "{shown}"
+        );
+        let shown: serde_json::Value = serde_json::from_str(shown.trim()).unwrap();
+        assert_eq!(shown["name"], "Billing");
+        assert_eq!(
+            shown["previous_credential_expires_at"],
+            serde_json::Value::Null
+        );
+        let text = run_ok(&["clients", "show", "billing"]);
+        assert!(
+            text.contains("client_id:") && text.contains("billing"),
+            "{text}"
+        );
+        run_err(&["clients", "show", "nobody"], "no client");
+
+        let updated: serde_json::Value = serde_json::from_str(
+            run_ok(&[
+                "clients",
+                "update",
+                "billing",
+                "--name",
+                "Billing (new)",
+                "--redirect-uri",
+                "https://billing.example.jp/a",
+                "--redirect-uri",
+                "https://billing.example.jp/b",
+                "--id-token-alg",
+                "ES256",
+                "--first-party",
+                "true",
+                "--json",
+            ])
+            .trim(),
+        )
+        .unwrap();
+        assert_eq!(updated["name"], "Billing (new)");
+        assert_eq!(
+            updated["redirect_uris"],
+            serde_json::json!([
+                "https://billing.example.jp/a",
+                "https://billing.example.jp/b"
+            ])
+        );
+        assert_eq!(updated["id_token_signed_response_alg"], "ES256");
+        assert_eq!(updated["first_party"], true);
+        assert_eq!(
+            updated["grant_types"],
+            serde_json::json!(["authorization_code", "client_credentials"]),
+            "what is not given stays"
+        );
+        // The registration rules hold for every change, and a refused one writes nothing.
+        run_err(
+            &[
+                "clients",
+                "update",
+                "billing",
+                "--redirect-uri",
+                "https://x.example/cb#f",
+            ],
+            "fragment",
+        );
+        run_err(
+            &[
+                "clients",
+                "update",
+                "billing",
+                "--scope",
+                "admin",
+                "--no-extra-grants",
+            ],
+            "client_credentials grant",
+        );
+        run_err(
+            &[
+                "clients",
+                "update",
+                "billing",
+                "--backchannel-logout-session-required",
+                "true",
+            ],
+            "needs a back-channel logout URI",
+        );
+        run_err(&["clients", "update", "nobody", "--name", "X"], "no client");
+        let after: serde_json::Value =
+            serde_json::from_str(run_ok(&["clients", "show", "billing", "--json"]).trim()).unwrap();
+        assert_eq!(after, updated);
+        run_ok(&[
+            "clients",
+            "update",
+            "billing",
+            "--backchannel-logout-uri",
+            "https://billing.example.jp/bc",
+            "--backchannel-logout-session-required",
+            "true",
+        ]);
+        run_err(
+            &[
+                "clients",
+                "update",
+                "billing",
+                "--no-backchannel-logout-uri",
+            ],
+            "needs a back-channel logout URI",
+        );
+        run_ok(&[
+            "clients",
+            "update",
+            "billing",
+            "--no-backchannel-logout-uri",
+            "--backchannel-logout-session-required",
+            "false",
+        ]);
+
+        // Rotation: the old secret works through the grace, a second rotation with none
+        // ends it at once.
+        let rotated: serde_json::Value = serde_json::from_str(
+            run_ok(&[
+                "clients",
+                "rotate-secret",
+                "billing",
+                "--grace-hours",
+                "3",
+                "--json",
+            ])
+            .trim(),
+        )
+        .unwrap();
+        let second = rotated["client_secret"].as_str().unwrap().to_owned();
+        assert_ne!(second, first);
+        assert!(
+            rotated["previous_secret_expires_at"].is_string(),
+            "{rotated}"
+        );
+        let shown: serde_json::Value =
+            serde_json::from_str(run_ok(&["clients", "show", "billing", "--json"]).trim()).unwrap();
+        assert!(
+            shown["previous_credential_expires_at"].is_string(),
+            "{shown}"
+        );
+        let config = tobira.config();
+        let store = tobira_auth::startup::open_db(&config).await.unwrap();
+        let now = tobira_auth::Clock::system().now();
+        let client = store.clients().find("billing").await.unwrap().unwrap();
+        assert!(client.secret_matches(&first, now) && client.secret_matches(&second, now));
+        assert!(!client.secret_matches(&first, now + time::Duration::hours(3)));
+        run_err(
+            &[
+                "clients",
+                "rotate-secret",
+                "billing",
+                "--grace-hours",
+                "2161",
+            ],
+            "2160",
+        );
+        let text = run_ok(&["clients", "rotate-secret", "billing", "--grace-hours", "0"]);
+        let third = text
+            .trim()
+            .strip_prefix("client_secret: ")
+            .unwrap()
+            .to_owned();
+        let client = store.clients().find("billing").await.unwrap().unwrap();
+        assert!(client.secret_matches(&third, now));
+        assert!(!client.secret_matches(&second, now) && !client.secret_matches(&first, now));
+        run_ok(&[
+            "clients",
+            "add",
+            "--name",
+            "App",
+            "--redirect-uri",
+            "https://app.example.jp/cb",
+            "--public",
+            "--client-id",
+            "app",
+        ]);
+        run_err(&["clients", "rotate-secret", "app"], "public client");
+        run_err(&["clients", "rotate-secret", "nobody"], "no client");
+
+        run_ok(&["clients", "remove", "billing"]);
+        run_err(&["clients", "show", "billing"], "no client");
+
+        let filter = tobira_auth::store::AuditFilter {
+            target: Some("billing".to_owned()),
+            ..Default::default()
+        };
+        let (events, _) = tobira_auth::admin::audit::list(&store, &filter, 50)
+            .await
+            .unwrap();
+        let actions: Vec<&str> = events.iter().rev().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "client.create",
+                "client.update",
+                "client.update",
+                "client.update",
+                "client.secret_rotate",
+                "client.secret_rotate",
+                "client.delete"
+            ]
+        );
+        for e in &events {
+            assert_eq!(
+                (e.actor_kind.as_str(), e.actor.as_str()),
+                ("support", "cli")
+            );
+            let detail = e.detail.to_string();
+            for secret in [&first, &second, &third] {
+                assert!(!detail.contains(secret.as_str()), "{detail}");
+                assert!(
+                    !detail.contains(&tobira_auth::crypto::sha256_hex(secret)),
+                    "{detail}"
+                );
+            }
+        }
+    }
+}

@@ -80,11 +80,13 @@ async fn block(app: &TestApp, email: &str, at: OffsetDateTime) -> Option<OffsetD
 /// `tobira users delete`'s way: the service itself, as of now.
 async fn delete_directly(app: &TestApp, user: &User) -> bool {
     let s = &app.state;
+    let ctx = tobira_auth::admin::audit::Context::cli();
     let deleted = delete_account(
         &s.db,
         &s.master,
         &s.identifiers,
         &s.config,
+        &ctx,
         s.clock.now(),
         user,
     );

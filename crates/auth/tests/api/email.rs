@@ -912,9 +912,14 @@ async fn a_pending_change_dies_with_a_password_change_and_with_support_signing_t
 
     requested(&browser, NEW_EMAIL).await;
     let second = nth_mail(&app, 3, NEW_EMAIL, CONFIRM_SUBJECT).await;
-    tobira_auth::admin::support::sign_out(&app.state.db, app.clock(), EMAIL)
-        .await
-        .unwrap();
+    tobira_auth::admin::support::sign_out(
+        &app.state.db,
+        app.clock(),
+        &tobira_auth::admin::audit::Context::cli(),
+        &user,
+    )
+    .await
+    .unwrap();
     let dead = app
         .browser()
         .get(&link(&app, &second, "/account/email/confirm"))
@@ -934,6 +939,7 @@ async fn an_address_in_its_reregistration_cooldown_cannot_become_an_accounts_new
         &app.state.master,
         &app.state.identifiers,
         &app.state.config,
+        &tobira_auth::admin::audit::Context::cli(),
         app.clock().now(),
         &gone,
     )

@@ -786,6 +786,7 @@ async fn a_deleted_accounts_address_is_held_back_from_federated_creation() {
         &s.master,
         &s.identifiers,
         &s.config,
+        &tobira_auth::admin::audit::Context::cli(),
         s.clock.now(),
         &gone,
     )
@@ -832,9 +833,12 @@ async fn a_frozen_linked_account_gets_the_frozen_notice() {
         &s.master,
         &s.config,
         &s.clock,
-        EMAIL,
-        "規約違反の疑い",
-        false,
+        &tobira_auth::admin::audit::Context::cli(),
+        &user,
+        &tobira_auth::admin::support::Freeze {
+            reason: tobira_auth::admin::support::Reason::parse("規約違反の疑い").unwrap(),
+            tell_reason: false,
+        },
     )
     .await
     .unwrap();

@@ -1086,3 +1086,82 @@ impl ApiResponse {
         assert!(self.body["title"].is_string(), "{}", self.body);
     }
 }
+
+impl TestApp {
+    /// `http://<management listener>/`, for an app spawned with
+    /// `server.management_bind` (port 0 gives a free port; this is the bound one).
+    pub fn management_url(&self) -> Url {
+        let addr = self
+            .state
+            .management_addr
+            .expect("spawned with server.management_bind");
+        Url::parse(&format!("http://{addr}/")).expect("socket address forms a URL")
+    }
+}
+
+/// The `tracing` lines this process writes, as JSON objects: installed as the global
+/// subscriber, so one per test process (nextest runs each test in its own).
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Captures lines at info and above.
+    pub fn install() -> Self {
+        let captured = Self::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+/// The value of the Prometheus sample `name` whose labels are exactly `labels` (in any
+/// order), if `/metrics` text `text` has it.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, found) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        if series_name != name {
+            return None;
+        }
+        let mut found: Vec<(&str, &str)> = found
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                Some((k, v.trim_matches('"')))
+            })
+            .collect();
+        let mut wanted = labels.to_vec();
+        found.sort_unstable();
+        wanted.sort_unstable();
+        (found == wanted).then(|| value.parse().ok()).flatten()
+    })
+}

@@ -11,6 +11,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::{ES256, EdDSA, JwsVerifier, RS256};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
+use tobira_auth::admin::audit::Context;
 use tobira_auth::keys::{Alg, KeyPolicy, schedule};
 use tobira_auth::state::AppState;
 use url::Url;
@@ -289,9 +290,17 @@ async fn a_caching_client_verifies_every_token_through_a_scheduled_rotation() {
 
     // `tobira keys rotate`: a next key of every algorithm, published now.
     let state = &r.s.app.state;
-    let published = schedule::rotate(&state.db, &state.master, r.now(), &policy, &Alg::ALL, false)
-        .await
-        .unwrap();
+    let published = schedule::rotate(
+        &state.db,
+        &state.master,
+        r.now(),
+        &policy,
+        &Alg::ALL,
+        false,
+        &Context::cli(),
+    )
+    .await
+    .unwrap();
     assert_eq!(published.len(), 3);
     let new = published
         .iter()
@@ -364,6 +373,7 @@ async fn after_an_emergency_revoke_only_the_revoked_keys_tokens_fail() {
         &policy,
         &[Alg::RS256],
         false,
+        &Context::cli(),
     )
     .await
     .unwrap()
@@ -385,9 +395,16 @@ async fn after_an_emergency_revoke_only_the_revoked_keys_tokens_fail() {
 
     // …when the signing key leaks: `tobira keys revoke`.
     let state = &r.s.app.state;
-    schedule::revoke(&state.db, &state.master, r.now(), &policy, &compromised)
-        .await
-        .unwrap();
+    schedule::revoke(
+        &state.db,
+        &state.master,
+        r.now(),
+        &policy,
+        &compromised,
+        &Context::cli(),
+    )
+    .await
+    .unwrap();
     r.reload().await;
     for state in r.states() {
         assert!(!r.jwks_kids(state).contains(&compromised));

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use time::Duration;
+use tobira_auth::admin::audit::Context;
 use tobira_auth::keys::schedule::{self, ReplacedBy, RotationError, TickReport};
 use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, MasterKey};
 use tobira_auth::store::{Db, StoredKey};
@@ -420,6 +421,7 @@ impl Keys {
             &self.policy,
             &[alg],
             false,
+            &Context::cli(),
         )
         .await
         .unwrap();
@@ -643,8 +645,9 @@ async fn revoking_the_active_key_promotes_the_next_then_a_retiring_then_a_new_ke
     for test_db in TestDb::all().await {
         let keys = Keys::started(test_db, policy()).await;
         let (db, master, p, clock) = (&keys.db, &*keys.master, &keys.policy, &keys.clock);
-        let revoke =
-            |kid: String| async move { schedule::revoke(db, master, clock.now(), p, &kid).await };
+        let revoke = |kid: String| async move {
+            schedule::revoke(db, master, clock.now(), p, &kid, &Context::cli()).await
+        };
 
         // A next key waits: it signs at once.
         let first = keys.active(Alg::EdDSA).await;
@@ -727,6 +730,7 @@ async fn rotate_at_once_brings_a_waiting_key_forward_instead_of_making_another()
             &keys.policy,
             &[Alg::RS256, Alg::ES256],
             true,
+            &Context::cli(),
         )
         .await
         .unwrap();

@@ -74,6 +74,7 @@ async fn make_link(app: &TestApp, user: &User, identity: &Identity) -> Linking {
             device: "device-hash",
             lang: Lang::Ja,
         },
+        "",
     )
     .await
     .expect("the link is written")

@@ -41,6 +41,19 @@ fn apple_link(subject: &str, sealed: &str) -> NewFederatedLink {
     }
 }
 
+/// The audit record of a deletion the store is asked for directly.
+fn deletion_record(clock: &Clock, user: UserId) -> tobira_auth::store::AuditEvent {
+    use tobira_auth::admin::audit::{Context, Target, event};
+    let target = Target::User(user);
+    event(
+        clock.now(),
+        &Context::system(),
+        "user.delete",
+        target,
+        serde_json::json!({}),
+    )
+}
+
 /// A history line for `method` with a mail whose payload is `mail`.
 fn change(user: UserId, clock: &Clock, result: LoginResult, mail: &str) -> FactorChange {
     FactorChange {
@@ -938,6 +951,7 @@ async fn deletion_queues_the_revocation_of_apples_token_and_the_purge_removes_li
                         until: clock.now() + Duration::days(30),
                     },
                     None,
+                    &deletion_record(&clock, user.id),
                 )
                 .await
         };
@@ -1280,6 +1294,7 @@ async fn the_notice_is_in_english_for_an_english_account_and_skips_a_deleted_one
                 until: clock.now(),
             },
             None,
+            &deletion_record(clock, gone.id),
         )
         .await
         .unwrap();
@@ -1340,6 +1355,7 @@ async fn a_revocation_for_a_provider_no_longer_configured_is_dropped() {
         &app.state.master,
         &app.state.identifiers,
         &app.state.config,
+        &tobira_auth::admin::audit::Context::cli(),
         clock.now(),
         &member,
     )

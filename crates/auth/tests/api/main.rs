@@ -7,6 +7,7 @@ mod admin_api;
 mod admin_clients;
 mod admin_users;
 mod apps;
+mod audit_member;
 mod backchannel;
 mod cli;
 mod console;

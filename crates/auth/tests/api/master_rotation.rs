@@ -235,9 +235,13 @@ async fn everything_sealed_under_the_old_master_key_is_resealed_and_opens_with_t
             &old.state().master,
             &old.state().config,
             &clock,
-            "taro@example.jp",
-            "a test of the mail queue",
-            false,
+            &tobira_auth::admin::audit::Context::cli(),
+            &taro,
+            &tobira_auth::admin::support::Freeze {
+                reason: tobira_auth::admin::support::Reason::parse("a test of the mail queue")
+                    .unwrap(),
+                tell_reason: false,
+            },
         )
         .await
         .unwrap();

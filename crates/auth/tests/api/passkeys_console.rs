@@ -619,6 +619,7 @@ async fn a_purged_account_keeps_no_passkeys_nor_its_handle() {
             &s.master,
             &s.identifiers,
             &s.config,
+            &tobira_auth::admin::audit::Context::cli(),
             s.clock.now(),
             &user
         )

@@ -1043,9 +1043,12 @@ async fn an_account_frozen_after_the_password_is_not_signed_in() {
         &st.master,
         &st.config,
         app.clock(),
-        EMAIL,
-        "不正利用の疑い",
-        false,
+        &tobira_auth::admin::audit::Context::cli(),
+        &app.user(EMAIL).await.unwrap(),
+        &tobira_auth::admin::support::Freeze {
+            reason: tobira_auth::admin::support::Reason::parse("不正利用の疑い").unwrap(),
+            tell_reason: false,
+        },
     )
     .await
     .unwrap();

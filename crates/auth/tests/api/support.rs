@@ -5,7 +5,8 @@
 //! change until its password is reset. The CLI's side is in `cli.rs`.
 
 use openidconnect::OAuth2TokenResponse;
-use tobira_auth::admin::support::{self, Outcome, SupportError};
+use tobira_auth::admin::audit::Context;
+use tobira_auth::admin::support::{self, Freeze, Outcome, Reason, SupportError};
 use tobira_auth::domain::UserStatus;
 use tobira_auth::keys::Alg;
 use tobira_auth::store::{LoginResult, MAIL_QUEUE};
@@ -48,6 +49,8 @@ async fn tokens(s: &Setup) -> crate::rp::TokenResponse {
     exchange(s, code, pending.verifier).await.unwrap()
 }
 
+/// Support's freeze as `tobira users freeze` runs it: the reason parsed first, then the
+/// account found by its address.
 async fn freeze(
     app: &TestApp,
     email: &str,
@@ -55,21 +58,40 @@ async fn freeze(
     tell: bool,
 ) -> Result<Outcome, SupportError> {
     let st = &app.state;
+    let how = Freeze {
+        reason: Reason::parse(reason)?,
+        tell_reason: tell,
+    };
+    let user = support::account(&st.db, email).await?;
     support::freeze(
         &st.db,
         &st.master,
         &st.config,
         app.clock(),
-        email,
-        reason,
-        tell,
+        &Context::cli(),
+        &user,
+        &how,
     )
     .await
 }
 
 async fn unfreeze(app: &TestApp, email: &str) -> Result<Outcome, SupportError> {
     let st = &app.state;
-    support::unfreeze(&st.db, &st.master, &st.config, app.clock(), email).await
+    let user = support::account(&st.db, email).await?;
+    support::unfreeze(
+        &st.db,
+        &st.master,
+        &st.config,
+        app.clock(),
+        &Context::cli(),
+        &user,
+    )
+    .await
+}
+
+async fn sign_out(app: &TestApp, email: &str) -> Result<u64, SupportError> {
+    let user = support::account(&app.state.db, email).await?;
+    support::sign_out(&app.state.db, app.clock(), &Context::cli(), &user).await
 }
 
 /// Whether the token is still active, by introspection.
@@ -337,9 +359,7 @@ async fn signing_out_everywhere_ends_sessions_and_tokens_but_not_the_account() {
     let rt = tokens.refresh_token().unwrap().secret().clone();
     let phone = signed_in(app, EMAIL, "phone").await;
 
-    let ended = support::sign_out(&app.state.db, app.clock(), EMAIL)
-        .await
-        .unwrap();
+    let ended = sign_out(app, EMAIL).await.unwrap();
     assert_eq!(ended, 2, "the client's browser and the phone");
     assert!(signed_out(&s.browser).await && signed_out(&phone).await);
     assert!(!active(&s, &rt).await);
@@ -354,9 +374,7 @@ async fn signing_out_everywhere_ends_sessions_and_tokens_but_not_the_account() {
     assert!(app.password_works(EMAIL, PASSWORD).await);
     assert!(!signed_out(&signed_in(app, EMAIL, "laptop").await).await);
     // Nothing left to end.
-    let again = support::sign_out(&app.state.db, app.clock(), EMAIL)
-        .await
-        .unwrap();
+    let again = sign_out(app, EMAIL).await.unwrap();
     assert_eq!(again, 1, "only the laptop's new session");
     assert_eq!(waiting(app).await, 0, "support's sign-out mails nobody");
     assert!(app.outbox().is_empty(), "support's sign-out mails nobody");
@@ -379,7 +397,7 @@ async fn unknown_addresses_bad_reasons_and_sign_ups_awaiting_verification_change
             Err(SupportError::NoAccount(_))
         ));
         assert!(matches!(
-            support::sign_out(&app.state.db, app.clock(), email).await,
+            sign_out(app, email).await,
             Err(SupportError::NoAccount(_))
         ));
     }

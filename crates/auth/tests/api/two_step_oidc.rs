@@ -405,13 +405,14 @@ async fn discovery_lists_the_acr_values_that_work() {
 /// Support's reset of `email` as the CLI runs it.
 async fn reset(app: &TestApp, email: &str) -> Result<TwoStepReset, SupportError> {
     let state = &app.state;
+    let user = support::account(&state.db, email).await?;
     support::reset_two_step(
         &state.db,
         &state.master,
         &state.config,
         &state.clock,
-        email,
-        "tobira CLI",
+        &tobira_auth::admin::audit::Context::cli(),
+        &user,
     )
     .await
 }
@@ -570,6 +571,7 @@ async fn deletion_forgets_remembered_devices_and_the_purge_removes_the_second_st
         &state.master,
         &state.identifiers,
         &state.config,
+        &tobira_auth::admin::audit::Context::cli(),
         now,
         &user,
     )

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::{Failure, LinkForm, Refusal, UNDO_LIFETIME, failed, token_hash};
+use crate::account::audit_ctx::AuditOrigin;
 use crate::account::{EMAIL_UNDO, PageQuery, link, user_lang};
 use crate::authn::session;
 use crate::crypto::{random_token, sha256_hex};
@@ -130,6 +131,7 @@ pub async fn post_confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<LinkForm>,
 ) -> Response {
     let c = match confirmation(&state, &headers, form.lang.as_deref(), &form.token).await {
@@ -166,7 +168,7 @@ pub async fn post_confirm(
         }
         Err(e) => return failed(lang, request_id, &Failure::Store(e)),
     }
-    let confirmed = confirm(&state, &c, lang).await;
+    let confirmed = confirm(&state, &c, lang, &origin).await;
     let user = c.user.id.0;
     match confirmed {
         Ok(Confirmed::Changed) => {
@@ -193,7 +195,12 @@ pub async fn post_confirm(
     render(StatusCode::OK, &page, &[])
 }
 
-async fn confirm(state: &AppState, c: &Confirmation, lang: Lang) -> Result<Confirmed, Failure> {
+async fn confirm(
+    state: &AppState,
+    c: &Confirmation,
+    lang: Lang,
+    origin: &AuditOrigin,
+) -> Result<Confirmed, Failure> {
     let token = random_token(&mut rand::rng(), 32);
     let link = link(state, EMAIL_UNDO, &[("token", &token)]);
     let mail = templates::email_changed(
@@ -206,9 +213,16 @@ async fn confirm(state: &AppState, c: &Confirmation, lang: Lang) -> Result<Confi
     );
     let payload = mail.seal(&state.master)?;
     let now = state.clock.now();
+    let audit = origin.event(
+        now,
+        c.user.id,
+        "user.email_change",
+        serde_json::json!({ "method": "email_link" }),
+    );
     Ok(state
         .db
         .email_changes()
+        .audited(audit)
         .confirm(
             now,
             &c.hash,

@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::{Failure, LinkForm, Refusal, failed, token_hash};
 use crate::account::PageQuery;
+use crate::account::audit_ctx::AuditOrigin;
 use crate::account::recovery::{RESET_LIFETIME, reset_mail};
 use crate::crypto::sha256_hex;
 use crate::domain::{User, UserStatus};
@@ -110,6 +111,7 @@ pub async fn post_undo(
     State(state): State<AppState>,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<LinkForm>,
 ) -> Response {
     let u = match undo_link(&state, &headers, form.lang.as_deref(), &form.token).await {
@@ -117,7 +119,7 @@ pub async fn post_undo(
         Err(refusal) => return refusal.respond(form.lang.as_deref(), &headers, request_id),
     };
     let lang = u.lang;
-    let undone = undo(&state, &u, lang).await;
+    let undone = undo(&state, &u, lang, &origin).await;
     let user = u.user.id.0;
     match undone {
         Ok(Undone::Restored) => {
@@ -151,13 +153,27 @@ pub async fn post_undo(
     render(StatusCode::OK, &page, &cookies)
 }
 
-async fn undo(state: &AppState, u: &UndoLink, lang: Lang) -> Result<Undone, Failure> {
+async fn undo(
+    state: &AppState,
+    u: &UndoLink,
+    lang: Lang,
+    origin: &AuditOrigin,
+) -> Result<Undone, Failure> {
     let (token, mail) = reset_mail(state, &u.user, u.undo.email.display(), "", lang, true);
     let payload = mail.seal(&state.master)?;
     let now = state.clock.now();
+    // The old address's owner took the account back: every way in went and a reset is
+    // required, which the detail says (the addresses it does not).
+    let audit = origin.event(
+        now,
+        u.user.id,
+        "user.email_change_undo",
+        serde_json::json!({ "method": "email_link", "reset_required": true }),
+    );
     Ok(state
         .db
         .email_changes()
+        .audited(audit)
         .undo(
             now,
             &u.hash,

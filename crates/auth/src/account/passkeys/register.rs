@@ -14,12 +14,12 @@ use uuid::Uuid;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use super::{ConsoleError, Ctx, Done, passkey_name};
+use crate::account::audit_ctx::AuditOrigin;
 use crate::account::reauth::RecentSession;
 use crate::authn::passkey::{self, Ceremony};
 use crate::domain::UserId;
 use crate::state::AppState;
 use crate::store::{StoreError, StoredPasskey};
-use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::CsrfForm;
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, render};
@@ -75,12 +75,12 @@ impl RegisterPage<'_> {
 pub async fn post_register(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<RegisterForm>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, Some(ip));
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     let answered = match form.action {
         RegisterAction::Start => start(&ctx, &form.name).await,
         RegisterAction::Finish => finish(&ctx, &form).await,
@@ -239,9 +239,11 @@ async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, ConsoleE
         last_used_at: None,
     };
     let change = ctx.change(true, &kept.name)?;
+    let audit = ctx.audit("user.passkey_add", &kept.name);
     match state
         .db
         .passkeys()
+        .audited(audit)
         .add(state.clock.now(), stored, change)
         .await
     {

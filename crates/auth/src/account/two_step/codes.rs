@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{ConsoleError, CsrfOnly, Ctx};
 use crate::account::TWO_STEP;
+use crate::account::audit_ctx::AuditOrigin;
 use crate::account::console::CurrentSession;
 use crate::account::delete::in_words;
 use crate::account::reauth::RecentSession;
@@ -21,7 +22,6 @@ use crate::mail::templates::TwoStepChange;
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
 use crate::store::LoginResult;
-use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::CsrfForm;
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page, page_lang, render};
@@ -111,12 +111,12 @@ pub(super) async fn show_codes(
 pub async fn post_recovery(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<CsrfOnly>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, ip);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     regenerate(&ctx, &form.csrf)
         .await
         .unwrap_or_else(|e| e.respond(PAGE, ctx.lang, request_id))
@@ -138,9 +138,16 @@ async fn regenerate(ctx: &Ctx<'_>, csrf: &str) -> Result<Response, ConsoleError>
         true,
         true,
     )?;
+    let audit = ctx.audit(
+        "user.2fa_recovery_regenerate",
+        METHOD_RECOVERY_CODE,
+        true,
+        true,
+    );
     state
         .db
         .two_step()
+        .audited(audit)
         .replace_recovery_codes(
             state.clock.now(),
             user.id,

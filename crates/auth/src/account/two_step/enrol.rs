@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::codes::{hashes, show_codes};
 use super::{ConsoleError, Ctx, Done, overview};
+use crate::account::audit_ctx::AuditOrigin;
 use crate::account::reauth::RecentSession;
 use crate::account::{TWO_STEP, TWO_STEP_TOTP};
 use crate::authn::second_step::{self, METHOD_TOTP, TOTP_ISSUER};
@@ -22,7 +23,6 @@ use crate::mail::templates::TwoStepChange;
 use crate::oidc::authorize::see_other;
 use crate::state::AppState;
 use crate::store::{Factor, LoginResult, StoredTotp};
-use crate::web::client_ip::ClientAddr;
 use crate::web::csrf::{self, CsrfForm};
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, render};
@@ -109,11 +109,11 @@ fn enrol_page<'a>(
 pub async fn get_totp(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, ip);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     let shown = async {
         let Some(secret) = enrolment(&state, current.session.id).await? else {
             return Ok(see_other(TWO_STEP, &[]));
@@ -149,12 +149,12 @@ pub struct TotpForm {
 pub async fn post_totp(
     RecentSession(current): RecentSession,
     State(state): State<AppState>,
-    ClientAddr(ip): ClientAddr,
+    origin: AuditOrigin,
     headers: HeaderMap,
     request_id: RequestId,
     CsrfForm(form): CsrfForm<TotpForm>,
 ) -> Response {
-    let ctx = Ctx::new(&state, &current, &headers, ip);
+    let ctx = Ctx::new(&state, &current, &headers, origin);
     let answered = match form.action {
         TotpAction::Start => start(&ctx).await,
         TotpAction::Confirm => confirm(&ctx, &form).await,
@@ -283,9 +283,11 @@ async fn confirm(ctx: &Ctx<'_>, form: &TotpForm) -> Result<Response, ConsoleErro
         TwoStepChange::TotpOn
     };
     let change = ctx.change(METHOD_TOTP, LoginResult::Enrolled, what, before.any(), true)?;
+    let audit = ctx.audit("user.2fa_totp_enrol", METHOD_TOTP, before.any(), true);
     state
         .db
         .two_step()
+        .audited(audit)
         .enable_totp(
             state.clock.now(),
             user.id,

@@ -261,7 +261,16 @@ impl FromRequestParts<AppState> for Admin {
             })?;
         let live = crate::oidc::tokens::check_access_token(state, token)
             .await
-            .map_err(Problem::unauthorized)?;
+            .map_err(|why| match why {
+                // The revocation list is in the ephemeral store: while it is away the
+                // token is not known bad, and a tool must not throw its credentials away.
+                crate::oidc::tokens::CANNOT_CHECK => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "about:blank",
+                    "the token cannot be checked now; retry",
+                ),
+                other => Problem::unauthorized(other),
+            })?;
         // A member's token is never an admin's, whatever its scope says.
         if live.subject.is_some() {
             return Err(Problem::forbidden(
@@ -287,8 +296,25 @@ impl FromRequestParts<AppState> for Admin {
                 "the database is unavailable",
             )
         })?;
+        // A token older than the client (a deleted client registered again under the
+        // same id), or issued before a rotation's old secret stopped working (a leaked
+        // secret rotated with no grace), is refused too: ending a credential ends what
+        // was got with it.
+        let iat = live
+            .claims
+            .get("iat")
+            .and_then(serde_json::Value::as_i64)
+            .unwrap_or(i64::MIN);
+        let now = state.clock.now();
         let allowed = client.is_some_and(|c| {
-            c.allows(GrantType::ClientCredentials) && c.scopes.iter().any(|s| s == ADMIN_SCOPE)
+            let superseded = c
+                .previous_secret
+                .as_ref()
+                .is_some_and(|(_, until)| *until <= now && iat <= until.unix_timestamp());
+            c.allows(GrantType::ClientCredentials)
+                && c.scopes.iter().any(|s| s == ADMIN_SCOPE)
+                && iat >= c.created_at.unix_timestamp()
+                && !superseded
         });
         if !allowed {
             return Err(Problem::forbidden(

@@ -524,7 +524,8 @@ pub(in crate::oidc) async fn link_pending(
         tracing::info!(user = %user.id.0, "another account signed in than the address's: no link");
         return;
     }
-    match linked::make_link(state, user, &pending.identity, ctx).await {
+    let request_id = crate::account::audit_ctx::request_id_of(headers);
+    match linked::make_link(state, user, &pending.identity, ctx, &request_id).await {
         Ok(linking) => {
             tracing::info!(user = %user.id.0, provider = %pending.identity.provider, outcome = ?linking, "provider linked after the account's own sign-in");
         }
