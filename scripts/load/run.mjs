@@ -1,14 +1,18 @@
 // Load measurement for a running Tobira OP. Started by ../load.sh, which builds and
-// starts the server, registers the clients and the member, and passes everything here
-// through the environment (see readConfig). Only 127.0.0.1 is ever contacted.
+// starts the server, measures the same-run limits (`tobira-bench limits`), registers the
+// clients and the members, and passes everything here through the environment (see
+// readConfig). Only 127.0.0.1 is ever contacted.
 //
-// Scenarios 1-3 use autocannon (pinned in package.json); every response's latency is
-// recorded from its `response` event (float milliseconds), so p50/p99 come from the
-// sorted samples, not from autocannon's whole-millisecond histogram. Scenario 4 (refresh
-// with rotation) needs per-user state and is our own loop over an undici Pool.
+// The GET scenarios and client_credentials use autocannon (pinned in package.json); every
+// response's latency is recorded from its `response` event (float milliseconds), so
+// p50/p99 come from the sorted samples, not from autocannon's whole-millisecond
+// histogram. Refresh with rotation needs per-user state and is our own loop over an
+// undici Pool. The run ends with the goals table: each figure beside its limit.
 
+import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import autocannon from 'autocannon'
 import { Pool, request } from 'undici'
@@ -36,12 +40,18 @@ function readConfig () {
   const duration = int('LOAD_DURATION', 10, 1, 600)
   const members = list('LOAD_MEMBER_EMAILS')
   const timing = list('LOAD_TIMING_EMAILS')
-  const scenarios = new Set(list('LOAD_SCENARIOS').length ? list('LOAD_SCENARIOS') : ['tokens', 'attack', 'timing'])
+  const scenarios = new Set(list('LOAD_SCENARIOS').length ? list('LOAD_SCENARIOS') : SCENARIOS)
   for (const s of scenarios) {
-    if (!['tokens', 'attack', 'timing'].includes(s)) throw new Error(`LOAD_SCENARIOS: unknown ${s} (tokens, attack, timing)`)
+    if (!SCENARIOS.includes(s)) throw new Error(`LOAD_SCENARIOS: unknown ${s} (${SCENARIOS.join(', ')})`)
   }
-  if ((scenarios.has('attack') || scenarios.has('timing')) && (members.length === 0 || timing.length !== 2)) {
+  if ((scenarios.has('attack') || scenarios.has('timing') || scenarios.has('storm')) &&
+      (members.length === 0 || timing.length !== 2)) {
     throw new Error('LOAD_MEMBER_EMAILS and LOAD_TIMING_EMAILS (two) are needed for the sign-in scenarios')
+  }
+  const backend = env.LOAD_BACKEND || 'sqlite'
+  if (!['sqlite', 'postgres'].includes(backend)) throw new Error(`LOAD_BACKEND: ${backend} (sqlite, postgres)`)
+  if (scenarios.has('memory') && !(env.LOAD_BENCH_BIN && env.LOAD_SEED_EMAIL)) {
+    throw new Error('LOAD_BENCH_BIN and LOAD_SEED_EMAIL are needed for the memory scenario')
   }
   return {
     base: base.origin,
@@ -68,12 +78,36 @@ function readConfig () {
     email: need('LOAD_EMAIL'),
     password: need('LOAD_PASSWORD'),
     cc: { id: cc.client_id, secret: cc.client_secret },
-    rp: { id: rp.client_id, secret: rp.client_secret },
+    rp: {
+      id: rp.client_id,
+      secret: rp.client_secret,
+      idTokenAlg: rp.id_token_signed_response_alg || rp.id_token_alg || 'RS256'
+    },
     serverPid: env.LOAD_SERVER_PID ? Number(env.LOAD_SERVER_PID) : null,
     clockTicks: int('LOAD_CLK_TCK', 100, 1, 1_000_000),
-    jsonOut: env.LOAD_JSON_OUT || null
+    jsonOut: env.LOAD_JSON_OUT || null,
+    // The same-run limits (tobira-bench limits --json), the goals' denominators.
+    limits: env.LOAD_LIMITS_JSON ? JSON.parse(readFileSync(env.LOAD_LIMITS_JSON, 'utf8')) : null,
+    // PostgreSQL + Redis mode: whose CPU is reported beside Tobira's.
+    backend,
+    pgDatabase: env.LOAD_PG_DATABASE || null,
+    redisPid: env.LOAD_REDIS_PID ? Number(env.LOAD_REDIS_PID) : null,
+    // The sign-in storm (see signInStorm).
+    stormTokenConnections: int('LOAD_STORM_TOKEN_CONNECTIONS', 4, 1, 1024),
+    stormVus: int('LOAD_STORM_SIGNIN_VUS', 2 * Math.max(members.length, 1), 1, 1024),
+    // The memory scenario (see memoryWithSessions).
+    benchBin: env.LOAD_BENCH_BIN || null,
+    seedEmail: env.LOAD_SEED_EMAIL || null,
+    seedSessions: int('LOAD_SEED_SESSIONS', 100_000, 1, 10_000_000),
+    seedTouch: int('LOAD_SEED_TOUCH', 16, 1, 10_000)
   }
 }
+
+// In the order they run: memory first, on the idle server, so that its figures are the
+// sessions' and not what the load left behind (and every later scenario then runs beside
+// the seeded rows, as a provider with that many signed-in browsers would); the storm
+// before the attack (see main).
+const SCENARIOS = ['memory', 'tokens', 'storm', 'attack', 'timing']
 
 // --- helpers ---------------------------------------------------------------------
 
@@ -95,11 +129,11 @@ function percentile (sorted, p) {
   return sorted[rank - 1]
 }
 
-// CPU seconds (user + system) the server process has used so far, from /proc.
-function serverCpuSeconds (cfg) {
-  if (!cfg.serverPid) return null
+// CPU seconds (user + system) a process has used so far, from /proc.
+function processCpuSeconds (cfg, pid) {
+  if (!pid) return null
   try {
-    const stat = readFileSync(`/proc/${cfg.serverPid}/stat`, 'utf8')
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // Fields after the command name (which is in parentheses and may hold spaces).
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     const utime = Number(fields[11])
@@ -110,16 +144,72 @@ function serverCpuSeconds (cfg) {
   }
 }
 
+const serverCpuSeconds = (cfg) => processCpuSeconds(cfg, cfg.serverPid)
+
+// CPU seconds of each PostgreSQL backend serving the load's own database (pid → seconds),
+// found by its process title ("postgres: [cluster: ]user DATABASE host(port) state").
+// The server's shared processes (WAL writer, checkpointer, …) serve every database on
+// it and are left out. null when PostgreSQL is not on this machine's /proc.
+function pgBackendsCpu (cfg) {
+  if (!cfg.pgDatabase) return null
+  const out = new Map()
+  let pids
+  try {
+    pids = readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name))
+  } catch {
+    return null
+  }
+  for (const pid of pids) {
+    let title
+    try {
+      title = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    if (!title.startsWith('postgres:') || !title.split(/[\s\0]+/).includes(cfg.pgDatabase)) continue
+    const cpu = processCpuSeconds(cfg, pid)
+    if (cpu !== null) out.set(pid, cpu)
+  }
+  return out
+}
+
+// CPU used since the meter started: Tobira's, the load generator's (this process), and
+// in PostgreSQL mode the load database's backends' and the Redis server's (the whole
+// Redis process: it may serve others on this machine too). None is counted in another.
 function cpuMeter (cfg) {
   const server0 = serverCpuSeconds(cfg)
   const self0 = process.cpuUsage()
+  const pg0 = pgBackendsCpu(cfg)
+  const redis0 = processCpuSeconds(cfg, cfg.redisPid)
   return () => {
     const server1 = serverCpuSeconds(cfg)
     const self = process.cpuUsage(self0)
+    const pg1 = pgBackendsCpu(cfg)
+    const redis1 = processCpuSeconds(cfg, cfg.redisPid)
+    let pgCpu = null
+    if (pg0 !== null && pg1 !== null && pg1.size > 0) {
+      // A backend that started during the measurement counts from zero.
+      pgCpu = 0
+      for (const [pid, cpu] of pg1) pgCpu += cpu - (pg0.get(pid) || 0)
+    }
     return {
       serverCpu: server0 === null || server1 === null ? null : server1 - server0,
-      loadgenCpu: (self.user + self.system) / 1e6
+      loadgenCpu: (self.user + self.system) / 1e6,
+      pgCpu,
+      redisCpu: redis0 === null || redis1 === null ? null : redis1 - redis0
     }
+  }
+}
+
+// The server's resident memory now and its peak (VmHWM), in MB, from /proc.
+function serverMemory (cfg) {
+  if (!cfg.serverPid) return null
+  try {
+    const status = readFileSync(`/proc/${cfg.serverPid}/status`, 'utf8')
+    const kb = (name) => Number((status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm')) || [])[1])
+    return { rssMb: kb('VmRSS') / 1024, peakMb: kb('VmHWM') / 1024 }
+  } catch {
+    return null
   }
 }
 
@@ -127,6 +217,8 @@ function summarise (name, { latencies, errors, elapsed, cpu, notes }) {
   latencies.sort((a, b) => a - b)
   const ok = latencies.length - errors.responses
   const total = latencies.length + errors.transport
+  const perRequest = (seconds) => (seconds === null || total === 0 ? null : (1e6 * seconds) / total)
+  const share = (seconds) => (seconds === null ? null : (100 * seconds) / elapsed)
   return {
     scenario: name,
     requests: total,
@@ -140,6 +232,10 @@ function summarise (name, { latencies, errors, elapsed, cpu, notes }) {
     serverCpuPct: cpu.serverCpu === null ? null : (100 * cpu.serverCpu) / elapsed,
     serverCpuUsPerReq: cpu.serverCpu === null || total === 0 ? null : (1e6 * cpu.serverCpu) / total,
     loadgenCpuPct: (100 * cpu.loadgenCpu) / elapsed,
+    pgCpuPct: share(cpu.pgCpu),
+    pgCpuUsPerReq: perRequest(cpu.pgCpu),
+    redisCpuPct: share(cpu.redisCpu),
+    redisCpuUsPerReq: perRequest(cpu.redisCpu),
     notes: notes || ''
   }
 }
@@ -219,9 +315,9 @@ function hiddenInput (html, name) {
   return m[1].replace(/&#x2f;|&#47;/gi, '/').replace(/&amp;/g, '&')
 }
 
-// Opens the sign-in page of a new authorization request in this browser: GET
-// /authorize, then GET /login. Returns what a form post needs.
-async function startFlow (cfg, jar, state) {
+// An authorization request of the rp client with PKCE: its path and the verifier the
+// code exchange needs.
+function authorizeRequest (cfg, state) {
   const verifier = b64url(randomBytes(32))
   const challenge = b64url(createHash('sha256').update(verifier).digest())
   const authorize = '/authorize?' + form({
@@ -233,6 +329,13 @@ async function startFlow (cfg, jar, state) {
     code_challenge: challenge,
     code_challenge_method: 'S256'
   })
+  return { verifier, authorize }
+}
+
+// Opens the sign-in page of a new authorization request in this browser: GET
+// /authorize, then GET /login. Returns what a form post needs.
+async function startFlow (cfg, jar, state) {
+  const { verifier, authorize } = authorizeRequest(cfg, state)
   let res = await browse(cfg, jar, 'GET', authorize)
   const loginUrl = expectRedirect('GET /authorize', res)
 
@@ -293,7 +396,7 @@ async function signInAll (cfg) {
   return vus
 }
 
-// --- scenarios 1-3: autocannon ----------------------------------------------------
+// --- GET scenarios and client_credentials: autocannon --------------------------------
 
 async function cannon (cfg, name, opts) {
   const latencies = []
@@ -304,8 +407,8 @@ async function cannon (cfg, name, opts) {
     method: opts.method || 'GET',
     headers: opts.headers,
     body: opts.body,
-    connections: cfg.concurrency,
-    duration: cfg.duration,
+    connections: opts.connections || cfg.concurrency,
+    duration: opts.duration || cfg.duration,
     maxOverallRequests: cfg.maxRequests,
     timeout: 10
   })
@@ -333,7 +436,7 @@ async function cannon (cfg, name, opts) {
   })
 }
 
-// --- scenario 4: refresh with rotation, one chain per virtual user -------------------
+// --- refresh with rotation, one chain per virtual user --------------------------------
 
 async function refreshRotation (cfg, vus) {
   const pool = new Pool(cfg.base, { connections: cfg.concurrency, pipelining: 1 })
@@ -392,13 +495,14 @@ async function refreshRotation (cfg, vus) {
   return summarise('refresh_token (rotating)', { latencies, errors, elapsed, cpu, notes })
 }
 
-// --- scenarios 5-7: password sign-in under attack, and what a sign-in answer's timing tells -----
+// --- password sign-in under attack, and what a sign-in answer's timing tells ----------
 //
 // Simulated client addresses: Tobira runs with server.trusted_proxies = 127.0.0.1/32
 // (load.sh sets it), so every request names its client in X-Forwarded-For. Each
 // population has its own range, so none of them shares an address-limit count with
 // another:
-//   legitimate members  198.18.0.0/16 (one address per virtual user)
+//   legitimate members  198.18.0.0/16 (one address per virtual user; the sign-in storm's
+//                       from 198.18.64.1, new browsers from 198.18.128.1)
 //   credential stuffing 100.64.0.0/10 (a new address every LOAD_ATTACK_ADDRESS_REUSE posts)
 //   guessing            10.0.0.0/8    (a new address for every post)
 //   one single address  203.0.113.66
@@ -456,19 +560,20 @@ async function postLogin (dispatcher, browser, email, password, xff) {
 // from one sign-in to the next (device, CSRF), except the session, so every round is a
 // complete sign-in (authorize, form, password, code, token) and the device is known to
 // the account after its first success. LOAD_SIGNIN_NEW_DEVICE_VUS more users sign in
-// on a new browser every time (a member on a device never used before).
-function makeLegitUsers (cfg) {
+// on a new browser every time (a member on a device never used before). `firstAddress`
+// keeps another population's addresses apart (the sign-in storm's start at 16384).
+function makeLegitUsers (cfg, { known = cfg.signInVus, fresh = cfg.newDeviceVus, firstAddress = 0 } = {}) {
   const users = []
-  for (let i = 0; i < cfg.signInVus; i++) {
+  for (let i = 0; i < known; i++) {
     const jar = new CookieJar()
-    jar.extra = { 'x-forwarded-for': addressIn(LEGIT_NET, 16, i) }
+    jar.extra = { 'x-forwarded-for': addressIn(LEGIT_NET, 16, firstAddress + i) }
     users.push({ kind: 'known', email: cfg.members[i % cfg.members.length], jar })
   }
-  for (let i = 0; i < cfg.newDeviceVus; i++) {
+  for (let i = 0; i < fresh; i++) {
     users.push({
       kind: 'new',
       email: cfg.members[i % cfg.members.length],
-      xff: addressIn(LEGIT_NET, 16, 32768 + i)
+      xff: addressIn(LEGIT_NET, 16, firstAddress + 32768 + i)
     })
   }
   return users
@@ -642,14 +747,14 @@ async function argon2Ceiling (cfg) {
 }
 
 async function signInUnderAttack (cfg, log) {
-  log(`5/8 argon2 ceiling: wrong passwords, nothing throttled, ${cfg.hashConcurrency} in flight`)
+  log(`attack: argon2 ceiling: wrong passwords, nothing throttled, ${cfg.hashConcurrency} in flight`)
   const ceiling = await argon2Ceiling(cfg)
 
   const users = makeLegitUsers(cfg)
-  log(`6/8 sign-in alone: ${cfg.signInVus} members on their own browsers, ${cfg.newDeviceVus} on new browsers`)
+  log(`attack: sign-in alone: ${cfg.signInVus} members on their own browsers, ${cfg.newDeviceVus} on new browsers`)
   const alone = await legitPhase(cfg, users, 'alone')
 
-  log(`7/8 sign-in under attack: stuffing ${cfg.attackStuffing}, guessing ${cfg.attackGuessing}, ` +
+  log(`attack: sign-in under attack: stuffing ${cfg.attackStuffing}, guessing ${cfg.attackGuessing}, ` +
     `single address ${cfg.attackSingle} connections`)
   const stop = { done: false }
   const attackMeter = cpuMeter(cfg)
@@ -678,7 +783,7 @@ async function signInUnderAttack (cfg, log) {
 //   unknown:         a new unregistered address every post (never locked)
 // A wrong password every time.
 async function signInTiming (cfg, log) {
-  log(`8/8 sign-in response times: ${cfg.timingSamples} posts per case, sequential`)
+  log(`timing: sign-in response times: ${cfg.timingSamples} posts per case, sequential`)
   const pool = new Pool(cfg.base, { connections: 1, pipelining: 1 })
   let addr = 0
   const fresh = () => addressIn(TIMING_NET, 13, addr++)
@@ -848,6 +953,268 @@ function printTiming (cfg, t) {
   console.log(`median known − unknown: ${fmt(d1, 2)} ms unlocked, ${fmt(d2, 2)} ms locked`)
 }
 
+// --- the sign-in storm: the token endpoint while sign-ins saturate hashing -----------
+//
+// client_credentials at LOAD_STORM_TOKEN_CONNECTIONS connections (a steady client, not a
+// flood: a flood's p99 is its own queue), first alone (its idle p99), then while
+// LOAD_STORM_SIGNIN_VUS members sign in again and again on their own browsers (more
+// sign-ins in flight than hashing threads, so hashing never idles). Each phase lasts
+// LOAD_SIGNIN_DURATION seconds.
+async function signInStorm (cfg, log) {
+  const token = {
+    path: '/token',
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(cfg.cc) },
+    body: 'grant_type=client_credentials',
+    connections: cfg.stormTokenConnections,
+    duration: cfg.signInDuration
+  }
+  log(`storm: client_credentials alone, ${cfg.stormTokenConnections} connections`)
+  const idle = await cannon(cfg, 'client_credentials, idle', token)
+  const users = makeLegitUsers(cfg, { known: cfg.stormVus, fresh: 0, firstAddress: 16384 })
+  log(`storm: client_credentials while ${cfg.stormVus} members sign in on their own browsers`)
+  const [storm, signIns] = await Promise.all([
+    cannon(cfg, 'client_credentials, sign-in storm', token),
+    legitPhase(cfg, users, 'storm')
+  ])
+  return { idle, storm, signIns }
+}
+
+function printStorm (cfg, r) {
+  console.log('')
+  console.log(`Sign-in storm: POST /token client_credentials at ${cfg.stormTokenConnections} connections, ` +
+    `${cfg.signInDuration} s alone, then ${cfg.signInDuration} s while ${cfg.stormVus} members sign in ` +
+    '(GET /authorize, GET /login, POST /login, GET /authorize/continue, POST /token, over and over)')
+  const head = ['token traffic', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'errors', 'server CPU']
+  const rows = [r.idle, r.storm].map((x) => [x.scenario, String(x.requests), fmt(x.rps, 0), fmt(x.p50, 2),
+    fmt(x.p99, 2), fmt(x.max, 1), String(x.errors), x.serverCpuPct === null ? '-' : fmt(x.serverCpuPct, 0) + ' %'])
+  printColumns(head, rows)
+  const k = r.signIns.known
+  const limit = argon2Limit(cfg)
+  console.log(`sign-ins during the storm: ${k.ok} of ${k.attempts} (${fmt(k.perSecond, 1)}/s; argon2 limit ` +
+    `${fmt(limit, 1)}/s), p50 flow ${fmt(k.flowP50, 1)} ms, p50 POST /login ${fmt(k.loginP50, 1)} ms` +
+    (Object.keys(k.failures).length ? `; failed: ${Object.entries(k.failures).map(([s, n]) => `${s}×${n}`).join(' ')}` : ''))
+  for (const x of [r.idle, r.storm]) if (x.notes) console.log(`  ${x.scenario}: ${x.notes}`)
+}
+
+// --- memory: the idle server, then beside LOAD_SEED_SESSIONS live sessions --------------
+//
+// `tobira-bench seed` writes the sessions, grants and refresh tokens straight into the
+// server's database (as sign-ins would have); then every seeded secret it hands back is
+// used once as a client and a browser would: a refresh, and an authorization request from
+// the signed-in browser. The server's RSS is read after each step.
+async function memoryWithSessions (cfg, log, idle) {
+  log(`memory: seeding ${cfg.seedSessions} sessions, grants and refresh tokens for ${cfg.seedEmail}`)
+  const t0 = performance.now()
+  const seeded = await bench(cfg, ['seed', '--sessions', String(cfg.seedSessions), '--email', cfg.seedEmail,
+    '--client-id', cfg.rp.id, '--json', '--sample', String(cfg.seedTouch)])
+  const seedSeconds = (performance.now() - t0) / 1000
+  const afterSeed = serverMemory(cfg)
+  log(`memory: seeded in ${seedSeconds.toFixed(1)} s; ${seeded.sample.length} refreshes and authorization requests with them`)
+  const touched = await touchSeeded(cfg, seeded.sample)
+  return {
+    sessions: seeded.sessions,
+    grants: seeded.grants,
+    refreshTokens: seeded.refresh_tokens,
+    seedSeconds,
+    idle,
+    afterSeed,
+    afterTouch: serverMemory(cfg),
+    touched
+  }
+}
+
+// Runs `tobira-bench` with this process's environment (the server's TOBIRA_* settings,
+// so the same database); its JSON answer.
+function bench (cfg, args) {
+  return new Promise((resolve, reject) => {
+    execFile(cfg.benchBin, args, { env: process.env, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`tobira-bench ${args[0]} failed: ${stderr.trim() || err.message}`))
+      else resolve(JSON.parse(stdout))
+    })
+  })
+}
+
+// The seeded rows, found as a client and a browser find them: a refresh with a seeded
+// refresh token (its grant and its session must be live), and an authorization request
+// from the seeded session's browser (signed in already: back to the client with a code).
+async function touchSeeded (cfg, sample) {
+  const kinds = {
+    refresh: { ok: 0, ms: [], failures: new Map() },
+    authorize: { ok: 0, ms: [], failures: new Map() }
+  }
+  for (const [i, seeded] of sample.entries()) {
+    let start = performance.now()
+    try {
+      const res = await request(cfg.base + '/token', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basicAuth(cfg.rp) },
+        body: form({ grant_type: 'refresh_token', refresh_token: seeded.refresh_token })
+      })
+      const json = await res.body.json().catch(() => null)
+      if (res.statusCode === 200 && json && json.access_token && json.refresh_token) {
+        kinds.refresh.ok++
+        kinds.refresh.ms.push(performance.now() - start)
+      } else {
+        bump(kinds.refresh.failures, `${res.statusCode} ${json && json.error}`)
+      }
+    } catch (e) {
+      bump(kinds.refresh.failures, e.code || e.message)
+    }
+    start = performance.now()
+    try {
+      await signedInCode(cfg, seeded.session, `seeded-${i}`)
+      kinds.authorize.ok++
+      kinds.authorize.ms.push(performance.now() - start)
+    } catch (e) {
+      bump(kinds.authorize.failures, e instanceof FlowError ? `${e.step} ${e.status}` : (e.code || e.message))
+    }
+  }
+  return Object.fromEntries(Object.entries(kinds).map(([kind, k]) => [kind, {
+    requests: sample.length,
+    ok: k.ok,
+    p50: median(k.ms),
+    failures: Object.fromEntries(k.failures)
+  }]))
+}
+
+// The code an authorization request gets from a browser whose session cookie is
+// `secret`: no sign-in page, redirects back to the client with a code. The cookie has no
+// `__Host-` prefix since load.sh's issuer is http.
+async function signedInCode (cfg, secret, state) {
+  const jar = new CookieJar()
+  jar.cookies.set('tobira_session', secret)
+  let next = authorizeRequest(cfg, state).authorize
+  for (let hop = 0; hop < 4; hop++) {
+    const step = `GET ${new URL(next, cfg.base).pathname}`
+    const res = await browse(cfg, jar, 'GET', next)
+    next = expectRedirect(step, res)
+    const url = new URL(next, cfg.base)
+    if (url.origin + url.pathname === REDIRECT_URI) {
+      if (!url.searchParams.get('code')) throw new FlowError(step, 'no code', `${step}: ${next}`)
+      return url.searchParams.get('code')
+    }
+  }
+  throw new FlowError('GET /authorize', 'no code', 'no redirect back to the client within 4 hops')
+}
+
+function printMemory (cfg, m) {
+  const mb = (x, key) => (x ? fmt(x[key], 1) + ' MB' : '-')
+  console.log('')
+  console.log(`Memory (server RSS): idle after start ${mb(m.idle, 'rssMb')}; after seeding ${m.sessions} sessions, ` +
+    `${m.grants} grants and ${m.refreshTokens} refresh tokens (${fmt(m.seedSeconds, 1)} s) ${mb(m.afterSeed, 'rssMb')}; ` +
+    `after using ${m.touched.refresh.requests} of them ${mb(m.afterTouch, 'rssMb')} (peak ${mb(m.afterTouch, 'peakMb')})`)
+  for (const [kind, k] of Object.entries(m.touched)) {
+    const failed = Object.entries(k.failures).map(([s, n]) => `${s}×${n}`).join(' ')
+    console.log(`  seeded ${kind}: ${k.ok}/${k.requests} succeeded, p50 ${fmt(k.p50, 2)} ms${failed ? `; failed: ${failed}` : ''}`)
+  }
+}
+
+// --- the goals (issue 18): each figure beside its limit measured in this run -------------
+
+// Password checks per second the hashing threads can do: tobira-bench's measure.
+function argon2Limit (cfg) {
+  return cfg.limits ? cfg.limits.argon2.limit_per_second : null
+}
+
+function goalRows (cfg, r) {
+  const L = cfg.limits
+  const cpuUs = (op, alg) => (L && L[op] && L[op][alg] ? L[op][alg].cpu : null)
+  const accessAlg = L ? L.access_token_alg : 'RS256'
+  const cores = L ? L.cores : availableParallelism()
+  const byName = Object.fromEntries(r.rows.map((x) => [x.scenario, x]))
+  const sum = (...xs) => (xs.some((x) => x === null) ? null : xs.reduce((a, b) => a + b, 0))
+  const out = []
+  // `atLeast`: the figure should reach goal × limit (throughput), else stay under it.
+  const add = (scenario, figure, unit, limit, limitIs, goal, atLeast = false) => {
+    const ratio = figure === null || figure === undefined || Number.isNaN(figure) || !(limit > 0) ? null : figure / limit
+    const met = ratio === null || goal === null ? null : (atLeast ? ratio >= goal : ratio <= goal)
+    out.push({ scenario, figure, unit, limit, limitIs, ratio, goal: goal === null ? null : `${atLeast ? '≥' : '≤'} ${goal}`, met })
+  }
+  for (const [name, label] of [['GET /jwks', 'JWKS'], ['GET /.well-known/openid-configuration', 'discovery']]) {
+    if (byName[name]) add(`${label}: Tobira CPU/request`, byName[name].serverCpuUsPerReq, 'µs', 15, '15 µs', 1)
+  }
+  const userinfo = byName['GET /userinfo']
+  if (userinfo) {
+    const check = cpuUs('verify_us', accessAlg)
+    add('userinfo: Tobira CPU/request', userinfo.serverCpuUsPerReq, 'µs', check === null ? null : 40 + check,
+      `40 µs + 1 ${accessAlg} check`, 1)
+  }
+  const cc = byName['POST /token client_credentials']
+  if (cc) add('client_credentials: Tobira CPU/request', cc.serverCpuUsPerReq, 'µs', cpuUs('sign_us', accessAlg), `1 ${accessAlg} signature`, 1.2)
+  const refresh = byName['refresh_token (rotating)']
+  if (refresh) {
+    add('refresh: Tobira CPU/request', refresh.serverCpuUsPerReq, 'µs',
+      sum(cpuUs('sign_us', accessAlg), cpuUs('sign_us', cfg.rp.idTokenAlg)),
+      `${accessAlg} + ${cfg.rp.idTokenAlg} signatures`, 1.2)
+    // What the cores left to Tobira could do at its CPU per request.
+    const others = refresh.loadgenCpuPct + (refresh.pgCpuPct || 0) + (refresh.redisCpuPct || 0)
+    const capacity = refresh.serverCpuUsPerReq ? (cores - others / 100) / (refresh.serverCpuUsPerReq / 1e6) : null
+    add('refresh: requests/s', refresh.rps, '/s', capacity,
+      `(${cores} cores − load generator${cfg.backend === 'postgres' ? ', PG, Redis' : ''}) ÷ CPU/req`, 0.8, true)
+  }
+  if (r.signin) {
+    const a = r.signin.alone
+    add('password sign-ins/s (alone)', a.known.perSecond + a.new.perSecond, '/s', argon2Limit(cfg),
+      'hashing threads ÷ 1 verify', 0.9, true)
+    add('argon2 ceiling: password checks/s', r.signin.ceiling.hashedPerSecond, '/s', argon2Limit(cfg),
+      'hashing threads ÷ 1 verify', null)
+  }
+  if (r.storm) {
+    add('client_credentials p99 in a sign-in storm', r.storm.storm.p99, 'ms', r.storm.idle.p99, 'its idle p99', 3)
+    add('sign-ins/s during the storm', r.storm.signIns.known.perSecond, '/s', argon2Limit(cfg),
+      'hashing threads ÷ 1 verify', null)
+  }
+  if (r.idleMemory) add('RSS, idle after start', r.idleMemory.rssMb, 'MB', 25, '25 MB', 1)
+  if (r.memory && r.memory.afterTouch) {
+    add(`RSS with ${r.memory.sessions} live sessions`, r.memory.afterTouch.rssMb, 'MB', 150,
+      '150 MB for 100,000', 1)
+  }
+  return out
+}
+
+function printGoals (cfg, goals, memoryAfter) {
+  const L = cfg.limits
+  console.log('')
+  if (L) {
+    const rs = L.sign_us.RS256
+    const a = L.argon2
+    console.log(`Goals against the limits of this run (tobira-bench limits, ${L.cores} cores): ` +
+      `RS256 sign ${fmt(rs.cpu, 0)} µs, verify ${fmt(L.verify_us.RS256.cpu, 0)} µs; ` +
+      `ES256 sign ${fmt(L.sign_us.ES256.cpu, 0)} µs; EdDSA sign ${fmt(L.sign_us.EdDSA.cpu, 0)} µs; ` +
+      `argon2id (m=${a.memory_kib} KiB, t=${a.iterations}, p=${a.parallelism}) verify ${fmt(a.verify_ms.cpu, 1)} ms ` +
+      `× ${a.hashing_threads} hashing threads → ${fmt(a.limit_per_second, 1)}/s` +
+      (cfg.backend === 'postgres' ? '; PostgreSQL + Redis' : '; SQLite'))
+  } else {
+    console.log('Goals (no limits measured: LOAD_LIMITS_JSON unset, so no ratios for signatures and hashing)')
+  }
+  const num = (x, unit) => (x === null || x === undefined || Number.isNaN(x)
+    ? '-'
+    : `${fmt(x, unit === 'µs' || unit === '/s' ? (x < 100 ? 1 : 0) : unit === 'MB' ? 1 : 2)} ${unit}`)
+  const head = ['scenario', 'figure', 'limit', 'ratio', 'goal', 'met', 'the limit is']
+  const rows = goals.map((g) => [g.scenario, num(g.figure, g.unit), num(g.limit, g.unit), fmt(g.ratio, 2),
+    g.goal || '-', g.met === null ? '' : g.met ? 'yes' : 'NO', g.limitIs])
+  printColumns(head, rows, 2)
+  const after = Object.entries(memoryAfter)
+  if (after.length) {
+    console.log('(server RSS after each scenario: ' +
+      after.map(([name, m]) => `${name} ${fmt(m.rssMb, 1)} MB (peak ${fmt(m.peakMb, 1)})`).join(', ') + ')')
+  }
+  console.log('(ratio = figure ÷ limit; CPU is the Tobira process\'s alone, from /proc; the machine may be shared, ' +
+    'so figures are indicative)')
+}
+
+// A table: the first column and the last `leftAtEnd` columns left-aligned, the others
+// right-aligned.
+function printColumns (head, rows, leftAtEnd = 0) {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)))
+  const left = (i) => i === 0 || i >= head.length - leftAtEnd
+  const line = (cells) => cells.map((x, i) => (left(i) ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join('  ').trimEnd()
+  console.log(line(head))
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const row of rows) console.log(line(row))
+}
+
 // --- main ---------------------------------------------------------------------------
 
 function fmt (n, digits) {
@@ -855,38 +1222,53 @@ function fmt (n, digits) {
 }
 
 function printTable (cfg, rows) {
+  const pg = cfg.backend === 'postgres'
   const head = ['scenario', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'errors',
-    'server CPU', 'µs CPU/req', 'loadgen CPU']
+    'server CPU', 'µs CPU/req', 'loadgen CPU', ...(pg ? ['PG µs/req', 'Redis µs/req'] : [])]
   const body = rows.map((r) => [
     r.scenario, String(r.requests), fmt(r.rps, 0), fmt(r.p50, 2), fmt(r.p99, 2), fmt(r.max, 1),
     String(r.errors), r.serverCpuPct === null ? '-' : fmt(r.serverCpuPct, 0) + ' %',
-    fmt(r.serverCpuUsPerReq, 0), fmt(r.loadgenCpuPct, 0) + ' %'
+    fmt(r.serverCpuUsPerReq, 0), fmt(r.loadgenCpuPct, 0) + ' %',
+    ...(pg ? [fmt(r.pgCpuUsPerReq, 0), fmt(r.redisCpuUsPerReq, 0)] : [])
   ])
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)))
-  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
   console.log('')
-  console.log(`Tobira load: ${cfg.duration} s per scenario, ${cfg.concurrency} connections, ` +
-    `${cfg.vus} refresh chains, server ${cfg.base}`)
-  console.log(line(head))
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
-  for (const row of body) console.log(line(row))
-  console.log('(CPU: 100 % = one core; the load generator shares the machine with the server)')
+  console.log(`Tobira load (${pg ? 'PostgreSQL + Redis' : 'SQLite, in-process store'}): ${cfg.duration} s per ` +
+    `scenario, ${cfg.concurrency} connections, ${cfg.vus} refresh chains, server ${cfg.base}`)
+  printColumns(head, body)
+  console.log('(CPU: 100 % = one core; the load generator shares the machine with the server' +
+    (pg
+      ? '; PG: the backends of the load database, Redis: the whole Redis server, neither counted in µs CPU/req)'
+      : ')'))
   for (const r of rows) if (r.notes) console.log(`  ${r.scenario}: ${r.notes}`)
 }
 
 async function main () {
   const cfg = readConfig()
   const log = (m) => console.error(`[load] ${m}`)
+  // Nothing but the CLI's registrations has reached the server yet.
+  const idleMemory = serverMemory(cfg)
+
+  // The server's memory after each scenario, to tell which one grew it.
+  const memoryAfter = {}
+  const noteMemory = (scenario) => {
+    const m = serverMemory(cfg)
+    if (m) memoryAfter[scenario] = m
+  }
+  const memory = cfg.scenarios.has('memory') ? await memoryWithSessions(cfg, log, idleMemory) : null
+  if (memory) noteMemory('memory')
 
   const rows = []
   if (cfg.scenarios.has('tokens')) {
-    log(`signing in ${cfg.vus} virtual users (one grant each)...`)
+    log(`tokens: signing in ${cfg.vus} virtual users (one grant each)...`)
     const t0 = performance.now()
     const vus = await signInAll(cfg)
-    log(`signed in ${vus.length} in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+    log(`tokens: signed in ${vus.length} in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
 
-    log('1/8 GET /jwks')
+    log('tokens: GET /jwks')
     rows.push(await cannon(cfg, 'GET /jwks', { path: '/jwks' }))
+
+    log('tokens: GET /.well-known/openid-configuration')
+    rows.push(await cannon(cfg, 'GET /.well-known/openid-configuration', { path: '/.well-known/openid-configuration' }))
 
     // A fresh access token for /userinfo (rotates VU 0's chain like any refresh would),
     // so a long run does not outlive the token from the sign-in.
@@ -900,13 +1282,13 @@ async function main () {
     vus[0].refresh = freshJson.refresh_token
     vus[0].access = freshJson.access_token
 
-    log('2/8 GET /userinfo')
+    log('tokens: GET /userinfo')
     rows.push(await cannon(cfg, 'GET /userinfo', {
       path: '/userinfo',
       headers: { authorization: `Bearer ${vus[0].access}` }
     }))
 
-    log('3/8 POST /token client_credentials')
+    log('tokens: POST /token client_credentials')
     rows.push(await cannon(cfg, 'POST /token client_credentials', {
       path: '/token',
       method: 'POST',
@@ -914,28 +1296,46 @@ async function main () {
       body: 'grant_type=client_credentials'
     }))
 
-    log('4/8 POST /token refresh_token (rotation, one chain per VU)')
+    log('tokens: POST /token refresh_token (rotation, one chain per VU)')
     rows.push(await refreshRotation(cfg, vus))
+    noteMemory('tokens')
   }
 
+  // The storm before the attack: the attack's guesses leave the members' accounts
+  // throttled for a while, and the storm's browsers are new to them.
+  const storm = cfg.scenarios.has('storm') ? await signInStorm(cfg, log) : null
+  if (storm) noteMemory('storm')
   const signin = cfg.scenarios.has('attack') ? await signInUnderAttack(cfg, log) : null
+  if (signin) noteMemory('attack')
   const timing = cfg.scenarios.has('timing') ? await signInTiming(cfg, log) : null
+  if (timing) noteMemory('timing')
 
   if (rows.length) printTable(cfg, rows)
+  if (memory) printMemory(cfg, memory)
+  if (storm) printStorm(cfg, storm)
   if (signin) printAttack(cfg, signin)
   if (timing) printTiming(cfg, timing)
+  const goals = goalRows(cfg, { rows, signin, storm, memory, idleMemory })
+  printGoals(cfg, goals, memoryAfter)
   if (cfg.jsonOut) {
     writeFileSync(cfg.jsonOut, JSON.stringify({
-      config: { duration: cfg.duration, concurrency: cfg.concurrency, vus: cfg.vus },
+      config: { duration: cfg.duration, concurrency: cfg.concurrency, vus: cfg.vus, backend: cfg.backend },
+      limits: cfg.limits,
+      goals,
       rows,
+      memory: { idle: idleMemory, after: memoryAfter, seeded: memory },
       signInUnderAttack: signin,
+      signInStorm: storm,
       signInTiming: timing
     }, null, 2))
   }
-  // Failures under attack are what is measured; without it every sign-in must succeed,
-  // and every timing post must get the answer its case expects.
+  // Failures under attack are what is measured; elsewhere every sign-in must succeed,
+  // every token request too, and every timing post must get the answer its case expects.
+  const failedSignIns = (p) => p.known.attempts - p.known.ok + p.new.attempts - p.new.ok
   const failed = rows.reduce((n, r) => n + r.errors, 0) +
-    (signin ? signin.alone.known.attempts - signin.alone.known.ok + signin.alone.new.attempts - signin.alone.new.ok : 0) +
+    (signin ? failedSignIns(signin.alone) : 0) +
+    (storm ? storm.idle.errors + storm.storm.errors + failedSignIns(storm.signIns) : 0) +
+    (memory ? Object.values(memory.touched).reduce((n, k) => n + k.requests - k.ok, 0) : 0) +
     (timing ? timing.unexpected : 0)
   process.exitCode = failed > 0 ? 1 : 0
 }

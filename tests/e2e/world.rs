@@ -16,6 +16,9 @@ use tobira_auth::{Application, Clock, Config};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+#[path = "../../crates/auth/tests/support/test_databases.rs"]
+mod test_databases;
+
 /// `time`, as sea-orm re-exports it (the tests crate does not depend on it directly).
 pub use sea_orm::sea_query::value::prelude::time;
 
@@ -66,16 +69,29 @@ impl Default for Setup {
 }
 
 /// With `TEST_DATABASE_URL`, both apps run on PostgreSQL: a database each, made for the
-/// test and dropped after it (`TEST_REQUIRE_SERVICES=1` makes an unreachable server fail).
+/// test and dropped after it, by a later test (`test_databases::mark_done`);
+/// `TEST_REQUIRE_SERVICES=1` makes an unreachable server fail.
 struct FreshDb {
     admin_url: String,
     name: String,
 }
 
 impl FreshDb {
+    /// An empty database: the marketplace's, and the OP's when the two share it (the
+    /// test of that lets the OP's migrator fill it).
     async fn create() -> Option<(Self, String)> {
+        Self::create_with(false).await
+    }
+
+    /// The OP's database with its migrations applied: a copy of a template built once
+    /// per migration set, much cheaper than migrating it in every test.
+    async fn create_migrated() -> Option<(Self, String)> {
+        Self::create_with(true).await
+    }
+
+    async fn create_with(migrated: bool) -> Option<(Self, String)> {
         let admin_url = match std::env::var("TEST_DATABASE_URL") {
-            Ok(u) if !u.is_empty() => u,
+            Ok(u) if !u.is_empty() => test_databases::server_url(&u),
             _ => {
                 assert!(
                     std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
@@ -88,11 +104,17 @@ impl FreshDb {
         let admin = sea_orm::Database::connect(admin_url.as_str())
             .await
             .expect("PostgreSQL reachable");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
+        if migrated {
+            let migrations = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+            test_databases::create_migrated(&admin, &admin_url, &name, migrations.as_ref()).await;
+        } else {
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+        }
         let _ = admin.close().await;
+        test_databases::reap_in_background(&admin_url);
         let mut url = url::Url::parse(&admin_url).unwrap();
         url.set_path(&name);
         Some((Self { admin_url, name }, url.to_string()))
@@ -101,21 +123,7 @@ impl FreshDb {
 
 impl Drop for FreshDb {
     fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let admin = sea_orm::Database::connect(admin_url.as_str()).await.ok()?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+        test_databases::mark_done(&self.admin_url, &self.name);
     }
 }
 
@@ -153,7 +161,12 @@ impl World {
 
         let mut databases = Vec::new();
         let mut config = Config::default();
-        if let Some((db, url)) = FreshDb::create().await {
+        let op_db = if setup.shared_database {
+            FreshDb::create().await
+        } else {
+            FreshDb::create_migrated().await
+        };
+        if let Some((db, url)) = op_db {
             config.database.url = tobira_auth::config::Secret::new(url);
             databases.push(db);
         }
@@ -166,6 +179,8 @@ impl World {
         config.issuer =
             tobira_auth::config::Issuer::parse(&format!("http://localhost:{op_port}")).unwrap();
         config.data_dir = data.path().join("op");
+        // Back-channel logouts leave within a moment, so tests wait little.
+        config.jobs.poll_interval_ms = 50;
         (setup.op)(&mut config);
         let op_db_url = config.database_url();
         let op_app = Application::build_on(op_listener, config, Clock::system())
@@ -178,6 +193,7 @@ impl World {
                 &state.db,
                 &state.hasher,
                 &state.clock,
+                &tobira_auth::admin::audit::Context::cli(),
                 AddUser {
                     email,
                     password: Some(PASSWORD),

@@ -92,5 +92,43 @@ fn signing(c: &mut Criterion) {
     verify.finish();
 }
 
-criterion_group!(benches, signing);
+/// One RS256 signature over the same signing input, by josekit (OpenSSL, what the key
+/// ring uses) and by aws-lc-rs (the library rustls already brings), with the same
+/// 2048-bit key: which one the ring should sign with.
+fn rs256_backends(c: &mut Criterion) {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    use josekit::jws::{JwsSigner, RS256};
+
+    let pair = RS256.generate_key_pair(2048).expect("RSA key");
+    let josekit_signer = RS256
+        .signer_from_der(pair.to_der_private_key())
+        .expect("josekit signer");
+    let aws_key = RsaKeyPair::from_pkcs8(&pair.to_der_private_key()).expect("aws-lc-rs key");
+    let rng = SystemRandom::new();
+    let input = b"eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.eyJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUuanAiLCJzdWIiOiIwMTk2ZjFjMi03YTRlLTdkNTMtOWIxZS0zZjBjOGEyZDVlNzEiLCJhdWQiOiJtSjNrcTlWYlgydExyOFl3UHo1bkhjIiwiZXhwIjoxNzY0OTI0MDAwLCJpYXQiOjE3NjQ5MjM0MDB9";
+
+    let mut expected = vec![0u8; aws_key.public_modulus_len()];
+    aws_key
+        .sign(&RSA_PKCS1_SHA256, &rng, input, &mut expected)
+        .expect("aws-lc-rs sign");
+    // PKCS#1 v1.5 is deterministic: both must produce the same bytes.
+    assert_eq!(josekit_signer.sign(input).expect("josekit sign"), expected);
+
+    let mut group = c.benchmark_group("rs256_backend");
+    group.bench_function("josekit_openssl", |b| {
+        b.iter(|| josekit_signer.sign(black_box(input)).expect("sign"))
+    });
+    group.bench_function("aws_lc_rs", |b| {
+        let mut sig = vec![0u8; aws_key.public_modulus_len()];
+        b.iter(|| {
+            aws_key
+                .sign(&RSA_PKCS1_SHA256, &rng, black_box(input), &mut sig)
+                .expect("sign")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, signing, rs256_backends);
 criterion_main!(benches);

@@ -308,6 +308,7 @@ async fn ensure_member(
         &state.db,
         &state.hasher,
         &state.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         AddUser {
             email,
             password: Some(password),

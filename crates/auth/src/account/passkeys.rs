@@ -318,10 +318,12 @@ async fn rename(ctx: &Ctx<'_>, form: &RenameForm) -> Result<Response, ConsoleErr
         Err(msg) => return ctx.refused(StatusCode::BAD_REQUEST, msg).await,
     };
     let user = ctx.current.user.id;
+    let audit = ctx.audit("user.passkey_rename", &name);
     if !ctx
         .state
         .db
         .passkeys()
+        .audited(audit)
         .rename(user, &form.cred, &name)
         .await?
     {
@@ -330,15 +332,6 @@ async fn rename(ctx: &Ctx<'_>, form: &RenameForm) -> Result<Response, ConsoleErr
             .await;
     }
     tracing::info!(user = %user.0, "passkey renamed");
-    // A rename is one write, without a transaction to share: recorded right after it.
-    ctx.origin
-        .record(
-            ctx.state,
-            user,
-            "user.passkey_rename",
-            serde_json::json!({ "name": name }),
-        )
-        .await;
     Ok(Done::Renamed.back())
 }
 

@@ -211,28 +211,30 @@ async fn end_one(
         .into_iter()
         .find(|s| !sid.is_empty() && s.sid == sid)
         .ok_or(SessionsError::NotYours)?;
-    state.db.sessions().end(target.id, now).await?;
     let this_device = target.id == current.session.id;
-    if !this_device {
-        // The member is acting against another browser: an email change it may have
-        // asked for dies with it (the link needs no session of its own).
-        state.db.email_changes().void(current.user.id).await?;
-    }
-    tracing::info!(
-        user = %current.user.id.0,
-        count = 1,
-        this_device,
-        "account: a device signed out"
+    let audit = origin.event(
+        now,
+        current.user.id,
+        "user.session_end",
+        serde_json::json!({ "count": 1, "this_device": this_device }),
     );
-    // The session store ends a session in its own transaction: recorded right after.
-    origin
-        .record(
-            state,
-            current.user.id,
-            "user.session_end",
-            serde_json::json!({ "count": 1, "this_device": this_device }),
-        )
-        .await;
+    // When the member acts against another browser, an email change it may have asked
+    // for dies with it (the link needs no session of its own).
+    let ended = state
+        .db
+        .sessions()
+        .end_own(now, current.user.id, target.id, !this_device, &audit)
+        .await?;
+    // Not ended here means it ended meanwhile (signed out, or by support): it is gone
+    // either way, and that ending was not the member's to record.
+    if ended {
+        tracing::info!(
+            user = %current.user.id.0,
+            count = 1,
+            this_device,
+            "account: a device signed out"
+        );
+    }
     let clear = if this_device {
         vec![state.cookies.clear(SESSION)]
     } else {
@@ -266,41 +268,34 @@ async fn end_all_but_current(
     origin: &AuditOrigin,
 ) -> Result<Response, SessionsError> {
     let now = state.clock.now();
-    let live = state
+    // Every other session with its grants, and what they may have asked for (to move the
+    // account to another address) or been granted (skipping the second step), in one
+    // transaction with its record: a failure half-way leaves everything as it was, for
+    // the member to retry.
+    let ended = state
         .db
         .sessions()
-        .list_live(current.user.id, now, state.sessions.idle)
-        .await?;
-    // One `end` per session: each ends with its grants in its own transaction, and a
-    // failure half-way leaves whole sessions either way, for the member to retry.
-    let mut ended = 0_usize;
-    for s in live.iter().filter(|s| s.id != current.session.id) {
-        state.db.sessions().end(s.id, now).await?;
-        ended += 1;
-    }
-    // One of them may have asked to move the account to another address; any of them
-    // may have been remembered as skipping the second step.
-    state.db.email_changes().void(current.user.id).await?;
-    state
-        .db
-        .two_step()
-        .forget_devices(current.user.id, Some(&current.session.device_id))
+        .end_others(
+            now,
+            current.user.id,
+            current.session.id,
+            &current.session.device_id,
+            state.sessions.idle,
+            |count| {
+                origin.event(
+                    now,
+                    current.user.id,
+                    "user.session_end",
+                    serde_json::json!({ "count": count, "all_others": true }),
+                )
+            },
+        )
         .await?;
     tracing::info!(
         user = %current.user.id.0,
         count = ended,
         "account: every other device signed out"
     );
-    // Recorded even when no other session was live: the waiting email change and the
-    // remembered devices went all the same.
-    origin
-        .record(
-            state,
-            current.user.id,
-            "user.session_end",
-            serde_json::json!({ "count": ended, "all_others": true }),
-        )
-        .await;
     Ok(see_other(&Done::Others.back(), &[]))
 }
 

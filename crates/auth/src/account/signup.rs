@@ -129,6 +129,7 @@ pub async fn post_signup(
     ClientAddr(ip): ClientAddr,
     headers: HeaderMap,
     request_id: RequestId,
+    origin: AuditOrigin,
     CsrfForm(form): CsrfForm<SignupForm>,
 ) -> Response {
     let lang = page_lang(form.lang.as_deref(), None, &headers);
@@ -172,6 +173,7 @@ pub async fn post_signup(
         binding_hash: binding.hash(),
         park: tx.clone(),
         lang,
+        origin,
     };
     let background = state.clone();
     state.background.spawn(async move {
@@ -199,6 +201,9 @@ struct Signup {
     binding_hash: String,
     park: String,
     lang: Lang,
+    /// Where the sign-up came from, for the audit record of the account it makes or
+    /// renews.
+    origin: AuditOrigin,
 }
 
 /// A verification record and its mail for `user`, bound to this browser and park.
@@ -265,11 +270,22 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> 
                 display_name: s.display_name.clone(),
                 locale: s.lang.tag().to_owned(),
             };
+            // Recorded in the account's transaction as the member's own act (as every
+            // change a member makes), from the request that signed up.
+            let origin = &s.origin;
+            let audit = |user| {
+                origin.event(
+                    now,
+                    user,
+                    "user.create",
+                    serde_json::json!({ "method": "signup" }),
+                )
+            };
             let register =
                 state
                     .db
                     .signups()
-                    .register(&state.clock, &mut rand::rng(), new, v, mail);
+                    .register(&state.clock, &mut rand::rng(), new, v, mail, audit);
             match register.await {
                 // Taken meanwhile by a concurrent sign-up: that one's mail went out.
                 Ok(_) | Err(StoreError::EmailTaken) => {}
@@ -286,9 +302,17 @@ async fn sign_up(state: &AppState, ip: IpAddr, s: Signup) -> Result<(), String> 
                 s.lang,
                 user.email.display(),
             )?;
+            // The account's password is replaced: recorded with the request that did it.
+            let audit = s.origin.event(
+                now,
+                user.id,
+                "user.signup_again",
+                serde_json::json!({ "method": "signup", "password_replaced": true }),
+            );
             state
                 .db
                 .signups()
+                .audited(audit)
                 .renew(
                     now,
                     user.id,

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::clock::Clock;
@@ -167,6 +168,78 @@ impl From<AuditEvent> for AuditView {
 
 /// The most events one page holds.
 pub const MAX_PAGE: u64 = 200;
+
+/// The longest filter value: the widest column it is compared with (a longer one
+/// matches nothing, and is more likely a mistake than a question).
+pub const MAX_FILTER: usize = 200;
+
+/// A listing's filter as an operator writes it, every value still text: the options of
+/// `tobira audit list` and the query parameters of `GET /audit-events`, which both parse
+/// it with [`FilterText::parse`], so a value one refuses the other refuses in the same
+/// words.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FilterText<'a> {
+    /// Who acted: a member's id, an operator's login name, an admin client's id.
+    pub actor: Option<&'a str>,
+    /// An action (`user.freeze`), or a prefix ending in `.` (`user.`).
+    pub action: Option<&'a str>,
+    /// What was changed: a member's id, a client's id, a key's kid.
+    pub target: Option<&'a str>,
+    /// Events at or after this time (RFC 3339).
+    pub since: Option<&'a str>,
+    /// Events before this time (RFC 3339).
+    pub until: Option<&'a str>,
+}
+
+/// A filter value refused, by the name the CLI option and the query parameter share.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("{0} must be 1 to {MAX_FILTER} characters")]
+    Length(&'static str),
+    /// Nothing recorded holds one (the store refuses them), and PostgreSQL refuses a NUL
+    /// in text outright.
+    #[error("{0} must not contain control characters")]
+    Control(&'static str),
+    #[error("{0} must be an RFC 3339 time, such as 2026-04-01T09:00:00Z")]
+    Time(&'static str),
+}
+
+impl FilterText<'_> {
+    /// The store's filter, or the first value at fault. Times keep their offset: the
+    /// store compares them in UTC whatever offset they were given in.
+    pub fn parse(&self) -> Result<AuditFilter, FilterError> {
+        Ok(AuditFilter {
+            actor: filter_text("actor", self.actor)?,
+            action: filter_text("action", self.action)?,
+            target: filter_text("target", self.target)?,
+            since: filter_time("since", self.since)?,
+            until: filter_time("until", self.until)?,
+            before: None,
+        })
+    }
+}
+
+fn filter_text(name: &'static str, value: Option<&str>) -> Result<Option<String>, FilterError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if value.is_empty() || value.chars().count() > MAX_FILTER {
+        return Err(FilterError::Length(name));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FilterError::Control(name));
+    }
+    Ok(Some(value.to_owned()))
+}
+
+fn filter_time(
+    name: &'static str,
+    value: Option<&str>,
+) -> Result<Option<OffsetDateTime>, FilterError> {
+    value
+        .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| FilterError::Time(name)))
+        .transpose()
+}
 
 /// One page of events, newest first, and the cursor of the next (the id of its last
 /// event) when there may be more.

@@ -8,7 +8,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use super::audit::{self, Actor, Context, Target};
-use crate::clock::Clock;
+use crate::clock::{Clock, rfc3339};
 use crate::config::AdminConfig;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{Client, GrantType, RedirectUri, RedirectUriError};
@@ -17,6 +17,8 @@ use crate::store::{Db, StoreError};
 
 pub struct AddClient {
     pub name: String,
+    /// Where the authorization code flow may return; none for a client that only uses
+    /// client_credentials (which then has no authorization_code grant).
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub public: bool,
@@ -50,8 +52,14 @@ pub const MAX_GRACE_HOURS: u32 = 24 * 90;
 pub enum ClientError {
     #[error("name must be 1 to 200 characters without control characters")]
     Name,
-    #[error("at least one redirect URI is required")]
+    #[error(
+        "at least one redirect URI is required (only a client_credentials client may have none)"
+    )]
     NoRedirectUri,
+    #[error(
+        "refresh_token needs a redirect URI: refresh tokens come from the authorization code flow"
+    )]
+    RefreshWithoutRedirectUri,
     #[error("at most 20 redirect URIs and 20 post-logout redirect URIs")]
     TooManyUris,
     #[error("invalid redirect URI: {0}")]
@@ -112,7 +120,7 @@ struct Draft {
     post_logout_redirect_uris: Vec<String>,
     public: bool,
     first_party: bool,
-    /// Beyond authorization_code, which every client has.
+    /// Beyond authorization_code, which every client with a redirect URI has.
     extra_grants: Vec<GrantType>,
     id_token_alg: Alg,
     backchannel_logout_uri: Option<String>,
@@ -139,8 +147,18 @@ fn check(d: Draft) -> Result<Settings, ClientError> {
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(ClientError::Name);
     }
-    if d.redirect_uris.is_empty() {
-        return Err(ClientError::NoRedirectUri);
+    // The authorization code flow needs somewhere to send the code: a client registered
+    // with no redirect URI cannot use it, and is a service that only authenticates with
+    // its own secret (client_credentials), such as an admin console. Refresh tokens come
+    // only from that flow.
+    let authorization_code = !d.redirect_uris.is_empty();
+    if !authorization_code {
+        if !d.extra_grants.contains(&GrantType::ClientCredentials) {
+            return Err(ClientError::NoRedirectUri);
+        }
+        if d.extra_grants.contains(&GrantType::RefreshToken) {
+            return Err(ClientError::RefreshWithoutRedirectUri);
+        }
     }
     if d.redirect_uris.len() > MAX_URIS || d.post_logout_redirect_uris.len() > MAX_URIS {
         return Err(ClientError::TooManyUris);
@@ -171,7 +189,10 @@ fn check(d: Draft) -> Result<Settings, ClientError> {
     let mut scopes = d.scopes;
     scopes.sort();
     scopes.dedup();
-    let mut grant_types = vec![GrantType::AuthorizationCode];
+    let mut grant_types = Vec::new();
+    if authorization_code {
+        grant_types.push(GrantType::AuthorizationCode);
+    }
     for g in d.extra_grants {
         if !grant_types.contains(&g) {
             grant_types.push(g);
@@ -315,9 +336,11 @@ pub async fn list_clients(
 #[derive(Debug, Default)]
 pub struct ClientChanges {
     pub name: Option<String>,
+    /// An empty list leaves a client_credentials client without the authorization code
+    /// flow.
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
-    /// Beyond authorization_code, which stays.
+    /// Beyond authorization_code, which stays while the client has a redirect URI.
     pub extra_grants: Option<Vec<GrantType>>,
     pub id_token_alg: Option<Alg>,
     /// `Some(None)` removes the back-channel logout URI.
@@ -328,8 +351,8 @@ pub struct ClientChanges {
 }
 
 /// Changes a client: every registration rule applies to the result. The secret stays.
-/// Records `client.update` with the names of the fields that changed; a change that
-/// changes nothing records nothing.
+/// Records `client.update` with each setting that changed, old and new value; a change
+/// that changes nothing records nothing.
 pub async fn update_client(
     db: &Db,
     clock: &Clock,
@@ -381,7 +404,7 @@ pub async fn update_client(
         scopes: settings.scopes,
         ..before.clone()
     };
-    let changed = changed_fields(&before, &after);
+    let changed = changed_settings(&before, &after);
     if changed.is_empty() {
         return Ok(before);
     }
@@ -402,34 +425,39 @@ pub async fn update_client(
     Ok(after)
 }
 
-/// The names (as in [`ClientView`]) of the fields that differ.
-fn changed_fields(a: &Client, b: &Client) -> Vec<&'static str> {
+/// What an operator may change of a client, by the names [`ClientView`] gives them, in
+/// the form it shows them. The secret (and its hash) is not among them, so
+/// `client.update` can record every value: no secret can reach the audit log this way.
+fn settings(c: &Client) -> [(&'static str, serde_json::Value); 9] {
     [
-        ("name", a.name != b.name),
-        ("redirect_uris", a.redirect_uris != b.redirect_uris),
+        ("name", json!(c.name)),
+        ("redirect_uris", json!(c.redirect_uris)),
         (
             "post_logout_redirect_uris",
-            a.post_logout_redirect_uris != b.post_logout_redirect_uris,
+            json!(c.post_logout_redirect_uris),
         ),
-        ("grant_types", a.grant_types != b.grant_types),
-        (
-            "id_token_signed_response_alg",
-            a.id_token_alg != b.id_token_alg,
-        ),
-        (
-            "backchannel_logout_uri",
-            a.backchannel_logout_uri != b.backchannel_logout_uri,
-        ),
+        ("grant_types", json!(c.grant_types)),
+        ("id_token_signed_response_alg", json!(c.id_token_alg)),
+        ("backchannel_logout_uri", json!(c.backchannel_logout_uri)),
         (
             "backchannel_logout_session_required",
-            a.backchannel_logout_session_required != b.backchannel_logout_session_required,
+            json!(c.backchannel_logout_session_required),
         ),
-        ("first_party", a.first_party != b.first_party),
-        ("scopes", a.scopes != b.scopes),
+        ("first_party", json!(c.first_party)),
+        ("scopes", json!(c.scopes)),
     ]
-    .into_iter()
-    .filter_map(|(name, differs)| differs.then_some(name))
-    .collect()
+}
+
+/// Each setting that differs, with its value before and after (`{"old": …, "new": …}`):
+/// an operator reading the log sees which redirect URI or scope came or went, not only
+/// that the list changed.
+fn changed_settings(before: &Client, after: &Client) -> serde_json::Map<String, serde_json::Value> {
+    settings(before)
+        .into_iter()
+        .zip(settings(after))
+        .filter(|((_, old), (_, new))| old != new)
+        .map(|((name, old), (_, new))| (name.to_owned(), json!({ "old": old, "new": new })))
+        .collect()
 }
 
 /// A new secret (in the clear: shown once) and until when the old one still works.
@@ -504,11 +532,6 @@ pub async fn rotate_secret(
         secret,
         previous_expires_at,
     })
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// Removes a client; its grants and tokens go with it. Records `client.delete`. An

@@ -1,8 +1,10 @@
 //! Creating and showing accounts on behalf of an operator.
 
 use serde::Serialize;
+use serde_json::json;
 use time::OffsetDateTime;
 
+use super::audit::{self, Context, Target};
 use crate::authn::password::{HashError, Password, PasswordHasher, PasswordPolicyError};
 use crate::clock::Clock;
 use crate::domain::{Email, EmailError, User, UserStatus};
@@ -51,11 +53,13 @@ impl AddUserError {
 const MAX_DISPLAY_NAME: usize = 100;
 
 /// Validates everything first, then hashes, then writes once: a refused account leaves
-/// nothing behind.
+/// nothing behind. The account is recorded as a `user.create` by `ctx` in the same
+/// transaction.
 pub async fn add_user(
     db: &Db,
     hasher: &PasswordHasher,
     clock: &Clock,
+    ctx: &Context,
     req: AddUser<'_>,
 ) -> Result<User, AddUserError> {
     let email = Email::parse(req.email)?;
@@ -79,6 +83,12 @@ pub async fn add_user(
         Some(p) => Some(hasher.hash(p).await?),
         None => None,
     };
+    // Whether it has a password and a verified address; never the address itself.
+    let detail = json!({
+        "method": "operator",
+        "email_verified": req.email_verified,
+        "password": password_hash.is_some(),
+    });
     let new = NewUser {
         email,
         email_verified: req.email_verified,
@@ -86,7 +96,10 @@ pub async fn add_user(
         display_name,
         locale: req.locale.tag().to_owned(),
     };
-    let insert = db.users().add(clock, &mut rand::rng(), new);
+    let now = clock.now();
+    let insert = db.accounts().add(clock, &mut rand::rng(), new, |user| {
+        audit::event(now, ctx, "user.create", Target::User(user), detail)
+    });
     insert.await.map_err(|e| match e {
         StoreError::EmailTaken => AddUserError::EmailTaken,
         other => AddUserError::Store(other),

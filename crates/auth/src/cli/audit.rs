@@ -4,10 +4,7 @@
 use std::io::Write;
 
 use clap::Subcommand;
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
-use tobira_auth::admin::audit::{self, AuditView, MAX_PAGE};
-use tobira_auth::store::AuditFilter;
+use tobira_auth::admin::audit::{self, AuditView, FilterText, MAX_PAGE};
 use tobira_auth::{Config, startup};
 
 use super::rfc3339;
@@ -18,21 +15,21 @@ pub enum AuditCommand {
     List {
         /// Only events by this actor: a member's id, an operator's login name, an admin
         /// client's id.
-        #[arg(long, value_parser = filter_text)]
+        #[arg(long)]
         actor: Option<String>,
         /// Only this action (`user.freeze`), or every action under a prefix ending in
         /// `.` (`user.`).
-        #[arg(long, value_parser = filter_text)]
+        #[arg(long)]
         action: Option<String>,
         /// Only events on this member's id, client's id or key's kid.
-        #[arg(long, value_parser = filter_text)]
+        #[arg(long)]
         target: Option<String>,
         /// Only events at or after this time (RFC 3339, such as 2026-04-01T09:00:00Z).
-        #[arg(long, value_parser = parse_time)]
-        since: Option<OffsetDateTime>,
+        #[arg(long)]
+        since: Option<String>,
         /// Only events before this time (RFC 3339).
-        #[arg(long, value_parser = parse_time)]
-        until: Option<OffsetDateTime>,
+        #[arg(long)]
+        until: Option<String>,
         /// How many events at most (1 to 200).
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=MAX_PAGE))]
         limit: u64,
@@ -40,22 +37,6 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// As the admin API: a value longer than the widest column matches nothing and is more
-/// likely a mistake than a question.
-fn filter_text(text: &str) -> Result<String, String> {
-    match text.chars().count() {
-        1..=200 => Ok(text.to_owned()),
-        _ => Err("1 to 200 characters".to_owned()),
-    }
-}
-
-/// In UTC, as the admin API takes it: the store compares times as it writes them.
-fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map(|t| t.to_offset(UtcOffset::UTC))
-        .map_err(|_| "an RFC 3339 time, such as 2026-04-01T09:00:00Z".to_owned())
 }
 
 pub async fn run(command: AuditCommand, config: &Config) -> Result<(), String> {
@@ -68,14 +49,16 @@ pub async fn run(command: AuditCommand, config: &Config) -> Result<(), String> {
         limit,
         json,
     } = command;
-    let filter = AuditFilter {
-        actor,
-        action,
-        target,
-        since,
-        until,
-        before: None,
-    };
+    // The filter's rules are the admin API's (`FilterText::parse`), and so are its words.
+    let filter = FilterText {
+        actor: actor.as_deref(),
+        action: action.as_deref(),
+        target: target.as_deref(),
+        since: since.as_deref(),
+        until: until.as_deref(),
+    }
+    .parse()
+    .map_err(|e| e.to_string())?;
     let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
     let (events, more) = audit::list(&db, &filter, limit)
         .await

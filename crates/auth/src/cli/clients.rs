@@ -60,8 +60,12 @@ pub struct ClientsUpdate {
     #[arg(long)]
     name: Option<String>,
     /// Replaces the registered redirect URIs; repeat for several.
-    #[arg(long = "redirect-uri")]
+    #[arg(long = "redirect-uri", conflicts_with = "no_redirect_uris")]
     redirect_uris: Vec<String>,
+    /// Removes every redirect URI, and with them the authorization code flow (a
+    /// client_credentials client only).
+    #[arg(long)]
+    no_redirect_uris: bool,
     /// Replaces the post-logout redirect URIs; repeat for several.
     #[arg(
         long = "post-logout-redirect-uri",
@@ -107,8 +111,9 @@ pub struct ClientsUpdate {
 pub struct ClientsAdd {
     #[arg(long)]
     name: String,
-    /// Registered redirect URI (exact match); repeat for several.
-    #[arg(long = "redirect-uri", required = true)]
+    /// Registered redirect URI (exact match); repeat for several. Required unless the
+    /// client only uses client_credentials (it then has no authorization_code grant).
+    #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
     /// Where RP-initiated logout may return; repeat for several.
     #[arg(long = "post-logout-redirect-uri")]
@@ -248,7 +253,7 @@ async fn clients_update(args: ClientsUpdate, config: &Config) -> Result<(), Stri
     let clock = Clock::system();
     let changes = ClientChanges {
         name: args.name,
-        redirect_uris: replaced(args.redirect_uris, false),
+        redirect_uris: replaced(args.redirect_uris, args.no_redirect_uris),
         post_logout_redirect_uris: replaced(
             args.post_logout_redirect_uris,
             args.no_post_logout_redirect_uris,

@@ -4,6 +4,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 use tobira_auth::admin::audit::Context;
+use tobira_auth::keys::reseal;
 use tobira_auth::keys::schedule::{self, KeyView};
 use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, MasterKey};
 use tobira_auth::startup;
@@ -51,11 +52,17 @@ pub async fn run(command: KeysCommand, config: &Config) -> Result<(), String> {
         KeysCommand::RotateMaster => {
             let db = startup::open_db(config).await.map_err(|e| e.to_string())?;
             let master = MasterKey::load_or_create(config).map_err(|e| e.to_string())?;
-            let report = tobira_auth::keys::reseal::rotate_master(&db, &master)
+            let report = reseal::rotate_master(&db, &master)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{report}");
-            Ok(())
+            // The report is printed first: the re-sealing stands whether or not the
+            // record can be written, and the operator needs it either way.
+            reseal::record(&db, &Clock::system(), &Context::cli(), &report)
+                .await
+                .map_err(|e| {
+                    format!("re-sealed as above, but the audit log could not record it: {e}")
+                })
         }
         KeysCommand::List { json } => {
             let db = startup::open_db(config).await.map_err(|e| e.to_string())?;

@@ -4,6 +4,8 @@
 use std::io::Read;
 
 use clap::ValueEnum;
+// The subcommands write times as the library does (audit details, key schedules).
+pub use tobira_auth::clock::rfc3339;
 use tobira_auth::keys::Alg;
 use tobira_auth::web::i18n::Lang;
 
@@ -58,9 +60,4 @@ pub fn read_secret_stdin(what: &str) -> Result<String, String> {
         return Err(format!("no {what} on standard input"));
     }
     Ok(secret.to_owned())
-}
-
-pub fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }

@@ -133,7 +133,7 @@ async fn users_add(args: UsersAdd, config: &Config) -> Result<(), String> {
             LocaleArg::En => Lang::En,
         },
     };
-    let user = add_user(&db, &hasher, &Clock::system(), request)
+    let user = add_user(&db, &hasher, &Clock::system(), &Context::cli(), request)
         .await
         .map_err(|e| e.message(lang).map_or_else(|| e.to_string(), str::to_owned))?;
     print_user(&UserView::from(&user), args.json)

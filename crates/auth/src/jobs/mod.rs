@@ -11,6 +11,7 @@ use std::time::Duration as StdDuration;
 
 use time::Duration;
 
+use crate::admin::audit::{self, Context, Target};
 use crate::admin::unlock::{self, SUPPORT_QUEUE};
 use crate::domain::{UserId, UserStatus};
 use crate::federation::UpstreamError;
@@ -85,10 +86,11 @@ const PURGE_EVERY: Duration = Duration::minutes(10);
 
 /// Removes sign-ups never verified within `signup.unverified_max_age_hours`, sign-in
 /// history older than `account.history_days`, remembered devices past their time, and the
-/// personal data of accounts deleted more than `account.retention_days` ago (with
-/// re-registration blocks that ran out, and jobs given up that long ago: their error may
-/// name an address), and audit events older than `admin.audit_retention_days`; how many
-/// rows went. `tobira maintenance purge` runs the same.
+/// personal data of accounts deleted more than `account.retention_days` ago (each
+/// recorded as a `user.purge` by `system`; with re-registration blocks that ran out, and
+/// jobs given up that long ago: their error may name an address), and audit events older
+/// than `admin.audit_retention_days`; how many rows went. `tobira maintenance purge` runs
+/// the same.
 pub async fn purge(state: &AppState) -> Result<u64, crate::store::StoreError> {
     purge_store(&state.db, state.clock.now(), &state.config).await
 }
@@ -122,7 +124,20 @@ pub async fn purge_store(
         );
     }
     let retention = Duration::days(config.account.retention_days.into());
-    let purged = db.accounts().purge(now, now - retention).await?;
+    let system = Context::system();
+    let detail = serde_json::json!({ "retention_days": config.account.retention_days });
+    let purged = db
+        .accounts()
+        .purge(now, now - retention, |user: UserId| {
+            audit::event(
+                now,
+                &system,
+                "user.purge",
+                Target::User(user),
+                detail.clone(),
+            )
+        })
+        .await?;
     let forgotten_jobs = db.jobs().forget_given_up(now - retention).await?;
     if forgotten_jobs > 0 {
         tracing::info!(

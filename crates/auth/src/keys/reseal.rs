@@ -6,13 +6,17 @@
 //! its writer left it and counted as skipped, never overwritten with older contents. A
 //! value under a key this server does not have is named, not fatal: it was unreadable
 //! before the run too. Running it again re-seals what the last run skipped, and nothing
-//! else.
+//! else. Each run is one `key.master_rotate` event in the audit log ([`record`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde_json::json;
+
 use super::{KeyError, MasterKey};
-use crate::store::{Db, RowId, Sealed, SealedRepo, SealedRow};
+use crate::admin::audit::{self, Context, Target};
+use crate::clock::Clock;
+use crate::store::{Db, RowId, Sealed, SealedRepo, SealedRow, StoreError};
 
 /// Rows read and re-written per query: small enough that a run holds no long lock and
 /// little memory, large enough that a queue of thousands of mails takes few queries.
@@ -182,6 +186,39 @@ pub async fn rotate_master(db: &Db, master: &MasterKey) -> Result<ResealReport, 
         tables,
         left: census(&repo, master).await?,
     })
+}
+
+/// Records the run `report` as one `key.master_rotate` event by `ctx`: the master keys'
+/// public ids and the counts per kind of value (never a value, nor a row's id). Written
+/// after the run, which is many transactions of its own (a batch each, so that replicas
+/// keep serving): a failure here leaves the re-sealing done, and the caller says so.
+pub async fn record(
+    db: &Db,
+    clock: &Clock,
+    ctx: &Context,
+    report: &ResealReport,
+) -> Result<(), StoreError> {
+    let tables: serde_json::Map<String, serde_json::Value> = report
+        .tables
+        .iter()
+        .map(|t| {
+            let counts = json!({
+                "resealed": t.resealed,
+                "already_current": t.already_current,
+                "skipped": t.skipped,
+                "unreadable": t.unreadable.len(),
+            });
+            (t.what.as_str().to_owned(), counts)
+        })
+        .collect();
+    let detail = json!({
+        "master_key": report.current,
+        "previous": report.previous,
+        "resealed": report.tables.iter().map(|t| t.resealed).sum::<u64>(),
+        "tables": tables,
+        "left_under_previous": report.left_under_previous(),
+    });
+    audit::record(db, clock, ctx, "key.master_rotate", Target::None, detail).await
 }
 
 /// How many values are sealed under a key other than the current one (a previous key,

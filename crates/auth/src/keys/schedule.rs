@@ -2,8 +2,9 @@
 //! forgets keys, and the operator's `rotate` and `revoke`. All of it only changes rows,
 //! under the signing-key lock and with a compare-and-set on every key's state, so
 //! replicas and the CLI may run it at once; each replica's ring picks the change up on
-//! its next reload. Every change is recorded in the audit log: as the person who asked
-//! for it (`rotate`, `revoke`), or as `system` (the schedule).
+//! its next reload. Every change is recorded in the audit log, in the transaction that
+//! makes it: as the person who asked for it (`rotate`, `revoke`), or as `system` (the
+//! schedule).
 
 use serde::Serialize;
 use serde_json::json;
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use super::{Alg, KeyError, KeyPolicy, KeyState, MasterKey, generate};
 use crate::admin::audit::{self, Context, Target};
 use crate::clock::Clock;
-use crate::store::{Db, DbError, Lock, StoreError, StoredKey};
+use crate::store::{AuditEvent, Db, DbError, Lock, StoreError, StoredKey};
 
 /// The job queue of the schedule: one recurring row, shared by every replica.
 pub const QUEUE: &str = "keys.schedule";
@@ -77,16 +78,6 @@ pub enum RotationError {
     AlreadyRevoked { kid: String, at: String },
     #[error("the signing keys changed while this ran; run it again")]
     Conflict,
-    /// The change stands (running it again would be refused or do more), but the audit
-    /// log lacks it.
-    #[error(
-        "{action} of signing key {kid} was made, but the audit log could not record it: {source}"
-    )]
-    Unrecorded {
-        action: &'static str,
-        kid: String,
-        source: StoreError,
-    },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -281,31 +272,22 @@ fn log_change(key: &StoredKey, from: &str, to: KeyState) {
     tracing::info!(kid = %key.kid, alg = %key.alg, from, to = to.as_str(), "signing key changed state");
 }
 
-/// Records a change of the key `(kid, alg)` made at `at`, with its kid, alg and `more`
-/// in the detail. Called once the change is made, so that a change that did not happen
-/// (a conflict) is never recorded. Not in the change's transaction (`apply` makes its
-/// own), hence `RotationError::Unrecorded` when only the record fails.
-async fn record(
-    db: &Db,
+/// The audit record of a change of the key `(kid, alg)` made at `at`, with its kid, alg
+/// and `more` in the detail. `SigningKeyRepo::apply` writes it in the change's
+/// transaction: a change that does not happen (a conflict) is never recorded, and a
+/// change whose record cannot be written does not happen.
+fn event(
     at: OffsetDateTime,
     ctx: &Context,
-    action: &'static str,
+    action: &str,
     (kid, alg): (&str, &str),
     more: serde_json::Value,
-) -> Result<(), RotationError> {
+) -> AuditEvent {
     let mut detail = json!({ "kid": kid, "alg": alg });
     if let (Some(detail), serde_json::Value::Object(more)) = (detail.as_object_mut(), more) {
         detail.extend(more);
     }
-    let event = audit::event(at, ctx, action, Target::Key(kid.to_owned()), detail);
-    db.audit()
-        .record(&event)
-        .await
-        .map_err(|source| RotationError::Unrecorded {
-            action,
-            kid: kid.to_owned(),
-            source,
-        })
+    audit::event(at, ctx, action, Target::Key(kid.to_owned()), detail)
 }
 
 /// A new key of `alg`, published now, signing from `activate_after`.
@@ -364,12 +346,13 @@ async fn tick_locked(
             if since + every - policy.publish_ahead <= now {
                 let activate_after = now + policy.publish_ahead;
                 let key = next_key(alg, master, now, activate_after)?;
-                repo.apply(&[KeyChange::Add(key.clone())]).await?;
-                log_change(&key, "-", KeyState::Next);
-                report.published += 1;
                 let signs_from = rfc3339(activate_after);
                 let more = json!({ "activate_after": signs_from, "scheduled": true });
-                record(db, now, &system, "key.rotate", (&key.kid, &key.alg), more).await?;
+                let record = event(now, &system, "key.rotate", (&key.kid, &key.alg), more);
+                repo.apply(&[KeyChange::Add(key.clone())], &[record])
+                    .await?;
+                log_change(&key, "-", KeyState::Next);
+                report.published += 1;
             }
         }
     }
@@ -407,7 +390,15 @@ async fn tick_locked(
             from: KeyState::Next,
             at: now,
         }));
-        if repo.apply(&changes).await? {
+        let replaces: Vec<&str> = replaced.iter().map(|r| r.key.kid.as_str()).collect();
+        let more = json!({ "from": "next", "replaces": replaces });
+        let promoted_key = (promoted.key.kid.as_str(), promoted.key.alg.as_str());
+        let mut records = vec![event(now, &system, "key.promote", promoted_key, more)];
+        records.extend(passed_over.iter().map(|r| {
+            let more = json!({ "from": "next", "passed_over_by": promoted.key.kid });
+            event(now, &system, "key.retire", (&r.key.kid, &r.key.alg), more)
+        }));
+        if repo.apply(&changes, &records).await? {
             log_change(&promoted.key, "next", KeyState::Active);
             replaced
                 .iter()
@@ -418,56 +409,30 @@ async fn tick_locked(
             report.activated += 1;
             report.retiring += replaced.len();
             report.retired += passed_over.len();
-            let replaces: Vec<&str> = replaced.iter().map(|r| r.key.kid.as_str()).collect();
-            let more = json!({ "from": "next", "replaces": replaces });
-            record(
-                db,
-                now,
-                &system,
-                "key.promote",
-                (&promoted.key.kid, &promoted.key.alg),
-                more,
-            )
-            .await?;
-            for row in passed_over {
-                let more = json!({ "from": "next", "passed_over_by": promoted.key.kid });
-                record(
-                    db,
-                    now,
-                    &system,
-                    "key.retire",
-                    (&row.key.kid, &row.key.alg),
-                    more,
-                )
-                .await?;
-            }
         }
     }
 
     // 3. Retiring keys whose tokens have all expired leave the JWKS.
     let keys = rows(db).await?;
     for row in keys.iter().filter(|r| r.state == KeyState::Retiring) {
-        if row.key.retire_after.is_none_or(|at| at <= now)
-            && repo
-                .apply(&[KeyChange::Retire {
-                    kid: row.key.kid.clone(),
-                    from: KeyState::Retiring,
-                    at: now,
-                }])
-                .await?
-        {
-            log_change(&row.key, "retiring", KeyState::Retired);
-            report.retired += 1;
+        if row.key.retire_after.is_none_or(|at| at <= now) {
+            let retire = KeyChange::Retire {
+                kid: row.key.kid.clone(),
+                from: KeyState::Retiring,
+                at: now,
+            };
             let more = json!({ "from": "retiring" });
-            record(
-                db,
+            let record = event(
                 now,
                 &system,
                 "key.retire",
                 (&row.key.kid, &row.key.alg),
                 more,
-            )
-            .await?;
+            );
+            if repo.apply(&[retire], &[record]).await? {
+                log_change(&row.key, "retiring", KeyState::Retired);
+                report.retired += 1;
+            }
         }
     }
 
@@ -475,15 +440,22 @@ async fn tick_locked(
     let keys = rows(db).await?;
     for row in keys.iter().filter(|r| r.state == KeyState::Retired) {
         let since = row.key.retired_at.unwrap_or(row.key.created_at);
-        if since + policy.keep_retired <= now
-            && repo
-                .apply(&[KeyChange::Delete {
-                    kid: row.key.kid.clone(),
-                }])
-                .await?
-        {
-            tracing::info!(kid = %row.key.kid, alg = %row.key.alg, from = "retired", to = "-", "signing key forgotten");
-            report.deleted += 1;
+        if since + policy.keep_retired <= now {
+            let delete = KeyChange::Delete {
+                kid: row.key.kid.clone(),
+            };
+            let more = json!({ "from": "retired", "retired_at": rfc3339(since) });
+            let record = event(
+                now,
+                &system,
+                "key.delete",
+                (&row.key.kid, &row.key.alg),
+                more,
+            );
+            if repo.apply(&[delete], &[record]).await? {
+                tracing::info!(kid = %row.key.kid, alg = %row.key.alg, from = "retired", to = "-", "signing key forgotten");
+                report.deleted += 1;
+            }
         }
     }
     Ok(report)
@@ -528,41 +500,46 @@ pub async fn rotate(
         }
         let mut published = Vec::new();
         for alg in algs {
-            let was_waiting = waiting(alg).is_some();
-            let key = match waiting(alg) {
+            // The key that signs next and the change that makes it so: a new key, or the
+            // waiting one brought forward (or left as it is, when it signs soon enough).
+            let (key, change) = match waiting(alg) {
                 Some(key) => {
                     let mut key = key.clone();
-                    if key.activate_after.is_none_or(|at| at > activate_after) {
-                        let moved = db
-                            .signing_keys()
-                            .apply(&[KeyChange::Reschedule {
-                                kid: key.kid.clone(),
-                                activate_after,
-                            }])
-                            .await?;
-                        if !moved {
-                            return Err(RotationError::Conflict);
-                        }
+                    let change = key
+                        .activate_after
+                        .is_none_or(|at| at > activate_after)
+                        .then(|| KeyChange::Reschedule {
+                            kid: key.kid.clone(),
+                            activate_after,
+                        });
+                    if change.is_some() {
                         key.activate_after = Some(activate_after);
-                        tracing::info!(kid = %key.kid, alg = %key.alg, activate_after = %rfc3339(activate_after), "next signing key brought forward");
                     }
-                    key
+                    (key, change)
                 }
                 None => {
                     let key = next_key(alg, master, now, activate_after)?;
-                    db.signing_keys()
-                        .apply(&[KeyChange::Add(key.clone())])
-                        .await?;
-                    log_change(&key, "-", KeyState::Next);
-                    key
+                    let change = KeyChange::Add(key.clone());
+                    (key, Some(change))
                 }
             };
             let more = json!({
                 "activate_after": key.activate_after.map(rfc3339),
                 "now": at_once,
-                "was_waiting": was_waiting,
+                "was_waiting": waiting(alg).is_some(),
             });
-            record(db, now, ctx, "key.rotate", (&key.kid, &key.alg), more).await?;
+            let record = event(now, ctx, "key.rotate", (&key.kid, &key.alg), more);
+            let changes: Vec<KeyChange> = change.into_iter().collect();
+            if !db.signing_keys().apply(&changes, &[record]).await? {
+                return Err(RotationError::Conflict);
+            }
+            match changes.first() {
+                Some(KeyChange::Add(_)) => log_change(&key, "-", KeyState::Next),
+                Some(_) => {
+                    tracing::info!(kid = %key.kid, alg = %key.alg, activate_after = %rfc3339(activate_after), "next signing key brought forward");
+                }
+                None => {}
+            }
             published.push(key);
         }
         Ok(published)
@@ -631,22 +608,28 @@ pub async fn revoke(
             }
             replacement = Some(Replacement { kid, from });
         }
-        if !db.signing_keys().apply(&changes).await? {
+        let more = json!({
+            "was": row.state.as_str(),
+            "replaced_by": replacement.as_ref().map(|r| r.kid.as_str()),
+        });
+        let mut records = vec![event(
+            now,
+            ctx,
+            "key.revoke",
+            (&row.key.kid, &row.key.alg),
+            more,
+        )];
+        if let Some(r) = &replacement {
+            let more = json!({ "from": r.from.as_str(), "replaces": kid });
+            let promoted = (r.kid.as_str(), row.key.alg.as_str());
+            records.push(event(now, ctx, "key.promote", promoted, more));
+        }
+        if !db.signing_keys().apply(&changes, &records).await? {
             return Err(RotationError::Conflict);
         }
         tracing::warn!(kid, alg = %row.key.alg, from = row.state.as_str(), to = "revoked", "signing key revoked");
         if let Some(r) = &replacement {
             tracing::info!(kid = %r.kid, alg = %row.key.alg, replaced = ?r.from, "signing key made active in place of a revoked one");
-        }
-        let more = json!({
-            "was": row.state.as_str(),
-            "replaced_by": replacement.as_ref().map(|r| r.kid.as_str()),
-        });
-        record(db, now, ctx, "key.revoke", (&row.key.kid, &row.key.alg), more).await?;
-        if let Some(r) = &replacement {
-            let more = json!({ "from": r.from.as_str(), "replaces": kid });
-            let promoted = (r.kid.as_str(), row.key.alg.as_str());
-            record(db, now, ctx, "key.promote", promoted, more).await?;
         }
         Ok(Revocation {
             kid: kid.to_owned(),

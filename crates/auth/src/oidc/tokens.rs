@@ -162,18 +162,25 @@ async fn client_by_credentials(
         }
     };
     let refuse = |why: &str| (client_id.clone(), invalid_client(used_basic, why));
-    let client = state
-        .db
-        .clients()
-        .find(&client_id)
-        .await
-        .map_err(|e| (client_id.clone(), OAuthError::server(e)))?
-        .ok_or_else(|| refuse("unknown client or bad credentials"))?;
+    let server = |e| (client_id.clone(), OAuthError::server(e));
     // The secret before a rotation still counts until its grace period ends, by the
     // app's clock (`Client::secret_matches`).
-    match (&client.secret_hash, secret) {
-        (Some(_), Some(given)) if client.secret_matches(&given, state.clock.now()) => Ok(client),
-        (None, None) if client.public => Ok(client),
+    let accepts = |client: &Client| match (&client.secret_hash, &secret) {
+        (Some(_), Some(given)) => client.secret_matches(given, state.clock.now()),
+        (None, None) => client.public,
+        _ => false,
+    };
+    let clients = state.db.clients();
+    // This replica's copy first (no database read per request); before refusing, the
+    // stored client, so that a secret rotated or a client added elsewhere a moment ago
+    // counts at once.
+    if let Some(client) = clients.find_cached(&client_id).await.map_err(server)?
+        && accepts(&client)
+    {
+        return Ok(client);
+    }
+    match clients.find(&client_id).await.map_err(server)? {
+        Some(client) if accepts(&client) => Ok(client),
         _ => Err(refuse("unknown client or bad credentials")),
     }
 }
@@ -683,8 +690,18 @@ impl LiveAccessToken {
 /// Why [`check_access_token`] could not decide: a store was unavailable.
 pub const CANNOT_CHECK: &str = "the access token cannot be checked";
 
+/// Whether a token issued at `iat` (seconds) was issued to this registration of the
+/// client, not to an earlier one removed since whose client_id was registered again:
+/// removing a client ends what was issued to it, and a new registration under the same
+/// id (someone else's app, perhaps) must not bring that back. Tokens carry whole seconds,
+/// so one issued in the second of the registration counts as the new one's.
+pub fn issued_to(client: &Client, iat: i64) -> bool {
+    iat >= client.created_at.unix_timestamp()
+}
+
 /// Checks an access token: our signature, our issuer, `typ: at+jwt` (an ID token is not
-/// an access token), not expired, not revoked, and its grant and member still live.
+/// an access token), not expired, not revoked, its client still registered (and
+/// registered before the token was issued), and its grant and member still live.
 pub async fn check_access_token(
     state: &AppState,
     token: &str,
@@ -717,6 +734,29 @@ pub async fn check_access_token(
         .map_err(|_| CANNOT_CHECK)?
         .is_some()
     {
+        return Err("the access token was revoked");
+    }
+    // Every path that takes an access token (userinfo, introspection, revocation, the
+    // admin API) comes through here, so none can forget that a removed client's tokens
+    // are dead. A member's grants go with their client, but a client_credentials token
+    // hangs from nothing else.
+    let client_id = claims
+        .get("client_id")
+        .and_then(|v| v.as_str())
+        .ok_or("the access token is invalid")?;
+    let iat = claims
+        .get("iat")
+        .and_then(serde_json::Value::as_i64)
+        .ok_or("the access token is invalid")?;
+    // From this replica's copy: a client removed through another replica or the CLI
+    // stops counting here within `CLIENT_CACHE_TTL` (through this one, at once).
+    let client = state
+        .db
+        .clients()
+        .find_cached(client_id)
+        .await
+        .map_err(|_| CANNOT_CHECK)?;
+    if !client.is_some_and(|c| issued_to(&c, iat)) {
         return Err("the access token was revoked");
     }
     let Some(gid) = claims.get("gid") else {

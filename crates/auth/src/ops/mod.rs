@@ -17,7 +17,7 @@
 //! | `tobira_db_pool_connections` | `state` (`in_use`, `idle`, `max`) | the database pool, at scrape time |
 
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -139,6 +139,23 @@ impl Metrics {
 /// How often the recorder folds recorded histogram samples into its buckets.
 pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The upkeep interval in effect, in milliseconds: `UPKEEP_EVERY`, unless a test set a
+/// shorter one.
+static UPKEEP_EVERY_MS: AtomicU64 = AtomicU64::new(UPKEEP_EVERY.as_millis() as u64);
+
+/// The interval the upkeep thread sleeps between two upkeeps.
+pub fn upkeep_every() -> std::time::Duration {
+    std::time::Duration::from_millis(UPKEEP_EVERY_MS.load(Ordering::Relaxed))
+}
+
+/// Test seam: a shorter upkeep interval, so that the test of the upkeep waits for a few
+/// of them in seconds rather than half a minute. The thread reads it before each sleep.
+#[doc(hidden)]
+pub fn set_upkeep_every(every: std::time::Duration) {
+    let ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    UPKEEP_EVERY_MS.store(ms, Ordering::Relaxed);
+}
+
 /// The recorder keeps every histogram sample until upkeep runs, and nothing else runs it
 /// but a scrape: without a scraper, memory grew with every request (19 → 62 MiB in 60 s
 /// of load). A plain thread, because the recorder is process-wide and outlives any one
@@ -148,7 +165,7 @@ fn spawn_upkeep(handle: PrometheusHandle) {
         .name("metrics-upkeep".to_owned())
         .spawn(move || {
             loop {
-                std::thread::sleep(UPKEEP_EVERY);
+                std::thread::sleep(upkeep_every());
                 handle.run_upkeep();
             }
         });

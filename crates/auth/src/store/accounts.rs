@@ -1,11 +1,12 @@
-//! What happens to a whole account: support's freeze and unfreeze, signing out
-//! everywhere, deletion (with the re-registration block of its address) and the purge of
-//! a deleted account's personal data. Each change and everything it causes (sessions
-//! ended, grants revoked, back-channel logouts, mail queued and its audit record) is one
-//! transaction.
+//! What happens to a whole account: its creation by support, support's freeze and
+//! unfreeze, signing out everywhere, deletion (with the re-registration block of its
+//! address) and the purge of a deleted account's personal data. Each change and
+//! everything it causes (sessions ended, grants revoked, back-channel logouts, mail
+//! queued and its audit record) is one transaction.
 
 use std::collections::BTreeSet;
 
+use rand::CryptoRng;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
@@ -19,8 +20,10 @@ use super::entity::{
     grants, known_devices, login_events, passkeys, password_resets, recovery_codes, refresh_tokens,
     remembered_devices, reregistration_blocks, sessions, totp_factors, users,
 };
-use super::{AuditEvent, MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts};
-use crate::domain::{UserId, UserStatus};
+use super::users::{NewUser, new_row, to_user};
+use super::{AuditEvent, MAIL_QUEUE, QueuedMail, StoreError, jobs, logouts, on_unique_violation};
+use crate::clock::Clock;
+use crate::domain::{User, UserId, UserStatus};
 
 /// Accounts purged per query (each in its own transaction).
 const PURGE_BATCH: u64 = 500;
@@ -104,6 +107,39 @@ pub(super) async fn void_links(
 impl<'c> AccountRepo<'c> {
     pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
         Self { conn }
+    }
+
+    /// Creates an active account with the audit record `audit` makes of its id, in one
+    /// transaction. `EmailTaken` (nothing written, nothing recorded) when a live account
+    /// has the same normalised address: decided by the unique index, so two concurrent
+    /// creations cannot both win.
+    ///
+    /// The ids, timestamps and the record are made before the returned future first
+    /// runs, so the future does not hold the random source (a thread-local RNG is not
+    /// `Send`).
+    pub fn add(
+        &self,
+        clock: &Clock,
+        rng: &mut impl CryptoRng,
+        new: NewUser,
+        audit: impl FnOnce(UserId) -> AuditEvent,
+    ) -> impl Future<Output = Result<User, StoreError>> + Send + 'c {
+        let row = new_row(clock, rng, new, UserStatus::Active);
+        let event = row.id.clone().take().map(|id| audit(UserId(id)));
+        let conn = self.conn;
+        async move {
+            // `new_row` always sets the id: this is never the answer.
+            let event = event
+                .ok_or_else(|| StoreError::Corrupt("a new account without an id".to_owned()))?;
+            let txn = conn.begin().await?;
+            let model = users::Entity::insert(row)
+                .exec_with_returning(&txn)
+                .await
+                .map_err(|e| on_unique_violation(e, StoreError::EmailTaken))?;
+            super::audit::insert(&txn, &event).await?;
+            txn.commit().await?;
+            to_user(model)
+        }
     }
 
     /// Ends every session and grant of the account (with back-channel logouts), without
@@ -303,12 +339,15 @@ impl<'c> AccountRepo<'c> {
     /// Purges the personal data of accounts deleted at or before `deleted_before`: the
     /// address, name and password hash are blanked, and history, devices, sessions,
     /// grants, consents, links and second steps removed. The row stays (without anything personal) so
-    /// that its `sub` is never given to anyone else. Also drops re-registration blocks
-    /// that have run out. How many accounts were purged.
+    /// that its `sub` is never given to anyone else. Each account's purge is recorded by
+    /// the event `audit` makes of its id, in that purge's transaction (an account another
+    /// replica purged first is neither purged nor recorded twice). Also drops
+    /// re-registration blocks that have run out. How many accounts were purged.
     pub async fn purge(
         &self,
         now: OffsetDateTime,
         deleted_before: OffsetDateTime,
+        audit: impl Fn(UserId) -> AuditEvent + Send + Sync,
     ) -> Result<u64, StoreError> {
         let mut purged = 0;
         // In batches, until none is due: one pass must leave nothing behind however many
@@ -328,7 +367,7 @@ impl<'c> AccountRepo<'c> {
                 break;
             }
             for id in due {
-                purged += self.purge_one(now, id).await?;
+                purged += self.purge_one(now, id, &audit(UserId(id))).await?;
             }
         }
         reregistration_blocks::Entity::delete_many()
@@ -338,8 +377,14 @@ impl<'c> AccountRepo<'c> {
         Ok(purged)
     }
 
-    /// Purges one deleted account in its own transaction; 1 if it was not purged yet.
-    async fn purge_one(&self, now: OffsetDateTime, id: Uuid) -> Result<u64, StoreError> {
+    /// Purges one deleted account in its own transaction with its record `audit`; 1 if
+    /// it was not purged yet (0, and nothing recorded, if it was).
+    async fn purge_one(
+        &self,
+        now: OffsetDateTime,
+        id: Uuid,
+        audit: &AuditEvent,
+    ) -> Result<u64, StoreError> {
         let txn = self.conn.begin().await?;
         let of_user = grants::Entity::find()
             .select_only()
@@ -381,8 +426,15 @@ impl<'c> AccountRepo<'c> {
             .filter(users::Column::PurgedAt.is_null())
             .exec(&txn)
             .await?;
+        if blanked.rows_affected != 1 {
+            // Purged meanwhile (another replica's run): what it removed is gone either
+            // way, and its record is that run's.
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        super::audit::insert(&txn, audit).await?;
         txn.commit().await?;
-        Ok(blanked.rows_affected)
+        Ok(1)
     }
 
     /// Whether the account's personal data has been purged.

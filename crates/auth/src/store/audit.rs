@@ -1,11 +1,12 @@
 //! The audit log (see the `admin` migration): operators' record of security-relevant
 //! changes. Written by `admin::audit`; kept `admin.audit_retention_days`.
 
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use super::StoreError;
@@ -40,7 +41,9 @@ pub struct AuditFilter {
     /// An exact action, or a prefix ending in `.` (`user.` is every action on accounts).
     pub action: Option<String>,
     pub target: Option<String>,
+    /// Inclusive; in any offset (compared in UTC).
     pub since: Option<OffsetDateTime>,
+    /// Exclusive; in any offset (compared in UTC).
     pub until: Option<OffsetDateTime>,
     /// Only events older than this one (the last of the previous page).
     pub before: Option<Uuid>,
@@ -59,12 +62,22 @@ impl<'c> AuditRepo<'c> {
         insert(self.conn, event).await
     }
 
-    /// Newest first, at most `limit`.
+    /// Newest first, at most `limit`. Refused (`StoreError::Refused`) when a filter
+    /// value holds a control character: no event holds one.
     pub async fn list(
         &self,
         filter: &AuditFilter,
         limit: u64,
     ) -> Result<Vec<AuditEvent>, StoreError> {
+        for (name, value) in [
+            ("actor", &filter.actor),
+            ("action", &filter.action),
+            ("target", &filter.target),
+        ] {
+            if let Some(value) = value {
+                refuse_control(name, value)?;
+            }
+        }
         let mut query = audit_events::Entity::find()
             .order_by_desc(audit_events::Column::Id)
             .limit(limit);
@@ -73,7 +86,7 @@ impl<'c> AuditRepo<'c> {
         }
         match filter.action.as_deref() {
             Some(prefix) if prefix.ends_with('.') => {
-                query = query.filter(audit_events::Column::Action.starts_with(prefix));
+                query = query.filter(starts_with(audit_events::Column::Action, prefix));
             }
             Some(action) => query = query.filter(audit_events::Column::Action.eq(action)),
             None => {}
@@ -81,11 +94,13 @@ impl<'c> AuditRepo<'c> {
         if let Some(target) = &filter.target {
             query = query.filter(audit_events::Column::Target.eq(target.as_str()));
         }
+        // In UTC, as `insert` writes them: SQLite compares times as text, where
+        // 09:00+09:00 sorts after 01:00Z although it is the same instant.
         if let Some(since) = filter.since {
-            query = query.filter(audit_events::Column::At.gte(since));
+            query = query.filter(audit_events::Column::At.gte(since.to_offset(UtcOffset::UTC)));
         }
         if let Some(until) = filter.until {
-            query = query.filter(audit_events::Column::At.lt(until));
+            query = query.filter(audit_events::Column::At.lt(until.to_offset(UtcOffset::UTC)));
         }
         if let Some(before) = filter.before {
             query = query.filter(audit_events::Column::Id.lt(before));
@@ -123,16 +138,58 @@ impl<'c> AuditRepo<'c> {
     }
 }
 
+/// `column` starts with `prefix`, character for character. Not `LIKE`: `%`, `_` (as in
+/// `client.secret_rotate`) and, on PostgreSQL, `\` are patterns there, so a filter
+/// `user_.` would also match `users.…`; and SQLite's `LIKE` ignores case where
+/// PostgreSQL's does not. Escaping would fix the first only; comparing the leading
+/// characters fixes both, alike on both databases (`substr` counts characters on both).
+fn starts_with(column: audit_events::Column, prefix: &str) -> Expr {
+    // At most `MAX_FILTER` characters in practice; a longer prefix matches nothing.
+    let length = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+    Expr::expr(
+        Func::cust("substr")
+            .arg(Expr::col(column))
+            .arg(1)
+            .arg(length),
+    )
+    .eq(prefix)
+}
+
+/// Refuses text with a control character where the audit log keeps or searches text:
+/// nothing recorded should hold one (they would reach an operator's terminal), and
+/// PostgreSQL fails on a NUL with an error that would surface as a server error.
+fn refuse_control(name: &str, value: &str) -> Result<(), StoreError> {
+    if value.chars().any(char::is_control) {
+        return Err(StoreError::Refused(format!(
+            "{name} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Records `event` on the caller's connection or transaction, so that a change and its
-/// record are written together. Text is cut to its column.
+/// record are written together. Text is cut to its column; text with a control
+/// character is refused, and with it the change (`detail` is JSON, which escapes them).
 pub(super) async fn insert(
     conn: &impl sea_orm::ConnectionTrait,
     event: &AuditEvent,
 ) -> Result<(), StoreError> {
+    for (name, value) in [
+        ("actor_kind", &event.actor_kind),
+        ("actor", &event.actor),
+        ("action", &event.action),
+        ("target_kind", &event.target_kind),
+        ("target", &event.target),
+        ("ip", &event.ip),
+        ("request_id", &event.request_id),
+    ] {
+        refuse_control(&format!("the audit event's {name}"), value)?;
+    }
     let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
     audit_events::Entity::insert(audit_events::ActiveModel {
         id: Set(event.id),
-        at: Set(event.at),
+        // In UTC, so that times compare as instants on SQLite too (see `list`).
+        at: Set(event.at.to_offset(UtcOffset::UTC)),
         actor_kind: Set(cut(&event.actor_kind, 16)),
         actor: Set(cut(&event.actor, 200)),
         action: Set(cut(&event.action, 64)),

@@ -6,6 +6,10 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait,
 };
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use time::OffsetDateTime;
 
 use super::entity::clients;
@@ -14,11 +18,68 @@ use crate::domain::{Client, GrantType, RedirectUri};
 
 pub struct ClientRepo<'c> {
     conn: &'c DatabaseConnection,
+    cache: &'c ClientCache,
+}
+
+/// How long a replica answers from its copy of a client before reading it again: what
+/// another replica (or the CLI) changed counts here within this time. A change made
+/// through this process counts at once (the copy is dropped).
+pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Clients read on the hot paths (`/token`'s client authentication, every access-token
+/// check), kept in memory for [`CLIENT_CACHE_TTL`]. Only clients that exist are kept, so
+/// its size is bounded by the registrations, whatever ids requests make up.
+#[derive(Default)]
+pub struct ClientCache {
+    entries: Mutex<HashMap<String, (Instant, Client)>>,
+}
+
+impl std::fmt::Debug for ClientCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.entries.lock().map_or(0, |e| e.len());
+        f.debug_struct("ClientCache").field("held", &held).finish()
+    }
+}
+
+impl ClientCache {
+    fn get(&self, client_id: &str) -> Option<Client> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(client_id)
+            .filter(|(read, _)| read.elapsed() < CLIENT_CACHE_TTL)
+            .map(|(_, client)| client.clone())
+    }
+
+    fn put(&self, client: &Client) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Copies past their time go whenever one is added: the map never holds more
+        // than the clients read within the last second or so.
+        entries.retain(|_, (read, _)| read.elapsed() < CLIENT_CACHE_TTL);
+        entries.insert(client.client_id.clone(), (Instant::now(), client.clone()));
+    }
+
+    fn forget(&self, client_id: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(client_id);
+    }
 }
 
 impl<'c> ClientRepo<'c> {
-    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+    pub(super) fn new(conn: &'c DatabaseConnection, cache: &'c ClientCache) -> Self {
+        Self { conn, cache }
+    }
+
+    /// Like [`find`](Self::find), from this replica's copy when it was read less than
+    /// [`CLIENT_CACHE_TTL`] ago. For the hot paths only: a caller about to refuse
+    /// because of what the copy says (a secret that does not match) reads again with
+    /// `find` first, so a change made elsewhere a moment ago never refuses a client.
+    pub async fn find_cached(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+        if let Some(client) = self.cache.get(client_id) {
+            return Ok(Some(client));
+        }
+        self.find(client_id).await
     }
 
     /// `ClientIdTaken` when the id exists (and nothing is recorded).
@@ -57,6 +118,7 @@ impl<'c> ClientRepo<'c> {
             .map_err(|e| on_unique_violation(e, StoreError::ClientIdTaken))?;
         super::audit::insert(&txn, event).await?;
         txn.commit().await?;
+        self.cache.forget(&client.client_id);
         Ok(())
     }
 
@@ -66,11 +128,16 @@ impl<'c> ClientRepo<'c> {
         if client_id.contains('\0') {
             return Ok(None);
         }
-        clients::Entity::find_by_id(client_id.to_owned())
+        let client = clients::Entity::find_by_id(client_id.to_owned())
             .one(self.conn)
             .await?
             .map(to_client)
-            .transpose()
+            .transpose()?;
+        match &client {
+            Some(c) => self.cache.put(c),
+            None => self.cache.forget(client_id),
+        }
+        Ok(client)
     }
 
     pub async fn list(&self) -> Result<Vec<Client>, StoreError> {
@@ -194,6 +261,7 @@ impl<'c> ClientRepo<'c> {
         }
         super::audit::insert(&txn, event).await?;
         txn.commit().await?;
+        self.cache.forget(&client.client_id);
         Ok(true)
     }
 
@@ -230,6 +298,7 @@ impl<'c> ClientRepo<'c> {
         }
         super::audit::insert(&txn, event).await?;
         txn.commit().await?;
+        self.cache.forget(client_id);
         Ok(true)
     }
 
@@ -245,6 +314,7 @@ impl<'c> ClientRepo<'c> {
         }
         super::audit::insert(&txn, event).await?;
         txn.commit().await?;
+        self.cache.forget(client_id);
         Ok(true)
     }
 }

@@ -2,9 +2,10 @@
 //! readiness check.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
 use tobira_migrations::{Migrator, MigratorTrait};
 
 use super::{
@@ -18,6 +19,8 @@ pub struct Db {
     conn: DatabaseConnection,
     /// For SQLite files: the database file, beside which lock files live.
     lock_path: Option<PathBuf>,
+    /// Clients as the hot paths read them (see [`super::clients::ClientCache`]).
+    clients: Arc<super::clients::ClientCache>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,18 +119,29 @@ impl Db {
             .max_connections(max_connections.max(2))
             .connect_timeout(timeout)
             .acquire_timeout(timeout)
-            .sqlx_logging(false);
+            .sqlx_logging(false)
+            // In WAL mode `synchronous = NORMAL` syncs the log at checkpoints, not at every
+            // commit: a commit survives a crash of Tobira (the log is in the OS's hands)
+            // but the last ones before a power loss or kernel crash may be lost, never
+            // corrupting the file. FULL (SQLite's default) costs an fsync per commit, the
+            // largest part of a refresh on SQLite. Per connection, so set on each.
+            .map_sqlx_sqlite_opts(|o| {
+                // WAL lets readers run while a writer commits (persistent for the file;
+                // set on every connection so that none runs before it is).
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            });
         let conn = Database::connect(options)
             .await
             .map_err(|source| DbError::Connect {
                 target: redact_url(url),
                 source,
             })?;
-        if conn.get_database_backend() == DbBackend::Sqlite {
-            // WAL lets readers run while a writer commits; persistent for the file.
-            conn.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-        }
-        Ok(Self { conn, lock_path })
+        Ok(Self {
+            conn,
+            lock_path,
+            clients: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> DbBackend {
@@ -256,6 +270,11 @@ impl Db {
         Ok(())
     }
 
+    /// The connection itself, for `store::bench` only (bulk writes of a benchmark).
+    pub(super) fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
     pub fn users(&self) -> UserRepo<'_> {
         UserRepo::new(&self.conn)
     }
@@ -269,7 +288,7 @@ impl Db {
     }
 
     pub fn clients(&self) -> ClientRepo<'_> {
-        ClientRepo::new(&self.conn)
+        ClientRepo::new(&self.conn, &self.clients)
     }
 
     pub fn apps(&self) -> super::AppRepo<'_> {
@@ -471,6 +490,34 @@ mod tests {
         .unwrap();
         db.check_schema().await.unwrap();
         assert_eq!(mode(&path), 0o640);
+        db.close().await.unwrap();
+    }
+
+    /// Every pooled connection runs in WAL mode with `synchronous = NORMAL` (a per
+    /// connection setting: one `PRAGMA` after connecting would reach only one of them).
+    #[tokio::test]
+    async fn every_sqlite_connection_syncs_at_checkpoints_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let db = Db::connect(&url, 3, Duration::from_secs(5)).await.unwrap();
+        // Hold three connections at once so that three distinct ones answer.
+        let pool = db.conn.get_sqlite_connection_pool();
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut conn = pool.acquire().await.unwrap();
+            let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(sync, 1, "synchronous = NORMAL");
+            assert_eq!(journal, "wal");
+            held.push(conn);
+        }
+        drop(held);
         db.close().await.unwrap();
     }
 

@@ -405,8 +405,9 @@ impl<'c> LinkRepo<'c> {
         Ok(Linking::Linked)
     }
 
-    /// Creates an account (no password) and its link in one transaction.
-    /// `StoreError::EmailTaken` when a live account has the address (nothing is written).
+    /// Creates an account (no password), its link, its history line and the audit record
+    /// `audit` makes of it, in one transaction. `StoreError::EmailTaken` when a live
+    /// account has the address (nothing is written).
     /// `unverified` marks an account whose address the provider did not verify: the first
     /// verification of its address through a link Tobira mailed removes every way in it
     /// had before (`first_verification`).
@@ -416,6 +417,7 @@ impl<'c> LinkRepo<'c> {
         new: NewUser,
         link: NewLink,
         change: impl FnOnce(&User) -> FactorChange + Send,
+        audit: impl FnOnce(&User) -> AuditEvent + Send,
     ) -> Result<User, StoreError> {
         let now = clock.now();
         let provider_verified = new.email_verified;
@@ -449,6 +451,7 @@ impl<'c> LinkRepo<'c> {
             )));
         }
         trace(&txn, now, change(&user)).await?;
+        super::audit::insert(&txn, &audit(&user)).await?;
         txn.commit().await?;
         Ok(user)
     }
@@ -456,9 +459,10 @@ impl<'c> LinkRepo<'c> {
     /// The pre-hijacking case: a sign-up still waiting for its verification link, whose
     /// address a provider verified.
     /// Its password and every other way in are discarded, its address is marked
-    /// verified, and the link is made, in one transaction. `Ok(false)` when the account
-    /// was verified meanwhile, is not active, or the identity was linked to another
-    /// account meanwhile (nothing changed).
+    /// verified, and the link is made, in one transaction (recorded when `audited`).
+    /// `Ok(false)` when the account was verified meanwhile, is not active, or the
+    /// identity was linked to another account meanwhile (nothing changed, nothing
+    /// recorded).
     pub async fn take_over_unverified(
         &self,
         now: OffsetDateTime,
@@ -502,6 +506,9 @@ impl<'c> LinkRepo<'c> {
             return Ok(false);
         }
         trace(&txn, now, change).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         txn.commit().await?;
         Ok(true)
     }

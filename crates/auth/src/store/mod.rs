@@ -6,6 +6,7 @@
 mod accounts;
 mod apps;
 mod audit;
+pub mod bench;
 mod clients;
 mod consents;
 mod db;
@@ -31,7 +32,7 @@ mod users;
 pub use accounts::{AccountRepo, ReregistrationBlock};
 pub use apps::{AppRepo, ConnectedApp};
 pub use audit::{AuditEvent, AuditFilter, AuditRepo};
-pub use clients::ClientRepo;
+pub use clients::{CLIENT_CACHE_TTL, ClientCache, ClientRepo};
 pub use consents::ConsentRepo;
 pub use db::{Db, DbError, Lock};
 pub use devices::{KnownDevice, KnownDeviceRepo};
@@ -67,6 +68,11 @@ pub enum StoreError {
     TooManyPasskeys,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A value the store will not write or search for (a control character where the
+    /// audit log keeps text): refused before the database sees it, since PostgreSQL
+    /// fails on a NUL in text with an error that says nothing useful.
+    #[error("{0}")]
+    Refused(String),
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
 }

@@ -1,7 +1,8 @@
 //! A member's passkeys (see the `passkeys` migration) and their WebAuthn user handle.
 //! The credential itself is webauthn-rs's `Passkey` as JSON: this module stores it and
 //! never looks inside. Adding and removing write the history line and the mail in the
-//! same transaction; the last way in to an account is never removed.
+//! same transaction, and every change its audit record; the last way in to an account is
+//! never removed.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -187,20 +188,30 @@ impl<'c> PasskeyRepo<'c> {
         Ok(())
     }
 
-    /// Renames a passkey of the member; false when it is not theirs (or gone).
+    /// Renames a passkey of the member, recorded when `audited`, in one transaction;
+    /// false (nothing changed, nothing recorded) when it is not theirs (or gone).
     pub async fn rename(
         &self,
         user: UserId,
         cred_id: &str,
         name: &str,
     ) -> Result<bool, StoreError> {
+        let txn = self.conn.begin().await?;
         let done = passkeys::Entity::update_many()
             .col_expr(passkeys::Column::Name, Expr::value(name))
             .filter(passkeys::Column::CredId.eq(cred_id))
             .filter(passkeys::Column::UserId.eq(user.0))
-            .exec(self.conn)
+            .exec(&txn)
             .await?;
-        Ok(done.rows_affected == 1)
+        if done.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Removes a passkey of the member, unless it is the account's last way in (no

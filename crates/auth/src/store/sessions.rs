@@ -19,12 +19,17 @@ use crate::domain::{BrowserSession, Grant, UserId};
 /// The account's live sessions: not ended, before their absolute end, and (unless kept
 /// signed in) used within `idle`.
 fn live(user: UserId, now: OffsetDateTime, idle: Duration) -> sea_orm::Select<sessions::Entity> {
+    sessions::Entity::find().filter(live_condition(user, now, idle))
+}
+
+/// The rule of `live` as a condition, for writes that end the live sessions.
+fn live_condition(user: UserId, now: OffsetDateTime, idle: Duration) -> sea_orm::Condition {
     use sea_orm::Condition;
-    sessions::Entity::find()
-        .filter(sessions::Column::UserId.eq(user.0))
-        .filter(sessions::Column::EndedAt.is_null())
-        .filter(sessions::Column::ExpiresAt.gt(now))
-        .filter(
+    Condition::all()
+        .add(sessions::Column::UserId.eq(user.0))
+        .add(sessions::Column::EndedAt.is_null())
+        .add(sessions::Column::ExpiresAt.gt(now))
+        .add(
             Condition::any()
                 .add(sessions::Column::Remember.eq(true))
                 .add(sessions::Column::LastSeenAt.gt(now - idle)),
@@ -221,6 +226,34 @@ impl<'c> SessionRepo<'c> {
         id: Uuid,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
+        self.end_recorded(now, user, id, true, audit).await
+    }
+
+    /// Ends one session of the member `user` from their console: as `end`, and when it
+    /// is another browser's (`void_email_change`), an email change waiting for its link
+    /// dies with it (that browser may have asked for it); with `audit` recorded, in one
+    /// transaction. `false` (nothing changes, nothing is recorded) when the session is not
+    /// the member's or had ended meanwhile.
+    pub async fn end_own(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        id: Uuid,
+        void_email_change: bool,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.end_recorded(now, user, id, void_email_change, audit)
+            .await
+    }
+
+    async fn end_recorded(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        id: Uuid,
+        void_email_change: bool,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
         let ended = end_where(
             &txn,
@@ -235,17 +268,42 @@ impl<'c> SessionRepo<'c> {
             return Ok(false);
         }
         logouts::for_ended_sessions(&txn, now, &ended).await?;
-        grants::Entity::update_many()
-            .col_expr(grants::Column::RevokedAt, Expr::value(now))
-            .filter(grants::Column::SessionId.eq(id))
-            .filter(grants::Column::Offline.eq(false))
-            .filter(grants::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        super::email_changes::void_pending(&txn, user).await?;
+        revoke_session_grants(&txn, now, vec![id]).await?;
+        if void_email_change {
+            super::email_changes::void_pending(&txn, user).await?;
+        }
         super::audit::insert(&txn, audit).await?;
         txn.commit().await?;
         Ok(true)
+    }
+
+    /// Ends every live session of the member `user` but `keep` (the console's "sign out
+    /// every other device"; live as in `list_live`), with their grants that live only as
+    /// long as them and the back-channel logouts; an email change waiting for its link
+    /// and every remembered device but `keep_device` go with them; and the record `audit`
+    /// makes of how many sessions ended. One transaction: all of it, or none. Recorded
+    /// even when no other session was live: the waiting email change and the remembered
+    /// devices went all the same.
+    pub async fn end_others(
+        &self,
+        now: OffsetDateTime,
+        user: UserId,
+        keep: Uuid,
+        keep_device: &str,
+        idle: Duration,
+        audit: impl FnOnce(u64) -> AuditEvent + Send,
+    ) -> Result<u64, StoreError> {
+        let txn = self.conn.begin().await?;
+        let others = live_condition(user, now, idle).add(sessions::Column::Id.ne(keep));
+        let ended = end_where(&txn, now, others).await?;
+        logouts::for_ended_sessions(&txn, now, &ended).await?;
+        revoke_session_grants(&txn, now, ended.iter().map(|s| s.id).collect()).await?;
+        super::email_changes::void_pending(&txn, user).await?;
+        super::two_step::forget_devices(&txn, user, Some(keep_device)).await?;
+        let count = ended.len() as u64;
+        super::audit::insert(&txn, &audit(count)).await?;
+        txn.commit().await?;
+        Ok(count)
     }
 
     /// Ends every session of the account, revokes the grants that live only as long as
@@ -297,6 +355,26 @@ pub(super) async fn end_where(
             user_id: m.user_id,
         })
         .collect())
+}
+
+/// Revokes the grants that live only as long as one of the sessions `ids` (offline grants
+/// survive); no query when there are none.
+async fn revoke_session_grants(
+    conn: &impl sea_orm::ConnectionTrait,
+    now: OffsetDateTime,
+    ids: Vec<Uuid>,
+) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    grants::Entity::update_many()
+        .col_expr(grants::Column::RevokedAt, Expr::value(now))
+        .filter(grants::Column::SessionId.is_in(ids))
+        .filter(grants::Column::Offline.eq(false))
+        .filter(grants::Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
 }
 
 /// The id and `sid` of the sessions among `ids` (only those not ended yet when

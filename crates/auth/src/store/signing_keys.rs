@@ -1,7 +1,8 @@
 //! Signing keys at rest: the public JWK in the clear, the private JWK encrypted with the
 //! master key (a compact JWE). State changes are compare-and-set on the state a key was
-//! read in, a batch in one transaction, so replicas and the CLI changing keys at once
-//! change each key once.
+//! read in, a batch in one transaction with its audit records, so replicas and the CLI
+//! changing keys at once change each key once, and a change is recorded exactly when it
+//! is made.
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -10,8 +11,8 @@ use sea_orm::{
 };
 use time::OffsetDateTime;
 
-use super::StoreError;
 use super::entity::signing_keys;
+use super::{AuditEvent, StoreError};
 use crate::keys::KeyState;
 use crate::keys::schedule::KeyChange;
 
@@ -106,16 +107,25 @@ impl<'c> SigningKeyRepo<'c> {
         add(self.conn, key).await
     }
 
-    /// Applies `changes` in one transaction, all or nothing: `false` (nothing changed)
-    /// when a key is no longer in the state a change expects (someone else changed it
-    /// first: every change is a compare-and-set on the state).
-    pub async fn apply(&self, changes: &[KeyChange]) -> Result<bool, StoreError> {
+    /// Applies `changes` and writes their audit records `events` in one transaction, all
+    /// or nothing: `false` (nothing changed, nothing recorded) when a key is no longer in
+    /// the state a change expects (someone else changed it first: every change is a
+    /// compare-and-set on the state). A record that cannot be written undoes the change,
+    /// so no key changes without its record.
+    pub async fn apply(
+        &self,
+        changes: &[KeyChange],
+        events: &[AuditEvent],
+    ) -> Result<bool, StoreError> {
         let txn = self.conn.begin().await?;
         for change in changes {
             if !apply_one(&txn, change).await? {
                 txn.rollback().await?;
                 return Ok(false);
             }
+        }
+        for event in events {
+            super::audit::insert(&txn, event).await?;
         }
         txn.commit().await?;
         Ok(true)

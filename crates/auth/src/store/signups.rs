@@ -1,5 +1,5 @@
 //! Sign-ups: unverified accounts and the links that verify them, each change written
-//! with its mail in one transaction.
+//! with its mail and its audit record in one transaction.
 
 use rand::CryptoRng;
 use sea_orm::sea_query::Expr;
@@ -64,8 +64,9 @@ impl<'c> SignupRepo<'c> {
         self
     }
 
-    /// A new unverified account, its link and its mail. `EmailTaken` if the address
-    /// was taken meanwhile.
+    /// A new unverified account, its link, its mail and the audit record `audit` makes
+    /// of its id. `EmailTaken` (nothing written, nothing recorded) if the address was
+    /// taken meanwhile.
     pub fn register(
         &self,
         clock: &Clock,
@@ -73,12 +74,17 @@ impl<'c> SignupRepo<'c> {
         new: NewUser,
         verification: NewVerification,
         mail: QueuedMail,
+        audit: impl FnOnce(UserId) -> AuditEvent,
     ) -> impl Future<Output = Result<UserId, StoreError>> + Send + 'c {
         let now = clock.now();
         // Made before the future runs: it must not hold the (thread-local) RNG.
         let row = new_row(clock, rng, new, UserStatus::Unverified);
+        let event = row.id.clone().take().map(|id| audit(UserId(id)));
         let conn = self.conn;
         async move {
+            // `new_row` always sets the id: this is never the answer.
+            let event = event
+                .ok_or_else(|| StoreError::Corrupt("a new account without an id".to_owned()))?;
             let txn = conn.begin().await?;
             let user = users::Entity::insert(row)
                 .exec_with_returning(&txn)
@@ -89,6 +95,7 @@ impl<'c> SignupRepo<'c> {
                 .exec_without_returning(&txn)
                 .await?;
             jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+            super::audit::insert(&txn, &event).await?;
             txn.commit().await?;
             Ok(id)
         }
@@ -96,7 +103,8 @@ impl<'c> SignupRepo<'c> {
 
     /// A sign-up again for an address whose account is still unverified: the new
     /// password replaces the old (an earlier sign-up by someone else holds nothing) and
-    /// older links are void. `false` if the account was verified meanwhile.
+    /// older links are void; recorded when `audited`. `false` (nothing recorded) if the
+    /// account was verified meanwhile.
     pub async fn renew(
         &self,
         now: OffsetDateTime,
@@ -130,6 +138,9 @@ impl<'c> SignupRepo<'c> {
             .exec_without_returning(&txn)
             .await?;
         jobs::add(&txn, now, MAIL_QUEUE, mail.payload).await?;
+        if let Some(event) = &self.audit {
+            super::audit::insert(&txn, event).await?;
+        }
         txn.commit().await?;
         Ok(true)
     }

@@ -5,16 +5,17 @@
 use std::collections::HashSet;
 use std::process::{Command, Output, Stdio};
 
-use openidconnect::OAuth2TokenResponse;
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 use tobira_auth::admin::audit::{self, Actor, Context, Target};
+use tobira_auth::clock::rfc3339;
+use tobira_auth::store::{AuditFilter, StoreError};
 
+use crate::admin_support::{member_token, non_admin_token};
 use crate::cli::{stderr, stdout};
-use crate::helpers::{AdminApi, ClientOpts, TestApp, kid_of};
-use crate::oidc::{authorize, exchange, setup, sign_in_for_code};
+use crate::helpers::{AdminApi, TestApp, kid_of};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tobira");
 
@@ -87,10 +88,6 @@ fn with_dummy_parameters(path: &str) -> String {
 
 fn query_value(value: &str) -> String {
     url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap()
 }
 
 #[tokio::test]
@@ -224,29 +221,6 @@ async fn an_unknown_admin_path_is_a_404_problem() {
         .assert_problem(404);
 }
 
-/// A member's access token, from a sign-in through a client.
-async fn member_token() -> (crate::oidc::Setup, String) {
-    let s = setup(ClientOpts::default()).await;
-    let pending = authorize(&s.rp, &[]);
-    let code = sign_in_for_code(&s, &pending).await;
-    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
-    let token = tokens.access_token().secret().clone();
-    (s, token)
-}
-
-/// A client_credentials client without the admin scope, and its token.
-async fn non_admin_token(app: &TestApp) -> String {
-    let (id, secret) = app
-        .add_client(ClientOpts {
-            name: "Reports",
-            client_credentials: true,
-            ..Default::default()
-        })
-        .await;
-    app.client_credentials_token(&id, &secret.unwrap(), "")
-        .await
-}
-
 /// `token` with the first character of its signature changed (so its first byte).
 fn tampered(token: &str) -> String {
     let (head, sig) = token.rsplit_once('.').unwrap();
@@ -294,7 +268,7 @@ async fn only_a_live_admin_clients_token_is_let_in() {
     assert!(db.clients().update(&before, &client, &event).await.unwrap());
     second.get("keys").await.assert_problem(403);
 
-    // The client removed: the same.
+    // The client removed: its tokens are revoked, as every token issued to it.
     let event = audit::event(
         app.clock().now(),
         &Context::cli(),
@@ -303,7 +277,7 @@ async fn only_a_live_admin_clients_token_is_let_in() {
         json!({}),
     );
     assert!(db.clients().remove(&api.client_id, &event).await.unwrap());
-    api.get("keys").await.assert_problem(403);
+    api.get("keys").await.assert_problem(401);
 
     // An expired admin token.
     let third = app.admin_api().await;
@@ -747,6 +721,17 @@ async fn audit_events_filter_and_page_newest_first_without_duplicates() {
     let in_tokyo = events(&api, &format!("until={}", query_value(&rfc3339(tokyo)))).await;
     assert!(in_tokyo.iter().all(|e| e["action"] != "client.update"));
     assert!(in_tokyo.iter().any(|e| e["action"] == "user.freeze"));
+    // The store itself compares in UTC, whatever offset its caller gives.
+    let db = &app.state.db;
+    for (since, until) in [(t1, t2), (tokyo, t2.to_offset(tokyo.offset()))] {
+        let filter = AuditFilter {
+            since: Some(since),
+            until: Some(until),
+            ..Default::default()
+        };
+        let (found, _) = audit::list(db, &filter, 200).await.unwrap();
+        assert_eq!(found.len(), 4, "{since} – {until}");
+    }
     let before_t0 = events(&api, &format!("until={}", query_value(&rfc3339(t0)))).await;
     assert!(before_t0.iter().all(|e| e["action"] != "user.freeze"));
 
@@ -807,6 +792,168 @@ async fn audit_events_refuse_bad_times_cursors_limits_and_filters() {
     }
     let ok = api.get("audit-events?limit=200&action=key.").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
+}
+
+/// Review: the prefix was a SQL `LIKE` pattern, so `_` and `%` in it were wildcards (and
+/// `\` an escape on PostgreSQL), and SQLite's `LIKE` ignored case where PostgreSQL's
+/// did not.
+#[tokio::test]
+async fn an_action_prefix_is_matched_character_for_character_on_every_database() {
+    let app = TestApp::spawn().await;
+    let alice = by(Actor::Support("alice".to_owned()));
+    record(&app, &alice, "users.merge", "plural", 2).await;
+    record(&app, &alice, "user.freeze", "user", 1).await;
+    record(&app, &alice, r"back\slash.x", "escaped", 1).await;
+    record(&app, &alice, "backslash.x", "plain", 1).await;
+    let api = app.admin_api().await;
+
+    for (prefix, expected) in [
+        ("users.", &["plural1", "plural2"][..]),
+        ("user.", &["user1"]),
+        // `_` and `%` are characters like any other, not "any character".
+        ("user_.", &[]),
+        ("_ser.", &[]),
+        ("%.", &[]),
+        ("u%.", &[]),
+        // A backslash is a backslash, not PostgreSQL's escape character.
+        (r"back\slash.", &["escaped1"]),
+        ("backslash.", &["plain1"]),
+        // Actions are compared as written, on SQLite as on PostgreSQL.
+        ("USER.", &[]),
+    ] {
+        let query = format!("action={}", query_value(prefix));
+        let mut found: Vec<String> = events(&api, &query)
+            .await
+            .iter()
+            .map(|e| e["target"].as_str().unwrap().to_owned())
+            .collect();
+        found.sort();
+        assert_eq!(found, expected, "{prefix}");
+        // The store itself, as any caller reaches it.
+        let filter = AuditFilter {
+            action: Some(prefix.to_owned()),
+            ..Default::default()
+        };
+        let (stored, _) = audit::list(&app.state.db, &filter, 200).await.unwrap();
+        assert_eq!(stored.len(), expected.len(), "{prefix}");
+    }
+}
+
+/// Review: on PostgreSQL a NUL in a filter reached the database, which refused it, and
+/// the API answered 500; control characters have no place in a filter at all.
+#[tokio::test]
+async fn a_filter_with_a_control_character_is_refused_as_a_bad_request_not_a_server_error() {
+    let app = TestApp::spawn().await;
+    let api = app.admin_api().await;
+    for (query, says) in [
+        ("actor=%00", "actor must not contain control characters"),
+        ("target=u%00", "target must not contain control characters"),
+        (
+            "action=user.%00.",
+            "action must not contain control characters",
+        ),
+        (
+            "actor=alice%0Abob",
+            "actor must not contain control characters",
+        ),
+        (
+            "action=%1B%5B31m.",
+            "action must not contain control characters",
+        ),
+        (
+            "since=2026-04-01T09:00:00Z%00",
+            "since must be an RFC 3339 time",
+        ),
+        ("until=%00", "until must be an RFC 3339 time"),
+    ] {
+        let res = api.get(&format!("audit-events?{query}")).await;
+        res.assert_problem(400);
+        let detail = res.body["detail"].as_str().unwrap();
+        assert!(detail.starts_with(says), "{query}: {detail}");
+    }
+
+    // The store refuses them too, whoever calls it: a clear refusal, never the
+    // database's error, and nothing is written.
+    let filter = AuditFilter {
+        target: Some("u\0".to_owned()),
+        ..Default::default()
+    };
+    let refused = audit::list(&app.state.db, &filter, 10).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Refused(_)), "{refused:?}");
+    let before = audit::list(&app.state.db, &AuditFilter::default(), 200)
+        .await
+        .unwrap()
+        .0
+        .len();
+    for target in ["u\0", "line\nbreak"] {
+        let refused = audit::record(
+            &app.state.db,
+            app.clock(),
+            &Context::cli(),
+            "user.freeze",
+            Target::Client(target.to_owned()),
+            json!({ "note": "a NUL \0 in JSON is escaped, and fine" }),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(refused, StoreError::Refused(_)), "{refused:?}");
+    }
+    let after = audit::list(&app.state.db, &AuditFilter::default(), 200)
+        .await
+        .unwrap()
+        .0
+        .len();
+    assert_eq!(after, before, "nothing written");
+    // Free text goes in `detail`, whose JSON escapes control characters.
+    audit::record(
+        &app.state.db,
+        app.clock(),
+        &Context::cli(),
+        "user.freeze",
+        Target::Client("u1".to_owned()),
+        json!({ "reason": "two\nlines and a NUL \0" }),
+    )
+    .await
+    .unwrap();
+    let found = events(&api, "target=u1").await;
+    assert_eq!(found[0]["detail"]["reason"], "two\nlines and a NUL \0");
+}
+
+/// One parser for both (review: the API and the CLI each had theirs): each bad value is
+/// refused by both, in the same words.
+#[tokio::test]
+async fn the_cli_and_the_api_refuse_the_same_filters_in_the_same_words() {
+    let app = TestApp::spawn().await;
+    let api = app.admin_api().await;
+    let long = "a".repeat(201);
+    for (option, value) in [
+        ("actor", ""),
+        ("actor", long.as_str()),
+        ("actor", "alice\nbob"),
+        ("action", ""),
+        ("action", "user.\u{1b}[31m."),
+        ("target", long.as_str()),
+        ("target", "tab\there"),
+        ("since", "yesterday"),
+        ("since", "2026-04-01"),
+        ("until", "2026-04-01T09:00:00"),
+        ("until", "1712000000"),
+    ] {
+        let res = api
+            .get(&format!("audit-events?{option}={}", query_value(value)))
+            .await;
+        res.assert_problem(400);
+        let detail = res.body["detail"].as_str().unwrap().to_owned();
+        assert!(detail.starts_with(option), "{option}={value:?}: {detail}");
+        let flag = format!("--{option}");
+        let out = cli(&app, &["audit", "list", &flag, value]).await;
+        assert!(!out.status.success(), "{option}={value:?}");
+        assert!(
+            stderr(&out).contains(&detail),
+            "{option}={value:?}: the CLI says {:?}, the API {detail:?}",
+            stderr(&out)
+        );
+    }
 }
 
 fn base64_url(text: &str) -> String {

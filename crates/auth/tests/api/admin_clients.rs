@@ -166,7 +166,7 @@ async fn malformed_and_hostile_requests_are_refused_with_problems_that_say_why()
             "post-logout redirect URI",
         ),
         (
-            with("redirect_uris", json!([])),
+            json!({"name": "Bad", "redirect_uris": []}),
             "at least one redirect URI",
         ),
         (
@@ -222,7 +222,12 @@ async fn malformed_and_hostile_requests_are_refused_with_problems_that_say_why()
             422,
             "fragment",
         ),
-        (json!({"redirect_uris": []}), 422, "at least one"),
+        // Without client_credentials, a client needs somewhere to send its codes.
+        (
+            json!({"redirect_uris": [], "grant_types": []}),
+            422,
+            "at least one",
+        ),
         (
             json!({"scopes": ["admin"], "grant_types": []}),
             422,
@@ -471,7 +476,7 @@ async fn a_rotated_secret_leaves_the_old_one_working_until_the_grace_period_ends
 }
 
 #[tokio::test]
-async fn an_update_changes_what_it_names_keeps_the_secret_and_is_recorded_by_field() {
+async fn an_update_changes_what_it_names_keeps_the_secret_and_records_old_and_new_values() {
     let app = TestApp::spawn().await;
     let api = app.admin_api().await;
     let mut body = service("Shop");
@@ -487,8 +492,10 @@ async fn an_update_changes_what_it_names_keeps_the_secret_and_is_recorded_by_fie
             Some(json!({
                 "name": "Shop (new)",
                 "redirect_uris": ["https://shop.example.jp/cb", "https://shop.example.jp/cb2"],
+                "post_logout_redirect_uris": ["https://shop.example.jp/bye"],
                 "id_token_alg": "EdDSA",
                 "grant_types": ["client_credentials", "refresh_token"],
+                "scopes": ["admin"],
             })),
         )
         .await;
@@ -564,12 +571,32 @@ async fn an_update_changes_what_it_names_keeps_the_secret_and_is_recorded_by_fie
         .filter(|e| e.action == "client.update")
         .map(|e| e.detail)
         .collect();
+    // Each changed setting with its value before and after, so the log says which URI
+    // or scope came or went.
     assert_eq!(
         updates,
         vec![
-            json!({"changed": ["name", "redirect_uris", "grant_types", "id_token_signed_response_alg"]}),
-            json!({"changed": ["backchannel_logout_session_required"]}),
-            json!({"changed": ["backchannel_logout_uri", "backchannel_logout_session_required"]}),
+            json!({"changed": {
+                "name": {"old": "Shop", "new": "Shop (new)"},
+                "redirect_uris": {
+                    "old": ["https://svc.example.jp/cb"],
+                    "new": ["https://shop.example.jp/cb", "https://shop.example.jp/cb2"],
+                },
+                "post_logout_redirect_uris": {"old": [], "new": ["https://shop.example.jp/bye"]},
+                "grant_types": {
+                    "old": ["authorization_code", "client_credentials"],
+                    "new": ["authorization_code", "client_credentials", "refresh_token"],
+                },
+                "id_token_signed_response_alg": {"old": "RS256", "new": "EdDSA"},
+                "scopes": {"old": [], "new": ["admin"]},
+            }}),
+            json!({"changed": {
+                "backchannel_logout_session_required": {"old": false, "new": true},
+            }}),
+            json!({"changed": {
+                "backchannel_logout_uri": {"old": "https://svc.example.jp/bc", "new": null},
+                "backchannel_logout_session_required": {"old": true, "new": false},
+            }}),
         ]
     );
 }
@@ -618,9 +645,10 @@ async fn deleting_a_client_ends_its_grants_and_tokens() {
             .assert_problem(404);
     }
     assert_tokens_dead(&s, &tokens).await;
+    // The removed admin client's token is revoked, as every token issued to it.
     api.call_as(Some(&other_token), Method::GET, "clients", None)
         .await
-        .assert_problem(403);
+        .assert_problem(401);
     assert_eq!(token_status(&s.app, &other, &other_secret).await, 401);
 }
 
@@ -670,7 +698,10 @@ async fn every_change_is_audited_with_the_caller_and_never_a_secret() {
         assert_eq!(e.ip, "127.0.0.1");
         assert!(e.detail.is_object());
     }
-    assert_eq!(events[1].detail, json!({"changed": ["name"]}));
+    assert_eq!(
+        events[1].detail,
+        json!({"changed": {"name": {"old": "Audited", "new": "Renamed"}}})
+    );
     assert_eq!(events[2].detail["grace_hours"], 3);
     let until = time::OffsetDateTime::parse(
         events[2].detail["previous_secret_expires_at"]
@@ -754,10 +785,12 @@ async fn the_cli_and_the_api_apply_one_rule_and_both_record_the_creation() {
         "http://x.example/cb",
         "ftp://x.example/cb",
     ] {
-        let cli = tobira.run(
-            &["clients", "add", "--name", "X", "--redirect-uri", bad],
-            None,
-        );
+        let cli = tobira
+            .run_off_thread(
+                &["clients", "add", "--name", "X", "--redirect-uri", bad],
+                None,
+            )
+            .await;
         assert!(!cli.status.success());
         let res = api
             .post("clients", json!({"name": "X", "redirect_uris": [bad]}))
@@ -771,20 +804,22 @@ async fn the_cli_and_the_api_apply_one_rule_and_both_record_the_creation() {
         );
     }
 
-    let cli = tobira.run(
-        &[
-            "clients",
-            "add",
-            "--name",
-            "From CLI",
-            "--redirect-uri",
-            "https://cli.example.jp/cb",
-            "--client-id",
-            "from-cli",
-            "--json",
-        ],
-        None,
-    );
+    let cli = tobira
+        .run_off_thread(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "From CLI",
+                "--redirect-uri",
+                "https://cli.example.jp/cb",
+                "--client-id",
+                "from-cli",
+                "--json",
+            ],
+            None,
+        )
+        .await;
     assert!(cli.status.success(), "{}", stderr(&cli));
     assert!(stdout(&cli).contains("client_secret"));
     create(
@@ -803,19 +838,21 @@ async fn the_cli_and_the_api_apply_one_rule_and_both_record_the_creation() {
     assert_eq!(api_events[0].actor_kind, "client");
     assert_eq!(api_events[0].actor, api.client_id);
     // And a client_id taken through one is taken for the other.
-    let dup = tobira.run(
-        &[
-            "clients",
-            "add",
-            "--name",
-            "Y",
-            "--redirect-uri",
-            "https://y.example/cb",
-            "--client-id",
-            "from-api",
-        ],
-        None,
-    );
+    let dup = tobira
+        .run_off_thread(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "Y",
+                "--redirect-uri",
+                "https://y.example/cb",
+                "--client-id",
+                "from-api",
+            ],
+            None,
+        )
+        .await;
     assert!(stderr(&dup).contains("exists"), "{}", stderr(&dup));
     api.post(
         "clients",
@@ -823,6 +860,140 @@ async fn the_cli_and_the_api_apply_one_rule_and_both_record_the_creation() {
     )
     .await
     .assert_problem(409);
+}
+
+/// A service that only uses client_credentials (an operations console, a reporting job)
+/// has nowhere to send a code: it registers without a redirect URI, at the CLI and
+/// through the API alike, and gets no authorization code flow.
+#[tokio::test]
+async fn a_client_credentials_client_needs_no_redirect_uri_and_gets_no_code_flow() {
+    let db = TestDb::preferred().await;
+    let url = db.url.clone();
+    let app = TestApp::spawn_with(move |c| {
+        c.database.url = tobira_auth::config::Secret::new(url);
+    })
+    .await;
+    let api = app.admin_api().await;
+    let tobira = Tobira::new(Some(&db));
+
+    let (id, secret) = create(
+        &api,
+        json!({"name": "Console", "grant_types": ["client_credentials"], "scopes": ["admin"]}),
+    )
+    .await;
+    let shown = api.get(&format!("clients/{id}")).await.body;
+    assert_eq!(shown["redirect_uris"], json!([]));
+    assert_eq!(shown["grant_types"], json!(["client_credentials"]));
+    let token = app.client_credentials_token(&id, &secret, "admin").await;
+    let res = api.call_as(Some(&token), Method::GET, "keys", None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    // It may not redeem codes: it has no authorization_code grant.
+    let res = app
+        .http
+        .post(app.url.join("/token").unwrap())
+        .basic_auth(&id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "whatever"),
+            ("redirect_uri", "https://console.example.jp/cb"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client", "{body}");
+
+    let cli = tobira
+        .run_off_thread(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "Console (CLI)",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "admin",
+                "--json",
+            ],
+            None,
+        )
+        .await;
+    assert!(cli.status.success(), "{}", stderr(&cli));
+    let added: Value = serde_json::from_str(stdout(&cli).trim()).unwrap();
+    assert_eq!(added["grant_types"], shown["grant_types"]);
+    assert_eq!(added["redirect_uris"], shown["redirect_uris"]);
+
+    // A redirect URI stays required wherever the code flow is granted, and refresh
+    // tokens (which come from that flow) need one too: refused alike, in the same words.
+    for (args, body) in [
+        (vec!["--name", "X"], json!({"name": "X"})),
+        (
+            vec!["--name", "X", "--grant", "refresh_token"],
+            json!({"name": "X", "grant_types": ["refresh_token"]}),
+        ),
+        (
+            vec![
+                "--name",
+                "X",
+                "--grant",
+                "client_credentials",
+                "--grant",
+                "refresh_token",
+            ],
+            json!({"name": "X", "grant_types": ["client_credentials", "refresh_token"]}),
+        ),
+    ] {
+        let res = api.post("clients", body.clone()).await;
+        res.assert_problem(422);
+        let detail = res.body["detail"].as_str().unwrap();
+        assert!(detail.contains("redirect URI"), "{detail}");
+        let mut all = vec!["clients", "add"];
+        all.extend_from_slice(&args);
+        let cli = tobira.run_off_thread(&all, None).await;
+        assert!(!cli.status.success(), "{args:?}");
+        assert!(
+            stderr(&cli).contains(detail),
+            "the CLI says {:?}, the API {detail:?}",
+            stderr(&cli)
+        );
+    }
+
+    // Its redirect URIs taken away, a client_credentials client leaves the code flow;
+    // given one again, it is back.
+    let (other, _) = create(&api, service("Other")).await;
+    let path = format!("clients/{other}");
+    let res = api
+        .call(Method::PATCH, &path, Some(json!({"redirect_uris": []})))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["grant_types"], json!(["client_credentials"]));
+    let res = api
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"redirect_uris": ["https://svc.example.jp/cb"]})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(
+        res.body["grant_types"],
+        json!(["authorization_code", "client_credentials"])
+    );
+    // A client without client_credentials cannot lose its last redirect URI.
+    let (member_app, _) = create(
+        &api,
+        json!({"name": "Shop", "redirect_uris": ["https://shop.example.jp/cb"]}),
+    )
+    .await;
+    api.call(
+        Method::PATCH,
+        &format!("clients/{member_app}"),
+        Some(json!({"redirect_uris": []})),
+    )
+    .await
+    .assert_problem(422);
 }
 
 /// A leaked admin secret rotated with no grace: tokens already got with it stop at the
@@ -901,7 +1072,7 @@ async fn an_update_from_a_stale_read_changes_nothing() {
         &audit::Context::cli(),
         "client.update",
         audit::Target::Client(id.clone()),
-        json!({ "changed": ["name"] }),
+        json!({ "changed": { "name": { "old": "Reports", "new": "Reports (renamed)" } } }),
     );
     assert!(!db.clients().update(&stale, &renamed, &event).await.unwrap());
     let now = db.clients().find(&id).await.unwrap().unwrap();

@@ -2,8 +2,14 @@
 //! them (the console's forms with their CSRF tokens, the mailed links, a provider's
 //! callback): each change is one event naming the member as actor and target, with the
 //! client address and the request id of the request that made it, and a detail that
-//! holds no address, password, code or token. A refused change records nothing.
+//! holds no address, password, code or token. A refused change records nothing. And the
+//! accounts made for members: by signing up, by a provider (or taken over through one),
+//! and by support with `tobira users add`.
 
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::json;
 use time::Duration;
 use tobira_auth::account::linked;
 use tobira_auth::config::ProviderConfig;
@@ -12,6 +18,7 @@ use tobira_auth::federation::Identity;
 use tobira_auth::store::{AuditEvent, AuditFilter};
 use tobira_auth::web::pages::RequestId;
 
+use crate::federation::{Fed, fed};
 use crate::helpers::{Browser, OutboxMail, Page, TestApp};
 use crate::oidc::{EMAIL, PASSWORD, authorize, exchange, setup, sign_in_for_code};
 use crate::passkey::{SoftKey, options_of};
@@ -25,8 +32,18 @@ const NEW_EMAIL: &str = "hanako.new@example.com";
 const LOCAL: &str = "127.0.0.1";
 
 /// Every audit event about `user` (newest first by id; within one millisecond of the
-/// tests' still clock, in no particular order).
+/// tests' still clock, in no particular order) but what support did: the tests' own
+/// members are made as `tobira users add` makes them, recorded as support's.
 async fn events(app: &TestApp, user: &User) -> Vec<AuditEvent> {
+    every_event(app, user)
+        .await
+        .into_iter()
+        .filter(|e| e.actor_kind != "support")
+        .collect()
+}
+
+/// Every audit event about `user`, whoever acted.
+async fn every_event(app: &TestApp, user: &User) -> Vec<AuditEvent> {
     let filter = AuditFilter {
         target: Some(user.id.0.to_string()),
         ..Default::default()
@@ -744,7 +761,10 @@ async fn an_address_verified_at_sign_up_is_recorded() {
         .unwrap()
         .to_owned();
     let user = app.user(NEW_EMAIL).await.unwrap();
-    assert!(events(&app, &user).await.is_empty());
+    // The sign-up itself is recorded (see below); nothing else yet.
+    let before = events(&app, &user).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].action, "user.create");
 
     // The browser that signed up opens its link: verified (and signed in) at once.
     let verified = browser.get(&link).await;
@@ -761,5 +781,176 @@ async fn an_address_verified_at_sign_up_is_recorded() {
     // The spent link verifies and records nothing more.
     let again = browser.get(&link).await;
     assert_eq!(again.status, 400, "{}", again.body);
-    assert_eq!(events(&app, &user).await.len(), 1);
+    assert_eq!(events(&app, &user).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_sign_up_records_the_account_it_makes_and_a_second_one_the_password_it_replaces() {
+    let app = TestApp::spawn().await;
+    let taken = app.add_user(EMAIL, PASSWORD).await;
+    let browser = app.browser();
+    let signed_up = sign_up(&browser, "/signup", NEW_EMAIL, PASSWORD).await;
+    assert_eq!(signed_up.status, 200, "{}", signed_up.body);
+    // The account is written after the answer, with its mail and its record.
+    app.wait_for_mails(1).await;
+    let user = app.user(NEW_EMAIL).await.unwrap();
+    let event = only(&app, &user, "user.create").await;
+    assert_member_event(&event, &user, "user.create", &signed_up, &[PASSWORD]);
+    assert_eq!(event.detail, json!({ "method": "signup" }));
+
+    // Someone signs up with the address again, from another browser, before it was
+    // verified: the account's password is replaced, recorded with that request.
+    let other = app.browser();
+    let again = sign_up(&other, "/signup", NEW_EMAIL, NEW_PASSWORD).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    app.wait_for_mails(2).await;
+    let event = only(&app, &user, "user.signup_again").await;
+    assert_member_event(
+        &event,
+        &user,
+        "user.signup_again",
+        &again,
+        &[PASSWORD, NEW_PASSWORD],
+    );
+    assert_eq!(event.detail["password_replaced"], true);
+    assert_eq!(events(&app, &user).await.len(), 2);
+
+    // A sign-up for a registered address changes nothing (its owner is told by mail):
+    // nothing is recorded about that account.
+    let told = sign_up(&app.browser(), "/signup", EMAIL, NEW_PASSWORD).await;
+    assert_eq!(told.status, 200, "{}", told.body);
+    app.wait_for_mails(3).await;
+    assert!(events(&app, &taken).await.is_empty());
+}
+
+/// The marketplace's callback answering the upstream's redirect `back` in `f`'s browser.
+async fn callback(f: &Fed, back: &Page) -> Page {
+    let answer = f.browser.get(f.browser.next_url(back).as_str()).await;
+    assert_eq!(answer.status, 303, "{:?} {}", answer.location, answer.body);
+    answer
+}
+
+/// A first sign-in through the upstream from the console's sign-in page, up to the
+/// callback's answer.
+async fn through_the_provider(f: &Fed) -> Page {
+    let login = f.console_sign_in_page(&f.browser).await;
+    let started = f.press_button(&f.browser, &login).await;
+    let back = f.at_upstream(&f.browser, started).await;
+    callback(f, &back).await
+}
+
+#[tokio::test]
+async fn an_account_a_provider_creates_is_recorded_with_the_provider() {
+    let f = fed().await;
+    let answered = through_the_provider(&f).await;
+    let user = f.account(EMAIL).await.expect("an account was created");
+    let event = only(f.down(), &user, "user.create").await;
+    assert_member_event(&event, &user, "user.create", &answered, &[]);
+    assert_eq!(
+        event.detail,
+        json!({ "method": "federation", "provider": "up", "email_verified": true })
+    );
+    // Signing in again through the link creates nothing and records nothing more.
+    let other = crate::helpers::SiteBrowser::new();
+    let login = f.console_sign_in_page(&other).await;
+    let started = f.press_button(&other, &login).await;
+    let back = f.at_upstream(&other, started).await;
+    let again = other.get(other.next_url(&back).as_str()).await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert_eq!(every_event(f.down(), &user).await.len(), 1);
+}
+
+#[tokio::test]
+async fn an_unverified_sign_up_taken_over_through_a_provider_is_recorded_as_the_members() {
+    let f = fed().await;
+    // Someone signs up with the member's address and never verifies it.
+    let squatter = f.down().browser();
+    let sent = sign_up(&squatter, "/signup", EMAIL, NEW_PASSWORD).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(f.down().settled().await.len(), 1, "the verification mail");
+    let user = f.account(EMAIL).await.expect("the unverified sign-up");
+    let created = only(f.down(), &user, "user.create").await;
+    assert_member_event(&created, &user, "user.create", &sent, &[NEW_PASSWORD]);
+
+    // The address's verified owner arrives through the provider: the sign-up is theirs.
+    let answered = through_the_provider(&f).await;
+    let event = only(f.down(), &user, "user.takeover").await;
+    assert_member_event(&event, &user, "user.takeover", &answered, &[NEW_PASSWORD]);
+    assert_eq!(event.detail, json!({ "provider": "up" }));
+    assert_eq!(every_event(f.down(), &user).await.len(), 2);
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_tobira");
+
+/// `tobira users add` for `email` against `app`'s store, as the operator `operator`, with
+/// the password on standard input; run off the test thread, which serves the app.
+async fn users_add(app: &TestApp, email: &str, password: &str) -> Output {
+    let config = &app.state.config;
+    let (dir, url) = (config.data_dir.clone(), config.database_url());
+    let (email, password) = (email.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(BIN)
+            .args(["users", "add", "--email", &email, "--password-stdin"])
+            .args(["--verified", "--name", "山田 花子"])
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("USER", "operator")
+            .env("TOBIRA_DATA_DIR", &dir)
+            .env("TOBIRA_DATABASE__URL", url)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(password.as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_account_support_adds_at_the_cli_is_recorded_as_the_operators() {
+    let app = TestApp::spawn().await;
+    let out = users_add(&app, NEW_EMAIL, NEW_PASSWORD).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let user = app.user(NEW_EMAIL).await.expect("the account was made");
+    let all = every_event(&app, &user).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let event = &all[0];
+    let id = user.id.0.to_string();
+    assert_eq!(event.action, "user.create");
+    assert_eq!(
+        (event.actor_kind.as_str(), event.actor.as_str()),
+        ("support", "operator")
+    );
+    assert_eq!(
+        (event.target_kind.as_str(), event.target.as_str()),
+        ("user", id.as_str())
+    );
+    // The CLI has no address and no request of its own.
+    assert_eq!((event.ip.as_str(), event.request_id.as_str()), ("", ""));
+    assert_eq!(
+        event.detail,
+        json!({ "method": "operator", "email_verified": true, "password": true })
+    );
+
+    // A refused one (the address is taken) makes and records nothing.
+    let refused = users_add(&app, NEW_EMAIL, NEW_PASSWORD).await;
+    assert!(!refused.status.success());
+    let filter = AuditFilter {
+        action: Some("user.create".to_owned()),
+        actor: Some("operator".to_owned()),
+        ..Default::default()
+    };
+    let recorded = app.state.db.audit().list(&filter, 200).await.unwrap();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
 }

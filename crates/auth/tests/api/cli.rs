@@ -37,27 +37,41 @@ impl Tobira {
     }
 
     pub(crate) fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
+        run_command(self.command(args), stdin)
     }
+
+    /// `run`, off the test's thread: for tests whose app serves on that thread, where a
+    /// command that waits on the app (or on a database lock it holds) would wait for
+    /// ever.
+    pub(crate) async fn run_off_thread(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let command = self.command(args);
+        let stdin = stdin.map(str::to_owned);
+        tokio::task::spawn_blocking(move || run_command(command, stdin.as_deref()))
+            .await
+            .unwrap()
+    }
+}
+
+fn run_command(mut command: Command, stdin: Option<&str>) -> Output {
+    let mut child = command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
 }
 
 impl Tobira {
@@ -539,9 +553,34 @@ async fn clients_are_added_listed_and_removed_with_secrets_shown_once() {
             "a-very-long-operator-chosen-secret-0123456789"
         );
 
+        // A service that only uses client_credentials has nowhere to send a code: it
+        // registers no redirect URI, and gets no authorization_code grant.
+        let service = tobira.run(
+            &[
+                "clients",
+                "add",
+                "--name",
+                "Operations console",
+                "--grant",
+                "client_credentials",
+                "--scope",
+                "admin",
+                "--json",
+            ],
+            None,
+        );
+        assert!(service.status.success(), "{}", stderr(&service));
+        let service: serde_json::Value = serde_json::from_str(stdout(&service).trim()).unwrap();
+        assert_eq!(
+            service["grant_types"],
+            serde_json::json!(["client_credentials"])
+        );
+        assert_eq!(service["redirect_uris"], serde_json::json!([]));
+        assert!(service["client_secret"].is_string());
+
         let list = tobira.run(&["clients", "list", "--json"], None);
         let listed: serde_json::Value = serde_json::from_str(stdout(&list).trim()).unwrap();
-        assert_eq!(listed.as_array().unwrap().len(), 3);
+        assert_eq!(listed.as_array().unwrap().len(), 4);
         let all = stdout(&list);
         assert!(
             !all.contains(&secret) && !all.contains("secret"),
@@ -596,7 +635,21 @@ fn clients_add_refuses_bad_input() {
             None,
             "absolute",
         ),
-        (&["clients", "add", "--name", "X"], None, "--redirect-uri"),
+        (&["clients", "add", "--name", "X"], None, "redirect URI"),
+        (
+            &[
+                "clients",
+                "add",
+                "--name",
+                "X",
+                "--grant",
+                "client_credentials",
+                "--grant",
+                "refresh_token",
+            ],
+            None,
+            "refresh_token needs a redirect URI",
+        ),
         (
             &[
                 "clients",
@@ -1087,6 +1140,28 @@ async fn clients_show_update_rotate_secret_and_remove_apply_the_rules_and_are_au
         run_err(&["clients", "rotate-secret", "app"], "public client");
         run_err(&["clients", "rotate-secret", "nobody"], "no client");
 
+        // Without redirect URIs a client_credentials client leaves the code flow.
+        let service: serde_json::Value = serde_json::from_str(
+            run_ok(&[
+                "clients",
+                "update",
+                "billing",
+                "--no-redirect-uris",
+                "--json",
+            ])
+            .trim(),
+        )
+        .unwrap();
+        assert_eq!(service["redirect_uris"], serde_json::json!([]));
+        assert_eq!(
+            service["grant_types"],
+            serde_json::json!(["client_credentials"])
+        );
+        run_err(
+            &["clients", "update", "app", "--no-redirect-uris"],
+            "at least one redirect URI",
+        );
+
         run_ok(&["clients", "remove", "billing"]);
         run_err(&["clients", "show", "billing"], "no client");
 
@@ -1107,8 +1182,23 @@ async fn clients_show_update_rotate_secret_and_remove_apply_the_rules_and_are_au
                 "client.update",
                 "client.secret_rotate",
                 "client.secret_rotate",
+                "client.update",
                 "client.delete"
             ]
+        );
+        // The last change, value by value.
+        assert_eq!(
+            events[1].detail,
+            serde_json::json!({"changed": {
+                "redirect_uris": {
+                    "old": ["https://billing.example.jp/a", "https://billing.example.jp/b"],
+                    "new": [],
+                },
+                "grant_types": {
+                    "old": ["authorization_code", "client_credentials"],
+                    "new": ["client_credentials"],
+                },
+            }})
         );
         for e in &events {
             assert_eq!(

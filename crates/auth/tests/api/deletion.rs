@@ -566,8 +566,13 @@ async fn a_deleted_account_is_kept_for_the_retention_period_then_purged_but_its_
     assert_eq!(by_sub.map(|u| u.id), Some(user.id), "the sub stays taken");
     // A second run finds nothing more to purge of it.
     let now = app.clock().now();
-    let again = app.state.db.accounts().purge(now, now).await.unwrap();
-    assert_eq!(again, 0);
+    let accounts = app.state.db.accounts();
+    let again = accounts.purge(now, now, |user| {
+        let target = tobira_auth::admin::audit::Target::User(user);
+        let system = tobira_auth::admin::audit::Context::system();
+        tobira_auth::admin::audit::event(now, &system, "user.purge", target, serde_json::json!({}))
+    });
+    assert_eq!(again.await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -675,6 +680,16 @@ async fn deleting_an_unverified_account_leaves_an_earlier_block_of_its_address_i
                     expires_at: s.clock.now() + Duration::hours(1),
                 },
                 tobira_auth::store::QueuedMail { payload: mail },
+                |user| {
+                    let target = tobira_auth::admin::audit::Target::User(user);
+                    tobira_auth::admin::audit::event(
+                        s.clock.now(),
+                        &tobira_auth::admin::audit::Context::system(),
+                        "user.create",
+                        target,
+                        serde_json::json!({}),
+                    )
+                },
             )
             .await
             .unwrap();
@@ -682,4 +697,57 @@ async fn deleting_an_unverified_account_leaves_an_earlier_block_of_its_address_i
     assert_eq!(unverified.status, UserStatus::Unverified);
     assert!(delete_directly(&app, &unverified).await);
     assert_eq!(block(&app, EMAIL, app.clock().now()).await, Some(until));
+}
+
+#[tokio::test]
+async fn each_purged_account_is_recorded_by_the_system_in_its_own_purge() {
+    let app = app_with(|_| {}).await;
+    let (hanako, browser) = member(&app).await;
+    delete(&browser).await;
+    let taro = second_member(&app).await;
+    assert!(delete_directly(&app, &taro).await);
+    let purges = || async {
+        let filter = tobira_auth::store::AuditFilter {
+            action: Some("user.purge".to_owned()),
+            ..Default::default()
+        };
+        app.state.db.audit().list(&filter, 200).await.unwrap()
+    };
+    let retention = app.state.config.account.retention_days;
+
+    // The purge job as a running server runs it, a minute before the retention period
+    // ends: nothing is purged, nothing recorded.
+    app.clock()
+        .advance(Duration::days(retention.into()) - Duration::minutes(1));
+    tobira_auth::jobs::purge(&app.state).await.unwrap();
+    assert!(purges().await.is_empty());
+
+    // Past it: one event per account, by Tobira itself, at the time of the purge.
+    app.clock().advance(Duration::minutes(2));
+    tobira_auth::jobs::purge(&app.state).await.unwrap();
+    let recorded = purges().await;
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    for user in [&hanako, &taro] {
+        let id = user.id.0.to_string();
+        let event = recorded
+            .iter()
+            .find(|e| e.target == id)
+            .unwrap_or_else(|| panic!("{id} in {recorded:?}"));
+        assert!(app.state.db.accounts().purged(user.id).await.unwrap());
+        assert_eq!(event.target_kind, "user");
+        assert_eq!(
+            (event.actor_kind.as_str(), event.actor.as_str()),
+            ("system", "")
+        );
+        assert_eq!((event.ip.as_str(), event.request_id.as_str()), ("", ""));
+        // As stored: PostgreSQL keeps microseconds.
+        assert!((event.at - app.clock().now()).abs() < Duration::milliseconds(1));
+        assert_eq!(
+            event.detail,
+            serde_json::json!({ "retention_days": retention })
+        );
+    }
+    // Another run (another replica's, say) finds nothing more and records nothing more.
+    tobira_auth::jobs::purge(&app.state).await.unwrap();
+    assert_eq!(purges().await.len(), 2);
 }

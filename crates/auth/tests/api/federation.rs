@@ -35,15 +35,15 @@ const NEW_DEVICE_SUBJECT: &str = "新しい端末からログインがありま�
 
 /// The two OPs, the marketplace's client (as `Setup`, whose `app` is the marketplace's
 /// Tobira) and a browser.
-struct Fed {
-    up: TestApp,
-    s: Setup,
-    browser: SiteBrowser,
+pub(crate) struct Fed {
+    pub(crate) up: TestApp,
+    pub(crate) s: Setup,
+    pub(crate) browser: SiteBrowser,
 }
 
 /// An upstream Tobira with the member (`EMAIL`, verified), and a marketplace Tobira with
 /// provider `up` pointing at it and a client of its own.
-async fn fed() -> Fed {
+pub(crate) async fn fed() -> Fed {
     fed_with(|_| {}).await
 }
 
@@ -132,7 +132,7 @@ async fn fed_with(configure: impl FnOnce(&mut tobira_auth::Config)) -> Fed {
 
 impl Fed {
     /// The marketplace's Tobira.
-    fn down(&self) -> &TestApp {
+    pub(crate) fn down(&self) -> &TestApp {
         &self.s.app
     }
 
@@ -145,7 +145,7 @@ impl Fed {
     }
 
     /// The console's sign-in page (`/account` without a session).
-    async fn console_sign_in_page(&self, b: &SiteBrowser) -> Page {
+    pub(crate) async fn console_sign_in_page(&self, b: &SiteBrowser) -> Page {
         let first = b.get(&self.down_url("/account")).await;
         assert_eq!(first.status, 303, "{}", first.body);
         let login = b.follow_until(first, REDIRECT).await;
@@ -170,7 +170,7 @@ impl Fed {
     }
 
     /// Presses the provider's button on the sign-in page `login`: the OP's answer.
-    async fn press_button(&self, b: &SiteBrowser, login: &Page) -> Page {
+    pub(crate) async fn press_button(&self, b: &SiteBrowser, login: &Page) -> Page {
         assert!(
             login.body.contains(r#"id="federation-up""#),
             "the provider's button: {}",
@@ -188,7 +188,7 @@ impl Fed {
     /// From the redirect to the upstream (`started`) to the upstream's redirect back to
     /// the marketplace's callback (not followed), signing in at the upstream with the
     /// password when it asks.
-    async fn at_upstream(&self, b: &SiteBrowser, started: Page) -> Page {
+    pub(crate) async fn at_upstream(&self, b: &SiteBrowser, started: Page) -> Page {
         assert_eq!(
             started.status, 303,
             "a redirect to the upstream: {}",
@@ -277,7 +277,7 @@ impl Fed {
     }
 
     /// The marketplace's account of `email` (live or not).
-    async fn account(&self, email: &str) -> Option<User> {
+    pub(crate) async fn account(&self, email: &str) -> Option<User> {
         self.down().user(email).await
     }
 
@@ -743,6 +743,7 @@ async fn an_active_account_with_an_unverified_address_is_never_taken_over() {
         &s.db,
         &s.hasher,
         &s.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         tobira_auth::admin::users::AddUser {
             email: EMAIL,
             password: Some(DOWN_PASSWORD),

@@ -11,6 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use url::Url;
 
+#[path = "../support/test_databases.rs"]
+mod test_databases;
+
+/// The migrations crate, whose files name the templates (see `test_databases`).
+const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+
 pub fn require_services() -> bool {
     std::env::var("TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
@@ -44,7 +50,14 @@ pub enum Backend {
 }
 
 /// A database that exists for one test: a SQLite file in a temporary directory, or a
-/// PostgreSQL database created for the test and dropped after it.
+/// PostgreSQL database created for the test and dropped after it, by a later test
+/// (`test_databases::mark_done`).
+///
+/// The plain constructors (`sqlite`, `postgres`, `all`, `preferred`) give an empty
+/// database, for tests of migrating itself (`connect` + `migrate`, `tobira migrate`, a
+/// first start); `migrated()` and the `_migrated` constructors give one with every
+/// migration applied: a copy of a template built once per migration set (a PostgreSQL
+/// database, see `test_databases`; a SQLite file, see `sqlite_template`).
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
@@ -52,12 +65,19 @@ pub struct TestDb {
     pg: Option<(String, String)>,
 }
 
+/// What a new test database holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schema {
+    Empty,
+    Migrated,
+}
+
 impl TestDb {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!(
             "sqlite://{}?mode=rwc",
-            dir.path().join("tobira.db").display()
+            dir.path().join(SQLITE_FILE).display()
         );
         Self {
             backend: Backend::Sqlite,
@@ -67,9 +87,19 @@ impl TestDb {
         }
     }
 
-    /// A fresh PostgreSQL database, or `None` (skip) when `TEST_DATABASE_URL` is unset.
+    /// A fresh, empty PostgreSQL database, or `None` (skip) when `TEST_DATABASE_URL` is
+    /// unset.
     pub async fn postgres() -> Option<Self> {
-        let admin_url = service_url("TEST_DATABASE_URL")?;
+        Self::postgres_with(Schema::Empty).await
+    }
+
+    /// A fresh PostgreSQL database with every migration applied, or `None` (skip).
+    pub async fn postgres_migrated() -> Option<Self> {
+        Self::postgres_with(Schema::Migrated).await
+    }
+
+    async fn postgres_with(schema: Schema) -> Option<Self> {
+        let admin_url = test_databases::server_url(&service_url("TEST_DATABASE_URL")?);
         let admin = match Database::connect(admin_url.as_str()).await {
             Ok(c) => c,
             Err(e) => {
@@ -78,11 +108,20 @@ impl TestDb {
             }
         };
         let name = format!("tobira_test_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create a test database");
+        match schema {
+            Schema::Empty => {
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create a test database");
+            }
+            Schema::Migrated => {
+                test_databases::create_migrated(&admin, &admin_url, &name, MIGRATIONS.as_ref())
+                    .await;
+            }
+        }
         let _ = admin.close().await;
+        test_databases::reap_in_background(&admin_url);
         let mut url = Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
         url.set_path(&name);
         Some(Self {
@@ -100,11 +139,23 @@ impl TestDb {
         dbs
     }
 
-    /// The database an app test uses: PostgreSQL when configured, else SQLite.
+    /// The database an app test uses: PostgreSQL when configured, else SQLite; empty.
     pub async fn preferred() -> Self {
         match Self::postgres().await {
             Some(db) => db,
             None => Self::sqlite().await,
+        }
+    }
+
+    /// Like `preferred`, migrated.
+    pub async fn preferred_migrated() -> Self {
+        match Self::postgres_migrated().await {
+            Some(db) => db,
+            None => {
+                let sqlite = Self::sqlite().await;
+                sqlite.copy_sqlite_template_if_unused().await;
+                sqlite
+            }
         }
     }
 
@@ -114,34 +165,164 @@ impl TestDb {
             .expect("connect to the test database")
     }
 
+    /// A connection to this database with every migration applied. A database that
+    /// nothing has used yet becomes a copy of the migrated template first, which is what
+    /// migrating it would make of it, for a fraction of the time.
     pub async fn migrated(&self) -> Db {
+        match &self.pg {
+            Some((admin_url, name)) => self.copy_pg_template_if_unused(admin_url, name).await,
+            None => self.copy_sqlite_template_if_unused().await,
+        }
         let db = self.connect().await;
         db.migrate().await.expect("migrations apply");
         db
     }
+
+    /// Replaces this PostgreSQL database with a copy of the template under the same name,
+    /// provided it holds no table and nobody is connected to it: then nothing the test
+    /// did can be lost. Otherwise it stays, and `migrated` migrates it in place.
+    async fn copy_pg_template_if_unused(&self, admin_url: &str, name: &str) {
+        let conn = Database::connect(self.url.as_str())
+            .await
+            .expect("connect to the test database");
+        let relations = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT COUNT(*) AS n FROM pg_class c \
+                 JOIN pg_namespace s ON s.oid = c.relnamespace \
+                 WHERE s.nspname NOT IN ('pg_catalog', 'information_schema') \
+                 AND s.nspname NOT LIKE 'pg\\_toast%'"
+                    .to_owned(),
+            ))
+            .await
+            .expect("count the relations")
+            .expect("a count")
+            .try_get::<i64>("", "n")
+            .expect("a number");
+        let _ = conn.close().await;
+        if relations > 0 {
+            return;
+        }
+        let admin = Database::connect(admin_url)
+            .await
+            .expect("connect to PostgreSQL");
+        // Our own connection may take a moment to end on the server's side. Anyone else
+        // connected keeps the database (renaming it would wait for them, then fail).
+        let mut unused = false;
+        for _ in 0..25 {
+            let sessions = admin
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!("SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = '{name}'"),
+                ))
+                .await
+                .expect("count the sessions")
+                .expect("a count")
+                .try_get::<i64>("", "n")
+                .expect("a number");
+            if sessions == 0 {
+                unused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The empty one moves aside, for a later test to drop (dropping costs a
+        // checkpoint; renaming does not).
+        let aside = format!("{name}_empty");
+        if unused
+            && admin
+                .execute_unprepared(&format!("ALTER DATABASE {name} RENAME TO {aside}"))
+                .await
+                .is_ok()
+        {
+            test_databases::retire(&admin, &aside).await;
+            test_databases::create_migrated(&admin, admin_url, name, MIGRATIONS.as_ref()).await;
+        }
+        let _ = admin.close().await;
+    }
+}
+
+impl TestDb {
+    /// Copies the SQLite template into this database's file, provided the file does not
+    /// exist yet: whatever connects to the database creates it, so nothing used it.
+    async fn copy_sqlite_template_if_unused(&self) {
+        let Some(dir) = &self._dir else {
+            return;
+        };
+        let file = dir.path().join(SQLITE_FILE);
+        if !file.exists() {
+            std::fs::copy(sqlite_template().await, &file).expect("copy the SQLite template");
+        }
+    }
+}
+
+/// The test database's file in its temporary directory.
+const SQLITE_FILE: &str = "tobira.db";
+
+/// The migrated SQLite template of the current migration set, in the target directory's
+/// scratch space, built first if missing. It is built under a name of its own and then
+/// renamed into place, so a test copies either nothing or the whole file; tests that
+/// start together may each build one. Other sets' templates are removed.
+async fn sqlite_template() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sqlite-templates");
+    let name = test_databases::template_name(MIGRATIONS.as_ref());
+    let template = dir.join(format!("{name}.db"));
+    if template.exists() {
+        return template;
+    }
+    std::fs::create_dir_all(&dir).expect("create the SQLite template directory");
+    let building = dir.join(format!("{name}-{}.building", uuid::Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}?mode=rwc", building.display());
+    let db = Db::connect(&url, 2, Duration::from_secs(5))
+        .await
+        .expect("create the SQLite template");
+    db.migrate()
+        .await
+        .expect("migrations apply to the template");
+    db.close().await.expect("close the SQLite template");
+    // Everything in the main file: a copy of that file alone is the whole database.
+    let conn = Database::connect(url.as_str())
+        .await
+        .expect("open the SQLite template");
+    conn.execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+        .await
+        .expect("checkpoint the SQLite template");
+    let _ = conn.close().await;
+    std::fs::rename(&building, &template).expect("put the SQLite template in place");
+    let own = format!(
+        "{}.",
+        building
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    );
+    for entry in std::fs::read_dir(&dir).expect("list the SQLite templates") {
+        let path = entry.expect("a directory entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        // This build's lock files; another set's template; what another build left
+        // behind (its lock files, or all of it if it died): builds take well under a
+        // minute.
+        let stale = name.starts_with(&own)
+            || (name.ends_with(".db") && path != template)
+            || (!name.ends_with(".db")
+                && std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60))));
+        if stale {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    template
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some((admin_url, name)) = self.pg.take() else {
-            return;
-        };
-        // Drop runs outside async; a short-lived runtime on its own thread does the I/O.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let admin = Database::connect(admin_url.as_str()).await.ok()?;
-                admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()?;
-                admin.close().await.ok()
-            })
-        })
-        .join();
+        if let Some((admin_url, name)) = self.pg.take() {
+            test_databases::mark_done(&admin_url, &name);
+        }
     }
 }
 
@@ -231,7 +412,8 @@ impl TestApp {
 
     /// Like `spawn`, with configuration changes applied last.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let db = TestDb::preferred().await;
+        // Migrated already: the app's start finds nothing to apply.
+        let db = TestDb::preferred_migrated().await;
         let redis = TestRedis::new().await;
         let data = tempfile::tempdir().expect("temporary directory");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
@@ -401,6 +583,7 @@ impl TestApp {
             &self.state.db,
             &self.state.hasher,
             &self.state.clock,
+            &tobira_auth::admin::audit::Context::cli(),
             tobira_auth::admin::users::AddUser {
                 email,
                 password: Some(password),

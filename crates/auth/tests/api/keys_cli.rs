@@ -1,16 +1,17 @@
 //! Key rotation as operators drive it: the `tobira keys` commands as real processes, and
-//! the schedule (`keys::schedule::tick`) moving keys along their life on a manual clock.
+//! the schedule (`keys::schedule::tick`) moving keys along their life on a manual clock;
+//! each change recorded in the audit log in the transaction that makes it.
 
 use std::collections::HashMap;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::Duration;
-use tobira_auth::admin::audit::Context;
-use tobira_auth::keys::schedule::{self, ReplacedBy, RotationError, TickReport};
-use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, MasterKey};
-use tobira_auth::store::{Db, StoredKey};
+use tobira_auth::admin::audit::{self, Context, Target};
+use tobira_auth::keys::schedule::{self, KeyChange, ReplacedBy, RotationError, TickReport};
+use tobira_auth::keys::{Alg, KeyPolicy, KeyRing, KeyState, MasterKey};
+use tobira_auth::store::{AuditEvent, AuditFilter, Db, StoredKey};
 use tobira_auth::{Clock, Config};
 
 use crate::cli::{stderr, stdout};
@@ -19,6 +20,7 @@ use crate::helpers::{TestApp, TestDb};
 const BIN: &str = env!("CARGO_BIN_EXE_tobira");
 
 /// `tobira` run against one data directory (so one master key) and one database.
+#[derive(Clone)]
 struct KeysCli {
     data_dir: std::path::PathBuf,
     db_url: String,
@@ -57,6 +59,18 @@ impl KeysCli {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// `run` off the test thread (which may be serving an app).
+    async fn run_blocking(&self, args: &[&str]) -> Output {
+        let cli = self.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            cli.run(&args)
+        })
+        .await
+        .unwrap()
     }
 
     /// What `tobira serve` does first: the first key of every algorithm.
@@ -746,5 +760,180 @@ async fn rotate_at_once_brings_a_waiting_key_forward_instead_of_making_another()
         assert_eq!(keys.of(Alg::RS256, "next").await.len(), 1);
         let report = keys.tick_around(now + keys.policy.reload).await;
         assert_eq!(report.activated, 2);
+    }
+}
+
+/// The audit events of `action` (an action, or a prefix ending in `.`) about `target`
+/// (any when empty), newest first.
+async fn recorded(db: &Db, action: &str, target: &str) -> Vec<AuditEvent> {
+    let filter = AuditFilter {
+        action: Some(action.to_owned()),
+        target: (!target.is_empty()).then(|| target.to_owned()),
+        ..Default::default()
+    };
+    db.audit().list(&filter, 200).await.unwrap()
+}
+
+#[tokio::test]
+async fn rotate_master_is_recorded_once_per_run_as_the_operators_with_what_it_resealed() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cli = KeysCli::new(dir.path(), &test_db.url);
+        cli.first_start(&test_db).await;
+        // The key the first start made becomes the previous one; a new one is current.
+        let old = MasterKey::load_or_create(&cli.config()).unwrap();
+        let old_text = std::fs::read_to_string(dir.path().join("master.key")).unwrap();
+        let new_bytes = [7; 32];
+        let new_text = tobira_auth::crypto::b64url(&new_bytes);
+        let new = MasterKey::from_bytes(new_bytes);
+        cli.env.push(("TOBIRA_KEYS__MASTER_KEY", new_text.clone()));
+        cli.env.push((
+            "TOBIRA_KEYS__PREVIOUS_MASTER_KEYS",
+            old_text.trim().to_owned(),
+        ));
+        cli.env.push(("USER", "operator".to_owned()));
+
+        let out = cli.run_blocking(&["keys", "rotate-master"]).await;
+        assert!(out.status.success(), "{backend:?}: {}", stderr(&out));
+        let db = test_db.connect().await;
+        let events = recorded(&db, "key.master_rotate", "").await;
+        assert_eq!(events.len(), 1, "{backend:?}: {events:?}");
+        let event = &events[0];
+        assert_eq!(
+            (event.actor_kind.as_str(), event.actor.as_str()),
+            ("support", "operator")
+        );
+        assert_eq!(
+            (event.target_kind.as_str(), event.target.as_str()),
+            ("", "")
+        );
+        assert_eq!((event.ip.as_str(), event.request_id.as_str()), ("", ""));
+        let detail = &event.detail;
+        assert_eq!(detail["master_key"], new.id(), "{detail}");
+        assert_eq!(detail["previous"], json!([old.id()]), "{detail}");
+        // The three signing keys the first start sealed, and nothing left for the old key.
+        let signing = &detail["tables"]["signing_keys.private_jwe"];
+        assert_eq!(signing["resealed"], 3, "{detail}");
+        assert_eq!(signing["skipped"], 0, "{detail}");
+        assert_eq!(detail["resealed"], 3, "{detail}");
+        assert_eq!(detail["left_under_previous"], 0, "{detail}");
+        // Ids and counts only: neither key is in it.
+        let text = detail.to_string();
+        assert!(
+            !text.contains(old_text.trim()) && !text.contains(&new_text),
+            "{text}"
+        );
+
+        // Another run finds everything current: recorded too, as re-sealing nothing.
+        let again = cli.run_blocking(&["keys", "rotate-master"]).await;
+        assert!(again.status.success(), "{}", stderr(&again));
+        let events = recorded(&db, "key.master_rotate", "").await;
+        assert_eq!(events.len(), 2, "{backend:?}: {events:?}");
+        let resealed: Vec<&Value> = events.iter().map(|e| &e.detail["resealed"]).collect();
+        assert!(resealed.contains(&&json!(0)), "{events:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_step_of_a_keys_life_is_recorded_with_who_made_it() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let keys = Keys::started(test_db, policy()).await;
+        let old = keys.active(Alg::ES256).await;
+        // The operator publishes a successor (`tobira keys rotate`'s function).
+        let new = keys.rotate(Alg::ES256).await;
+        let actors = |events: &[AuditEvent]| -> Vec<(String, String)> {
+            let mut pairs: Vec<(String, String)> = events
+                .iter()
+                .map(|e| (e.action.clone(), e.actor_kind.clone()))
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        let pair = |action: &str, actor: &str| (action.to_owned(), actor.to_owned());
+        assert_eq!(
+            actors(&recorded(&keys.db, "key.", &new.kid).await),
+            [pair("key.rotate", "support")],
+            "{backend:?}"
+        );
+
+        // The schedule makes it sign, retires the old key, and forgets it at last.
+        keys.clock.advance(keys.policy.publish_ahead);
+        assert_eq!(keys.tick().await.activated, 1, "{backend:?}");
+        keys.clock.advance(keys.policy.retiring_for);
+        assert_eq!(keys.tick().await.retired, 1, "{backend:?}");
+        keys.clock.advance(keys.policy.keep_retired);
+        assert_eq!(keys.tick().await.deleted, 1, "{backend:?}");
+        assert_eq!(keys.state(&old.kid).await, "gone");
+
+        assert_eq!(
+            actors(&recorded(&keys.db, "key.", &new.kid).await),
+            [pair("key.promote", "system"), pair("key.rotate", "support")],
+            "{backend:?}"
+        );
+        let promoted = recorded(&keys.db, "key.promote", &new.kid).await;
+        assert_eq!(promoted[0].detail["replaces"], json!([old.kid]));
+        let old_events = recorded(&keys.db, "key.", &old.kid).await;
+        assert_eq!(
+            actors(&old_events),
+            [pair("key.delete", "system"), pair("key.retire", "system")],
+            "{backend:?}"
+        );
+        for event in &old_events {
+            assert_eq!(event.target_kind, "key");
+            assert_eq!(event.detail["kid"], old.kid.as_str());
+            assert_eq!(event.detail["alg"], "ES256");
+        }
+        // Nothing but these two keys changed: the other algorithms were left alone.
+        assert_eq!(recorded(&keys.db, "key.", "").await.len(), 4, "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_key_change_and_its_record_are_written_together_or_not_at_all() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let keys = Keys::started(test_db, policy()).await;
+        let active = keys.active(Alg::RS256).await;
+        let now = keys.clock.now();
+        let record = |action: &str| {
+            let target = Target::Key(active.kid.clone());
+            audit::event(now, &Context::cli(), action, target, json!({}))
+        };
+        let retiring = KeyChange::Retiring {
+            kid: active.kid.clone(),
+            retire_after: now + Duration::hours(1),
+        };
+
+        // A change refused by its compare-and-set (the key is not the `next` key this
+        // change expects): nothing changes, and nothing is recorded.
+        let stale = KeyChange::Retire {
+            kid: active.kid.clone(),
+            from: KeyState::Next,
+            at: now,
+        };
+        let repo = keys.db.signing_keys();
+        let applied = repo.apply(&[stale], &[record("key.retire")]).await;
+        assert!(!applied.unwrap(), "{backend:?}");
+        assert_eq!(keys.state(&active.kid).await, "active");
+        assert!(recorded(&keys.db, "key.", &active.kid).await.is_empty());
+
+        // A record that cannot be written (its id is taken) undoes the change with it.
+        let taken = record("key.retire");
+        keys.db.audit().record(&taken).await.unwrap();
+        let applied = repo.apply(std::slice::from_ref(&retiring), &[taken]).await;
+        assert!(applied.is_err(), "{backend:?}");
+        assert_eq!(keys.state(&active.kid).await, "active", "{backend:?}");
+        assert_eq!(recorded(&keys.db, "key.", &active.kid).await.len(), 1);
+
+        // Both possible: both written.
+        let applied = repo.apply(&[retiring], &[record("key.retiring")]).await;
+        assert!(applied.unwrap(), "{backend:?}");
+        assert_eq!(keys.state(&active.kid).await, "retiring");
+        assert_eq!(
+            recorded(&keys.db, "key.retiring", &active.kid).await.len(),
+            1
+        );
     }
 }

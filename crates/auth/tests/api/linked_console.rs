@@ -469,6 +469,17 @@ async fn an_account_a_provider_created_keeps_its_only_link() {
                 },
                 mail: None,
             },
+            |user: &User| {
+                let ctx = tobira_auth::admin::audit::Context::system();
+                let target = tobira_auth::admin::audit::Target::User(user.id);
+                tobira_auth::admin::audit::event(
+                    now,
+                    &ctx,
+                    "user.create",
+                    target,
+                    serde_json::json!({}),
+                )
+            },
         )
         .await
         .unwrap();

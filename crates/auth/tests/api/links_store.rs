@@ -11,9 +11,9 @@ use time::Duration;
 use tobira_auth::Clock;
 use tobira_auth::domain::{Email, User, UserId, UserStatus};
 use tobira_auth::store::{
-    Db, FactorChange, LinkRepo, Linking, LoginEvent, LoginResult, MAIL_QUEUE, NewFederatedLink,
-    NewSession, NewUser, NewVerification, PasskeyRemoval, QueuedMail, ReregistrationBlock,
-    StoreError, StoredPasskey, StoredTotp, Unlinking,
+    AuditEvent, Db, FactorChange, LinkRepo, Linking, LoginEvent, LoginResult, MAIL_QUEUE,
+    NewFederatedLink, NewSession, NewUser, NewVerification, PasskeyRemoval, QueuedMail,
+    ReregistrationBlock, StoreError, StoredPasskey, StoredTotp, Unlinking,
 };
 use uuid::Uuid;
 
@@ -74,6 +74,20 @@ fn change(user: UserId, clock: &Clock, result: LoginResult, mail: &str) -> Facto
     }
 }
 
+/// The audit record of an account `create_account` or `register` made (here: by
+/// `system`).
+fn created(user: UserId, clock: &Clock) -> AuditEvent {
+    let ctx = tobira_auth::admin::audit::Context::system();
+    let target = tobira_auth::admin::audit::Target::User(user);
+    tobira_auth::admin::audit::event(
+        clock.now(),
+        &ctx,
+        "user.create",
+        target,
+        serde_json::json!({}),
+    )
+}
+
 fn new_user(email: &str, password: Option<&str>, verified: bool) -> NewUser {
     NewUser {
         email: Email::parse(email).unwrap(),
@@ -99,6 +113,7 @@ async fn federated(db: &Db, clock: &Clock, email: &str, verified: bool, subject:
             new_user(email, Some("ignored: never stored"), verified),
             link_of("google", GOOGLE, subject),
             |u| change(u.id, clock, LoginResult::Enrolled, "created"),
+            |u| created(u.id, clock),
         )
         .await
         .unwrap()
@@ -529,6 +544,7 @@ async fn an_account_a_provider_creates_has_no_password_and_one_link() {
                     seen = Some(u.id);
                     change(u.id, &clock, LoginResult::Enrolled, "created")
                 },
+                |u| created(u.id, &clock),
             )
             .await
             .unwrap();
@@ -570,6 +586,7 @@ async fn creating_an_account_for_a_taken_address_writes_nothing() {
                     called = true;
                     change(u.id, &clock, LoginResult::Enrolled, "created")
                 },
+                |u| created(u.id, &clock),
             )
             .await;
         assert!(
@@ -594,6 +611,7 @@ async fn creating_an_account_for_a_taken_address_writes_nothing() {
                 new_user("jiro@example.jp", None, true),
                 link_of("google", GOOGLE, "2002"),
                 |u| change(u.id, &clock, LoginResult::Enrolled, "second"),
+                |u| created(u.id, &clock),
             )
             .await;
         assert!(twice.is_err(), "{b}");
@@ -628,6 +646,7 @@ async fn squatted_sign_up(db: &Db, clock: &Clock) -> UserId {
         QueuedMail {
             payload: "verify".to_owned(),
         },
+        |u| created(u, clock),
     );
     let user = register.await.unwrap();
     add_passkey(db, clock, user, "squatter-key").await;
@@ -968,7 +987,21 @@ async fn deletion_queues_the_revocation_of_apples_token_and_the_purge_removes_li
         assert_eq!(revocations(&db).await.len(), 1, "{b}");
 
         clock.advance(Duration::days(1));
-        let purged = db.accounts().purge(clock.now(), clock.now()).await.unwrap();
+        let purged = db
+            .accounts()
+            .purge(clock.now(), clock.now(), |u| {
+                let ctx = tobira_auth::admin::audit::Context::system();
+                let target = tobira_auth::admin::audit::Target::User(u);
+                tobira_auth::admin::audit::event(
+                    clock.now(),
+                    &ctx,
+                    "user.purge",
+                    target,
+                    serde_json::json!({}),
+                )
+            })
+            .await
+            .unwrap();
         assert_eq!(purged, 1, "{b}");
         assert!(db.links().list(user.id).await.unwrap().is_empty(), "{b}");
         assert!(
@@ -1002,6 +1035,7 @@ async fn purging_unverified_sign_ups_keeps_a_linked_account() {
                     QueuedMail {
                         payload: "verify".to_owned(),
                     },
+                    |u| created(u, &clock),
                 )
                 .await
         };
@@ -1245,6 +1279,7 @@ async fn the_notice_is_in_english_for_an_english_account_and_skips_a_deleted_one
             },
             link_of("google", GOOGLE, "2002"),
             |u| change(u.id, clock, LoginResult::Enrolled, "created"),
+            |u| created(u.id, clock),
         )
         .await
         .unwrap();

@@ -5,11 +5,14 @@
 
 mod admin_api;
 mod admin_clients;
+mod admin_support;
 mod admin_users;
 mod apps;
 mod audit_member;
 mod backchannel;
+mod bench_seed;
 mod cli;
+mod client_cache;
 mod console;
 mod deletion;
 mod deploy;

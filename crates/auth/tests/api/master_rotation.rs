@@ -83,6 +83,7 @@ async fn member(app: &Application, email: &str) -> User {
         &state.db,
         &state.hasher,
         &state.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         AddUser {
             email,
             password: Some("correct horse battery staple"),

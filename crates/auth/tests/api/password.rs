@@ -474,6 +474,7 @@ async fn an_account_without_a_password_is_told_it_has_none_to_change() {
         &app.state.db,
         &app.state.hasher,
         &app.state.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         AddUser {
             email: EMAIL,
             password: None,

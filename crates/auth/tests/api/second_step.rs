@@ -239,6 +239,7 @@ async fn a_recovery_code_works_once_for_its_own_account_and_the_member_is_told()
         &app.state.db,
         &app.state.hasher,
         &app.state.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         AddUser {
             email: OTHER,
             password: Some(PASSWORD),
@@ -1091,6 +1092,7 @@ async fn the_page_speaks_the_members_language() {
         &app.state.db,
         &app.state.hasher,
         &app.state.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         AddUser {
             email: OTHER,
             password: Some(PASSWORD),

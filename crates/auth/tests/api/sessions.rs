@@ -120,6 +120,7 @@ pub async fn second_member(app: &TestApp) -> User {
         &app.state.db,
         &app.state.hasher,
         &app.state.clock,
+        &tobira_auth::admin::audit::Context::cli(),
         AddUser {
             email: OTHER_EMAIL,
             password: Some(PASSWORD),

@@ -1,9 +1,12 @@
 //! The token endpoint's bookkeeping: every code, access token and refresh request is
-//! looked up by its own key, so one client's many tokens never stand in for each other.
+//! looked up by its own key, so one client's many tokens never stand in for each other;
+//! and no token outlives its client, even when the client_id is registered again.
 
 use openidconnect::{OAuth2TokenResponse, RefreshToken, Scope};
+use reqwest::Method;
+use serde_json::{Value, json};
 
-use crate::helpers::ClientOpts;
+use crate::helpers::{AdminApi, ClientOpts, TestApp};
 use crate::oidc::{
     REDIRECT, Setup, authorize, code_from, exchange, setup, sign_in_for_code, token_error,
     userinfo_status, verify_id_token,
@@ -186,4 +189,100 @@ async fn basic_credentials_with_another_client_id_in_the_body_are_refused() {
     let (status, body) = post_token_endpoint(&s, "/token", &form).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["access_token"].is_string(), "{body}");
+}
+
+/// What `/introspect` says of `token` to the client `client_id` with `secret`.
+async fn introspect_as(app: &TestApp, client_id: &str, secret: &str, token: &str) -> Value {
+    let res = app
+        .http
+        .post(app.url.join("/introspect").unwrap())
+        .basic_auth(client_id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Registers, through the admin API, a client_credentials client with the admin scope
+/// under `client_id`; its secret.
+async fn register_service(api: &AdminApi, client_id: &str) -> String {
+    let res = api
+        .post(
+            "clients",
+            json!({
+                "name": "Reports",
+                "client_id": client_id,
+                "redirect_uris": ["https://reports.example.jp/cb"],
+                "grant_types": ["client_credentials"],
+                "scopes": ["admin"],
+            }),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.body["client_secret"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_deleted_clients_tokens_stay_dead_even_when_its_client_id_is_registered_again() {
+    let s = setup(ClientOpts::default()).await;
+    let app = &s.app;
+    let api = app.admin_api().await;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let member = exchange(&s, code, pending.verifier).await.unwrap();
+
+    let old_secret = register_service(&api, "reports").await;
+    let token = app
+        .client_credentials_token("reports", &old_secret, "admin")
+        .await;
+    let seen = introspect_as(app, "reports", &old_secret, &token).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    let as_reports = |token: String| {
+        let api = &api;
+        async move { api.call_as(Some(&token), Method::GET, "keys", None).await }
+    };
+    assert_eq!(as_reports(token.clone()).await.status, 200);
+
+    // Both clients removed, then registered again under the same ids a second later
+    // (someone else's app, or the same one set up anew): the new registrations must
+    // not inherit what was issued to the old ones.
+    for id in ["reports", s.client_id.as_str()] {
+        let res = api
+            .call(Method::DELETE, &format!("clients/{id}"), None)
+            .await;
+        assert_eq!(res.status, 204, "{}", res.body);
+    }
+    app.clock().advance(time::Duration::seconds(1));
+    let new_secret = register_service(&api, "reports").await;
+    let res = api
+        .post(
+            "clients",
+            json!({
+                "name": "Partner Site",
+                "client_id": s.client_id,
+                "redirect_uris": [REDIRECT],
+                "first_party": true,
+            }),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let partner_secret = res.body["client_secret"].as_str().unwrap().to_owned();
+
+    let seen = introspect_as(app, "reports", &new_secret, &token).await;
+    assert_eq!(seen, json!({ "active": false }));
+    as_reports(token.clone()).await.assert_problem(401);
+    let access = member.access_token().secret();
+    let seen = introspect_as(app, &s.client_id, &partner_secret, access).await;
+    assert_eq!(seen, json!({ "active": false }));
+    assert_eq!(userinfo_status(&s, member.access_token()).await, 401);
+
+    // What the new registration gets itself works.
+    let fresh = app
+        .client_credentials_token("reports", &new_secret, "admin")
+        .await;
+    let seen = introspect_as(app, "reports", &new_secret, &fresh).await;
+    assert_eq!(seen["active"], true, "{seen}");
+    assert_eq!(as_reports(fresh).await.status, 200);
 }

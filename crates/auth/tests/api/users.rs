@@ -44,6 +44,7 @@ async fn an_account_round_trips_with_a_random_sub_and_both_email_forms() {
             &db,
             &hasher,
             &clock,
+            &tobira_auth::admin::audit::Context::cli(),
             add(" Hanako.Yamada@Example.JP", "violet-tunnel-ramen-42"),
         )
         .await
@@ -99,6 +100,7 @@ async fn an_email_differing_only_in_case_or_width_is_taken() {
             &db,
             &hasher,
             &clock,
+            &tobira_auth::admin::audit::Context::cli(),
             add("taro@example.com", "violet-tunnel-ramen-42"),
         )
         .await
@@ -108,9 +110,15 @@ async fn an_email_differing_only_in_case_or_width_is_taken() {
             "ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ",
             " taro@EXAMPLE.com ",
         ] {
-            let err = add_user(&db, &hasher, &clock, add(dup, "another-strong-pass-77"))
-                .await
-                .unwrap_err();
+            let err = add_user(
+                &db,
+                &hasher,
+                &clock,
+                &tobira_auth::admin::audit::Context::cli(),
+                add(dup, "another-strong-pass-77"),
+            )
+            .await
+            .unwrap_err();
             assert!(
                 matches!(err, AddUserError::EmailTaken),
                 "{:?} {dup}: {err}",
@@ -181,7 +189,15 @@ async fn refused_accounts_leave_nothing_behind() {
             ),
         ];
         for (req, email) in cases {
-            let err = add_user(&db, &hasher, &clock, req).await.unwrap_err();
+            let err = add_user(
+                &db,
+                &hasher,
+                &clock,
+                &tobira_auth::admin::audit::Context::cli(),
+                req,
+            )
+            .await
+            .unwrap_err();
             assert!(matches!(err, AddUserError::Password(_)), "{err}");
             assert!(
                 db.users()
@@ -195,6 +211,7 @@ async fn refused_accounts_leave_nothing_behind() {
             &db,
             &hasher,
             &clock,
+            &tobira_auth::admin::audit::Context::cli(),
             add("not-an-email", "violet-tunnel-ramen-42"),
         )
         .await
@@ -203,12 +220,25 @@ async fn refused_accounts_leave_nothing_behind() {
         let mut bad_name = add("name@example.com", "violet-tunnel-ramen-42");
         bad_name.display_name = "evil\u{0007}name".to_owned();
         assert!(matches!(
-            add_user(&db, &hasher, &clock, bad_name).await,
+            add_user(
+                &db,
+                &hasher,
+                &clock,
+                &tobira_auth::admin::audit::Context::cli(),
+                bad_name
+            )
+            .await,
             Err(AddUserError::DisplayName)
         ));
-        let err = add_user(&db, &hasher, &clock, add("x@example.com", "password"))
-            .await
-            .unwrap_err();
+        let err = add_user(
+            &db,
+            &hasher,
+            &clock,
+            &tobira_auth::admin::audit::Context::cli(),
+            add("x@example.com", "password"),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(
             err,
             AddUserError::Password(PasswordPolicyError::TooWeak { .. })

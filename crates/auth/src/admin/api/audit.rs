@@ -3,24 +3,18 @@
 
 use axum::extract::State;
 use serde::Deserialize;
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use super::{Admin, ApiQuery, Page, PageParams, Problem, cursor};
-use crate::admin::audit::{self, AuditView};
+use crate::admin::audit::{self, AuditView, FilterText};
 use crate::state::AppState;
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, StoreError};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(utoipa_axum::routes!(list_events))
 }
-
-/// The longest filter value: the widest column it is compared with (a longer one
-/// matches nothing, and is more likely a mistake than a question).
-const MAX_FILTER: usize = 200;
 
 /// Which events, and which page of them. Absent filters match every event.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -48,45 +42,27 @@ struct AuditQuery {
 }
 
 impl AuditQuery {
-    /// The store's filter, refused with a problem naming the parameter at fault.
+    /// The store's filter, refused with a problem naming the parameter at fault (in the
+    /// words `tobira audit list` uses for its option).
     fn filter(&self, page: &PageParams) -> Result<AuditFilter, Problem> {
-        let text = |name: &str, value: &Option<String>| match value {
-            Some(v) if v.is_empty() || v.chars().count() > MAX_FILTER => Err(Problem::bad_request(
-                format!("{name} must be 1 to {MAX_FILTER} characters"),
-            )),
-            v => Ok(v.clone()),
+        let text = FilterText {
+            actor: self.actor.as_deref(),
+            action: self.action.as_deref(),
+            target: self.target.as_deref(),
+            since: self.since.as_deref(),
+            until: self.until.as_deref(),
         };
-        let time = |name: &str, value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|v| {
-                    // In UTC: the store compares times as it writes them, and SQLite
-                    // compares text, where 09:00+09:00 sorts after 01:00Z.
-                    OffsetDateTime::parse(v, &Rfc3339)
-                        .map(|t| t.to_offset(UtcOffset::UTC))
-                        .map_err(|_| {
-                            Problem::bad_request(format!(
-                                "{name} must be an RFC 3339 time, such as 2026-04-01T09:00:00Z"
-                            ))
-                        })
-                })
-                .transpose()
-        };
-        let before = page
+        let mut filter = text
+            .parse()
+            .map_err(|e| Problem::bad_request(e.to_string()))?;
+        filter.before = page
             .position()?
             .map(|p| {
                 Uuid::parse_str(&p)
                     .map_err(|_| Problem::bad_request("cursor is not a cursor this API gave"))
             })
             .transpose()?;
-        Ok(AuditFilter {
-            actor: text("actor", &self.actor)?,
-            action: text("action", &self.action)?,
-            target: text("target", &self.target)?,
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
-            before,
-        })
+        Ok(filter)
     }
 }
 
@@ -116,7 +92,10 @@ async fn list_events(
     let filter = query.filter(&page)?;
     let (items, next) = audit::list(&state.db, &filter, limit)
         .await
-        .map_err(|e| Problem::internal(&admin, &e))?;
+        .map_err(|e| match e {
+            StoreError::Refused(why) => Problem::bad_request(why),
+            other => Problem::internal(&admin, &other),
+        })?;
     Ok(axum::Json(Page {
         items,
         next_cursor: next.map(|id| cursor(&id.to_string())),

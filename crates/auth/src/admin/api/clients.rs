@@ -46,7 +46,10 @@ fn problem(admin: &Admin, e: ClientError) -> Problem {
 pub struct NewClient {
     /// 1 to 200 characters; shown to members on the consent page.
     pub name: String,
-    /// Exact-match redirect URIs: https, or http on a loopback host; no fragment.
+    /// Exact-match redirect URIs: https, or http on a loopback host; no fragment. At
+    /// least one, unless the client only uses `client_credentials` (then it has no
+    /// `authorization_code` grant).
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
@@ -56,7 +59,8 @@ pub struct NewClient {
     /// One of our own apps: no consent screen.
     #[serde(default)]
     pub first_party: bool,
-    /// Grant types beyond `authorization_code`, which every client has.
+    /// Grant types beyond `authorization_code`, which every client with a redirect URI
+    /// has.
     #[serde(default)]
     pub grant_types: Vec<GrantType>,
     /// `RS256` (default), `ES256` or `EdDSA`.
@@ -211,9 +215,11 @@ async fn show(
 #[serde(deny_unknown_fields)]
 pub struct ClientUpdate {
     pub name: Option<String>,
+    /// `[]` leaves a `client_credentials` client without the `authorization_code` grant.
     pub redirect_uris: Option<Vec<String>>,
     pub post_logout_redirect_uris: Option<Vec<String>>,
-    /// Grant types beyond `authorization_code`, which stays.
+    /// Grant types beyond `authorization_code`, which stays while the client has a
+    /// redirect URI.
     pub grant_types: Option<Vec<GrantType>>,
     #[schema(value_type = Option<String>, example = "ES256")]
     pub id_token_alg: Option<Alg>,

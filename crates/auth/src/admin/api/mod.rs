@@ -287,7 +287,10 @@ impl FromRequestParts<AppState> for Admin {
             return Err(Problem::forbidden("the token lacks the admin scope"));
         }
         // Removing the client, its grant or its scope ends its access at once, not when
-        // its tokens expire.
+        // its tokens expire. `check_access_token` already refused a removed client's
+        // tokens; the client is read again here for its grants and scopes, and its
+        // existence and registration time are checked again so that this gate holds on
+        // its own.
         let client = state.db.clients().find(&client_id).await.map_err(|e| {
             tracing::error!(error = %e, "admin API: cannot read the client");
             Problem::new(
@@ -313,7 +316,7 @@ impl FromRequestParts<AppState> for Admin {
                 .is_some_and(|(_, until)| *until <= now && iat <= until.unix_timestamp());
             c.allows(GrantType::ClientCredentials)
                 && c.scopes.iter().any(|s| s == ADMIN_SCOPE)
-                && iat >= c.created_at.unix_timestamp()
+                && crate::oidc::tokens::issued_to(&c, iat)
                 && !superseded
         });
         if !allowed {

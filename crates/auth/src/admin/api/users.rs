@@ -152,6 +152,12 @@ async fn list(
             "q is longer than {MAX_QUERY} characters"
         )));
     }
+    // No address, id or `sub` holds one, and PostgreSQL fails on a NUL in text.
+    if q.is_some_and(|q| q.chars().any(char::is_control)) {
+        return Err(Problem::bad_request(
+            "q must not contain control characters",
+        ));
+    }
     // One more than the page: a next cursor only when there is a next page.
     let mut found = state
         .db

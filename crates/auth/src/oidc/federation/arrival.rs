@@ -12,6 +12,7 @@ use time::Duration;
 use uuid::Uuid;
 
 use super::{Provider, about, bound_to};
+use crate::account::audit_ctx::AuditOrigin;
 use crate::account::linked::{self, LinkContext};
 use crate::account::unlock::{refused, throttled_message};
 use crate::admin::support::frozen_notice;
@@ -26,7 +27,8 @@ use crate::oidc::login::{self, Completed, complete_sign_in, skips_second_step};
 use crate::oidc::{paths, second_step};
 use crate::state::AppState;
 use crate::store::{
-    EphemeralError, FactorChange, LoginEvent, LoginResult, NewFederatedLink, NewUser, StoreError,
+    AuditEvent, EphemeralError, FactorChange, LoginEvent, LoginResult, NewFederatedLink, NewUser,
+    StoreError,
 };
 use crate::web::i18n::{Lang, Msg};
 use crate::web::pages::{RequestId, error_page};
@@ -143,6 +145,19 @@ impl<'a> Arrival<'a> {
         }
     }
 
+    /// The audit record of `action` on `user`'s account by this arrival: the member, from
+    /// this request, through this provider (its id; nothing the provider said).
+    fn audit(&self, user: UserId, action: &str, mut detail: serde_json::Value) -> AuditEvent {
+        let origin = AuditOrigin {
+            ip: self.ip,
+            request_id: self.request_id.0.clone().unwrap_or_default(),
+        };
+        if let Some(detail) = detail.as_object_mut() {
+            detail.insert("provider".to_owned(), self.provider.id.clone().into());
+        }
+        origin.event(self.state.clock.now(), user, action, detail)
+    }
+
     /// What an upstream identity signs in to: its link's account; else, by its address,
     /// a new account, the pre-hijacked sign-up, or (never silently) a link after the
     /// existing account's own sign-in.
@@ -223,10 +238,22 @@ impl<'a> Arrival<'a> {
         let created = state
             .db
             .links()
-            .create_account(&state.clock, new, new_link.clone(), |user| FactorChange {
-                event: self.event(user.id, LoginResult::Enrolled),
-                mail: None,
-            })
+            .create_account(
+                &state.clock,
+                new,
+                new_link.clone(),
+                |user| FactorChange {
+                    event: self.event(user.id, LoginResult::Enrolled),
+                    mail: None,
+                },
+                |user| {
+                    let detail = serde_json::json!({
+                        "method": "federation",
+                        "email_verified": user.email_verified,
+                    });
+                    self.audit(user.id, "user.create", detail)
+                },
+            )
             .await;
         match created {
             Ok(user) => {
@@ -265,9 +292,13 @@ impl<'a> Arrival<'a> {
                 Ok(change) => change,
                 Err(e) => return self.server_error("cannot seal a mail", &e),
             };
+            // Whoever signed up first loses the account to the member the provider vouched
+            // for: recorded as that member's act.
+            let audit = self.audit(existing.id, "user.takeover", serde_json::json!({}));
             let taken = state
                 .db
                 .links()
+                .audited(audit)
                 .take_over_unverified(state.clock.now(), existing.id, new_link, change)
                 .await;
             match taken {
