@@ -1007,7 +1007,7 @@ async function memoryWithSessions (cfg, log, idle) {
   log(`memory: seeding ${cfg.seedSessions} sessions, grants and refresh tokens for ${cfg.seedEmail}`)
   const t0 = performance.now()
   const seeded = await bench(cfg, ['seed', '--sessions', String(cfg.seedSessions), '--email', cfg.seedEmail,
-    '--client-id', cfg.rp.id, '--json', '--sample', String(cfg.seedTouch)])
+    `--client-id=${cfg.rp.id}`, '--json', '--sample', String(cfg.seedTouch)])
   const seedSeconds = (performance.now() - t0) / 1000
   const afterSeed = serverMemory(cfg)
   log(`memory: seeded in ${seedSeconds.toFixed(1)} s; ${seeded.sample.length} refreshes and authorization requests with them`)

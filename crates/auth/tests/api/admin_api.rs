@@ -1131,7 +1131,7 @@ async fn a_key_rotated_at_the_cli_and_one_rotated_through_the_api_are_both_recor
     );
 
     // A CLI revoke is recorded the same way as an API one.
-    let out = cli(&app, &["keys", "revoke", "--kid", &api_kid]).await;
+    let out = cli(&app, &["keys", "revoke", &format!("--kid={api_kid}")]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     let revoked = events(&api, "action=key.revoke").await;
     assert_eq!(revoked.len(), 1);

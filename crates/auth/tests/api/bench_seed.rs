@@ -55,8 +55,7 @@ async fn seeded_sessions_are_live_and_serve_as_cookies_and_refresh_tokens() {
             "1500",
             "--email",
             EMAIL,
-            "--client-id",
-            &client_id,
+            &format!("--client-id={client_id}"),
             "--json",
             "--sample",
             "3",
@@ -163,8 +162,7 @@ async fn seeding_needs_an_existing_member_and_a_client_allowed_refresh_tokens() 
                     "5",
                     "--email",
                     email,
-                    "--client-id",
-                    &client,
+                    &format!("--client-id={client}"),
                 ],
             )
             .await

@@ -274,7 +274,7 @@ async fn keys_revoke_replaces_the_signing_key_and_says_so() {
         .as_str()
         .unwrap()
         .to_owned();
-    let out = cli.run(&["keys", "revoke", "--kid", &es256]);
+    let out = cli.run(&["keys", "revoke", &format!("--kid={es256}")]);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stdout(&out);
     assert!(
@@ -288,7 +288,7 @@ async fn keys_revoke_replaces_the_signing_key_and_says_so() {
     assert!(revoked[0]["revoked_at"].is_string());
     assert_eq!(algs_of(&in_state(&keys, "active")), ALL_ALGS);
 
-    let again = cli.run(&["keys", "revoke", "--kid", &es256]);
+    let again = cli.run(&["keys", "revoke", &format!("--kid={es256}")]);
     assert!(!again.status.success());
     assert!(
         stderr(&again).contains("revoked already"),
@@ -316,7 +316,7 @@ async fn an_emergency_revoke_needs_no_key_this_master_key_can_open() {
         .await
         .unwrap();
 
-    let out = cli.run(&["keys", "revoke", "--kid", &foreign.kid]);
+    let out = cli.run(&["keys", "revoke", &format!("--kid={}", foreign.kid)]);
     assert!(out.status.success(), "{}", stderr(&out));
     let keys = cli.list();
     assert_eq!(in_state(&keys, "revoked")[0]["kid"], foreign.kid.as_str());
