@@ -760,6 +760,10 @@ async fn sign_ins_refused_because_the_server_is_busy_do_not_count_as_failures() 
     let s = setup_with(ClientOpts::default(), |c| {
         c.password.max_concurrent_hashes = 1;
         c.password.waiting_hashes_per_core = 1;
+        // Five times the iterations, so that the running hash holds the queue full long
+        // enough for the sign-in to reach it: with the default ones, on a busy machine the
+        // queue often drained first (and the test ran out of rounds).
+        c.password.argon2_iterations = 10;
     })
     .await;
     let owner = s.app.browser();
