@@ -80,12 +80,15 @@ pub fn reap_in_background(admin_url: &str) {
 }
 
 async fn reap(admin_url: &str) -> Result<(), sea_orm::DbErr> {
-    let admin = sea_orm::Database::connect(admin_url).await?;
-    let lock = admin.begin().await?;
-    let reaping = lock
+    // One connection: it holds the lock (for its session: closing it, or the test ending,
+    // lets go of it) and drops the databases, which cannot be done in a transaction.
+    let mut options = sea_orm::ConnectOptions::new(admin_url.to_owned());
+    options.max_connections(1).sqlx_logging(false);
+    let admin = sea_orm::Database::connect(options).await?;
+    let reaping = admin
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            format!("SELECT pg_try_advisory_xact_lock({REAP_LOCK}) AS reaping"),
+            format!("SELECT pg_try_advisory_lock({REAP_LOCK}) AS reaping"),
         ))
         .await?
         .map(|row| row.try_get::<bool>("", "reaping"))
@@ -110,7 +113,6 @@ async fn reap(admin_url: &str) -> Result<(), sea_orm::DbErr> {
                 .await?;
         }
     }
-    lock.commit().await?;
     admin.close().await
 }
 
