@@ -17,6 +17,7 @@ use super::tokens::{
 };
 use crate::domain::{Client, UserStatus};
 use crate::state::AppState;
+use crate::store::FullGrant;
 use crate::web::client_ip::ClientAddr;
 
 /// A token, as far as this client may know about it. One lives for one request on the
@@ -80,7 +81,7 @@ async fn find_refresh(state: &AppState, client: &Client, token: &str) -> Result<
     if info.spent || info.expires_at <= state.clock.now() {
         return Ok(Found::Nothing);
     }
-    let Some(grant) = grant_if_live(state, info.grant_id)
+    let Some(FullGrant { grant, user, .. }) = grant_if_live(state, info.grant_id)
         .await
         .map_err(OAuthError::server)?
     else {
@@ -89,20 +90,14 @@ async fn find_refresh(state: &AppState, client: &Client, token: &str) -> Result<
     if grant.client_id != client.client_id {
         return Ok(Found::Foreign);
     }
-    let user = state
-        .db
-        .users()
-        .find_by_id(grant.user_id)
-        .await
-        .map_err(OAuthError::server)?
-        .filter(|u| u.status == UserStatus::Active);
-    Ok(match user {
-        Some(u) => Found::Refresh {
+    Ok(if user.status == UserStatus::Active {
+        Found::Refresh {
             grant,
             info,
-            sub: u.sub.as_str().to_owned(),
-        },
-        None => Found::Nothing,
+            sub: user.sub.as_str().to_owned(),
+        }
+    } else {
+        Found::Nothing
     })
 }
 

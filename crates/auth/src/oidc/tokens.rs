@@ -20,8 +20,8 @@ use super::params::{FormParams, Params};
 use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
 use crate::domain::{Client, Grant, GrantType, User};
 use crate::state::AppState;
-use crate::store::Rotation;
 use crate::store::ephemeral::Spent;
+use crate::store::{FullGrant, Rotation};
 use crate::web::client_ip::ClientAddr;
 
 /// What an authorization code is bound to (OIDC Core §3.1.3.2): checked at redemption.
@@ -282,20 +282,30 @@ async fn authorization_code(
         }
         (None, None) => {}
     }
-    let grant = live_grant(state, record.grant_id).await?;
-    let user = grant_user(state, &grant).await?;
-    let with_refresh = grant.offline || client.allows(GrantType::RefreshToken);
-    issue(
+    let full = live_grant(state, record.grant_id).await?;
+    let user = usable_user(&full)?;
+    let grant = &full.grant;
+    let refresh_token = if grant.offline || client.allows(GrantType::RefreshToken) {
+        let lifetime = refresh_lifetime(state, grant);
+        let issue =
+            state
+                .db
+                .refresh_tokens()
+                .issue(&state.clock, &mut rand::rng(), grant.id, lifetime);
+        Some(issue.await.map_err(OAuthError::server)?)
+    } else {
+        None
+    };
+    sign_tokens(
         state,
         client,
-        &grant,
+        grant,
         &grant.scope,
-        &user,
+        user,
         record.nonce.as_deref(),
         Some(&record.sid),
-        with_refresh,
+        refresh_token,
     )
-    .await
 }
 
 async fn refresh_token(
@@ -308,37 +318,14 @@ async fn refresh_token(
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
     let invalid = |msg: &str| OAuthError::new(ErrorCode::InvalidGrant, msg);
     let now = state.clock.now();
-    // Asking for more than the grant is refused before the token is spent: a client's
-    // mistake must not burn its refresh token (and make its retry look like a reuse).
-    if let Some(asked) = params.get("scope")
-        && let Some(info) = state
-            .db
-            .refresh_tokens()
-            .find(token)
-            .await
-            .map_err(OAuthError::server)?
-        && let Some(grant) = state
-            .db
-            .grants()
-            .find(info.grant_id)
-            .await
-            .map_err(OAuthError::server)?
-        && grant.client_id == client.client_id
-        && exceeds(&grant, asked)
-    {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "scope exceeds the original grant",
-        ));
-    }
-    let grant_id = match state
+    let rotation = state
         .db
         .refresh_tokens()
-        .spend(token, now)
+        .rotate(token, now)
         .await
-        .map_err(OAuthError::server)?
-    {
-        Rotation::Rotated { grant_id } => grant_id,
+        .map_err(OAuthError::server)?;
+    let open = match rotation {
+        Rotation::Open(open) => *open,
         Rotation::Reused { grant_id } => {
             // A spent token came back: the token family leaked (RFC 9700 §4.14.2).
             crate::ops::refresh_token_reused();
@@ -357,61 +344,64 @@ async fn refresh_token(
             return Err(invalid("the refresh token is invalid or expired"));
         }
     };
-    let grant = live_grant(state, grant_id).await?;
-    if grant.client_id != client.client_id {
-        state
-            .db
-            .grants()
-            .revoke(grant.id, now)
-            .await
-            .map_err(OAuthError::server)?;
-        return Err(invalid("the refresh token was issued to another client"));
-    }
-    if !(grant.offline || client.allows(GrantType::RefreshToken)) {
-        return Err(OAuthError::new(
+    // The token is spent in an open transaction. A refusal below rolls the spend back
+    // (a client's mistake, such as asking for more scope, must not burn its token and
+    // make its retry look like a reuse), except where the token is shown to have leaked.
+    let full = &open.grant;
+    let refused = if !is_live(state, full) {
+        Some(invalid("the grant was revoked or its session ended"))
+    } else if full.grant.client_id != client.client_id {
+        None
+    } else if !(full.grant.offline || client.allows(GrantType::RefreshToken)) {
+        Some(OAuthError::new(
             ErrorCode::UnauthorizedClient,
             "this client may not use refresh tokens",
-        ));
-    }
-    // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
-    if let Some(asked) = params.get("scope")
-        && exceeds(&grant, asked)
+        ))
+    } else if let Some(asked) = params.get("scope")
+        && exceeds(&full.grant, asked)
     {
-        return Err(OAuthError::new(
+        // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
+        Some(OAuthError::new(
             ErrorCode::InvalidScope,
             "scope exceeds the original grant",
-        ));
-    }
-    let user = grant_user(state, &grant).await?;
-    let sid = match grant.session_id {
-        Some(id) => state
-            .db
-            .sessions()
-            .find(id)
-            .await
-            .map_err(OAuthError::server)?
-            .filter(|s| s.ended_at.is_none())
-            .map(|s| s.sid),
-        None => None,
+        ))
+    } else {
+        usable_user(full).err()
     };
+    if let Some(refused) = refused {
+        open.refuse().await.map_err(OAuthError::server)?;
+        return Err(refused);
+    }
+    if open.grant.grant.client_id != client.client_id {
+        open.revoke_grant(now).await.map_err(OAuthError::server)?;
+        return Err(invalid("the refresh token was issued to another client"));
+    }
+    let lifetime = refresh_lifetime(state, &open.grant.grant);
+    let succeed = open.succeed(&state.clock, &mut rand::rng(), lifetime);
+    let (refresh_token, full) = succeed.await.map_err(OAuthError::server)?;
+    // Signed after the commit, so that signatures never hold the store's write lock.
+    let sid = full
+        .session
+        .as_ref()
+        .filter(|s| s.ended_at.is_none())
+        .map(|s| s.sid.as_str());
     // The new access token carries the narrower scope everywhere it is read (userinfo,
     // introspection); the grant, and so the rotated refresh token, keeps the original
     // (RFC 6749 §6: "the same as the scope originally granted" when omitted).
     let scope = match params.get("scope") {
-        Some(asked) => narrowed(&grant, asked),
-        None => grant.scope.clone(),
+        Some(asked) => narrowed(&full.grant, asked),
+        None => full.grant.scope.clone(),
     };
-    issue(
+    sign_tokens(
         state,
         client,
-        &grant,
+        &full.grant,
         &scope,
-        &user,
+        &full.user,
         None,
-        sid.as_deref(),
-        true,
+        sid,
+        Some(refresh_token),
     )
-    .await
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token whose
@@ -476,9 +466,9 @@ fn client_credentials(
     })
 }
 
-async fn live_grant(state: &AppState, id: Uuid) -> Result<Grant, OAuthError> {
+async fn live_grant(state: &AppState, id: Uuid) -> Result<FullGrant, OAuthError> {
     match grant_if_live(state, id).await.map_err(OAuthError::server)? {
-        Some(grant) => Ok(grant),
+        Some(full) => Ok(full),
         None => Err(OAuthError::new(
             ErrorCode::InvalidGrant,
             "the grant was revoked or its session ended",
@@ -486,35 +476,32 @@ async fn live_grant(state: &AppState, id: Uuid) -> Result<Grant, OAuthError> {
     }
 }
 
-/// A grant that is not revoked and, unless offline, whose browser session has not
-/// ended or passed its absolute lifetime (such grants end with the session).
+/// The grant, with its session and member, if it is live (`is_live`).
 pub(super) async fn grant_if_live(
     state: &AppState,
     id: Uuid,
-) -> Result<Option<Grant>, crate::store::StoreError> {
-    let Some(grant) = state
+) -> Result<Option<FullGrant>, crate::store::StoreError> {
+    Ok(state
         .db
         .grants()
-        .find(id)
+        .find_full(id)
         .await?
-        .filter(|g| g.revoked_at.is_none())
-    else {
-        return Ok(None);
-    };
-    if let Some(end) = offline_end(state, &grant) {
-        return Ok((end > state.clock.now()).then_some(grant));
-    }
-    let Some(session_id) = grant.session_id else {
-        return Ok(None);
-    };
+        .filter(|full| is_live(state, full)))
+}
+
+/// A grant that is not revoked and, unless offline, whose browser session has not
+/// ended or passed its absolute lifetime (such grants end with the session).
+fn is_live(state: &AppState, full: &FullGrant) -> bool {
     let now = state.clock.now();
-    let alive = state
-        .db
-        .sessions()
-        .find(session_id)
-        .await?
-        .is_some_and(|s| s.ended_at.is_none() && s.expires_at > now);
-    Ok(alive.then_some(grant))
+    if full.grant.revoked_at.is_some() {
+        return false;
+    }
+    if let Some(end) = offline_end(state, &full.grant) {
+        return end > now;
+    }
+    full.session
+        .as_ref()
+        .is_some_and(|s| s.ended_at.is_none() && s.expires_at > now)
 }
 
 /// When an offline grant ends for good (`tokens.offline_max_days` after it was made);
@@ -525,14 +512,20 @@ fn offline_end(state: &AppState, grant: &Grant) -> Option<time::OffsetDateTime> 
         .then(|| grant.created_at + Duration::days(state.config.tokens.offline_max_days.into()))
 }
 
-async fn grant_user(state: &AppState, grant: &Grant) -> Result<User, OAuthError> {
-    state
-        .db
-        .users()
-        .find_by_id(grant.user_id)
-        .await
-        .map_err(OAuthError::server)?
-        .filter(User::usable)
+/// How long a new refresh token in `grant` lives: an idle window, but an offline grant
+/// ends at its absolute lifetime whatever the rotations (otherwise rotation would extend
+/// it forever).
+fn refresh_lifetime(state: &AppState, grant: &Grant) -> Duration {
+    let idle = Duration::days(state.config.tokens.refresh_token_days.into());
+    match offline_end(state, grant) {
+        Some(end) => idle.min(end - state.clock.now()),
+        None => idle,
+    }
+}
+
+fn usable_user(full: &FullGrant) -> Result<&User, OAuthError> {
+    Some(&full.user)
+        .filter(|u| u.usable())
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidGrant, "the account is not available"))
 }
 
@@ -588,10 +581,10 @@ fn narrowed(grant: &Grant, asked: &str) -> String {
         .join(" ")
 }
 
-/// Issues the tokens of `grant`; `scope` is what this access token may do (the grant's,
-/// or less after a narrowing refresh).
+/// Signs the tokens of `grant` (the refresh token, if any, is already stored); `scope` is
+/// what this access token may do (the grant's, or less after a narrowing refresh).
 #[allow(clippy::too_many_arguments)]
-async fn issue(
+fn sign_tokens(
     state: &AppState,
     client: &Client,
     grant: &Grant,
@@ -599,7 +592,7 @@ async fn issue(
     user: &User,
     nonce: Option<&str>,
     sid: Option<&str>,
-    with_refresh: bool,
+    refresh_token: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
     let tokens = &state.config.tokens;
@@ -644,23 +637,6 @@ async fn issue(
                 .sign(client.id_token_alg, "JWT", &claims)
                 .map_err(OAuthError::server)?,
         )
-    } else {
-        None
-    };
-    let refresh_token = if with_refresh {
-        // Each refresh token lives an idle window; an offline grant ends at its absolute
-        // lifetime whatever the rotations (otherwise rotation would extend it forever).
-        let idle = Duration::days(tokens.refresh_token_days.into());
-        let lifetime = match offline_end(state, grant) {
-            Some(end) => idle.min(end - now),
-            None => idle,
-        };
-        let issue =
-            state
-                .db
-                .refresh_tokens()
-                .issue(&state.clock, &mut rand::rng(), grant.id, lifetime);
-        Some(issue.await.map_err(OAuthError::server)?)
     } else {
         None
     };
@@ -769,17 +745,10 @@ pub async fn check_access_token(
         .as_str()
         .and_then(|s| s.parse::<Uuid>().ok())
         .ok_or("the access token is invalid")?;
-    let grant = grant_if_live(state, gid)
+    let FullGrant { grant, user, .. } = grant_if_live(state, gid)
         .await
         .map_err(|_| CANNOT_CHECK)?
-        .ok_or("the access token was revoked")?;
-    let user = state
-        .db
-        .users()
-        .find_by_id(grant.user_id)
-        .await
-        .map_err(|_| CANNOT_CHECK)?
-        .filter(User::usable)
+        .filter(|full| full.user.usable())
         .ok_or("the access token was revoked")?;
     if claims.get("sub").and_then(|v| v.as_str()) != Some(user.sub.as_str()) {
         return Err("the access token is invalid");

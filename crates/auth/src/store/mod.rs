@@ -48,7 +48,8 @@ pub use reseal::{RowId, Sealed, SealedRepo, SealedRow};
 pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};
 pub use sessions::{
-    GrantRepo, NewGrant, NewSession, RefreshTokenInfo, RefreshTokenRepo, Rotation, SessionRepo,
+    FullGrant, GrantRepo, NewGrant, NewSession, OpenRotation, RefreshTokenInfo, RefreshTokenRepo,
+    Rotation, SessionRepo,
 };
 pub use signing_keys::{SigningKeyRepo, StoredKey};
 pub use signups::{NewVerification, SignupRepo, Verification};

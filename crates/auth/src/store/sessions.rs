@@ -9,12 +9,13 @@ use sea_orm::{
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::entity::{grants, refresh_tokens, sessions};
+use super::entity::{grants, refresh_tokens, sessions, users};
 use super::logouts;
+use super::users::to_user;
 use super::{AuditEvent, StoreError};
 use crate::clock::Clock;
 use crate::crypto::{random_token, sha256_hex};
-use crate::domain::{BrowserSession, Grant, UserId};
+use crate::domain::{BrowserSession, Grant, User, UserId};
 
 /// The account's live sessions: not ended, before their absolute end, and (unless kept
 /// signed in) used within `idle`.
@@ -472,6 +473,12 @@ impl<'c> GrantRepo<'c> {
             .transpose()
     }
 
+    /// The grant with its browser session and its member, in one query: what every
+    /// use of a token needs to decide whether it still counts.
+    pub async fn find_full(&self, id: Uuid) -> Result<Option<FullGrant>, StoreError> {
+        find_full(self.conn, id).await
+    }
+
     /// Revokes a grant: its access tokens become inactive, its refresh tokens unusable.
     pub async fn revoke(&self, id: Uuid, now: OffsetDateTime) -> Result<(), StoreError> {
         grants::Entity::update_many()
@@ -482,6 +489,35 @@ impl<'c> GrantRepo<'c> {
             .await?;
         Ok(())
     }
+}
+
+/// A grant, its browser session (`None` for a grant made without one) and its member.
+#[derive(Debug)]
+pub struct FullGrant {
+    pub grant: Grant,
+    pub session: Option<BrowserSession>,
+    pub user: User,
+}
+
+async fn find_full(
+    conn: &impl sea_orm::ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<FullGrant>, StoreError> {
+    let Some((grant, session, user)) = grants::Entity::find_by_id(id)
+        .find_also_related(sessions::Entity)
+        .find_also_related(users::Entity)
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    // The member's row outlives the grant (the foreign key cascades the other way).
+    let user = user.ok_or_else(|| StoreError::Corrupt(format!("grant {id} has no member")))?;
+    Ok(Some(FullGrant {
+        grant: to_grant(grant)?,
+        session: session.map(to_session).transpose()?,
+        user: to_user(user)?,
+    }))
 }
 
 fn to_grant(m: grants::Model) -> Result<Grant, StoreError> {
@@ -508,17 +544,33 @@ pub struct RefreshTokenInfo {
     pub spent: bool,
 }
 
+/// A refresh token and its row (the token stored only as its hash).
+fn new_refresh_token(
+    clock: &Clock,
+    rng: &mut impl CryptoRng,
+    grant_id: Uuid,
+    lifetime: Duration,
+) -> (String, refresh_tokens::ActiveModel) {
+    let now = clock.now();
+    let token = random_token(rng, 32);
+    let row = refresh_tokens::ActiveModel {
+        token_hash: Set(sha256_hex(&token)),
+        grant_id: Set(grant_id),
+        created_at: Set(now),
+        expires_at: Set(now + lifetime),
+        used_at: Set(None),
+    };
+    (token, row)
+}
+
 pub struct RefreshTokenRepo<'c> {
     conn: &'c DatabaseConnection,
 }
 
 /// What presenting a refresh token found.
-#[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
-    /// The token was live and is now spent; issue its successor in this grant.
-    Rotated {
-        grant_id: Uuid,
-    },
+    /// The token was live and is spent in the open transaction.
+    Open(Box<OpenRotation>),
     /// The token was already spent: someone holds a copy (OAuth 2.0 Security BCP §4.14).
     Reused {
         grant_id: Uuid,
@@ -540,15 +592,7 @@ impl<'c> RefreshTokenRepo<'c> {
         grant_id: Uuid,
         lifetime: Duration,
     ) -> impl Future<Output = Result<String, StoreError>> + Send + 'c {
-        let now = clock.now();
-        let token = random_token(rng, 32);
-        let row = refresh_tokens::ActiveModel {
-            token_hash: Set(sha256_hex(&token)),
-            grant_id: Set(grant_id),
-            created_at: Set(now),
-            expires_at: Set(now + lifetime),
-            used_at: Set(None),
-        };
+        let (token, row) = new_refresh_token(clock, rng, grant_id, lifetime);
         let conn = self.conn;
         async move {
             refresh_tokens::Entity::insert(row)
@@ -571,38 +615,84 @@ impl<'c> RefreshTokenRepo<'c> {
             }))
     }
 
-    /// Spends a refresh token. Of two concurrent presentations, exactly one rotates: the
-    /// spend is a conditional update, not a read followed by a write.
-    pub async fn spend(&self, token: &str, now: OffsetDateTime) -> Result<Rotation, StoreError> {
+    /// Spends a refresh token, in a transaction that stays open for its successor: the
+    /// spend, the read of its grant (with session and member) and the successor's insert
+    /// are one commit, so a crash cannot leave the token spent without a successor, nor a
+    /// successor without the spend. Of two concurrent presentations exactly one opens a
+    /// rotation: the spend is a conditional update, not a read followed by a write.
+    pub async fn rotate(&self, token: &str, now: OffsetDateTime) -> Result<Rotation, StoreError> {
         let hash = sha256_hex(token);
-        let Some(row) = refresh_tokens::Entity::find_by_id(hash.clone())
-            .one(self.conn)
-            .await?
-        else {
-            return Ok(Rotation::Unknown);
-        };
-        if row.used_at.is_some() {
-            return Ok(Rotation::Reused {
-                grant_id: row.grant_id,
-            });
-        }
-        if row.expires_at <= now {
-            return Ok(Rotation::Expired);
-        }
-        let res = refresh_tokens::Entity::update_many()
+        let txn = self.conn.begin().await?;
+        let spent = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-            .filter(refresh_tokens::Column::TokenHash.eq(hash))
+            .filter(refresh_tokens::Column::TokenHash.eq(hash.clone()))
             .filter(refresh_tokens::Column::UsedAt.is_null())
-            .exec(self.conn)
+            .filter(refresh_tokens::Column::ExpiresAt.gt(now))
+            .exec_with_returning(&txn)
             .await?;
-        Ok(if res.rows_affected == 1 {
-            Rotation::Rotated {
-                grant_id: row.grant_id,
-            }
-        } else {
-            Rotation::Reused {
-                grant_id: row.grant_id,
-            }
-        })
+        if let Some(spent) = spent.into_iter().next()
+            && let Some(grant) = find_full(&txn, spent.grant_id).await?
+        {
+            return Ok(Rotation::Open(Box::new(OpenRotation { txn, grant })));
+        }
+        txn.rollback().await?;
+        // Not spent now: why, read after the fact (the rare path).
+        Ok(
+            match refresh_tokens::Entity::find_by_id(hash)
+                .one(self.conn)
+                .await?
+            {
+                Some(row) if row.used_at.is_some() => Rotation::Reused {
+                    grant_id: row.grant_id,
+                },
+                Some(row) if row.expires_at <= now => Rotation::Expired,
+                _ => Rotation::Unknown,
+            },
+        )
+    }
+}
+
+/// A refresh token spent in an open transaction, with its grant: the caller decides
+/// (after its checks, before signing anything) whether a successor is issued
+/// (`succeed`), the token stays live (`refuse`, as if it had not been presented), or the
+/// grant ends (`revoke_grant`). Dropped undecided, it rolls back like `refuse`.
+pub struct OpenRotation {
+    txn: sea_orm::DatabaseTransaction,
+    pub grant: FullGrant,
+}
+
+impl OpenRotation {
+    /// Inserts the successor in the grant and commits; returns the new token and the
+    /// grant.
+    pub fn succeed(
+        self,
+        clock: &Clock,
+        rng: &mut impl CryptoRng,
+        lifetime: Duration,
+    ) -> impl Future<Output = Result<(String, FullGrant), StoreError>> + Send + 'static {
+        let (token, row) = new_refresh_token(clock, rng, self.grant.grant.id, lifetime);
+        async move {
+            refresh_tokens::Entity::insert(row)
+                .exec_without_returning(&self.txn)
+                .await?;
+            self.txn.commit().await?;
+            Ok((token, self.grant))
+        }
+    }
+
+    /// Rolls back: the token stays live.
+    pub async fn refuse(self) -> Result<(), StoreError> {
+        Ok(self.txn.rollback().await?)
+    }
+
+    /// Commits the spend and revokes the grant.
+    pub async fn revoke_grant(self, now: OffsetDateTime) -> Result<(), StoreError> {
+        grants::Entity::update_many()
+            .col_expr(grants::Column::RevokedAt, Expr::value(now))
+            .filter(grants::Column::Id.eq(self.grant.grant.id))
+            .filter(grants::Column::RevokedAt.is_null())
+            .exec(&self.txn)
+            .await?;
+        Ok(self.txn.commit().await?)
     }
 }

@@ -150,7 +150,59 @@ async fn a_refresh_asking_for_more_than_the_grant_is_refused_with_invalid_scope(
         }
         let err = request.request_async(&s.http).await.unwrap_err();
         assert_eq!(token_error(err), "invalid_scope", "{wider:?}");
+        // The refusal rolled the spend back: the same token still rotates, once.
+        let rotated =
+            s.rp.exchange_refresh_token(rt)
+                .unwrap()
+                .request_async(&s.http)
+                .await
+                .expect("the refused token is still live");
+        assert!(rotated.refresh_token().is_some());
+        let replay = s.rp.exchange_refresh_token(rt).unwrap();
+        let err = replay.request_async(&s.http).await.unwrap_err();
+        assert_eq!(token_error(err), "invalid_grant", "{wider:?}");
     }
+}
+
+#[tokio::test]
+async fn of_concurrent_presentations_of_one_refresh_token_exactly_one_rotates() {
+    let s = setup(ClientOpts {
+        refresh: true,
+        ..Default::default()
+    })
+    .await;
+    let tokens = authorize_again_after_sign_in(&s).await;
+    let rt: &RefreshToken = tokens.refresh_token().unwrap();
+    // Four at once, as a client retrying on a flaky network (or a thief racing it)
+    // would send them: one spend wins, the others find the token spent.
+    let attempt = || async {
+        s.rp.exchange_refresh_token(rt)
+            .unwrap()
+            .request_async(&s.http)
+            .await
+    };
+    let (a, b, c, d) = tokio::join!(attempt(), attempt(), attempt(), attempt());
+    let (rotated, refused): (Vec<_>, Vec<_>) = [a, b, c, d].into_iter().partition(Result::is_ok);
+    assert_eq!(rotated.len(), 1, "{refused:?}");
+    for err in refused {
+        assert_eq!(token_error(err.unwrap_err()), "invalid_grant");
+    }
+    // A spent token came back, so the grant is revoked (RFC 9700 §4.14.2): the winner's
+    // successor is dead too, and nothing was left half-written.
+    let successor = rotated.into_iter().next().unwrap().unwrap();
+    let err =
+        s.rp.exchange_refresh_token(successor.refresh_token().unwrap())
+            .unwrap()
+            .request_async(&s.http)
+            .await
+            .unwrap_err();
+    assert_eq!(token_error(err), "invalid_grant");
+}
+
+async fn authorize_again_after_sign_in(s: &Setup) -> TokenResponse {
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(s, &pending).await;
+    exchange(s, code, pending.verifier).await.unwrap()
 }
 
 #[tokio::test]
