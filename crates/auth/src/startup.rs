@@ -165,6 +165,7 @@ impl Application {
             .await
             .map_err(|e| StartError::Other(e.to_string()))?
             .into();
+        hasher.release_memory();
         let throttle = Throttle::new(ephemeral.clone(), clock.clone(), config.throttle.clone());
         let federation = Arc::new(
             crate::federation::Providers::build(&config, clock.clone())
