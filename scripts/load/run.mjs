@@ -1140,6 +1140,23 @@ function goalRows (cfg, r) {
     add('userinfo: Tobira CPU/request', userinfo.serverCpuUsPerReq, 'µs', check === null ? null : 40 + check,
       `40 µs + 1 ${accessAlg} check`, 1)
   }
+  // Where the goals above are out of reach on SQLite, what bounds them: the cost of a
+  // request that does nothing (JWKS, measured here), its signature work, and its store
+  // round trips (SQLite's `SELECT 1`, measured by tobira-bench limits). No goal.
+  const trip = L && L.sqlite_round_trip_us ? L.sqlite_round_trip_us.cpu : null
+  const floor = byName['GET /jwks'] ? byName['GET /jwks'].serverCpuUsPerReq : null
+  if (cfg.backend !== 'postgres' && trip !== null && floor !== null) {
+    if (userinfo) {
+      add('userinfo: bound on SQLite', userinfo.serverCpuUsPerReq, 'µs',
+        sum(floor, cpuUs('verify_us', accessAlg), trip), `JWKS + 1 ${accessAlg} check + 1 round trip`, null)
+    }
+    const rotating = byName['refresh_token (rotating)']
+    if (rotating) {
+      add('refresh: bound on SQLite', rotating.serverCpuUsPerReq, 'µs',
+        sum(floor, cpuUs('sign_us', accessAlg), cpuUs('sign_us', cfg.rp.idTokenAlg), 5 * trip),
+        'JWKS + 2 signatures + 5 round trips', null)
+    }
+  }
   const cc = byName['POST /token client_credentials']
   if (cc) add('client_credentials: Tobira CPU/request', cc.serverCpuUsPerReq, 'µs', cpuUs('sign_us', accessAlg), `1 ${accessAlg} signature`, 1.2)
   const refresh = byName['refresh_token (rotating)']
@@ -1184,6 +1201,7 @@ function printGoals (cfg, goals, memoryAfter) {
       `ES256 sign ${fmt(L.sign_us.ES256.cpu, 0)} µs; EdDSA sign ${fmt(L.sign_us.EdDSA.cpu, 0)} µs; ` +
       `argon2id (m=${a.memory_kib} KiB, t=${a.iterations}, p=${a.parallelism}) verify ${fmt(a.verify_ms.cpu, 1)} ms ` +
       `× ${a.hashing_threads} hashing threads → ${fmt(a.limit_per_second, 1)}/s` +
+      (L.sqlite_round_trip_us ? `; a SQLite round trip ${fmt(L.sqlite_round_trip_us.cpu, 0)} µs` : '') +
       (cfg.backend === 'postgres' ? '; PostgreSQL + Redis' : '; SQLite'))
   } else {
     console.log('Goals (no limits measured: LOAD_LIMITS_JSON unset, so no ratios for signatures and hashing)')

@@ -29,7 +29,7 @@ use crate::crypto::random_token;
 use crate::keys::{IdentifierHasher, KeyError, KeyPolicy, KeyRing, MasterKey};
 use crate::mail::Mailer;
 use crate::ops::{self, Metrics};
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::{Db, DbError, Ephemeral, EphemeralError, ephemeral};
 use crate::web::cookies::CookiePolicy;
 
@@ -171,7 +171,7 @@ impl Application {
             crate::federation::Providers::build(&config, clock.clone())
                 .map_err(StartError::Other)?,
         );
-        let state = AppState {
+        let state = AppState::new(Shared {
             db,
             ephemeral,
             throttle,
@@ -205,7 +205,7 @@ impl Application {
             draining: Arc::new(AtomicBool::new(false)),
             management_addr,
             config: Arc::new(config),
-        };
+        });
         let (router, management_router) = routers(&state);
         Ok(Self {
             listener,
@@ -450,7 +450,10 @@ async fn assign_request_id(
     if let Some(upstream) = incoming.filter(|v| trusted && v.len() <= 200) {
         headers.insert(UPSTREAM_REQUEST_ID, upstream);
     }
-    let ours = uuid::Uuid::new_v4().to_string();
+    // From the thread's generator, not a system call per request.
+    let ours = uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string();
     if let Ok(v) = HeaderValue::from_str(&ours) {
         headers.insert(REQUEST_ID, v);
     }

@@ -1,4 +1,6 @@
-//! What every handler can reach. Cheap to clone (everything inside is shared).
+//! What every handler can reach. Cheap to clone: one shared allocation, so that the
+//! clones each request makes (the state extractor, every middleware that reads it) cost
+//! one reference count each, not one per field.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +18,24 @@ use crate::store::{Db, Ephemeral};
 use crate::web::cookies::CookiePolicy;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: Db,
     pub ephemeral: Ephemeral,

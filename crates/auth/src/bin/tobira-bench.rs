@@ -296,7 +296,7 @@ impl Drop for ScratchDir {
 
 /// A key ring of fresh keys, one per algorithm, over a SQLite database of its own: the
 /// same key types and sizes as the server's, without touching its database or master key.
-async fn scratch_ring(config: &Config, dir: &Path, clock: &Clock) -> Result<KeyRing, String> {
+async fn scratch_ring(config: &Config, dir: &Path, clock: &Clock) -> Result<(KeyRing, Db), String> {
     let url = format!("sqlite://{}?mode=rwc", dir.join("keys.db").display());
     let db = Db::connect(&url, 2, Duration::from_secs(5))
         .await
@@ -306,8 +306,7 @@ async fn scratch_ring(config: &Config, dir: &Path, clock: &Clock) -> Result<KeyR
     let ring = KeyRing::load_or_init(&db, &master, clock, KeyPolicy::from_config(config))
         .await
         .map_err(|e| e.to_string())?;
-    db.close().await.map_err(|e| e.to_string())?;
-    Ok(ring)
+    Ok((ring, db))
 }
 
 fn limits(
@@ -318,7 +317,7 @@ fn limits(
 ) -> Result<(), String> {
     let clock = Clock::system();
     let dir = ScratchDir::new()?;
-    let ring = runtime.block_on(scratch_ring(config, dir.path(), &clock))?;
+    let (ring, db) = runtime.block_on(scratch_ring(config, dir.path(), &clock))?;
     let now = clock.now().unix_timestamp();
 
     let mut sign = serde_json::Map::new();
@@ -357,6 +356,13 @@ fn limits(
             Err(e) => Err(e.to_string()),
         }
     })?;
+    // The process's clock: on SQLite the query runs on the connection's own thread.
+    let round_trip = measure(seconds, 100, cpu::process_ns, || {
+        runtime
+            .block_on(tobira_auth::store::bench::round_trip(&db))
+            .map_err(|e| e.to_string())
+    })?;
+    runtime.block_on(db.close()).map_err(|e| e.to_string())?;
     // No more verifications at once than hashing threads, nor than cores to run them.
     let limit_per_second = threads.min(cores) as f64 / (verified.cpu_us / 1e6);
     let p = &config.password;
@@ -376,11 +382,13 @@ fn limits(
                 "verify_ms": verified.to_json(1e3),
                 "limit_per_second": limit_per_second,
             },
+            "sqlite_round_trip_us": round_trip.to_json(1.0),
         });
         println!("{out}");
         return Ok(());
     }
     let verify_ms = verified.cpu_us / 1e3;
+    rows.push(("SQLite round trip (SELECT 1)".to_owned(), round_trip, "µs"));
     rows.push((
         format!(
             "argon2id verify (m={} KiB, t={}, p={})",

@@ -193,6 +193,23 @@ fn client_address(i: usize) -> String {
     format!("198.{}.{}.{}", 18 + (n >> 16), (n >> 8) & 0xff, n & 0xff)
 }
 
+/// One read through the pool, the smallest a request can make: `SELECT 1`, its row
+/// decoded. What each store round trip of a request costs at least (on SQLite a hand-off
+/// to the connection's thread and back).
+pub async fn round_trip(db: &Db) -> Result<(), StoreError> {
+    use sea_orm::ConnectionTrait;
+    let conn = db.conn();
+    let row = conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT 1 AS one",
+        ))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("SELECT 1 returned no row".into()))?;
+    row.try_get::<i32>("", "one")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

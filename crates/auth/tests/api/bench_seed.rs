@@ -192,3 +192,22 @@ async fn seeding_needs_an_existing_member_and_a_client_allowed_refresh_tokens() 
         .unwrap();
     assert_eq!(live, 0, "a refused seed writes nothing");
 }
+
+#[tokio::test]
+async fn limits_reports_every_figure_the_load_script_reads_as_positive_numbers() {
+    let app = TestApp::spawn().await;
+    let out = bench(&app, &["limits", "--json", "--seconds", "0.05"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let limits: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let positive = |v: &Value| v.as_f64().is_some_and(|x| x > 0.0 && x.is_finite());
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        assert!(positive(&limits["sign_us"][alg]["cpu"]), "{limits}");
+        assert!(positive(&limits["verify_us"][alg]["cpu"]), "{limits}");
+    }
+    assert!(positive(&limits["argon2"]["verify_ms"]["cpu"]), "{limits}");
+    assert!(positive(&limits["argon2"]["limit_per_second"]), "{limits}");
+    // A store round trip costs something, and far less than a password check.
+    let trip = limits["sqlite_round_trip_us"]["cpu"].as_f64().unwrap();
+    assert!(trip > 0.0, "{limits}");
+    assert!(trip < limits["argon2"]["verify_ms"]["cpu"].as_f64().unwrap() * 1e3);
+}
