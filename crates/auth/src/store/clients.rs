@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use super::entity::clients;
-use super::{AuditEvent, StoreError, on_unique_violation};
+use super::{AuditEvent, ByKey, StoreError, on_unique_violation};
 use crate::domain::{Client, GrantType, RedirectUri};
 
 pub struct ClientRepo<'c> {
@@ -129,7 +129,7 @@ impl<'c> ClientRepo<'c> {
             return Ok(None);
         }
         let client = clients::Entity::find_by_id(client_id.to_owned())
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(to_client)
             .transpose()?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::entity::{grants, refresh_tokens, sessions, users};
 use super::logouts;
 use super::users::to_user;
-use super::{AuditEvent, StoreError};
+use super::{AuditEvent, ByKey, StoreError};
 use crate::clock::Clock;
 use crate::crypto::{random_token, sha256_hex};
 use crate::domain::{BrowserSession, Grant, User, UserId};
@@ -103,7 +103,7 @@ impl<'c> SessionRepo<'c> {
             .filter(sessions::Column::SecretHash.eq(sha256_hex(secret)))
             .filter(sessions::Column::EndedAt.is_null())
             .filter(sessions::Column::ExpiresAt.gt(now))
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(to_session)
             .transpose()
@@ -142,7 +142,7 @@ impl<'c> SessionRepo<'c> {
 
     pub async fn find(&self, id: Uuid) -> Result<Option<BrowserSession>, StoreError> {
         sessions::Entity::find_by_id(id)
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(to_session)
             .transpose()
@@ -184,7 +184,7 @@ impl<'c> SessionRepo<'c> {
             if res.rows_affected == 0 {
                 return Ok(None);
             }
-            let model = sessions::Entity::find_by_id(id).one(conn).await?;
+            let model = sessions::Entity::find_by_id(id).by_key(conn).await?;
             Ok(model.map(to_session).transpose()?.map(|s| (s, secret)))
         }
     }
@@ -467,7 +467,7 @@ impl<'c> GrantRepo<'c> {
 
     pub async fn find(&self, id: Uuid) -> Result<Option<Grant>, StoreError> {
         grants::Entity::find_by_id(id)
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(to_grant)
             .transpose()
@@ -503,11 +503,13 @@ async fn find_full(
     conn: &impl sea_orm::ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<FullGrant>, StoreError> {
+    // By its key, so at most one row; not `.one()` (see `ByKey`).
     let Some((grant, session, user)) = grants::Entity::find_by_id(id)
         .find_also_related(sessions::Entity)
         .find_also_related(users::Entity)
-        .one(conn)
+        .all(conn)
         .await?
+        .pop()
     else {
         return Ok(None);
     };
@@ -610,7 +612,7 @@ impl<'c> RefreshTokenRepo<'c> {
     /// What a refresh token is, without spending it (for introspection and revocation).
     pub async fn find(&self, token: &str) -> Result<Option<RefreshTokenInfo>, StoreError> {
         Ok(refresh_tokens::Entity::find_by_id(sha256_hex(token))
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(|m| RefreshTokenInfo {
                 grant_id: m.grant_id,
@@ -649,7 +651,7 @@ impl<'c> RefreshTokenRepo<'c> {
         // Not spent now: why, read after the fact (the rare path).
         Ok(
             match refresh_tokens::Entity::find_by_id(hash)
-                .one(self.conn)
+                .by_key(self.conn)
                 .await?
             {
                 Some(row) if row.used_at.is_some() => Rotation::Reused {

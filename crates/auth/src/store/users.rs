@@ -8,7 +8,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::entity::users;
-use super::{StoreError, on_unique_violation};
+use super::{ByKey, StoreError, on_unique_violation};
 use crate::clock::Clock;
 use crate::domain::{Email, Subject, User, UserId, UserStatus};
 
@@ -149,7 +149,7 @@ impl<'c> UserRepo<'c> {
 
     pub async fn find_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         users::Entity::find_by_id(id.0)
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(to_user)
             .transpose()
@@ -205,7 +205,7 @@ impl<'c> UserRepo<'c> {
     pub async fn find_by_sub(&self, sub: &Subject) -> Result<Option<User>, StoreError> {
         users::Entity::find()
             .filter(users::Column::Sub.eq(sub.as_str()))
-            .one(self.conn)
+            .by_key(self.conn)
             .await?
             .map(to_user)
             .transpose()
