@@ -21,10 +21,6 @@ pub struct Db {
     lock_path: Option<PathBuf>,
     /// Clients as the hot paths read them (see [`super::clients::ClientCache`]).
     clients: Arc<super::clients::ClientCache>,
-    /// SQLite only: the refresh rotations of this process queue here, in order, for the
-    /// file's one writer, instead of in SQLite's busy handler, which polls with sleeps of
-    /// up to 100 ms (what made a refresh's p99 under load over 100 ms).
-    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,12 +143,10 @@ impl Db {
                 target: redact_url(url),
                 source,
             })?;
-        let writer = (conn.get_database_backend() == DbBackend::Sqlite).then(Arc::default);
         Ok(Self {
             conn,
             lock_path,
             clients: Arc::default(),
-            writer,
         })
     }
 
@@ -320,7 +314,7 @@ impl Db {
     }
 
     pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
-        RefreshTokenRepo::new(&self.conn, self.writer.clone())
+        RefreshTokenRepo::new(&self.conn)
     }
 
     pub fn login_events(&self) -> LoginEventRepo<'_> {

@@ -567,8 +567,6 @@ fn new_refresh_token(
 
 pub struct RefreshTokenRepo<'c> {
     conn: &'c DatabaseConnection,
-    /// SQLite: rotations take the file's writer in turn (see `Db`).
-    writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// What presenting a refresh token found.
@@ -584,11 +582,8 @@ pub enum Rotation {
 }
 
 impl<'c> RefreshTokenRepo<'c> {
-    pub(super) fn new(
-        conn: &'c DatabaseConnection,
-        writer: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
-    ) -> Self {
-        Self { conn, writer }
+    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
+        Self { conn }
     }
 
     /// A new refresh token in `grant_id`; returns the token (stored only as its hash).
@@ -629,10 +624,6 @@ impl<'c> RefreshTokenRepo<'c> {
     /// rotation: the spend is a conditional update, not a read followed by a write.
     pub async fn rotate(&self, token: &str, now: OffsetDateTime) -> Result<Rotation, StoreError> {
         let hash = sha256_hex(token);
-        let turn = match &self.writer {
-            Some(writer) => Some(std::sync::Arc::clone(writer).lock_owned().await),
-            None => None,
-        };
         let txn = self.conn.begin().await?;
         let spent = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
@@ -644,10 +635,9 @@ impl<'c> RefreshTokenRepo<'c> {
         if let Some(spent) = spent.into_iter().next()
             && let Some(grant) = find_full(&txn, spent.grant_id).await?
         {
-            return Ok(Rotation::Open(Box::new(OpenRotation { txn, grant, turn })));
+            return Ok(Rotation::Open(Box::new(OpenRotation { txn, grant })));
         }
         txn.rollback().await?;
-        drop(turn);
         // Not spent now: why, read after the fact (the rare path).
         Ok(
             match refresh_tokens::Entity::find_by_id(hash)
@@ -671,8 +661,6 @@ impl<'c> RefreshTokenRepo<'c> {
 pub struct OpenRotation {
     txn: sea_orm::DatabaseTransaction,
     pub grant: FullGrant,
-    /// SQLite: this process's turn at the writer, until the commit or rollback.
-    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl OpenRotation {
@@ -690,16 +678,13 @@ impl OpenRotation {
                 .exec_without_returning(&self.txn)
                 .await?;
             self.txn.commit().await?;
-            drop(self.turn);
             Ok((token, self.grant))
         }
     }
 
     /// Rolls back: the token stays live.
     pub async fn refuse(self) -> Result<(), StoreError> {
-        self.txn.rollback().await?;
-        drop(self.turn);
-        Ok(())
+        Ok(self.txn.rollback().await?)
     }
 
     /// Commits the spend and revokes the grant.
@@ -710,8 +695,6 @@ impl OpenRotation {
             .filter(grants::Column::RevokedAt.is_null())
             .exec(&self.txn)
             .await?;
-        self.txn.commit().await?;
-        drop(self.turn);
-        Ok(())
+        Ok(self.txn.commit().await?)
     }
 }
