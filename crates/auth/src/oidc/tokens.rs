@@ -347,34 +347,16 @@ async fn refresh_token(
     // The token is spent in an open transaction. A refusal below rolls the spend back
     // (a client's mistake, such as asking for more scope, must not burn its token and
     // make its retry look like a reuse), except where the token is shown to have leaked.
-    let full = &open.grant;
-    let refused = if !is_live(state, full) {
-        Some(invalid("the grant was revoked or its session ended"))
-    } else if full.grant.client_id != client.client_id {
-        None
-    } else if !(full.grant.offline || client.allows(GrantType::RefreshToken)) {
-        Some(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
-            "this client may not use refresh tokens",
-        ))
-    } else if let Some(asked) = params.get("scope")
-        && exceeds(&full.grant, asked)
-    {
-        // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
-        Some(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "scope exceeds the original grant",
-        ))
-    } else {
-        usable_user(full).err()
-    };
-    if let Some(refused) = refused {
-        open.refuse().await.map_err(OAuthError::server)?;
-        return Err(refused);
-    }
-    if open.grant.grant.client_id != client.client_id {
-        open.revoke_grant(now).await.map_err(OAuthError::server)?;
-        return Err(invalid("the refresh token was issued to another client"));
+    match refusal(state, client, params.get("scope"), &open.grant) {
+        Some(Refusal::KeepToken(e)) => {
+            open.refuse().await.map_err(OAuthError::server)?;
+            return Err(e);
+        }
+        Some(Refusal::RevokeGrant(e)) => {
+            open.revoke_grant(now).await.map_err(OAuthError::server)?;
+            return Err(e);
+        }
+        None => {}
     }
     let lifetime = refresh_lifetime(state, &open.grant.grant);
     let succeed = open.succeed(&state.clock, &mut rand::rng(), lifetime);
@@ -402,6 +384,47 @@ async fn refresh_token(
         sid,
         Some(refresh_token),
     )
+}
+
+/// Why a refresh with a live token is refused, and what becomes of the token.
+enum Refusal {
+    /// The spend rolls back: the token stays usable.
+    KeepToken(OAuthError),
+    /// The token leaked (another client presented it): the grant ends.
+    RevokeGrant(OAuthError),
+}
+
+/// The checks of a refresh on the grant its token belongs to, `asked` being the scope
+/// asked for; `None` when a successor may be issued.
+fn refusal(
+    state: &AppState,
+    client: &Client,
+    asked: Option<&str>,
+    full: &FullGrant,
+) -> Option<Refusal> {
+    let grant = &full.grant;
+    let refused = if !is_live(state, full) {
+        OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "the grant was revoked or its session ended",
+        )
+    } else if grant.client_id != client.client_id {
+        return Some(Refusal::RevokeGrant(OAuthError::new(
+            ErrorCode::InvalidGrant,
+            "the refresh token was issued to another client",
+        )));
+    } else if !(grant.offline || client.allows(GrantType::RefreshToken)) {
+        OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use refresh tokens",
+        )
+    } else if asked.is_some_and(|asked| exceeds(grant, asked)) {
+        // A narrower scope may be asked for, never a wider one (RFC 6749 §6).
+        OAuthError::new(ErrorCode::InvalidScope, "scope exceeds the original grant")
+    } else {
+        usable_user(full).err()?
+    };
+    Some(Refusal::KeepToken(refused))
 }
 
 /// RFC 6749 §4.4: a confidential client acting for itself. A JWT access token whose

@@ -227,7 +227,7 @@ impl<'c> SessionRepo<'c> {
         id: Uuid,
         audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        self.end_recorded(now, user, id, true, audit).await
+        self.end_own(now, user, id, true, audit).await
     }
 
     /// Ends one session of the member `user` from their console: as `end`, and when it
@@ -236,18 +236,6 @@ impl<'c> SessionRepo<'c> {
     /// transaction. `false` (nothing changes, nothing is recorded) when the session is not
     /// the member's or had ended meanwhile.
     pub async fn end_own(
-        &self,
-        now: OffsetDateTime,
-        user: UserId,
-        id: Uuid,
-        void_email_change: bool,
-        audit: &AuditEvent,
-    ) -> Result<bool, StoreError> {
-        self.end_recorded(now, user, id, void_email_change, audit)
-            .await
-    }
-
-    async fn end_recorded(
         &self,
         now: OffsetDateTime,
         user: UserId,

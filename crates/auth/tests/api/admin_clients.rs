@@ -33,19 +33,6 @@ async fn create(api: &AdminApi, body: Value) -> (String, String) {
     )
 }
 
-/// The status of a client_credentials request with these credentials at `/token`.
-async fn token_status(app: &TestApp, client_id: &str, secret: &str) -> u16 {
-    app.http
-        .post(app.url.join("/token").unwrap())
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Moves the app's clock on a second: events made at one instant have ids (UUIDv7) in
 /// no particular order, and these tests read them in order.
 fn tick(app: &TestApp) {
@@ -297,7 +284,7 @@ async fn malformed_and_hostile_requests_are_refused_with_problems_that_say_why()
         .await
         .assert_problem(400);
     // A NUL (which PostgreSQL refuses in text) names no client at the token endpoint.
-    assert_eq!(token_status(&app, "a\0b", "secret").await, 401);
+    assert_eq!(app.client_credentials_status("a\0b", "secret").await, 401);
     for query in [
         "clients?cursor=!!!",
         "clients?limit=0",
@@ -351,7 +338,10 @@ async fn a_new_client_gets_its_secret_once_and_is_listed_page_by_page_without_it
     );
     assert_eq!(res.body["id_token_signed_response_alg"], "ES256");
     assert_eq!(res.body["scopes"], json!(["admin"]));
-    assert_eq!(token_status(&app, "partner.site", &secret).await, 200);
+    assert_eq!(
+        app.client_credentials_status("partner.site", &secret).await,
+        200
+    );
 
     // Shown and listed, never with the secret or its hash.
     let shown = api.get("clients/partner.site").await;
@@ -414,8 +404,8 @@ async fn a_rotated_secret_leaves_the_old_one_working_until_the_grace_period_ends
     );
 
     // Both work during the grace period: at the token endpoint and at introspection.
-    assert_eq!(token_status(&app, &id, &first).await, 200);
-    assert_eq!(token_status(&app, &id, &second).await, 200);
+    assert_eq!(app.client_credentials_status(&id, &first).await, 200);
+    assert_eq!(app.client_credentials_status(&id, &second).await, 200);
     let introspect = app
         .http
         .post(app.url.join("/introspect").unwrap())
@@ -428,8 +418,8 @@ async fn a_rotated_secret_leaves_the_old_one_working_until_the_grace_period_ends
 
     // Not a moment after.
     app.clock().advance(Duration::hours(2));
-    assert_eq!(token_status(&app, &id, &first).await, 401);
-    assert_eq!(token_status(&app, &id, &second).await, 200);
+    assert_eq!(app.client_credentials_status(&id, &first).await, 401);
+    assert_eq!(app.client_credentials_status(&id, &second).await, 200);
     // The admin's own token expired meanwhile: a fresh one.
     let admin = app
         .client_credentials_token(&api.client_id, &api.secret, "admin")
@@ -454,9 +444,17 @@ async fn a_rotated_secret_leaves_the_old_one_working_until_the_grace_period_ends
     )
     .unwrap();
     assert_eq!(until, app.clock().now() + Duration::hours(5));
-    assert_eq!(token_status(&app, &id, &second).await, 401, "replaced");
-    assert_eq!(token_status(&app, &id, &third).await, 200, "in its grace");
-    assert_eq!(token_status(&app, &id, &fourth).await, 200);
+    assert_eq!(
+        app.client_credentials_status(&id, &second).await,
+        401,
+        "replaced"
+    );
+    assert_eq!(
+        app.client_credentials_status(&id, &third).await,
+        200,
+        "in its grace"
+    );
+    assert_eq!(app.client_credentials_status(&id, &fourth).await, 200);
 
     // A grace of 0 (a leaked secret): the old one stops now.
     let res = api
@@ -470,9 +468,9 @@ async fn a_rotated_secret_leaves_the_old_one_working_until_the_grace_period_ends
     assert_eq!(res.status, 200, "{}", res.body);
     assert_eq!(res.body["previous_secret_expires_at"], Value::Null);
     let fifth = res.body["client_secret"].as_str().unwrap().to_owned();
-    assert_eq!(token_status(&app, &id, &fourth).await, 401);
-    assert_eq!(token_status(&app, &id, &third).await, 401);
-    assert_eq!(token_status(&app, &id, &fifth).await, 200);
+    assert_eq!(app.client_credentials_status(&id, &fourth).await, 401);
+    assert_eq!(app.client_credentials_status(&id, &third).await, 401);
+    assert_eq!(app.client_credentials_status(&id, &fifth).await, 200);
 }
 
 #[tokio::test]
@@ -517,7 +515,7 @@ async fn an_update_changes_what_it_names_keeps_the_secret_and_records_old_and_ne
     );
     assert_eq!(res.body["first_party"], false);
     assert_eq!(
-        token_status(&app, &id, &secret).await,
+        app.client_credentials_status(&id, &secret).await,
         200,
         "the secret stays"
     );
@@ -649,7 +647,10 @@ async fn deleting_a_client_ends_its_grants_and_tokens() {
     api.call_as(Some(&other_token), Method::GET, "clients", None)
         .await
         .assert_problem(401);
-    assert_eq!(token_status(&s.app, &other, &other_secret).await, 401);
+    assert_eq!(
+        s.app.client_credentials_status(&other, &other_secret).await,
+        401
+    );
 }
 
 #[tokio::test]

@@ -21,18 +21,6 @@ async fn other_replica(app: &TestApp) -> Db {
     .expect("connect a second replica")
 }
 
-async fn token_status(app: &TestApp, client_id: &str, secret: &str) -> u16 {
-    app.http
-        .post(app.url.join("/token").unwrap())
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Whether the admin API takes `token` (every access-token check goes the same way).
 async fn token_accepted(app: &TestApp, token: &str) -> bool {
     let status = app
@@ -79,8 +67,12 @@ async fn a_secret_rotated_on_another_replica_counts_here_at_once_and_a_removal_w
     .expect("rotate on the other replica");
     // The cached copy knows only the old secret: the new one is checked against the
     // stored client before a refusal, and the old one (no grace) is refused.
-    assert_eq!(token_status(&app, &client_id, &rotated.secret).await, 200);
-    assert_eq!(token_status(&app, &client_id, &old).await, 401);
+    assert_eq!(
+        app.client_credentials_status(&client_id, &rotated.secret)
+            .await,
+        200
+    );
+    assert_eq!(app.client_credentials_status(&client_id, &old).await, 401);
 
     delete_client(&replica, &app.state.clock, &Context::cli(), &client_id)
         .await
@@ -89,7 +81,11 @@ async fn a_secret_rotated_on_another_replica_counts_here_at_once_and_a_removal_w
     // stops working.
     tokio::time::sleep(CLIENT_CACHE_TTL + Duration::from_millis(100)).await;
     assert!(!token_accepted(&app, &token).await);
-    assert_eq!(token_status(&app, &client_id, &rotated.secret).await, 401);
+    assert_eq!(
+        app.client_credentials_status(&client_id, &rotated.secret)
+            .await,
+        401
+    );
 }
 
 #[tokio::test]
@@ -107,5 +103,8 @@ async fn a_client_removed_through_this_replica_is_gone_at_once() {
         .unwrap();
     // No wait: the removal dropped this replica's copy.
     assert!(!token_accepted(&app, &token).await);
-    assert_eq!(token_status(&app, &client_id, &secret).await, 401);
+    assert_eq!(
+        app.client_credentials_status(&client_id, &secret).await,
+        401
+    );
 }

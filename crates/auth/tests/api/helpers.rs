@@ -405,6 +405,20 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// The status of a client_credentials request at `/token` with these credentials
+    /// (HTTP Basic).
+    pub async fn client_credentials_status(&self, client_id: &str, secret: &str) -> u16 {
+        self.http
+            .post(self.url.join("/token").unwrap())
+            .basic_auth(client_id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// PostgreSQL + Redis when configured, else SQLite + in-process store.
     pub async fn spawn() -> Self {
         Self::spawn_with(|_| {}).await
