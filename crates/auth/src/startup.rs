@@ -178,6 +178,7 @@ impl Application {
             clock,
             hasher,
             dummy_hash,
+            discovery: crate::oidc::discovery::Published::new(&config, &keys),
             keys,
             master: Arc::new(master),
             mailer,

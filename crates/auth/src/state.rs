@@ -45,6 +45,8 @@ pub struct Shared {
     /// answer takes as long as for a real account.
     pub dummy_hash: Arc<str>,
     pub keys: KeyRing,
+    /// The discovery document as served, and the caching both it and the JWKS carry.
+    pub discovery: crate::oidc::discovery::Published,
     /// Seals queued mail bodies (they may hold secret links).
     pub master: Arc<MasterKey>,
     pub mailer: Mailer,

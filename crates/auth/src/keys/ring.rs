@@ -57,7 +57,7 @@ struct Snapshot {
     jwks_body: axum::body::Bytes,
     /// A strong validator of `jwks_body` (RFC 9110 §8.8.3), the same on every replica
     /// that has the same keys.
-    jwks_etag: Arc<str>,
+    jwks_etag: axum::http::HeaderValue,
 }
 
 /// The keys that may sign with one algorithm.
@@ -274,10 +274,7 @@ impl Snapshot {
         }
 
         let jwks = serde_json::json!({ "keys": public }).to_string();
-        let jwks_etag = format!(
-            "\"{}\"",
-            crate::crypto::b64url(&crate::crypto::sha256(jwks.as_bytes())[..16])
-        );
+        let jwks_etag = crate::oidc::discovery::strong_etag(jwks.as_bytes());
         Ok(Self {
             fingerprint: fingerprint(keys),
             states,
@@ -287,7 +284,7 @@ impl Snapshot {
             published,
             jwks_body: axum::body::Bytes::from(jwks.clone().into_bytes()),
             jwks,
-            jwks_etag: jwks_etag.into(),
+            jwks_etag,
         })
     }
 
@@ -546,7 +543,7 @@ impl KeyRing {
     }
 
     /// The JWKS response body (shared, not copied) and its `ETag`.
-    pub fn jwks_response(&self) -> (axum::body::Bytes, Arc<str>) {
+    pub fn jwks_response(&self) -> (axum::body::Bytes, axum::http::HeaderValue) {
         let snapshot = self.snapshot();
         (snapshot.jwks_body.clone(), snapshot.jwks_etag.clone())
     }

@@ -154,51 +154,79 @@ fn assert_private_part_sealed_and_public_part_public(key: &StoredKey, master: &M
 }
 
 #[tokio::test]
-async fn the_jwks_is_served_with_an_etag_and_revalidated_with_304() {
+async fn the_jwks_and_discovery_are_served_with_an_etag_and_revalidated_with_304() {
     let app = crate::helpers::TestApp::spawn().await;
-    let first = app.get("/jwks").await;
-    assert_eq!(first.status(), 200);
-    let etag = first
-        .headers()
-        .get("etag")
-        .expect("an ETag")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
-        "a strong, quoted tag: {etag}"
-    );
-    assert_eq!(
-        first.headers()["cache-control"].to_str().unwrap(),
-        "public, max-age=300"
-    );
-    let body = first.text().await.unwrap();
-    assert_eq!(body, app.state.keys.jwks());
-    // Another replica with the same keys sends the same bytes and the same tag.
+    // Another replica with the same keys and configuration sends the same bytes and tags.
     let replica = app.replica().await;
-    let there = reqwest::get(format!("{}jwks", replica.url)).await.unwrap();
-    assert_eq!(there.headers()["etag"].to_str().unwrap(), etag);
-    assert_eq!(there.text().await.unwrap(), body);
-
     let http = reqwest::Client::new();
-    for (value, status) in [
-        (etag.clone(), 304),
-        (format!("\"other\", W/{etag}"), 304),
-        ("*".to_owned(), 304),
-        ("\"stale\"".to_owned(), 200),
-        ("garbage without quotes".to_owned(), 200),
-    ] {
-        let res = http
-            .get(format!("{}jwks", app.url))
-            .header("if-none-match", &value)
-            .send()
+    for path in ["jwks", ".well-known/openid-configuration"] {
+        let first = app.get(&format!("/{path}")).await;
+        assert_eq!(first.status(), 200, "{path}");
+        assert_eq!(
+            first.headers()["content-type"].to_str().unwrap(),
+            "application/json",
+            "{path}"
+        );
+        let etag = first
+            .headers()
+            .get("etag")
+            .expect("an ETag")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() > 10,
+            "a strong, quoted tag: {etag}"
+        );
+        assert_eq!(
+            first.headers()["cache-control"].to_str().unwrap(),
+            "public, max-age=300"
+        );
+        let body = first.text().await.unwrap();
+        if path == "jwks" {
+            assert_eq!(body, app.state.keys.jwks());
+        } else {
+            let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(document["issuer"], app.state.config.issuer.as_str());
+        }
+        let there = reqwest::get(format!("{}{path}", replica.url))
             .await
             .unwrap();
-        assert_eq!(res.status(), status, "If-None-Match: {value}");
-        assert_eq!(res.headers()["etag"].to_str().unwrap(), etag, "{value}");
-        if status == 304 {
-            assert!(res.text().await.unwrap().is_empty(), "no body with a 304");
+        assert_eq!(there.headers()["etag"].to_str().unwrap(), etag, "{path}");
+        assert_eq!(there.text().await.unwrap(), body, "{path}");
+
+        for (value, status) in [
+            (etag.clone(), 304),
+            (format!("\"other\", W/{etag}"), 304),
+            ("*".to_owned(), 304),
+            ("\"stale\"".to_owned(), 200),
+            ("garbage without quotes".to_owned(), 200),
+            // The other document's tag does not revalidate this one.
+            (
+                app.get(if path == "jwks" {
+                    "/.well-known/openid-configuration"
+                } else {
+                    "/jwks"
+                })
+                .await
+                .headers()["etag"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+                200,
+            ),
+        ] {
+            let res = http
+                .get(format!("{}{path}", app.url))
+                .header("if-none-match", &value)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), status, "{path} If-None-Match: {value}");
+            assert_eq!(res.headers()["etag"].to_str().unwrap(), etag, "{value}");
+            if status == 304 {
+                assert!(res.text().await.unwrap().is_empty(), "no body with a 304");
+            }
         }
     }
 }
