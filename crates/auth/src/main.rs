@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Serve) && log.level == "info" {
         log.level = "warn".to_owned();
     }
-    telemetry::init(&log);
+    let logs = telemetry::init(&log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +79,11 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let outcome = runtime.block_on(run(cli.command, config));
+    drop(runtime);
+    // The buffered lines first, then the error that ends them.
+    drop(logs);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
     }

@@ -68,7 +68,7 @@ async fn run() -> Result<(), String> {
         issuer: Issuer::parse(&format!("http://127.0.0.1:{up_port}"))?,
         ..Config::default()
     };
-    telemetry::init(&up_config.log);
+    let _logs = telemetry::init(&up_config.log);
     let up_listener = TcpListener::bind(("127.0.0.1", up_port))
         .await
         .map_err(|e| {

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
     if log.level == "info" {
         log.level = "warn".to_owned();
     }
-    telemetry::init(&log);
+    let logs = telemetry::init(&log);
     // One thread runs the measurements, so nothing of the runtime competes with them;
     // the hasher still hashes on its own blocking threads, as in the server.
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -128,6 +128,7 @@ fn main() -> ExitCode {
             },
         )),
     };
+    drop(logs);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(&message),
