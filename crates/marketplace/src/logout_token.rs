@@ -117,7 +117,10 @@ pub fn validate(
     if iat < now - rules.max_age {
         return Err(E::TooOld(rules.max_age.whole_seconds()));
     }
-    if now >= exp + rules.skew {
+    // Saturating: an `exp` at the end of representable time (9999) is a long-lived
+    // token, not an overflow.
+    let valid_until = exp.saturating_add(rules.skew);
+    if now >= valid_until {
         return Err(E::Expired);
     }
     // Step 4: a logout event, its value an object (§2.4).
@@ -143,7 +146,7 @@ pub fn validate(
     Ok(LogoutToken {
         jti,
         ends,
-        remember_until: (exp + rules.skew).min(iat + rules.max_age) + rules.skew,
+        remember_until: valid_until.min(iat + rules.max_age) + rules.skew,
     })
 }
 
@@ -261,6 +264,21 @@ mod tests {
             now() + Duration::minutes(6),
             "kept no longer than the token's iat keeps it acceptable"
         );
+    }
+
+    /// Found by the `logout_token` fuzz target: `exp + skew` past the last representable
+    /// time (9999-12-31) panicked in the handler instead of answering.
+    #[test]
+    fn an_exp_at_the_end_of_time_is_a_long_lived_token_not_a_panic() {
+        for exp in [json!(253_402_300_799_i64), json!(253_402_300_799.9)] {
+            let token = validate(&with(&[("exp", Some(exp.clone()))]), &rules(), now())
+                .unwrap_or_else(|e| panic!("{exp}: {e}"));
+            assert_eq!(
+                token.remember_until,
+                now() + Duration::minutes(6),
+                "{exp}: kept as long as its iat keeps it acceptable"
+            );
+        }
     }
 
     #[test]
