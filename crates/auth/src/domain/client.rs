@@ -46,6 +46,16 @@ impl RedirectUri {
             return Err(RedirectUriError::Control(input.to_owned()));
         }
         let url = Url::parse(input).map_err(|_| RedirectUriError::NotAbsolute(input.to_owned()))?;
+        // The URL standard repairs `https:/host`, `https:host` and backslashes for
+        // slashes; RFC 3986 (and other parsers) read them otherwise, so a relying party,
+        // a browser and this check could disagree on the host. The URI is kept byte for
+        // byte, so it must be the plain `scheme://authority` form to begin with.
+        let authority = input
+            .split_once(':')
+            .is_some_and(|(_, rest)| rest.starts_with("//"));
+        if !authority || input.contains('\\') {
+            return Err(RedirectUriError::NotAbsolute(input.to_owned()));
+        }
         if url.fragment().is_some() || input.contains('#') {
             return Err(RedirectUriError::Fragment(input.to_owned()));
         }
@@ -228,6 +238,24 @@ mod tests {
             RedirectUri::parse(&format!("https://rp.example.jp/{}", "a".repeat(2000))),
             Err(RedirectUriError::TooLong)
         );
+        // Found by the `redirect_uri` fuzz target: forms the URL standard repairs (to
+        // another host than other parsers see, for the backslash ones) are refused.
+        for repaired in [
+            "https:/rp.example.jp/cb",
+            "https:rp.example.jp/cb",
+            "https:/http://rp.example.jp/cb",
+            "https:\\\\rp.example.jp\\cb",
+            "https://rp.example.jp\\@evil.example.jp/cb",
+            "http:\\\\127.0.0.1/cb",
+        ] {
+            assert!(
+                matches!(
+                    RedirectUri::parse(repaired),
+                    Err(RedirectUriError::NotAbsolute(_))
+                ),
+                "{repaired}"
+            );
+        }
         // Kept byte for byte.
         assert_eq!(
             RedirectUri::parse("https://RP.example.jp/cb")
