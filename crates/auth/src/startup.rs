@@ -238,6 +238,12 @@ impl Application {
         &self.state
     }
 
+    /// What the public listener serves, to call in process without a socket (the fuzz
+    /// targets); a request needs a `ConnectInfo<SocketAddr>` extension as a served one has.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting and finishes in-flight
     /// requests at once. For instances stopped inside a process (tests, the demo);
     /// `tobira serve` drains first ([`Self::run_draining`]).

@@ -7,8 +7,9 @@ pub mod clock;
 pub mod config;
 mod form;
 pub mod i18n;
-mod jws;
-mod logout_token;
+/// Public for the fuzz targets (`fuzz/`): they parse what the OP's back channel sends.
+pub mod jws;
+pub mod logout_token;
 pub mod oidc;
 mod routes;
 mod session;

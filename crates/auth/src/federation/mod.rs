@@ -177,8 +177,9 @@ pub fn callback_url(config: &Config, id: &str) -> String {
 mod apple;
 mod client;
 mod facebook;
-mod http;
-mod id_token;
+/// Public for the fuzz targets (`fuzz/`), which check upstream ID tokens offline.
+pub mod http;
+pub mod id_token;
 mod presets;
 mod upstream;
 

@@ -57,6 +57,12 @@ impl Mail {
         serde_json::from_slice(&plain).map_err(|e| MailError::Sealed(e.to_string()))
     }
 
+    /// The message as it leaves (RFC 5322 bytes), from `from`: what the outbox writes and
+    /// SMTP sends.
+    pub fn formatted(&self, from: &Mailbox) -> Result<Vec<u8>, MailError> {
+        Ok(self.message(from)?.formatted())
+    }
+
     fn message(&self, from: &Mailbox) -> Result<Message, MailError> {
         let to: Mailbox = self
             .to
@@ -154,7 +160,7 @@ impl Mailer {
                 Ok(())
             }
             Self::Outbox { dir, from } => {
-                let bytes = mail.message(from)?.formatted();
+                let bytes = mail.formatted(from)?;
                 let path = dir.join(format!("{id}.eml"));
                 let io = |source| MailError::Outbox {
                     path: path.clone(),
