@@ -32,7 +32,7 @@ use crate::crypto::{constant_time_eq, random_token, sha256_hex};
 use crate::domain::{AMR_PASSWORD, Email, User, UserId, UserStatus};
 use crate::flow::{self, Binding, Stage};
 use crate::mail::templates;
-use crate::oidc::authorize::see_other;
+use crate::oidc::authorize::{see_other, with_cookies};
 use crate::oidc::paths;
 use crate::state::AppState;
 use crate::store::{NewUser, NewVerification, QueuedMail, StoreError, Verification};
@@ -490,16 +490,6 @@ async fn sign_in_and_continue(
     )
     .await
     .map_err(|e| e.to_string())?;
-    flow::advance(
-        state,
-        park_id,
-        park,
-        Stage::SignedIn {
-            session: session.id,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
     let mut cookies =
         vec![
             state
@@ -507,10 +497,28 @@ async fn sign_in_and_continue(
                 .set(SESSION, &secret, state.sessions.cookie_max_age(false)),
         ];
     cookies.extend(new_device_cookie);
-    Ok(see_other(
-        &format!("{}?tx={park_id}", paths::AUTHORIZE_CONTINUE),
-        &cookies,
-    ))
+    let advanced = flow::advance(
+        state,
+        park_id,
+        park,
+        Stage::SignedIn {
+            session: session.id,
+        },
+    )
+    .await;
+    Ok(match advanced {
+        Ok(()) => see_other(
+            &format!("{}?tx={park_id}", paths::AUTHORIZE_CONTINUE),
+            &cookies,
+        ),
+        // Verified and signed in all the same (the request could not be carried on, say
+        // with the ephemeral store down): the browser keeps its session, never a session
+        // without its cookie, and the member goes back to the client on their own.
+        Err(e) => {
+            tracing::warn!(error = %e, "the parked request cannot go on after sign-up");
+            with_cookies(done_page(lang), &cookies)
+        }
+    })
 }
 
 fn done_page(lang: Lang) -> Response {
@@ -593,7 +601,7 @@ pub async fn post_verify(
             tracing::warn!(user = %v.user.0, ip = %ip, "address verification throttled");
             return throttled_page(&state, &lock, lang);
         }
-        Err(SignInError::Busy) => return unavailable_page(lang),
+        Err(SignInError::Busy | SignInError::Unavailable(_)) => return unavailable_page(lang),
         Err(SignInError::AccountUnavailable | SignInError::ResetRequired) => {
             return invalid_link(lang);
         }

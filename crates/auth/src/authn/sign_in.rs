@@ -41,8 +41,22 @@ pub enum SignInError {
     /// Too many sign-ins wait for the password hasher: try again shortly.
     #[error("too many sign-ins at once")]
     Busy,
+    /// A store the sign-in needs (the ephemeral store's counters) is down or full: try
+    /// again shortly, as for `Busy`.
+    #[error("a store the sign-in needs is unavailable: {0}")]
+    Unavailable(String),
     #[error("sign-in failed: {0}")]
     Internal(String),
+}
+
+impl From<crate::store::EphemeralError> for SignInError {
+    fn from(e: crate::store::EphemeralError) -> Self {
+        use crate::store::EphemeralError as E;
+        match e {
+            E::Unavailable(_) | E::Full => Self::Unavailable(e.to_string()),
+            E::Malformed => Self::Internal(e.to_string()),
+        }
+    }
 }
 
 impl From<HashError> for SignInError {
@@ -111,7 +125,7 @@ pub async fn with_password(
         Err(SignInError::AccountUnavailable) => Some(LoginResult::Frozen),
         Err(SignInError::ResetRequired) => Some(LoginResult::ResetRequired),
         // Not checked: not an attempt the member made or suffered.
-        Err(SignInError::Busy | SignInError::Internal(_)) => None,
+        Err(SignInError::Busy | SignInError::Unavailable(_) | SignInError::Internal(_)) => None,
     };
     if let (None, Some(result)) = (&user, refused) {
         crate::ops::sign_in_attempt(METHOD_PASSWORD, result, false);
@@ -199,7 +213,7 @@ async fn check(
         address: ip_bucket(attempt.ip),
         known_device: known.then(|| attempt.device.to_owned()),
     };
-    let locks = match state.throttle.admit(&counted).await.map_err(internal)? {
+    let locks = match state.throttle.admit(&counted).await? {
         Admission::Refused(lock) => return Err(SignInError::Throttled(lock)),
         Admission::Admitted { locks } => locks,
     };
@@ -235,7 +249,7 @@ async fn check(
             locked: locks,
         });
     }
-    state.throttle.succeeded(&counted).await.map_err(internal)?;
+    state.throttle.succeeded(&counted).await?;
     match user.status {
         UserStatus::Active if user.reset_required => Err(SignInError::ResetRequired),
         // The device becomes known only when every step passed (`completed`): a password

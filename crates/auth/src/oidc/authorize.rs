@@ -212,9 +212,14 @@ pub fn see_other(location: &str, set_cookies: &[String]) -> Response {
         h.insert(header::LOCATION, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    with_cookies(res, set_cookies)
+}
+
+/// `res` with `set_cookies` added.
+pub fn with_cookies(mut res: Response, set_cookies: &[String]) -> Response {
     for c in set_cookies {
         if let Ok(v) = HeaderValue::from_str(c) {
-            h.append(header::SET_COOKIE, v);
+            res.headers_mut().append(header::SET_COOKIE, v);
         }
     }
     res
@@ -801,7 +806,7 @@ async fn issue_code(
         sid: session.sid.clone(),
     };
     let bytes = serde_json::to_vec(&record).map_err(|e| internal(&e))?;
-    state
+    if let Err(e) = state
         .ephemeral
         .put(
             &CodeRecord::key(&code),
@@ -809,7 +814,14 @@ async fn issue_code(
             state.clock.now() + CODE_LIFETIME,
         )
         .await
-        .map_err(|e| internal(&e))?;
+    {
+        // No code will ever name this grant: take it back rather than leave an app
+        // "connected" that never got a token. The store being down is a 503.
+        if let Err(revoke) = state.db.grants().revoke(grant.id, state.clock.now()).await {
+            tracing::warn!(error = %revoke, grant = %grant.id, "cannot revoke a grant without its code");
+        }
+        return Err(e.into());
+    }
     let mut params = vec![("code", code)];
     if let Some(s) = &req.state {
         params.push(("state", s.clone()));

@@ -23,6 +23,9 @@ pub enum ErrorCode {
     InvalidGrant,
     UnsupportedGrantType,
     InvalidToken,
+    /// A store the request needs is down or full (RFC 6749 §4.1.2.1; at `/revoke`, RFC
+    /// 7009 §2.2.1's 503): try again later.
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -42,6 +45,7 @@ impl ErrorCode {
             Self::InvalidGrant => "invalid_grant",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidToken => "invalid_token",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -69,6 +73,22 @@ impl OAuthError {
         tracing::error!(error = %cause, "token endpoint failure");
         Self::new(ErrorCode::ServerError, "internal error")
     }
+
+    /// A failure of the ephemeral store: its being down or full is a 503 with
+    /// `Retry-After`, as on the pages; anything else is internal.
+    pub fn store(e: crate::store::EphemeralError) -> Self {
+        use crate::store::EphemeralError as E;
+        match e {
+            E::Unavailable(_) | E::Full => {
+                tracing::warn!(error = %e, "token endpoint: the ephemeral store is unavailable");
+                Self::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the service is temporarily unavailable; try again shortly",
+                )
+            }
+            E::Malformed => Self::server(e),
+        }
+    }
 }
 
 /// The JSON form, for the token endpoint.
@@ -77,12 +97,16 @@ impl IntoResponse for OAuthError {
         let status = match self.code {
             ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
         let body = json!({ "error": self.code.as_str(), "error_description": self.description });
         let mut res = (status, Json(body)).into_response();
         let h = res.headers_mut();
         no_store(h);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
         if status == StatusCode::UNAUTHORIZED && self.basic_challenge {
             h.insert(
                 header::WWW_AUTHENTICATE,

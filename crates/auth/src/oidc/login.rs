@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
 
-use super::authorize::{Rejection, see_other};
+use super::authorize::{Rejection, see_other, with_cookies};
 use super::paths;
 use super::second_step;
 use crate::account::unlock::{locked_now, refused, throttled_message};
@@ -323,6 +323,10 @@ pub async fn post_login(
             tracing::warn!("sign-in refused: too many password hashes waiting");
             return unavailable_page(lang);
         }
+        Err(SignInError::Unavailable(cause)) => {
+            tracing::warn!(error = %cause, "sign-in refused: the ephemeral store is unavailable");
+            return unavailable_page(lang);
+        }
         Err(SignInError::Internal(cause)) => {
             tracing::error!(error = %cause, "sign-in failed");
             return error_page(
@@ -622,16 +626,21 @@ pub(crate) async fn complete_sign_in(
         .map(|()| format!("{}?tx={}", paths::AUTHORIZE_CONTINUE, tx)),
         SignInFor::Console(_) => flow::finish_console(state, headers, tx).await,
     };
-    let next = match next {
-        Ok(next) => next,
-        Err(e) => return Rejection::from(e).respond(state, headers, request_id),
-    };
     cookies.push(state.cookies.set(
         SESSION,
         &secret,
         state.sessions.cookie_max_age(done.remember),
     ));
-    see_other(&next, &cookies)
+    match next {
+        Ok(next) => see_other(&next, &cookies),
+        // Signed in all the same (the request could not be carried on, say with the
+        // ephemeral store down): the browser gets its session with the error, so that no
+        // session is left without its cookie and the member is not asked again.
+        Err(e) => with_cookies(
+            Rejection::from(e).respond(state, headers, request_id),
+            &cookies,
+        ),
+    }
 }
 
 /// The languages the client asked for, if a client asked.

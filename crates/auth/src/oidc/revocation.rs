@@ -196,7 +196,7 @@ pub async fn revoke(
                     .ephemeral
                     .put(&revoked_jti_key(jti), b"1", until)
                     .await
-                    .map_err(OAuthError::server)?;
+                    .map_err(OAuthError::store)?;
             }
             Found::Refresh { grant, .. } => {
                 state

@@ -230,7 +230,7 @@ async fn authorization_code(
             now + USED_CODE_MEMORY,
         )
         .await
-        .map_err(OAuthError::server)?;
+        .map_err(OAuthError::store)?;
     let bytes = match spent {
         Spent::Fresh(bytes) => bytes,
         Spent::Replayed(bytes) => {

@@ -426,6 +426,17 @@ impl TestApp {
 
     /// Like `spawn`, with configuration changes applied last.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_wrapping(configure, |store| store).await
+    }
+
+    /// Like `spawn_with`, with the ephemeral store the configuration opens handed to
+    /// `wrap` first (a test's store that fails on cue).
+    pub async fn spawn_wrapping(
+        configure: impl FnOnce(&mut Config),
+        wrap: impl FnOnce(
+            tobira_auth::store::ephemeral::Ephemeral,
+        ) -> tobira_auth::store::ephemeral::Ephemeral,
+    ) -> Self {
         // Migrated already: the app's start finds nothing to apply.
         let db = TestDb::preferred_migrated().await;
         let redis = TestRedis::new().await;
@@ -447,7 +458,10 @@ impl TestApp {
         }
         configure(&mut config);
         let clock = Clock::manual_at_now();
-        let app = Application::build_on(listener, config, clock.clone())
+        let store = tobira_auth::startup::open_ephemeral(&config, &clock)
+            .await
+            .expect("the ephemeral store opens");
+        let app = Application::build_sharing(listener, config, clock.clone(), Some(wrap(store)))
             .await
             .expect("the app starts");
         let url = app.url();

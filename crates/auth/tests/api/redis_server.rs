@@ -42,32 +42,7 @@ impl OwnRedis {
             .local_addr()
             .unwrap()
             .port();
-        let path = |name: &str| dir.path().join(name);
-        let log = std::fs::File::create(path("redis.log")).unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1"]);
-        if tls {
-            cmd.args(["--port", "0", "--tls-port"])
-                .arg(port.to_string())
-                .arg("--tls-cert-file")
-                .arg(path("server.crt"))
-                .arg("--tls-key-file")
-                .arg(path("server.key"))
-                .arg("--tls-ca-cert-file")
-                .arg(&ca)
-                .args(["--tls-auth-clients", "no"]);
-        } else {
-            cmd.arg("--port").arg(port.to_string());
-        }
-        let child = cmd
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("redis-server starts");
+        let child = spawn(dir.path(), port, tls, &ca);
         let mut server = Self {
             child,
             port,
@@ -114,6 +89,47 @@ impl OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Starts it again on the same port, empty (it keeps nothing on disk), as a Redis
+    /// restarted after a crash; returns once it accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = spawn(self.dir.path(), self.port, self.tls, &self.ca);
+        self.wait_until_listening().await;
+    }
+}
+
+/// Runs `redis-server` on `port` with its files in `dir`, logging to `redis.log` there.
+fn spawn(dir: &Path, port: u16, tls: bool, ca: &Path) -> Child {
+    let path = |name: &str| dir.join(name);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path("redis.log"))
+        .unwrap();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--bind", "127.0.0.1"]);
+    if tls {
+        cmd.args(["--port", "0", "--tls-port"])
+            .arg(port.to_string())
+            .arg("--tls-cert-file")
+            .arg(path("server.crt"))
+            .arg("--tls-key-file")
+            .arg(path("server.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(ca)
+            .args(["--tls-auth-clients", "no"]);
+    } else {
+        cmd.arg("--port").arg(port.to_string());
+    }
+    cmd.args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("redis-server starts")
 }
 
 impl Drop for OwnRedis {
