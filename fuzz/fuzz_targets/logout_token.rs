@@ -4,10 +4,13 @@
 //! it until.
 #![no_main]
 
+mod common;
+
 use std::sync::LazyLock;
 
+use common::{Input, input, rsa_key};
+use josekit::jws::JwsHeader;
 use josekit::jws::alg::rsassa::RsassaJwsSigner;
-use josekit::jws::{JwsHeader, RS256};
 use libfuzzer_sys::fuzz_target;
 use openidconnect::core::CoreJsonWebKey;
 use time::{Duration, OffsetDateTime};
@@ -18,15 +21,8 @@ const KID: &str = "op-key";
 
 /// The OP's signing key (made once; RSA generation is slow) and its public JWK.
 static KEYS: LazyLock<(RsassaJwsSigner, CoreJsonWebKey)> = LazyLock::new(|| {
-    let pair = RS256.generate_key_pair(2048).expect("an RSA key");
-    let signer = RS256
-        .signer_from_der(pair.to_der_private_key())
-        .expect("a signer");
-    let mut jwk = pair.to_jwk_public_key();
-    jwk.set_key_id(KID);
-    jwk.set_algorithm("RS256");
-    jwk.set_key_use("sig");
-    let public = serde_json::from_str(&jwk.to_string()).expect("a JWK openidconnect reads");
+    let (signer, jwk) = rsa_key(KID);
+    let public = serde_json::from_str(&jwk).expect("a JWK openidconnect reads");
     (signer, public)
 });
 
@@ -58,17 +54,12 @@ fn check(token: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let Ok(text) = std::str::from_utf8(rest) else {
-        return;
-    };
-    if mode % 2 == 0 {
+    let text = match input(data) {
+        None => return,
         // Token text as it arrives in the POST body.
-        check(text);
-        return;
-    }
+        Some(Input::Token(token)) => return check(token),
+        Some(Input::Claims(text)) => text,
+    };
     // Claims (JSON) the OP's key signs: reaches every claim check.
     let Ok(claims) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
     else {

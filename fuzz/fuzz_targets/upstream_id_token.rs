@@ -3,11 +3,14 @@
 //! signed by the provider's key pass only with the expected issuer, audience and nonce.
 #![no_main]
 
+mod common;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use common::{Input, input, rsa_key};
+use josekit::jws::JwsHeader;
 use josekit::jws::alg::rsassa::RsassaJwsSigner;
-use josekit::jws::{JwsHeader, RS256};
 use libfuzzer_sys::fuzz_target;
 use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 use time::OffsetDateTime;
@@ -31,19 +34,13 @@ fn now() -> OffsetDateTime {
 }
 
 static UPSTREAM: LazyLock<Upstream> = LazyLock::new(|| {
-    let pair = RS256.generate_key_pair(2048).expect("an RSA key");
-    let mut jwk = pair.to_jwk_public_key();
-    jwk.set_key_id(KID);
-    jwk.set_algorithm("RS256");
-    jwk.set_key_use("sig");
+    let (signer, jwk) = rsa_key(KID);
     let set: CoreJsonWebKeySet =
         serde_json::from_str(&format!("{{\"keys\":[{jwk}]}}")).expect("a JWKS");
     let keys = KeyCache::default();
     keys.seed(JWKS_URI, set, now());
     Upstream {
-        signer: RS256
-            .signer_from_der(pair.to_der_private_key())
-            .expect("a signer"),
+        signer,
         keys,
         http: Http::new(Duration::from_millis(200)).expect("an HTTP client"),
         runtime: tokio::runtime::Builder::new_current_thread()
@@ -87,16 +84,11 @@ fn check(token: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
+    let text = match input(data) {
+        None => return,
+        Some(Input::Token(token)) => return check(token),
+        Some(Input::Claims(text)) => text,
     };
-    let Ok(text) = std::str::from_utf8(rest) else {
-        return;
-    };
-    if mode % 2 == 0 {
-        check(text);
-        return;
-    }
     // Claims (JSON) the provider's key signs: reaches every claim check.
     let mut header = JwsHeader::new();
     header.set_token_type("JWT");

@@ -79,15 +79,18 @@ impl OAuthError {
     pub fn store(e: crate::store::EphemeralError) -> Self {
         use crate::store::EphemeralError as E;
         match e {
-            E::Unavailable(_) | E::Full => {
-                tracing::warn!(error = %e, "token endpoint: the ephemeral store is unavailable");
-                Self::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the service is temporarily unavailable; try again shortly",
-                )
-            }
+            E::Unavailable(_) | E::Full => Self::unavailable(e),
             E::Malformed => Self::server(e),
         }
+    }
+
+    /// A store the answer depends on is down: 503 `temporarily_unavailable`.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "token endpoint: a store is unavailable");
+        Self::new(
+            ErrorCode::TemporarilyUnavailable,
+            "the service is temporarily unavailable; try again shortly",
+        )
     }
 }
 

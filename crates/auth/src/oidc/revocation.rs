@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use super::error::{ErrorCode, OAuthError, answer};
 use super::params::FormParams;
 use super::tokens::{
-    LiveAccessToken, authenticate_client, check_access_token, grant_if_live, revoked_jti_key,
+    CANNOT_CHECK, LiveAccessToken, authenticate_client, check_access_token, grant_if_live,
+    revoked_jti_key,
 };
 use crate::domain::{Client, UserStatus};
 use crate::state::AppState;
@@ -45,7 +46,7 @@ async fn find(
     let access_first = hint != Some("refresh_token");
     for access in [access_first, !access_first] {
         let found = if access {
-            find_access(state, client, token).await
+            find_access(state, client, token).await?
         } else {
             find_refresh(state, client, token).await?
         };
@@ -56,16 +57,19 @@ async fn find(
     Ok(Found::Nothing)
 }
 
-async fn find_access(state: &AppState, client: &Client, token: &str) -> Found {
+async fn find_access(state: &AppState, client: &Client, token: &str) -> Result<Found, OAuthError> {
     // Only a JWT can be an access token; skip the signature check for anything else.
     if token.split('.').count() != 3 {
-        return Found::Nothing;
+        return Ok(Found::Nothing);
     }
-    match check_access_token(state, token).await {
+    Ok(match check_access_token(state, token).await {
         Ok(live) if live.client_id() == Some(client.client_id.as_str()) => Found::Access(live),
         Ok(_) => Found::Foreign,
+        // Not knowing is not "no such token": a revocation answered 200 would not have
+        // happened, an introspection answered inactive would be wrong.
+        Err(CANNOT_CHECK) => return Err(OAuthError::unavailable(CANNOT_CHECK)),
         Err(_) => Found::Nothing,
-    }
+    })
 }
 
 async fn find_refresh(state: &AppState, client: &Client, token: &str) -> Result<Found, OAuthError> {

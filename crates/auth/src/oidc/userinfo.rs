@@ -62,6 +62,10 @@ pub async fn userinfo(
             Some(ErrorCode::InvalidToken),
             "the token was issued to a client, not a member",
         ),
+        // The token may well be good: say the check is what failed, not the token.
+        Err(super::tokens::CANNOT_CHECK) => {
+            super::error::OAuthError::unavailable(super::tokens::CANNOT_CHECK).into_response()
+        }
         Err(why) => bearer_error(Some(ErrorCode::InvalidToken), why),
     }
 }

@@ -30,8 +30,44 @@ async fn pages_answer_503_and_the_token_endpoint_works_while_redis_is_down() {
         "/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&scope=openid"
     );
     assert_eq!(app.browser().get(&authorize).await.status, 303);
+    let access: serde_json::Value = app
+        .http
+        .post(app.url.join("/token").unwrap())
+        .basic_auth(&client_id, secret.as_deref())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = access["access_token"].as_str().expect("an access token");
 
     redis.stop();
+
+    // Whether a token was revoked is in the store: without it, no answer may say the
+    // token is invalid, inactive or revoked (a 401, `active: false`, or a revocation's
+    // 200 that revoked nothing), only that the check cannot be made now.
+    let res = app
+        .http
+        .get(app.url.join("/userinfo").unwrap())
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    for endpoint in ["/introspect", "/revoke"] {
+        let res = app
+            .http
+            .post(app.url.join(endpoint).unwrap())
+            .basic_auth(&client_id, secret.as_deref())
+            .form(&[("token", access)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 503, "{endpoint}");
+        assert_eq!(res.headers()["retry-after"], "30", "{endpoint}");
+    }
 
     let page = app.browser().get(&authorize).await;
     assert_eq!(page.status, 503, "{}", page.body);
@@ -70,6 +106,36 @@ fn authorize_url(client_id: &str) -> String {
     )
 }
 
+/// The relying party's redemption of `code` at the token endpoint.
+async fn redeem(app: &TestApp, client_id: &str, secret: &str, code: &str) -> reqwest::Response {
+    app.http
+        .post(app.url.join("/token").unwrap())
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "http://127.0.0.1:9/callback"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The code a sign-in of `email` in a new browser brings back to the client.
+async fn code_of(app: &TestApp, client_id: &str, email: &str) -> String {
+    let browser = app.browser();
+    let page = browser
+        .follow(browser.get(&authorize_url(client_id)).await)
+        .await;
+    let back = browser
+        .follow(browser.post_login(&page, email, PASSWORD).await)
+        .await;
+    crate::helpers::callback_params(back.location.as_deref().expect("to the client"))
+        .remove("code")
+        .expect("a code")
+}
+
 /// A code flow as a browser and its relying party run it, any step of which may meet the
 /// outage; every answer's status in order, and the browser (with its cookies).
 async fn sign_in_once(
@@ -102,19 +168,7 @@ async fn sign_in_once(
     else {
         return (seen, browser);
     };
-    let res = app
-        .http
-        .post(app.url.join("/token").unwrap())
-        .basic_auth(client_id, Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", "http://127.0.0.1:9/callback"),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = redeem(app, client_id, secret, &code).await;
     seen.push(("code exchange", res.status().as_u16()));
     (seen, browser)
 }
@@ -156,38 +210,7 @@ async fn redis_killed_under_load_and_started_again() {
     // A refresh token from before the outage.
     let (seen, _) = sign_in_once(&app, &client_id, &secret, &members[0]).await;
     assert_eq!(seen.last(), Some(&("code exchange", 200)), "{seen:?}");
-    let refresh = {
-        let login = app.browser();
-        let page = login
-            .follow(login.get(&authorize_url(&client_id)).await)
-            .await;
-        let back = login
-            .follow(login.post_login(&page, &members[0], PASSWORD).await)
-            .await;
-        let code = crate::helpers::callback_params(back.location.as_deref().unwrap())
-            .remove("code")
-            .unwrap();
-        let tokens: serde_json::Value = app
-            .http
-            .post(app.url.join("/token").unwrap())
-            .basic_auth(&client_id, Some(&secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", "http://127.0.0.1:9/callback"),
-                ("code_verifier", VERIFIER),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens["refresh_token"]
-            .as_str()
-            .expect("a refresh token")
-            .to_owned()
-    };
+    let refresh = refresh_token_of(&app, &client_id, &secret, &members[0]).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = Vec::new();
@@ -398,14 +421,10 @@ impl EphemeralStore for FailingWrites {
     }
 }
 
-/// The ephemeral store fails after the password was checked and the session made, when
-/// the parked request is carried on. The browser gets a 503 page with its session cookie
-/// (before, the session was left without its cookie), and once the store is back the
-/// same request signs in without the password.
-#[tokio::test]
-async fn a_sign_in_cut_after_its_session_leaves_the_browser_its_session() {
-    let failing = std::sync::Arc::new(std::sync::OnceLock::<std::sync::Arc<FailingWrites>>::new());
-    let slot = failing.clone();
+/// An app whose ephemeral store fails on cue.
+async fn app_with_failing_store() -> (TestApp, std::sync::Arc<FailingWrites>) {
+    let slot = std::sync::Arc::new(std::sync::OnceLock::new());
+    let made = slot.clone();
     let app = TestApp::spawn_wrapping(
         |_| {},
         move |inner| {
@@ -413,12 +432,22 @@ async fn a_sign_in_cut_after_its_session_leaves_the_browser_its_session() {
                 inner,
                 armed: std::sync::Mutex::new(None),
             });
-            slot.set(store.clone()).unwrap();
+            made.set(store.clone()).unwrap();
             store
         },
     )
     .await;
-    let failing = failing.get().unwrap().clone();
+    let failing = slot.get().expect("the app opened its store").clone();
+    (app, failing)
+}
+
+/// The ephemeral store fails after the password was checked and the session made, when
+/// the parked request is carried on. The browser gets a 503 page with its session cookie
+/// (before, the session was left without its cookie), and once the store is back the
+/// same request signs in without the password.
+#[tokio::test]
+async fn a_sign_in_cut_after_its_session_leaves_the_browser_its_session() {
+    let (app, failing) = app_with_failing_store().await;
     let (client_id, _) = app.add_client(ClientOpts::default()).await;
     let user = app.add_user("hanako@example.jp", PASSWORD).await;
     let browser = app.browser();
@@ -475,21 +504,7 @@ async fn a_sign_in_cut_after_its_session_leaves_the_browser_its_session() {
 /// and the grant is taken back (no app left connected that never got a token).
 #[tokio::test]
 async fn a_code_the_store_cannot_keep_is_a_503_and_takes_its_grant_back() {
-    let failing = std::sync::Arc::new(std::sync::OnceLock::<std::sync::Arc<FailingWrites>>::new());
-    let slot = failing.clone();
-    let app = TestApp::spawn_wrapping(
-        |_| {},
-        move |inner| {
-            let store = std::sync::Arc::new(FailingWrites {
-                inner,
-                armed: std::sync::Mutex::new(None),
-            });
-            slot.set(store.clone()).unwrap();
-            store
-        },
-    )
-    .await;
-    let failing = failing.get().unwrap().clone();
+    let (app, failing) = app_with_failing_store().await;
     let (client_id, _) = app.add_client(ClientOpts::default()).await;
     let user = app.add_user("hanako@example.jp", PASSWORD).await;
     let browser = app.browser();
@@ -524,87 +539,28 @@ async fn a_code_the_store_cannot_keep_is_a_503_and_takes_its_grant_back() {
 /// works once the store is back.
 #[tokio::test]
 async fn a_code_redeemed_while_the_store_fails_is_a_503_and_still_works_after() {
-    let failing = std::sync::Arc::new(std::sync::OnceLock::<std::sync::Arc<FailingWrites>>::new());
-    let slot = failing.clone();
-    let app = TestApp::spawn_wrapping(
-        |_| {},
-        move |inner| {
-            let store = std::sync::Arc::new(FailingWrites {
-                inner,
-                armed: std::sync::Mutex::new(None),
-            });
-            slot.set(store.clone()).unwrap();
-            store
-        },
-    )
-    .await;
-    let failing = failing.get().unwrap().clone();
+    let (app, failing) = app_with_failing_store().await;
     let (client_id, secret) = app.add_client(ClientOpts::default()).await;
     let secret = secret.expect("a confidential client");
     app.add_user("hanako@example.jp", PASSWORD).await;
-    let browser = app.browser();
-    let login = browser
-        .follow(browser.get(&authorize_url(&client_id)).await)
-        .await;
-    let back = browser
-        .follow(
-            browser
-                .post_login(&login, "hanako@example.jp", PASSWORD)
-                .await,
-        )
-        .await;
-    let code = crate::helpers::callback_params(back.location.as_deref().expect("to the client"))
-        .remove("code")
-        .expect("a code");
-    let redeem = || {
-        app.http
-            .post(app.url.join("/token").unwrap())
-            .basic_auth(&client_id, Some(&secret))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("redirect_uri", "http://127.0.0.1:9/callback"),
-                ("code_verifier", VERIFIER),
-            ])
-            .send()
-    };
+    let code = code_of(&app, &client_id, "hanako@example.jp").await;
     *failing.armed.lock().unwrap() = Some("code:".to_owned());
-    let res = redeem().await.unwrap();
+    let res = redeem(&app, &client_id, &secret, &code).await;
     *failing.armed.lock().unwrap() = None;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "30");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
-    let res = redeem().await.unwrap();
+    let res = redeem(&app, &client_id, &secret, &code).await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 
 /// The code flow up to the token response (which `sign_in_once` does not keep): a
 /// refresh token of `email` for `client_id`.
 async fn refresh_token_of(app: &TestApp, client_id: &str, secret: &str, email: &str) -> String {
-    let browser = app.browser();
-    let page = browser
-        .follow(browser.get(&authorize_url(client_id)).await)
-        .await;
-    let back = browser
-        .follow(browser.post_login(&page, email, PASSWORD).await)
-        .await;
-    let code = crate::helpers::callback_params(back.location.as_deref().expect("to the client"))
-        .remove("code")
-        .expect("a code");
-    let tokens: serde_json::Value = app
-        .http
-        .post(app.url.join("/token").unwrap())
-        .basic_auth(client_id, Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", "http://127.0.0.1:9/callback"),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
+    let code = code_of(app, client_id, email).await;
+    let tokens: serde_json::Value = redeem(app, client_id, secret, &code)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
