@@ -228,17 +228,7 @@ async fn redis_killed_under_load_and_started_again() {
             (seen, browsers)
         }));
     }
-    let tokens = {
-        let (app, stop, client_id, secret) =
-            (app.clone(), stop.clone(), client_id.clone(), secret.clone());
-        tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                seen.push(app.client_credentials_status(&client_id, &secret).await);
-            }
-            seen
-        })
-    };
+    let tokens = client_credentials_until(&app, &stop, &client_id, &secret);
 
     tokio::time::sleep(Duration::from_millis(400)).await;
     redis.stop();
@@ -555,6 +545,24 @@ async fn a_code_redeemed_while_the_store_fails_is_a_503_and_still_works_after() 
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
 
+/// A client taking tokens with client_credentials until `stop`: every answer's status.
+fn client_credentials_until(
+    app: &std::sync::Arc<TestApp>,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    client_id: &str,
+    secret: &str,
+) -> tokio::task::JoinHandle<Vec<u16>> {
+    let (app, stop) = (app.clone(), stop.clone());
+    let (client_id, secret) = (client_id.to_owned(), secret.to_owned());
+    tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            statuses.push(app.client_credentials_status(&client_id, &secret).await);
+        }
+        statuses
+    })
+}
+
 /// The code flow up to the token response (which `sign_in_once` does not keep): a
 /// refresh token of `email` for `client_id`.
 async fn refresh_token_of(app: &TestApp, client_id: &str, secret: &str, email: &str) -> String {
@@ -652,17 +660,7 @@ async fn postgres_connections_killed_under_load() {
             (Some(token), failures)
         }));
     }
-    let tokens = {
-        let (app, stop, client_id, secret) =
-            (app.clone(), stop.clone(), client_id.clone(), secret.clone());
-        tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                statuses.push(app.client_credentials_status(&client_id, &secret).await);
-            }
-            statuses
-        })
-    };
+    let tokens = client_credentials_until(&app, &stop, &client_id, &secret);
 
     let killer = sea_orm::Database::connect(app.state.config.database.url.expose())
         .await
