@@ -7,7 +7,7 @@ use tobira_auth::store::ephemeral::{
     Counter, Ephemeral, EphemeralError, EphemeralStore, Spent, Versioned,
 };
 
-use crate::helpers::{ClientOpts, TestApp};
+use crate::helpers::{Browser, ClientOpts, Page, TestApp};
 use crate::redis_server::OwnRedis;
 
 #[tokio::test]
@@ -122,12 +122,19 @@ async fn redeem(app: &TestApp, client_id: &str, secret: &str, code: &str) -> req
         .unwrap()
 }
 
-/// The code a sign-in of `email` in a new browser brings back to the client.
-async fn code_of(app: &TestApp, client_id: &str, email: &str) -> String {
+/// A new browser opening the authorization request, and the page it lands on (the
+/// sign-in form, or the store's 503 page).
+async fn open_authorize(app: &TestApp, client_id: &str) -> (Browser, Page) {
     let browser = app.browser();
     let page = browser
         .follow(browser.get(&authorize_url(client_id)).await)
         .await;
+    (browser, page)
+}
+
+/// The code a sign-in of `email` in a new browser brings back to the client.
+async fn code_of(app: &TestApp, client_id: &str, email: &str) -> String {
+    let (browser, page) = open_authorize(app, client_id).await;
     let back = browser
         .follow(browser.post_login(&page, email, PASSWORD).await)
         .await;
@@ -143,12 +150,9 @@ async fn sign_in_once(
     client_id: &str,
     secret: &str,
     email: &str,
-) -> (Vec<(&'static str, u16)>, crate::helpers::Browser) {
-    let browser = app.browser();
+) -> (Vec<(&'static str, u16)>, Browser) {
     let mut seen = Vec::new();
-    let page = browser
-        .follow(browser.get(&authorize_url(client_id)).await)
-        .await;
+    let (browser, page) = open_authorize(app, client_id).await;
     seen.push(("authorize", page.status));
     if page.status != 200 {
         return (seen, browser);
@@ -440,10 +444,7 @@ async fn a_sign_in_cut_after_its_session_leaves_the_browser_its_session() {
     let (app, failing) = app_with_failing_store().await;
     let (client_id, _) = app.add_client(ClientOpts::default()).await;
     let user = app.add_user("hanako@example.jp", PASSWORD).await;
-    let browser = app.browser();
-    let login = browser
-        .follow(browser.get(&authorize_url(&client_id)).await)
-        .await;
+    let (browser, login) = open_authorize(&app, &client_id).await;
     assert_eq!(login.status, 200, "{}", login.body);
 
     // The parked request (named by its tx) can be read, not written.
@@ -497,10 +498,7 @@ async fn a_code_the_store_cannot_keep_is_a_503_and_takes_its_grant_back() {
     let (app, failing) = app_with_failing_store().await;
     let (client_id, _) = app.add_client(ClientOpts::default()).await;
     let user = app.add_user("hanako@example.jp", PASSWORD).await;
-    let browser = app.browser();
-    let login = browser
-        .follow(browser.get(&authorize_url(&client_id)).await)
-        .await;
+    let (browser, login) = open_authorize(&app, &client_id).await;
     let posted = browser
         .post_login(&login, "hanako@example.jp", PASSWORD)
         .await;
