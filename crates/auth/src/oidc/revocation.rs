@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::error::{ErrorCode, OAuthError, answer};
 use super::params::FormParams;
 use super::tokens::{
-    CANNOT_CHECK, LiveAccessToken, authenticate_client, check_access_token, grant_if_live,
+    AccessTokenError, LiveAccessToken, authenticate_client, check_access_token, grant_if_live,
     revoked_jti_key,
 };
 use crate::domain::{Client, UserStatus};
@@ -67,8 +67,8 @@ async fn find_access(state: &AppState, client: &Client, token: &str) -> Result<F
         Ok(_) => Found::Foreign,
         // Not knowing is not "no such token": a revocation answered 200 would not have
         // happened, an introspection answered inactive would be wrong.
-        Err(CANNOT_CHECK) => return Err(OAuthError::unavailable(CANNOT_CHECK)),
-        Err(_) => Found::Nothing,
+        Err(e @ AccessTokenError::CannotCheck) => return Err(OAuthError::unavailable(e)),
+        Err(AccessTokenError::Refused(_)) => Found::Nothing,
     })
 }
 

@@ -686,8 +686,22 @@ impl LiveAccessToken {
     }
 }
 
-/// Why [`check_access_token`] could not decide: a store was unavailable.
-pub const CANNOT_CHECK: &str = "the access token cannot be checked";
+/// Why [`check_access_token`] did not accept a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessTokenError {
+    /// The token is not (or no longer) good; the text is for the bearer error.
+    #[error("{0}")]
+    Refused(&'static str),
+    /// A store the decision needs is unavailable: the token is not known to be bad.
+    #[error("the access token cannot be checked")]
+    CannotCheck,
+}
+
+impl From<&'static str> for AccessTokenError {
+    fn from(why: &'static str) -> Self {
+        Self::Refused(why)
+    }
+}
 
 /// Whether a token issued at `iat` (seconds) was issued to this registration of the
 /// client, not to an earlier one removed since whose client_id was registered again:
@@ -704,23 +718,23 @@ pub fn issued_to(client: &Client, iat: i64) -> bool {
 pub async fn check_access_token(
     state: &AppState,
     token: &str,
-) -> Result<LiveAccessToken, &'static str> {
+) -> Result<LiveAccessToken, AccessTokenError> {
     let (claims, typ) = state
         .keys
         .verify(token)
         .map_err(|_| "the access token is invalid")?;
     if typ.as_deref() != Some("at+jwt") {
-        return Err("not an access token");
+        return Err("not an access token".into());
     }
     if claims.get("iss").and_then(|v| v.as_str()) != Some(state.config.issuer.as_str()) {
-        return Err("the access token is invalid");
+        return Err("the access token is invalid".into());
     }
     let exp = claims
         .get("exp")
         .and_then(serde_json::Value::as_i64)
         .ok_or("the access token is invalid")?;
     if exp <= state.clock.now().unix_timestamp() {
-        return Err("the access token expired");
+        return Err("the access token expired".into());
     }
     let jti = claims
         .get("jti")
@@ -730,10 +744,10 @@ pub async fn check_access_token(
         .ephemeral
         .get(&revoked_jti_key(jti))
         .await
-        .map_err(|_| CANNOT_CHECK)?
+        .map_err(|_| AccessTokenError::CannotCheck)?
         .is_some()
     {
-        return Err("the access token was revoked");
+        return Err("the access token was revoked".into());
     }
     // Every path that takes an access token (userinfo, introspection, revocation, the
     // admin API) comes through here, so none can forget that a removed client's tokens
@@ -754,9 +768,9 @@ pub async fn check_access_token(
         .clients()
         .find_cached(client_id)
         .await
-        .map_err(|_| CANNOT_CHECK)?;
+        .map_err(|_| AccessTokenError::CannotCheck)?;
     if !client.is_some_and(|c| issued_to(&c, iat)) {
-        return Err("the access token was revoked");
+        return Err("the access token was revoked".into());
     }
     let Some(gid) = claims.get("gid") else {
         return Ok(LiveAccessToken {
@@ -770,11 +784,11 @@ pub async fn check_access_token(
         .ok_or("the access token is invalid")?;
     let FullGrant { grant, user, .. } = grant_if_live(state, gid)
         .await
-        .map_err(|_| CANNOT_CHECK)?
+        .map_err(|_| AccessTokenError::CannotCheck)?
         .filter(|full| full.user.usable())
         .ok_or("the access token was revoked")?;
     if claims.get("sub").and_then(|v| v.as_str()) != Some(user.sub.as_str()) {
-        return Err("the access token is invalid");
+        return Err("the access token is invalid".into());
     }
     Ok(LiveAccessToken {
         claims,

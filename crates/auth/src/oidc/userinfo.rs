@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ErrorCode, bearer_error, no_store};
 use super::params::Params;
-use super::tokens::{check_access_token, userinfo_claims};
+use super::tokens::{AccessTokenError, check_access_token, userinfo_claims};
 use crate::state::AppState;
 
 pub async fn userinfo(
@@ -63,9 +63,9 @@ pub async fn userinfo(
             "the token was issued to a client, not a member",
         ),
         // The token may well be good: say the check is what failed, not the token.
-        Err(super::tokens::CANNOT_CHECK) => {
-            super::error::OAuthError::unavailable(super::tokens::CANNOT_CHECK).into_response()
+        Err(e @ AccessTokenError::CannotCheck) => {
+            super::error::OAuthError::unavailable(e).into_response()
         }
-        Err(why) => bearer_error(Some(ErrorCode::InvalidToken), why),
+        Err(AccessTokenError::Refused(why)) => bearer_error(Some(ErrorCode::InvalidToken), why),
     }
 }

@@ -264,12 +264,12 @@ impl FromRequestParts<AppState> for Admin {
             .map_err(|why| match why {
                 // The revocation list is in the ephemeral store: while it is away the
                 // token is not known bad, and a tool must not throw its credentials away.
-                crate::oidc::tokens::CANNOT_CHECK => Problem::new(
+                crate::oidc::tokens::AccessTokenError::CannotCheck => Problem::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "about:blank",
                     "the token cannot be checked now; retry",
                 ),
-                other => Problem::unauthorized(other),
+                crate::oidc::tokens::AccessTokenError::Refused(why) => Problem::unauthorized(why),
             })?;
         // A member's token is never an admin's, whatever its scope says.
         if live.subject.is_some() {
