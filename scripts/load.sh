@@ -52,7 +52,8 @@
 #   LOAD_DATABASE_URL     PostgreSQL server to create the load database on (default
 #                         postgres://postgres@127.0.0.1:5432/test)
 #   LOAD_REDIS_URL        Redis for the ephemeral store (default redis://127.0.0.1:6379)
-#   LOAD_SCENARIOS        comma list of memory, tokens, attack, storm, timing; default all
+#   LOAD_SCENARIOS        comma list of memory, tokens, attack, storm, timing; default all;
+#                         or soak alone (scripts/soak.sh, scripts/load/soak.mjs)
 #   LOAD_LIMITS_SECONDS   seconds of measurement per limit (default 1)
 #   LOAD_DURATION         seconds per scenario (default 10)
 #   LOAD_CONCURRENCY      connections per scenario (default 32)

@@ -10,14 +10,17 @@
 // undici Pool. The run ends with the goals table: each figure beside its limit.
 
 import { execFile } from 'node:child_process'
-import { createHash, randomBytes } from 'node:crypto'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import autocannon from 'autocannon'
 import { Pool, request } from 'undici'
-
-const REDIRECT_URI = 'http://127.0.0.1:9/cb'
+import {
+  CookieJar, FlowError, LEGIT_NET, REDIRECT_URI, addressIn, authorizeRequest, basicAuth, browse,
+  bump, cpuMeter, expectRedirect, form, ipv4, median, percentile, serverMemory, signIn, sleep,
+  startFlow, summarise, throttleScope
+} from './lib.mjs'
+import { printSoak, soak, soakConfig } from './soak.mjs'
 
 function readConfig () {
   const env = process.env
@@ -42,8 +45,12 @@ function readConfig () {
   const timing = list('LOAD_TIMING_EMAILS')
   const scenarios = new Set(list('LOAD_SCENARIOS').length ? list('LOAD_SCENARIOS') : SCENARIOS)
   for (const s of scenarios) {
-    if (!SCENARIOS.includes(s)) throw new Error(`LOAD_SCENARIOS: unknown ${s} (${SCENARIOS.join(', ')})`)
+    if (!SCENARIOS.includes(s) && s !== 'soak') {
+      throw new Error(`LOAD_SCENARIOS: unknown ${s} (${SCENARIOS.join(', ')}, or soak alone)`)
+    }
   }
+  // The soak (scripts/soak.sh) runs alone: its figures are about time, not one scenario.
+  if (scenarios.has('soak') && scenarios.size > 1) throw new Error('LOAD_SCENARIOS: soak runs alone')
   if ((scenarios.has('attack') || scenarios.has('timing') || scenarios.has('storm')) &&
       (members.length === 0 || timing.length !== 2)) {
     throw new Error('LOAD_MEMBER_EMAILS and LOAD_TIMING_EMAILS (two) are needed for the sign-in scenarios')
@@ -99,7 +106,8 @@ function readConfig () {
     benchBin: env.LOAD_BENCH_BIN || null,
     seedEmail: env.LOAD_SEED_EMAIL || null,
     seedSessions: int('LOAD_SEED_SESSIONS', 100_000, 1, 10_000_000),
-    seedTouch: int('LOAD_SEED_TOUCH', 16, 1, 10_000)
+    seedTouch: int('LOAD_SEED_TOUCH', 16, 1, 10_000),
+    soak: soakConfig(env, int)
   }
 }
 
@@ -108,287 +116,6 @@ function readConfig () {
 // the seeded rows, as a provider with that many signed-in browsers would); the storm
 // before the attack (see main).
 const SCENARIOS = ['memory', 'tokens', 'storm', 'attack', 'timing']
-
-// --- helpers ---------------------------------------------------------------------
-
-const b64url = (buf) => Buffer.from(buf).toString('base64url')
-
-// application/x-www-form-urlencoded of one value (RFC 6749 §2.3.1 wants the client id
-// and secret encoded this way before they are joined and base64-encoded).
-const formEncode = (s) => new URLSearchParams({ v: s }).toString().slice(2)
-
-const basicAuth = ({ id, secret }) =>
-  'Basic ' + Buffer.from(`${formEncode(id)}:${formEncode(secret)}`).toString('base64')
-
-const form = (fields) => new URLSearchParams(fields).toString()
-
-function percentile (sorted, p) {
-  if (sorted.length === 0) return NaN
-  // Nearest-rank: the smallest sample with at least p% of samples at or below it.
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length))
-  return sorted[rank - 1]
-}
-
-// CPU seconds (user + system) a process has used so far, from /proc.
-function processCpuSeconds (cfg, pid) {
-  if (!pid) return null
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const utime = Number(fields[11])
-    const stime = Number(fields[12])
-    return (utime + stime) / cfg.clockTicks
-  } catch {
-    return null
-  }
-}
-
-const serverCpuSeconds = (cfg) => processCpuSeconds(cfg, cfg.serverPid)
-
-// CPU seconds of each PostgreSQL backend serving the load's own database (pid → seconds),
-// found by its process title ("postgres: [cluster: ]user DATABASE host(port) state").
-// The server's shared processes (WAL writer, checkpointer, …) serve every database on
-// it and are left out. null when PostgreSQL is not on this machine's /proc.
-function pgBackendsCpu (cfg) {
-  if (!cfg.pgDatabase) return null
-  const out = new Map()
-  let pids
-  try {
-    pids = readdirSync('/proc').filter((name) => /^[0-9]+$/.test(name))
-  } catch {
-    return null
-  }
-  for (const pid of pids) {
-    let title
-    try {
-      title = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    } catch {
-      continue // gone meanwhile
-    }
-    if (!title.startsWith('postgres:') || !title.split(/[\s\0]+/).includes(cfg.pgDatabase)) continue
-    const cpu = processCpuSeconds(cfg, pid)
-    if (cpu !== null) out.set(pid, cpu)
-  }
-  return out
-}
-
-// CPU used since the meter started: Tobira's, the load generator's (this process), and
-// in PostgreSQL mode the load database's backends' and the Redis server's (the whole
-// Redis process: it may serve others on this machine too). None is counted in another.
-function cpuMeter (cfg) {
-  const server0 = serverCpuSeconds(cfg)
-  const self0 = process.cpuUsage()
-  const pg0 = pgBackendsCpu(cfg)
-  const redis0 = processCpuSeconds(cfg, cfg.redisPid)
-  return () => {
-    const server1 = serverCpuSeconds(cfg)
-    const self = process.cpuUsage(self0)
-    const pg1 = pgBackendsCpu(cfg)
-    const redis1 = processCpuSeconds(cfg, cfg.redisPid)
-    let pgCpu = null
-    if (pg0 !== null && pg1 !== null && pg1.size > 0) {
-      // A backend that started during the measurement counts from zero.
-      pgCpu = 0
-      for (const [pid, cpu] of pg1) pgCpu += cpu - (pg0.get(pid) || 0)
-    }
-    return {
-      serverCpu: server0 === null || server1 === null ? null : server1 - server0,
-      loadgenCpu: (self.user + self.system) / 1e6,
-      pgCpu,
-      redisCpu: redis0 === null || redis1 === null ? null : redis1 - redis0
-    }
-  }
-}
-
-// The server's resident memory now and its peak (VmHWM), in MB, from /proc.
-function serverMemory (cfg) {
-  if (!cfg.serverPid) return null
-  try {
-    const status = readFileSync(`/proc/${cfg.serverPid}/status`, 'utf8')
-    const kb = (name) => Number((status.match(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm')) || [])[1])
-    return {
-      rssMb: kb('VmRSS') / 1024,
-      peakMb: kb('VmHWM') / 1024,
-      // The process's own memory, and the mapped files (the program's text above all,
-      // shared with the page cache: the kernel may map a cached binary whole).
-      anonMb: kb('RssAnon') / 1024,
-      fileMb: kb('RssFile') / 1024
-    }
-  } catch {
-    return null
-  }
-}
-
-function summarise (name, { latencies, errors, elapsed, cpu, notes }) {
-  latencies.sort((a, b) => a - b)
-  const ok = latencies.length - errors.responses
-  const total = latencies.length + errors.transport
-  const perRequest = (seconds) => (seconds === null || total === 0 ? null : (1e6 * seconds) / total)
-  const share = (seconds) => (seconds === null ? null : (100 * seconds) / elapsed)
-  return {
-    scenario: name,
-    requests: total,
-    ok,
-    errors: errors.responses + errors.transport,
-    seconds: elapsed,
-    rps: total / elapsed,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-    max: latencies.length ? latencies[latencies.length - 1] : NaN,
-    serverCpuPct: cpu.serverCpu === null ? null : (100 * cpu.serverCpu) / elapsed,
-    serverCpuUsPerReq: cpu.serverCpu === null || total === 0 ? null : (1e6 * cpu.serverCpu) / total,
-    loadgenCpuPct: (100 * cpu.loadgenCpu) / elapsed,
-    pgCpuPct: share(cpu.pgCpu),
-    pgCpuUsPerReq: perRequest(cpu.pgCpu),
-    redisCpuPct: share(cpu.redisCpu),
-    redisCpuUsPerReq: perRequest(cpu.redisCpu),
-    notes: notes || ''
-  }
-}
-
-// --- the sign-in, as a browser would do it ----------------------------------------
-
-class CookieJar {
-  constructor () { this.cookies = new Map() }
-  store (headers) {
-    let set = headers['set-cookie']
-    if (!set) return
-    if (!Array.isArray(set)) set = [set]
-    for (const line of set) {
-      const pair = line.split(';', 1)[0]
-      const eq = pair.indexOf('=')
-      if (eq <= 0) continue
-      const name = pair.slice(0, eq).trim()
-      const value = pair.slice(eq + 1).trim()
-      // Max-Age=0 (or an empty value) deletes the cookie.
-      if (value === '' || /;\s*max-age=0\b/i.test(line)) this.cookies.delete(name)
-      else this.cookies.set(name, value)
-    }
-  }
-  header () {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
-  }
-}
-
-// One request without following redirects; keeps cookies; returns status, headers, body.
-// `jar.extra` (optional) holds headers every request of this browser carries
-// (X-Forwarded-For: the simulated client address behind the trusted proxy).
-async function browse (cfg, jar, method, pathOrUrl, { body, headers = {} } = {}) {
-  const url = new URL(pathOrUrl, cfg.base)
-  // Locations may name the issuer (http://localhost:PORT); always talk to 127.0.0.1.
-  const target = cfg.base + url.pathname + url.search
-  const h = { ...jar.extra, ...headers }
-  const cookie = jar.header()
-  if (cookie) h.cookie = cookie
-  const res = await request(target, { method, headers: h, body })
-  const text = await res.body.text()
-  jar.store(res.headers)
-  return { status: res.statusCode, headers: res.headers, text }
-}
-
-// A step of the flow that did not answer as a successful sign-in does; `step` and
-// `status` let the sign-in scenarios count why.
-class FlowError extends Error {
-  constructor (step, status, message) {
-    super(message)
-    this.step = step
-    this.status = status
-  }
-}
-
-// What a 429 sign-in page says refused it (the page is in Japanese or English).
-function throttleScope (html) {
-  if (/この端末からのログイン|from this device is paused/.test(html)) return 'device'
-  if (/ネットワークからのログイン|from your network is paused/.test(html)) return 'address'
-  if (/ロック解除のリンクを使うか|Use the unlock link sent to the account/.test(html)) return 'account, until unlocked'
-  if (/このアカウントへのログイン|to this account is paused/.test(html)) return 'account'
-  return 'unknown scope'
-}
-
-function expectRedirect (step, res) {
-  if (res.status < 300 || res.status > 399 || !res.headers.location) {
-    if (res.status === 429) throw new FlowError(step, `429 (${throttleScope(res.text || '')})`, `${step}: 429`)
-    throw new FlowError(step, res.status,
-      `${step}: expected a redirect, got ${res.status}: ${(res.text || '').slice(0, 300)}`)
-  }
-  return res.headers.location
-}
-
-function hiddenInput (html, name) {
-  const m = html.match(new RegExp(`name="${name}"\\s+value="([^"]*)"`))
-  if (!m) throw new Error(`sign-in page has no hidden input ${name}`)
-  // Askama escapes attribute values; tokens are URL-safe, but undo the basics anyway.
-  return m[1].replace(/&#x2f;|&#47;/gi, '/').replace(/&amp;/g, '&')
-}
-
-// An authorization request of the rp client with PKCE: its path and the verifier the
-// code exchange needs.
-function authorizeRequest (cfg, state) {
-  const verifier = b64url(randomBytes(32))
-  const challenge = b64url(createHash('sha256').update(verifier).digest())
-  const authorize = '/authorize?' + form({
-    response_type: 'code',
-    client_id: cfg.rp.id,
-    redirect_uri: REDIRECT_URI,
-    scope: 'openid email',
-    state,
-    code_challenge: challenge,
-    code_challenge_method: 'S256'
-  })
-  return { verifier, authorize }
-}
-
-// Opens the sign-in page of a new authorization request in this browser: GET
-// /authorize, then GET /login. Returns what a form post needs.
-async function startFlow (cfg, jar, state) {
-  const { verifier, authorize } = authorizeRequest(cfg, state)
-  let res = await browse(cfg, jar, 'GET', authorize)
-  const loginUrl = expectRedirect('GET /authorize', res)
-
-  res = await browse(cfg, jar, 'GET', loginUrl)
-  if (res.status !== 200) throw new FlowError('GET /login', res.status, `GET /login: ${res.status}`)
-  return { verifier, csrf: hiddenInput(res.text, 'csrf'), tx: hiddenInput(res.text, 'tx') }
-}
-
-// Signs a member in (by default the load member with a fresh cookie jar), exchanges
-// the code, returns the tokens. Throws a FlowError naming the step that failed.
-async function signIn (cfg, vu, { jar = new CookieJar(), email = cfg.email, password = cfg.password } = {}) {
-  const state = `s${vu}`
-  const { verifier, csrf, tx } = await startFlow(cfg, jar, state)
-
-  const posted = performance.now()
-  let res = await browse(cfg, jar, 'POST', '/login', {
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: form({ csrf, tx, email, password })
-  })
-  const loginMs = performance.now() - posted
-  const cont = expectRedirect('POST /login', res)
-
-  res = await browse(cfg, jar, 'GET', cont)
-  const callback = new URL(expectRedirect('GET /authorize/continue', res))
-  if (callback.origin + callback.pathname !== REDIRECT_URI) {
-    throw new Error(`expected the redirect to ${REDIRECT_URI}, got ${callback.href}`)
-  }
-  if (callback.searchParams.get('state') !== state) throw new Error('state mismatch')
-  const code = callback.searchParams.get('code')
-  if (!code) throw new Error(`no code in ${callback.href}`)
-
-  const token = await request(cfg.base + '/token', {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/x-www-form-urlencoded',
-      authorization: basicAuth(cfg.rp)
-    },
-    body: form({ grant_type: 'authorization_code', code, redirect_uri: REDIRECT_URI, code_verifier: verifier })
-  })
-  const json = await token.body.json()
-  if (token.statusCode !== 200 || !json.access_token || !json.refresh_token) {
-    throw new FlowError('POST /token', token.statusCode,
-      `POST /token (authorization_code): ${token.statusCode} ${JSON.stringify(json)}`)
-  }
-  return { access: json.access_token, refresh: json.refresh_token, loginMs }
-}
 
 async function signInAll (cfg) {
   const vus = new Array(cfg.vus)
@@ -518,21 +245,11 @@ async function refreshRotation (cfg, vus) {
 const SINGLE_ATTACKER = '203.0.113.66'
 const WRONG_PASSWORD = 'not-the-password-1'
 
-const ipv4 = (a, b, c, d) => ((a << 24) | (b << 16) | (c << 8) | d) >>> 0
-function addressIn (base, bits, n) {
-  const size = 2 ** (32 - bits)
-  const v = (base + 1 + (n % (size - 2))) >>> 0
-  return [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.')
-}
-const LEGIT_NET = ipv4(198, 18, 0, 0)
 const STUFFING_NET = ipv4(100, 64, 0, 0)
 const GUESSING_NET = ipv4(10, 0, 0, 0)
 const CEILING_NET = ipv4(172, 16, 0, 0)
 const TIMING_NET = ipv4(172, 24, 0, 0)
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const bump = (map, key, n = 1) => map.set(key, (map.get(key) || 0) + n)
-const median = (xs) => percentile([...xs].sort((a, b) => a - b), 50)
 
 // A browser that opened the sign-in page once and then posts the form again and again
 // with the same request (tx), CSRF token and binding cookie, as an attack script does.
@@ -1274,6 +991,13 @@ function printTable (cfg, rows) {
 async function main () {
   const cfg = readConfig()
   const log = (m) => console.error(`[load] ${m}`)
+  if (cfg.scenarios.has('soak')) {
+    const r = await soak(cfg, log)
+    printSoak(cfg, r)
+    if (cfg.jsonOut) writeFileSync(cfg.jsonOut, JSON.stringify({ backend: cfg.backend, limits: cfg.limits, soak: r }, null, 2))
+    process.exitCode = r.errorCount > 0 ? 1 : 0
+    return
+  }
   // Nothing but the CLI's registrations has reached the server yet.
   const idleMemory = serverMemory(cfg)
 
