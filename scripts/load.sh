@@ -216,7 +216,7 @@ log "starting $BIN serve on $TOBIRA_SERVER__BIND (data in $TOBIRA_DATA_DIR)"
 SERVER_PID=$!
 
 for _ in $(seq 1 600); do
-  grep -q 'listening on http://' "$WORK/server.log" && break
+  grep -qs 'listening on http://' "$WORK/server.log" && break
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     tail -n 30 "$WORK/server.log" >&2
     die "the server exited before listening"

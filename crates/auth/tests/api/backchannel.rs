@@ -46,6 +46,15 @@ pub struct Inner {
 
 impl Receiver {
     pub async fn start() -> Self {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    /// A receiver on a port chosen before (where connections were refused until now).
+    pub async fn start_on_port(port: u16) -> Self {
+        Self::start_on(TcpListener::bind(("127.0.0.1", port)).await.unwrap())
+    }
+
+    fn start_on(listener: TcpListener) -> Self {
         async fn take(
             State(inner): State<Arc<Inner>>,
             Form(form): Form<Vec<(String, String)>>,
@@ -74,7 +83,6 @@ impl Receiver {
             .route("/bc", post(take))
             .route("/moved", post(moved))
             .with_state(inner.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { url, inner }
@@ -309,14 +317,26 @@ async fn two_replicas_deliver_each_logout_exactly_once() {
     receiver.inner.slow_ms.store(150, Ordering::SeqCst);
     let s = setup_listening(receiver.uri(), Alg::RS256).await;
     let _replica = s.app.replica().await;
+    let sids = sessions_ended(&s, SESSIONS).await;
+
+    let tokens = receiver.wait_for(SESSIONS).await;
+    // Both replicas poll every 50 ms; give a duplicate every chance to show.
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), SESSIONS);
+    assert_eq!(sids_of(&s, &tokens), sids, "one logout per session");
+}
+
+/// The member signs in on `n` browsers, then support ends all their sessions at once:
+/// the sessions' `sid`s.
+async fn sessions_ended(s: &Setup, n: usize) -> BTreeSet<String> {
     let mut sids = BTreeSet::new();
-    for _ in 0..SESSIONS {
+    for _ in 0..n {
         let browser = s.app.browser();
         let pending = authorize(&s.rp, &[]);
         let back = browser.sign_in(&pending.url, EMAIL, PASSWORD, false).await;
-        let code = crate::oidc::code_from(&s, &back, &pending);
-        let tokens = exchange(&s, code, pending.verifier).await.unwrap();
-        let claims = crate::oidc::verify_id_token(&s, &tokens, &pending.nonce);
+        let code = crate::oidc::code_from(s, &back, &pending);
+        let tokens = exchange(s, code, pending.verifier).await.unwrap();
+        let claims = crate::oidc::verify_id_token(s, &tokens, &pending.nonce);
         sids.insert(claims.additional_claims().sid.clone().unwrap());
     }
     let user = s.app.user(EMAIL).await.unwrap();
@@ -328,13 +348,13 @@ async fn two_replicas_deliver_each_logout_exactly_once() {
         .end_all(user.id, s.app.clock().now())
         .await
         .unwrap();
-    assert_eq!(ended, SESSIONS as u64);
+    assert_eq!(ended, n as u64);
+    sids
+}
 
-    let tokens = receiver.wait_for(SESSIONS).await;
-    // Both replicas poll every 50 ms; give a duplicate every chance to show.
-    tokio::time::sleep(StdDuration::from_millis(800)).await;
-    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), SESSIONS);
-    let got: BTreeSet<String> = tokens
+/// The `sid` of each logout token, each checked as the client must.
+fn sids_of(s: &Setup, tokens: &[String]) -> BTreeSet<String> {
+    tokens
         .iter()
         .map(|t| {
             checked(&s.app, t, &s.client_id, Alg::RS256)["sid"]
@@ -342,8 +362,54 @@ async fn two_replicas_deliver_each_logout_exactly_once() {
                 .unwrap()
                 .to_owned()
         })
-        .collect();
-    assert_eq!(got, sids, "one logout per session");
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_refusing_connections_gets_every_logout_once_it_listens_again() {
+    const SESSIONS: usize = 3;
+    // A port nothing listens on: every connection is refused (the client's server is
+    // down, not answering 503).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = setup_listening(format!("http://127.0.0.1:{port}/bc"), Alg::RS256).await;
+    let sids = sessions_ended(&s, SESSIONS).await;
+
+    // Each logout is tried, refused, and tried again after its backoff, several times.
+    let mut tried = Vec::new();
+    for _ in 0..200 {
+        tried = pending_logouts(&s.app).await;
+        if tried.len() == SESSIONS && tried.iter().all(|j| j.attempts >= 3) {
+            break;
+        }
+        s.app.clock().advance(Duration::seconds(2));
+        tokio::time::sleep(StdDuration::from_millis(40)).await;
+    }
+    assert_eq!(tried.len(), SESSIONS, "every logout waits: {tried:?}");
+    assert!(tried.iter().all(|j| j.attempts >= 3), "{tried:?}");
+
+    // The client's server comes back on its port: every logout arrives, once.
+    let receiver = Receiver::start_on_port(port).await;
+    for _ in 0..40 {
+        s.app.clock().advance(Duration::minutes(1));
+        let tokens = receiver
+            .wait_for_at_most(SESSIONS, StdDuration::from_millis(250))
+            .await;
+        if tokens.len() == SESSIONS {
+            break;
+        }
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), SESSIONS);
+    assert_eq!(
+        sids_of(&s, &receiver.tokens()),
+        sids,
+        "one logout per session"
+    );
+    assert!(pending_logouts(&s.app).await.is_empty());
 }
 
 #[tokio::test]

@@ -117,6 +117,76 @@ async fn an_smtp_outage_loses_no_mail() {
 }
 
 #[tokio::test]
+async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
+    const MEMBERS: [&str; 4] = [
+        "ichiro@example.jp",
+        "jiro@example.jp",
+        "saburo@example.jp",
+        "shiro@example.jp",
+    ];
+    let Some(mut sink) = SmtpSink::start().await else {
+        return;
+    };
+    let app = app_sending_to(&sink, |_| {}).await;
+    for member in MEMBERS {
+        app.add_user(member, PASSWORD).await;
+    }
+    sink.stop();
+    for member in MEMBERS {
+        forgot(&app.browser(), member).await;
+    }
+    // Down through several tries of every mail (2, 4, 8 s … apart by the app's clock).
+    let mut pending = Vec::new();
+    for _ in 0..200 {
+        pending = app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap();
+        if pending.len() == MEMBERS.len() && pending.iter().all(|j| j.attempts >= 3) {
+            break;
+        }
+        app.clock().advance(Duration::seconds(2));
+        tokio::time::sleep(StdDuration::from_millis(40)).await;
+    }
+    assert_eq!(
+        pending.len(),
+        MEMBERS.len(),
+        "every mail waits: {pending:?}"
+    );
+    assert!(pending.iter().all(|j| j.attempts >= 3), "{pending:?}");
+    assert_eq!(
+        app.state.db.jobs().stats(MAIL_QUEUE).await.unwrap().failed,
+        0
+    );
+
+    // Back: each mail arrives, once, to its own member, and the queue empties.
+    sink.restart().await;
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        app.clock().advance(Duration::minutes(1));
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+        got = sink.messages();
+        if got.len() >= MEMBERS.len() {
+            break;
+        }
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let mut to: Vec<String> = sink
+        .messages()
+        .iter()
+        .flat_map(|m| m.rcpt_tos.clone())
+        .collect();
+    to.sort();
+    assert_eq!(to, MEMBERS, "one mail each: {got:?}");
+    assert!(
+        app.state
+            .db
+            .jobs()
+            .pending(MAIL_QUEUE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_mail_is_given_up_after_its_tries_and_its_secret_is_wiped() {
     let Some(mut sink) = SmtpSink::start().await else {
         return;
