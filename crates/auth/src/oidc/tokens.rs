@@ -117,16 +117,14 @@ async fn client_by_credentials(
     params: &Params,
 ) -> Result<Client, (String, OAuthError)> {
     let named = params.get("client_id").unwrap_or("").to_owned();
-    let basic = match headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        Some(value) if value.len() > 6 && value[..6].eq_ignore_ascii_case("basic ") => {
-            Some(parse_basic(&value[6..]).ok_or_else(|| {
-                (
-                    named.clone(),
-                    invalid_client(true, "malformed Basic credentials"),
-                )
-            })?)
-        }
-        _ => None,
+    let basic = match crate::web::authorization(headers, "basic") {
+        Some(credentials) => Some(parse_basic(credentials).ok_or_else(|| {
+            (
+                named.clone(),
+                invalid_client(true, "malformed Basic credentials"),
+            )
+        })?),
+        None => None,
     };
     let post_secret = params.get("client_secret");
     let (client_id, secret, used_basic) = match (basic, post_secret) {

@@ -383,6 +383,41 @@ async fn userinfo_refuses_missing_forged_and_id_tokens() {
                 .contains(r#"error="invalid_token""#)
         );
     }
+    // Another scheme, or the scheme without a token, is no token: the plain challenge,
+    // without an error code (RFC 6750 §3.1), never a token cut out of another scheme.
+    for header in [
+        "Basic dXNlcjpwYXNzd29yZA==",
+        "Bearer",
+        "Token abcdefghijklmnop",
+    ] {
+        let res = s
+            .http
+            .0
+            .get(&url)
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{header}");
+        assert_eq!(
+            res.headers()["www-authenticate"],
+            r#"Bearer realm="tobira""#,
+            "{header}"
+        );
+    }
+    // The body counts only in a form POST: a GET's body is not read, so a GET with the
+    // token in its header and a form body is answered from the header.
+    let res = s
+        .http
+        .0
+        .get(&url)
+        .bearer_auth(tokens.access_token().secret())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("access_token=garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     // A token whose payload was altered.
     let at = tokens.access_token().secret();
     let mut parts: Vec<String> = at.split('.').map(str::to_owned).collect();

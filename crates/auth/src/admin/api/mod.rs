@@ -246,19 +246,9 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split_once(' ')
-                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            })
-            .map(|(_, token)| token.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Problem::unauthorized("send an access token: Authorization: Bearer …")
-            })?;
+        let token = crate::web::authorization(&parts.headers, "bearer").ok_or_else(|| {
+            Problem::unauthorized("send an access token: Authorization: Bearer …")
+        })?;
         let live = crate::oidc::tokens::check_access_token(state, token)
             .await
             .map_err(|why| match why {
