@@ -12,8 +12,9 @@
 # directory or database and Redis prefix of its own, members and clients, and the same
 # settings (LOAD_BACKEND, LOAD_DATABASE_URL, LOAD_REDIS_URL, LOAD_MEMBERS, LOAD_JSON_OUT,
 # LOAD_KEEP_WORKDIR, TOBIRA_BIN); see its header. The workloads (scripts/load/soak.mjs):
-#   SOAK_SIGNIN_VUS (2)    members signing in again and again on browsers that keep their
-#                          cookies but the session, each followed by the console's pages;
+#   SOAK_SIGNIN_VUS (2)    browsers signing in again and again (another of LOAD_MEMBERS,
+#                          16 here, each round), keeping their cookies but the session:
+#                          the console's pages, then sign-out by RP-initiated logout;
 #                          SOAK_SIGNIN_PAUSE_MS (1000) between rounds
 #   SOAK_CONSOLE_VUS (2)   members signed in once, reading the console's pages;
 #                          SOAK_CONSOLE_PAUSE_MS (200) between pages
@@ -30,4 +31,6 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export LOAD_SCENARIOS=soak
+# The sign-ins go round the members: 16 unless set.
+export LOAD_MEMBERS="${LOAD_MEMBERS:-16}"
 exec "$ROOT/scripts/load.sh" "$@"

@@ -284,7 +284,7 @@ export async function signIn (cfg, vu, { jar = new CookieJar(), email = cfg.emai
     throw new FlowError('POST /token', token.statusCode,
       `POST /token (authorization_code): ${token.statusCode} ${JSON.stringify(json)}`)
   }
-  return { access: json.access_token, refresh: json.refresh_token, loginMs }
+  return { access: json.access_token, refresh: json.refresh_token, idToken: json.id_token, loginMs }
 }
 
 

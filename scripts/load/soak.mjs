@@ -5,9 +5,11 @@
 // is the server's doing, not the load's.
 //
 // Workloads (each a set of loops; every loop waits its pause after each round):
-//   sign-in   SOAK_SIGNIN_VUS members, each on a browser of its own that keeps its
-//             cookies except the session: the whole flow (authorize, form, password,
-//             code exchange), then the account console's pages with the new session.
+//   sign-in   SOAK_SIGNIN_VUS browsers of their own that keep their cookies except the
+//             session, each round another member (round robin over LOAD_MEMBER_EMAILS):
+//             the whole flow (authorize, form, password, code exchange), the account
+//             console's pages with the new session, then sign-out as the client asks
+//             for it (RP-initiated logout with the ID token as id_token_hint).
 //   console   SOAK_CONSOLE_VUS members signed in once, reading the console's pages.
 //   refresh   SOAK_REFRESH_VUS clients' refresh-token chains, each rotating its own token,
 //             then GET /userinfo twice with the new access token.
@@ -24,7 +26,7 @@ import {
 
 // The console's pages a member reads (crates/auth/src/account/mod.rs).
 const CONSOLE_PAGES = ['/account', '/account/sessions', '/account/history', '/account/apps']
-const WORKLOADS = ['sign-in', 'console', 'refresh', 'userinfo', 'jwks', 'discovery']
+const WORKLOADS = ['sign-in', 'console', 'sign-out', 'refresh', 'userinfo', 'jwks', 'discovery']
 
 export function soakConfig (env, int) {
   return {
@@ -130,16 +132,34 @@ export async function soak (cfg, log) {
   }
   const member = (i) => cfg.members[i % cfg.members.length]
 
+  // RP-initiated logout of this browser's session with its own ID token as the hint:
+  // it ends at once (no confirmation page) and the browser's cookie goes.
+  const signOut = async (jar, idToken) => {
+    const start = performance.now()
+    try {
+      const res = await browse(cfg, jar, 'GET', '/end-session?' + form({ id_token_hint: idToken }))
+      if (res.status !== 200 || jar.cookies.has('tobira_session')) {
+        fail('sign-out', `${res.status}${jar.cookies.has('tobira_session') ? ', the session cookie stayed' : ''}`)
+        return
+      }
+      window.ok('sign-out', performance.now() - start)
+    } catch (e) {
+      fail('sign-out', e.code || e.message)
+    }
+  }
+
   const signInLoop = async (i) => {
     const jar = browser()
     let round = 0
     while (running()) {
       jar.cookies.delete('tobira_session')
+      const who = member(round * s.signInVus + i)
       const start = performance.now()
       try {
-        await signIn(cfg, `soak-${i}-${round++}`, { jar, email: member(i) })
+        const tokens = await signIn(cfg, `soak-${i}-${round++}`, { jar, email: who })
         window.ok('sign-in', performance.now() - start)
         for (const page of CONSOLE_PAGES) await readPage(jar, page)
+        await signOut(jar, tokens.idToken)
       } catch (e) {
         fail('sign-in', e instanceof FlowError ? `${e.step} ${e.status}` : (e.code || e.message))
       }

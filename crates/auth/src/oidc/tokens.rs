@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

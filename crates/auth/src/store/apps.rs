@@ -74,13 +74,16 @@ impl<'c> AppRepo<'c> {
             .filter(grants::Column::UserId.eq(user.0))
             .filter(grants::Column::RevokedAt.is_null())
             .into_query();
-        let tokens: Vec<(Uuid, OffsetDateTime)> = refresh_tokens::Entity::find()
-            .select_only()
-            .column(refresh_tokens::Column::GrantId)
+        let live_tokens = || {
+            refresh_tokens::Entity::find()
+                .select_only()
+                .column(refresh_tokens::Column::GrantId)
+                .filter(refresh_tokens::Column::GrantId.in_subquery(of_account.clone()))
+                .filter(refresh_tokens::Column::UsedAt.is_null())
+                .filter(refresh_tokens::Column::ExpiresAt.gt(now))
+        };
+        let tokens: Vec<(Uuid, OffsetDateTime)> = live_tokens()
             .column(refresh_tokens::Column::CreatedAt)
-            .filter(refresh_tokens::Column::GrantId.in_subquery(of_account))
-            .filter(refresh_tokens::Column::UsedAt.is_null())
-            .filter(refresh_tokens::Column::ExpiresAt.gt(now))
             .into_tuple()
             .all(self.conn)
             .await?;
@@ -100,7 +103,12 @@ impl<'c> AppRepo<'c> {
             .filter(
                 Condition::any()
                     .add(grants::Column::CreatedAt.gt(now - access_token_life))
-                    .add(grants::Column::Id.is_in(refreshed.keys().copied())),
+                    // The same tokens again as a subquery, not as a list of their
+                    // grants' ids: a statement whose text grew with the account's
+                    // grants was prepared (and cached by every connection) anew for
+                    // each length, which the soak showed as memory and CPU that grew
+                    // with every sign-in.
+                    .add(grants::Column::Id.in_subquery(live_tokens().into_query())),
             )
             .into_tuple()
             .all(self.conn)

@@ -118,6 +118,44 @@ async fn the_connected_apps_are_listed_with_what_they_may_see() {
 }
 
 #[tokio::test]
+async fn a_first_party_app_stays_listed_while_its_refresh_token_lives() {
+    // No consent row to list it by: only its live refresh token keeps it on the list
+    // once its access token has expired.
+    let s = setup(ClientOpts {
+        first_party: true,
+        refresh: true,
+        ..Default::default()
+    })
+    .await;
+    let pending = authorize(&s.rp, &[]);
+    let code = crate::oidc::sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let life = s.app.state.config.tokens.access_token_secs;
+    s.app
+        .clock()
+        .advance(time::Duration::seconds(i64::from(life) + 1));
+    assert_eq!(
+        apps(&list(&s).await).len(),
+        1,
+        "listed by its refresh token"
+    );
+    // Spent by a refresh: the new token keeps it listed.
+    s.rp.exchange_refresh_token(tokens.refresh_token().unwrap())
+        .unwrap()
+        .request_async(&s.http)
+        .await
+        .unwrap();
+    s.app
+        .clock()
+        .advance(time::Duration::seconds(i64::from(life) + 1));
+    assert_eq!(
+        apps(&list(&s).await).len(),
+        1,
+        "listed by the rotated token"
+    );
+}
+
+#[tokio::test]
 async fn removing_access_revokes_tokens_forgets_consent_and_logs_the_app_out() {
     let receiver = Receiver::start().await;
     let s = partner(&receiver, false).await;
