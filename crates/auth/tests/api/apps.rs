@@ -121,15 +121,7 @@ async fn the_connected_apps_are_listed_with_what_they_may_see() {
 async fn a_first_party_app_stays_listed_while_its_refresh_token_lives() {
     // No consent row to list it by: only its live refresh token keeps it on the list
     // once its access token has expired.
-    let s = setup(ClientOpts {
-        first_party: true,
-        refresh: true,
-        ..Default::default()
-    })
-    .await;
-    let pending = authorize(&s.rp, &[]);
-    let code = crate::oidc::sign_in_for_code(&s, &pending).await;
-    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let (s, tokens) = crate::oidc::signed_in_with_refresh().await;
     let life = s.app.state.config.tokens.access_token_secs;
     s.app
         .clock()

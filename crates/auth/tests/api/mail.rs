@@ -20,6 +20,10 @@ async fn forgot(browser: &Browser, email: &str) {
     assert_eq!(page.status, 200, "{}", page.body);
 }
 
+async fn pending_mail(app: &TestApp) -> Vec<tobira_auth::store::Job> {
+    app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap()
+}
+
 async fn app_sending_to(
     sink: &SmtpSink,
     configure: impl FnOnce(&mut tobira_auth::Config),
@@ -60,13 +64,13 @@ async fn mail_goes_out_by_smtp_with_credentials() {
     );
     // Delivered: the queued body (with its secret link) is gone from the database (the
     // runner deletes it once the server accepted the mail, a moment after the sink saw it).
-    let mut pending = app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap();
+    let mut pending = pending_mail(&app).await;
     for _ in 0..100 {
         if pending.is_empty() {
             break;
         }
         tokio::time::sleep(StdDuration::from_millis(20)).await;
-        pending = app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap();
+        pending = pending_mail(&app).await;
     }
     assert!(pending.is_empty(), "{pending:?}");
 }
@@ -83,7 +87,7 @@ async fn an_smtp_outage_loses_no_mail() {
     // The worker tried, failed, and keeps the mail for later.
     let mut tried = false;
     for _ in 0..100 {
-        let pending = app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap();
+        let pending = pending_mail(&app).await;
         if pending.first().is_some_and(|j| j.attempts >= 1) {
             tried = true;
             break;
@@ -100,15 +104,7 @@ async fn an_smtp_outage_loses_no_mail() {
         Some("【Tobira】パスワードの再設定")
     );
     for _ in 0..40 {
-        if app
-            .state
-            .db
-            .jobs()
-            .pending(MAIL_QUEUE)
-            .await
-            .unwrap()
-            .is_empty()
-        {
+        if pending_mail(&app).await.is_empty() {
             return;
         }
         tokio::time::sleep(StdDuration::from_millis(50)).await;
@@ -138,7 +134,7 @@ async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
     // Down through several tries of every mail (2, 4, 8 s … apart by the app's clock).
     let mut pending = Vec::new();
     for _ in 0..200 {
-        pending = app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap();
+        pending = pending_mail(&app).await;
         if pending.len() == MEMBERS.len() && pending.iter().all(|j| j.attempts >= 3) {
             break;
         }
@@ -175,15 +171,7 @@ async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
         .collect();
     to.sort();
     assert_eq!(to, MEMBERS, "one mail each: {got:?}");
-    assert!(
-        app.state
-            .db
-            .jobs()
-            .pending(MAIL_QUEUE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(pending_mail(&app).await.is_empty());
 }
 
 #[tokio::test]
@@ -206,15 +194,7 @@ async fn a_mail_is_given_up_after_its_tries_and_its_secret_is_wiped() {
         tokio::time::sleep(StdDuration::from_millis(30)).await;
     }
     assert!(given_up, "the job was given up");
-    assert!(
-        app.state
-            .db
-            .jobs()
-            .pending(MAIL_QUEUE)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(pending_mail(&app).await.is_empty());
     // Kept for operators, with why, but without the sealed body and its reset link.
     let failed = app.state.db.jobs().given_up(MAIL_QUEUE).await.unwrap();
     assert_eq!(failed.len(), 1);

@@ -436,8 +436,8 @@ async fn userinfo_refuses_missing_forged_and_id_tokens() {
     assert_eq!(userinfo_status(&s, tokens.access_token()).await, 401);
 }
 
-#[tokio::test]
-async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_grant() {
+/// A first-party client allowed refresh tokens, and the tokens of the member's sign-in.
+pub async fn signed_in_with_refresh() -> (Setup, TokenResponse) {
     let s = setup(ClientOpts {
         first_party: true,
         refresh: true,
@@ -446,7 +446,13 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_grant() {
     .await;
     let pending = authorize(&s.rp, &[]);
     let code = sign_in_for_code(&s, &pending).await;
-    let first = exchange(&s, code, pending.verifier).await.unwrap();
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    (s, tokens)
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_grant() {
+    let (s, first) = signed_in_with_refresh().await;
     let rt1 = first
         .refresh_token()
         .expect("a refresh token for a client registered with it")
