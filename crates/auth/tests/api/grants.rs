@@ -117,6 +117,42 @@ async fn an_offline_grant_ends_at_its_absolute_lifetime_however_often_it_rotates
 }
 
 #[tokio::test]
+async fn an_access_token_dies_with_its_grant_at_the_very_instant_the_grant_ends() {
+    // An offline grant ends `offline_max_days` after it was made; an access token issued
+    // a minute before is refused from that instant on, though it has not expired.
+    let s = setup_with(refreshing(), |c| c.tokens.offline_max_days = 5).await;
+    let rt = first_refresh_token(&s, "openid offline_access").await;
+    s.app
+        .clock()
+        .advance(Duration::days(5) - Duration::minutes(1));
+    let (status, body) = refresh(&s, &rt, None).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&s, access).await.0, 200);
+    s.app.clock().advance(Duration::minutes(1));
+    assert_eq!(userinfo(&s, access).await.0, 401, "the grant ended now");
+
+    // A grant that lives as long as its browser session: refused from the instant the
+    // session expires.
+    let s = setup(refreshing()).await;
+    let rt = first_refresh_token(&s, "openid").await;
+    let user = s.app.user(crate::oidc::EMAIL).await.unwrap();
+    let now = s.app.clock().now();
+    let idle = Duration::minutes(i64::from(s.app.state.config.session.idle_timeout_mins));
+    let sessions = s.app.state.db.sessions();
+    let session = sessions.list_live(user.id, now, idle).await.unwrap();
+    let ends = session[0].expires_at;
+    s.app.clock().advance(ends - now - Duration::minutes(1));
+    let (status, body) = refresh(&s, &rt, None).await;
+    assert_eq!(status, 200, "{body}");
+    let access = body["access_token"].as_str().unwrap();
+    assert_eq!(userinfo(&s, access).await.0, 200);
+    s.app.clock().advance(Duration::minutes(1));
+    assert_eq!(s.app.clock().now(), ends);
+    assert_eq!(userinfo(&s, access).await.0, 401, "the session ended now");
+}
+
+#[tokio::test]
 async fn an_unused_refresh_token_expires_after_the_idle_window() {
     let s = setup_with(refreshing(), |c| c.tokens.refresh_token_days = 2).await;
     let rt = first_refresh_token(&s, "openid offline_access").await;
