@@ -22,6 +22,7 @@ mod m20261205_000012_passkeys;
 mod m20261206_000013_federated_links;
 mod m20261207_000014_key_rotation;
 mod m20261208_000015_admin;
+mod m20261209_000016_unused_refresh_tokens;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_federated_links::Migration),
             Box::new(m20261207_000014_key_rotation::Migration),
             Box::new(m20261208_000015_admin::Migration),
+            Box::new(m20261209_000016_unused_refresh_tokens::Migration),
         ]
     }
 
