@@ -90,6 +90,16 @@ async fn a_narrowing_refresh_narrows_the_access_token_everywhere_but_not_the_gra
     // …without spending the token: the client's retry is not a reuse.
     let (status, body) = refresh(&s, rt3, None).await;
     assert_eq!(status, 200, "{body}");
+
+    // An ID token comes with `openid` in the scope, alone too, and only then.
+    let rt4 = body["refresh_token"].as_str().unwrap();
+    let (status, only_openid) = refresh(&s, rt4, Some("openid")).await;
+    assert_eq!(status, 200, "{only_openid}");
+    assert!(only_openid["id_token"].is_string(), "{only_openid}");
+    let rt5 = only_openid["refresh_token"].as_str().unwrap();
+    let (status, no_openid) = refresh(&s, rt5, Some("email")).await;
+    assert_eq!(status, 200, "{no_openid}");
+    assert!(no_openid.get("id_token").is_none(), "{no_openid}");
 }
 
 #[tokio::test]
