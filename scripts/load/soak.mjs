@@ -167,7 +167,7 @@ export async function soak (cfg, log) {
     }
   }
 
-  const consoleLoop = async (i, jar) => {
+  const consoleLoop = async (jar) => {
     let page = 0
     while (running()) {
       await readPage(jar, CONSOLE_PAGES[page++ % CONSOLE_PAGES.length])
@@ -263,7 +263,7 @@ export async function soak (cfg, log) {
     `${s.refreshVus} refresh chains, ${s.metadataVus} metadata loops`)
   await Promise.all([
     ...Array.from({ length: s.signInVus }, (_, i) => signInLoop(i)),
-    ...readers.map((jar, i) => consoleLoop(i, jar)),
+    ...readers.map((jar) => consoleLoop(jar)),
     ...chains.map((tokens, i) => refreshLoop(i, tokens)),
     ...Array.from({ length: s.metadataVus }, () => metadataLoop())
   ])

@@ -116,15 +116,16 @@ async fn client_by_credentials(
     params: &Params,
 ) -> Result<Client, (String, OAuthError)> {
     let named = params.get("client_id").unwrap_or("").to_owned();
-    let basic = match crate::web::authorization(headers, "basic") {
-        Some(credentials) => Some(parse_basic(credentials).ok_or_else(|| {
-            (
-                named.clone(),
-                invalid_client(true, "malformed Basic credentials"),
-            )
-        })?),
-        None => None,
-    };
+    let basic = crate::web::authorization(headers, "basic")
+        .map(|credentials| {
+            parse_basic(credentials).ok_or_else(|| {
+                (
+                    named.clone(),
+                    invalid_client(true, "malformed Basic credentials"),
+                )
+            })
+        })
+        .transpose()?;
     let post_secret = params.get("client_secret");
     let (client_id, secret, used_basic) = match (basic, post_secret) {
         (Some(_), Some(_)) => {

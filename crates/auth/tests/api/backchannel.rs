@@ -202,15 +202,6 @@ async fn end_session(s: &Setup, browser: &Browser, hint: &str) {
     assert!(page.field("tx").is_none(), "no confirmation: {}", page.body);
 }
 
-async fn pending_logouts(app: &TestApp) -> Vec<tobira_auth::store::Job> {
-    app.state
-        .db
-        .jobs()
-        .pending(BACKCHANNEL_QUEUE)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn discovery_advertises_back_channel_logout_with_sessions() {
     let app = TestApp::spawn().await;
@@ -248,7 +239,7 @@ async fn signing_out_sends_the_client_a_logout_token_with_sub_and_sid() {
     assert_eq!(claims["sid"], sid.as_str());
     // Delivered: nothing left in the queue, and nothing queued for the quiet client.
     tokio::time::sleep(StdDuration::from_millis(200)).await;
-    assert!(pending_logouts(&s.app).await.is_empty());
+    assert!(s.app.pending_jobs(BACKCHANNEL_QUEUE).await.is_empty());
     assert_eq!(receiver.tokens().len(), 1);
     // Ending an ended session again sends nothing more.
     end_session(&s, &s.browser, &hint).await;
@@ -282,7 +273,7 @@ async fn a_client_that_is_down_gets_the_logout_when_it_is_back_as_a_fresh_token(
         1,
         "retried only after its backoff"
     );
-    let waiting = pending_logouts(&s.app).await;
+    let waiting = s.app.pending_jobs(BACKCHANNEL_QUEUE).await;
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].attempts, 1);
 
@@ -307,7 +298,7 @@ async fn a_client_that_is_down_gets_the_logout_when_it_is_back_as_a_fresh_token(
     assert_eq!(claims["sub"], id.subject().as_str());
     assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), 3);
     tokio::time::sleep(StdDuration::from_millis(200)).await;
-    assert!(pending_logouts(&s.app).await.is_empty());
+    assert!(s.app.pending_jobs(BACKCHANNEL_QUEUE).await.is_empty());
 }
 
 #[tokio::test]
@@ -379,15 +370,7 @@ async fn a_client_refusing_connections_gets_every_logout_once_it_listens_again()
     let sids = sessions_ended(&s, SESSIONS).await;
 
     // Each logout is tried, refused, and tried again after its backoff, several times.
-    let mut tried = Vec::new();
-    for _ in 0..200 {
-        tried = pending_logouts(&s.app).await;
-        if tried.len() == SESSIONS && tried.iter().all(|j| j.attempts >= 3) {
-            break;
-        }
-        s.app.clock().advance(Duration::seconds(2));
-        tokio::time::sleep(StdDuration::from_millis(40)).await;
-    }
+    let tried = s.app.wait_until_tried(BACKCHANNEL_QUEUE, SESSIONS, 3).await;
     assert_eq!(tried.len(), SESSIONS, "every logout waits: {tried:?}");
     assert!(tried.iter().all(|j| j.attempts >= 3), "{tried:?}");
 
@@ -409,7 +392,7 @@ async fn a_client_refusing_connections_gets_every_logout_once_it_listens_again()
         sids,
         "one logout per session"
     );
-    assert!(pending_logouts(&s.app).await.is_empty());
+    assert!(s.app.pending_jobs(BACKCHANNEL_QUEUE).await.is_empty());
 }
 
 #[tokio::test]

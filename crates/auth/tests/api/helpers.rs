@@ -555,6 +555,32 @@ impl TestApp {
         &self.state.clock
     }
 
+    /// The jobs of `queue` waiting or running (not given up), oldest first.
+    pub async fn pending_jobs(&self, queue: &str) -> Vec<tobira_auth::store::Job> {
+        self.state.db.jobs().pending(queue).await.unwrap()
+    }
+
+    /// Moves the clock on, 2 s at a time (the first retries' backoff), until `n` jobs of
+    /// `queue` wait and each has been tried at least `tries` times, or 200 steps have
+    /// passed; the jobs as they are then.
+    pub async fn wait_until_tried(
+        &self,
+        queue: &str,
+        n: usize,
+        tries: i32,
+    ) -> Vec<tobira_auth::store::Job> {
+        let mut jobs = Vec::new();
+        for _ in 0..200 {
+            jobs = self.pending_jobs(queue).await;
+            if jobs.len() == n && jobs.iter().all(|j| j.attempts >= tries) {
+                break;
+            }
+            self.clock().advance(time::Duration::seconds(2));
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        }
+        jobs
+    }
+
     /// The account registered with `email`, if any.
     pub async fn user(&self, email: &str) -> Option<tobira_auth::domain::User> {
         self.state

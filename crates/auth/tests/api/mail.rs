@@ -20,10 +20,6 @@ async fn forgot(browser: &Browser, email: &str) {
     assert_eq!(page.status, 200, "{}", page.body);
 }
 
-async fn pending_mail(app: &TestApp) -> Vec<tobira_auth::store::Job> {
-    app.state.db.jobs().pending(MAIL_QUEUE).await.unwrap()
-}
-
 async fn app_sending_to(
     sink: &SmtpSink,
     configure: impl FnOnce(&mut tobira_auth::Config),
@@ -64,13 +60,13 @@ async fn mail_goes_out_by_smtp_with_credentials() {
     );
     // Delivered: the queued body (with its secret link) is gone from the database (the
     // runner deletes it once the server accepted the mail, a moment after the sink saw it).
-    let mut pending = pending_mail(&app).await;
+    let mut pending = app.pending_jobs(MAIL_QUEUE).await;
     for _ in 0..100 {
         if pending.is_empty() {
             break;
         }
         tokio::time::sleep(StdDuration::from_millis(20)).await;
-        pending = pending_mail(&app).await;
+        pending = app.pending_jobs(MAIL_QUEUE).await;
     }
     assert!(pending.is_empty(), "{pending:?}");
 }
@@ -87,7 +83,7 @@ async fn an_smtp_outage_loses_no_mail() {
     // The worker tried, failed, and keeps the mail for later.
     let mut tried = false;
     for _ in 0..100 {
-        let pending = pending_mail(&app).await;
+        let pending = app.pending_jobs(MAIL_QUEUE).await;
         if pending.first().is_some_and(|j| j.attempts >= 1) {
             tried = true;
             break;
@@ -104,7 +100,7 @@ async fn an_smtp_outage_loses_no_mail() {
         Some("【Tobira】パスワードの再設定")
     );
     for _ in 0..40 {
-        if pending_mail(&app).await.is_empty() {
+        if app.pending_jobs(MAIL_QUEUE).await.is_empty() {
             return;
         }
         tokio::time::sleep(StdDuration::from_millis(50)).await;
@@ -132,15 +128,7 @@ async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
         forgot(&app.browser(), member).await;
     }
     // Down through several tries of every mail (2, 4, 8 s … apart by the app's clock).
-    let mut pending = Vec::new();
-    for _ in 0..200 {
-        pending = pending_mail(&app).await;
-        if pending.len() == MEMBERS.len() && pending.iter().all(|j| j.attempts >= 3) {
-            break;
-        }
-        app.clock().advance(Duration::seconds(2));
-        tokio::time::sleep(StdDuration::from_millis(40)).await;
-    }
+    let pending = app.wait_until_tried(MAIL_QUEUE, MEMBERS.len(), 3).await;
     assert_eq!(
         pending.len(),
         MEMBERS.len(),
@@ -171,7 +159,7 @@ async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
         .collect();
     to.sort();
     assert_eq!(to, MEMBERS, "one mail each: {got:?}");
-    assert!(pending_mail(&app).await.is_empty());
+    assert!(app.pending_jobs(MAIL_QUEUE).await.is_empty());
 }
 
 #[tokio::test]
@@ -194,7 +182,7 @@ async fn a_mail_is_given_up_after_its_tries_and_its_secret_is_wiped() {
         tokio::time::sleep(StdDuration::from_millis(30)).await;
     }
     assert!(given_up, "the job was given up");
-    assert!(pending_mail(&app).await.is_empty());
+    assert!(app.pending_jobs(MAIL_QUEUE).await.is_empty());
     // Kept for operators, with why, but without the sealed body and its reset link.
     let failed = app.state.db.jobs().given_up(MAIL_QUEUE).await.unwrap();
     assert_eq!(failed.len(), 1);
