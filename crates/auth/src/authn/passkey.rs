@@ -48,6 +48,20 @@ pub fn relying_party(issuer: &str) -> Result<Arc<Webauthn>, String> {
         .map_err(|e| format!("passkeys are off: {e}"))
 }
 
+/// A browser's answer is a few hundred bytes (an RSA signature and a long credential id
+/// included, a few KiB): anything larger is not one.
+pub const MAX_ANSWER_JSON: usize = 16 * 1024;
+
+/// A browser's answer to a ceremony (webauthn-rs's `PublicKeyCredential` for a sign-in,
+/// `RegisterPublicKeyCredential` for a registration), if the form field holds one.
+/// webauthn-rs then checks it against the ceremony's state.
+pub fn parse_answer<T: DeserializeOwned>(json: &str) -> Option<T> {
+    if json.is_empty() || json.len() > MAX_ANSWER_JSON {
+        return None;
+    }
+    serde_json::from_str(json).ok()
+}
+
 /// The kinds of ceremony, each under its own keys.
 #[derive(Clone, Copy, Debug)]
 pub enum Ceremony {

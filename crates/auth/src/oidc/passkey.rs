@@ -39,10 +39,6 @@ use crate::web::csrf::CsrfForm;
 use crate::web::i18n::Msg;
 use crate::web::pages::{RequestId, error_page, page_lang};
 
-/// A browser's answer is a few hundred bytes (an RSA signature and a long credential id
-/// included, a few KiB): anything larger is not one.
-const MAX_CREDENTIAL_JSON: usize = 16 * 1024;
-
 /// A passkey form on a page: the options for the browser (webauthn-rs's JSON, escaped by
 /// the template) and the ceremony's id.
 pub struct Offer {
@@ -160,14 +156,6 @@ fn counter_went_back(credential: &str, counter: u32) -> bool {
     (counter > 0 || stored > 0) && u64::from(counter) <= stored
 }
 
-/// The browser's answer, if it is one.
-fn parse_answer(json: &str) -> Option<PublicKeyCredential> {
-    if json.is_empty() || json.len() > MAX_CREDENTIAL_JSON {
-        return None;
-    }
-    serde_json::from_str(json).ok()
-}
-
 /// The credential as it is stored after a ceremony: the counter (and backup flags) as the
 /// authenticator reported them, when they changed.
 fn updated(
@@ -246,7 +234,7 @@ impl Unverified<'_> {
     /// Writes a refusal into the history of the account whose credential the answer
     /// names, if any (nothing else of it can be checked without its ceremony).
     async fn record(&self, state: &AppState, webauthn: &Webauthn, answer: &str) {
-        let Some(answer) = parse_answer(answer) else {
+        let Some(answer) = passkey::parse_answer::<PublicKeyCredential>(answer) else {
             return;
         };
         let Ok((_, cred_id)) = webauthn.identify_discoverable_authentication(&answer) else {
@@ -383,7 +371,7 @@ pub async fn post_sign_in(
             return Rejection::from(FlowError::Store(e)).respond(&state, &headers, request_id);
         }
     };
-    let Some(answer) = parse_answer(&form.credential) else {
+    let Some(answer) = passkey::parse_answer::<PublicKeyCredential>(&form.credential) else {
         let refusal = Refusal::new(
             StatusCode::BAD_REQUEST,
             Msg::PasskeyMalformed,
@@ -658,7 +646,7 @@ pub async fn post_second_step(
         }
         Err(e) => return page::failure(e.into(), lang, &request_id),
     };
-    let Some(response) = parse_answer(&form.credential) else {
+    let Some(response) = passkey::parse_answer::<PublicKeyCredential>(&form.credential) else {
         failed("malformed credential JSON");
         let error = Msg::PasskeyMalformed.text(lang).to_owned();
         return answer.refused(StatusCode::BAD_REQUEST, error, "").await;

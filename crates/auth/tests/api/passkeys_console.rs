@@ -356,6 +356,8 @@ async fn malformed_answers_are_refused_with_a_clear_message() {
         "{}".to_owned(),
         made.json[..made.json.len() / 2].to_owned(),
         standard_b64.to_string(),
+        // The genuine answer, padded past what any answer needs (16 KiB): still JSON.
+        format!("{}{}", made.json, " ".repeat(16 * 1024)),
     ] {
         let answer = finish(&browser, &ceremony, &bad).await;
         refused(&app, &user, &answer, 400, "応答を読み取れませんでした").await;

@@ -193,14 +193,12 @@ async fn finish(ctx: &Ctx<'_>, form: &RegisterForm) -> Result<Response, ConsoleE
             .refused(StatusCode::NOT_FOUND, Msg::PasskeysUnavailable)
             .await;
     };
-    let credential = match serde_json::from_str::<RegisterPublicKeyCredential>(&form.credential) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::info!(error = %e, "passkey registration: malformed credential");
-            return ctx
-                .refused(StatusCode::BAD_REQUEST, Msg::PasskeysMalformed)
-                .await;
-        }
+    let Some(credential) = passkey::parse_answer::<RegisterPublicKeyCredential>(&form.credential)
+    else {
+        tracing::info!("passkey registration: malformed credential");
+        return ctx
+            .refused(StatusCode::BAD_REQUEST, Msg::PasskeysMalformed)
+            .await;
     };
     // Taken once: a replayed answer, or one for a ceremony another session started, finds
     // nothing.
