@@ -73,6 +73,78 @@ async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
     }
 }
 
+#[tokio::test]
+async fn a_start_after_an_algorithm_lost_its_only_active_key_creates_one_for_it_alone() {
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+        let master = MasterKey::from_bytes([7; 32]);
+        let first = KeyRing::load_or_init(&db, &master, &clock, policy())
+            .await
+            .unwrap();
+        let kids = |ring: &KeyRing| Alg::ALL.map(|alg| ring.signing_kid(alg));
+        let before = kids(&first);
+        // An emergency: ES256's only key revoked (`keys revoke`), nothing made in its place.
+        set_state(
+            &test_db.url,
+            &first.signing_kid(Alg::ES256),
+            KeyState::Revoked,
+        )
+        .await;
+
+        clock.advance(Duration::seconds(1));
+        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+            .await
+            .unwrap();
+        let after = kids(&ring);
+        assert_eq!(after[0], before[0], "{backend:?}: RS256 keeps its key");
+        assert_eq!(after[2], before[2], "{backend:?}: EdDSA keeps its key");
+        assert!(
+            !after[1].is_empty() && after[1] != before[1],
+            "{backend:?}: a new ES256 key: {after:?}"
+        );
+        assert_eq!(kid_of(&sign(&ring, Alg::ES256)), after[1]);
+        let rows = db.signing_keys().all().await.unwrap();
+        assert_eq!(rows.len(), 4, "{backend:?}: one key added, for ES256 alone");
+    }
+}
+
+#[tokio::test]
+async fn signing_with_a_key_published_too_recently_is_warned_of_once() {
+    let logs = crate::logs::Captured::install();
+    let test_db = TestDb::sqlite().await;
+    let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+    let master = MasterKey::from_bytes([7; 32]);
+    let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+        .await
+        .unwrap();
+    let old = ring.signing_kid(Alg::ES256);
+    // An emergency replacement: the old key revoked, the new one active at once, so the
+    // ring has no key of ES256 published here for a reload interval.
+    clock.advance(Duration::seconds(1));
+    let new = add_key(&db, &master, &clock, Alg::ES256, KeyState::Active).await;
+    set_state(&test_db.url, &old, KeyState::Revoked).await;
+    assert!(ring.refresh(&db, &master).await.unwrap());
+    let warned = || {
+        logs.lines()
+            .iter()
+            .filter(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("signing with a key published less than"))
+            })
+            .count()
+    };
+    assert_eq!(warned(), 0, "nothing signed yet");
+    for _ in 0..3 {
+        assert_eq!(kid_of(&sign(&ring, Alg::ES256)), new.kid);
+    }
+    assert_eq!(warned(), 1, "once, not at every signature");
+    clock.advance(policy().reload);
+    assert_eq!(kid_of(&sign(&ring, Alg::ES256)), new.kid);
+    assert_eq!(warned(), 1, "published long enough now");
+}
+
 /// Members that only a private JWK has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 

@@ -12,7 +12,7 @@ use crate::oidc::{EMAIL, PASSWORD, authorize, setup};
 
 /// Log lines written by this process (each test runs in a process of its own).
 #[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -25,7 +25,7 @@ impl Write for Captured {
 }
 
 impl Captured {
-    fn install() -> Self {
+    pub(crate) fn install() -> Self {
         let captured = Self::default();
         let writer = captured.clone();
         tracing_subscriber::fmt()
@@ -36,7 +36,7 @@ impl Captured {
         captured
     }
 
-    fn lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
         String::from_utf8(self.0.lock().unwrap().clone())
             .unwrap()
             .lines()
