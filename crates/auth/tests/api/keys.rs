@@ -145,6 +145,64 @@ async fn signing_with_a_key_published_too_recently_is_warned_of_once() {
     assert_eq!(warned(), 1, "published long enough now");
 }
 
+#[tokio::test]
+async fn a_reload_logs_each_key_added_changed_or_removed_and_no_other() {
+    let logs = crate::logs::Captured::install();
+    let test_db = TestDb::sqlite().await;
+    let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+    let master = MasterKey::from_bytes([7; 32]);
+    let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+        .await
+        .unwrap();
+    let (rs, es) = (ring.signing_kid(Alg::RS256), ring.signing_kid(Alg::ES256));
+    let ring_lines = || -> Vec<(String, String)> {
+        logs.lines()
+            .iter()
+            .filter_map(|l| {
+                let message = l["fields"]["message"].as_str()?;
+                let kid = l["fields"]["kid"].as_str()?;
+                message
+                    .starts_with("key ring: ")
+                    .then(|| (message.to_owned(), kid.to_owned()))
+            })
+            .collect()
+    };
+    assert_eq!(ring_lines(), [], "a first load is no change");
+
+    clock.advance(Duration::seconds(1));
+    let next = add_key(&db, &master, &clock, Alg::ES256, KeyState::Next).await;
+    set_state(&test_db.url, &rs, KeyState::Retiring).await;
+    assert!(ring.refresh(&db, &master).await.unwrap());
+    let mut lines = ring_lines();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            ("key ring: key added".to_owned(), next.kid.clone()),
+            ("key ring: key changed state".to_owned(), rs.clone()),
+        ],
+        "the two keys that changed, each once"
+    );
+    let changed = logs
+        .lines()
+        .into_iter()
+        .find(|l| l["fields"]["message"] == "key ring: key changed state")
+        .unwrap();
+    assert_eq!(changed["fields"]["from"], "active");
+    assert_eq!(changed["fields"]["to"], "retiring");
+
+    let conn = sea_orm::Database::connect(&test_db.url).await.unwrap();
+    conn.execute_unprepared(&format!("DELETE FROM signing_keys WHERE kid = '{es}'"))
+        .await
+        .unwrap();
+    assert!(ring.refresh(&db, &master).await.unwrap());
+    assert_eq!(
+        ring_lines()[2..],
+        [("key ring: key removed".to_owned(), es)],
+        "only the key gone"
+    );
+}
+
 /// Members that only a private JWK has (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
