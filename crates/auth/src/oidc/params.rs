@@ -208,6 +208,60 @@ mod tests {
     }
 
     #[test]
+    fn each_cap_is_the_documented_size_and_itself_allowed() {
+        // 2 KiB per value and per name, 8 KiB for an id_token_hint, 16 KiB in all: the
+        // limit passes, one byte more is refused (in literal numbers: a changed constant
+        // must fail here, not move the test along with it).
+        let sized = |name: &str, len: usize| format!("{name}={}", "x".repeat(len));
+        assert!(Params::parse(sized("state", 2048).as_bytes()).is_ok());
+        assert_eq!(
+            Params::parse(sized("state", 2049).as_bytes()).unwrap_err(),
+            ParamError::TooLong("state".into())
+        );
+        assert!(Params::parse(sized("id_token_hint", 8192).as_bytes()).is_ok());
+        assert!(Params::parse(sized("id_token_hint", 8193).as_bytes()).is_err());
+        assert!(Params::parse(sized(&"n".repeat(2048), 1).as_bytes()).is_ok());
+        let (lenient, problem) =
+            Params::parse_lenient(format!("{}=1&a=2", "n".repeat(2049)).as_bytes());
+        assert_eq!(problem, Some(ParamError::TooLong("n".repeat(40))));
+        assert_eq!(lenient.iter().collect::<Vec<_>>(), [("a", "2")]);
+
+        // Values of at most 2 KiB, as many as make the request `len` bytes long.
+        let request_of = |len: usize| {
+            let mut s = String::new();
+            for i in 0.. {
+                if !s.is_empty() {
+                    s.push('&');
+                }
+                let head = format!("p{i}=");
+                let room = (len - s.len() - head.len()).min(2048);
+                s.push_str(&head);
+                s.push_str(&"x".repeat(room));
+                if s.len() == len {
+                    return s;
+                }
+            }
+            unreachable!()
+        };
+        assert!(Params::parse(request_of(16 * 1024).as_bytes()).is_ok());
+        assert_eq!(
+            Params::parse(request_of(16 * 1024 + 1).as_bytes()).unwrap_err(),
+            ParamError::TooLarge
+        );
+    }
+
+    #[test]
+    fn an_error_names_its_parameter_when_it_has_one() {
+        assert_eq!(
+            ParamError::Repeated("client_id".into()).name(),
+            Some("client_id")
+        );
+        assert_eq!(ParamError::TooLong("state".into()).name(), Some("state"));
+        assert_eq!(ParamError::TooMany.name(), None);
+        assert_eq!(ParamError::TooLarge.name(), None);
+    }
+
+    #[test]
     fn thousands_of_distinct_keys_cost_one_pass() {
         // 7,000 distinct keys (45 KB) once cost ~45 ms in a quadratic duplicate check;
         // now the request is refused by size before any key is compared.
