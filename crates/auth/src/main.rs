@@ -61,6 +61,7 @@ enum MaintenanceCommand {
 }
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -88,6 +89,30 @@ fn main() -> ExitCode {
         Err(message) => fail(&message),
     }
 }
+
+/// glibc's malloc gives threads arenas of their own, up to 8 per core, and keeps what is
+/// freed in each for later. With the SQLite connections' threads beside the runtime's, a
+/// 30-minute soak's RSS grew about 33 MB/h after the warm-up while the live heap stayed
+/// flat (heaptrack): memory freed but kept in a dozen arenas. One arena per core cut the
+/// growth by more than half, with a lower RSS from the start (README, "Soak").
+/// `MALLOC_ARENA_MAX` set in the environment wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `mallopt` only sets a parameter of the allocator, and this runs first in
+    // `main`, before any other thread exists. It returns 0 on failure, leaving glibc's
+    // default: nothing to do about that.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
 
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
