@@ -77,11 +77,7 @@ async fn replicas_starting_together_create_one_signing_key_and_keep_it() {
 async fn a_start_after_an_algorithm_lost_its_only_active_key_creates_one_for_it_alone() {
     for test_db in TestDb::all().await {
         let backend = test_db.backend;
-        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
-        let master = MasterKey::from_bytes([7; 32]);
-        let first = KeyRing::load_or_init(&db, &master, &clock, policy())
-            .await
-            .unwrap();
+        let (db, clock, master, first) = fresh_ring(&test_db).await;
         let kids = |ring: &KeyRing| Alg::ALL.map(|alg| ring.signing_kid(alg));
         let before = kids(&first);
         // An emergency: ES256's only key revoked (`keys revoke`), nothing made in its place.
@@ -113,11 +109,7 @@ async fn a_start_after_an_algorithm_lost_its_only_active_key_creates_one_for_it_
 async fn signing_with_a_key_published_too_recently_is_warned_of_once() {
     let logs = crate::logs::Captured::install();
     let test_db = TestDb::sqlite().await;
-    let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
-    let master = MasterKey::from_bytes([7; 32]);
-    let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
-        .await
-        .unwrap();
+    let (db, clock, master, ring) = fresh_ring(&test_db).await;
     let old = ring.signing_kid(Alg::ES256);
     // An emergency replacement: the old key revoked, the new one active at once, so the
     // ring has no key of ES256 published here for a reload interval.
@@ -149,11 +141,7 @@ async fn signing_with_a_key_published_too_recently_is_warned_of_once() {
 async fn a_reload_logs_each_key_added_changed_or_removed_and_no_other() {
     let logs = crate::logs::Captured::install();
     let test_db = TestDb::sqlite().await;
-    let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
-    let master = MasterKey::from_bytes([7; 32]);
-    let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
-        .await
-        .unwrap();
+    let (db, clock, master, ring) = fresh_ring(&test_db).await;
     let (rs, es) = (ring.signing_kid(Alg::RS256), ring.signing_kid(Alg::ES256));
     let ring_lines = || -> Vec<(String, String)> {
         logs.lines()
@@ -379,6 +367,17 @@ fn policy() -> KeyPolicy {
     KeyPolicy::from_config(&Config::default())
 }
 
+/// A migrated database, a manual clock, the tests' master key, and a ring loaded from
+/// them (which creates a key per algorithm).
+async fn fresh_ring(test_db: &TestDb) -> (Db, Clock, MasterKey, KeyRing) {
+    let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
+    let master = MasterKey::from_bytes([7; 32]);
+    let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
+        .await
+        .unwrap();
+    (db, clock, master, ring)
+}
+
 /// A key of `alg` written straight into the table in `state`, as the schedule or the CLI
 /// on another replica would.
 async fn add_key(
@@ -427,11 +426,7 @@ fn sign(ring: &KeyRing, alg: Alg) -> String {
 async fn a_next_key_is_published_at_the_next_refresh_and_never_signs_until_promoted() {
     for test_db in TestDb::all().await {
         let backend = test_db.backend;
-        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
-        let master = MasterKey::from_bytes([7; 32]);
-        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
-            .await
-            .unwrap();
+        let (db, clock, master, ring) = fresh_ring(&test_db).await;
         let old = ring.signing_kid(Alg::ES256);
         assert!(!old.is_empty());
         assert!(
@@ -485,11 +480,7 @@ async fn a_next_key_is_published_at_the_next_refresh_and_never_signs_until_promo
 async fn a_key_activated_at_once_signs_only_a_reload_interval_after_the_ring_first_saw_it() {
     for test_db in TestDb::all().await {
         let backend = test_db.backend;
-        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
-        let master = MasterKey::from_bytes([7; 32]);
-        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
-            .await
-            .unwrap();
+        let (db, clock, master, ring) = fresh_ring(&test_db).await;
         let old = ring.signing_kid(Alg::ES256);
         let others = (ring.signing_kid(Alg::RS256), ring.signing_kid(Alg::EdDSA));
 
@@ -530,11 +521,7 @@ async fn a_key_activated_at_once_signs_only_a_reload_interval_after_the_ring_fir
 async fn a_revoked_key_leaves_the_ring_at_the_next_refresh_and_its_replacement_signs_at_once() {
     for test_db in TestDb::all().await {
         let backend = test_db.backend;
-        let (db, clock) = (test_db.migrated().await, Clock::manual_at_now());
-        let master = MasterKey::from_bytes([7; 32]);
-        let ring = KeyRing::load_or_init(&db, &master, &clock, policy())
-            .await
-            .unwrap();
+        let (db, clock, master, ring) = fresh_ring(&test_db).await;
         let old = ring.signing_kid(Alg::EdDSA);
         let token = sign(&ring, Alg::EdDSA);
         let (_, etag_before) = ring.jwks_response();
