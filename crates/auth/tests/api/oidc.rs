@@ -809,6 +809,10 @@ async fn other_request_errors_go_back_to_the_client() {
             format!("{base}&request_uri=https%3A%2F%2Fx"),
             "request_uri_not_supported",
         ),
+        (
+            format!("{base}&request=eyJhbGciOiJub25lIn0.e30."),
+            "request_not_supported",
+        ),
         (format!("{base}&prompt=none%20login"), "invalid_request"),
         (format!("{base}&max_age=-1"), "invalid_request"),
         (format!("{base}&state=again"), "invalid_request"),
