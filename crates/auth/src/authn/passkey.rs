@@ -50,7 +50,7 @@ pub fn relying_party(issuer: &str) -> Result<Arc<Webauthn>, String> {
 
 /// A browser's answer is a few hundred bytes (an RSA signature and a long credential id
 /// included, a few KiB): anything larger is not one.
-pub const MAX_ANSWER_JSON: usize = 16 * 1024;
+const MAX_ANSWER_JSON: usize = 16 * 1024;
 
 /// A browser's answer to a ceremony (webauthn-rs's `PublicKeyCredential` for a sign-in,
 /// `RegisterPublicKeyCredential` for a registration), if the form field holds one.
@@ -142,7 +142,7 @@ pub async fn take<T: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use super::relying_party;
+    use super::{parse_answer, relying_party};
 
     #[test]
     fn an_ip_address_issuer_has_no_passkeys_and_a_domain_has() {
@@ -152,5 +152,19 @@ mod tests {
         let refused = relying_party("http://127.0.0.1:8080").unwrap_err();
         assert!(refused.contains("IP address"), "{refused}");
         assert!(relying_party("http://[::1]:8080").is_err());
+    }
+
+    #[test]
+    fn an_answer_is_read_up_to_16_kib_and_no_further() {
+        // Valid JSON of an exact length: a string of `n - 2` letters in quotes.
+        let answer = |n: usize| format!("\"{}\"", "a".repeat(n - 2));
+        assert_eq!(
+            parse_answer::<String>(&answer(16_384)).map(|s| s.len()),
+            Some(16_382)
+        );
+        assert_eq!(parse_answer::<String>(&answer(16_385)), None);
+        assert_eq!(parse_answer::<String>(&answer(2)).as_deref(), Some(""));
+        assert_eq!(parse_answer::<String>(""), None);
+        assert_eq!(parse_answer::<String>("{\"id\":"), None);
     }
 }

@@ -551,4 +551,12 @@ mod tests {
         assert!(kept(&hasher).is_empty());
         assert!(hasher.verify(&pw, &phc).await.unwrap());
     }
+
+    #[test]
+    fn a_password_never_shows_in_debug_output() {
+        let pw = Password::for_verification("correct horse battery staple");
+        assert_eq!(format!("{pw:?}"), "Password([redacted])");
+        let wrapped = format!("{:?}", Some(&pw));
+        assert!(!wrapped.contains("horse"), "{wrapped}");
+    }
 }

@@ -595,4 +595,44 @@ mod tests {
         assert_eq!(locks, [5, 10, 15, 20]);
         assert_eq!(t.lock_after(5, 0, 0), None, "0 turns the lock off");
     }
+
+    #[tokio::test]
+    async fn failures_are_forgotten_after_the_memory_even_while_a_device_keeps_the_record() {
+        let clock = Clock::manual_at_now();
+        let t = Throttle::new(
+            std::sync::Arc::new(crate::store::ephemeral::MemoryStore::new(clock.clone())),
+            clock.clone(),
+            ThrottleConfig::default(),
+        );
+        let ids = crate::keys::IdentifierHasher::for_tests();
+        let stranger = Attempt {
+            account: AccountKey::of(&ids, "hanako@example.jp"),
+            address: "192.0.2.1".to_owned(),
+            known_device: None,
+        };
+        let owner = Attempt {
+            known_device: Some("owners-phone".to_owned()),
+            ..stranger.clone()
+        };
+        let admitted = |a: Admission| match a {
+            Admission::Admitted { locks } => locks,
+            Admission::Refused(lock) => panic!("refused: {lock:?}"),
+        };
+        // Four failures from unknown devices: one short of a lock (5 by default).
+        for _ in 0..4 {
+            assert_eq!(admitted(t.admit(&stranger).await.unwrap()), None);
+        }
+        // 14 of the 15 minutes of memory later the owner's phone mistypes once: the
+        // account's record now lives until 15 minutes after that.
+        clock.advance(time::Duration::minutes(14));
+        assert_eq!(admitted(t.admit(&owner).await.unwrap()), None);
+        // The four are 15 minutes old: forgotten, though the record is still there.
+        clock.advance(time::Duration::minutes(1));
+        assert_eq!(admitted(t.admit(&stranger).await.unwrap()), None);
+        for _ in 0..3 {
+            assert_eq!(admitted(t.admit(&stranger).await.unwrap()), None);
+        }
+        // The fifth since then locks.
+        assert!(admitted(t.admit(&stranger).await.unwrap()).is_some());
+    }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{Alg, KeyError, KeyPolicy, KeyState, MasterKey, generate};
 use crate::admin::audit::{self, Context, Target};
-use crate::clock::Clock;
+use crate::clock::{Clock, rfc3339};
 use crate::store::{AuditEvent, Db, DbError, Lock, StoreError, StoredKey};
 
 /// The job queue of the schedule: one recurring row, shared by every replica.
@@ -640,9 +640,4 @@ pub async fn revoke(
         })
     })
     .await?
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
 }

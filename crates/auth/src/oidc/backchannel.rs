@@ -331,6 +331,14 @@ mod tests {
             "https://203.0.113.1.sslip.io/bc",
             "https://8.8.8.8/bc",
             "https://[2001:4860::8888]/bc",
+            // The neighbours of refused blocks are public.
+            "https://100.128.0.1/bc",
+            "https://100.63.255.1/bc",
+            "https://192.0.1.1/bc",
+            "https://198.20.0.1/bc",
+            "https://223.255.255.1/bc",
+            "https://[2001:db9::1]/bc",
+            "https://[2003::1]/bc",
         ] {
             assert!(s.target(ok).is_ok(), "{ok}");
         }
@@ -352,6 +360,21 @@ mod tests {
             "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/bc",
             "https://198.18.0.1/bc",
             "https://255.255.255.255/bc",
+            // One address of each other special-purpose block, each refused on its own.
+            "https://192.0.2.1/bc",
+            "https://198.51.100.7/bc",
+            "https://203.0.113.9/bc",
+            "https://224.0.0.251/bc",
+            "https://0.1.2.3/bc",
+            "https://100.127.255.254/bc",
+            "https://192.0.0.8/bc",
+            "https://198.19.255.1/bc",
+            "https://240.0.0.1/bc",
+            "https://[::]/bc",
+            "https://[ff02::1]/bc",
+            "https://[fec0::1]/bc",
+            "https://[2001:db8::1]/bc",
+            "https://[::a00:1]/bc",
         ] {
             assert!(matches!(s.target(bad), Err(Failure::Forbidden(_))), "{bad}");
         }

@@ -170,3 +170,58 @@ pub fn bearer_error(code: Option<ErrorCode>, description: &str) -> Response {
     no_store(res.headers_mut());
     res
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(e: OAuthError) -> (u16, serde_json::Value, axum::http::HeaderMap) {
+        let res = e.into_response();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), 4096)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&body).expect("JSON"),
+            headers,
+        )
+    }
+
+    #[tokio::test]
+    async fn each_token_endpoint_error_has_its_status_and_headers() {
+        for (code, status) in [
+            (ErrorCode::InvalidRequest, 400),
+            (ErrorCode::InvalidGrant, 400),
+            (ErrorCode::UnsupportedGrantType, 400),
+            (ErrorCode::InvalidClient, 401),
+            (ErrorCode::ServerError, 500),
+            (ErrorCode::TemporarilyUnavailable, 503),
+        ] {
+            let (got, body, headers) = parts(OAuthError::new(code, "why")).await;
+            assert_eq!(got, status, "{code:?}");
+            assert_eq!(
+                body,
+                json!({ "error": code.as_str(), "error_description": "why" })
+            );
+            assert_eq!(headers["cache-control"], "no-store", "{code:?}");
+            assert_eq!(headers["pragma"], "no-cache", "{code:?}");
+            assert_eq!(
+                headers.get("retry-after").map(|v| v.to_str().unwrap()),
+                (status == 503).then_some("30"),
+                "{code:?}"
+            );
+            assert!(!headers.contains_key("www-authenticate"), "{code:?}");
+        }
+        // A client that tried HTTP Basic is challenged (RFC 6749 §5.2); others are not.
+        let mut basic = OAuthError::new(ErrorCode::InvalidClient, "who?");
+        basic.basic_challenge = true;
+        let (status, _, headers) = parts(basic).await;
+        assert_eq!(status, 401);
+        assert_eq!(headers["www-authenticate"], r#"Basic realm="tobira""#);
+        let mut not_401 = OAuthError::new(ErrorCode::InvalidGrant, "spent");
+        not_401.basic_challenge = true;
+        assert!(!parts(not_401).await.2.contains_key("www-authenticate"));
+    }
+}

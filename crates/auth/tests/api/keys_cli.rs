@@ -576,6 +576,12 @@ async fn rotate_every_publishes_each_successor_publish_ahead_before_it_is_due() 
             assert_eq!(next.len(), 1, "{alg:?}");
             assert_eq!(next[0].activate_after, Some(start + every));
             assert_eq!(next[0].created_at, keys.clock.now());
+            // Recorded as the schedule's, with when the key starts signing.
+            let rotated = recorded(&keys.db, "key.rotate", &next[0].kid).await;
+            assert_eq!(rotated.len(), 1, "{alg:?}");
+            assert_eq!(rotated[0].actor_kind, "system");
+            assert_eq!(rotated[0].detail["scheduled"], true);
+            assert_eq!(time_in(&rotated[0].detail["activate_after"]), start + every);
         }
         // One successor each, however often the schedule runs.
         keys.clock.advance(Duration::minutes(1));
@@ -763,6 +769,15 @@ async fn rotate_at_once_brings_a_waiting_key_forward_instead_of_making_another()
     }
 }
 
+/// A time an audit record's detail holds as RFC 3339 text.
+fn time_in(value: &Value) -> time::OffsetDateTime {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a string: {value}"));
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
 /// The audit events of `action` (an action, or a prefix ending in `.`) about `target`
 /// (any when empty), newest first.
 async fn recorded(db: &Db, action: &str, target: &str) -> Vec<AuditEvent> {
@@ -863,9 +878,14 @@ async fn every_step_of_a_keys_life_is_recorded_with_who_made_it() {
         assert_eq!(keys.tick().await.activated, 1, "{backend:?}");
         keys.clock.advance(keys.policy.retiring_for);
         assert_eq!(keys.tick().await.retired, 1, "{backend:?}");
+        let retired_at = keys.key(&old.kid).await.unwrap().retired_at.unwrap();
         keys.clock.advance(keys.policy.keep_retired);
         assert_eq!(keys.tick().await.deleted, 1, "{backend:?}");
         assert_eq!(keys.state(&old.kid).await, "gone");
+        // The deletion's record keeps when the key retired, as RFC 3339.
+        let deleted = recorded(&keys.db, "key.delete", &old.kid).await;
+        assert_eq!(deleted[0].detail["from"], "retired", "{backend:?}");
+        assert_eq!(time_in(&deleted[0].detail["retired_at"]), retired_at);
 
         assert_eq!(
             actors(&recorded(&keys.db, "key.", &new.kid).await),

@@ -599,6 +599,14 @@ async fn ten_wrong_codes_lock_the_second_step_and_the_password_does_not_unlock_i
     let locked = submit(&browser, &page, "totp", &wrong(&right), false).await;
     assert_eq!(locked.status, 429, "{}", locked.body);
     assert!(locked.body.contains("一時的に停止"), "{}", locked.body);
+    // Two Japanese sentences, no space between them, the second with the time.
+    assert!(
+        locked
+            .body
+            .contains("停止しています。しばらくしてからお試しください（"),
+        "{}",
+        locked.body
+    );
     assert!(
         locked.body.contains("以降"),
         "the time is given: {}",
@@ -1053,6 +1061,30 @@ async fn an_account_frozen_after_the_password_is_not_signed_in() {
     )
     .await
     .unwrap();
+    let refused = submit(&browser, &page, "totp", &authenticator.code(&app), false).await;
+    back_to_password(&refused, &page);
+    assert!(browser.cookie("tobira_session").is_none());
+}
+
+/// An account that needs a new password since the password step (an email change undone
+/// by the old address's owner sets this) is not signed in by the right code: the pending
+/// sign-in ends and the password is asked again, as for a frozen account.
+#[tokio::test]
+async fn an_account_that_must_reset_its_password_since_the_password_is_not_signed_in() {
+    let (app, user, authenticator, _) = totp_member().await;
+    let browser = app.browser();
+    let page = second_step(&browser).await;
+    let conn = sea_orm::Database::connect(&app.state.config.database_url())
+        .await
+        .unwrap();
+    use sea_orm::ConnectionTrait;
+    conn.execute_unprepared(&format!(
+        "UPDATE users SET reset_required = true WHERE sub = '{}'",
+        user.sub.as_str()
+    ))
+    .await
+    .unwrap();
+    assert!(!app.user(EMAIL).await.unwrap().usable());
     let refused = submit(&browser, &page, "totp", &authenticator.code(&app), false).await;
     back_to_password(&refused, &page);
     assert!(browser.cookie("tobira_session").is_none());
