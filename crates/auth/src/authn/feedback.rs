@@ -275,5 +275,20 @@ mod tests {
                 ),
             ]
         );
+        // Suggestions without a warning are kept as they are.
+        let substituted = zxcvbn::zxcvbn("Tr0ub4dour", &[]);
+        let kept = StrengthFeedback::from_zxcvbn(substituted.feedback());
+        assert_eq!(kept.warning, None);
+        assert_eq!(
+            kept.suggestions,
+            [
+                Suggestion::AddAnotherWordOrTwo,
+                Suggestion::CapitalizationDoesntHelpVeryMuch,
+                Suggestion::PredictableSubstitutionsDontHelpVeryMuch,
+            ]
+        );
+        // Feedback that says nothing is no feedback: the same next step.
+        let empty = StrengthFeedback::from_zxcvbn(Some(&zxcvbn::feedback::Feedback::default()));
+        assert_eq!(empty, none);
     }
 }
