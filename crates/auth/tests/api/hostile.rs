@@ -84,6 +84,29 @@ async fn oversized_crowded_and_repeated_parameters_are_invalid_requests_everywhe
     assert_eq!(res.status(), 400);
 }
 
+/// The largest request the parameter parser lets through (state and nonce at 2 KiB each)
+/// parks, signs in and gets its state back whole: the park's own size limit is a backstop
+/// above every legitimate request, never a second, tighter cap.
+#[tokio::test]
+async fn a_request_with_values_at_their_cap_is_parked_and_answered() {
+    let app = TestApp::spawn().await;
+    app.add_user(EMAIL, crate::oidc::PASSWORD).await;
+    let (id, _) = app.add_client(ClientOpts::default()).await;
+    let (state, nonce) = ("s".repeat(2048), "n".repeat(2048));
+    let url = format!(
+        "/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&scope=openid&state={state}&nonce={nonce}"
+    );
+    let browser = app.browser();
+    let login = browser.follow(browser.get(&url).await).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let back = browser
+        .submit_login(&login, EMAIL, crate::oidc::PASSWORD, false)
+        .await;
+    let location = back.location.unwrap_or_default();
+    assert!(location.contains("code="), "{location} {}", back.body);
+    assert!(location.contains(&format!("state={state}")), "{location}");
+}
+
 #[tokio::test]
 async fn parking_is_rate_limited_per_address_and_recovers_after_the_window() {
     let app = TestApp::spawn_with(|c| c.limits.park_per_ip_per_minute = 3).await;
