@@ -531,12 +531,23 @@ mod tests {
     use super::*;
 
     fn throttle() -> Throttle {
-        let clock = Clock::system();
+        throttle_on(Clock::system())
+    }
+
+    fn throttle_on(clock: Clock) -> Throttle {
         Throttle::new(
             std::sync::Arc::new(crate::store::ephemeral::MemoryStore::new(clock.clone())),
             clock,
             ThrottleConfig::default(),
         )
+    }
+
+    /// The lock an admitted attempt would set; a refusal fails the test.
+    async fn admitted(t: &Throttle, attempt: &Attempt) -> Option<Lock> {
+        match t.admit(attempt).await.unwrap() {
+            Admission::Admitted { locks } => locks,
+            Admission::Refused(lock) => panic!("refused: {lock:?}"),
+        }
     }
 
     #[test]
@@ -560,12 +571,7 @@ mod tests {
             address: "192.0.2.1".to_owned(),
             known_device: None,
         };
-        let admit = || async {
-            match t.admit(&attempt).await.unwrap() {
-                Admission::Admitted { locks } => locks,
-                Admission::Refused(lock) => panic!("refused: {lock:?}"),
-            }
-        };
+        let admit = || admitted(&t, &attempt);
         // Taken back at once: never a second failure.
         for _ in 0..10 {
             let locks = admit().await;
@@ -599,11 +605,7 @@ mod tests {
     #[tokio::test]
     async fn failures_are_forgotten_after_the_memory_even_while_a_device_keeps_the_record() {
         let clock = Clock::manual_at_now();
-        let t = Throttle::new(
-            std::sync::Arc::new(crate::store::ephemeral::MemoryStore::new(clock.clone())),
-            clock.clone(),
-            ThrottleConfig::default(),
-        );
+        let t = throttle_on(clock.clone());
         let ids = crate::keys::IdentifierHasher::for_tests();
         let stranger = Attempt {
             account: AccountKey::of(&ids, "hanako@example.jp"),
@@ -614,25 +616,21 @@ mod tests {
             known_device: Some("owners-phone".to_owned()),
             ..stranger.clone()
         };
-        let admitted = |a: Admission| match a {
-            Admission::Admitted { locks } => locks,
-            Admission::Refused(lock) => panic!("refused: {lock:?}"),
-        };
         // Four failures from unknown devices: one short of a lock (5 by default).
         for _ in 0..4 {
-            assert_eq!(admitted(t.admit(&stranger).await.unwrap()), None);
+            assert_eq!(admitted(&t, &stranger).await, None);
         }
         // 14 of the 15 minutes of memory later the owner's phone mistypes once: the
         // account's record now lives until 15 minutes after that.
         clock.advance(time::Duration::minutes(14));
-        assert_eq!(admitted(t.admit(&owner).await.unwrap()), None);
+        assert_eq!(admitted(&t, &owner).await, None);
         // The four are 15 minutes old: forgotten, though the record is still there.
         clock.advance(time::Duration::minutes(1));
-        assert_eq!(admitted(t.admit(&stranger).await.unwrap()), None);
+        assert_eq!(admitted(&t, &stranger).await, None);
         for _ in 0..3 {
-            assert_eq!(admitted(t.admit(&stranger).await.unwrap()), None);
+            assert_eq!(admitted(&t, &stranger).await, None);
         }
         // The fifth since then locks.
-        assert!(admitted(t.admit(&stranger).await.unwrap()).is_some());
+        assert!(admitted(&t, &stranger).await.is_some());
     }
 }

@@ -4,6 +4,7 @@
 //! wrong codes (per sign-in, per account), the remembered device and what clears it; and
 //! as an attacker would try it: no first step, another browser, no token, malformed input.
 
+use sea_orm::ConnectionTrait;
 use time::Duration;
 use tobira_auth::admin::users::{AddUser, add_user};
 use tobira_auth::authn::second_step::{self, Pending, Proof, SecondStepError};
@@ -1077,7 +1078,6 @@ async fn an_account_that_must_reset_its_password_since_the_password_is_not_signe
     let conn = sea_orm::Database::connect(&app.state.config.database_url())
         .await
         .unwrap();
-    use sea_orm::ConnectionTrait;
     conn.execute_unprepared(&format!(
         "UPDATE users SET reset_required = true WHERE sub = '{}'",
         user.sub.as_str()
