@@ -1317,3 +1317,134 @@ async fn an_email_code_typed_with_a_space_in_the_middle_works() {
     let answer = submit(&browser, &page, "email", &spaced, false).await;
     signed_in(&answer);
 }
+
+#[tokio::test]
+async fn each_sign_in_has_its_own_count_of_wrong_codes() {
+    // Two sign-ins of one account, waiting at once (two tabs): three wrong codes in the
+    // first leave it two tries, and the second still has all five of its own.
+    let (app, user, _, _) = totp_member().await;
+    let (_, binding) = bound_headers(&app);
+    let (first, second) = (
+        pending_for(&app, &binding, &user),
+        pending_for(&app, &binding, &user),
+    );
+    second_step::start(&app.state, "tab-1", &first)
+        .await
+        .unwrap();
+    second_step::start(&app.state, "tab-2", &second)
+        .await
+        .unwrap();
+    let guess = |tx: &'static str, pending: &Pending| {
+        let (state, pending, user) = (app.state.clone(), pending.clone(), user.clone());
+        async move {
+            second_step::verify(&state, tx, &pending, &user, Proof::Recovery("zzzzz-zzzzz")).await
+        }
+    };
+    for left in [4, 3, 2] {
+        assert!(
+            matches!(guess("tab-1", &first).await, Err(SecondStepError::Wrong { left: l }) if l == left)
+        );
+    }
+    let answer = guess("tab-2", &second).await;
+    assert!(
+        matches!(answer, Err(SecondStepError::Wrong { left: 4 })),
+        "the other sign-in's wrong codes counted here: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn each_sign_in_has_its_own_count_of_wrong_email_codes() {
+    // Two sign-ins of an email-only member, each sent its code: three wrong codes in the
+    // first and two in the second leave the second's right code good (five wrong email
+    // codes would void it).
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    enrol_email(&app, &user).await;
+    let (_, binding) = bound_headers(&app);
+    let mut sent = Vec::new();
+    for tx in ["tab-1", "tab-2"] {
+        let mut pending = pending_for(&app, &binding, &user);
+        second_step::start(&app.state, tx, &pending).await.unwrap();
+        let code = second_step::new_email_code(&app.state, tx, &mut pending)
+            .await
+            .unwrap();
+        second_step::save(&app.state, tx, &pending).await.unwrap();
+        sent.push((tx, pending, code));
+    }
+    let verify = |n: usize, code: String| {
+        let (state, user) = (app.state.clone(), user.clone());
+        let (tx, pending, _) = sent[n].clone();
+        async move { second_step::verify(&state, tx, &pending, &user, Proof::EmailCode(&code)).await }
+    };
+    for n in [0, 0, 0, 1, 1] {
+        let answer = verify(n, wrong(&sent[n].2)).await;
+        assert!(
+            matches!(answer, Err(SecondStepError::Wrong { .. })),
+            "{answer:?}"
+        );
+    }
+    let answer = verify(1, sent[1].2.clone()).await;
+    assert!(
+        answer.is_ok(),
+        "the other sign-in's wrong codes counted here: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
+    // An attacker holding two passwords locks the first account's second step with ten
+    // wrong codes: the second account's count and lock are its own.
+    let (app, first, _, _) = totp_member().await;
+    let other = app.add_user(OTHER, PASSWORD).await;
+    let (_, others_codes) = enrol_totp(&app, &other).await;
+    let (_, binding) = bound_headers(&app);
+    let mut last = None;
+    for tx in ["first-1", "first-2"] {
+        let pending = pending_for(&app, &binding, &first);
+        second_step::start(&app.state, tx, &pending).await.unwrap();
+        for _ in 0..5 {
+            last = Some(
+                second_step::verify(
+                    &app.state,
+                    tx,
+                    &pending,
+                    &first,
+                    Proof::Recovery("zzzzz-zzzzz"),
+                )
+                .await,
+            );
+        }
+    }
+    assert!(
+        matches!(last, Some(Err(SecondStepError::Locked { .. }))),
+        "{last:?}"
+    );
+    assert!(
+        second_step::locked_until(&app.state, first.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        second_step::locked_until(&app.state, other.id)
+            .await
+            .unwrap(),
+        None
+    );
+    let pending = pending_for(&app, &binding, &other);
+    second_step::start(&app.state, "other-1", &pending)
+        .await
+        .unwrap();
+    let answer = second_step::verify(
+        &app.state,
+        "other-1",
+        &pending,
+        &other,
+        Proof::Recovery(&others_codes[0]),
+    )
+    .await;
+    assert!(
+        answer.is_ok(),
+        "the first account's lock or count reached this one: {answer:?}"
+    );
+}
