@@ -1448,3 +1448,54 @@ async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
         "the first account's lock or count reached this one: {answer:?}"
     );
 }
+
+#[tokio::test]
+async fn the_pending_sign_in_itself_refuses_another_browser_and_ids_the_flow_never_makes() {
+    // Behind the parked request's own binding (which turns the thief away first on the
+    // page), the pending sign-in is bound to its browser too: neither read nor taken with
+    // another browser's cookies, and still there for its own.
+    let (app, user, _, _) = totp_member().await;
+    let (headers, binding) = bound_headers(&app);
+    let (thiefs, _) = bound_headers(&app);
+    let pending = pending_for(&app, &binding, &user);
+    let tx = "parked-request";
+    second_step::start(&app.state, tx, &pending).await.unwrap();
+    for other in [&thiefs, &axum::http::HeaderMap::new()] {
+        let read = second_step::resume(&app.state, other, tx).await;
+        assert!(
+            matches!(read, Err(SecondStepError::OtherBrowser)),
+            "{read:?}"
+        );
+        let taken = second_step::finish(&app.state, other, tx, &pending).await;
+        assert!(
+            matches!(taken, Err(SecondStepError::OtherBrowser)),
+            "{taken:?}"
+        );
+        // `finish` takes before it checks (it follows a `resume` of the same browser):
+        // put the pending sign-in back for the next round.
+        second_step::start(&app.state, tx, &pending).await.unwrap();
+    }
+    assert!(second_step::resume(&app.state, &headers, tx).await.is_ok());
+    assert!(
+        second_step::finish(&app.state, &headers, tx, &pending)
+            .await
+            .is_ok()
+    );
+    // The flow's ids are 1 to 64 characters (64 works): anything else is refused without a
+    // lookup, even when something was left under it.
+    let longest = "x".repeat(64);
+    second_step::start(&app.state, &longest, &pending)
+        .await
+        .unwrap();
+    assert!(
+        second_step::resume(&app.state, &headers, &longest)
+            .await
+            .is_ok()
+    );
+    let long = "x".repeat(65);
+    second_step::start(&app.state, &long, &pending)
+        .await
+        .unwrap();
+    let read = second_step::resume(&app.state, &headers, &long).await;
+    assert!(matches!(read, Err(SecondStepError::Expired)), "{read:?}");
+}
