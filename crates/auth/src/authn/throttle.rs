@@ -633,4 +633,172 @@ mod tests {
         // The fifth since then locks.
         assert!(admitted(&t, &stranger).await.is_some());
     }
+
+    fn throttle_with(clock: Clock, config: ThrottleConfig) -> Throttle {
+        Throttle::new(
+            std::sync::Arc::new(crate::store::ephemeral::MemoryStore::new(clock.clone())),
+            clock,
+            config,
+        )
+    }
+
+    fn stranger_at(address: &str) -> Attempt {
+        let ids = crate::keys::IdentifierHasher::for_tests();
+        Attempt {
+            account: AccountKey::of(&ids, "hanako@example.jp"),
+            address: address.to_owned(),
+            known_device: None,
+        }
+    }
+
+    #[test]
+    fn times_are_kept_in_milliseconds_and_saturate_beyond_what_a_date_holds() {
+        let epoch = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(ms(epoch + time::Duration::milliseconds(1_500)), 1_500);
+        assert_eq!(
+            ms(time::macros::datetime!(2026-01-01 0:00 UTC)),
+            1_767_225_600_000
+        );
+        assert_eq!(at(1_500), epoch + time::Duration::milliseconds(1_500));
+        assert_eq!(
+            at(1_767_225_600_000),
+            time::macros::datetime!(2026-01-01 0:00 UTC)
+        );
+        // A lock that would end beyond year 9999 ends then, never early; before 1970, never.
+        assert_eq!(at(i64::MAX), time::macros::datetime!(9999-12-31 0:00 UTC));
+        assert_eq!(at(i64::MIN), epoch);
+        assert_eq!(minutes(15), 900_000);
+    }
+
+    #[test]
+    fn a_lock_ends_its_period_after_the_failure_that_set_it() {
+        let t = throttle();
+        assert_eq!(t.lock_after(0, 5, 1_000), None, "no failure locks nothing");
+        assert_eq!(t.lock_after(5, 5, 1_000), Some(61_000));
+        assert_eq!(t.lock_after(10, 5, 1_000), Some(121_000));
+        assert_eq!(t.lock_after(7, 5, 1_000), None);
+    }
+
+    #[tokio::test]
+    async fn the_failure_cap_locks_for_its_days_however_long_ago_the_last_failure() {
+        let clock = Clock::manual_at_now();
+        let t = throttle_with(
+            clock.clone(),
+            ThrottleConfig {
+                account_failures: 0,
+                hard_lock_failures: 3,
+                ..ThrottleConfig::default()
+            },
+        );
+        let attempt = stranger_at("192.0.2.1");
+        assert_eq!(admitted(&t, &attempt).await, None);
+        assert_eq!(admitted(&t, &attempt).await, None);
+        let hard = Some(Lock {
+            scope: Scope::Account,
+            until: None,
+        });
+        assert_eq!(admitted(&t, &attempt).await, hard);
+        // Long past the failures' memory, up to the last second of the 30 days: locked.
+        clock.advance(time::Duration::days(30) - time::Duration::seconds(1));
+        assert_eq!(t.account_lock(&attempt.account).await.unwrap(), hard);
+        assert_eq!(
+            t.admit(&attempt).await.unwrap(),
+            Admission::Refused(hard.unwrap())
+        );
+        // A refusal writes nothing: the 30 days still run from the last counted failure.
+        clock.advance(time::Duration::seconds(1));
+        assert_eq!(t.account_lock(&attempt.account).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_known_devices_failures_are_forgotten_after_the_memory_while_others_keep_the_record()
+    {
+        let clock = Clock::manual_at_now();
+        let t = throttle_on(clock.clone());
+        let stranger = stranger_at("192.0.2.1");
+        let device = Attempt {
+            known_device: Some("owners-phone".to_owned()),
+            ..stranger.clone()
+        };
+        for _ in 0..4 {
+            assert_eq!(admitted(&t, &device).await, None);
+        }
+        // A stranger's failure 14 minutes later keeps the account's record for 15 more.
+        clock.advance(time::Duration::minutes(14));
+        assert_eq!(admitted(&t, &stranger).await, None);
+        // The phone's four are 15 minutes old: forgotten, though the record is there.
+        clock.advance(time::Duration::minutes(1));
+        for _ in 0..4 {
+            assert_eq!(admitted(&t, &device).await, None);
+        }
+        let lock = admitted(&t, &device)
+            .await
+            .expect("the fifth since then locks the phone");
+        assert_eq!(lock.scope, Scope::Device);
+    }
+
+    #[tokio::test]
+    async fn a_success_from_a_new_device_keeps_the_known_devices_own_counts() {
+        let clock = Clock::manual_at_now();
+        let t = throttle_on(clock.clone());
+        let stranger = stranger_at("192.0.2.1");
+        let device = Attempt {
+            known_device: Some("owners-phone".to_owned()),
+            ..stranger.clone()
+        };
+        for _ in 0..4 {
+            assert_eq!(admitted(&t, &device).await, None);
+        }
+        // The member signs in on a new laptop: the account's count ends, the phone's not.
+        assert_eq!(admitted(&t, &stranger).await, None);
+        t.succeeded(&stranger).await.unwrap();
+        let lock = admitted(&t, &device)
+            .await
+            .expect("the phone's fifth failure locks it");
+        assert_eq!(lock.scope, Scope::Device);
+    }
+
+    #[tokio::test]
+    async fn an_unlock_reaches_the_last_thirty_two_addresses_an_account_was_tried_from() {
+        // One account per address, remembered for the unlock; an account tried from more
+        // addresses than are remembered stays counted at the oldest.
+        let t = throttle_with(
+            Clock::manual_at_now(),
+            ThrottleConfig {
+                ip_accounts: 1,
+                account_failures: 0,
+                hard_lock_failures: 0,
+                ..ThrottleConfig::default()
+            },
+        );
+        let address = |n: usize| format!("192.0.2.{n}");
+        let victim = |n: usize| stranger_at(&address(n));
+        for n in 0..=MAX_ADDRESSES {
+            assert_eq!(admitted(&t, &victim(n)).await, None);
+        }
+        t.unlock_account(&victim(0).account).await.unwrap();
+        let ids = crate::keys::IdentifierHasher::for_tests();
+        let other = |n: usize| Attempt {
+            account: AccountKey::of(&ids, "taro@example.jp"),
+            address: address(n),
+            known_device: None,
+        };
+        assert_eq!(
+            admitted(&t, &other(1)).await,
+            None,
+            "the unlock reached 192.0.2.1"
+        );
+        assert_eq!(admitted(&t, &other(MAX_ADDRESSES)).await, None);
+        let refused = t.admit(&other(0)).await.unwrap();
+        assert!(
+            matches!(
+                refused,
+                Admission::Refused(Lock {
+                    scope: Scope::Address,
+                    ..
+                })
+            ),
+            "the 33rd address back was not remembered: {refused:?}"
+        );
+    }
 }
