@@ -801,4 +801,86 @@ mod tests {
             "the 33rd address back was not remembered: {refused:?}"
         );
     }
+
+    #[tokio::test]
+    async fn a_lock_ends_at_its_end_to_the_millisecond() {
+        let clock = Clock::manual_at_now();
+        let t = throttle_on(clock.clone());
+        let attempt = stranger_at("192.0.2.1");
+        for _ in 0..4 {
+            assert_eq!(admitted(&t, &attempt).await, None);
+        }
+        assert!(
+            admitted(&t, &attempt).await.is_some(),
+            "the fifth locks for a minute"
+        );
+        clock.advance(time::Duration::minutes(1) - time::Duration::milliseconds(1));
+        assert!(matches!(
+            t.admit(&attempt).await.unwrap(),
+            Admission::Refused(_)
+        ));
+        clock.advance(time::Duration::milliseconds(1));
+        assert_eq!(admitted(&t, &attempt).await, None, "the minute is over");
+    }
+
+    fn account(email: &str) -> Attempt {
+        let ids = crate::keys::IdentifierHasher::for_tests();
+        Attempt {
+            account: AccountKey::of(&ids, email),
+            ..stranger_at("192.0.2.1")
+        }
+    }
+
+    #[tokio::test]
+    async fn an_accounts_failure_leaves_the_addresss_window_at_its_end_to_the_millisecond() {
+        // Two accounts per address: the second's later failure keeps the address's
+        // record after the first's has left the window.
+        let clock = Clock::manual_at_now();
+        let t = throttle_with(
+            clock.clone(),
+            ThrottleConfig {
+                ip_accounts: 2,
+                ..ThrottleConfig::default()
+            },
+        );
+        assert_eq!(admitted(&t, &account("hanako@example.jp")).await, None);
+        clock.advance(time::Duration::minutes(5));
+        assert_eq!(admitted(&t, &account("jiro@example.jp")).await, None);
+        clock.advance(time::Duration::minutes(10));
+        assert_eq!(
+            admitted(&t, &account("taro@example.jp")).await,
+            None,
+            "the first account's failure is 15 minutes old: out of the window"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_addresss_refusal_ends_at_its_end_to_the_millisecond() {
+        // A refusal shorter than the window: at its end the address's record is still
+        // there, and the account it counts may try again.
+        let clock = Clock::manual_at_now();
+        let t = throttle_with(
+            clock.clone(),
+            ThrottleConfig {
+                ip_accounts: 1,
+                ip_block_minutes: 5,
+                ..ThrottleConfig::default()
+            },
+        );
+        let (counted, other) = (account("hanako@example.jp"), account("taro@example.jp"));
+        assert_eq!(admitted(&t, &counted).await, None);
+        clock.advance(time::Duration::minutes(1));
+        let Admission::Refused(lock) = t.admit(&other).await.unwrap() else {
+            panic!("a second account from the address is one too many");
+        };
+        assert_eq!(lock.scope, Scope::Address);
+        assert_eq!(lock.until, Some(clock.now() + time::Duration::minutes(5)));
+        clock.advance(time::Duration::minutes(5) - time::Duration::milliseconds(1));
+        assert!(matches!(
+            t.admit(&counted).await.unwrap(),
+            Admission::Refused(_)
+        ));
+        clock.advance(time::Duration::milliseconds(1));
+        assert_eq!(admitted(&t, &counted).await, None, "the refusal is over");
+    }
 }
