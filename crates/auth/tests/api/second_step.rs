@@ -1499,3 +1499,114 @@ async fn the_pending_sign_in_itself_refuses_another_browser_and_ids_the_flow_nev
     let read = second_step::resume(&app.state, &headers, &long).await;
     assert!(matches!(read, Err(SecondStepError::Expired)), "{read:?}");
 }
+
+#[tokio::test]
+async fn the_last_try_of_a_sign_in_and_of_the_account_may_still_be_right() {
+    // Five wrong codes void one sign-in; four more in the next leave its fifth try, which
+    // is also the account's tenth: the right code then still signs in.
+    let (app, user, _, codes) = totp_member().await;
+    let (_, binding) = bound_headers(&app);
+    let try_code = |tx: &'static str, pending: &Pending, code: &str| {
+        let (state, pending, user, code) = (
+            app.state.clone(),
+            pending.clone(),
+            user.clone(),
+            code.to_owned(),
+        );
+        async move { second_step::verify(&state, tx, &pending, &user, Proof::Recovery(&code)).await }
+    };
+    let voided = pending_for(&app, &binding, &user);
+    second_step::start(&app.state, "first", &voided)
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        let answer = try_code("first", &voided, "zzzzz-zzzzz").await;
+        assert!(
+            matches!(answer, Err(SecondStepError::Wrong { .. })),
+            "{answer:?}"
+        );
+    }
+    let answer = try_code("first", &voided, "zzzzz-zzzzz").await;
+    assert!(
+        matches!(answer, Err(SecondStepError::TooMany)),
+        "{answer:?}"
+    );
+    let pending = pending_for(&app, &binding, &user);
+    second_step::start(&app.state, "second", &pending)
+        .await
+        .unwrap();
+    for left in [4, 3, 2, 1] {
+        let answer = try_code("second", &pending, "zzzzz-zzzzz").await;
+        assert!(
+            matches!(answer, Err(SecondStepError::Wrong { left: l }) if l == left),
+            "{answer:?}"
+        );
+    }
+    let answer = try_code("second", &pending, &codes[0]).await;
+    assert!(
+        answer.is_ok(),
+        "the tenth try, right, was refused: {answer:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_code_typed_with_spaces_is_read_up_to_64_characters() {
+    let (app, user, _, codes) = totp_member().await;
+    let (_, binding) = bound_headers(&app);
+    let pending = pending_for(&app, &binding, &user);
+    second_step::start(&app.state, "tx", &pending)
+        .await
+        .unwrap();
+    let typed = |code: &str, width: usize| format!("{code:<width$}");
+    let answer = second_step::verify(
+        &app.state,
+        "tx",
+        &pending,
+        &user,
+        Proof::Recovery(&typed(&codes[1], 64)),
+    )
+    .await;
+    assert!(answer.is_ok(), "{answer:?}");
+    let answer = second_step::verify(
+        &app.state,
+        "tx",
+        &pending,
+        &user,
+        Proof::Recovery(&typed(&codes[2], 65)),
+    )
+    .await;
+    assert!(
+        matches!(answer, Err(SecondStepError::Wrong { .. })),
+        "{answer:?}"
+    );
+    let left = app.state.db.two_step().factors(user.id).await.unwrap();
+    assert_eq!(left.recovery_left, 9, "the 65-character one was not spent");
+}
+
+#[tokio::test]
+async fn an_email_code_is_good_for_ten_minutes_to_the_millisecond() {
+    // `verify` holds the code to its own ten minutes (the page also ends the whole sign-in
+    // ten minutes after the password, which a resent code would outlive).
+    let app = TestApp::spawn().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    enrol_email(&app, &user).await;
+    let (_, binding) = bound_headers(&app);
+    let mut pending = pending_for(&app, &binding, &user);
+    second_step::start(&app.state, "tx", &pending)
+        .await
+        .unwrap();
+    let code = second_step::new_email_code(&app.state, "tx", &mut pending)
+        .await
+        .unwrap();
+    let verify = || second_step::verify(&app.state, "tx", &pending, &user, Proof::EmailCode(&code));
+    app.clock()
+        .advance(Duration::minutes(10) - Duration::milliseconds(1));
+    let answer = verify().await;
+    assert!(answer.is_ok(), "{answer:?}");
+    app.clock().advance(Duration::milliseconds(1));
+    let answer = verify().await;
+    assert!(
+        matches!(answer, Err(SecondStepError::CodeExpired)),
+        "{answer:?}"
+    );
+}
