@@ -693,18 +693,15 @@ mod tests {
         let attempt = stranger_at("192.0.2.1");
         assert_eq!(admitted(&t, &attempt).await, None);
         assert_eq!(admitted(&t, &attempt).await, None);
-        let hard = Some(Lock {
+        let hard = Lock {
             scope: Scope::Account,
             until: None,
-        });
-        assert_eq!(admitted(&t, &attempt).await, hard);
+        };
+        assert_eq!(admitted(&t, &attempt).await, Some(hard));
         // Long past the failures' memory, up to the last second of the 30 days: locked.
         clock.advance(time::Duration::days(30) - time::Duration::seconds(1));
-        assert_eq!(t.account_lock(&attempt.account).await.unwrap(), hard);
-        assert_eq!(
-            t.admit(&attempt).await.unwrap(),
-            Admission::Refused(hard.unwrap())
-        );
+        assert_eq!(t.account_lock(&attempt.account).await.unwrap(), Some(hard));
+        assert_eq!(t.admit(&attempt).await.unwrap(), Admission::Refused(hard));
         // A refusal writes nothing: the 30 days still run from the last counted failure.
         clock.advance(time::Duration::seconds(1));
         assert_eq!(t.account_lock(&attempt.account).await.unwrap(), None);
