@@ -602,36 +602,50 @@ mod tests {
         assert_eq!(t.lock_after(5, 0, 0), None, "0 turns the lock off");
     }
 
-    #[tokio::test]
-    async fn failures_are_forgotten_after_the_memory_even_while_a_device_keeps_the_record() {
+    /// The owner's phone: a device known to the account `attempt` names.
+    fn owners_phone(attempt: &Attempt) -> Attempt {
+        Attempt {
+            known_device: Some("owners-phone".to_owned()),
+            ..attempt.clone()
+        }
+    }
+
+    /// Four failures of `counted`; 14 minutes later one of `keeper` keeps the account's
+    /// record alive for 15 more; at 15 minutes `counted`'s four are forgotten all the
+    /// same: four more pass and the fifth since then sets the lock of `scope`.
+    async fn forgotten_while_another_keeps_the_record(counted: &Attempt, keeper: &Attempt) {
         let clock = Clock::manual_at_now();
         let t = throttle_on(clock.clone());
-        let ids = crate::keys::IdentifierHasher::for_tests();
-        let stranger = Attempt {
-            account: AccountKey::of(&ids, "hanako@example.jp"),
-            address: "192.0.2.1".to_owned(),
-            known_device: None,
-        };
-        let owner = Attempt {
-            known_device: Some("owners-phone".to_owned()),
-            ..stranger.clone()
-        };
-        // Four failures from unknown devices: one short of a lock (5 by default).
         for _ in 0..4 {
-            assert_eq!(admitted(&t, &stranger).await, None);
+            assert_eq!(admitted(&t, counted).await, None);
         }
-        // 14 of the 15 minutes of memory later the owner's phone mistypes once: the
-        // account's record now lives until 15 minutes after that.
         clock.advance(time::Duration::minutes(14));
-        assert_eq!(admitted(&t, &owner).await, None);
-        // The four are 15 minutes old: forgotten, though the record is still there.
+        assert_eq!(admitted(&t, keeper).await, None);
         clock.advance(time::Duration::minutes(1));
-        assert_eq!(admitted(&t, &stranger).await, None);
-        for _ in 0..3 {
-            assert_eq!(admitted(&t, &stranger).await, None);
+        for _ in 0..4 {
+            assert_eq!(admitted(&t, counted).await, None);
         }
-        // The fifth since then locks.
-        assert!(admitted(&t, &stranger).await.is_some());
+        let scope = match counted.known_device {
+            Some(_) => Scope::Device,
+            None => Scope::Account,
+        };
+        let lock = admitted(&t, counted)
+            .await
+            .expect("the fifth since then locks");
+        assert_eq!(lock.scope, scope);
+    }
+
+    #[tokio::test]
+    async fn failures_are_forgotten_after_the_memory_even_while_a_device_keeps_the_record() {
+        let stranger = stranger_at("192.0.2.1");
+        forgotten_while_another_keeps_the_record(&stranger, &owners_phone(&stranger)).await;
+    }
+
+    #[tokio::test]
+    async fn a_known_devices_failures_are_forgotten_after_the_memory_while_others_keep_the_record()
+    {
+        let stranger = stranger_at("192.0.2.1");
+        forgotten_while_another_keeps_the_record(&owners_phone(&stranger), &stranger).await;
     }
 
     fn throttle_with(clock: Clock, config: ThrottleConfig) -> Throttle {
@@ -708,41 +722,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_known_devices_failures_are_forgotten_after_the_memory_while_others_keep_the_record()
-    {
-        let clock = Clock::manual_at_now();
-        let t = throttle_on(clock.clone());
-        let stranger = stranger_at("192.0.2.1");
-        let device = Attempt {
-            known_device: Some("owners-phone".to_owned()),
-            ..stranger.clone()
-        };
-        for _ in 0..4 {
-            assert_eq!(admitted(&t, &device).await, None);
-        }
-        // A stranger's failure 14 minutes later keeps the account's record for 15 more.
-        clock.advance(time::Duration::minutes(14));
-        assert_eq!(admitted(&t, &stranger).await, None);
-        // The phone's four are 15 minutes old: forgotten, though the record is there.
-        clock.advance(time::Duration::minutes(1));
-        for _ in 0..4 {
-            assert_eq!(admitted(&t, &device).await, None);
-        }
-        let lock = admitted(&t, &device)
-            .await
-            .expect("the fifth since then locks the phone");
-        assert_eq!(lock.scope, Scope::Device);
-    }
-
-    #[tokio::test]
     async fn a_success_from_a_new_device_keeps_the_known_devices_own_counts() {
         let clock = Clock::manual_at_now();
         let t = throttle_on(clock.clone());
         let stranger = stranger_at("192.0.2.1");
-        let device = Attempt {
-            known_device: Some("owners-phone".to_owned()),
-            ..stranger.clone()
-        };
+        let device = owners_phone(&stranger);
         for _ in 0..4 {
             assert_eq!(admitted(&t, &device).await, None);
         }

@@ -1231,6 +1231,18 @@ fn pending_for(app: &TestApp, binding: &tobira_auth::flow::Binding, user: &User)
     )
 }
 
+/// A sign-in of `user` waiting for its second step under `tx`, bound to `binding`.
+async fn waiting(
+    app: &TestApp,
+    binding: &tobira_auth::flow::Binding,
+    user: &User,
+    tx: &str,
+) -> Pending {
+    let pending = pending_for(app, binding, user);
+    second_step::start(&app.state, tx, &pending).await.unwrap();
+    pending
+}
+
 #[tokio::test]
 async fn a_code_checked_for_one_account_never_signs_in_the_account_whose_password_replaced_it() {
     // The attack: in one browser and one parked request, the attacker passes the second
@@ -1242,8 +1254,7 @@ async fn a_code_checked_for_one_account_never_signs_in_the_account_whose_passwor
     enrol_totp(&app, &victim).await;
     let (headers, binding) = bound_headers(&app);
     let tx = "parked-request-of-the-attacker";
-    let mine = pending_for(&app, &binding, &attacker);
-    second_step::start(&app.state, tx, &mine).await.unwrap();
+    let mine = waiting(&app, &binding, &attacker, tx).await;
     let checked = second_step::verify(
         &app.state,
         tx,
@@ -1254,8 +1265,7 @@ async fn a_code_checked_for_one_account_never_signs_in_the_account_whose_passwor
     .await;
     assert!(checked.is_ok(), "{checked:?}");
     // The victim's password, posted on the same parked request meanwhile.
-    let victims = pending_for(&app, &binding, &victim);
-    second_step::start(&app.state, tx, &victims).await.unwrap();
+    waiting(&app, &binding, &victim, tx).await;
     let taken = second_step::finish(&app.state, &headers, tx, &mine).await;
     assert!(
         matches!(taken, Err(SecondStepError::Expired)),
@@ -1273,8 +1283,7 @@ async fn a_burst_of_guesses_sent_at_once_is_checked_at_most_ten_times() {
     let (_, binding) = bound_headers(&app);
     let mut guesses = Vec::new();
     for (n, tx) in ["burst-1", "burst-2", "burst-3"].iter().enumerate() {
-        let pending = pending_for(&app, &binding, &user);
-        second_step::start(&app.state, tx, &pending).await.unwrap();
+        let pending = waiting(&app, &binding, &user, tx).await;
         for (i, right) in codes.iter().take(4).enumerate() {
             let guess = if n == 2 && i >= 2 {
                 right.clone()
@@ -1324,16 +1333,8 @@ async fn each_sign_in_has_its_own_count_of_wrong_codes() {
     // first leave it two tries, and the second still has all five of its own.
     let (app, user, _, _) = totp_member().await;
     let (_, binding) = bound_headers(&app);
-    let (first, second) = (
-        pending_for(&app, &binding, &user),
-        pending_for(&app, &binding, &user),
-    );
-    second_step::start(&app.state, "tab-1", &first)
-        .await
-        .unwrap();
-    second_step::start(&app.state, "tab-2", &second)
-        .await
-        .unwrap();
+    let first = waiting(&app, &binding, &user, "tab-1").await;
+    let second = waiting(&app, &binding, &user, "tab-2").await;
     let guess = |tx: &'static str, pending: &Pending| {
         let (state, pending, user) = (app.state.clone(), pending.clone(), user.clone());
         async move {
@@ -1363,8 +1364,7 @@ async fn each_sign_in_has_its_own_count_of_wrong_email_codes() {
     let (_, binding) = bound_headers(&app);
     let mut sent = Vec::new();
     for tx in ["tab-1", "tab-2"] {
-        let mut pending = pending_for(&app, &binding, &user);
-        second_step::start(&app.state, tx, &pending).await.unwrap();
+        let mut pending = waiting(&app, &binding, &user, tx).await;
         let code = second_step::new_email_code(&app.state, tx, &mut pending)
             .await
             .unwrap();
@@ -1400,8 +1400,7 @@ async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
     let (_, binding) = bound_headers(&app);
     let mut last = None;
     for tx in ["first-1", "first-2"] {
-        let pending = pending_for(&app, &binding, &first);
-        second_step::start(&app.state, tx, &pending).await.unwrap();
+        let pending = waiting(&app, &binding, &first, tx).await;
         for _ in 0..5 {
             last = Some(
                 second_step::verify(
@@ -1431,10 +1430,7 @@ async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
             .unwrap(),
         None
     );
-    let pending = pending_for(&app, &binding, &other);
-    second_step::start(&app.state, "other-1", &pending)
-        .await
-        .unwrap();
+    let pending = waiting(&app, &binding, &other, "other-1").await;
     let answer = second_step::verify(
         &app.state,
         "other-1",
@@ -1515,10 +1511,7 @@ async fn the_last_try_of_a_sign_in_and_of_the_account_may_still_be_right() {
         );
         async move { second_step::verify(&state, tx, &pending, &user, Proof::Recovery(&code)).await }
     };
-    let voided = pending_for(&app, &binding, &user);
-    second_step::start(&app.state, "first", &voided)
-        .await
-        .unwrap();
+    let voided = waiting(&app, &binding, &user, "first").await;
     for _ in 0..4 {
         let answer = try_code("first", &voided, "zzzzz-zzzzz").await;
         assert!(
@@ -1531,10 +1524,7 @@ async fn the_last_try_of_a_sign_in_and_of_the_account_may_still_be_right() {
         matches!(answer, Err(SecondStepError::TooMany)),
         "{answer:?}"
     );
-    let pending = pending_for(&app, &binding, &user);
-    second_step::start(&app.state, "second", &pending)
-        .await
-        .unwrap();
+    let pending = waiting(&app, &binding, &user, "second").await;
     for left in [4, 3, 2, 1] {
         let answer = try_code("second", &pending, "zzzzz-zzzzz").await;
         assert!(
@@ -1553,10 +1543,7 @@ async fn the_last_try_of_a_sign_in_and_of_the_account_may_still_be_right() {
 async fn a_recovery_code_typed_with_spaces_is_read_up_to_64_characters() {
     let (app, user, _, codes) = totp_member().await;
     let (_, binding) = bound_headers(&app);
-    let pending = pending_for(&app, &binding, &user);
-    second_step::start(&app.state, "tx", &pending)
-        .await
-        .unwrap();
+    let pending = waiting(&app, &binding, &user, "tx").await;
     let typed = |code: &str, width: usize| format!("{code:<width$}");
     let answer = second_step::verify(
         &app.state,
@@ -1591,10 +1578,7 @@ async fn an_email_code_is_good_for_ten_minutes_to_the_millisecond() {
     let user = app.add_user(EMAIL, PASSWORD).await;
     enrol_email(&app, &user).await;
     let (_, binding) = bound_headers(&app);
-    let mut pending = pending_for(&app, &binding, &user);
-    second_step::start(&app.state, "tx", &pending)
-        .await
-        .unwrap();
+    let mut pending = waiting(&app, &binding, &user, "tx").await;
     let code = second_step::new_email_code(&app.state, "tx", &mut pending)
         .await
         .unwrap();
