@@ -535,11 +535,7 @@ mod tests {
     }
 
     fn throttle_on(clock: Clock) -> Throttle {
-        Throttle::new(
-            std::sync::Arc::new(crate::store::ephemeral::MemoryStore::new(clock.clone())),
-            clock,
-            ThrottleConfig::default(),
-        )
+        throttle_with(clock, ThrottleConfig::default())
     }
 
     /// The lock an admitted attempt would set; a refusal fails the test.
@@ -565,12 +561,7 @@ mod tests {
     #[tokio::test]
     async fn an_attempt_taken_back_neither_counts_nor_locks() {
         let t = throttle();
-        let ids = crate::keys::IdentifierHasher::for_tests();
-        let attempt = Attempt {
-            account: AccountKey::of(&ids, "hanako@example.jp"),
-            address: "192.0.2.1".to_owned(),
-            known_device: None,
-        };
+        let attempt = stranger_at("192.0.2.1");
         let admit = || admitted(&t, &attempt);
         // Taken back at once: never a second failure.
         for _ in 0..10 {
@@ -656,13 +647,18 @@ mod tests {
         )
     }
 
-    fn stranger_at(address: &str) -> Attempt {
+    /// An attempt at `email`'s account from `address`, on a device it does not know.
+    fn attempt(email: &str, address: &str) -> Attempt {
         let ids = crate::keys::IdentifierHasher::for_tests();
         Attempt {
-            account: AccountKey::of(&ids, "hanako@example.jp"),
+            account: AccountKey::of(&ids, email),
             address: address.to_owned(),
             known_device: None,
         }
+    }
+
+    fn stranger_at(address: &str) -> Attempt {
+        attempt("hanako@example.jp", address)
     }
 
     #[test]
@@ -758,12 +754,7 @@ mod tests {
             assert_eq!(admitted(&t, &victim(n)).await, None);
         }
         t.unlock_account(&victim(0).account).await.unwrap();
-        let ids = crate::keys::IdentifierHasher::for_tests();
-        let other = |n: usize| Attempt {
-            account: AccountKey::of(&ids, "taro@example.jp"),
-            address: address(n),
-            known_device: None,
-        };
+        let other = |n: usize| attempt("taro@example.jp", &address(n));
         assert_eq!(
             admitted(&t, &other(1)).await,
             None,
@@ -805,11 +796,7 @@ mod tests {
     }
 
     fn account(email: &str) -> Attempt {
-        let ids = crate::keys::IdentifierHasher::for_tests();
-        Attempt {
-            account: AccountKey::of(&ids, email),
-            ..stranger_at("192.0.2.1")
-        }
+        attempt(email, "192.0.2.1")
     }
 
     #[tokio::test]
