@@ -288,8 +288,9 @@ pub struct SmtpConfig {
 pub struct JobsConfig {
     /// How often each replica looks for due jobs.
     pub poll_interval_ms: u64,
-    /// Tries before a job is given up (with an error log and a metric).
-    pub max_attempts: u32,
+    /// How long a failing job is tried again, counted from when it was queued, before it
+    /// is given up (with an error log and a metric).
+    pub give_up_after_hours: u32,
 }
 
 /// Delivery of back-channel logout tokens to clients.
@@ -336,7 +337,7 @@ impl Default for JobsConfig {
     fn default() -> Self {
         Self {
             poll_interval_ms: 1000,
-            max_attempts: 10,
+            give_up_after_hours: 24,
         }
     }
 }
@@ -879,8 +880,8 @@ impl Config {
                 "must be at least throttle.lock_minutes",
             ));
         }
-        if self.jobs.max_attempts == 0 {
-            return Err(invalid("jobs.max_attempts", "must be at least 1"));
+        if self.jobs.give_up_after_hours == 0 {
+            return Err(invalid("jobs.give_up_after_hours", "must be at least 1"));
         }
         if !(100..=60_000).contains(&self.backchannel.timeout_ms) {
             return Err(invalid(

@@ -1,7 +1,7 @@
 //! The job runner inside `tobira serve`: each replica polls the durable job table,
 //! claims due jobs under a lease (once across replicas), runs them, and retries failures
-//! with exponential backoff until `jobs.max_attempts`, then gives up with an error log
-//! and a metric. Queue depth, failures and the oldest job's age are metrics. Back-channel
+//! with exponential backoff (at most [`MAX_BACKOFF`] apart) for `jobs.give_up_after_hours`
+//! from when each was queued, then gives up with an error log and a metric. Queue depth, failures and the oldest job's age are metrics. Back-channel
 //! logout tokens, mail, support's unlocks, upstream token revocations (social sign-in)
 //! and the "earlier ways in removed" notices are the queues. The signing-key schedule is
 //! one recurring row (`keys::schedule::JOB_ID`) that never ends: whichever replica
@@ -28,10 +28,21 @@ const LEASE: Duration = Duration::minutes(5);
 /// Jobs claimed per poll.
 const BATCH: u64 = 16;
 
-/// The delay before try `attempts + 1`: 2, 4, 8 … seconds, at most an hour.
+/// The longest wait between two tries: what waited through an SMTP outage or a client's
+/// downtime leaves within this of its return (a sign-in code mailed lives 10 minutes).
+pub const MAX_BACKOFF: Duration = Duration::minutes(5);
+
+/// The delay before try `attempts + 1`: 2, 4, 8 … seconds, at most [`MAX_BACKOFF`].
 pub fn backoff(attempts: i32) -> Duration {
     let exp = u32::try_from(attempts.clamp(1, 12)).unwrap_or(12);
-    Duration::seconds(2_i64.pow(exp)).min(Duration::hours(1))
+    Duration::seconds(2_i64.pow(exp)).min(MAX_BACKOFF)
+}
+
+/// Whether a job that just failed has been tried long enough: `jobs.give_up_after_hours`
+/// since it was queued, however many tries that took (a count of tries would give up
+/// after a fixed few minutes of outage).
+fn tried_long_enough(job: &Job, now: time::OffsetDateTime, config: &crate::Config) -> bool {
+    now - job.created_at >= Duration::hours(config.jobs.give_up_after_hours.into())
 }
 
 /// Runs the worker until the process stops (aborting the returned task stops every
@@ -234,7 +245,7 @@ async fn run_one(state: &AppState, job: &Job) -> Result<(), crate::store::StoreE
             metrics::counter!(JOBS_DONE, "queue" => job.queue.clone()).increment(1);
             state.db.jobs().done(job.id).await
         }
-        Err(error) if job.attempts >= attempts_allowed(state) => {
+        Err(error) if tried_long_enough(job, now, &state.config) => {
             tracing::error!(job = %job.id, queue = %job.queue, attempts = job.attempts, error = %error, "job given up");
             metrics::counter!(JOBS_FAILED, "queue" => job.queue.clone()).increment(1);
             state.db.jobs().give_up(job.id, now, &error).await
@@ -360,10 +371,6 @@ async fn tell_ways_in_removed(state: &AppState, job: &Job) -> Result<(), String>
         .map_err(|e| e.to_string())
 }
 
-fn attempts_allowed(state: &AppState) -> i32 {
-    i32::try_from(state.config.jobs.max_attempts).unwrap_or(i32::MAX)
-}
-
 async fn record_stats(state: &AppState) -> Result<(), crate::store::StoreError> {
     // The schedule's row always waits for its next run: as depth it would read as one
     // job stuck forever, and its age as the age of the installation.
@@ -391,11 +398,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_back_off_exponentially_up_to_an_hour() {
+    fn retries_back_off_exponentially_up_to_five_minutes() {
+        assert_eq!(backoff(0), Duration::seconds(2));
         assert_eq!(backoff(1), Duration::seconds(2));
         assert_eq!(backoff(2), Duration::seconds(4));
         assert_eq!(backoff(5), Duration::seconds(32));
-        assert_eq!(backoff(12), Duration::hours(1));
-        assert_eq!(backoff(1000), Duration::hours(1));
+        assert_eq!(backoff(8), Duration::seconds(256));
+        assert_eq!(backoff(9), Duration::minutes(5));
+        assert_eq!(backoff(1000), Duration::minutes(5));
+    }
+
+    #[test]
+    fn a_job_is_given_up_by_its_age_not_its_tries() {
+        let queued = time::macros::datetime!(2026-12-06 09:00 UTC);
+        let job = |attempts| Job {
+            id: uuid::Uuid::nil(),
+            queue: MAIL_QUEUE.to_owned(),
+            payload: String::new(),
+            attempts,
+            created_at: queued,
+        };
+        let mut config = crate::Config::default();
+        config.jobs.give_up_after_hours = 2;
+        let window = Duration::hours(2);
+        // Hundreds of tries within the time: kept.
+        assert!(!tried_long_enough(
+            &job(500),
+            queued + window - Duration::milliseconds(1),
+            &config
+        ));
+        // One try, at the time: given up.
+        assert!(tried_long_enough(&job(1), queued + window, &config));
+        assert!(tried_long_enough(
+            &job(1),
+            queued + window + Duration::seconds(1),
+            &config
+        ));
     }
 }

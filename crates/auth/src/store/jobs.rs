@@ -23,6 +23,8 @@ pub struct Job {
     pub payload: String,
     /// Including this run.
     pub attempts: i32,
+    /// When it was queued (how long it has been tried, for giving it up).
+    pub created_at: OffsetDateTime,
 }
 
 /// What the queue holds, for metrics.
@@ -146,7 +148,7 @@ impl<'c> JobRepo<'c> {
                  WHERE id IN (SELECT id FROM jobs WHERE queue = $2 AND failed_at IS NULL \
                  AND run_at <= $3 AND (locked_until IS NULL OR locked_until <= $3) \
                  ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, queue, payload, attempts"
+                 RETURNING id, queue, payload, attempts, created_at"
             }
             // One writer at a time: the UPDATE itself is the lock.
             _ => {
@@ -154,7 +156,7 @@ impl<'c> JobRepo<'c> {
                  WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND failed_at IS NULL \
                  AND run_at <= ? AND (locked_until IS NULL OR locked_until <= ?) \
                  ORDER BY run_at LIMIT ?) \
-                 RETURNING id, queue, payload, attempts"
+                 RETURNING id, queue, payload, attempts, created_at"
             }
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -272,6 +274,7 @@ impl<'c> JobRepo<'c> {
                 queue: m.queue,
                 payload: m.payload,
                 attempts: m.attempts,
+                created_at: m.created_at,
             })
             .collect())
     }
