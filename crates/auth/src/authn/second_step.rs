@@ -265,18 +265,20 @@ pub async fn save(state: &AppState, tx: &str, pending: &Pending) -> Result<(), S
 }
 
 /// Takes the pending sign-in for good once its second step passed: of two concurrent
-/// successes one gets it (the other sees `Expired`).
+/// successes one gets it (the other sees `Expired`). Taken only when it is this
+/// browser's and still the one whose proof was checked: another browser's request, or a
+/// success for a sign-in the same browser has since replaced, leaves it as it is.
 pub async fn finish(
     state: &AppState,
     headers: &HeaderMap,
     tx: &str,
     checked: &Pending,
 ) -> Result<Pending, SecondStepError> {
-    let pending: Pending = state
-        .ephemeral
-        .take(&key(tx))
-        .await?
-        .and_then(|b| serde_json::from_slice(&b).ok())
+    let read = state.ephemeral.get_versioned(&key(tx)).await?;
+    let pending: Pending = read
+        .value
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok())
         .ok_or(SecondStepError::Expired)?;
     if !bound(&pending, headers, state.cookies) {
         return Err(SecondStepError::OtherBrowser);
@@ -284,6 +286,15 @@ pub async fn finish(
     // Another first step replaced the one whose code was checked (the same browser gave
     // the password of another account meanwhile): it signs nothing in.
     if !constant_time_eq(pending.nonce.as_bytes(), checked.nonce.as_bytes()) {
+        return Err(SecondStepError::Expired);
+    }
+    // Taken as read, or not at all: an empty value that ends now is gone at once.
+    let now = state.clock.now();
+    if !state
+        .ephemeral
+        .swap(&key(tx), read.version.as_deref(), b"", now)
+        .await?
+    {
         return Err(SecondStepError::Expired);
     }
     Ok(pending)

@@ -1271,6 +1271,12 @@ async fn a_code_checked_for_one_account_never_signs_in_the_account_whose_passwor
         matches!(taken, Err(SecondStepError::Expired)),
         "the checked sign-in was replaced: nothing may be taken: {taken:?}"
     );
+    // The sign-in that replaced it is left to its own second step, not voided.
+    let left = second_step::resume(&app.state, &headers, tx).await;
+    assert!(
+        left.as_ref().is_ok_and(|p| p.user_id() == victim.id),
+        "{left:?}"
+    );
 }
 
 #[tokio::test]
@@ -1448,8 +1454,8 @@ async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
 #[tokio::test]
 async fn the_pending_sign_in_itself_refuses_another_browser_and_ids_the_flow_never_makes() {
     // Behind the parked request's own binding (which turns the thief away first on the
-    // page), the pending sign-in is bound to its browser too: neither read nor taken with
-    // another browser's cookies, and still there for its own.
+    // page), the pending sign-in is bound to its browser too: neither read nor taken (nor
+    // voided) with another browser's cookies, and still there for its own.
     let (app, user, _, _) = totp_member().await;
     let (headers, binding) = bound_headers(&app);
     let (thiefs, _) = bound_headers(&app);
@@ -1467,9 +1473,6 @@ async fn the_pending_sign_in_itself_refuses_another_browser_and_ids_the_flow_nev
             matches!(taken, Err(SecondStepError::OtherBrowser)),
             "{taken:?}"
         );
-        // `finish` takes before it checks (it follows a `resume` of the same browser):
-        // put the pending sign-in back for the next round.
-        second_step::start(&app.state, tx, &pending).await.unwrap();
     }
     assert!(second_step::resume(&app.state, &headers, tx).await.is_ok());
     assert!(
@@ -1477,6 +1480,9 @@ async fn the_pending_sign_in_itself_refuses_another_browser_and_ids_the_flow_nev
             .await
             .is_ok()
     );
+    // Taken for good: a second success (a replayed form) finds nothing.
+    let again = second_step::finish(&app.state, &headers, tx, &pending).await;
+    assert!(matches!(again, Err(SecondStepError::Expired)), "{again:?}");
     // The flow's ids are 1 to 64 characters (64 works): anything else is refused without a
     // lookup, even when something was left under it.
     let longest = "x".repeat(64);
