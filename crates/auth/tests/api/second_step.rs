@@ -1243,6 +1243,17 @@ async fn waiting(
     pending
 }
 
+/// `verify` of the recovery code `code` on the pending sign-in `tx` of `user`.
+async fn recovery(
+    app: &TestApp,
+    tx: &str,
+    pending: &Pending,
+    user: &User,
+    code: &str,
+) -> Result<second_step::Achieved, SecondStepError> {
+    second_step::verify(&app.state, tx, pending, user, Proof::Recovery(code)).await
+}
+
 #[tokio::test]
 async fn a_code_checked_for_one_account_never_signs_in_the_account_whose_password_replaced_it() {
     // The attack: in one browser and one parked request, the attacker passes the second
@@ -1341,18 +1352,12 @@ async fn each_sign_in_has_its_own_count_of_wrong_codes() {
     let (_, binding) = bound_headers(&app);
     let first = waiting(&app, &binding, &user, "tab-1").await;
     let second = waiting(&app, &binding, &user, "tab-2").await;
-    let guess = |tx: &'static str, pending: &Pending| {
-        let (state, pending, user) = (app.state.clone(), pending.clone(), user.clone());
-        async move {
-            second_step::verify(&state, tx, &pending, &user, Proof::Recovery("zzzzz-zzzzz")).await
-        }
-    };
     for left in [4, 3, 2] {
         assert!(
-            matches!(guess("tab-1", &first).await, Err(SecondStepError::Wrong { left: l }) if l == left)
+            matches!(recovery(&app, "tab-1", &first, &user, "zzzzz-zzzzz").await, Err(SecondStepError::Wrong { left: l }) if l == left)
         );
     }
-    let answer = guess("tab-2", &second).await;
+    let answer = recovery(&app, "tab-2", &second, &user, "zzzzz-zzzzz").await;
     assert!(
         matches!(answer, Err(SecondStepError::Wrong { left: 4 })),
         "the other sign-in's wrong codes counted here: {answer:?}"
@@ -1408,16 +1413,7 @@ async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
     for tx in ["first-1", "first-2"] {
         let pending = waiting(&app, &binding, &first, tx).await;
         for _ in 0..5 {
-            last = Some(
-                second_step::verify(
-                    &app.state,
-                    tx,
-                    &pending,
-                    &first,
-                    Proof::Recovery("zzzzz-zzzzz"),
-                )
-                .await,
-            );
+            last = Some(recovery(&app, tx, &pending, &first, "zzzzz-zzzzz").await);
         }
     }
     assert!(
@@ -1437,14 +1433,7 @@ async fn ten_wrong_codes_lock_their_own_account_and_no_other() {
         None
     );
     let pending = waiting(&app, &binding, &other, "other-1").await;
-    let answer = second_step::verify(
-        &app.state,
-        "other-1",
-        &pending,
-        &other,
-        Proof::Recovery(&others_codes[0]),
-    )
-    .await;
+    let answer = recovery(&app, "other-1", &pending, &other, &others_codes[0]).await;
     assert!(
         answer.is_ok(),
         "the first account's lock or count reached this one: {answer:?}"
@@ -1508,37 +1497,28 @@ async fn the_last_try_of_a_sign_in_and_of_the_account_may_still_be_right() {
     // is also the account's tenth: the right code then still signs in.
     let (app, user, _, codes) = totp_member().await;
     let (_, binding) = bound_headers(&app);
-    let try_code = |tx: &'static str, pending: &Pending, code: &str| {
-        let (state, pending, user, code) = (
-            app.state.clone(),
-            pending.clone(),
-            user.clone(),
-            code.to_owned(),
-        );
-        async move { second_step::verify(&state, tx, &pending, &user, Proof::Recovery(&code)).await }
-    };
     let voided = waiting(&app, &binding, &user, "first").await;
     for _ in 0..4 {
-        let answer = try_code("first", &voided, "zzzzz-zzzzz").await;
+        let answer = recovery(&app, "first", &voided, &user, "zzzzz-zzzzz").await;
         assert!(
             matches!(answer, Err(SecondStepError::Wrong { .. })),
             "{answer:?}"
         );
     }
-    let answer = try_code("first", &voided, "zzzzz-zzzzz").await;
+    let answer = recovery(&app, "first", &voided, &user, "zzzzz-zzzzz").await;
     assert!(
         matches!(answer, Err(SecondStepError::TooMany)),
         "{answer:?}"
     );
     let pending = waiting(&app, &binding, &user, "second").await;
     for left in [4, 3, 2, 1] {
-        let answer = try_code("second", &pending, "zzzzz-zzzzz").await;
+        let answer = recovery(&app, "second", &pending, &user, "zzzzz-zzzzz").await;
         assert!(
             matches!(answer, Err(SecondStepError::Wrong { left: l }) if l == left),
             "{answer:?}"
         );
     }
-    let answer = try_code("second", &pending, &codes[0]).await;
+    let answer = recovery(&app, "second", &pending, &user, &codes[0]).await;
     assert!(
         answer.is_ok(),
         "the tenth try, right, was refused: {answer:?}"
@@ -1551,23 +1531,9 @@ async fn a_recovery_code_typed_with_spaces_is_read_up_to_64_characters() {
     let (_, binding) = bound_headers(&app);
     let pending = waiting(&app, &binding, &user, "tx").await;
     let typed = |code: &str, width: usize| format!("{code:<width$}");
-    let answer = second_step::verify(
-        &app.state,
-        "tx",
-        &pending,
-        &user,
-        Proof::Recovery(&typed(&codes[1], 64)),
-    )
-    .await;
+    let answer = recovery(&app, "tx", &pending, &user, &typed(&codes[1], 64)).await;
     assert!(answer.is_ok(), "{answer:?}");
-    let answer = second_step::verify(
-        &app.state,
-        "tx",
-        &pending,
-        &user,
-        Proof::Recovery(&typed(&codes[2], 65)),
-    )
-    .await;
+    let answer = recovery(&app, "tx", &pending, &user, &typed(&codes[2], 65)).await;
     assert!(
         matches!(answer, Err(SecondStepError::Wrong { .. })),
         "{answer:?}"
