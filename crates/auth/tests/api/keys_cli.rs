@@ -474,7 +474,9 @@ impl Keys {
         let early = self.tick().await;
         assert!(!early.changed(), "one second early: {early:?}");
         self.clock.advance(second);
-        self.tick().await
+        let report = self.tick().await;
+        assert!(report.changed(), "at the time: {report:?}");
+        report
     }
 }
 
@@ -546,6 +548,61 @@ async fn a_key_lives_next_active_retiring_retired_and_goes_at_exactly_the_policy
             assert_eq!(keys.active(alg).await.activated_at, Some(start));
         }
         assert_eq!(schedule::list(&keys.db).await.unwrap().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn of_two_next_keys_due_at_once_the_newest_signs_and_the_other_goes_unused() {
+    // `rotate` refuses a second next key, but a store written by hand (or by another
+    // version) may hold two: the newest signs, the other never will, so it is retired at
+    // once (its private half wiped), counted, and every change is logged.
+    let logs = crate::logs::Captured::install();
+    for test_db in TestDb::all().await {
+        let backend = test_db.backend;
+        let keys = Keys::started(test_db, policy()).await;
+        let p = keys.policy;
+        let old = keys.active(Alg::ES256).await;
+        let start = keys.clock.now();
+        let first = keys.rotate(Alg::ES256).await;
+        keys.clock.advance(Duration::seconds(1));
+        let mut second =
+            tobira_auth::keys::generate_for_tests(Alg::ES256, &keys.master, &keys.clock).unwrap();
+        second.state = "next".to_owned();
+        second.activated_at = None;
+        second.activate_after = first.activate_after;
+        let add = [KeyChange::Add(second.clone())];
+        assert!(keys.db.signing_keys().apply(&add, &[]).await.unwrap());
+
+        let report = keys.tick_around(start + p.publish_ahead).await;
+        assert_eq!(
+            report,
+            TickReport {
+                activated: 1,
+                retiring: 1,
+                retired: 1,
+                ..TickReport::default()
+            },
+            "{backend:?}"
+        );
+        assert_eq!(keys.active(Alg::ES256).await.kid, second.kid);
+        assert_eq!(keys.state(&old.kid).await, "retiring");
+        let passed_over = keys.key(&first.kid).await.unwrap();
+        assert_eq!(passed_over.state, "retired");
+        assert_eq!(passed_over.private_jwe, "");
+        for (kid, from, to) in [
+            (&second.kid, "next", "active"),
+            (&old.kid, "active", "retiring"),
+            (&first.kid, "next", "retired"),
+        ] {
+            let logged = logs.lines().into_iter().any(|l| {
+                l["fields"]["message"] == "signing key changed state"
+                    && l["fields"]["kid"] == kid.as_str()
+                    && l["fields"]["alg"] == "ES256"
+                    && l["fields"]["from"] == from
+                    && l["fields"]["to"] == to
+            });
+            assert!(logged, "{backend:?}: {kid} {from} → {to} not logged");
+        }
     }
 }
 
