@@ -154,3 +154,72 @@ async fn two_concurrent_continues_of_one_request_give_one_code() {
         assert_eq!(other.status, 400, "{}", other.body);
     }
 }
+
+/// A validated request of `client` carrying `state`, as `/authorize` parks it.
+fn request(state: &str) -> tobira_auth::oidc::authorize::AuthRequest {
+    tobira_auth::oidc::authorize::AuthRequest {
+        client_id: "client".to_owned(),
+        client_name: "Client".to_owned(),
+        redirect_uri: REDIRECT.to_owned(),
+        scopes: vec!["openid".to_owned()],
+        state: Some(state.to_owned()),
+        nonce: None,
+        code_challenge: None,
+        prompt_none: false,
+        prompt_login: false,
+        prompt_consent: false,
+        max_age: None,
+        login_hint: None,
+        ui_locales: None,
+        hint_sub: None,
+        form_post: false,
+        acr_values: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_park_holds_at_most_32_kib_and_its_id_at_most_64_characters() {
+    // The parameter parser caps every value, so /authorize reaches neither limit: these
+    // are the backstops, held to the byte and to the character.
+    use tobira_auth::flow::{self, FlowError};
+    let app = crate::helpers::TestApp::spawn().await;
+    let (headers, binding) = crate::second_step::bound_headers(&app);
+    let stored = |id: &str| {
+        let (store, key) = (app.state.ephemeral.clone(), format!("login_tx:{id}"));
+        async move { store.get(&key).await }
+    };
+    let id = flow::park(&app.state, &binding, request("")).await.unwrap();
+    let room = 32 * 1024 - stored(&id).await.unwrap().unwrap().len();
+    let full = flow::park(&app.state, &binding, request(&"x".repeat(room)))
+        .await
+        .unwrap();
+    let bytes = stored(&full).await.unwrap().unwrap();
+    assert_eq!(bytes.len(), 32 * 1024);
+    let over = flow::park(&app.state, &binding, request(&"x".repeat(room + 1))).await;
+    assert!(matches!(over, Err(FlowError::TooLarge)), "{over:?}");
+
+    // Ids of 1 to 64 characters are looked up; an empty one or one of 65 is refused
+    // without a lookup, even with a park of this browser stored under it.
+    let until = app.clock().now() + time::Duration::minutes(30);
+    for (id, looked_up) in [
+        ("p".repeat(64), true),
+        ("p".repeat(65), false),
+        (String::new(), false),
+    ] {
+        let under = format!("login_tx:{id}");
+        app.state
+            .ephemeral
+            .put(&under, &bytes, until)
+            .await
+            .unwrap();
+        let resumed = flow::resume(&app.state, &headers, &id).await;
+        match looked_up {
+            true => assert!(resumed.is_ok(), "{}: {resumed:?}", id.len()),
+            false => assert!(
+                matches!(resumed, Err(FlowError::Expired)),
+                "{}: {resumed:?}",
+                id.len()
+            ),
+        }
+    }
+}

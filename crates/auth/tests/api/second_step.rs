@@ -1200,7 +1200,7 @@ async fn a_client_gets_its_code_after_the_second_step() {
 }
 
 /// The browser headers of a parked sign-in's binding cookie (what `Pending` is bound to).
-fn bound_headers(app: &TestApp) -> (axum::http::HeaderMap, tobira_auth::flow::Binding) {
+pub(crate) fn bound_headers(app: &TestApp) -> (axum::http::HeaderMap, tobira_auth::flow::Binding) {
     let binding = tobira_auth::flow::Binding::of(app.state.cookies, &axum::http::HeaderMap::new());
     let cookie = binding
         .set_cookie
