@@ -299,6 +299,12 @@ async fn a_client_that_is_down_gets_the_logout_when_it_is_back_as_a_fresh_token(
     assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), 3);
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     assert!(s.app.pending_jobs(BACKCHANNEL_QUEUE).await.is_empty());
+    // Operators see both outcomes: two refused, one delivered.
+    let metrics = s.app.get("/metrics").await.text().await.unwrap();
+    for (result, n) in [("refused", 2), ("delivered", 1)] {
+        let line = format!("tobira_backchannel_logouts_total{{result=\"{result}\"}} {n}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
@@ -457,30 +463,42 @@ async fn signing_out_other_devices_and_resetting_the_password_log_out_each_sessi
 }
 
 #[tokio::test]
-async fn no_redirect_is_followed_and_no_private_address_is_reached() {
+async fn no_redirect_is_followed_no_private_address_is_reached_and_each_failure_says_why() {
     let receiver = Receiver::start().await;
     let s = setup_listening(format!("{}/moved", receiver.url), Alg::RS256).await;
-    let (private_id, _) = s
-        .app
-        .add_client(ClientOpts {
-            name: "Inside",
-            backchannel_logout_uri: Some("https://10.0.0.7/bc".to_owned()),
-            ..Default::default()
-        })
-        .await;
+    // A port nothing listens on: the client cannot be reached at all.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_uri = format!(
+        "http://127.0.0.1:{}/bc",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
     let (_, hint) = sign_in(&s).await;
-    // Sign in to the second client from the same session.
-    let inside = crate::rp::client(
-        &s.http,
-        &s.app.issuer(),
-        &private_id,
-        crate::rp::Auth::None,
-        crate::oidc::REDIRECT,
-    )
-    .await;
-    let back = s.browser.get(&authorize(&inside, &[]).url).await;
-    let code = crate::helpers::callback_params(&back.location.unwrap())["code"].clone();
-    assert!(!code.is_empty());
+    for (name, uri) in [
+        ("Inside", "https://10.0.0.7/bc".to_owned()),
+        ("Gone", closed_uri),
+    ] {
+        let (id, _) = s
+            .app
+            .add_client(ClientOpts {
+                name,
+                backchannel_logout_uri: Some(uri),
+                ..Default::default()
+            })
+            .await;
+        // Sign in to this client too, from the same session.
+        let rp = crate::rp::client(
+            &s.http,
+            &s.app.issuer(),
+            &id,
+            crate::rp::Auth::None,
+            crate::oidc::REDIRECT,
+        )
+        .await;
+        let back = s.browser.get(&authorize(&rp, &[]).url).await;
+        let code = crate::helpers::callback_params(&back.location.unwrap())["code"].clone();
+        assert!(!code.is_empty());
+    }
     // The code is enough: the grant from this session exists once it is issued.
     end_session(&s, &s.browser, &hint).await;
 
@@ -494,12 +512,12 @@ async fn no_redirect_is_followed_and_no_private_address_is_reached() {
             .last_errors(BACKCHANNEL_QUEUE)
             .await
             .unwrap();
-        if reasons.len() == 2 {
+        if reasons.len() == 3 {
             break;
         }
         tokio::time::sleep(StdDuration::from_millis(25)).await;
     }
-    assert_eq!(reasons.len(), 2, "both tries failed and wait for a retry");
+    assert_eq!(reasons.len(), 3, "every try failed and waits for a retry");
     assert!(
         receiver.tokens().is_empty(),
         "the redirect was not followed"
@@ -508,6 +526,11 @@ async fn no_redirect_is_followed_and_no_private_address_is_reached() {
     assert!(reasons.iter().any(|r| r.contains("307")), "{reasons:?}");
     assert!(
         reasons.iter().any(|r| r.contains("not a public address")),
+        "{reasons:?}"
+    );
+    // Unreachable: the cause itself, not only reqwest's "error sending request".
+    assert!(
+        reasons.iter().any(|r| r.contains("Connection refused")),
         "{reasons:?}"
     );
 }
