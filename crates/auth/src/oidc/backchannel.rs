@@ -389,6 +389,15 @@ mod tests {
     }
 
     #[test]
+    fn loopback_and_unspecified_addresses_are_never_public_on_their_own() {
+        // `permitted` settles loopback before it asks, and `a == 0` and the IPv4-compatible
+        // block cover the unspecified addresses too: `is_public` still says no by itself.
+        for ip in ["127.0.0.1", "127.1.2.3", "0.0.0.0", "::1", "::"] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
     fn loopback_only_when_the_uri_names_it() {
         assert!(permitted("127.0.0.1".parse().unwrap(), true, &[]));
         // A public name that resolves to loopback (DNS rebinding) is refused.
