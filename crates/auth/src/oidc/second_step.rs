@@ -766,3 +766,39 @@ async fn recovery_code_used(state: &AppState, user: &User, page_lang: Lang) {
         tracing::error!(error = %e, user = %user.id.0, "cannot queue the recovery-code mail");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(method: &str, code: &str) -> Result<&'static str, Msg> {
+        parse_proof(method, code).map(|(_, name)| name)
+    }
+
+    #[test]
+    fn a_code_is_checked_for_its_shape_before_it_may_cost_a_try() {
+        assert!(matches!(name_of("totp", "123456"), Ok(METHOD_TOTP)));
+        assert!(matches!(name_of("totp", " 123 456 "), Ok(METHOD_TOTP)));
+        assert!(matches!(name_of("email", "654321"), Ok(METHOD_EMAIL_CODE)));
+        assert!(matches!(
+            name_of("recovery", "abcde-fghij"),
+            Ok(METHOD_RECOVERY_CODE)
+        ));
+        for (method, code) in [("totp", "12345"), ("totp", "1234567"), ("email", "12345x")] {
+            assert!(
+                matches!(name_of(method, code), Err(Msg::CodeNotDigits)),
+                "{method} {code}"
+            );
+        }
+        assert!(matches!(name_of("totp", "   "), Err(Msg::CodeEmpty)));
+        assert!(matches!(name_of("sms", "123456"), Err(Msg::MethodUnknown)));
+        // Read up to 64 characters (a recovery code padded with spaces), refused beyond.
+        let longest = format!("{:<64}", "abcde-fghij");
+        assert!(matches!(
+            name_of("recovery", &longest),
+            Ok(METHOD_RECOVERY_CODE)
+        ));
+        let over = format!("{longest} ");
+        assert!(matches!(name_of("recovery", &over), Err(Msg::CodeTooLong)));
+    }
+}

@@ -613,7 +613,16 @@ async fn ten_wrong_codes_lock_the_second_step_and_the_password_does_not_unlock_i
         "the time is given: {}",
         locked.body
     );
-    assert!(locked.headers.get("retry-after").is_some());
+    // Retry-After: the seconds until the lock ends (15 minutes on this still clock), and
+    // one more.
+    assert!(
+        second_step::locked_until(&app.state, user.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let wait = second_step::ACCOUNT_WINDOW.whole_seconds() + 1;
+    assert_eq!(locked.headers["retry-after"], wait.to_string().as_str());
 
     // The right password leads to the page, which stays locked for every factor.
     let other = app.browser();
