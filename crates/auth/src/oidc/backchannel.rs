@@ -339,6 +339,7 @@ mod tests {
             "https://223.255.255.1/bc",
             "https://[2001:db9::1]/bc",
             "https://[2003::1]/bc",
+            "https://[2600:ff9b::1]/bc",
         ] {
             assert!(s.target(ok).is_ok(), "{ok}");
         }
