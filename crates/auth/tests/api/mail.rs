@@ -181,21 +181,26 @@ async fn a_mail_is_given_up_after_its_time_and_its_secret_is_wiped() {
     app.add_user(EMAIL, PASSWORD).await;
     sink.stop();
     forgot(&app.browser(), EMAIL).await;
-    // Tried again and again for 55 minutes (and the seconds of the first tries): kept.
-    let mut pending = app.wait_until_tried(MAIL_QUEUE, 1, 1).await;
-    for _ in 0..11 {
-        app.clock().advance(Duration::minutes(5));
-        pending = app
-            .wait_until_tried(MAIL_QUEUE, 1, pending[0].attempts + 1)
-            .await;
-        assert_eq!(pending.len(), 1, "kept within its hour");
-    }
-    let tries = pending[0].attempts;
-    assert!(tries >= 12, "{pending:?}");
-    // The first try past its hour fails: given up.
+    // Tried at 50 minutes and kept: a job given up then would never be tried again, and
+    // it is, at 55. (The runner dates each retry when it records the failure, a moment
+    // after the try is counted, so the steps leave minutes of room; the unit test
+    // `a_job_is_given_up_by_its_age_not_its_tries` holds the boundary to the millisecond.)
+    let pending = app.wait_until_tried(MAIL_QUEUE, 1, 1).await;
+    let queued = pending[0].created_at;
+    app.clock()
+        .advance(queued + Duration::minutes(50) - app.clock().now());
+    let pending = app.wait_until_tried(MAIL_QUEUE, 1, 2).await;
+    assert_eq!(pending.len(), 1, "tried again within its hour");
     app.clock().advance(Duration::minutes(5));
+    let pending = app.wait_until_tried(MAIL_QUEUE, 1, 3).await;
+    assert!(
+        pending.len() == 1 && pending[0].attempts >= 3,
+        "kept and tried again within its hour: {pending:?}"
+    );
+    // Past its hour, the next failed try gives it up.
+    app.clock().advance(Duration::minutes(15));
     let mut given_up = false;
-    for _ in 0..100 {
+    for _ in 0..200 {
         let stats = app.state.db.jobs().stats(MAIL_QUEUE).await.unwrap();
         if stats.failed == 1 {
             given_up = true;
@@ -208,7 +213,7 @@ async fn a_mail_is_given_up_after_its_time_and_its_secret_is_wiped() {
     // Kept for operators, with why, but without the sealed body and its reset link.
     let failed = app.state.db.jobs().given_up(MAIL_QUEUE).await.unwrap();
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].attempts, tries + 1);
+    assert!(failed[0].attempts >= 4, "{failed:?}");
     assert!(failed[0].payload.is_empty(), "the secret link was wiped");
     assert!(
         failed[0]
