@@ -102,7 +102,7 @@ fn main() -> ExitCode {
 /// large blocks are mapped and given back whole when freed: the soak's growth after the
 /// warm-up halved again (16.8 → 8.0 MB/h over 30 minutes, with SQLite's own memory flat
 /// at 4–6 MB in both). The argon2 working memory is kept for reuse, so hashing maps
-/// nothing new.
+/// nothing new. The growth left is fragmentation that jemalloc shows as well (README).
 ///
 /// What the environment sets (`MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_`,
 /// `GLIBC_TUNABLES`) wins.

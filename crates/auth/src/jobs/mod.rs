@@ -1,11 +1,12 @@
 //! The job runner inside `tobira serve`: each replica polls the durable job table,
 //! claims due jobs under a lease (once across replicas), runs them, and retries failures
 //! with exponential backoff (at most [`MAX_BACKOFF`] apart) for `jobs.give_up_after_hours`
-//! from when each was queued, then gives up with an error log and a metric. Queue depth, failures and the oldest job's age are metrics. Back-channel
-//! logout tokens, mail, support's unlocks, upstream token revocations (social sign-in)
-//! and the "earlier ways in removed" notices are the queues. The signing-key schedule is
-//! one recurring row (`keys::schedule::JOB_ID`) that never ends: whichever replica
-//! claims it moves the keys along and sets it to run again a minute later.
+//! from when each was queued, then gives up with an error log and a metric. Queue depth,
+//! failures and the oldest job's age are metrics. Back-channel logout tokens, mail,
+//! support's unlocks, upstream token revocations (social sign-in) and the "earlier ways
+//! in removed" notices are the queues. The signing-key schedule is one recurring row
+//! (`keys::schedule::JOB_ID`) that never ends: whichever replica claims it moves the keys
+//! along and sets it to run again a minute later.
 
 use std::time::Duration as StdDuration;
 
