@@ -340,7 +340,44 @@ pub async fn finish(state: &AppState, headers: &HeaderMap, id: &str) -> Result<P
 
 #[cfg(test)]
 mod tests {
-    use super::console_path;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::{Binding, console_path};
+    use crate::crypto::sha256_hex;
+    use crate::web::cookies::{BIND, CookiePolicy};
+
+    #[test]
+    fn a_binding_is_the_browsers_cookie_and_records_keep_only_its_hash() {
+        let policy = CookiePolicy { secure: true };
+        let value = "b".repeat(43);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("{}={value}", policy.name(BIND))).unwrap(),
+        );
+        let kept = Binding::of(policy, &headers);
+        assert_eq!(kept.cookie_value(), value);
+        assert_eq!(kept.hash(), sha256_hex(&value));
+        assert!(kept.set_cookie.is_none(), "the browser has it already");
+        // None yet, or not one we could have set: a new one, set on the answer.
+        for cookie in [
+            String::new(),
+            format!("{}={}", policy.name(BIND), "b".repeat(42)),
+        ] {
+            let mut headers = HeaderMap::new();
+            if !cookie.is_empty() {
+                headers.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
+            }
+            let new = Binding::of(policy, &headers);
+            assert_eq!(new.cookie_value().len(), 43);
+            assert_ne!(new.cookie_value(), value);
+            let set = new.set_cookie.as_deref().expect("set on the answer");
+            assert!(
+                set.starts_with(&format!("{}={}", policy.name(BIND), new.cookie_value())),
+                "{set}"
+            );
+        }
+    }
 
     #[test]
     fn a_console_sign_in_returns_only_to_the_console_on_this_origin() {

@@ -155,6 +155,42 @@ async fn two_concurrent_continues_of_one_request_give_one_code() {
     }
 }
 
+/// `prompt=login` and an exceeded `max_age` are met only by a sign-in made for the parked
+/// request: a member already signed in who skips the sign-in page and opens the continue
+/// link himself (as anyone can, the id is in the address bar) is sent back to sign in, not
+/// given a code on the strength of his older session.
+#[tokio::test]
+async fn skipping_the_sign_in_a_request_asked_for_gives_no_code() {
+    let s = setup(Default::default()).await;
+    let browser = s.app.browser();
+    let _ = sign_in_from(&browser, &authorize(&s.rp, &[]).url, EMAIL, PASSWORD).await;
+    assert!(browser.cookie("tobira_session").is_some());
+    for extra in [("prompt", "login"), ("max_age", "60")] {
+        s.app.clock().advance(time::Duration::seconds(120));
+        let pending = authorize(&s.rp, &[extra]);
+        let asked = browser.get(&pending.url).await;
+        let login = asked.location.clone().expect("sent to sign in");
+        let tx = login
+            .strip_prefix("/login?tx=")
+            .unwrap_or_else(|| panic!("{extra:?}: {login}"));
+        let skipped = browser.get(&format!("/authorize/continue?tx={tx}")).await;
+        assert!(
+            !is_code_redirect(&skipped),
+            "{extra:?}: {:?}",
+            skipped.location
+        );
+        assert_eq!(skipped.status, 303, "{extra:?}: {}", skipped.body);
+        assert_eq!(
+            skipped.location.as_deref(),
+            Some(login.as_str()),
+            "{extra:?}"
+        );
+        // Signing in on that page answers the request.
+        let posted = sign_in_from(&browser, &login, EMAIL, PASSWORD).await;
+        assert!(is_code_redirect(&browser.follow(posted).await), "{extra:?}");
+    }
+}
+
 /// A validated request of `client` carrying `state`, as `/authorize` parks it.
 fn request(state: &str) -> tobira_auth::oidc::authorize::AuthRequest {
     tobira_auth::oidc::authorize::AuthRequest {
