@@ -589,6 +589,14 @@ async fn an_address_in_use_is_never_linked_silently_and_signing_in_to_that_accou
         owner.id,
         "no second account"
     );
+    // Another member signing in meanwhile, in another browser, leaves it waiting.
+    f.down().add_user(OTHER_EMAIL, OTHER_PASSWORD).await;
+    f.console_password_sign_in(&SiteBrowser::new(), OTHER_EMAIL, OTHER_PASSWORD)
+        .await;
+    assert!(
+        f.link().await.is_none(),
+        "nothing linked by another sign-in"
+    );
 
     // The owner signs in with the account's own password: now it is linked.
     let posted = post_login(

@@ -429,6 +429,14 @@ async fn a_cancel_at_the_provider_shows_the_sign_in_page_again_and_spends_the_fl
         ))
         .await;
     assert!(is_expired_page(&again));
+    assert!(again.body.contains(r#"href="/login?tx="#), "{}", again.body);
+    // A spent flow is remembered under its own state: in the same browser, a state
+    // never issued is no replay of it and offers no way back to its sign-in.
+    let unknown = browser
+        .get("/federation/up/callback?code=x&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .await;
+    assert!(is_expired_page(&unknown), "{}", unknown.body);
+    assert!(!unknown.body.contains("/login?tx="), "{}", unknown.body);
 }
 
 /// A downstream with an Apple provider (form post) whose endpoints are a port where

@@ -296,6 +296,41 @@ async fn deleting_the_account_revokes_its_apple_refresh_token() {
     assert_eq!(revoked.len(), 1, "once");
 }
 
+/// An Apple identity whose address an account already uses waits for that account's
+/// sign-in in the ephemeral store, and Apple's refresh token is not kept there in the
+/// clear (nor linked from it: the next sign-in through the link brings a new one).
+#[tokio::test]
+async fn a_pending_link_keeps_no_apple_refresh_token() {
+    let s = setup().await;
+    s.app.add_user(RELAY, "harbor-maple-quartz-77").await;
+    let (asked, _) = apple_round_trip(&s, &s.browser).await;
+    assert!(
+        asked
+            .body
+            .contains("このメールアドレスで登録済みのアカウントがあります"),
+        "{}",
+        asked.body
+    );
+    let issued =
+        s.op.seen()
+            .refresh_tokens
+            .last()
+            .cloned()
+            .expect("Apple issued a refresh token");
+    let tx = asked.field("tx").expect("the sign-in goes on");
+    let kept = s
+        .app
+        .state
+        .ephemeral
+        .get(&format!("federation-pending:{tx}"))
+        .await
+        .unwrap()
+        .expect("the pending link");
+    let kept = String::from_utf8(kept).unwrap();
+    assert!(kept.contains(SUB), "the identity waits: {kept}");
+    assert!(!kept.contains(&issued), "{kept}");
+}
+
 #[tokio::test]
 async fn the_client_secret_is_renewed_before_it_expires() {
     let s = setup().await;

@@ -150,8 +150,52 @@ async fn google_s_preset_pointed_at_a_stand_in_honours_an_unverified_address() {
     );
 }
 
+/// Only an address the provider verified may take over an unverified sign-up: a
+/// provider identity whose address is unverified (anyone can claim one at some
+/// providers) meeting a squatted sign-up is told to sign in to that account first, and
+/// the sign-up keeps its password.
+#[tokio::test]
+async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
+    let mut unverified = member();
+    unverified.email_verified = false;
+    let s = setup(ProviderKind::Google, unverified).await;
+    let squatter = s.app.browser();
+    let sent = crate::signup::sign_up(&squatter, "/signup", EMAIL, "harbor-maple-quartz-77").await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(s.app.settled().await.len(), 1, "the verification mail");
+    let before = s.app.user(EMAIL).await.expect("the sign-up");
+    assert!(!before.email_verified);
+
+    let page = round_trip(&s.browser, ID).await;
+    assert_eq!(page.status, 200, "{:?} {}", page.location, page.body);
+    assert!(
+        page.body
+            .contains("このメールアドレスで登録済みのアカウントがあります"),
+        "{}",
+        page.body
+    );
+    not_signed_in(&s.browser).await;
+    let after = s.app.user(EMAIL).await.unwrap();
+    assert_eq!(after.id, before.id);
+    assert!(
+        after.password_hash.is_some(),
+        "the sign-up keeps its password"
+    );
+    assert!(!after.email_verified);
+    let link = s
+        .app
+        .state
+        .db
+        .links()
+        .find(s.op.issuer(), SUB)
+        .await
+        .unwrap();
+    assert!(link.is_none(), "nothing linked: {link:?}");
+}
+
 #[tokio::test]
 async fn a_cancelled_consent_at_the_provider_shows_the_sign_in_page_with_the_other_ways() {
+    let logs = crate::helpers::CapturedLogs::install();
     let s = setup(ProviderKind::Oidc, member()).await;
     s.op.knobs(|k| k.cancel = true);
     let page = round_trip(&s.browser, ID).await;
@@ -159,6 +203,18 @@ async fn a_cancelled_consent_at_the_provider_shows_the_sign_in_page_with_the_oth
     not_signed_in(&s.browser).await;
     nothing_made(&s.app, EMAIL, s.op.issuer(), SUB).await;
     assert!(s.op.seen().token.is_empty(), "no code to redeem");
+    // The member's own choice: noted, not alarmed on.
+    assert_eq!(
+        said(&logs, "social sign-in cancelled at the provider"),
+        vec![("INFO".to_owned(), ID.to_owned())],
+        "{}",
+        logs.text()
+    );
+    assert!(
+        said(&logs, "social sign-in failed").is_empty(),
+        "{}",
+        logs.text()
+    );
 }
 
 /// The stand-in misbehaves as `fault` says; the downstream shows a page that says
@@ -225,7 +281,35 @@ async fn a_hanging_token_endpoint_is_given_up_after_the_timeout() {
 
 #[tokio::test]
 async fn a_provider_refusing_the_client_says_sign_in_through_it_is_not_available() {
+    let logs = crate::helpers::CapturedLogs::install();
     refused_when(|k| k.token = TokenFault::InvalidClient, MISCONFIGURED).await;
+    // Our own misconfiguration is the operator's alarm, at error level.
+    assert_eq!(
+        said(&logs, "a provider refused this client"),
+        vec![("ERROR".to_owned(), ID.to_owned())],
+        "{}",
+        logs.text()
+    );
+    assert!(
+        said(&logs, "social sign-in failed").is_empty(),
+        "{}",
+        logs.text()
+    );
+}
+
+/// The level and provider of each log line with `message`.
+fn said(logs: &crate::helpers::CapturedLogs, message: &str) -> Vec<(String, String)> {
+    logs.lines()
+        .iter()
+        .filter(|l| l["fields"]["message"] == message)
+        .map(|l| {
+            let provider = l["fields"]["provider"].as_str().unwrap_or_default();
+            (
+                l["level"].as_str().unwrap_or_default().to_owned(),
+                provider.to_owned(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
