@@ -149,11 +149,11 @@ pub fn stored_counter(credential: &str) -> Option<u64> {
         .as_u64()
 }
 
-/// Whether an authenticator's `counter` is not beyond the stored one (a counter of 0 on
-/// both sides means the authenticator keeps none, as synced passkeys do).
+/// Whether an authenticator's `counter` is not beyond the stored one (a stored counter of
+/// 0 means the authenticator keeps none, as synced passkeys do: then any answer goes).
 fn counter_went_back(credential: &str, counter: u32) -> bool {
     let stored = stored_counter(credential).unwrap_or(0);
-    (counter > 0 || stored > 0) && u64::from(counter) <= stored
+    stored > 0 && u64::from(counter) <= stored
 }
 
 /// The credential as it is stored after a ceremony: the counter (and backup flags) as the
@@ -772,4 +772,36 @@ pub async fn post_second_step(
         },
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(counter: u64) -> String {
+        format!(r#"{{"cred":{{"counter":{counter}}}}}"#)
+    }
+
+    #[test]
+    fn a_counter_goes_back_only_against_one_that_is_kept() {
+        // An authenticator without a counter (synced passkeys): 0 on both sides.
+        assert!(!counter_went_back(&stored(0), 0));
+        assert!(!counter_went_back(&stored(0), 1));
+        // One that keeps a counter must move it forward.
+        assert!(counter_went_back(&stored(5), 0));
+        assert!(counter_went_back(&stored(5), 4));
+        assert!(
+            counter_went_back(&stored(5), 5),
+            "the same count twice: a clone"
+        );
+        assert!(!counter_went_back(&stored(5), 6));
+        assert!(!counter_went_back(
+            &stored(u64::from(u32::MAX) - 1),
+            u32::MAX
+        ));
+        // A credential without a readable counter counts as one that keeps none.
+        assert!(!counter_went_back("{}", 3));
+        assert_eq!(stored_counter(&stored(7)), Some(7));
+        assert_eq!(stored_counter(r#"{"cred":{}}"#), None);
+    }
 }

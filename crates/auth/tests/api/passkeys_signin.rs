@@ -336,27 +336,40 @@ async fn other_handle(app: &TestApp, user: &User) -> Uuid {
 #[tokio::test]
 async fn a_replayed_passkey_answer_is_refused() {
     let (app, user, mut m, browser, login) = member_with_passkey().await;
-    // A second sign-in under way in the same browser, to replay into.
-    let second = sent_to_sign_in(&browser, "/account").await;
+    // Other sign-ins under way in the same browser, to replay into.
+    let mut others = Vec::new();
+    for _ in 0..3 {
+        others.push(sent_to_sign_in(&browser, "/account").await);
+    }
     let credential = answer(&mut m, &login);
     let first = post_passkey(&browser, &login, &credential).await;
     assert_eq!(first.status, 303, "{}", first.body);
     let signed_in = session_of(&app, &browser).await.unwrap().id;
-    let replay = browser
-        .post_form(
-            "/login/passkey",
-            &[
-                ("csrf", &second.field("csrf").unwrap()),
-                ("tx", &second.field("tx").unwrap()),
-                ("ceremony", &login.field("ceremony").unwrap()),
-                ("credential", &credential),
-            ],
-        )
-        .await;
-    refused_with(&replay, 400, EXPIRED);
+    let ceremony = login.field("ceremony").unwrap();
+    let replay = async |into: &Page| {
+        let (csrf, tx) = (into.field("csrf").unwrap(), into.field("tx").unwrap());
+        browser
+            .post_form(
+                "/login/passkey",
+                &[
+                    ("csrf", &csrf),
+                    ("tx", &tx),
+                    ("ceremony", &ceremony),
+                    ("credential", &credential),
+                ],
+            )
+            .await
+    };
+    refused_with(&replay(&others[0]).await, 400, EXPIRED);
     // No new session came of it, and the member sees the attempt.
     assert_eq!(session_of(&app, &browser).await.unwrap().id, signed_in);
     assert_eq!(refusals(&app, &user).await, 1);
+    // A flood of replays is one line a minute in the history, not one each.
+    refused_with(&replay(&others[1]).await, 400, EXPIRED);
+    assert_eq!(refusals(&app, &user).await, 1);
+    app.clock().advance(time::Duration::seconds(61));
+    refused_with(&replay(&others[2]).await, 400, EXPIRED);
+    assert_eq!(refusals(&app, &user).await, 2);
 }
 
 #[tokio::test]
