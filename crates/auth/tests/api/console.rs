@@ -51,7 +51,49 @@ async fn a_member_signs_in_to_the_console_and_comes_back_to_the_overview() {
     let browser = app.browser();
     let login = sent_to_sign_in(&browser, "/account").await;
     assert!(login.body.contains("Tobira アカウント"), "{}", login.body);
-    assert_eq!(browser.post_login(&login, EMAIL, WRONG).await.status, 401);
+    // A first sign-in is no re-authentication: no notice says so.
+    assert!(
+        !login.body.contains(r#"id="reauth-notice""#),
+        "{}",
+        login.body
+    );
+    let wrong = browser.post_login(&login, EMAIL, WRONG).await;
+    assert_eq!(wrong.status, 401);
+    assert!(
+        !wrong.body.contains(r#"id="reauth-notice""#),
+        "{}",
+        wrong.body
+    );
+    // A field left empty is named, and the cursor waits in it.
+    let no_email = browser.post_login(&login, " ", PASSWORD).await;
+    assert_eq!(no_email.status, 400, "{}", no_email.body);
+    assert!(
+        no_email.body.contains("メールアドレスを入力してください"),
+        "{}",
+        no_email.body
+    );
+    assert!(
+        no_email
+            .body
+            .contains(r#"spellcheck="false" required autofocus"#)
+    );
+    assert!(
+        !no_email
+            .body
+            .contains(r#"autocomplete="current-password" required autofocus"#)
+    );
+    let no_password = browser.post_login(&login, EMAIL, "").await;
+    assert_eq!(no_password.status, 400, "{}", no_password.body);
+    assert!(
+        no_password
+            .body
+            .contains(r#"autocomplete="current-password" required autofocus"#)
+    );
+    assert!(
+        !no_password
+            .body
+            .contains(r#"spellcheck="false" required autofocus"#)
+    );
     let signed_in = browser.post_login(&login, EMAIL, PASSWORD).await;
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     assert_eq!(signed_in.location.as_deref(), Some("/account"));

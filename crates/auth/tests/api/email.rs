@@ -658,6 +658,17 @@ async fn a_stale_sign_in_must_be_renewed_and_comes_back_to_the_email_page() {
         .await;
     to_sign_in(&stale_post);
     let stale_get = browser.get("/account/email").await;
+    // A mistyped password on the re-authentication page still says why it is asked.
+    let login = browser.get(to_sign_in(&stale_get)).await;
+    let wrong = browser
+        .post_login(&login, EMAIL, "not-the-password-1")
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.body);
+    assert!(
+        wrong.body.contains(r#"id="reauth-notice""#),
+        "{}",
+        wrong.body
+    );
     let back = signs_in_again(&browser, &stale_get).await;
     assert_eq!(back.as_deref(), Some("/account/email"));
     app.settled().await;
