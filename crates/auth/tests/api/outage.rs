@@ -522,6 +522,48 @@ async fn a_code_the_store_cannot_keep_is_a_503_and_takes_its_grant_back() {
     );
 }
 
+/// The store fails while a mailed code of the second step is counted: a 503 page saying
+/// to try again (never an empty answer), and the pending sign-in waits for the next try.
+#[tokio::test]
+async fn a_second_step_send_the_store_cannot_count_is_a_503_and_works_after() {
+    let (app, failing) = app_with_failing_store().await;
+    let user = app.add_user("hanako@example.jp", PASSWORD).await;
+    crate::two_step::enrol_totp(&app, &user).await;
+    crate::two_step::enrol_email(&app, &user).await;
+    let browser = app.browser();
+    let login = crate::console::sent_to_sign_in(&browser, "/account").await;
+    let posted = browser
+        .post_login(&login, "hanako@example.jp", PASSWORD)
+        .await;
+    let page = browser
+        .get(posted.location.as_deref().expect("to the second step"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    *failing.armed.lock().unwrap() = Some("second_step_sends:".to_owned());
+    let refused = crate::two_step::send_email_code(&browser, &page).await;
+    *failing.armed.lock().unwrap() = None;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("一時的に利用できません"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        refused
+            .headers
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap()),
+        Some("30")
+    );
+    let sent = crate::two_step::send_email_code(&browser, &page).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert!(
+        sent.body.contains("確認コードを送信しました"),
+        "{}",
+        sent.body
+    );
+}
+
 /// The store fails when a code is redeemed: the token endpoint answers 503
 /// `temporarily_unavailable` with `Retry-After` (it was a 500), and the code, not spent,
 /// works once the store is back.

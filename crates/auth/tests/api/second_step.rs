@@ -132,6 +132,19 @@ fn wrong(right: &str) -> String {
     format!("{:06}", (n + 500_000) % 1_000_000)
 }
 
+/// The id of the one field the page puts the cursor in.
+fn focused(page: &Page) -> &str {
+    let body = &page.body;
+    assert_eq!(
+        body.matches(" autofocus").count(),
+        1,
+        "one field focused: {body}"
+    );
+    let at = body.find(" autofocus").unwrap();
+    let start = body[..at].rfind(r#"<input id=""#).expect("an input") + r#"<input id=""#.len();
+    &body[start..start + body[start..].find('"').unwrap()]
+}
+
 async fn history(app: &TestApp, user: &User) -> Vec<LoginEvent> {
     app.settled().await;
     app.state
@@ -382,6 +395,7 @@ async fn beside_an_authenticator_an_email_code_is_sent_only_when_asked_for() {
     let browser = app.browser();
     let page = second_step(&browser).await;
     assert!(page.body.contains(r#"id="totp-form""#) && page.body.contains(r#"id="email-form""#));
+    assert_eq!(focused(&page), "totp-code", "the first form's field");
     assert_eq!(
         app.settled()
             .await
@@ -400,6 +414,7 @@ async fn beside_an_authenticator_an_email_code_is_sent_only_when_asked_for() {
         "{}",
         refused.body
     );
+    assert_eq!(focused(&refused), "email-code", "the field just tried");
     // Asked for, it goes out, and works; the expired answer cost no try.
     let sent = send_email_code(&browser, &page).await;
     assert_eq!(sent.status, 200, "{}", sent.body);
@@ -420,7 +435,35 @@ async fn beside_an_authenticator_an_email_code_is_sent_only_when_asked_for() {
         "{}",
         first_wrong.body
     );
+    assert_eq!(focused(&first_wrong), "email-code");
+    assert!(
+        first_wrong.body.contains(r#"id="email-code""#)
+            && first_wrong
+                .body
+                .contains(r#"autofocus aria-invalid="true""#)
+    );
+    let recovery_wrong = submit(&browser, &page, "recovery", "not-a-recovery-code", false).await;
+    assert_eq!(recovery_wrong.status, 401, "{}", recovery_wrong.body);
+    assert_eq!(focused(&recovery_wrong), "recovery-code");
+    let totp_wrong = submit(&browser, &page, "totp", "12345", false).await;
+    assert_eq!(totp_wrong.status, 400, "{}", totp_wrong.body);
+    assert_eq!(focused(&totp_wrong), "totp-code");
     signed_in(&submit(&browser, &page, "email", &code, false).await);
+    // What one sign-in sent is its own: another browser's is told nothing went out yet.
+    let other = app.browser();
+    let theirs = second_step(&other).await;
+    assert!(
+        theirs
+            .body
+            .contains("h***@example.jp 宛てに確認コードをお送りします"),
+        "{}",
+        theirs.body
+    );
+    assert!(
+        !theirs.body.contains("確認コードを送信しました"),
+        "{}",
+        theirs.body
+    );
 }
 
 #[tokio::test]
@@ -516,6 +559,12 @@ async fn a_sign_in_sends_at_most_five_codes_and_the_mail_caps_are_not_told() {
     assert_eq!(sent, 3);
     // The last code that went out still works: a capped send changed nothing.
     signed_in(&submit(&browser, &page, "email", &last, false).await);
+    // The five are this sign-in's: another one may send again (the address's cap still
+    // holds back the mail, and the page says the same).
+    let other = app.browser();
+    let theirs = second_step(&other).await;
+    let sent = send_email_code(&other, &theirs).await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
 }
 
 #[tokio::test]
@@ -834,12 +883,31 @@ async fn malformed_forms_are_refused_with_a_reason_and_cost_no_try() {
 
 #[tokio::test]
 async fn a_ticked_known_device_skips_the_second_step_until_the_days_are_over() {
-    let (app, _user, authenticator, _) = totp_member().await;
+    let (app, _user, authenticator, codes) = totp_member().await;
     let browser = app.browser();
     // A first sign-in: this device is new to the account and is not offered the box.
     let page = second_step(&browser).await;
     assert!(!page.body.contains(REMEMBER_BOX), "{}", page.body);
     signed_in(&submit(&browser, &page, "totp", &authenticator.code(&app), false).await);
+    sign_out(&browser).await;
+    let remembers = |done: &Page| {
+        done.set_cookies
+            .iter()
+            .any(|c| c.starts_with("tobira_2fa_remember="))
+    };
+
+    // Known now, but the box left unticked: asked again next time.
+    app.clock().advance(Duration::seconds(30));
+    let page = second_step(&browser).await;
+    let done = submit(&browser, &page, "totp", &authenticator.code(&app), false).await;
+    signed_in(&done);
+    assert!(!remembers(&done), "{:?}", done.set_cookies);
+    sign_out(&browser).await;
+    // Ticked with a recovery code (the way back for a lost factor): asked again too.
+    let page = second_step(&browser).await;
+    let done = submit(&browser, &page, "recovery", &codes[0], true).await;
+    signed_in(&done);
+    assert!(!remembers(&done), "{:?}", done.set_cookies);
     sign_out(&browser).await;
 
     app.clock().advance(Duration::seconds(30));
@@ -1097,6 +1165,33 @@ async fn an_account_that_must_reset_its_password_since_the_password_is_not_signe
     let refused = submit(&browser, &page, "totp", &authenticator.code(&app), false).await;
     back_to_password(&refused, &page);
     assert!(browser.cookie("tobira_session").is_none());
+}
+
+/// The recovery form is offered while one code is left, and not once every one is spent.
+#[tokio::test]
+async fn the_recovery_form_is_offered_only_while_a_code_is_left() {
+    let (app, _user, _authenticator, _) = totp_member().await;
+    let conn = sea_orm::Database::connect(&app.state.config.database_url())
+        .await
+        .unwrap();
+    conn.execute_unprepared(
+        "UPDATE recovery_codes SET used_at = created_at \
+         WHERE code_hash <> (SELECT MIN(code_hash) FROM recovery_codes)",
+    )
+    .await
+    .unwrap();
+    let page = second_step(&app.browser()).await;
+    assert!(page.body.contains(r#"id="recovery-form""#), "{}", page.body);
+    conn.execute_unprepared("UPDATE recovery_codes SET used_at = created_at")
+        .await
+        .unwrap();
+    let page = second_step(&app.browser()).await;
+    assert!(page.body.contains(r#"id="totp-form""#), "{}", page.body);
+    assert!(
+        !page.body.contains(r#"id="recovery-form""#),
+        "{}",
+        page.body
+    );
 }
 
 #[tokio::test]
