@@ -280,6 +280,68 @@ mod tests {
         assert!(MasterKey::from_bytes([1; 32]).decrypt(&sealed).is_err());
     }
 
+    #[test]
+    fn a_missing_data_directory_is_made_for_the_first_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("not/yet"),
+            ..Config::default()
+        };
+        let key = MasterKey::load_or_create(&config).unwrap();
+        assert!(config.master_key_path().is_file());
+        assert_eq!(MasterKey::load_or_create(&config).unwrap().id(), key.id());
+    }
+
+    /// Two replicas starting at once on one machine: the one that finds the file made
+    /// between its look and its write reads that key instead of failing or overwriting.
+    #[test]
+    fn a_key_written_meanwhile_by_another_process_is_read_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        std::fs::write(&path, format!("{}\n", key_text(4))).unwrap();
+        let key = create(&path).unwrap();
+        assert_eq!(key.id(), MasterKey::from_bytes([4; 32]).id());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", key_text(4))
+        );
+    }
+
+    /// A key file that cannot be read or made is an error naming the path and the cause,
+    /// and nothing is written in its place.
+    #[test]
+    fn an_unreadable_or_uncreatable_key_file_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let path = config.master_key_path();
+        std::fs::write(&path, [0xff_u8; 32]).unwrap();
+        let err = MasterKey::load_or_create(&config)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!("cannot read {}", path.display())),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), [0xff_u8; 32]);
+
+        // A path that reads as missing but cannot be made (a trailing slash: a
+        // directory's name for a file).
+        let mut config = config;
+        config.keys.master_key_path = format!("{}/other.key/", dir.path().display());
+        let err = MasterKey::load_or_create(&config)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("cannot create") && err.contains("other.key"),
+            "{err}"
+        );
+    }
+
     /// Base64url-decodes one part of a compact JWE.
     fn part(sealed: &str, i: usize) -> Vec<u8> {
         b64url_decode(sealed.split('.').nth(i).unwrap()).unwrap()

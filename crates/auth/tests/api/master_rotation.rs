@@ -482,6 +482,56 @@ async fn a_row_changed_between_read_and_write_is_left_as_the_other_writer_left_i
     }
 }
 
+/// A row whose compare-and-set finds it changed (here: every write to it refused by a
+/// trigger, as if another writer always came first) is counted as skipped, said so, and
+/// left for the next run under the previous key.
+#[tokio::test]
+async fn a_row_changed_under_a_run_is_counted_as_skipped_and_left_for_the_next() {
+    use sea_orm::ConnectionTrait as _;
+    for db in TestDb::all().await {
+        let data = tempfile::tempdir().unwrap();
+        let clock = Clock::manual_at_now();
+        let old = build(&db, data.path(), &clock, &key_text(OLD), "")
+            .await
+            .unwrap();
+        let hanako = member(&old, "hanako@example.jp").await;
+        enrol_totp(&old, &hanako).await;
+        drop(old);
+
+        let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+        let refuse = match db.backend {
+            crate::helpers::Backend::Sqlite => vec![
+                "CREATE TRIGGER keep BEFORE UPDATE ON totp_factors BEGIN SELECT RAISE(IGNORE); END",
+            ],
+            crate::helpers::Backend::Postgres => vec![
+                "CREATE FUNCTION keep() RETURNS trigger AS $$ BEGIN RETURN NULL; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER keep BEFORE UPDATE ON totp_factors FOR EACH ROW EXECUTE FUNCTION keep()",
+            ],
+        };
+        for sql in refuse {
+            conn.execute_unprepared(sql).await.unwrap();
+        }
+        let both = build(&db, data.path(), &clock, &key_text(NEW), &key_text(OLD))
+            .await
+            .unwrap();
+        let state = both.state();
+        let report = rotate_master(&state.db, &state.master).await.unwrap();
+        let totp = report.table(Sealed::TotpSecrets);
+        assert_eq!(
+            (totp.resealed, totp.already_current, totp.skipped),
+            (0, 0, 1),
+            "{report}"
+        );
+        assert!(totp.unreadable.is_empty(), "{report}");
+        assert!(
+            report.to_string().contains("1 skipped (changed meanwhile)"),
+            "{report}"
+        );
+        assert_eq!(report.left_under_previous(), 1, "{report}");
+        assert_eq!(report.left.get(&key_id(OLD)), Some(&1), "{report}");
+    }
+}
+
 #[tokio::test]
 async fn a_value_under_a_key_nobody_configured_is_named_and_does_not_stop_the_run() {
     for db in TestDb::all().await {
