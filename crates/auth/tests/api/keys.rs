@@ -107,7 +107,7 @@ async fn a_start_after_an_algorithm_lost_its_only_active_key_creates_one_for_it_
 
 #[tokio::test]
 async fn signing_with_a_key_published_too_recently_is_warned_of_once() {
-    let logs = crate::logs::Captured::install();
+    let logs = crate::helpers::CapturedLogs::install();
     let test_db = TestDb::sqlite().await;
     let (db, clock, master, ring) = fresh_ring(&test_db).await;
     let old = ring.signing_kid(Alg::ES256);
@@ -139,7 +139,7 @@ async fn signing_with_a_key_published_too_recently_is_warned_of_once() {
 
 #[tokio::test]
 async fn a_reload_logs_each_key_added_changed_or_removed_and_no_other() {
-    let logs = crate::logs::Captured::install();
+    let logs = crate::helpers::CapturedLogs::install();
     let test_db = TestDb::sqlite().await;
     let (db, clock, master, ring) = fresh_ring(&test_db).await;
     let (rs, es) = (ring.signing_kid(Alg::RS256), ring.signing_kid(Alg::ES256));

@@ -556,7 +556,7 @@ async fn of_two_next_keys_due_at_once_the_newest_signs_and_the_other_goes_unused
     // `rotate` refuses a second next key, but a store written by hand (or by another
     // version) may hold two: the newest signs, the other never will, so it is retired at
     // once (its private half wiped), counted, and every change is logged.
-    let logs = crate::logs::Captured::install();
+    let logs = crate::helpers::CapturedLogs::install();
     for test_db in TestDb::all().await {
         let backend = test_db.backend;
         let keys = Keys::started(test_db, policy()).await;

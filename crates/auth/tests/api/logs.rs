@@ -2,56 +2,14 @@
 //! pseudonym of what was typed, client, address, reason), never a secret or an address
 //! someone typed.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use tobira_auth::keys::{IdentifierHasher, MasterKey};
 
-use crate::helpers::TestDb;
+use crate::helpers::{CapturedLogs, TestDb};
 use crate::oidc::{EMAIL, PASSWORD, authorize, setup};
-
-/// Log lines written by this process (each test runs in a process of its own).
-#[derive(Clone, Default)]
-pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    pub(crate) fn install() -> Self {
-        let captured = Self::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .init();
-        captured
-    }
-
-    pub(crate) fn lines(&self) -> Vec<serde_json::Value> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
 
 #[tokio::test]
 async fn failed_sign_ins_and_client_authentications_are_logged_without_secrets() {
-    let logs = Captured::install();
+    let logs = CapturedLogs::install();
     let s = setup(Default::default()).await;
     let pending = authorize(&s.rp, &[]);
     let login = s.browser.follow(s.browser.get(&pending.url).await).await;
