@@ -833,3 +833,46 @@ async fn issue_code(
         req.form_post,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+
+    use super::{MAX_REQUEST_BYTES, is_pkce_value, repost_as_get};
+
+    #[test]
+    fn a_posted_authorization_request_is_read_up_to_the_parsers_cap() {
+        let mut form = HeaderMap::new();
+        form.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        let at_cap = format!("a={}", "x".repeat(MAX_REQUEST_BYTES - 2));
+        let res = repost_as_get("/authorize", &form, at_cap.as_bytes());
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let location = res.headers()[header::LOCATION].to_str().unwrap();
+        assert_eq!(location, format!("/authorize?{at_cap}"));
+        let over = format!("{at_cap}x");
+        let res = repost_as_get("/authorize", &form, over.as_bytes());
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        // Only a form is reposted.
+        let res = repost_as_get("/authorize", &HeaderMap::new(), b"a=b");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn a_code_challenge_is_43_to_128_unreserved_characters() {
+        for ok in ["a".repeat(43), "-._~".repeat(32), "Z9".repeat(20) + "abc"] {
+            assert!(is_pkce_value(&ok), "{ok}");
+        }
+        for bad in [
+            "a".repeat(42),
+            "a".repeat(129),
+            format!("{}+", "a".repeat(42)),
+            format!("{}=", "a".repeat(43)),
+            String::new(),
+        ] {
+            assert!(!is_pkce_value(&bad), "{bad}");
+        }
+    }
+}

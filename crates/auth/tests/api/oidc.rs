@@ -541,11 +541,15 @@ async fn prompt_login_and_max_age_force_a_new_sign_in() {
         s.app.clock().now().unix_timestamp()
     );
 
-    // Within max_age: no form. Past it: the form again.
+    // Within max_age (to the second): no form. Past it: the form again.
     let pending = authorize(&s.rp, &[("max_age", "300")]);
     let back = s.browser.follow(s.browser.get(&pending.url).await).await;
     code_from(&s, &back, &pending);
-    s.app.clock().advance(Duration::seconds(301));
+    s.app.clock().advance(Duration::seconds(300));
+    let pending = authorize(&s.rp, &[("max_age", "300")]);
+    let back = s.browser.follow(s.browser.get(&pending.url).await).await;
+    code_from(&s, &back, &pending);
+    s.app.clock().advance(Duration::seconds(1));
     let pending = authorize(&s.rp, &[("max_age", "300")]);
     let page = s.browser.follow(s.browser.get(&pending.url).await).await;
     assert_eq!(page.status, 200);
@@ -814,6 +818,23 @@ async fn other_request_errors_go_back_to_the_client() {
             "request_not_supported",
         ),
         (format!("{base}&prompt=none%20login"), "invalid_request"),
+        (
+            format!("{base}&prompt=none%20select_account"),
+            "invalid_request",
+        ),
+        // A code challenge is 43 to 128 characters of [A-Za-z0-9-._~] (RFC 7636 §4.2).
+        (
+            with_param(&base, "code_challenge", &"a".repeat(42)),
+            "invalid_request",
+        ),
+        (
+            with_param(&base, "code_challenge", &"a".repeat(129)),
+            "invalid_request",
+        ),
+        (
+            with_param(&base, "code_challenge", &format!("{}+", "a".repeat(42))),
+            "invalid_request",
+        ),
         (format!("{base}&max_age=-1"), "invalid_request"),
         (format!("{base}&state=again"), "invalid_request"),
         (
@@ -1153,6 +1174,27 @@ async fn id_token_hint_selects_the_member_and_signing_in_again_rotates_the_cooki
     code_from(&s, &back, &pending);
     let pending = authorize(&s.rp, &[("prompt", "none"), ("id_token_hint", &hint)]);
     let back = s.browser.get(&pending.url).await;
+    assert_eq!(
+        callback_params(back.location.as_deref().unwrap())["error"],
+        "login_required"
+    );
+    // Without prompt=none the hinted member is asked to sign in; signing in there as
+    // someone else answers the client login_required.
+    let pending = authorize(&s.rp, &[("id_token_hint", &hint)]);
+    let asked = s.browser.get(&pending.url).await;
+    assert!(
+        asked
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/login?tx=")),
+        "{:?}",
+        asked.location
+    );
+    let page = s.browser.follow(asked).await;
+    let back = s
+        .browser
+        .submit_login(&page, "taro@example.jp", "another-strong-pass-77", false)
+        .await;
     assert_eq!(
         callback_params(back.location.as_deref().unwrap())["error"],
         "login_required"

@@ -260,7 +260,7 @@ async fn acr_values_2_makes_an_email_code_session_sign_in_again_and_ends_with_ac
         );
     }
 
-    let pending = authorize(&s.rp, &[("acr_values", "2 1")]);
+    let pending = authorize(&s.rp, &[("acr_values", "1 2")]);
     let login = s.browser.follow(s.browser.get(&pending.url).await).await;
     let page = password_to_second_step(&s.browser, &login).await;
     let back = pass(&s, &page, "totp", &app.code(&s.app), false).await;
