@@ -364,6 +364,28 @@ mod tests {
         assert!(a.unwrap() && b.unwrap() && c.unwrap());
     }
 
+    /// `waiting()` (the gauge on /metrics) counts a hash queued behind a busy thread,
+    /// and nothing once it has run.
+    #[tokio::test]
+    async fn waiting_counts_the_hashes_queued_for_a_thread() {
+        let hasher = Arc::new(PasswordHasher::new(&PasswordConfig::default(), 1, 4).unwrap());
+        let pw = Password::for_verification("x");
+        let phc = hasher.hash(&pw).await.unwrap();
+        assert_eq!(hasher.waiting(), 0);
+        let held = Arc::clone(&hasher.permits).try_acquire_owned().unwrap();
+        let queued = tokio::spawn({
+            let (hasher, pw, phc) = (Arc::clone(&hasher), pw.clone(), phc.clone());
+            async move { hasher.verify(&pw, &phc).await }
+        });
+        while hasher.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hasher.waiting(), 1);
+        drop(held);
+        assert!(queued.await.unwrap().unwrap());
+        assert_eq!(hasher.waiting(), 0);
+    }
+
     fn email() -> Email {
         Email::parse("hanako.yamada@example.jp").unwrap()
     }

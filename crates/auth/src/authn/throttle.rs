@@ -661,6 +661,75 @@ mod tests {
         attempt("hanako@example.jp", address)
     }
 
+    /// A known device's success keeps a lock that is still running (the lock belongs to
+    /// the strangers' guesses) even once refunds took its count to zero, and forgets one
+    /// that has ended.
+    #[tokio::test]
+    async fn a_known_devices_success_keeps_a_running_lock_and_forgets_an_ended_one() {
+        let clock = Clock::manual_at_now();
+        let t = throttle_on(clock.clone());
+        let stranger = stranger_at("192.0.2.1");
+        for _ in 0..4 {
+            assert_eq!(admitted(&t, &stranger).await, None);
+        }
+        let lock = admitted(&t, &stranger).await.expect("the fifth locks");
+        for _ in 0..5 {
+            t.refund(&stranger, None).await.unwrap();
+        }
+        let phone = owners_phone(&stranger);
+        assert_eq!(admitted(&t, &phone).await, None);
+        t.succeeded(&phone).await.unwrap();
+        assert_eq!(t.account_lock(&stranger.account).await.unwrap(), Some(lock));
+        clock.advance(time::Duration::minutes(1));
+        assert_eq!(admitted(&t, &phone).await, None);
+        t.succeeded(&phone).await.unwrap();
+        assert_eq!(
+            t.store.get(&account_key(&stranger.account)).await.unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn an_address_limit_of_zero_turns_it_off() {
+        let t = throttle_with(
+            Clock::manual_at_now(),
+            ThrottleConfig {
+                ip_accounts: 0,
+                ..ThrottleConfig::default()
+            },
+        );
+        for n in 0..40 {
+            let guess = attempt(&format!("member{n}@example.jp"), "192.0.2.1");
+            assert_eq!(admitted(&t, &guess).await, None, "account {n}");
+        }
+    }
+
+    /// What the throttle stores lives as long as it matters and no longer: a failure's
+    /// records are gone from the store once it has left the account's memory and the
+    /// address's window.
+    #[tokio::test]
+    async fn a_failures_records_expire_with_its_memory_and_window() {
+        let clock = Clock::manual_at_now();
+        let t = throttle_on(clock.clone());
+        let stranger = stranger_at("192.0.2.1");
+        assert_eq!(admitted(&t, &stranger).await, None);
+        let keys = [account_key(&stranger.account), address_key("192.0.2.1")];
+        for key in &keys {
+            assert!(t.store.get(key).await.unwrap().is_some(), "{key} kept");
+        }
+        clock.advance(time::Duration::minutes(15) - time::Duration::seconds(1));
+        for key in &keys {
+            assert!(
+                t.store.get(key).await.unwrap().is_some(),
+                "{key} still kept"
+            );
+        }
+        clock.advance(time::Duration::seconds(1));
+        for key in &keys {
+            assert_eq!(t.store.get(key).await.unwrap(), None, "{key} expired");
+        }
+    }
+
     #[test]
     fn times_are_kept_in_milliseconds_and_saturate_beyond_what_a_date_holds() {
         let epoch = OffsetDateTime::UNIX_EPOCH;

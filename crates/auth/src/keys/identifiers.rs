@@ -127,6 +127,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn its_debug_output_shows_no_key() {
+        assert_eq!(
+            format!("{:?}", IdentifierHasher::for_tests()),
+            "IdentifierHasher(..)"
+        );
+    }
+
+    #[test]
     fn the_key_sealed_under_a_previous_master_key_opens_to_the_same_pseudonyms() {
         let old = MasterKey::from_bytes([1; 32]);
         let old_id = old.id().to_owned();

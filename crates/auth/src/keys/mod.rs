@@ -273,6 +273,21 @@ pub fn generate_for_tests(
 mod tests {
     use super::*;
 
+    /// A retiring key stays published while anything it signed may still be checked: the
+    /// longest token's lifetime plus one reload of every replica's ring.
+    #[test]
+    fn the_policy_follows_the_configuration() {
+        let mut config = crate::Config::default();
+        config.tokens.access_token_secs = 900;
+        config.keys.reload_interval_ms = 5_000;
+        let policy = KeyPolicy::from_config(&config);
+        assert_eq!(policy.retiring_for, time::Duration::seconds(905));
+        assert_eq!(policy.reload, time::Duration::seconds(5));
+        assert_eq!(policy.rotate_every, Some(time::Duration::days(90)));
+        config.keys.rotate_every_days = 0;
+        assert_eq!(KeyPolicy::from_config(&config).rotate_every, None);
+    }
+
     fn new_ring() -> KeyRing {
         let master = MasterKey::from_bytes([7u8; 32]);
         let keys: Vec<StoredKey> = Alg::ALL

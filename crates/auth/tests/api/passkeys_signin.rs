@@ -372,6 +372,57 @@ async fn a_replayed_passkey_answer_is_refused() {
     assert_eq!(refusals(&app, &user).await, 2);
 }
 
+/// A ceremony is taken only as the kind it was kept as, only by what it is bound to,
+/// only once, and only under an id of at most 64 characters.
+#[tokio::test]
+async fn a_ceremony_is_taken_once_as_its_own_kind_by_its_own_browser() {
+    use tobira_auth::authn::passkey::{Ceremony, keep, take};
+    let app = TestApp::spawn().await;
+    let s = &app.state;
+    let id = "a".repeat(64);
+    keep(s, Ceremony::SignIn, &id, "cookie", &7_u32)
+        .await
+        .unwrap();
+    for kind in [Ceremony::SecondStep, Ceremony::Register] {
+        assert_eq!(take::<u32>(s, kind, &id, "cookie").await.unwrap(), None);
+    }
+    assert_eq!(
+        take::<u32>(s, Ceremony::SignIn, &id, "other")
+            .await
+            .unwrap(),
+        None
+    );
+    keep(s, Ceremony::SignIn, &id, "cookie", &7_u32)
+        .await
+        .unwrap();
+    assert_eq!(
+        take::<u32>(s, Ceremony::SignIn, &id, "cookie")
+            .await
+            .unwrap(),
+        Some(7)
+    );
+    assert_eq!(
+        take::<u32>(s, Ceremony::SignIn, &id, "cookie")
+            .await
+            .unwrap(),
+        None
+    );
+    // An id longer than any we make, or none, is never looked up.
+    for id in [String::new(), "a".repeat(65)] {
+        keep(s, Ceremony::SignIn, &id, "cookie", &7_u32)
+            .await
+            .unwrap();
+        assert_eq!(
+            take::<u32>(s, Ceremony::SignIn, &id, "cookie")
+                .await
+                .unwrap(),
+            None,
+            "{}",
+            id.len()
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_ceremony_started_in_another_browser_is_refused() {
     let (app, user, mut m, victim, login) = member_with_passkey().await;

@@ -133,6 +133,26 @@ pub async fn second_member(app: &TestApp) -> User {
     .unwrap()
 }
 
+/// A session not kept ("keep me signed in" unticked) lasts its idle timeout to the
+/// second: still live after exactly that long, gone a second later.
+#[tokio::test]
+async fn a_session_lives_its_idle_timeout_and_not_a_second_more() {
+    let app = TestApp::spawn().await;
+    let (_, browser) = member(&app).await;
+    let idle = time::Duration::minutes(120);
+    app.clock().advance(idle);
+    assert_eq!(
+        browser.get("/account").await.status,
+        200,
+        "idle for exactly the timeout"
+    );
+    // That visit was activity: idle again from there, one second too long.
+    app.clock().advance(idle + time::Duration::seconds(1));
+    let ended = browser.get("/account").await;
+    assert_eq!(ended.status, 303, "{}", ended.body);
+    assert!(session_of(&app, &browser).await.is_none());
+}
+
 #[tokio::test]
 async fn every_signed_in_browser_is_listed_and_this_one_is_marked() {
     let app = TestApp::spawn().await;
