@@ -41,6 +41,7 @@ fn form_post_fields(body: &str) -> (String, std::collections::HashMap<String, St
 
 #[tokio::test]
 async fn form_post_answers_with_an_auto_submitting_page_allowed_by_a_csp_nonce() {
+    const REDIRECTING: &str = "サービスに戻っています…";
     let s = setup(ClientOpts::default()).await;
     let pending = authorize(&s.rp, &[("response_mode", "form_post")]);
     let page = s
@@ -70,6 +71,19 @@ async fn form_post_answers_with_an_auto_submitting_page_allowed_by_a_csp_nonce()
         "{csp}"
     );
     assert!(!csp.contains("unsafe-inline"));
+    // Without scripts, the page says where the member is going and offers the button.
+    assert!(
+        page.body.contains(&format!("<title>{REDIRECTING}</title>")),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(&format!(
+            "<noscript><p>{REDIRECTING}</p><button type=\"submit\">続ける</button></noscript>"
+        )),
+        "{}",
+        page.body
+    );
     assert_eq!(page.headers["cache-control"], "no-store");
     let (action, fields) = form_post_fields(&page.body);
     assert_eq!(action, REDIRECT);
@@ -133,7 +147,24 @@ async fn third_party_clients_ask_for_consent_which_is_remembered_per_scope_set()
         page.body
     );
     assert!(page.body.contains("メールアドレス") && page.body.contains("表示名と言語の設定"));
-    assert!(page.body.contains(r#"value="allow""#) && page.body.contains(r#"value="deny""#));
+    assert!(
+        page.body
+            .contains("<li>あなたを識別するID（サービスごとに異なる場合があります）</li>")
+    );
+    assert!(
+        page.body.contains("<h1>アクセスの許可</h1>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains(r#"value="allow">許可する</button>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains(r#"value="deny" class="secondary">許可しない</button>"#)
+    );
     let back = decide(&s, &page, "allow").await;
     let code = code_from(&s, &back, &pending);
     assert!(exchange(&s, code, pending.verifier).await.is_ok());
@@ -359,6 +390,20 @@ async fn logout_without_a_valid_hint_asks_first_and_never_redirects_elsewhere() 
     assert_eq!(page.status, 200);
     assert!(page.body.contains("ログアウトしますか？"));
     assert_eq!(userinfo_status(&s, tokens.access_token()).await, 200);
+    // A second question opened meanwhile (another tab) is its own: each keeps its state.
+    let other = s
+        .browser
+        .get(&end_session_url(
+            &s,
+            &[
+                ("client_id", &s.client_id),
+                ("post_logout_redirect_uri", LOGGED_OUT),
+                ("state", "s2"),
+            ],
+        ))
+        .await;
+    assert_eq!(other.status, 200);
+    assert_ne!(other.field("tx"), page.field("tx"));
     let tx = page.field("tx").unwrap();
     let csrf = page.field("csrf").unwrap();
     let no_csrf = s
@@ -508,6 +553,11 @@ async fn introspection_and_revocation_follow_rfc_7662_and_7009() {
             .await
             .unwrap();
     let rt2 = second.refresh_token().unwrap().secret().clone();
+    // Rotated: the spent token is inactive (its grant lives on), the new one active.
+    let (_, body) = post_token_endpoint(&s, "/introspect", &[("token", &rt)]).await;
+    assert_eq!(body, serde_json::json!({ "active": false }));
+    let (_, body) = post_token_endpoint(&s, "/introspect", &[("token", &rt2)]).await;
+    assert_eq!(body["active"], true, "{body}");
     let (status, _) = post_token_endpoint(
         &s,
         "/revoke",
