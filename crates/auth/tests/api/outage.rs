@@ -337,9 +337,9 @@ async fn redis_killed_under_load_and_started_again() {
 /// An ephemeral store that refuses every write to a key containing `armed` (while set),
 /// as a store that fails between two steps of one request.
 #[derive(Debug)]
-struct FailingWrites {
+pub(crate) struct FailingWrites {
     inner: Ephemeral,
-    armed: std::sync::Mutex<Option<String>>,
+    pub(crate) armed: std::sync::Mutex<Option<String>>,
 }
 
 impl FailingWrites {
@@ -417,19 +417,23 @@ impl EphemeralStore for FailingWrites {
 
 /// An app whose ephemeral store fails on cue.
 async fn app_with_failing_store() -> (TestApp, std::sync::Arc<FailingWrites>) {
+    app_with_failing_store_and(|_| {}).await
+}
+
+/// `app_with_failing_store` with configuration changes.
+pub(crate) async fn app_with_failing_store_and(
+    configure: impl FnOnce(&mut tobira_auth::Config),
+) -> (TestApp, std::sync::Arc<FailingWrites>) {
     let slot = std::sync::Arc::new(std::sync::OnceLock::new());
     let made = slot.clone();
-    let app = TestApp::spawn_wrapping(
-        |_| {},
-        move |inner| {
-            let store = std::sync::Arc::new(FailingWrites {
-                inner,
-                armed: std::sync::Mutex::new(None),
-            });
-            made.set(store.clone()).unwrap();
-            store
-        },
-    )
+    let app = TestApp::spawn_wrapping(configure, move |inner| {
+        let store = std::sync::Arc::new(FailingWrites {
+            inner,
+            armed: std::sync::Mutex::new(None),
+        });
+        made.set(store.clone()).unwrap();
+        store
+    })
     .await;
     let failing = slot.get().expect("the app opened its store").clone();
     (app, failing)

@@ -193,6 +193,53 @@ async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
     assert!(link.is_none(), "nothing linked: {link:?}");
 }
 
+/// The store fails while a returning member's social sign-in is counted by the throttle:
+/// the error page with its request id (a 500), no session; once the store is back the
+/// next sign-in goes through.
+#[tokio::test]
+async fn a_social_sign_in_the_store_cannot_count_is_an_error_page_and_no_session() {
+    let op = Op::start(
+        Flavor::Generic,
+        CLIENT_ID,
+        ClientAuth::Secret(SECRET.to_owned()),
+        member(),
+    )
+    .await;
+    let issuer = op.issuer().to_owned();
+    let (app, failing) = crate::outage::app_with_failing_store_and(|c| {
+        c.federation.timeout_ms = 1_000;
+        let mut p = provider(ID, ProviderKind::Oidc, CLIENT_ID);
+        p.client_secret = Secret::new(SECRET);
+        p.issuer = issuer;
+        c.federation.providers = vec![p];
+    })
+    .await;
+    op.use_clock(app.clock());
+    op.register_redirect(&callback(&app, ID));
+    // The first round trip makes the account and its link.
+    let first = app.browser();
+    assert_eq!(round_trip(&first, ID).await.status, 200);
+    signed_in(&first).await;
+
+    let browser = app.browser();
+    let page = sign_in_page(&browser).await;
+    let to = press(&browser, &page, ID).await;
+    let cb = redirect_back(&at_provider(&to).await);
+    *failing.armed.lock().unwrap() = Some("throttle:".to_owned());
+    let failed = back(&browser, &cb).await;
+    *failing.armed.lock().unwrap() = None;
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert!(
+        failed.body.contains("問題が発生しました"),
+        "{}",
+        failed.body
+    );
+    not_signed_in(&browser).await;
+    let again = round_trip(&browser, ID).await;
+    assert_eq!(again.status, 200, "{:?} {}", again.location, again.body);
+    signed_in(&browser).await;
+}
+
 #[tokio::test]
 async fn a_cancelled_consent_at_the_provider_shows_the_sign_in_page_with_the_other_ways() {
     let logs = crate::helpers::CapturedLogs::install();
