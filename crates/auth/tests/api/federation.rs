@@ -17,6 +17,7 @@ use tobira_auth::web::i18n::Lang;
 use crate::helpers::{ClientOpts, OutboxMail, Page, SiteBrowser, TestApp};
 use crate::oidc::{EMAIL, Pending, REDIRECT, Setup, authorize, code_from, exchange};
 use crate::rp::{self, Auth, Http, IdClaims};
+use crate::upstreams::asks_to_sign_in_first;
 
 /// The member's password at the upstream.
 const UP_PASSWORD: &str = "violet-tunnel-ramen-42";
@@ -570,13 +571,7 @@ async fn an_address_in_use_is_never_linked_silently_and_signing_in_to_that_accou
     let (pending, login) = f.client_sign_in_page(&f.browser, &[]).await;
     let asked = f.round_trip(&f.browser, &login).await;
     assert_eq!(asked.status, 200, "the sign-in page again: {}", asked.body);
-    assert!(
-        asked
-            .body
-            .contains("このメールアドレスで登録済みのアカウントがあります"),
-        "{}",
-        asked.body
-    );
+    asks_to_sign_in_first(&asked);
     assert!(
         asked.body.contains(&format!(r#"value="{EMAIL}""#)),
         "the address is filled in: {}",
@@ -655,13 +650,7 @@ async fn another_account_signing_in_on_the_linking_page_links_nothing() {
     let other = f.down().add_user(OTHER_EMAIL, OTHER_PASSWORD).await;
     let (pending, login) = f.client_sign_in_page(&f.browser, &[]).await;
     let asked = f.round_trip(&f.browser, &login).await;
-    assert!(
-        asked
-            .body
-            .contains("このメールアドレスで登録済みのアカウントがあります"),
-        "{}",
-        asked.body
-    );
+    asks_to_sign_in_first(&asked);
     let posted = post_login(
         &f.browser,
         &f.down_url("/login"),
@@ -767,13 +756,7 @@ async fn an_active_account_with_an_unverified_address_is_never_taken_over() {
     let login = f.console_sign_in_page(&f.browser).await;
     let asked = f.round_trip(&f.browser, &login).await;
     assert_eq!(asked.status, 200, "the sign-in page again: {}", asked.body);
-    assert!(
-        asked
-            .body
-            .contains("このメールアドレスで登録済みのアカウントがあります"),
-        "waits for the account's own sign-in: {}",
-        asked.body
-    );
+    asks_to_sign_in_first(&asked);
     assert!(f.session(&f.browser).await.is_none(), "nobody signed in");
     assert!(f.link().await.is_none(), "nothing linked");
     let after = f.down().reload(&owner).await;
@@ -1325,13 +1308,7 @@ async fn an_address_in_use_is_linked_only_after_the_accounts_second_step_too() {
     let (app, _) = crate::two_step::enrol_totp(f.down(), &owner).await;
     let (pending, login) = f.client_sign_in_page(&f.browser, &[]).await;
     let asked = f.round_trip(&f.browser, &login).await;
-    assert!(
-        asked
-            .body
-            .contains("このメールアドレスで登録済みのアカウントがあります"),
-        "{}",
-        asked.body
-    );
+    asks_to_sign_in_first(&asked);
     let posted = post_login(
         &f.browser,
         &f.down_url("/login"),

@@ -386,16 +386,21 @@ async fn everything_sealed_under_the_old_master_key_is_resealed_and_opens_with_t
     }
 }
 
+/// The OP under OLD alone, with hanako enrolled in an authenticator app (its secret sealed
+/// under OLD).
+async fn enrolled_under_old(db: &TestDb, data: &Path, clock: &Clock) -> (Application, User) {
+    let old = build(db, data, clock, &key_text(OLD), "").await.unwrap();
+    let hanako = member(&old, "hanako@example.jp").await;
+    enrol_totp(&old, &hanako).await;
+    (old, hanako)
+}
+
 #[tokio::test]
 async fn a_row_changed_between_read_and_write_is_left_as_the_other_writer_left_it() {
     for db in TestDb::all().await {
         let data = tempfile::tempdir().unwrap();
         let clock = Clock::manual_at_now();
-        let old = build(&db, data.path(), &clock, &key_text(OLD), "")
-            .await
-            .unwrap();
-        let hanako = member(&old, "hanako@example.jp").await;
-        enrol_totp(&old, &hanako).await;
+        let (old, hanako) = enrolled_under_old(&db, data.path(), &clock).await;
         let job = old
             .state()
             .db
@@ -491,12 +496,7 @@ async fn a_row_changed_under_a_run_is_counted_as_skipped_and_left_for_the_next()
     for db in TestDb::all().await {
         let data = tempfile::tempdir().unwrap();
         let clock = Clock::manual_at_now();
-        let old = build(&db, data.path(), &clock, &key_text(OLD), "")
-            .await
-            .unwrap();
-        let hanako = member(&old, "hanako@example.jp").await;
-        enrol_totp(&old, &hanako).await;
-        drop(old);
+        drop(enrolled_under_old(&db, data.path(), &clock).await);
 
         let conn = sea_orm::Database::connect(&db.url).await.unwrap();
         let refuse = match db.backend {

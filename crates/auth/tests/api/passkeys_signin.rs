@@ -379,43 +379,26 @@ async fn a_ceremony_is_taken_once_as_its_own_kind_by_its_own_browser() {
     use tobira_auth::authn::passkey::{Ceremony, keep, take};
     let app = TestApp::spawn().await;
     let s = &app.state;
-    let id = "a".repeat(64);
-    keep(s, Ceremony::SignIn, &id, "cookie", &7_u32)
-        .await
-        .unwrap();
-    for kind in [Ceremony::SecondStep, Ceremony::Register] {
-        assert_eq!(take::<u32>(s, kind, &id, "cookie").await.unwrap(), None);
-    }
-    assert_eq!(
-        take::<u32>(s, Ceremony::SignIn, &id, "other")
-            .await
-            .unwrap(),
-        None
-    );
-    keep(s, Ceremony::SignIn, &id, "cookie", &7_u32)
-        .await
-        .unwrap();
-    assert_eq!(
-        take::<u32>(s, Ceremony::SignIn, &id, "cookie")
-            .await
-            .unwrap(),
-        Some(7)
-    );
-    assert_eq!(
-        take::<u32>(s, Ceremony::SignIn, &id, "cookie")
-            .await
-            .unwrap(),
-        None
-    );
-    // An id longer than any we make, or none, is never looked up.
-    for id in [String::new(), "a".repeat(65)] {
-        keep(s, Ceremony::SignIn, &id, "cookie", &7_u32)
+    let kept = async |id: &str| {
+        keep(s, Ceremony::SignIn, id, "cookie", &7_u32)
             .await
             .unwrap();
+    };
+    let taken = async |kind, id: &str, bound: &str| take::<u32>(s, kind, id, bound).await.unwrap();
+    let id = "a".repeat(64);
+    kept(&id).await;
+    for kind in [Ceremony::SecondStep, Ceremony::Register] {
+        assert_eq!(taken(kind, &id, "cookie").await, None);
+    }
+    assert_eq!(taken(Ceremony::SignIn, &id, "other").await, None);
+    kept(&id).await;
+    assert_eq!(taken(Ceremony::SignIn, &id, "cookie").await, Some(7));
+    assert_eq!(taken(Ceremony::SignIn, &id, "cookie").await, None);
+    // An id longer than any we make, or none, is never looked up.
+    for id in [String::new(), "a".repeat(65)] {
+        kept(&id).await;
         assert_eq!(
-            take::<u32>(s, Ceremony::SignIn, &id, "cookie")
-                .await
-                .unwrap(),
+            taken(Ceremony::SignIn, &id, "cookie").await,
             None,
             "{}",
             id.len()

@@ -225,9 +225,29 @@ pub fn offers_other_ways(page: &Page, id: &str, says: &str) {
     );
 }
 
+/// The page asks the member to sign in to the account that already uses the address
+/// first: nothing is linked silently.
+pub fn asks_to_sign_in_first(page: &Page) {
+    assert!(
+        page.body
+            .contains("このメールアドレスで登録済みのアカウントがあります"),
+        "{}",
+        page.body
+    );
+}
+
+/// The link to (`issuer`, `subject`), if one was made.
+pub async fn link_to(
+    app: &TestApp,
+    issuer: &str,
+    subject: &str,
+) -> Option<tobira_auth::store::Link> {
+    app.state.db.links().find(issuer, subject).await.unwrap()
+}
+
 /// The account with `email` has no link to (`issuer`, `subject`) and does not exist.
 pub async fn nothing_made(app: &TestApp, email: &str, issuer: &str, subject: &str) {
     assert!(app.user(email).await.is_none(), "no account was made");
-    let link = app.state.db.links().find(issuer, subject).await.unwrap();
+    let link = link_to(app, issuer, subject).await;
     assert!(link.is_none(), "no link was made: {link:?}");
 }

@@ -8,9 +8,9 @@ use tobira_auth::config::{ProviderKind, Secret};
 
 use super::stand_in::{ClientAuth, Flavor, IdTokenFault, Knobs, Member, Op, TokenFault};
 use super::{
-    CANCELLED, MISCONFIGURED, REFUSED, UNAVAILABLE, at_provider, back, callback, not_signed_in,
-    nothing_made, offers_other_ways, press, provider, redirect_back, round_trip, sign_in_page,
-    signed_in,
+    CANCELLED, MISCONFIGURED, REFUSED, UNAVAILABLE, asks_to_sign_in_first, at_provider, back,
+    callback, link_to, not_signed_in, nothing_made, offers_other_ways, press, provider,
+    redirect_back, round_trip, sign_in_page, signed_in,
 };
 use crate::helpers::{Browser, TestApp};
 
@@ -39,26 +39,38 @@ struct Setup {
 /// The stand-in and a downstream with it as provider `idp` of `kind` (found by
 /// discovery from the stand-in's issuer), giving up on it after a second.
 async fn setup(kind: ProviderKind, member: Member) -> Setup {
-    let op = Op::start(
+    let op = stand_in(member).await;
+    let issuer = op.issuer().to_owned();
+    let app = TestApp::spawn_with(|c| with_provider(c, kind, issuer)).await;
+    registered(&op, &app);
+    let browser = app.browser();
+    Setup { op, app, browser }
+}
+
+/// The stand-in, knowing `member` and our client.
+async fn stand_in(member: Member) -> Op {
+    Op::start(
         Flavor::Generic,
         CLIENT_ID,
         ClientAuth::Secret(SECRET.to_owned()),
         member,
     )
-    .await;
-    let issuer = op.issuer().to_owned();
-    let app = TestApp::spawn_with(|c| {
-        c.federation.timeout_ms = 1_000;
-        let mut p = provider(ID, kind, CLIENT_ID);
-        p.client_secret = Secret::new(SECRET);
-        p.issuer = issuer;
-        c.federation.providers = vec![p];
-    })
-    .await;
+    .await
+}
+
+/// Provider `ID` of `kind` at `issuer` (found by discovery), given up on after a second.
+fn with_provider(c: &mut tobira_auth::Config, kind: ProviderKind, issuer: String) {
+    c.federation.timeout_ms = 1_000;
+    let mut p = provider(ID, kind, CLIENT_ID);
+    p.client_secret = Secret::new(SECRET);
+    p.issuer = issuer;
+    c.federation.providers = vec![p];
+}
+
+/// The stand-in on the app's clock, with the app's callback registered.
+fn registered(op: &Op, app: &TestApp) {
     op.use_clock(app.clock());
-    op.register_redirect(&callback(&app, ID));
-    let browser = app.browser();
-    Setup { op, app, browser }
+    op.register_redirect(&callback(app, ID));
 }
 
 #[tokio::test]
@@ -168,12 +180,7 @@ async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
 
     let page = round_trip(&s.browser, ID).await;
     assert_eq!(page.status, 200, "{:?} {}", page.location, page.body);
-    assert!(
-        page.body
-            .contains("このメールアドレスで登録済みのアカウントがあります"),
-        "{}",
-        page.body
-    );
+    asks_to_sign_in_first(&page);
     not_signed_in(&s.browser).await;
     let after = s.app.user(EMAIL).await.unwrap();
     assert_eq!(after.id, before.id);
@@ -182,14 +189,7 @@ async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
         "the sign-up keeps its password"
     );
     assert!(!after.email_verified);
-    let link = s
-        .app
-        .state
-        .db
-        .links()
-        .find(s.op.issuer(), SUB)
-        .await
-        .unwrap();
+    let link = link_to(&s.app, s.op.issuer(), SUB).await;
     assert!(link.is_none(), "nothing linked: {link:?}");
 }
 
@@ -198,24 +198,12 @@ async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
 /// next sign-in goes through.
 #[tokio::test]
 async fn a_social_sign_in_the_store_cannot_count_is_an_error_page_and_no_session() {
-    let op = Op::start(
-        Flavor::Generic,
-        CLIENT_ID,
-        ClientAuth::Secret(SECRET.to_owned()),
-        member(),
-    )
-    .await;
+    let op = stand_in(member()).await;
     let issuer = op.issuer().to_owned();
-    let (app, failing) = crate::outage::app_with_failing_store_and(|c| {
-        c.federation.timeout_ms = 1_000;
-        let mut p = provider(ID, ProviderKind::Oidc, CLIENT_ID);
-        p.client_secret = Secret::new(SECRET);
-        p.issuer = issuer;
-        c.federation.providers = vec![p];
-    })
-    .await;
-    op.use_clock(app.clock());
-    op.register_redirect(&callback(&app, ID));
+    let (app, failing) =
+        crate::outage::app_with_failing_store_and(|c| with_provider(c, ProviderKind::Oidc, issuer))
+            .await;
+    registered(&op, &app);
     // The first round trip makes the account and its link.
     let first = app.browser();
     assert_eq!(round_trip(&first, ID).await.status, 200);
@@ -251,17 +239,7 @@ async fn a_cancelled_consent_at_the_provider_shows_the_sign_in_page_with_the_oth
     nothing_made(&s.app, EMAIL, s.op.issuer(), SUB).await;
     assert!(s.op.seen().token.is_empty(), "no code to redeem");
     // The member's own choice: noted, not alarmed on.
-    assert_eq!(
-        said(&logs, "social sign-in cancelled at the provider"),
-        vec![("INFO".to_owned(), ID.to_owned())],
-        "{}",
-        logs.text()
-    );
-    assert!(
-        said(&logs, "social sign-in failed").is_empty(),
-        "{}",
-        logs.text()
-    );
+    logged_instead_of_a_failure(&logs, "social sign-in cancelled at the provider", "INFO");
 }
 
 /// The stand-in misbehaves as `fault` says; the downstream shows a page that says
@@ -331,32 +309,25 @@ async fn a_provider_refusing_the_client_says_sign_in_through_it_is_not_available
     let logs = crate::helpers::CapturedLogs::install();
     refused_when(|k| k.token = TokenFault::InvalidClient, MISCONFIGURED).await;
     // Our own misconfiguration is the operator's alarm, at error level.
-    assert_eq!(
-        said(&logs, "a provider refused this client"),
-        vec![("ERROR".to_owned(), ID.to_owned())],
-        "{}",
-        logs.text()
-    );
-    assert!(
-        said(&logs, "social sign-in failed").is_empty(),
-        "{}",
-        logs.text()
-    );
+    logged_instead_of_a_failure(&logs, "a provider refused this client", "ERROR");
 }
 
-/// The level and provider of each log line with `message`.
-fn said(logs: &crate::helpers::CapturedLogs, message: &str) -> Vec<(String, String)> {
-    logs.lines()
-        .iter()
-        .filter(|l| l["fields"]["message"] == message)
-        .map(|l| {
-            let provider = l["fields"]["provider"].as_str().unwrap_or_default();
-            (
-                l["level"].as_str().unwrap_or_default().to_owned(),
-                provider.to_owned(),
-            )
-        })
-        .collect()
+/// The one log line about this provider is `message` at `level`, not the generic
+/// "social sign-in failed".
+fn logged_instead_of_a_failure(logs: &crate::helpers::CapturedLogs, message: &str, level: &str) {
+    let said = |message: &str| -> Vec<(String, String)> {
+        logs.lines()
+            .iter()
+            .filter(|l| l["fields"]["message"] == message)
+            .map(|l| {
+                let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                (field(&l["level"]), field(&l["fields"]["provider"]))
+            })
+            .collect()
+    };
+    let text = logs.text();
+    assert_eq!(said(message), [(level.to_owned(), ID.to_owned())], "{text}");
+    assert!(said("social sign-in failed").is_empty(), "{text}");
 }
 
 #[tokio::test]
