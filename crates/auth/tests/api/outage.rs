@@ -339,10 +339,18 @@ async fn redis_killed_under_load_and_started_again() {
 #[derive(Debug)]
 pub(crate) struct FailingWrites {
     inner: Ephemeral,
-    pub(crate) armed: std::sync::Mutex<Option<String>>,
+    armed: std::sync::Mutex<Option<String>>,
 }
 
 impl FailingWrites {
+    /// Awaits `request` while writes to keys containing `part` fail, then lets them pass.
+    pub(crate) async fn during<T>(&self, part: &str, request: impl Future<Output = T>) -> T {
+        *self.armed.lock().unwrap() = Some(part.to_owned());
+        let out = request.await;
+        *self.armed.lock().unwrap() = None;
+        out
+    }
+
     fn check(&self, key: &str) -> Result<(), EphemeralError> {
         match &*self.armed.lock().unwrap() {
             Some(part) if key.contains(part.as_str()) => {
@@ -453,11 +461,12 @@ async fn a_sign_in_cut_after_its_session_leaves_the_browser_its_session() {
 
     // The parked request (named by its tx) can be read, not written.
     let tx = login.field("tx").expect("a tx");
-    *failing.armed.lock().unwrap() = Some(tx);
-    let posted = browser
-        .post_login(&login, "hanako@example.jp", PASSWORD)
+    let posted = failing
+        .during(
+            &tx,
+            browser.post_login(&login, "hanako@example.jp", PASSWORD),
+        )
         .await;
-    *failing.armed.lock().unwrap() = None;
     assert_eq!(posted.status, 503, "{}", posted.body);
 
     let now = app.state.clock.now();
@@ -508,9 +517,7 @@ async fn a_code_the_store_cannot_keep_is_a_503_and_takes_its_grant_back() {
         .await;
     assert_eq!(posted.status, 303, "{}", posted.body);
     // Codes are kept under `code:<hash>`.
-    *failing.armed.lock().unwrap() = Some("code:".to_owned());
-    let answer = browser.follow(posted).await;
-    *failing.armed.lock().unwrap() = None;
+    let answer = failing.during("code:", browser.follow(posted)).await;
     assert_eq!(answer.status, 503, "{:?} {}", answer.location, answer.body);
     // A grant made within the hour counts as a connected app until revoked.
     let connected = app
@@ -543,9 +550,12 @@ async fn a_second_step_send_the_store_cannot_count_is_a_503_and_works_after() {
         .get(posted.location.as_deref().expect("to the second step"))
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
-    *failing.armed.lock().unwrap() = Some("second_step_sends:".to_owned());
-    let refused = crate::two_step::send_email_code(&browser, &page).await;
-    *failing.armed.lock().unwrap() = None;
+    let refused = failing
+        .during(
+            "second_step_sends:",
+            crate::two_step::send_email_code(&browser, &page),
+        )
+        .await;
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(
         refused.body.contains("一時的に利用できません"),
@@ -578,9 +588,9 @@ async fn a_code_redeemed_while_the_store_fails_is_a_503_and_still_works_after() 
     let secret = secret.expect("a confidential client");
     app.add_user("hanako@example.jp", PASSWORD).await;
     let code = code_of(&app, &client_id, "hanako@example.jp").await;
-    *failing.armed.lock().unwrap() = Some("code:".to_owned());
-    let res = redeem(&app, &client_id, &secret, &code).await;
-    *failing.armed.lock().unwrap() = None;
+    let res = failing
+        .during("code:", redeem(&app, &client_id, &secret, &code))
+        .await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "30");
     let body: serde_json::Value = res.json().await.unwrap();

@@ -213,9 +213,7 @@ async fn a_social_sign_in_the_store_cannot_count_is_an_error_page_and_no_session
     let page = sign_in_page(&browser).await;
     let to = press(&browser, &page, ID).await;
     let cb = redirect_back(&at_provider(&to).await);
-    *failing.armed.lock().unwrap() = Some("throttle:".to_owned());
-    let failed = back(&browser, &cb).await;
-    *failing.armed.lock().unwrap() = None;
+    let failed = failing.during("throttle:", back(&browser, &cb)).await;
     assert_eq!(failed.status, 500, "{}", failed.body);
     assert!(
         failed.body.contains("問題が発生しました"),
