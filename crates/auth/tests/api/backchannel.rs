@@ -144,6 +144,19 @@ fn decode(part: &str) -> Map<String, Value> {
 
 /// Checks a logout token as a relying party must (§2.6) and returns its claims.
 pub fn checked(app: &TestApp, token: &str, client_id: &str, alg: Alg) -> Map<String, Value> {
+    let now = app.clock().now().unix_timestamp();
+    checked_signed_since(app, token, client_id, alg, now - 5)
+}
+
+/// [`checked`], for a token signed at any time since `earliest` (a Unix time): a test whose
+/// clock moves on while deliveries are retried sees tokens signed before its last move.
+fn checked_signed_since(
+    app: &TestApp,
+    token: &str,
+    client_id: &str,
+    alg: Alg,
+    earliest: i64,
+) -> Map<String, Value> {
     let header = decode(token.split('.').next().unwrap());
     assert_eq!(header["typ"], "logout+jwt");
     assert_eq!(
@@ -162,7 +175,10 @@ pub fn checked(app: &TestApp, token: &str, client_id: &str, alg: Alg) -> Map<Str
     assert_eq!(claims["aud"], client_id);
     let now = app.clock().now().unix_timestamp();
     let iat = claims["iat"].as_i64().unwrap();
-    assert!((now - 5..=now).contains(&iat), "iat {iat} now {now}");
+    assert!(
+        (earliest..=now).contains(&iat),
+        "iat {iat} since {earliest} now {now}"
+    );
     assert!(claims["exp"].as_i64().unwrap() > now);
     assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
     assert_eq!(
@@ -314,13 +330,14 @@ async fn two_replicas_deliver_each_logout_exactly_once() {
     receiver.inner.slow_ms.store(150, Ordering::SeqCst);
     let s = setup_listening(receiver.uri(), Alg::RS256).await;
     let _replica = s.app.replica().await;
+    let since = s.app.clock().now().unix_timestamp();
     let sids = sessions_ended(&s, SESSIONS).await;
 
     let tokens = receiver.wait_for(SESSIONS).await;
     // Both replicas poll every 50 ms; give a duplicate every chance to show.
     tokio::time::sleep(StdDuration::from_millis(800)).await;
     assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), SESSIONS);
-    assert_eq!(sids_of(&s, &tokens), sids, "one logout per session");
+    assert_eq!(sids_of(&s, &tokens, since), sids, "one logout per session");
 }
 
 /// The member signs in on `n` browsers, then support ends all their sessions at once:
@@ -349,12 +366,13 @@ async fn sessions_ended(s: &Setup, n: usize) -> BTreeSet<String> {
     sids
 }
 
-/// The `sid` of each logout token, each checked as the client must.
-fn sids_of(s: &Setup, tokens: &[String]) -> BTreeSet<String> {
+/// The `sid` of each logout token, each checked as the client must, signed at `earliest`
+/// (a Unix time) or later.
+fn sids_of(s: &Setup, tokens: &[String], earliest: i64) -> BTreeSet<String> {
     tokens
         .iter()
         .map(|t| {
-            checked(&s.app, t, &s.client_id, Alg::RS256)["sid"]
+            checked_signed_since(&s.app, t, &s.client_id, Alg::RS256, earliest)["sid"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -380,7 +398,10 @@ async fn a_client_refusing_connections_gets_every_logout_once_it_listens_again()
     assert_eq!(tried.len(), SESSIONS, "every logout waits: {tried:?}");
     assert!(tried.iter().all(|j| j.attempts >= 3), "{tried:?}");
 
-    // The client's server comes back on its port: every logout arrives, once.
+    // The client's server comes back on its port: every logout arrives, once. The clock
+    // moves on a minute at a time until each retry is due, so a token may be signed
+    // minutes before the last move.
+    let since = s.app.clock().now().unix_timestamp();
     let receiver = Receiver::start_on_port(port).await;
     for _ in 0..40 {
         s.app.clock().advance(Duration::minutes(1));
@@ -394,7 +415,7 @@ async fn a_client_refusing_connections_gets_every_logout_once_it_listens_again()
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     assert_eq!(receiver.inner.hits.load(Ordering::SeqCst), SESSIONS);
     assert_eq!(
-        sids_of(&s, &receiver.tokens()),
+        sids_of(&s, &receiver.tokens(), since),
         sids,
         "one logout per session"
     );
