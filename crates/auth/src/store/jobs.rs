@@ -227,6 +227,16 @@ impl<'c> JobRepo<'c> {
         Ok(())
     }
 
+    /// How many jobs of `queue` a worker holds now: tried (counted in `attempts`), the
+    /// outcome not yet recorded.
+    pub async fn running(&self, queue: &str) -> Result<u64, StoreError> {
+        Ok(jobs::Entity::find()
+            .filter(jobs::Column::Queue.eq(queue))
+            .filter(jobs::Column::LockedUntil.is_not_null())
+            .count(self.conn)
+            .await?)
+    }
+
     /// Forgets jobs given up at or before `before` (their error text may name a member's
     /// address: kept as long as personal data is, `account.retention_days`); how many.
     pub async fn forget_given_up(&self, before: OffsetDateTime) -> Result<u64, StoreError> {

@@ -725,7 +725,7 @@ async fn the_cli_and_the_api_apply_the_same_freeze_rule_and_both_record_it() {
     // Unlock at the CLI: queued, applied by the running server, recorded as support's.
     // The command waits for the server, which runs on this test's thread: off it. The
     // job is due at the command's time, a real one: the app's clock is moved past it.
-    app.clock().advance(time::Duration::minutes(1));
+    app.ahead_of_the_system_clock();
     let out = {
         let config = app.state.config.clone();
         tokio::task::spawn_blocking(move || {

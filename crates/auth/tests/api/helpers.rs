@@ -560,9 +560,35 @@ impl TestApp {
         self.state.db.jobs().pending(queue).await.unwrap()
     }
 
+    /// Whether every job of `queue` is done (none waits, none is being tried) within 5
+    /// seconds, polling: a delivery is seen by its receiver before its worker deletes it.
+    pub async fn drained(&self, queue: &str) -> bool {
+        for _ in 0..100 {
+            if self.pending_jobs(queue).await.is_empty() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    /// Moves the clock to a minute past the system clock, unless it is there already: a
+    /// CLI command, a process of its own, dates the job it queues by the system clock,
+    /// while this clock stands still unless moved; the command must start within the
+    /// minute.
+    pub fn ahead_of_the_system_clock(&self) {
+        let lag = Clock::system().now() + time::Duration::minutes(1) - self.clock().now();
+        if lag.is_positive() {
+            self.clock().advance(lag);
+        }
+    }
+
     /// Moves the clock on, 2 s at a time (the first retries' backoff), until `n` jobs of
-    /// `queue` wait and each has been tried at least `tries` times, or 200 steps have
-    /// passed; the jobs as they are then.
+    /// `queue` wait, each has been tried at least `tries` times and no try is still
+    /// running, or 200 polls have passed; the jobs as they are then. A try is counted
+    /// when it starts and judged (retried, or given up) by the clock when it ends, so the
+    /// clock stays put while one runs: a try judged later than it ran would be dated
+    /// wrong, and a test moving the clock on after this returns moves it past every try.
     pub async fn wait_until_tried(
         &self,
         queue: &str,
@@ -572,10 +598,13 @@ impl TestApp {
         let mut jobs = Vec::new();
         for _ in 0..200 {
             jobs = self.pending_jobs(queue).await;
-            if jobs.len() == n && jobs.iter().all(|j| j.attempts >= tries) {
+            let running = self.state.db.jobs().running(queue).await.unwrap() > 0;
+            if !running && jobs.len() == n && jobs.iter().all(|j| j.attempts >= tries) {
                 break;
             }
-            self.clock().advance(time::Duration::seconds(2));
+            if !running {
+                self.clock().advance(time::Duration::seconds(2));
+            }
             tokio::time::sleep(std::time::Duration::from_millis(40)).await;
         }
         jobs

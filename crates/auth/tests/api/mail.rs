@@ -99,13 +99,10 @@ async fn an_smtp_outage_loses_no_mail() {
         got[0].subject.as_deref(),
         Some("【Tobira】パスワードの再設定")
     );
-    for _ in 0..40 {
-        if app.pending_jobs(MAIL_QUEUE).await.is_empty() {
-            return;
-        }
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-    panic!("the delivered job stayed in the queue");
+    assert!(
+        app.drained(MAIL_QUEUE).await,
+        "the delivered job stayed in the queue"
+    );
 }
 
 #[tokio::test]
@@ -153,14 +150,10 @@ async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
     // queue empties.
     sink.restart().await;
     app.clock().advance(tobira_auth::jobs::MAX_BACKOFF);
-    let mut got = Vec::new();
-    for _ in 0..40 {
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-        got = sink.messages();
-        if got.len() >= MEMBERS.len() {
-            break;
-        }
-    }
+    let got = sink
+        .wait_for(MEMBERS.len(), StdDuration::from_secs(10))
+        .await;
+    // Time for a duplicate to show.
     tokio::time::sleep(StdDuration::from_millis(300)).await;
     let mut to: Vec<String> = sink
         .messages()
@@ -169,7 +162,7 @@ async fn mails_wait_through_a_long_outage_and_each_arrives_once() {
         .collect();
     to.sort();
     assert_eq!(to, MEMBERS, "one mail each: {got:?}");
-    assert!(app.pending_jobs(MAIL_QUEUE).await.is_empty());
+    assert!(app.drained(MAIL_QUEUE).await);
 }
 
 #[tokio::test]

@@ -184,12 +184,13 @@ async fn sigterm_turns_readyz_to_503_while_requests_are_served_then_exits_after_
         200
     );
 
+    // Timed from before the signal: the drain cannot start earlier.
+    let term = Instant::now();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let term = Instant::now();
 
     // Draining: not ready, yet alive and serving.
     let mut draining = None;

@@ -630,8 +630,8 @@ async fn support_unlocks_an_account_and_an_address_with_the_cli() {
     );
 
     // The CLI queues by the system clock; the app's manual clock started with the test
-    // and stands still unless moved: move it past the CLI's "now".
-    s.app.clock().advance(Duration::minutes(1));
+    // and stands still unless moved: move it past the CLI's "now" before each command.
+    s.app.ahead_of_the_system_clock();
     let cli = cli(&s.app);
     let tobira = move |args: &[&str]| {
         let out = cli(args);
@@ -665,6 +665,7 @@ async fn support_unlocks_an_account_and_an_address_with_the_cli() {
             .status,
         429
     );
+    s.app.ahead_of_the_system_clock();
     let (ok, err) =
         tokio::task::spawn_blocking(move || tobira(&["users", "unlock", "--ip", "127.0.0.1"]))
             .await
