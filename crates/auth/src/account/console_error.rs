@@ -1,6 +1,7 @@
 //! What went wrong behind a console page (passkeys, two-step verification, linked
 //! accounts): a store the page needs, or a bug. One answer for all of them: a 503 while
-//! the ephemeral store is away (try again shortly), otherwise a 500 with the request id.
+//! the ephemeral store is away or full (try again shortly), otherwise a 500 with the
+//! request id.
 //! The cause is logged, never shown.
 
 use axum::http::StatusCode;
@@ -35,20 +36,50 @@ impl ConsoleError {
 
     /// The page for this error; `page` names the console page in the log.
     pub(crate) fn respond(self, page: &str, lang: Lang, request_id: RequestId) -> Response {
-        match self {
-            Self::Ephemeral(_) | Self::Unavailable(_) => {
-                tracing::warn!(error = %self, page, "account console: the ephemeral store is unavailable");
-                unavailable_page(lang)
-            }
-            other => {
-                tracing::error!(error = %other, page, "account console failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    lang,
-                    Msg::ServerError,
-                    request_id.0,
-                )
-            }
+        let transient = match &self {
+            Self::Ephemeral(e) => e.is_transient(),
+            Self::Unavailable(_) => true,
+            Self::Store(_) | Self::Seal(_) | Self::Internal(_) => false,
+        };
+        if transient {
+            tracing::warn!(error = %self, page, "account console: the ephemeral store is unavailable");
+            return unavailable_page(lang);
+        }
+        tracing::error!(error = %self, page, "account console failed");
+        error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            lang,
+            Msg::ServerError,
+            request_id.0,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Down or full is worth trying again shortly; data the store cannot give back as it
+    /// was kept (`Malformed`) is not, and gets the request id.
+    #[test]
+    fn only_an_ephemeral_store_down_or_full_is_unavailable() {
+        let status = |e: ConsoleError| {
+            e.respond("test", Lang::Ja, RequestId(Some("req-1".to_owned())))
+                .status()
+        };
+        for transient in [
+            ConsoleError::Ephemeral(EphemeralError::Unavailable("down".to_owned())),
+            ConsoleError::Ephemeral(EphemeralError::Full),
+            ConsoleError::Unavailable("down".to_owned()),
+        ] {
+            assert_eq!(status(transient), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        for bug in [
+            ConsoleError::Ephemeral(EphemeralError::Malformed),
+            ConsoleError::Internal("bug".to_owned()),
+            ConsoleError::Store(StoreError::EmailTaken),
+        ] {
+            assert_eq!(status(bug), StatusCode::INTERNAL_SERVER_ERROR);
         }
     }
 }

@@ -51,10 +51,10 @@ pub enum SignInError {
 
 impl From<crate::store::EphemeralError> for SignInError {
     fn from(e: crate::store::EphemeralError) -> Self {
-        use crate::store::EphemeralError as E;
-        match e {
-            E::Unavailable(_) | E::Full => Self::Unavailable(e.to_string()),
-            E::Malformed => Self::Internal(e.to_string()),
+        if e.is_transient() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
         }
     }
 }

@@ -115,12 +115,10 @@ impl From<FlowError> for Rejection {
 
 impl From<crate::store::EphemeralError> for Rejection {
     fn from(e: crate::store::EphemeralError) -> Self {
-        use crate::store::EphemeralError;
-        match e {
-            EphemeralError::Unavailable(_) | EphemeralError::Full => {
-                Self::Unavailable(e.to_string())
-            }
-            EphemeralError::Malformed => Self::Internal(e.to_string()),
+        if e.is_transient() {
+            Self::Unavailable(e.to_string())
+        } else {
+            Self::Internal(e.to_string())
         }
     }
 }

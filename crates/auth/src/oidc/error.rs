@@ -77,10 +77,10 @@ impl OAuthError {
     /// A failure of the ephemeral store: its being down or full is a 503 with
     /// `Retry-After`, as on the pages; anything else is internal.
     pub fn store(e: crate::store::EphemeralError) -> Self {
-        use crate::store::EphemeralError as E;
-        match e {
-            E::Unavailable(_) | E::Full => Self::unavailable(e),
-            E::Malformed => Self::server(e),
+        if e.is_transient() {
+            Self::unavailable(e)
+        } else {
+            Self::server(e)
         }
     }
 

@@ -31,7 +31,7 @@ use crate::domain::User;
 use crate::flow::{self, FlowError, SignInFor};
 use crate::mail::templates;
 use crate::state::AppState;
-use crate::store::{EphemeralError, Factors, LoginResult};
+use crate::store::{Factors, LoginResult};
 use crate::web::client_ip::client_ip;
 use crate::web::cookies::REMEMBER;
 use crate::web::csrf::{self, CsrfForm};
@@ -98,7 +98,9 @@ pub(super) fn to_login(tx: &str) -> String {
 /// A failure of a store: 503 when the ephemeral store is down or full (try again), 500
 /// with the request id otherwise; the cause is logged, never shown.
 pub(super) fn failure(e: SecondStepError, lang: Lang, request_id: &RequestId) -> Response {
-    if let SecondStepError::Ephemeral(EphemeralError::Unavailable(_) | EphemeralError::Full) = e {
+    if let SecondStepError::Ephemeral(eph) = &e
+        && eph.is_transient()
+    {
         tracing::warn!(error = %e, "second step: ephemeral store unavailable");
         return unavailable_page(lang);
     }

@@ -31,7 +31,7 @@ use crate::store::{
     StoreError,
 };
 use crate::web::i18n::{Lang, Msg};
-use crate::web::pages::{RequestId, error_page};
+use crate::web::pages::{RequestId, error_page, unavailable_page};
 
 /// An identity whose address another account uses waits this long for that account's
 /// sign-in.
@@ -117,6 +117,16 @@ impl<'a> Arrival<'a> {
     async fn again_msg(&self, status: StatusCode, msg: Msg) -> Response {
         self.again(status, about(self.state, msg, self.provider, self.lang))
             .await
+    }
+
+    /// The ephemeral store failed: down or full, the unavailable page (503, try again
+    /// shortly, as a password sign-in answers); anything else, `server_error`.
+    fn store_failed(&self, what: &str, e: &EphemeralError) -> Response {
+        if e.is_transient() {
+            tracing::warn!(error = %e, provider = %self.provider.id, "{what}");
+            return unavailable_page(self.lang);
+        }
+        self.server_error(what, e)
     }
 
     fn server_error(&self, what: &str, e: &dyn std::fmt::Display) -> Response {
@@ -430,11 +440,11 @@ impl<'a> Arrival<'a> {
                 refused(state, &lock, &mut res);
                 return res;
             }
-            Err(e) => return self.server_error("the throttle cannot count a social sign-in", &e),
+            Err(e) => return self.store_failed("the throttle cannot count a social sign-in", &e),
         }
         // The provider vouched for the member: the attempt succeeded.
         if let Err(e) = state.throttle.succeeded(&counted).await {
-            return self.server_error("the throttle cannot take back a social sign-in", &e);
+            return self.store_failed("the throttle cannot take back a social sign-in", &e);
         }
         if !user.usable() {
             tracing::warn!(account = %user.id.0, ip = %self.ip, "social sign-in of an account not usable");
@@ -475,7 +485,7 @@ impl<'a> Arrival<'a> {
                 let next = format!("{}?tx={}", paths::SECOND_STEP, self.tx);
                 see_other(&next, &self.cookies)
             }
-            Err(e) => self.server_error("cannot start the second step", &e),
+            Err(e) => second_step::failure(e, self.lang, &self.request_id),
         }
     }
 

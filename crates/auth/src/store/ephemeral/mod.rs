@@ -28,6 +28,15 @@ pub enum EphemeralError {
     Full,
 }
 
+impl EphemeralError {
+    /// The store is down or full: the same request may succeed shortly, so it is answered
+    /// 503 with `Retry-After` (a page, or `temporarily_unavailable`); `Malformed` is a
+    /// bug, answered 500.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Full)
+    }
+}
+
 /// What spending a single-use value found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spent {

@@ -193,11 +193,12 @@ async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
     assert!(link.is_none(), "nothing linked: {link:?}");
 }
 
-/// The store fails while a returning member's social sign-in is counted by the throttle:
-/// the error page with its request id (a 500), no session; once the store is back the
-/// next sign-in goes through.
+/// The ephemeral store fails while a returning member's social sign-in is counted by the
+/// throttle, or while her second step is kept: the page a password sign-in shows then
+/// (503, try again shortly), no session; once the store is back the next sign-in goes
+/// through.
 #[tokio::test]
-async fn a_social_sign_in_the_store_cannot_count_is_an_error_page_and_no_session() {
+async fn a_social_sign_in_the_store_cannot_keep_is_unavailable_and_no_session() {
     let op = stand_in(member()).await;
     let issuer = op.issuer().to_owned();
     let (app, failing) =
@@ -209,21 +210,38 @@ async fn a_social_sign_in_the_store_cannot_count_is_an_error_page_and_no_session
     assert_eq!(round_trip(&first, ID).await.status, 200);
     signed_in(&first).await;
 
-    let browser = app.browser();
-    let page = sign_in_page(&browser).await;
-    let to = press(&browser, &page, ID).await;
-    let cb = redirect_back(&at_provider(&to).await);
-    let failed = failing.during("throttle:", back(&browser, &cb)).await;
-    assert_eq!(failed.status, 500, "{}", failed.body);
-    assert!(
-        failed.body.contains("問題が発生しました"),
-        "{}",
-        failed.body
-    );
-    not_signed_in(&browser).await;
+    let unavailable = |part: &'static str| {
+        let browser = app.browser();
+        let failing = failing.clone();
+        async move {
+            let page = sign_in_page(&browser).await;
+            let to = press(&browser, &page, ID).await;
+            let cb = redirect_back(&at_provider(&to).await);
+            let failed = failing.during(part, back(&browser, &cb)).await;
+            assert_eq!(failed.status, 503, "{part}: {}", failed.body);
+            assert_eq!(failed.headers["retry-after"], "30", "{part}");
+            assert!(
+                failed.body.contains("一時的に利用できません"),
+                "{part}: {}",
+                failed.body
+            );
+            not_signed_in(&browser).await;
+            browser
+        }
+    };
+    let browser = unavailable("throttle:").await;
     let again = round_trip(&browser, ID).await;
     assert_eq!(again.status, 200, "{:?} {}", again.location, again.body);
     signed_in(&browser).await;
+
+    // With an authenticator app, the provider is the first step: the second waits in the
+    // store.
+    let user = app.user(EMAIL).await.unwrap();
+    crate::two_step::enrol_totp(&app, &user).await;
+    let browser = unavailable("second_step:").await;
+    let asked = round_trip(&browser, ID).await;
+    assert_eq!(asked.status, 200, "{:?} {}", asked.location, asked.body);
+    assert!(asked.body.contains(r#"id="second-step""#), "{}", asked.body);
 }
 
 #[tokio::test]
