@@ -218,29 +218,31 @@ fn parse(text: &str) -> Result<MasterKey, String> {
 /// Writes a new key with `create_new`: if another process on this machine creates it
 /// at the same moment, we read theirs instead of overwriting it.
 fn create(path: &Path) -> Result<MasterKey, KeyError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| KeyError::Master(format!("cannot create {}: {e}", dir.display())))?;
-    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .map_err(|e| KeyError::Master(format!("cannot create {}: {e}", dir.display())))?;
     let mut key = Zeroizing::new(vec![0u8; KEY_LEN]);
     rand::Rng::fill_bytes(&mut rand::rng(), &mut key[..]);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            let text = Zeroizing::new(format!("{}\n", b64url(&key)));
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| KeyError::Master(format!("cannot write {}: {e}", path.display())))?;
+    // Written whole under a name of its own, then linked to `path` in one step: a process
+    // starting at the same moment (a replica, a CLI command) either links its own key
+    // first or finds this one complete, never an empty or half-written file.
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let suffix = crate::crypto::random_token(&mut rand::rng(), 9);
+    let staged = dir.join(format!(".{name}.{suffix}"));
+    let written = write_new(&staged, &key).and_then(|()| std::fs::hard_link(&staged, path));
+    let _ = std::fs::remove_file(&staged);
+    match written {
+        Ok(()) => {
             tracing::info!(path = %path.display(), "generated a master key");
             Ok(MasterKey::from_vec(key))
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let text = std::fs::read_to_string(path)
                 .map(Zeroizing::new)
-                .map_err(|e| KeyError::Master(e.to_string()))?;
+                .map_err(|e| KeyError::Master(format!("cannot read {}: {e}", path.display())))?;
             parse(text.trim()).map_err(|e| KeyError::Master(format!("{}: {e}", path.display())))
         }
         Err(e) => Err(KeyError::Master(format!(
@@ -248,6 +250,18 @@ fn create(path: &Path) -> Result<MasterKey, KeyError> {
             path.display()
         ))),
     }
+}
+
+/// Writes `key` to a new file at `path`, readable by its owner alone, and syncs it.
+fn write_new(path: &Path, key: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let text = Zeroizing::new(format!("{}\n", b64url(key)));
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -305,6 +319,38 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             format!("{}\n", key_text(4))
         );
+    }
+
+    /// Many processes starting at the same moment on one data directory: every one of
+    /// them gets the same key, none finds the file empty or half written, and nothing
+    /// but the key file is left.
+    #[test]
+    fn processes_starting_at_once_all_get_the_one_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("master.key");
+            let start = std::sync::Barrier::new(8);
+            let ids: Vec<String> = std::thread::scope(|s| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            create(&path).map(|k| k.id().to_owned())
+                        })
+                    })
+                    .collect();
+                racers
+                    .into_iter()
+                    .map(|r| r.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+            let left: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(left, ["master.key"]);
+        }
     }
 
     /// A key file that cannot be read or made is an error naming the path and the cause,
