@@ -215,8 +215,8 @@ fn parse(text: &str) -> Result<MasterKey, String> {
     Ok(MasterKey::from_vec(bytes))
 }
 
-/// Writes a new key with `create_new`: if another process on this machine creates it
-/// at the same moment, we read theirs instead of overwriting it.
+/// Makes a new key at `path`: if another process on this machine makes one at the same
+/// moment, whichever links its file first wins and the others read that key.
 fn create(path: &Path) -> Result<MasterKey, KeyError> {
     let dir = path
         .parent()

@@ -69,14 +69,7 @@ async fn pages_answer_503_and_the_token_endpoint_works_while_redis_is_down() {
         assert_eq!(res.headers()["retry-after"], "30", "{endpoint}");
     }
 
-    let page = app.browser().get(&authorize).await;
-    assert_eq!(page.status, 503, "{}", page.body);
-    assert!(page.headers.contains_key("retry-after"));
-    assert!(
-        page.body.contains("一時的に利用できません"),
-        "{}",
-        page.body
-    );
+    unavailable_page(&app.browser().get(&authorize).await);
     let page = app.browser().get("/login?tx=abc").await;
     assert_eq!(page.status, 503, "{}", page.body);
 
@@ -423,6 +416,20 @@ impl EphemeralStore for FailingWrites {
     }
 }
 
+/// `page` is the page of a store that is down: 503, readable, and when to try again.
+pub(crate) fn unavailable_page(page: &Page) {
+    assert_eq!(page.status, 503, "{:?} {}", page.location, page.body);
+    assert_eq!(
+        page.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("30")
+    );
+    assert!(
+        page.body.contains("一時的に利用できません"),
+        "{}",
+        page.body
+    );
+}
+
 /// An app whose ephemeral store fails on cue.
 async fn app_with_failing_store() -> (TestApp, std::sync::Arc<FailingWrites>) {
     app_with_failing_store_and(|_| {}).await
@@ -556,19 +563,7 @@ async fn a_second_step_send_the_store_cannot_count_is_a_503_and_works_after() {
             crate::two_step::send_email_code(&browser, &page),
         )
         .await;
-    assert_eq!(refused.status, 503, "{}", refused.body);
-    assert!(
-        refused.body.contains("一時的に利用できません"),
-        "{}",
-        refused.body
-    );
-    assert_eq!(
-        refused
-            .headers
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap()),
-        Some("30")
-    );
+    unavailable_page(&refused);
     let sent = crate::two_step::send_email_code(&browser, &page).await;
     assert_eq!(sent.status, 200, "{}", sent.body);
     assert!(
