@@ -157,15 +157,15 @@ fn counter_went_back(credential: &str, counter: u32) -> bool {
 }
 
 /// The credential as it is stored after a ceremony: the counter (and backup flags) as the
-/// authenticator reported them, when they changed.
+/// authenticator reported them, when they changed. (`result.needs_update()` adds nothing:
+/// what it says beyond a change here, a backup-eligible flag turning off, is one that
+/// webauthn-rs does not write into the credential, so it would be stored unchanged.)
 fn updated(
     mut key: Passkey,
     result: &webauthn_rs::prelude::AuthenticationResult,
 ) -> Option<String> {
     let changed = key.update_credential(result) == Some(true);
-    (changed || result.needs_update())
-        .then(|| serde_json::to_string(&key).ok())
-        .flatten()
+    changed.then(|| serde_json::to_string(&key).ok()).flatten()
 }
 
 #[derive(Deserialize)]

@@ -285,10 +285,11 @@ pub async fn begin(
     Ok(())
 }
 
-/// The field a page focuses: the method just tried (else the first form's).
+/// The field a page focuses: the method just tried (else the first form's). The app's
+/// form is first whenever it is shown, so trying it needs no arm of its own (and a
+/// hand-made post naming it without an app enrolled focuses the form that is there).
 fn focus_of(method: &str) -> &'static str {
     match method {
-        "totp" => "totp",
         "email" => "email",
         "recovery" => "recovery",
         _ => "",

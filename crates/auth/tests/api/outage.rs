@@ -328,11 +328,34 @@ async fn redis_killed_under_load_and_started_again() {
 }
 
 /// An ephemeral store that refuses every write to a key containing `armed` (while set),
-/// as a store that fails between two steps of one request.
+/// as a store that fails between two steps of one request; and that can hold one
+/// request at its `swap` of a key, so that a test acts while the request is in the middle.
 #[derive(Debug)]
 pub(crate) struct FailingWrites {
     inner: Ephemeral,
     armed: std::sync::Mutex<Option<String>>,
+    held: std::sync::Mutex<Option<(String, std::sync::Arc<Hold>)>>,
+}
+
+/// A request held at a store call: `reached` when it arrives, going on at `release`.
+#[derive(Debug, Default)]
+pub(crate) struct Hold {
+    reached: tokio::sync::Notify,
+    go: tokio::sync::Notify,
+}
+
+impl Hold {
+    /// Waits until the held request is at the store call (5 s at most).
+    pub(crate) async fn reached(&self) {
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.reached.notified())
+            .await
+            .expect("the request reached the held store call");
+    }
+
+    /// Lets the held request go on.
+    pub(crate) fn release(&self) {
+        self.go.notify_one();
+    }
 }
 
 impl FailingWrites {
@@ -342,6 +365,13 @@ impl FailingWrites {
         let out = request.await;
         *self.armed.lock().unwrap() = None;
         out
+    }
+
+    /// Holds the next `swap` of a key containing `part` until released.
+    pub(crate) fn hold_swap(&self, part: &str) -> std::sync::Arc<Hold> {
+        let hold = std::sync::Arc::new(Hold::default());
+        *self.held.lock().unwrap() = Some((part.to_owned(), hold.clone()));
+        hold
     }
 
     fn check(&self, key: &str) -> Result<(), EphemeralError> {
@@ -405,6 +435,17 @@ impl EphemeralStore for FailingWrites {
         until: OffsetDateTime,
     ) -> Result<bool, EphemeralError> {
         self.check(key)?;
+        let held = {
+            let mut held = self.held.lock().unwrap();
+            match &*held {
+                Some((part, _)) if key.contains(part.as_str()) => held.take().map(|(_, h)| h),
+                _ => None,
+            }
+        };
+        if let Some(hold) = held {
+            hold.reached.notify_one();
+            hold.go.notified().await;
+        }
         self.inner.swap(key, read, value, until).await
     }
     async fn incr(&self, key: &str, window: time::Duration) -> Result<Counter, EphemeralError> {
@@ -430,8 +471,8 @@ pub(crate) fn unavailable_page(page: &Page) {
     );
 }
 
-/// An app whose ephemeral store fails on cue.
-async fn app_with_failing_store() -> (TestApp, std::sync::Arc<FailingWrites>) {
+/// An app whose ephemeral store fails (or holds a request) on cue.
+pub(crate) async fn app_with_failing_store() -> (TestApp, std::sync::Arc<FailingWrites>) {
     app_with_failing_store_and(|_| {}).await
 }
 
@@ -445,6 +486,7 @@ pub(crate) async fn app_with_failing_store_and(
         let store = std::sync::Arc::new(FailingWrites {
             inner,
             armed: std::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(None),
         });
         made.set(store.clone()).unwrap();
         store

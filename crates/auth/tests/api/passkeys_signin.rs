@@ -228,6 +228,32 @@ async fn a_passkey_sign_in_through_a_client_says_pop_user_mfa_and_acr_2() {
     assert!(!tokens.access_token().secret().is_empty());
 }
 
+/// Types the password of `EMAIL` in `browser` and opens the second step it leads to.
+async fn second_step_page(browser: &Browser) -> Page {
+    let login = sent_to_sign_in(browser, "/account").await;
+    let posted = browser.post_login(&login, EMAIL, PASSWORD).await;
+    let to = posted.location.expect("to the second step");
+    assert!(to.starts_with("/login/second-step?tx="), "{to}");
+    let page = browser.get(&to).await;
+    assert_eq!(page.status, 200);
+    page
+}
+
+/// Posts the second step's passkey form with `credential`: the answer, not followed.
+async fn post_second_step(browser: &Browser, page: &Page, credential: &str) -> Page {
+    browser
+        .post_form(
+            "/login/second-step/passkey",
+            &[
+                ("csrf", &page.field("csrf").unwrap()),
+                ("tx", &page.field("tx").unwrap()),
+                ("ceremony", &page.field("ceremony").unwrap()),
+                ("credential", credential),
+            ],
+        )
+        .await
+}
+
 #[tokio::test]
 async fn a_passkey_is_a_second_step_after_the_password() {
     let app = TestApp::spawn().await;
@@ -235,12 +261,7 @@ async fn a_passkey_is_a_second_step_after_the_password() {
     enrol_totp(&app, &user).await;
     let mut m = enrol(&app, &user).await;
     let browser = app.browser();
-    let login = sent_to_sign_in(&browser, "/account").await;
-    let posted = browser.post_login(&login, EMAIL, PASSWORD).await;
-    let to = posted.location.expect("to the second step");
-    assert!(to.starts_with("/login/second-step?tx="), "{to}");
-    let page = browser.get(&to).await;
-    assert_eq!(page.status, 200);
+    let page = second_step_page(&browser).await;
     let options = options_of(&page, "assert").expect("a passkey form on the second step");
     let parsed: Value = serde_json::from_str(&options).unwrap();
     // The member's own credentials, and no autofill here.
@@ -248,20 +269,7 @@ async fn a_passkey_is_a_second_step_after_the_password() {
         parsed["publicKey"]["allowCredentials"][0]["id"],
         m.reg.cred_id_b64()
     );
-    let form = |credential: String| {
-        vec![
-            ("csrf", page.field("csrf").unwrap()),
-            ("tx", page.field("tx").unwrap()),
-            ("ceremony", page.field("ceremony").unwrap()),
-            ("credential", credential),
-        ]
-    };
-    let credential = m.key.assert(&options);
-    let fields = form(credential.clone());
-    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let done = browser
-        .post_form("/login/second-step/passkey", &fields)
-        .await;
+    let done = post_second_step(&browser, &page, &m.key.assert(&options)).await;
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location.as_deref(), Some("/account"));
     let session = session_of(&app, &browser).await.expect("a session");
@@ -273,6 +281,31 @@ async fn a_passkey_is_a_second_step_after_the_password() {
             .iter()
             .any(|e| e.method == "password+passkey" && e.result == LoginResult::Success)
     );
+    // The authenticator's counter is kept, so that a clone's older answer is refused.
+    let stored = app.state.db.passkeys().list(user.id).await.unwrap();
+    let counter = tobira_auth::oidc::passkey::stored_counter(&stored[0].credential);
+    assert_eq!(counter, Some(1));
+}
+
+/// Support freezes the account after its passkey answer was checked and before the
+/// pending sign-in is taken: no session is made for it.
+#[tokio::test]
+async fn an_account_frozen_while_its_passkey_is_checked_is_not_signed_in() {
+    let (app, failing) = crate::outage::app_with_failing_store().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    enrol_totp(&app, &user).await;
+    let mut m = enrol(&app, &user).await;
+    let browser = app.browser();
+    let page = second_step_page(&browser).await;
+    let options = options_of(&page, "assert").expect("a passkey form on the second step");
+    let credential = m.key.assert(&options);
+    let hold = failing.hold_swap("second_step:");
+    let (answer, ()) = tokio::join!(post_second_step(&browser, &page, &credential), async {
+        hold.reached().await;
+        crate::second_step::freeze(&app).await;
+        hold.release();
+    });
+    crate::second_step::closed_midway(&app, &user, &answer, &browser).await;
 }
 
 #[tokio::test]
@@ -285,23 +318,12 @@ async fn a_refused_passkey_second_step_counts_like_a_wrong_code() {
     let other = app.add_user(OTHER, PASSWORD).await;
     let mut theirs = enrol(&app, &other).await;
     let browser = app.browser();
-    let login = sent_to_sign_in(&browser, "/account").await;
-    let posted = browser.post_login(&login, EMAIL, PASSWORD).await;
-    let mut page = browser.get(&posted.location.unwrap()).await;
+    let mut page = second_step_page(&browser).await;
     for left in (0..5).rev() {
         let options = options_of(&page, "assert").unwrap();
         let (cred, handle) = (theirs.reg.cred_id.clone(), theirs.handle);
         let answer = theirs.key.sign_in_as(&options, &cred, handle);
-        let fields = [
-            ("csrf", page.field("csrf").unwrap()),
-            ("tx", page.field("tx").unwrap()),
-            ("ceremony", page.field("ceremony").unwrap()),
-            ("credential", answer),
-        ];
-        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let res = browser
-            .post_form("/login/second-step/passkey", &fields)
-            .await;
+        let res = post_second_step(&browser, &page, &answer).await;
         assert!(session_of(&app, &browser).await.is_none());
         if left == 0 {
             // The fifth refusal voids the sign-in: the password is asked again.
@@ -659,9 +681,7 @@ async fn a_second_step_answer_without_its_ceremony_is_refused_and_recorded() {
     enrol_totp(&app, &user).await;
     let mut m = enrol(&app, &user).await;
     let browser = app.browser();
-    let login = sent_to_sign_in(&browser, "/account").await;
-    let posted = browser.post_login(&login, EMAIL, PASSWORD).await;
-    let page = browser.get(&posted.location.unwrap()).await;
+    let page = second_step_page(&browser).await;
     let answer = m.key.assert(&options_of(&page, "assert").unwrap());
     // The answer, posted naming no ceremony of this sign-in (a replay from elsewhere).
     let res = browser

@@ -1119,11 +1119,8 @@ async fn the_history_shows_the_two_step_sign_in_and_the_wrong_codes() {
     );
 }
 
-#[tokio::test]
-async fn an_account_frozen_after_the_password_is_not_signed_in() {
-    let (app, _user, authenticator, _) = totp_member().await;
-    let browser = app.browser();
-    let page = second_step(&browser).await;
+/// Support freezes the account of `EMAIL`, as the CLI does.
+pub(crate) async fn freeze(app: &TestApp) {
     let st = &app.state;
     tobira_auth::admin::support::freeze(
         &st.db,
@@ -1139,9 +1136,60 @@ async fn an_account_frozen_after_the_password_is_not_signed_in() {
     )
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_frozen_after_the_password_is_not_signed_in() {
+    let (app, _user, authenticator, _) = totp_member().await;
+    let browser = app.browser();
+    let page = second_step(&browser).await;
+    freeze(&app).await;
     let refused = submit(&browser, &page, "totp", &authenticator.code(&app), false).await;
     back_to_password(&refused, &page);
     assert!(browser.cookie("tobira_session").is_none());
+}
+
+/// The answer to a second step whose account was frozen while it was being checked:
+/// the account's closed page, and no session.
+pub(crate) async fn closed_midway(app: &TestApp, user: &User, answer: &Page, browser: &Browser) {
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer
+            .body
+            .contains("このアカウントは現在ご利用いただけません"),
+        "{}",
+        answer.body
+    );
+    // No form can help: none is shown.
+    assert!(
+        !answer.body.contains(r#"id="totp-form""#),
+        "{}",
+        answer.body
+    );
+    assert!(browser.cookie("tobira_session").is_none());
+    let (sessions, now) = (app.state.db.sessions(), app.clock().now());
+    let live = sessions.count_live(user.id, now, app.state.sessions.idle);
+    assert_eq!(live.await.unwrap(), 0);
+}
+
+/// Support freezes the account after its code was checked and before the pending sign-in
+/// is taken (the request held at the take): the account is read again after the take,
+/// and no session is made for it.
+#[tokio::test]
+async fn an_account_frozen_while_its_code_is_checked_is_not_signed_in() {
+    let (app, failing) = crate::outage::app_with_failing_store().await;
+    let user = app.add_user(EMAIL, PASSWORD).await;
+    let (authenticator, _) = enrol_totp(&app, &user).await;
+    let browser = app.browser();
+    let page = second_step(&browser).await;
+    let hold = failing.hold_swap("second_step:");
+    let code = authenticator.code(&app);
+    let (answer, ()) = tokio::join!(submit(&browser, &page, "totp", &code, false), async {
+        hold.reached().await;
+        freeze(&app).await;
+        hold.release();
+    });
+    closed_midway(&app, &user, &answer, &browser).await;
 }
 
 /// An account that needs a new password since the password step (an email change undone
