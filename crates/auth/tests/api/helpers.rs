@@ -560,6 +560,23 @@ impl TestApp {
         self.state.db.jobs().pending(queue).await.unwrap()
     }
 
+    /// Awaits `request` while `table` is renamed away (every query touching it fails, as
+    /// in a database that fails midway through a request), then puts it back.
+    pub async fn without_table<T>(&self, table: &str, request: impl Future<Output = T>) -> T {
+        let db = Database::connect(&self.state.config.database_url())
+            .await
+            .unwrap();
+        let away = format!("{table}_away");
+        db.execute_unprepared(&format!("ALTER TABLE {table} RENAME TO {away}"))
+            .await
+            .unwrap();
+        let out = request.await;
+        db.execute_unprepared(&format!("ALTER TABLE {away} RENAME TO {table}"))
+            .await
+            .unwrap();
+        out
+    }
+
     /// Whether every job of `queue` is done (none waits, none is being tried) within 5
     /// seconds, polling: a delivery is seen by its receiver before its worker deletes it.
     pub async fn drained(&self, queue: &str) -> bool {

@@ -291,6 +291,37 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() 
     );
 }
 
+/// The database fails after the session was found and before its member is read: the
+/// logout answers 500 and ends nothing (it does not ask the member whether to sign out
+/// as if the hint named someone else), and the same request works once it is back.
+#[tokio::test]
+async fn a_logout_whose_member_cannot_be_read_is_a_500_and_works_after() {
+    let s = setup(ClientOpts {
+        post_logout_redirect_uri: Some(LOGGED_OUT),
+        ..Default::default()
+    })
+    .await;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let hint = tokens.id_token().unwrap().to_string();
+    let url = end_session_url(
+        &s,
+        &[
+            ("id_token_hint", &hint),
+            ("post_logout_redirect_uri", LOGGED_OUT),
+        ],
+    );
+    let failed = s.app.without_table("users", s.browser.get(&url)).await;
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    assert!(failed.field("tx").is_none(), "{}", failed.body);
+    assert_eq!(userinfo_status(&s, tokens.access_token()).await, 200);
+    let done = s.browser.get(&url).await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(done.location.unwrap().starts_with(LOGGED_OUT));
+    assert_eq!(userinfo_status(&s, tokens.access_token()).await, 401);
+}
+
 #[tokio::test]
 async fn logout_without_a_valid_hint_asks_first_and_never_redirects_elsewhere() {
     let s = setup(ClientOpts {
@@ -456,6 +487,49 @@ pub async fn post_token_endpoint(s: &Setup, path: &str, form: &[(&str, &str)]) -
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// The hint orders the lookups (RFC 7009 §2.1): with the refresh tokens unreadable, an
+/// access token is still found when it is looked up first (no hint, or its own), and a
+/// lookup that could not be made is an error, never "inactive" or "revoked".
+#[tokio::test]
+async fn the_token_type_hint_orders_the_lookups() {
+    let s = setup(ClientOpts {
+        refresh: true,
+        ..Default::default()
+    })
+    .await;
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let at = tokens.access_token().secret().clone();
+    let answers = s
+        .app
+        .without_table("refresh_tokens", async {
+            let mut answers = Vec::new();
+            for hint in ["", "access_token", "refresh_token"] {
+                let mut form = vec![("token", at.as_str())];
+                if !hint.is_empty() {
+                    form.push(("token_type_hint", hint));
+                }
+                answers.push(post_token_endpoint(&s, "/introspect", &form).await);
+            }
+            answers
+        })
+        .await;
+    for (status, body) in &answers[..2] {
+        assert_eq!(*status, 200, "{body}");
+        assert_eq!(body["active"], true, "{body}");
+    }
+    let (status, body) = &answers[2];
+    assert!(*status >= 500, "{status} {body}");
+    let (status, body) = post_token_endpoint(
+        &s,
+        "/introspect",
+        &[("token", &at), ("token_type_hint", "refresh_token")],
+    )
+    .await;
+    assert_eq!((status, &body["active"]), (200, &Value::Bool(true)));
 }
 
 #[tokio::test]
