@@ -21,10 +21,6 @@ pub(crate) enum ConsoleError {
     /// Sealing with the master key failed (a broken key).
     #[error(transparent)]
     Seal(#[from] KeyError),
-    /// A record the page keeps in the ephemeral store could not be kept (said as text
-    /// by the layer that tried).
-    #[error("the ephemeral store is unavailable: {0}")]
-    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -38,7 +34,6 @@ impl ConsoleError {
     pub(crate) fn respond(self, page: &str, lang: Lang, request_id: RequestId) -> Response {
         let transient = match &self {
             Self::Ephemeral(e) => e.is_transient(),
-            Self::Unavailable(_) => true,
             Self::Store(_) | Self::Seal(_) | Self::Internal(_) => false,
         };
         if transient {
@@ -70,7 +65,6 @@ mod tests {
         for transient in [
             ConsoleError::Ephemeral(EphemeralError::Unavailable("down".to_owned())),
             ConsoleError::Ephemeral(EphemeralError::Full),
-            ConsoleError::Unavailable("down".to_owned()),
         ] {
             assert_eq!(status(transient), StatusCode::SERVICE_UNAVAILABLE);
         }

@@ -661,7 +661,8 @@ async fn start(ctx: &Ctx<'_>, id: &str, ip: IpAddr) -> Result<Response, ConsoleE
             ctx.page(outcome.status(), None, outcome.text(None, ctx.lang))
                 .await
         }
-        Err(BeginError::Store(e)) => Err(ConsoleError::Unavailable(e)),
+        Err(BeginError::Store(e)) => Err(ConsoleError::Ephemeral(e)),
+        Err(BeginError::Internal(e)) => Err(ConsoleError::Internal(e)),
         Err(BeginError::TooMany { retry_after }) => Ok(
             crate::oidc::authorize::Rejection::TooMany { retry_after }.respond(
                 ctx.state,

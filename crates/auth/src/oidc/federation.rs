@@ -77,17 +77,14 @@ pub enum BeginError {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("the flow state cannot be kept: {0}")]
-    Store(String),
+    Store(#[from] EphemeralError),
+    /// A bug (the flow state would not encode).
+    #[error("{0}")]
+    Internal(String),
     /// This client address started too many flows lately (each is kept server-side
     /// until its callback or for `FLOW_LIFETIME`).
     #[error("too many social sign-ins started from this address")]
     TooMany { retry_after: i64 },
-}
-
-impl From<EphemeralError> for BeginError {
-    fn from(e: EphemeralError) -> Self {
-        Self::Store(e.to_string())
-    }
 }
 
 /// An authorization request on its way: what the callback needs to finish it, kept
@@ -168,7 +165,7 @@ pub async fn begin(
         binding: binding.hash(),
         flow: started.flow,
     };
-    let bytes = serde_json::to_vec(&record).map_err(|e| BeginError::Store(e.to_string()))?;
+    let bytes = serde_json::to_vec(&record).map_err(|e| BeginError::Internal(e.to_string()))?;
     state
         .ephemeral
         .put_bounded(
@@ -272,9 +269,18 @@ pub async fn post_start(
             let shown = upstream_message(&state, &e, &provider, lang);
             login::page_again(&state, &headers, &request_id, &form.tx, lang, shown, &[]).await
         }
-        Err(BeginError::Store(e)) => {
-            tracing::error!(error = %e, "cannot keep a social sign-in's flow");
+        Err(BeginError::Store(e)) if e.is_transient() => {
+            tracing::warn!(error = %e, "cannot keep a social sign-in's flow");
             unavailable_page(lang)
+        }
+        Err(e @ (BeginError::Store(_) | BeginError::Internal(_))) => {
+            tracing::error!(error = %e, "cannot start a social sign-in");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                lang,
+                Msg::ServerError,
+                request_id.0.clone(),
+            )
         }
     }
 }

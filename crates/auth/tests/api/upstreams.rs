@@ -106,17 +106,22 @@ pub async fn sign_in_page(browser: &Browser) -> Page {
     sent_to_sign_in(browser, "/account").await
 }
 
-/// Presses provider `id`'s button on `page`: the downstream answers 303 to the
-/// provider. Returns where to.
-pub async fn press(browser: &Browser, page: &Page, id: &str) -> String {
+/// The answer to pressing the button of provider `id` on `page`, not followed.
+pub async fn pressed(browser: &Browser, page: &Page, id: &str) -> Page {
     let fields = button(page, id);
     let form: Vec<(&str, &str)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let sent = browser
+    browser
         .post_form(&format!("/federation/{id}/start"), &form)
-        .await;
+        .await
+}
+
+/// Presses provider `id`'s button on `page`: the downstream answers 303 to the
+/// provider. Returns where to.
+pub async fn press(browser: &Browser, page: &Page, id: &str) -> String {
+    let sent = pressed(browser, page, id).await;
     assert_eq!(
         sent.status, 303,
         "the button sends to the provider: {}",

@@ -9,7 +9,7 @@ use tobira_auth::config::{ProviderKind, Secret};
 use super::stand_in::{ClientAuth, Flavor, IdTokenFault, Knobs, Member, Op, TokenFault};
 use super::{
     CANCELLED, MISCONFIGURED, REFUSED, UNAVAILABLE, asks_to_sign_in_first, at_provider, back,
-    callback, link_to, not_signed_in, nothing_made, offers_other_ways, press, provider,
+    callback, link_to, not_signed_in, nothing_made, offers_other_ways, press, pressed, provider,
     redirect_back, round_trip, sign_in_page, signed_in,
 };
 use crate::helpers::{Browser, TestApp};
@@ -193,8 +193,9 @@ async fn an_identity_with_an_unverified_address_never_takes_over_a_sign_up() {
     assert!(link.is_none(), "nothing linked: {link:?}");
 }
 
-/// The ephemeral store fails while a returning member's social sign-in is counted by the
-/// throttle, or while her second step is kept: the page a password sign-in shows then
+/// The ephemeral store fails while a social sign-in starts, while a returning member's
+/// is counted by the throttle, or while her second step is kept: the page a password
+/// sign-in shows then
 /// (503, try again shortly), no session; once the store is back the next sign-in goes
 /// through.
 #[tokio::test]
@@ -223,6 +224,12 @@ async fn a_social_sign_in_the_store_cannot_keep_is_unavailable_and_no_session() 
             browser
         }
     };
+    // The button, while the store cannot keep the flow it starts: the same page.
+    let browser = app.browser();
+    let page = sign_in_page(&browser).await;
+    let pressed = failing.during("federation", pressed(&browser, &page, ID));
+    crate::outage::unavailable_page(&pressed.await);
+
     let browser = unavailable("throttle:").await;
     let again = round_trip(&browser, ID).await;
     assert_eq!(again.status, 200, "{:?} {}", again.location, again.body);
