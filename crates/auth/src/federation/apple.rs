@@ -5,15 +5,14 @@
 
 use std::sync::Mutex;
 
-use josekit::jws::alg::ecdsa::EcdsaJwsSigner;
-use josekit::jws::{ES256, JwsHeader};
-use josekit::jwt::JwtPayload;
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use super::UpstreamError;
 use super::http::Http;
+use crate::keys::jose::{self, JoseError, Signer};
 
 /// The client secret's audience: Apple takes nothing else.
 pub const AUDIENCE: &str = "https://appleid.apple.com";
@@ -31,7 +30,7 @@ const MAX_USER_FIELD: usize = 4096;
 
 /// Makes and keeps the client secret JWT.
 pub struct AppleSecret {
-    signer: EcdsaJwsSigner,
+    signer: Signer,
     team_id: String,
     key_id: String,
     client_id: String,
@@ -46,9 +45,10 @@ impl AppleSecret {
         key_id: &str,
         client_id: &str,
     ) -> Result<Self, String> {
-        let signer = ES256
-            .signer_from_pem(pem)
-            .map_err(|e| format!("not an EC P-256 private key in PEM (Apple's .p8 file): {e}"))?;
+        let not_p8 =
+            |why: String| format!("not an EC P-256 private key in PEM (Apple's .p8 file): {why}");
+        let der = private_key_der(pem).ok_or_else(|| not_p8("no private key block".to_owned()))?;
+        let signer = Signer::es256_from_der(&der).map_err(|e| not_p8(e.to_string()))?;
         Ok(Self {
             signer,
             team_id: team_id.to_owned(),
@@ -77,13 +77,7 @@ impl AppleSecret {
 
     /// Header `{"alg":"ES256","kid":key_id}`; claims iss = team, iat, exp, aud = Apple,
     /// sub = the Services ID (Apple's "Creating a client secret").
-    fn sign(
-        &self,
-        now: OffsetDateTime,
-        expires: OffsetDateTime,
-    ) -> Result<String, josekit::JoseError> {
-        let mut header = JwsHeader::new();
-        header.set_key_id(&self.key_id);
+    fn sign(&self, now: OffsetDateTime, expires: OffsetDateTime) -> Result<String, JoseError> {
         let claims = json!({
             "iss": self.team_id,
             "iat": now.unix_timestamp(),
@@ -91,11 +85,12 @@ impl AppleSecret {
             "aud": AUDIENCE,
             "sub": self.client_id,
         });
-        let serde_json::Value::Object(claims) = claims else {
-            unreachable!("json! of an object is an object")
-        };
-        let payload = JwtPayload::from_map(claims)?;
-        josekit::jwt::encode_with_signer(&payload, &header, &self.signer)
+        jose::sign_compact(
+            &self.signer,
+            &self.key_id,
+            None,
+            claims.to_string().as_bytes(),
+        )
     }
 
     /// Revokes `token` (a refresh token) at Apple's revocation endpoint. Apple answers
@@ -167,9 +162,27 @@ pub fn name_from_user_field(user: &str) -> (Option<String>, Option<String>) {
     }
 }
 
+/// The DER inside a PEM private key block (`PRIVATE KEY`, PKCS#8, as in Apple's `.p8`
+/// files; or `EC PRIVATE KEY`, SEC 1), wiped when dropped.
+fn private_key_der(pem: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let (body, label) = ["PRIVATE KEY", "EC PRIVATE KEY"]
+        .into_iter()
+        .find_map(|label| {
+            let (_, rest) = text.split_once(&format!("-----BEGIN {label}-----"))?;
+            Some((rest, label))
+        })?;
+    let (body, _) = body.split_once(&format!("-----END {label}-----"))?;
+    let body: zeroize::Zeroizing<String> =
+        zeroize::Zeroizing::new(body.chars().filter(|c| !c.is_whitespace()).collect());
+    let der = base64::engine::general_purpose::STANDARD.decode(body.as_bytes());
+    der.ok().map(zeroize::Zeroizing::new)
+}
+
 #[cfg(test)]
 mod tests {
     use josekit::jwk::alg::ec::{EcCurve, EcKeyPair};
+    use josekit::jws::ES256;
 
     use super::*;
 

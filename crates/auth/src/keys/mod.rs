@@ -5,17 +5,16 @@
 //! key is created under a database lock, because replicas start at the same time.
 
 mod identifiers;
+pub mod jose;
 mod master;
 pub mod reseal;
 mod ring;
 pub mod schedule;
 
-use josekit::jwk::alg::ed::EdCurve;
-use josekit::jwk::{Jwk, KeyPair};
-use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
 use serde_json::Value;
 
 pub use self::identifiers::IdentifierHasher;
+use self::jose::{Jwk, Signer, Verifier};
 pub use self::master::MasterKey;
 pub use self::ring::KeyRing;
 use crate::clock::Clock;
@@ -169,7 +168,7 @@ pub enum KeyError {
     #[error("signing key {kid}: {reason}")]
     Corrupt { kid: String, reason: String },
     #[error("JOSE: {0}")]
-    Jose(#[from] josekit::JoseError),
+    Jose(#[from] jose::JoseError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -186,31 +185,21 @@ pub enum VerifyError {
     Signature,
 }
 
-fn signer(alg: Alg, private: &Jwk) -> Result<Box<dyn JwsSigner>, KeyError> {
-    Ok(match alg {
-        Alg::RS256 => Box::new(RS256.signer_from_jwk(private)?),
-        Alg::ES256 => Box::new(ES256.signer_from_jwk(private)?),
-        Alg::EdDSA => Box::new(EdDSA.signer_from_jwk(private)?),
-    })
+fn signer(alg: Alg, private: &Jwk) -> Result<Signer, KeyError> {
+    Ok(Signer::from_jwk(alg, private)?)
 }
 
 /// A verifier bound to the key's algorithm: a token claiming another `alg` for this
 /// `kid` fails (no algorithm confusion, RFC 8725 §2.1).
-fn verifier(alg: Alg, public: &Jwk) -> Result<Box<dyn JwsVerifier>, KeyError> {
-    Ok(match alg {
-        Alg::RS256 => Box::new(RS256.verifier_from_jwk(public)?),
-        Alg::ES256 => Box::new(ES256.verifier_from_jwk(public)?),
-        Alg::EdDSA => Box::new(EdDSA.verifier_from_jwk(public)?),
-    })
+fn verifier(alg: Alg, public: &Jwk) -> Result<Verifier, KeyError> {
+    Ok(Verifier::from_jwk(alg, public)?)
 }
 
-/// Wipes a private JWK before it is freed: josekit keeps its members (`d`, `p`, `q`…)
-/// as JSON strings, which `Zeroize` can reach once the map is ours. (Copies josekit and
-/// OpenSSL make inside a signer are theirs to clear; OpenSSL clears private key
-/// numbers when it frees them.)
+/// Wipes a private JWK before it is freed: its members (`d`, `p`, `q`…) are JSON
+/// strings, which `Zeroize` can reach. (The copies aws-lc makes inside a signer are its
+/// own to clear, which it does when it frees them.)
 fn wipe(jwk: Jwk) {
-    let members: serde_json::Map<String, Value> = jwk.into();
-    for (_, mut value) in members {
+    for (_, mut value) in jwk {
         if let Value::String(text) = &mut value {
             zeroize::Zeroize::zeroize(text);
         }
@@ -221,34 +210,25 @@ fn wipe(jwk: Jwk) {
 /// changes its state and times for a `next` key).
 pub(crate) fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<StoredKey, KeyError> {
     let kid = random_token(&mut rand::rng(), 12);
-    let (mut private, mut public) = match alg {
-        Alg::RS256 => {
-            let pair = RS256.generate_key_pair(2048)?;
-            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
-        }
-        Alg::ES256 => {
-            let pair = ES256.generate_key_pair()?;
-            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
-        }
-        Alg::EdDSA => {
-            let pair = EdDSA.generate_key_pair(EdCurve::Ed25519)?;
-            (pair.to_jwk_private_key(), pair.to_jwk_public_key())
-        }
-    };
+    let (mut private, mut public) = jose::generate(alg)?;
     for jwk in [&mut private, &mut public] {
-        jwk.set_key_id(kid.clone());
-        jwk.set_algorithm(alg.as_str());
-        jwk.set_key_use("sig");
+        jwk.insert("kid".to_owned(), Value::String(kid.clone()));
+        jwk.insert("alg".to_owned(), alg.as_str().into());
+        jwk.insert("use".to_owned(), "sig".into());
     }
-    let plaintext = zeroize::Zeroizing::new(private.to_string());
+    let plaintext = serde_json::to_string(&private).map_err(|e| KeyError::Corrupt {
+        kid: kid.clone(),
+        reason: e.to_string(),
+    });
     wipe(private);
+    let plaintext = zeroize::Zeroizing::new(plaintext?);
     let now = clock.now();
     Ok(StoredKey {
         kid,
         alg: alg.as_str().to_owned(),
         state: "active".to_owned(),
         private_jwe: master.encrypt(plaintext.as_bytes())?,
-        public_jwk: public.to_string(),
+        public_jwk: Value::Object(public).to_string(),
         master_key_id: master.id().to_owned(),
         created_at: now,
         activated_at: Some(now),
@@ -271,6 +251,10 @@ pub fn generate_for_tests(
 
 #[cfg(test)]
 mod tests {
+    use josekit::jwk::alg::ed::EdCurve;
+    use josekit::jwk::{Jwk, KeyPair};
+    use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
+
     use super::*;
 
     /// A retiring key stays published while anything it signed may still be checked: the

@@ -10,12 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use josekit::jwk::Jwk;
-use josekit::jws::{JwsHeader, JwsSigner, JwsVerifier};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::jose::{self, Jwk, Signer, Verifier};
 use super::{Alg, KeyError, KeyPolicy, KeyState, MasterKey, VerifyError, generate, signer};
 use super::{verifier, wipe};
 use crate::clock::Clock;
@@ -48,7 +47,7 @@ struct Snapshot {
     seen: HashMap<String, Option<OffsetDateTime>>,
     /// Published and retired keys (revoked ones never): each with its state, because only
     /// `id_token_hint`s may use a retired key.
-    verifiers: HashMap<String, (KeyState, Box<dyn JwsVerifier>)>,
+    verifiers: HashMap<String, (KeyState, Verifier)>,
     signing: HashMap<Alg, Signing>,
     /// Published kids in JWKS order.
     published: Vec<String>,
@@ -73,7 +72,7 @@ struct Signing {
 
 struct Candidate {
     kid: String,
-    signer: Box<dyn JwsSigner>,
+    signer: Signer,
     /// From when this replica may sign with it (first seen + the reload interval);
     /// `None`: at once.
     from: Option<OffsetDateTime>,
@@ -204,7 +203,7 @@ impl Snapshot {
                 skip(corrupt(format!("unsupported alg {}", key.alg)))?;
                 continue;
             };
-            let jwk = match Jwk::from_bytes(key.public_jwk.as_bytes()) {
+            let jwk = match serde_json::from_str::<Jwk>(&key.public_jwk) {
                 Ok(jwk) => jwk,
                 Err(e) => {
                     skip(corrupt(e.to_string()))?;
@@ -220,7 +219,7 @@ impl Snapshot {
             };
             if state.is_published() {
                 published.push(key.kid.clone());
-                public.push(Value::Object(jwk.into()));
+                public.push(Value::Object(jwk));
                 let first = match before {
                     Some(before) => before.seen.get(&key.kid).copied().unwrap_or(Some(now)),
                     None => None,
@@ -312,7 +311,7 @@ impl Snapshot {
 
 /// The signer of a key that may sign. Only these keys are decrypted: retired and
 /// revoked rows may have had their private half wiped.
-fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Box<dyn JwsSigner>, KeyError> {
+fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Signer, KeyError> {
     if !master.knows(&key.master_key_id) {
         return Err(KeyError::WrongMaster {
             kid: key.kid.clone(),
@@ -331,7 +330,7 @@ fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Box<dyn JwsSign
         )));
     }
     let plaintext = master.decrypt(&key.private_jwe)?;
-    let private = Jwk::from_bytes(&plaintext[..]).map_err(|e| corrupt(e.to_string()))?;
+    let private: Jwk = serde_json::from_slice(&plaintext).map_err(|e| corrupt(e.to_string()))?;
     let signer = signer(alg, &private);
     wipe(private);
     signer
@@ -462,17 +461,15 @@ impl KeyRing {
                 kid: "-".to_owned(),
                 reason: format!("no {} key can sign", alg.as_str()),
             })?;
-        let mut header = JwsHeader::new();
-        header.set_token_type(typ);
-        header.set_key_id(key.kid.clone());
         let payload = serde_json::to_vec(claims).map_err(|e| KeyError::Corrupt {
             kid: key.kid.clone(),
             reason: e.to_string(),
         })?;
-        Ok(josekit::jws::serialize_compact(
+        Ok(jose::sign_compact(
+            &key.signer,
+            &key.kid,
+            Some(typ),
             &payload,
-            &header,
-            &*key.signer,
         )?)
     }
 
@@ -517,23 +514,22 @@ impl KeyRing {
         usable: impl Fn(KeyState) -> bool,
     ) -> Result<(serde_json::Map<String, Value>, Option<String>), VerifyError> {
         let snapshot = self.snapshot();
-        let (payload, header) = josekit::jws::deserialize_compact_with_selector(token, |header| {
-            // No verifier (no kid, unknown kid, a key not usable here) makes josekit
-            // refuse the token.
-            Ok(header
-                .key_id()
+        let (payload, header) = jose::verify_compact(token, |header| {
+            // No verifier (no kid, unknown kid, a key not usable here): refused.
+            header
+                .get("kid")
+                .and_then(Value::as_str)
                 .and_then(|kid| snapshot.verifiers.get(kid))
                 .filter(|(state, _)| usable(*state))
-                .map(|(_, v)| &**v))
+                .map(|(_, v)| v)
         })
         .map_err(|e| match e {
-            josekit::JoseError::InvalidSignature(_)
-            | josekit::JoseError::UnsupportedSignatureAlgorithm(_) => VerifyError::Signature,
+            jose::JoseError::Signature => VerifyError::Signature,
             _ => VerifyError::Malformed,
         })?;
         let claims: serde_json::Map<String, Value> =
             serde_json::from_slice(&payload).map_err(|_| VerifyError::Malformed)?;
-        let typ = header.token_type().map(str::to_owned);
+        let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
         Ok((claims, typ))
     }
 
