@@ -339,6 +339,22 @@ fn check_image(image: &Image, file: Option<toml::Table>) -> Result<Config, Strin
     Ok(config)
 }
 
+/// The runtime image installs no OpenSSL because the binary loads none: its one crypto
+/// library, aws-lc, is linked in.
+#[test]
+fn the_binary_loads_no_openssl() {
+    let out = std::process::Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_tobira"))
+        .output()
+        .expect("ldd runs");
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && libs.contains("libc.so"), "{libs}");
+    assert!(
+        !libs.contains("libssl") && !libs.contains("libcrypto"),
+        "{libs}"
+    );
+}
+
 #[test]
 fn the_dockerfile_runs_tobira_serve_as_a_non_root_user_with_both_ports_exposed() {
     let text = read("Dockerfile");
@@ -351,8 +367,8 @@ fn the_dockerfile_runs_tobira_serve_as_a_non_root_user_with_both_ports_exposed()
         text.contains(&format!("VOLUME [\"{}\"]", config.data_dir.display())),
         "data_dir is a volume"
     );
-    // josekit links libssl.so.3 dynamically (openssl-sys without `vendored`).
-    assert!(text.contains("libssl3") && text.contains("ca-certificates"));
+    // aws-lc is linked statically: no OpenSSL to install, only the CA certificates.
+    assert!(!text.contains("libssl") && text.contains("ca-certificates"));
 
     // The checks can fail: root, a misspelt variable.
     let root = parse_dockerfile(&text.replace("USER 10001:10001", "USER root")).unwrap();
