@@ -438,12 +438,17 @@ async fn userinfo_refuses_missing_forged_and_id_tokens() {
 
 /// A first-party client allowed refresh tokens, and the tokens of the member's sign-in.
 pub async fn signed_in_with_refresh() -> (Setup, TokenResponse) {
-    let s = setup(ClientOpts {
+    signed_in_with(ClientOpts {
         first_party: true,
         refresh: true,
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+/// A client registered with `opts`, and the tokens of the member's sign-in through it.
+pub async fn signed_in_with(opts: ClientOpts) -> (Setup, TokenResponse) {
+    let s = setup(opts).await;
     let pending = authorize(&s.rp, &[]);
     let code = sign_in_for_code(&s, &pending).await;
     let tokens = exchange(&s, code, pending.verifier).await.unwrap();

@@ -98,9 +98,14 @@ fn signin_options(page: &Page) -> String {
 
 /// Posts the page's passkey form with `credential`: the answer, not followed.
 async fn post_passkey(browser: &Browser, page: &Page, credential: &str) -> Page {
+    post_answer(browser, "/login/passkey", page, credential).await
+}
+
+/// Posts `credential` with `page`'s form fields to `path`: the answer, not followed.
+async fn post_answer(browser: &Browser, path: &str, page: &Page, credential: &str) -> Page {
     browser
         .post_form(
-            "/login/passkey",
+            path,
             &[
                 ("csrf", &page.field("csrf").unwrap()),
                 ("tx", &page.field("tx").unwrap()),
@@ -241,17 +246,7 @@ async fn second_step_page(browser: &Browser) -> Page {
 
 /// Posts the second step's passkey form with `credential`: the answer, not followed.
 async fn post_second_step(browser: &Browser, page: &Page, credential: &str) -> Page {
-    browser
-        .post_form(
-            "/login/second-step/passkey",
-            &[
-                ("csrf", &page.field("csrf").unwrap()),
-                ("tx", &page.field("tx").unwrap()),
-                ("ceremony", &page.field("ceremony").unwrap()),
-                ("credential", credential),
-            ],
-        )
-        .await
+    post_answer(browser, "/login/second-step/passkey", page, credential).await
 }
 
 #[tokio::test]

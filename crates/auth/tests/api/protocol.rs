@@ -9,7 +9,7 @@ use tobira_auth::keys::Alg;
 use crate::helpers::{ClientOpts, TestApp, callback_params};
 use crate::oidc::{
     EMAIL, PASSWORD, REDIRECT, Setup, authorize, code_from, exchange, setup, sign_in_for_code,
-    token_error, userinfo_status, verify_id_token, with_param,
+    signed_in_with, token_error, userinfo_status, verify_id_token, with_param,
 };
 use crate::rp::{self, Auth};
 
@@ -250,14 +250,11 @@ fn end_session_url(s: &Setup, params: &[(&str, &str)]) -> String {
 
 #[tokio::test]
 async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() {
-    let s = setup(ClientOpts {
+    let (s, tokens) = signed_in_with(ClientOpts {
         post_logout_redirect_uri: Some(LOGGED_OUT),
         ..Default::default()
     })
     .await;
-    let pending = authorize(&s.rp, &[]);
-    let code = sign_in_for_code(&s, &pending).await;
-    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
     let hint = tokens.id_token().unwrap().to_string();
     // Even an expired hint that we issued is a hint.
     s.app.clock().advance(Duration::minutes(11));
@@ -296,14 +293,11 @@ async fn rp_initiated_logout_ends_the_session_and_returns_to_a_registered_uri() 
 /// as if the hint named someone else), and the same request works once it is back.
 #[tokio::test]
 async fn a_logout_whose_member_cannot_be_read_is_a_500_and_works_after() {
-    let s = setup(ClientOpts {
+    let (s, tokens) = signed_in_with(ClientOpts {
         post_logout_redirect_uri: Some(LOGGED_OUT),
         ..Default::default()
     })
     .await;
-    let pending = authorize(&s.rp, &[]);
-    let code = sign_in_for_code(&s, &pending).await;
-    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
     let hint = tokens.id_token().unwrap().to_string();
     let url = end_session_url(
         &s,
@@ -494,14 +488,11 @@ pub async fn post_token_endpoint(s: &Setup, path: &str, form: &[(&str, &str)]) -
 /// lookup that could not be made is an error, never "inactive" or "revoked".
 #[tokio::test]
 async fn the_token_type_hint_orders_the_lookups() {
-    let s = setup(ClientOpts {
+    let (s, tokens) = signed_in_with(ClientOpts {
         refresh: true,
         ..Default::default()
     })
     .await;
-    let pending = authorize(&s.rp, &[]);
-    let code = sign_in_for_code(&s, &pending).await;
-    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
     let at = tokens.access_token().secret().clone();
     let answers = s
         .app
