@@ -93,8 +93,8 @@ fn signing(c: &mut Criterion) {
 }
 
 /// One RS256 signature over the same signing input, by josekit (OpenSSL, what the key
-/// ring uses) and by aws-lc-rs (the library rustls already brings), with the same
-/// 2048-bit key: which one the ring should sign with.
+/// ring used before) and by aws-lc-rs (the library rustls already brings, which the ring
+/// signs with now, through `keys::jose`), with the same 2048-bit key.
 fn rs256_backends(c: &mut Criterion) {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
