@@ -173,8 +173,10 @@ fn private_key_der(pem: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
             Some((rest, label))
         })?;
     let (body, _) = body.split_once(&format!("-----END {label}-----"))?;
-    let body: zeroize::Zeroizing<String> =
-        zeroize::Zeroizing::new(body.chars().filter(|c| !c.is_whitespace()).collect());
+    // Sized once: a growing buffer would free copies of the key unwiped.
+    let mut kept = zeroize::Zeroizing::new(String::with_capacity(body.len()));
+    kept.extend(body.chars().filter(|c| !c.is_whitespace()));
+    let body = kept;
     let der = base64::engine::general_purpose::STANDARD.decode(body.as_bytes());
     der.ok().map(zeroize::Zeroizing::new)
 }

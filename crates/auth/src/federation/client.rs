@@ -106,6 +106,7 @@ fn build_one(
             let auth = if kind == ProviderKind::Apple {
                 let path = &entry.private_key_file;
                 let pem = std::fs::read(path)
+                    .map(zeroize::Zeroizing::new)
                     .map_err(|e| ("private_key_file", format!("cannot read {path}: {e}")))?;
                 ClientAuth::Apple(
                     AppleSecret::from_pem(&pem, &entry.team_id, &entry.key_id, &entry.client_id)

@@ -74,7 +74,41 @@ fn expect_type(jwk: &Jwk, alg: Alg) -> Result<(), JoseError> {
             alg.as_str()
         )));
     }
+    // What the key says of itself, where it says it (RFC 7517 §4.2, §4.4), must agree:
+    // the JWKS publishes these members.
+    if jwk
+        .get("alg")
+        .is_some_and(|a| a.as_str() != Some(alg.as_str()))
+    {
+        return Err(JoseError::Key(format!("a key not for {}", alg.as_str())));
+    }
+    if jwk.get("use").is_some_and(|u| u.as_str() != Some("sig")) {
+        return Err(JoseError::Key("a key not for signatures".to_owned()));
+    }
     Ok(())
+}
+
+/// The members of a public JWK that name the key itself.
+const PUBLIC_MEMBERS: [&str; 6] = ["kty", "crv", "n", "e", "x", "y"];
+
+/// `private` completed with the public members of `public`, which must agree with those
+/// it has: the published key and the one that signs are then one key (the signer checks
+/// that the private numbers belong to these public ones). Private JWKs stored by earlier
+/// versions hold `d` without `x` and `y`.
+pub fn with_public(mut private: Jwk, public: &Jwk) -> Result<Jwk, (Jwk, JoseError)> {
+    for name in PUBLIC_MEMBERS {
+        match (private.get(name), public.get(name)) {
+            (Some(mine), Some(published)) if mine != published => {
+                let e = JoseError::Key(format!("its {name} is not the published key's"));
+                return Err((private, e));
+            }
+            (None, Some(published)) => {
+                private.insert(name.to_owned(), published.clone());
+            }
+            _ => {}
+        }
+    }
+    Ok(private)
 }
 
 /// An uncompressed P-256 point from a JWK's `x` and `y` (32 bytes each).

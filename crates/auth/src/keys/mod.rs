@@ -216,18 +216,21 @@ pub(crate) fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<St
         jwk.insert("alg".to_owned(), alg.as_str().into());
         jwk.insert("use".to_owned(), "sig".into());
     }
-    let plaintext = serde_json::to_string(&private).map_err(|e| KeyError::Corrupt {
+    // Written into a buffer that never grows (a reallocation would free a copy of the
+    // private numbers unwiped), and wiped when dropped.
+    let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(16 * 1024));
+    let written = serde_json::to_writer(&mut *plaintext, &private);
+    wipe(private);
+    written.map_err(|e| KeyError::Corrupt {
         kid: kid.clone(),
         reason: e.to_string(),
-    });
-    wipe(private);
-    let plaintext = zeroize::Zeroizing::new(plaintext?);
+    })?;
     let now = clock.now();
     Ok(StoredKey {
         kid,
         alg: alg.as_str().to_owned(),
         state: "active".to_owned(),
-        private_jwe: master.encrypt(plaintext.as_bytes())?,
+        private_jwe: master.encrypt(&plaintext)?,
         public_jwk: Value::Object(public).to_string(),
         master_key_id: master.id().to_owned(),
         created_at: now,

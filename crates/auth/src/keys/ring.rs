@@ -203,10 +203,10 @@ impl Snapshot {
                 skip(corrupt(format!("unsupported alg {}", key.alg)))?;
                 continue;
             };
-            let jwk = match serde_json::from_str::<Jwk>(&key.public_jwk) {
+            let jwk = match public_jwk(key) {
                 Ok(jwk) => jwk,
                 Err(e) => {
-                    skip(corrupt(e.to_string()))?;
+                    skip(e)?;
                     continue;
                 }
             };
@@ -309,8 +309,26 @@ impl Snapshot {
     }
 }
 
+/// The public JWK of a key row: the JWKS publishes it as it is, so its `kid` (where it
+/// names one) must be the row's.
+fn public_jwk(key: &StoredKey) -> Result<Jwk, KeyError> {
+    let corrupt = |reason: String| KeyError::Corrupt {
+        kid: key.kid.clone(),
+        reason,
+    };
+    let jwk: Jwk = serde_json::from_str(&key.public_jwk).map_err(|e| corrupt(e.to_string()))?;
+    if jwk
+        .get("kid")
+        .is_some_and(|kid| kid.as_str() != Some(key.kid.as_str()))
+    {
+        return Err(corrupt("its public JWK names another kid".to_owned()));
+    }
+    Ok(jwk)
+}
+
 /// The signer of a key that may sign. Only these keys are decrypted: retired and
-/// revoked rows may have had their private half wiped.
+/// revoked rows may have had their private half wiped. The private half must belong to
+/// the public one the JWKS publishes, or every token it signed would fail everywhere.
 fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Signer, KeyError> {
     if !master.knows(&key.master_key_id) {
         return Err(KeyError::WrongMaster {
@@ -331,7 +349,14 @@ fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Signer, KeyErro
     }
     let plaintext = master.decrypt(&key.private_jwe)?;
     let private: Jwk = serde_json::from_slice(&plaintext).map_err(|e| corrupt(e.to_string()))?;
-    let signer = signer(alg, &private);
+    let private = match jose::with_public(private, &public_jwk(key)?) {
+        Ok(private) => private,
+        Err((private, e)) => {
+            wipe(private);
+            return Err(corrupt(format!("its private half: {e}")));
+        }
+    };
+    let signer = signer(alg, &private).map_err(|e| corrupt(format!("its private half: {e}")));
     wipe(private);
     signer
 }
@@ -578,6 +603,90 @@ mod tests {
     fn sign(ring: &KeyRing, alg: Alg) -> String {
         ring.sign(alg, "JWT", &serde_json::json!({ "sub": "abc" }))
             .unwrap()
+    }
+
+    /// The sealed private JWK of `key`, changed by `change` and sealed again.
+    fn reseal_private(key: &mut StoredKey, master: &MasterKey, change: impl FnOnce(&mut Jwk)) {
+        let mut private: Jwk =
+            serde_json::from_slice(&master.decrypt(&key.private_jwe).unwrap()).unwrap();
+        change(&mut private);
+        key.private_jwe = master
+            .encrypt(serde_json::to_string(&private).unwrap().as_bytes())
+            .unwrap();
+    }
+
+    /// A private half must belong to the published key: one that does not is refused at
+    /// start (naming the kid), instead of signing tokens no client can check.
+    #[test]
+    fn a_private_half_that_is_not_the_published_keys_is_refused() {
+        let (master, clock) = (MasterKey::from_bytes([7; 32]), Clock::manual_at_now());
+        for alg in Alg::ALL {
+            let mut keys = rows(&master, &clock);
+            let stranger = generate(alg, &master, &clock).unwrap();
+            let key = find(&mut keys, alg);
+            key.private_jwe = stranger.private_jwe.clone();
+            let kid = key.kid.clone();
+            let err = KeyRing::build(&keys, &master, clock.clone(), policy())
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&err, KeyError::Corrupt { kid: k, .. } if *k == kid),
+                "{alg:?}: {err}"
+            );
+            // Without its public members (as earlier versions stored EC and Ed25519
+            // keys), the stranger's `d` is still not this key.
+            let key = find(&mut keys, alg);
+            reseal_private(key, &master, |jwk| {
+                for name in ["x", "y"] {
+                    jwk.remove(name);
+                }
+            });
+            assert!(
+                KeyRing::build(&keys, &master, clock.clone(), policy()).is_err(),
+                "{alg:?}"
+            );
+        }
+    }
+
+    /// Private JWKs that earlier versions stored hold `d` without `x` and `y`: they sign,
+    /// with the public key the JWKS publishes.
+    #[test]
+    fn a_private_half_without_its_public_members_still_signs() {
+        let (master, clock) = (MasterKey::from_bytes([7; 32]), Clock::manual_at_now());
+        let mut keys = rows(&master, &clock);
+        for alg in [Alg::ES256, Alg::EdDSA] {
+            reseal_private(find(&mut keys, alg), &master, |jwk| {
+                for name in ["kty", "crv", "x", "y", "kid", "alg", "use"] {
+                    jwk.remove(name);
+                }
+            });
+        }
+        let ring = KeyRing::build(&keys, &master, clock.clone(), policy()).unwrap();
+        for alg in Alg::ALL {
+            assert!(ring.verify(&sign(&ring, alg)).is_ok(), "{alg:?}");
+        }
+    }
+
+    /// The JWKS publishes a row's public JWK as it is: its `kid`, `alg` and `use` must be
+    /// the row's, or clients would be told of a key other than the one that checks.
+    #[test]
+    fn a_public_jwk_that_says_another_kid_alg_or_use_is_refused() {
+        let (master, clock) = (MasterKey::from_bytes([7; 32]), Clock::manual_at_now());
+        for (member, value) in [("kid", "other"), ("alg", "RS256"), ("use", "enc")] {
+            let mut keys = rows(&master, &clock);
+            let key = find(&mut keys, Alg::ES256);
+            let mut public: Jwk = serde_json::from_str(&key.public_jwk).unwrap();
+            public.insert(member.to_owned(), value.into());
+            key.public_jwk = Value::Object(public).to_string();
+            let kid = key.kid.clone();
+            let err = KeyRing::build(&keys, &master, clock.clone(), policy())
+                .err()
+                .unwrap();
+            assert!(
+                err.to_string().contains(&kid) || member != "kid",
+                "{member}: {err}"
+            );
+        }
     }
 
     #[test]
