@@ -598,6 +598,57 @@ mod tests {
         assert_eq!(plaintext, b"stored now");
     }
 
+    /// The DER reader takes definite lengths in one, two or three bytes, and nothing
+    /// else: no indefinite length (0x80, BER only), no element longer than its input, no
+    /// other tag than the one asked for.
+    #[test]
+    fn the_der_reader_takes_definite_lengths_only() {
+        let mut long = vec![0x04, 0x82, 0x01, 0x00];
+        long.extend([7u8; 256]);
+        let mut medium = vec![0x04, 0x81, 0x80];
+        medium.extend([7u8; 128]);
+        for (input, len) in [
+            (&[0x04, 0x7f][..], 127),
+            (&medium[..], 128),
+            (&long[..], 256),
+        ] {
+            let mut padded = input.to_vec();
+            if len == 127 {
+                padded.extend([7u8; 127]);
+            }
+            assert_eq!(Der(&padded).take(0x04).unwrap().len(), len);
+        }
+        let mut indefinite = vec![0x04, 0x80];
+        indefinite.extend([7u8; 200]);
+        for (bad, why) in [
+            (&indefinite[..], "indefinite length"),
+            (&[0x04, 0x05, 1, 2][..], "shorter than its length"),
+            (&[0x02, 0x01, 1][..], "another tag"),
+            (&[0x04, 0x83, 0, 0, 1, 0][..], "a four-byte length"),
+            (&[][..], "nothing"),
+        ] {
+            assert!(Der(bad).take(0x04).is_err(), "{why}");
+        }
+    }
+
+    /// A P-256 coordinate of the wrong length (either one) is named as such.
+    #[test]
+    fn a_p256_coordinate_of_the_wrong_length_is_refused_as_malformed() {
+        let (_, public) = generate(Alg::ES256).unwrap();
+        for name in ["x", "y"] {
+            let mut short = public.clone();
+            let bytes = member(&public, name).unwrap();
+            short.insert(name.into(), b64url(&bytes[1..]).into());
+            assert!(
+                matches!(
+                    Verifier::from_jwk(Alg::ES256, &short),
+                    Err(JoseError::Malformed("a P-256 coordinate is 32 bytes"))
+                ),
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn rsa_numbers_have_no_leading_zeros_and_make_a_consistent_key() {
         let (private, _) = generate(Alg::RS256).unwrap();
@@ -686,6 +737,46 @@ mod tests {
             changed[i] = part;
             changed.join(".")
         };
+        // Sealed with the right key under a header `seal` never writes: refused for what
+        // the header says, before any decryption.
+        let sealed_under = |header: &str| {
+            let h = b64url(header.as_bytes());
+            let mut text = b"secret".to_vec();
+            let tag = aes_key(&key)
+                .unwrap()
+                .seal_in_place_separate_tag(
+                    aead::Nonce::assume_unique_for_key([1; IV_LEN]),
+                    aead::Aad::from(h.as_bytes()),
+                    &mut text,
+                )
+                .unwrap();
+            let parts = [
+                h,
+                String::new(),
+                b64url(&[1; IV_LEN]),
+                b64url(&text),
+                b64url(tag.as_ref()),
+            ];
+            parts.join(".")
+        };
+        assert_eq!(
+            &open(&key, &sealed_under(r#"{"alg":"dir","enc":"A256GCM"}"#)).unwrap()[..],
+            b"secret"
+        );
+        for header in [
+            r#"{"alg":"dir","enc":"A256GCM","zip":"DEF"}"#,
+            r#"{"alg":"dir","enc":"A256GCM","crit":["exp"],"exp":1}"#,
+            r#"{"alg":"dir","enc":"A128GCM"}"#,
+            r#"{"alg":"A256KW","enc":"A256GCM"}"#,
+        ] {
+            assert!(
+                matches!(
+                    open(&key, &sealed_under(header)),
+                    Err(JoseError::Malformed(_))
+                ),
+                "{header}"
+            );
+        }
         let zip = b64url(br#"{"alg":"dir","enc":"A256GCM","zip":"DEF","kid":"mk"}"#);
         let a128 = b64url(br#"{"alg":"dir","enc":"A128GCM","kid":"mk"}"#);
         let other_kid = b64url(br#"{"alg":"dir","enc":"A256GCM","kid":"xx"}"#);
