@@ -95,12 +95,13 @@ const PUBLIC_MEMBERS: [&str; 6] = ["kty", "crv", "n", "e", "x", "y"];
 /// it has: the published key and the one that signs are then one key (the signer checks
 /// that the private numbers belong to these public ones). Private JWKs stored by earlier
 /// versions hold `d` without `x` and `y`.
-pub fn with_public(mut private: Jwk, public: &Jwk) -> Result<Jwk, (Jwk, JoseError)> {
+pub fn with_public(private: &mut Jwk, public: &Jwk) -> Result<(), JoseError> {
     for name in PUBLIC_MEMBERS {
         match (private.get(name), public.get(name)) {
             (Some(mine), Some(published)) if mine != published => {
-                let e = JoseError::Key(format!("its {name} is not the published key's"));
-                return Err((private, e));
+                return Err(JoseError::Key(format!(
+                    "its {name} is not the published key's"
+                )));
             }
             (None, Some(published)) => {
                 private.insert(name.to_owned(), published.clone());
@@ -108,7 +109,7 @@ pub fn with_public(mut private: Jwk, public: &Jwk) -> Result<Jwk, (Jwk, JoseErro
             _ => {}
         }
     }
-    Ok(private)
+    Ok(())
 }
 
 /// An uncompressed P-256 point from a JWK's `x` and `y` (32 bytes each).

@@ -14,7 +14,7 @@ pub mod schedule;
 use serde_json::Value;
 
 pub use self::identifiers::IdentifierHasher;
-use self::jose::{Jwk, Signer, Verifier};
+use self::jose::Jwk;
 pub use self::master::MasterKey;
 pub use self::ring::KeyRing;
 use crate::clock::Clock;
@@ -183,16 +183,6 @@ pub enum VerifyError {
     Malformed,
     #[error("bad signature or algorithm")]
     Signature,
-}
-
-fn signer(alg: Alg, private: &Jwk) -> Result<Signer, KeyError> {
-    Ok(Signer::from_jwk(alg, private)?)
-}
-
-/// A verifier bound to the key's algorithm: a token claiming another `alg` for this
-/// `kid` fails (no algorithm confusion, RFC 8725 §2.1).
-fn verifier(alg: Alg, public: &Jwk) -> Result<Verifier, KeyError> {
-    Ok(Verifier::from_jwk(alg, public)?)
 }
 
 /// Wipes a private JWK before it is freed: its members (`d`, `p`, `q`…) are JSON

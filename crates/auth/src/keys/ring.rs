@@ -15,8 +15,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::jose::{self, Jwk, Signer, Verifier};
-use super::{Alg, KeyError, KeyPolicy, KeyState, MasterKey, VerifyError, generate, signer};
-use super::{verifier, wipe};
+use super::{Alg, KeyError, KeyPolicy, KeyState, MasterKey, VerifyError, generate, wipe};
 use crate::clock::Clock;
 use crate::store::{Db, Lock, StoredKey};
 
@@ -210,7 +209,7 @@ impl Snapshot {
                     continue;
                 }
             };
-            match verifier(alg, &jwk) {
+            match Verifier::from_jwk(alg, &jwk).map_err(KeyError::from) {
                 Ok(v) => verifiers.insert(key.kid.clone(), (state, v)),
                 Err(e) => {
                     skip(e)?;
@@ -348,15 +347,12 @@ fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Signer, KeyErro
         )));
     }
     let plaintext = master.decrypt(&key.private_jwe)?;
-    let private: Jwk = serde_json::from_slice(&plaintext).map_err(|e| corrupt(e.to_string()))?;
-    let private = match jose::with_public(private, &public_jwk(key)?) {
-        Ok(private) => private,
-        Err((private, e)) => {
-            wipe(private);
-            return Err(corrupt(format!("its private half: {e}")));
-        }
-    };
-    let signer = signer(alg, &private).map_err(|e| corrupt(format!("its private half: {e}")));
+    let public = public_jwk(key)?;
+    let mut private: Jwk =
+        serde_json::from_slice(&plaintext).map_err(|e| corrupt(e.to_string()))?;
+    let signer = jose::with_public(&mut private, &public)
+        .and_then(|()| Signer::from_jwk(alg, &private))
+        .map_err(|e| corrupt(format!("its private half: {e}")));
     wipe(private);
     signer
 }
