@@ -110,7 +110,7 @@ async fn parse(
     ip: IpAddr,
     headers: &HeaderMap,
     form: Result<FormParams, OAuthError>,
-) -> Result<(Client, String, Option<String>), OAuthError> {
+) -> Result<(std::sync::Arc<Client>, String, Option<String>), OAuthError> {
     let FormParams(params) = form?;
     let client = authenticate_client(state, ip, headers, &params).await?;
     let token = params

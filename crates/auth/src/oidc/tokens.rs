@@ -2,6 +2,7 @@
 //! it issues: RS256 ID tokens, RFC 9068 JWT access tokens, rotating opaque refresh tokens.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -99,7 +100,7 @@ pub(super) async fn authenticate_client(
     ip: IpAddr,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<Client, OAuthError> {
+) -> Result<Arc<Client>, OAuthError> {
     let result = client_by_credentials(state, headers, params).await;
     if let Err((client_id, e)) = &result
         && e.code == ErrorCode::InvalidClient
@@ -114,7 +115,7 @@ async fn client_by_credentials(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<Client, (String, OAuthError)> {
+) -> Result<Arc<Client>, (String, OAuthError)> {
     let named = params.get("client_id").unwrap_or("").to_owned();
     let basic = crate::web::authorization(headers, "basic")
         .map(|credentials| {
@@ -178,7 +179,7 @@ async fn client_by_credentials(
         return Ok(client);
     }
     match clients.find(&client_id).await.map_err(server)? {
-        Some(client) if accepts(&client) => Ok(client),
+        Some(client) if accepts(&client) => Ok(Arc::new(client)),
         _ => Err(refuse("unknown client or bad credentials")),
     }
 }

@@ -210,6 +210,22 @@ pub async fn round_trip(db: &Db) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What [`GrantRepo::find_full`](super::GrantRepo::find_full) did before its statement was
+/// [`Prebuilt`](super::Prebuilt): the same select, built by sea-query on every call, and
+/// the same rows made of the answer. Kept only so that `benches/store.rs` can measure the
+/// two side by side.
+pub async fn find_full_built_per_call(
+    db: &Db,
+    id: Uuid,
+) -> Result<Option<super::FullGrant>, StoreError> {
+    super::sessions::full_grant_select(id)
+        .all(db.conn())
+        .await?
+        .pop()
+        .map(super::sessions::to_full_grant)
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
@@ -31,7 +31,7 @@ pub const CLIENT_CACHE_TTL: Duration = Duration::from_secs(1);
 /// its size is bounded by the registrations, whatever ids requests make up.
 #[derive(Default)]
 pub struct ClientCache {
-    entries: Mutex<HashMap<String, (Instant, Client)>>,
+    entries: Mutex<HashMap<String, (Instant, Arc<Client>)>>,
 }
 
 impl std::fmt::Debug for ClientCache {
@@ -42,12 +42,12 @@ impl std::fmt::Debug for ClientCache {
 }
 
 impl ClientCache {
-    fn get(&self, client_id: &str) -> Option<Client> {
+    fn get(&self, client_id: &str) -> Option<Arc<Client>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(client_id)
             .filter(|(read, _)| read.elapsed() < CLIENT_CACHE_TTL)
-            .map(|(_, client)| client.clone())
+            .map(|(_, client)| Arc::clone(client))
     }
 
     fn put(&self, client: &Client) {
@@ -55,7 +55,10 @@ impl ClientCache {
         // Copies past their time go whenever one is added: the map never holds more
         // than the clients read within the last second or so.
         entries.retain(|_, (read, _)| read.elapsed() < CLIENT_CACHE_TTL);
-        entries.insert(client.client_id.clone(), (Instant::now(), client.clone()));
+        entries.insert(
+            client.client_id.clone(),
+            (Instant::now(), Arc::new(client.clone())),
+        );
     }
 
     fn forget(&self, client_id: &str) {
@@ -75,11 +78,12 @@ impl<'c> ClientRepo<'c> {
     /// [`CLIENT_CACHE_TTL`] ago. For the hot paths only: a caller about to refuse
     /// because of what the copy says (a secret that does not match) reads again with
     /// `find` first, so a change made elsewhere a moment ago never refuses a client.
-    pub async fn find_cached(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
+    /// Shared, not copied: a client is read on every token request.
+    pub async fn find_cached(&self, client_id: &str) -> Result<Option<Arc<Client>>, StoreError> {
         if let Some(client) = self.cache.get(client_id) {
             return Ok(Some(client));
         }
-        self.find(client_id).await
+        Ok(self.find(client_id).await?.map(Arc::new))
     }
 
     /// `ClientIdTaken` when the id exists (and nothing is recorded).

@@ -487,27 +487,48 @@ pub struct FullGrant {
     pub user: User,
 }
 
+/// The select of a grant with its session and member (sea-orm's `find_also_related`
+/// twice, by its key).
+pub(super) fn full_grant_select(
+    id: Uuid,
+) -> sea_orm::SelectThree<grants::Entity, sessions::Entity, users::Entity, sea_orm::TopologyStar> {
+    grants::Entity::find_by_id(id)
+        .find_also_related(sessions::Entity)
+        .find_also_related(users::Entity)
+}
+
 async fn find_full(
     conn: &impl sea_orm::ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<FullGrant>, StoreError> {
+    use sea_orm::{QueryTrait, SelectThreeModel, SelectorTrait};
+    static SQL: super::Prebuilt = super::Prebuilt::new();
+    let backend = conn.get_database_backend();
+    let statement = SQL.statement(backend, vec![id.into()], || {
+        full_grant_select(id).build(backend)
+    });
     // By its key, so at most one row; not `.one()` (see `ByKey`).
-    let Some((grant, session, user)) = grants::Entity::find_by_id(id)
-        .find_also_related(sessions::Entity)
-        .find_also_related(users::Entity)
-        .all(conn)
-        .await?
-        .pop()
-    else {
+    let Some(row) = conn.query_all_raw(statement).await?.pop() else {
         return Ok(None);
     };
+    let row =
+        SelectThreeModel::<grants::Model, sessions::Model, users::Model>::from_raw_query_result(
+            row,
+        )?;
+    to_full_grant(row).map(Some)
+}
+
+pub(super) fn to_full_grant(
+    (grant, session, user): (grants::Model, Option<sessions::Model>, Option<users::Model>),
+) -> Result<FullGrant, StoreError> {
     // The member's row outlives the grant (the foreign key cascades the other way).
-    let user = user.ok_or_else(|| StoreError::Corrupt(format!("grant {id} has no member")))?;
-    Ok(Some(FullGrant {
+    let user =
+        user.ok_or_else(|| StoreError::Corrupt(format!("grant {} has no member", grant.id)))?;
+    Ok(FullGrant {
         grant: to_grant(grant)?,
         session: session.map(to_session).transpose()?,
         user: to_user(user)?,
-    }))
+    })
 }
 
 fn to_grant(m: grants::Model) -> Result<Grant, StoreError> {
@@ -684,5 +705,32 @@ impl OpenRotation {
             .exec(&self.txn)
             .await?;
         Ok(self.txn.commit().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{DbBackend, QueryTrait};
+
+    /// After its first use a `Prebuilt` statement is made of kept text and new values:
+    /// it must be exactly what sea-orm builds for those values, on both backends.
+    #[test]
+    fn the_grant_lookup_statement_is_what_sea_orm_builds_for_each_grant() {
+        static SQL: crate::store::Prebuilt = crate::store::Prebuilt::new();
+        for backend in [DbBackend::Sqlite, DbBackend::Postgres] {
+            let first = Uuid::new_v4();
+            let built = SQL.statement(backend, vec![first.into()], || {
+                full_grant_select(first).build(backend)
+            });
+            assert_eq!(built, full_grant_select(first).build(backend));
+            for _ in 0..3 {
+                let id = Uuid::new_v4();
+                let kept = SQL.statement(backend, vec![id.into()], || {
+                    panic!("built again for {backend:?}")
+                });
+                assert_eq!(kept, full_grant_select(id).build(backend));
+            }
+        }
     }
 }
