@@ -604,23 +604,16 @@ mod tests {
     /// other tag than the one asked for.
     #[test]
     fn the_der_reader_takes_definite_lengths_only() {
-        let mut long = vec![0x04, 0x82, 0x01, 0x00];
-        long.extend([7u8; 256]);
-        let mut medium = vec![0x04, 0x81, 0x80];
-        medium.extend([7u8; 128]);
-        for (input, len) in [
+        // A tag and length header followed by `len` content bytes.
+        let element = |header: &[u8], len: usize| [header, &vec![7u8; len]].concat();
+        for (header, len) in [
             (&[0x04, 0x7f][..], 127),
-            (&medium[..], 128),
-            (&long[..], 256),
+            (&[0x04, 0x81, 0x80][..], 128),
+            (&[0x04, 0x82, 0x01, 0x00][..], 256),
         ] {
-            let mut padded = input.to_vec();
-            if len == 127 {
-                padded.extend([7u8; 127]);
-            }
-            assert_eq!(Der(&padded).take(0x04).unwrap().len(), len);
+            assert_eq!(Der(&element(header, len)).take(0x04).unwrap().len(), len);
         }
-        let mut indefinite = vec![0x04, 0x80];
-        indefinite.extend([7u8; 200]);
+        let indefinite = element(&[0x04, 0x80], 200);
         for (bad, why) in [
             (&indefinite[..], "indefinite length"),
             (&[0x04, 0x05, 1, 2][..], "shorter than its length"),
