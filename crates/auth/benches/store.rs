@@ -3,24 +3,32 @@
 //! Run: `cargo bench -p tobira-auth --bench store -j1`
 //! (shorten with `-- --measurement-time 3`).
 //!
-//! `grant lookup` is what every `/userinfo` call and every refresh reads: a grant with
-//! its browser session and its member, by the grant's id. `find_full` runs its statement
-//! from SQL built once (`store::Prebuilt`); `built per call` is the same select built by
-//! sea-query on every call, as before, with the same rows made of the answer. The
-//! database holds one member with 1,000 live sessions, each with a grant and a refresh
+//! `grant lookup` is what every `/userinfo` call and every access-token check reads: a
+//! grant with its browser session and its member, by the grant's id. `find_full` runs its
+//! kept statement (`store::Prebuilt`) on SQLite's reading connections (`store::readers`,
+//! outside sqlx's pool); `pooled` runs it on a connection of sqlx's pool (as on
+//! PostgreSQL, and on SQLite before: the pool pings each connection it gets back);
+//! `built per call` is the same select built by sea-query on every call, as before
+//! `Prebuilt`, with the same rows made of the answer. The database holds one member with
+//! 1,000 live sessions, each with a grant and a refresh
 //! token (`tobira-bench seed`'s rows), on a file in WAL mode as the server opens it.
+//! Each is measured twice: in wall time per lookup, and in the process's CPU time per
+//! lookup (`grant lookup (CPU)`: every thread's, including what sqlx's pool does after
+//! the answer, as `scripts/load.sh` counts it).
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
 use tobira_auth::Clock;
-use tobira_auth::admin::clients::{AddClient, add_client};
-use tobira_auth::domain::{Email, GrantType};
-use tobira_auth::keys::Alg;
-use tobira_auth::store::bench::{LiveSessions, find_full_built_per_call, seed_live_sessions};
-use tobira_auth::store::{Db, NewUser};
+use tobira_auth::store::Db;
+use tobira_auth::store::bench::{find_full_built_per_call, find_full_pooled, fixture};
 use uuid::Uuid;
+
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::ProcessCpu;
 
 struct Fixture {
     rt: tokio::runtime::Runtime,
@@ -45,58 +53,7 @@ fn setup() -> Fixture {
             .expect("connect to SQLite");
         db.migrate().await.expect("migrate");
         let clock = Clock::system();
-        let user = db
-            .users()
-            .add(
-                &clock,
-                &mut rand::rng(),
-                NewUser {
-                    email: Email::parse("bench@example.jp").expect("address"),
-                    email_verified: true,
-                    password_hash: None,
-                    display_name: "ベンチ 太郎".to_owned(),
-                    locale: "ja".to_owned(),
-                },
-            )
-            .await
-            .expect("member");
-        let client = add_client(
-            &db,
-            &clock,
-            AddClient {
-                name: "Bench RP".to_owned(),
-                redirect_uris: vec!["https://rp.example.jp/callback".to_owned()],
-                post_logout_redirect_uris: vec![],
-                public: false,
-                first_party: false,
-                extra_grants: vec![GrantType::RefreshToken],
-                id_token_alg: Alg::RS256,
-                backchannel_logout_uri: None,
-                backchannel_logout_session_required: false,
-                client_id: None,
-                secret: None,
-                scopes: vec![],
-            },
-        )
-        .await
-        .expect("client")
-        .client;
-        let seeded = seed_live_sessions(
-            &db,
-            &clock,
-            &mut rand::rng(),
-            LiveSessions {
-                user_id: user.id,
-                client_id: &client.client_id,
-                scope: "openid profile email",
-                count: 1000,
-                session_lifetime: time::Duration::days(30),
-                refresh_lifetime: time::Duration::days(30),
-                sample: 1,
-            },
-        )
-        .await
-        .expect("seed");
+        let seeded = fixture(&db, &clock, 1000).await.expect("seed").seeded;
         let grant = db
             .refresh_tokens()
             .find(&seeded.sample[0].refresh_token)
@@ -115,6 +72,14 @@ fn setup() -> Fixture {
 }
 
 fn grant_lookup(c: &mut Criterion) {
+    lookups(c, "grant lookup");
+}
+
+fn grant_lookup_cpu(c: &mut Criterion<ProcessCpu>) {
+    lookups(c, "grant lookup (CPU)");
+}
+
+fn lookups<M: Measurement>(c: &mut Criterion<M>, name: &str) {
     let f = setup();
     // Both ways read the same grant, session and member.
     let prebuilt =
@@ -123,13 +88,23 @@ fn grant_lookup(c: &mut Criterion) {
     let built =
         f.rt.block_on(find_full_built_per_call(&f.db, f.grant))
             .expect("built");
+    let pooled =
+        f.rt.block_on(find_full_pooled(&f.db, f.grant))
+            .expect("pooled");
     let (prebuilt, built) = (prebuilt.expect("found"), built.expect("found"));
     assert_eq!(format!("{prebuilt:?}"), format!("{built:?}"));
+    assert_eq!(
+        format!("{prebuilt:?}"),
+        format!("{:?}", pooled.expect("found"))
+    );
     assert!(prebuilt.session.is_some());
 
-    let mut group = c.benchmark_group("grant lookup");
+    let mut group = c.benchmark_group(name);
     group.bench_function("find_full", |b| {
         b.iter(|| f.rt.block_on(f.db.grants().find_full(black_box(f.grant))))
+    });
+    group.bench_function("pooled", |b| {
+        b.iter(|| f.rt.block_on(find_full_pooled(&f.db, black_box(f.grant))))
     });
     group.bench_function("built per call", |b| {
         b.iter(|| {
@@ -140,4 +115,9 @@ fn grant_lookup(c: &mut Criterion) {
 }
 
 criterion_group!(benches, grant_lookup);
-criterion_main!(benches);
+criterion_group! {
+    name = cpu_benches;
+    config = Criterion::default().with_measurement(ProcessCpu);
+    targets = grant_lookup_cpu
+}
+criterion_main!(benches, cpu_benches);

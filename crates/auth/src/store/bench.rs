@@ -106,6 +106,78 @@ pub async fn seed_live_sessions(
     Ok(seeded)
 }
 
+/// A member of the benchmarks, a confidential client with the refresh grant, and
+/// `sessions` of the member's live sessions in it (the first one's secrets handed back):
+/// the database the benches (`benches/store.rs`, `benches/requests.rs`) measure on.
+pub struct Fixture {
+    pub user_id: UserId,
+    pub client_id: String,
+    pub client_secret: String,
+    pub seeded: Seeded,
+}
+
+pub async fn fixture(db: &Db, clock: &Clock, sessions: usize) -> Result<Fixture, String> {
+    use crate::admin::clients::{AddClient, add_client};
+    let user = db
+        .users()
+        .add(
+            clock,
+            &mut rand::rng(),
+            super::NewUser {
+                email: crate::domain::Email::parse("bench@example.jp")
+                    .map_err(|e| e.to_string())?,
+                email_verified: true,
+                password_hash: None,
+                display_name: "ベンチ 太郎".to_owned(),
+                locale: "ja".to_owned(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let added = add_client(
+        db,
+        clock,
+        AddClient {
+            name: "Bench RP".to_owned(),
+            redirect_uris: vec!["https://rp.example.jp/callback".to_owned()],
+            post_logout_redirect_uris: vec![],
+            public: false,
+            first_party: false,
+            extra_grants: vec![crate::domain::GrantType::RefreshToken],
+            id_token_alg: crate::keys::Alg::RS256,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: false,
+            client_id: None,
+            secret: None,
+            scopes: vec![],
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let seeded = seed_live_sessions(
+        db,
+        clock,
+        &mut rand::rng(),
+        LiveSessions {
+            user_id: user.id,
+            client_id: &added.client.client_id,
+            scope: "openid profile email",
+            count: sessions,
+            session_lifetime: Duration::days(30),
+            refresh_lifetime: Duration::days(30),
+            sample: 1,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(Fixture {
+        user_id: user.id,
+        client_id: added.client.client_id,
+        client_secret: added.secret.ok_or("a confidential client has a secret")?,
+        seeded,
+    })
+}
+
 /// The rows of one transaction, and the secrets only their hashes are stored of.
 struct Batch {
     sessions: Vec<sessions::ActiveModel>,
@@ -224,6 +296,13 @@ pub async fn find_full_built_per_call(
         .pop()
         .map(super::sessions::to_full_grant)
         .transpose()
+}
+
+/// [`GrantRepo::find_full`](super::GrantRepo::find_full) as it reads on PostgreSQL, and
+/// read on SQLite before it had connections of its own ([`super::readers`]): the kept
+/// statement on a connection of sqlx's pool. Kept only for `benches/store.rs`.
+pub async fn find_full_pooled(db: &Db, id: Uuid) -> Result<Option<super::FullGrant>, StoreError> {
+    super::sessions::find_full(db.conn(), id).await
 }
 
 #[cfg(test)]

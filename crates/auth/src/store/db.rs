@@ -21,6 +21,8 @@ pub struct Db {
     lock_path: Option<PathBuf>,
     /// Clients as the hot paths read them (see [`super::clients::ClientCache`]).
     clients: Arc<super::clients::ClientCache>,
+    /// On SQLite, the connections of the grant lookup (see [`super::readers`]).
+    readers: Option<Arc<super::readers::Readers>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +145,18 @@ impl Db {
                 target: redact_url(url),
                 source,
             })?;
+        let readers = (conn.get_database_backend() == DbBackend::Sqlite).then(|| {
+            let options = conn.get_sqlite_connection_pool().connect_options();
+            Arc::new(super::readers::Readers::new(
+                (*options).clone(),
+                max_connections.max(2) as usize,
+            ))
+        });
         Ok(Self {
             conn,
             lock_path,
             clients: Arc::default(),
+            readers,
         })
     }
 
@@ -276,6 +286,11 @@ impl Db {
         Ok(())
     }
 
+    /// SQLite's reading connections (`None` on PostgreSQL).
+    pub(super) fn readers(&self) -> Option<&super::readers::Readers> {
+        self.readers.as_deref()
+    }
+
     /// The connection itself, for `store::bench` only (bulk writes of a benchmark).
     pub(super) fn conn(&self) -> &DatabaseConnection {
         &self.conn
@@ -310,7 +325,7 @@ impl Db {
     }
 
     pub fn grants(&self) -> GrantRepo<'_> {
-        GrantRepo::new(&self.conn)
+        GrantRepo::new(&self.conn, self.readers())
     }
 
     pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
@@ -371,6 +386,9 @@ impl Db {
     }
 
     pub async fn close(self) -> Result<(), DbError> {
+        if let Some(readers) = &self.readers {
+            readers.close();
+        }
         self.conn.close().await?;
         Ok(())
     }

@@ -20,6 +20,7 @@ mod links;
 mod logouts;
 mod passkeys;
 mod passwords;
+mod readers;
 mod reseal;
 mod resets;
 mod server_secrets;
@@ -114,11 +115,9 @@ impl Prebuilt {
         values: Vec<sea_orm::Value>,
         build: impl FnOnce() -> sea_orm::Statement,
     ) -> sea_orm::Statement {
-        let slot = match backend {
-            sea_orm::DbBackend::Postgres => &self.postgres,
-            sea_orm::DbBackend::Sqlite => &self.sqlite,
-            // Not a backend Tobira runs on: nothing kept.
-            _ => return build(),
+        // Not a backend Tobira runs on: nothing kept.
+        let Some(slot) = self.slot(backend) else {
+            return build();
         };
         if let Some(sql) = slot.get() {
             return sea_orm::Statement::from_sql_and_values(backend, sql.clone(), values);
@@ -128,6 +127,24 @@ impl Prebuilt {
         // Two first uses at once build the same text; either one is kept.
         let _ = slot.set(built.sql.clone());
         built
+    }
+
+    /// The kept text alone, for a statement run outside sea-orm (its values bound there,
+    /// as sea-orm binds them); `build` makes the statement the first time.
+    pub(crate) fn text(
+        &self,
+        backend: sea_orm::DbBackend,
+        build: impl FnOnce() -> sea_orm::Statement,
+    ) -> Option<&str> {
+        Some(self.slot(backend)?.get_or_init(|| build().sql))
+    }
+
+    fn slot(&self, backend: sea_orm::DbBackend) -> Option<&std::sync::OnceLock<String>> {
+        match backend {
+            sea_orm::DbBackend::Postgres => Some(&self.postgres),
+            sea_orm::DbBackend::Sqlite => Some(&self.sqlite),
+            _ => None,
+        }
     }
 }
 

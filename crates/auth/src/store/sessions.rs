@@ -413,6 +413,7 @@ fn parse_amr(value: &str) -> Result<Vec<String>, StoreError> {
 
 pub struct GrantRepo<'c> {
     conn: &'c DatabaseConnection,
+    readers: Option<&'c super::readers::Readers>,
 }
 
 pub struct NewGrant {
@@ -427,8 +428,11 @@ pub struct NewGrant {
 }
 
 impl<'c> GrantRepo<'c> {
-    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+    pub(super) fn new(
+        conn: &'c DatabaseConnection,
+        readers: Option<&'c super::readers::Readers>,
+    ) -> Self {
+        Self { conn, readers }
     }
 
     pub async fn create(&self, clock: &Clock, new: NewGrant) -> Result<Grant, StoreError> {
@@ -464,7 +468,10 @@ impl<'c> GrantRepo<'c> {
     /// The grant with its browser session and its member, in one query: what every
     /// use of a token needs to decide whether it still counts.
     pub async fn find_full(&self, id: Uuid) -> Result<Option<FullGrant>, StoreError> {
-        find_full(self.conn, id).await
+        match self.readers {
+            Some(readers) => find_full_reading(readers, id).await,
+            None => find_full(self.conn, id).await,
+        }
     }
 
     /// Revokes a grant: its access tokens become inactive, its refresh tokens unusable.
@@ -497,25 +504,58 @@ pub(super) fn full_grant_select(
         .find_also_related(users::Entity)
 }
 
-async fn find_full(
+/// The text of [`full_grant_select`], kept (every token use reads it).
+static FULL_GRANT: super::Prebuilt = super::Prebuilt::new();
+
+pub(super) async fn find_full(
     conn: &impl sea_orm::ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<FullGrant>, StoreError> {
-    use sea_orm::{QueryTrait, SelectThreeModel, SelectorTrait};
-    static SQL: super::Prebuilt = super::Prebuilt::new();
+    use sea_orm::QueryTrait;
     let backend = conn.get_database_backend();
-    let statement = SQL.statement(backend, vec![id.into()], || {
+    let statement = FULL_GRANT.statement(backend, vec![id.into()], || {
         full_grant_select(id).build(backend)
     });
     // By its key, so at most one row; not `.one()` (see `ByKey`).
     let Some(row) = conn.query_all_raw(statement).await?.pop() else {
         return Ok(None);
     };
+    full_grant_of(row).map(Some)
+}
+
+/// [`find_full`] on SQLite's own reading connections (outside a transaction), the same
+/// statement with the id bound as sea-orm binds it.
+async fn find_full_reading(
+    readers: &super::readers::Readers,
+    id: Uuid,
+) -> Result<Option<FullGrant>, StoreError> {
+    let row = readers
+        .fetch_optional(full_grant_text(), |query| query.bind(id))
+        .await
+        .map_err(|e| {
+            StoreError::Db(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(
+                e.into(),
+            )))
+        })?;
+    row.map(|row| full_grant_of(row.into())).transpose()
+}
+
+/// The SQLite text of [`full_grant_select`], its one value the grant's id.
+pub(super) fn full_grant_text() -> &'static str {
+    use sea_orm::QueryTrait;
+    let backend = sea_orm::DbBackend::Sqlite;
+    FULL_GRANT
+        .text(backend, || full_grant_select(Uuid::nil()).build(backend))
+        .expect("SQLite statements are kept")
+}
+
+fn full_grant_of(row: sea_orm::QueryResult) -> Result<FullGrant, StoreError> {
+    use sea_orm::{SelectThreeModel, SelectorTrait};
     let row =
         SelectThreeModel::<grants::Model, sessions::Model, users::Model>::from_raw_query_result(
             row,
         )?;
-    to_full_grant(row).map(Some)
+    to_full_grant(row)
 }
 
 pub(super) fn to_full_grant(
