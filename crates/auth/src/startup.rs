@@ -372,7 +372,6 @@ fn with_middleware(routes: Router<AppState>, state: &AppState) -> Router {
                         .get(name)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
-                        .to_owned()
                 };
                 tracing::info_span!(
                     "request",

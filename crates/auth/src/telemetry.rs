@@ -26,7 +26,14 @@ pub const MAX_BUFFERED: usize = 256 * 1024;
 /// the lines still buffered.
 #[must_use = "dropping Logs at once writes every later line unbuffered"]
 pub fn init(config: &LogConfig) -> Logs {
-    let logs = Logs::new(std::io::stderr());
+    init_writing_to(config, std::io::stderr(), std::io::stderr().is_terminal())
+}
+
+/// As [`init`], with the lines going to `sink` (`ansi`: colours in the human format).
+/// The request benchmark logs this way into nothing, as the server logs to a file.
+#[must_use = "dropping Logs at once writes every later line unbuffered"]
+pub fn init_writing_to(config: &LogConfig, sink: impl Write + Send + 'static, ansi: bool) -> Logs {
+    let logs = Logs::new(sink);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let builder = tracing_subscriber::fmt()
@@ -39,9 +46,7 @@ pub fn init(config: &LogConfig) -> Logs {
             .flatten_event(true)
             .with_current_span(true)
             .try_init(),
-        LogFormat::Human => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Human => builder.with_ansi(ansi).try_init(),
     };
     if installed.is_ok() {
         let buffer = logs.writer();

@@ -16,8 +16,9 @@
 //! | `tobira_password_hashes_waiting` | | hashes waiting for an argon2 thread, at scrape time |
 //! | `tobira_db_pool_connections` | `state` (`in_use`, `idle`, `max`) | the database pool, at scrape time |
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::Router;
@@ -102,7 +103,11 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// process may hold several apps (the demo, a test binary), so it is installed once and
 /// every app shares the handle.
 #[derive(Clone)]
-pub struct Metrics(PrometheusHandle);
+pub struct Metrics {
+    handle: PrometheusHandle,
+    /// This app's request metrics (handles into the shared recorder).
+    requests: Arc<RequestMetrics>,
+}
 
 impl Metrics {
     pub fn install() -> Self {
@@ -127,12 +132,15 @@ impl Metrics {
             describe();
             handle
         });
-        Self(handle.clone())
+        Self {
+            handle: handle.clone(),
+            requests: Arc::default(),
+        }
     }
 
     fn render(&self) -> String {
-        self.0.run_upkeep();
-        self.0.render()
+        self.handle.run_upkeep();
+        self.handle.render()
     }
 }
 
@@ -281,38 +289,157 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// Never the query string (codes, tokens and states travel in it) nor any header.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = method_label(req.method()).to_owned();
+    // Cloned out of the request before it moves on: a reference count, not a copy.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = method_label(req.method());
     // Ours, set by the request id middleware (a client's own was replaced).
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let request_id = state
+        .config
+        .log
+        .access
+        .then(|| req.headers().get("x-request-id").cloned())
+        .flatten();
     let response = next.run(req).await;
     let elapsed = start.elapsed();
     let status = response.status().as_u16();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     if state.config.log.access {
         tracing::info!(
             target: "tobira::access",
-            method = %method,
-            route = %route,
+            method,
+            route,
             status,
             latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
-            request_id = %request_id,
+            request_id = request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
             "request"
         );
     }
-    let labels = [
-        ("route", route),
-        ("method", method),
-        ("status", status.to_string()),
-    ];
-    metrics::counter!(REQUESTS_TOTAL, &labels).increment(1);
-    metrics::histogram!(REQUEST_SECONDS, &labels[..2]).record(elapsed.as_secs_f64());
+    state
+        .metrics
+        .requests
+        .record(route, method, status, elapsed.as_secs_f64());
     response
+}
+
+/// The request counter and duration histogram of each route, method and status, made
+/// once: a request finds its handles by the route's text (one hash, nothing copied),
+/// where `metrics::counter!` with labels copies route, method and status into owned
+/// strings and builds and hashes a metric key, twice a request. As bounded as the
+/// labels: route templates, eight method names, the statuses Tobira answers with.
+#[derive(Default)]
+struct RequestMetrics(RwLock<HashMap<Box<str>, RouteMetrics>>);
+
+#[derive(Default)]
+struct RouteMetrics {
+    counters: Vec<(&'static str, u16, metrics::Counter)>,
+    histograms: Vec<(&'static str, metrics::Histogram)>,
+}
+
+impl RouteMetrics {
+    fn counter(&self, method: &str, status: u16) -> Option<&metrics::Counter> {
+        self.counters
+            .iter()
+            .find(|(m, s, _)| *m == method && *s == status)
+            .map(|(_, _, c)| c)
+    }
+
+    fn histogram(&self, method: &str) -> Option<&metrics::Histogram> {
+        self.histograms
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, h)| h)
+    }
+}
+
+impl RequestMetrics {
+    fn record(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
+        let known = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(route) = known.get(route)
+            && let (Some(counter), Some(histogram)) =
+                (route.counter(method, status), route.histogram(method))
+        {
+            counter.increment(1);
+            histogram.record(seconds);
+            return;
+        }
+        drop(known);
+        // A new route, method or status: registered once, under the write lock (a
+        // second request racing for it finds it there).
+        let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let handles = known.entry(route.into()).or_default();
+        if handles.counter(method, status).is_none() {
+            let counter = metrics::counter!(
+                REQUESTS_TOTAL,
+                "route" => route.to_owned(),
+                "method" => method,
+                "status" => status.to_string()
+            );
+            handles.counters.push((method, status, counter));
+        }
+        if handles.histogram(method).is_none() {
+            let histogram = metrics::histogram!(REQUEST_SECONDS, "route" => route.to_owned(), "method" => method);
+            handles.histograms.push((method, histogram));
+        }
+        if let (Some(counter), Some(histogram)) =
+            (handles.counter(method, status), handles.histogram(method))
+        {
+            counter.increment(1);
+            histogram.record(seconds);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handles kept for a route count each method and status apart, and time each
+    /// method apart, as the labelled macros did for every request.
+    #[test]
+    fn request_metrics_keep_one_series_per_route_method_and_status() {
+        let metrics = Metrics::install();
+        let route = "/unit/{id}";
+        for (method, status) in [("GET", 200), ("GET", 200), ("GET", 404), ("POST", 200)] {
+            metrics.requests.record(route, method, status, 0.002);
+        }
+        metrics.requests.record("/unit/other", "GET", 200, 0.5);
+        let text = metrics.render();
+        for (series, value) in [
+            (
+                r#"tobira_http_requests_total{route="/unit/{id}",method="GET",status="200"}"#,
+                2,
+            ),
+            (
+                r#"tobira_http_requests_total{route="/unit/{id}",method="GET",status="404"}"#,
+                1,
+            ),
+            (
+                r#"tobira_http_requests_total{route="/unit/{id}",method="POST",status="200"}"#,
+                1,
+            ),
+            (
+                r#"tobira_http_requests_total{route="/unit/other",method="GET",status="200"}"#,
+                1,
+            ),
+            (
+                r#"tobira_http_request_duration_seconds_count{route="/unit/{id}",method="GET"}"#,
+                3,
+            ),
+            (
+                r#"tobira_http_request_duration_seconds_count{route="/unit/{id}",method="POST"}"#,
+                1,
+            ),
+            (
+                r#"tobira_http_request_duration_seconds_bucket{route="/unit/{id}",method="GET",le="0.0025"}"#,
+                3,
+            ),
+            (
+                r#"tobira_http_request_duration_seconds_bucket{route="/unit/other",method="GET",le="0.25"}"#,
+                0,
+            ),
+        ] {
+            let line = format!("{series} {value}\n");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+    }
 }
