@@ -336,30 +336,29 @@ struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    fn counter(&self, method: &str, status: u16) -> Option<&metrics::Counter> {
-        self.counters
+    /// Counts and times one request, if this route has its handles yet.
+    fn record(&self, method: &str, status: u16, seconds: f64) -> bool {
+        let counter = self
+            .counters
             .iter()
-            .find(|(m, s, _)| *m == method && *s == status)
-            .map(|(_, _, c)| c)
-    }
-
-    fn histogram(&self, method: &str) -> Option<&metrics::Histogram> {
-        self.histograms
-            .iter()
-            .find(|(m, _)| *m == method)
-            .map(|(_, h)| h)
+            .find(|(m, s, _)| *m == method && *s == status);
+        let histogram = self.histograms.iter().find(|(m, _)| *m == method);
+        let (Some((_, _, counter)), Some((_, histogram))) = (counter, histogram) else {
+            return false;
+        };
+        counter.increment(1);
+        histogram.record(seconds);
+        true
     }
 }
 
 impl RequestMetrics {
     fn record(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         let known = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(route) = known.get(route)
-            && let (Some(counter), Some(histogram)) =
-                (route.counter(method, status), route.histogram(method))
+        if known
+            .get(route)
+            .is_some_and(|handles| handles.record(method, status, seconds))
         {
-            counter.increment(1);
-            histogram.record(seconds);
             return;
         }
         drop(known);
@@ -367,7 +366,11 @@ impl RequestMetrics {
         // second request racing for it finds it there).
         let mut known = self.0.write().unwrap_or_else(PoisonError::into_inner);
         let handles = known.entry(route.into()).or_default();
-        if handles.counter(method, status).is_none() {
+        if !handles
+            .counters
+            .iter()
+            .any(|(m, s, _)| *m == method && *s == status)
+        {
             let counter = metrics::counter!(
                 REQUESTS_TOTAL,
                 "route" => route.to_owned(),
@@ -376,16 +379,11 @@ impl RequestMetrics {
             );
             handles.counters.push((method, status, counter));
         }
-        if handles.histogram(method).is_none() {
+        if !handles.histograms.iter().any(|(m, _)| *m == method) {
             let histogram = metrics::histogram!(REQUEST_SECONDS, "route" => route.to_owned(), "method" => method);
             handles.histograms.push((method, histogram));
         }
-        if let (Some(counter), Some(histogram)) =
-            (handles.counter(method, status), handles.histogram(method))
-        {
-            counter.increment(1);
-            histogram.record(seconds);
-        }
+        handles.record(method, status, seconds);
     }
 }
 

@@ -146,10 +146,10 @@ impl Db {
                 source,
             })?;
         let readers = (conn.get_database_backend() == DbBackend::Sqlite).then(|| {
-            let options = conn.get_sqlite_connection_pool().connect_options();
+            let pool = conn.get_sqlite_connection_pool();
             Arc::new(super::readers::Readers::new(
-                (*options).clone(),
-                max_connections.max(2) as usize,
+                (*pool.connect_options()).clone(),
+                pool.options().get_max_connections() as usize,
             ))
         });
         Ok(Self {

@@ -67,9 +67,11 @@ impl Readers {
         };
         // An error drops the connection (closed): a new one is opened next time.
         let row = bind(sqlx::query(sql)).fetch_optional(&mut conn).await?;
-        // Closed meanwhile: the connection goes with the others.
+        // Closed meanwhile: the connection goes with the others. Checked under the lock
+        // that `close` clears the list under, so none is kept after it.
+        let mut idle = self.lock();
         if !self.permits.is_closed() {
-            self.lock().push(conn);
+            idle.push(conn);
         }
         Ok(row)
     }
@@ -78,6 +80,7 @@ impl Readers {
     /// fails as a read on the closed pool does.
     pub(crate) fn close(&self) {
         self.permits.close();
+        // After the permits closed: a reader finishing now sees it under this lock.
         self.lock().clear();
     }
 
