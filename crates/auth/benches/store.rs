@@ -5,9 +5,10 @@
 //!
 //! `grant lookup` is what every `/userinfo` call and every access-token check reads: a
 //! grant with its browser session and its member, by the grant's id. `find_full` runs its
-//! kept statement (`store::Prebuilt`) on SQLite's reading connections (`store::readers`,
-//! outside sqlx's pool); `pooled` runs it on a connection of sqlx's pool (as on
-//! PostgreSQL, and on SQLite before: the pool pings each connection it gets back);
+//! kept statement (`store::Prebuilt`) on SQLite's reading connections (`store::readers`:
+//! rusqlite, in the calling thread); `pooled` runs it on a connection of sqlx's pool (as
+//! on PostgreSQL, and on SQLite before: a hand-off to the connection's thread and back,
+//! and a ping after each query);
 //! `built per call` is the same select built by sea-query on every call, as before
 //! `Prebuilt`, with the same rows made of the answer. The database holds one member with
 //! 1,000 live sessions, each with a grant and a refresh

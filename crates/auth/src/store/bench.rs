@@ -299,7 +299,7 @@ pub async fn find_full_built_per_call(
 }
 
 /// [`GrantRepo::find_full`](super::GrantRepo::find_full) as it reads on PostgreSQL, and
-/// read on SQLite before it had connections of its own ([`super::readers`]): the kept
+/// read on SQLite before it read on connections of its own ([`super::readers`]): the kept
 /// statement on a connection of sqlx's pool. Kept only for `benches/store.rs`.
 pub async fn find_full_pooled(db: &Db, id: Uuid) -> Result<Option<super::FullGrant>, StoreError> {
     super::sessions::find_full(db.conn(), id).await

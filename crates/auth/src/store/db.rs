@@ -145,13 +145,15 @@ impl Db {
                 target: redact_url(url),
                 source,
             })?;
-        let readers = (conn.get_database_backend() == DbBackend::Sqlite).then(|| {
-            let pool = conn.get_sqlite_connection_pool();
-            Arc::new(super::readers::Readers::new(
-                (*pool.connect_options()).clone(),
-                pool.options().get_max_connections() as usize,
-            ))
-        });
+        // A file (an in-memory database is the pool's alone): the file sqlx opened.
+        let readers = (conn.get_database_backend() == DbBackend::Sqlite && lock_path.is_some())
+            .then(|| {
+                let pool = conn.get_sqlite_connection_pool();
+                Arc::new(super::readers::Readers::new(
+                    pool.connect_options().get_filename().to_path_buf(),
+                    pool.options().get_max_connections() as usize,
+                ))
+            });
         Ok(Self {
             conn,
             lock_path,

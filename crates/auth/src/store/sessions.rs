@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::entity::{grants, refresh_tokens, sessions, users};
 use super::logouts;
+use super::readers::Columns;
 use super::users::to_user;
 use super::{AuditEvent, ByKey, StoreError};
 use crate::clock::Clock;
@@ -469,7 +470,7 @@ impl<'c> GrantRepo<'c> {
     /// use of a token needs to decide whether it still counts.
     pub async fn find_full(&self, id: Uuid) -> Result<Option<FullGrant>, StoreError> {
         match self.readers {
-            Some(readers) => find_full_reading(readers, id).await,
+            Some(readers) => find_full_reading(self.conn, readers, id).await,
             None => find_full(self.conn, id).await,
         }
     }
@@ -523,21 +524,97 @@ pub(super) async fn find_full(
     full_grant_of(row).map(Some)
 }
 
-/// [`find_full`] on SQLite's own reading connections (outside a transaction), the same
-/// statement with the id bound as sea-orm binds it.
+/// [`find_full`] on SQLite's own reading connections ([`super::readers`]), the same
+/// statement; on the pool if it cannot answer there.
 async fn find_full_reading(
+    conn: &impl sea_orm::ConnectionTrait,
     readers: &super::readers::Readers,
     id: Uuid,
 ) -> Result<Option<FullGrant>, StoreError> {
-    let row = readers
-        .fetch_optional(full_grant_text(), |query| query.bind(id))
-        .await
-        .map_err(|e| {
-            StoreError::Db(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(
-                e.into(),
-            )))
-        })?;
-    row.map(|row| full_grant_of(row.into())).transpose()
+    let read = readers.read(|conn| {
+        use rusqlite::OptionalExtension;
+        let mut statement = conn.prepare_cached(full_grant_text())?;
+        statement
+            .query_row([id.as_bytes()], |row| {
+                full_grant_row(&mut Columns::new(row))
+            })
+            .optional()
+    });
+    match read {
+        Ok(row) => row.map(to_full_grant).transpose(),
+        Err(error) => {
+            readers.fell_back(&error);
+            find_full(conn, id).await
+        }
+    }
+}
+
+/// A row of [`full_grant_select`] as sea-orm reads it: the grant's columns (`A_`), then
+/// the session's (`B_`, all NULL without one), then the member's (`C_`).
+fn full_grant_row(
+    c: &mut Columns<'_, '_>,
+) -> rusqlite::Result<(grants::Model, Option<sessions::Model>, Option<users::Model>)> {
+    let grant = grants::Model {
+        id: c.uuid("A_id")?,
+        user_id: c.uuid("A_user_id")?,
+        client_id: c.text("A_client_id")?,
+        session_id: c.opt_uuid("A_session_id")?,
+        scope: c.text("A_scope")?,
+        offline: c.bool("A_offline")?,
+        auth_time: c.time("A_auth_time")?,
+        amr: c.text("A_amr")?,
+        acr: c.text("A_acr")?,
+        created_at: c.time("A_created_at")?,
+        revoked_at: c.opt_time("A_revoked_at")?,
+    };
+    let session = if c.null("B_id")? {
+        c.skip(<sessions::Column as sea_orm::Iterable>::iter().count() - 1);
+        None
+    } else {
+        Some(sessions::Model {
+            id: c.uuid("B_id")?,
+            secret_hash: c.text("B_secret_hash")?,
+            sid: c.text("B_sid")?,
+            user_id: c.uuid("B_user_id")?,
+            auth_time: c.time("B_auth_time")?,
+            amr: c.text("B_amr")?,
+            acr: c.text("B_acr")?,
+            device_id: c.text("B_device_id")?,
+            ip: c.text("B_ip")?,
+            user_agent: c.text("B_user_agent")?,
+            remember: c.bool("B_remember")?,
+            created_at: c.time("B_created_at")?,
+            last_seen_at: c.time("B_last_seen_at")?,
+            expires_at: c.time("B_expires_at")?,
+            ended_at: c.opt_time("B_ended_at")?,
+        })
+    };
+    let user = if c.null("C_id")? {
+        None
+    } else {
+        Some(users::Model {
+            id: c.uuid("C_id")?,
+            sub: c.text("C_sub")?,
+            email: c.text("C_email")?,
+            email_display: c.text("C_email_display")?,
+            email_verified: c.bool("C_email_verified")?,
+            password_hash: c.opt_text("C_password_hash")?,
+            display_name: c.text("C_display_name")?,
+            locale: c.text("C_locale")?,
+            status: c.text("C_status")?,
+            created_at: c.time("C_created_at")?,
+            updated_at: c.time("C_updated_at")?,
+            deleted_at: c.opt_time("C_deleted_at")?,
+            awaiting_verification: c.bool("C_awaiting_verification")?,
+            reset_required: c.bool("C_reset_required")?,
+            frozen_reason: c.opt_text("C_frozen_reason")?,
+            purged_at: c.opt_time("C_purged_at")?,
+            webauthn_handle: c.opt_uuid("C_webauthn_handle")?,
+            federated_unverified: c.bool("C_federated_unverified")?,
+        })
+    };
+    c.end()?;
+    Ok((grant, session, user))
 }
 
 /// The SQLite text of [`full_grant_select`], its one value the grant's id.
