@@ -21,7 +21,7 @@ use crate::crypto::{b64url, constant_time_eq, random_token, sha256, sha256_hex};
 use crate::domain::{Client, Grant, GrantType, User};
 use crate::state::AppState;
 use crate::store::ephemeral::Spent;
-use crate::store::{FullGrant, Rotation};
+use crate::store::{Decision, FullGrant, Rotated};
 use crate::web::client_ip::ClientAddr;
 
 /// What an authorization code is bound to (OIDC Core §3.1.3.2): checked at redemption.
@@ -317,15 +317,25 @@ async fn refresh_token(
         .ok_or_else(|| OAuthError::new(ErrorCode::InvalidRequest, "refresh_token is required"))?;
     let invalid = |msg: &str| OAuthError::new(ErrorCode::InvalidGrant, msg);
     let now = state.clock.now();
+    // The checks run on the token's grant inside the rotation's transaction, before
+    // anything is signed. A refusal rolls the spend back (a client's mistake, such as
+    // asking for more scope, must not burn its token and make its retry look like a
+    // reuse), except where the token is shown to have leaked.
+    let asked = params.get("scope");
     let rotation = state
         .db
         .refresh_tokens()
-        .rotate(token, now)
-        .await
-        .map_err(OAuthError::server)?;
-    let open = match rotation {
-        Rotation::Open(open) => *open,
-        Rotation::Reused { grant_id } => {
+        .rotate(&mut rand::rng(), token, now, move |grant| {
+            match refusal(state, client, asked, grant) {
+                Some(Refusal::KeepToken(e)) => Decision::Keep(e),
+                Some(Refusal::RevokeGrant(e)) => Decision::Revoke(e),
+                None => Decision::Issue(refresh_lifetime(state, &grant.grant)),
+            }
+        });
+    let (refresh_token, full) = match rotation.await.map_err(OAuthError::server)? {
+        Rotated::Issued { token, grant } => (token, grant),
+        Rotated::Kept(e) | Rotated::Revoked(e) => return Err(e),
+        Rotated::Reused { grant_id } => {
             // A spent token came back: the token family leaked (RFC 9700 §4.14.2).
             crate::ops::refresh_token_reused();
             state
@@ -339,27 +349,10 @@ async fn refresh_token(
                 "the refresh token was already used; the grant is revoked",
             ));
         }
-        Rotation::Expired | Rotation::Unknown => {
+        Rotated::Expired | Rotated::Unknown => {
             return Err(invalid("the refresh token is invalid or expired"));
         }
     };
-    // The token is spent in an open transaction. A refusal below rolls the spend back
-    // (a client's mistake, such as asking for more scope, must not burn its token and
-    // make its retry look like a reuse), except where the token is shown to have leaked.
-    match refusal(state, client, params.get("scope"), &open.grant) {
-        Some(Refusal::KeepToken(e)) => {
-            open.refuse().await.map_err(OAuthError::server)?;
-            return Err(e);
-        }
-        Some(Refusal::RevokeGrant(e)) => {
-            open.revoke_grant(now).await.map_err(OAuthError::server)?;
-            return Err(e);
-        }
-        None => {}
-    }
-    let lifetime = refresh_lifetime(state, &open.grant.grant);
-    let succeed = open.succeed(&state.clock, &mut rand::rng(), lifetime);
-    let (refresh_token, full) = succeed.await.map_err(OAuthError::server)?;
     // Signed after the commit, so that signatures never hold the store's write lock.
     let sid = full
         .session

@@ -21,8 +21,10 @@ pub struct Db {
     lock_path: Option<PathBuf>,
     /// Clients as the hot paths read them (see [`super::clients::ClientCache`]).
     clients: Arc<super::clients::ClientCache>,
-    /// On SQLite, the connections of the grant lookup (see [`super::readers`]).
+    /// On a SQLite file, the connections of the grant lookup (see [`super::readers`]).
     readers: Option<Arc<super::readers::Readers>>,
+    /// On a SQLite file, the connection of the refresh rotation (see [`super::writer`]).
+    writer: Option<Arc<super::writer::Writer>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,19 +148,26 @@ impl Db {
                 source,
             })?;
         // A file (an in-memory database is the pool's alone): the file sqlx opened.
-        let readers = (conn.get_database_backend() == DbBackend::Sqlite && lock_path.is_some())
-            .then(|| {
+        let (readers, writer) =
+            if conn.get_database_backend() == DbBackend::Sqlite && lock_path.is_some() {
                 let pool = conn.get_sqlite_connection_pool();
-                Arc::new(super::readers::Readers::new(
-                    pool.connect_options().get_filename().to_path_buf(),
-                    pool.options().get_max_connections() as usize,
-                ))
-            });
+                let file = pool.connect_options().get_filename().to_path_buf();
+                (
+                    Some(Arc::new(super::readers::Readers::new(
+                        file.clone(),
+                        pool.options().get_max_connections() as usize,
+                    ))),
+                    Some(Arc::new(super::writer::Writer::new(file))),
+                )
+            } else {
+                (None, None)
+            };
         Ok(Self {
             conn,
             lock_path,
             clients: Arc::default(),
             readers,
+            writer,
         })
     }
 
@@ -288,6 +297,12 @@ impl Db {
         Ok(())
     }
 
+    /// SQLite's writer of refresh rotations (`None` on PostgreSQL).
+    #[cfg(test)]
+    pub(super) fn writer(&self) -> Option<&super::writer::Writer> {
+        self.writer.as_deref()
+    }
+
     /// SQLite's reading connections (`None` on PostgreSQL).
     pub(super) fn readers(&self) -> Option<&super::readers::Readers> {
         self.readers.as_deref()
@@ -331,7 +346,7 @@ impl Db {
     }
 
     pub fn refresh_tokens(&self) -> RefreshTokenRepo<'_> {
-        RefreshTokenRepo::new(&self.conn)
+        RefreshTokenRepo::new(&self.conn, self.writer.as_deref())
     }
 
     pub fn login_events(&self) -> LoginEventRepo<'_> {
@@ -390,6 +405,9 @@ impl Db {
     pub async fn close(self) -> Result<(), DbError> {
         if let Some(readers) = &self.readers {
             readers.close();
+        }
+        if let Some(writer) = &self.writer {
+            writer.close();
         }
         self.conn.close().await?;
         Ok(())

@@ -29,6 +29,7 @@ mod signing_keys;
 mod signups;
 mod two_step;
 mod users;
+mod writer;
 
 pub use accounts::{AccountRepo, ReregistrationBlock};
 pub use apps::{AppRepo, ConnectedApp};
@@ -49,8 +50,8 @@ pub use reseal::{RowId, Sealed, SealedRepo, SealedRow};
 pub use resets::{MAIL_QUEUE, PasswordResetRepo, QueuedMail};
 pub use server_secrets::{SealedSecret, ServerSecretRepo};
 pub use sessions::{
-    FullGrant, GrantRepo, NewGrant, NewSession, OpenRotation, RefreshTokenInfo, RefreshTokenRepo,
-    Rotation, SessionRepo,
+    Decision, FullGrant, GrantRepo, NewGrant, NewSession, RefreshTokenInfo, RefreshTokenRepo,
+    Rotated, SessionRepo,
 };
 pub use signing_keys::{SigningKeyRepo, StoredKey};
 pub use signups::{NewVerification, SignupRepo, Verification};
@@ -77,6 +78,9 @@ pub enum StoreError {
     Refused(String),
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// From SQLite's own connections (`store::readers`, `store::writer`).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 /// Turns a unique-key violation into the domain error it means (one place, not string

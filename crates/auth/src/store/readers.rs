@@ -139,6 +139,13 @@ impl Readers {
     }
 }
 
+/// A time as sqlx binds an `OffsetDateTime` on SQLite (RFC 3339 text): what the pool's
+/// statements compare with.
+pub(crate) fn sqlite_time(at: time::OffsetDateTime) -> rusqlite::Result<String> {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))
+}
+
 /// The values of one row, read in the order of its statement's columns, each checked
 /// against the column's name (a statement whose columns moved is an error, never a value
 /// put in the wrong field).

@@ -679,37 +679,38 @@ fn new_refresh_token(
     grant_id: Uuid,
     lifetime: Duration,
 ) -> (String, refresh_tokens::ActiveModel) {
-    let now = clock.now();
     let token = random_token(rng, 32);
-    let row = refresh_tokens::ActiveModel {
-        token_hash: Set(sha256_hex(&token)),
+    let row = refresh_token_row(&token, grant_id, clock.now(), lifetime);
+    (token, row)
+}
+
+/// The row of `token`, issued at `now` in `grant_id`.
+fn refresh_token_row(
+    token: &str,
+    grant_id: Uuid,
+    now: OffsetDateTime,
+    lifetime: Duration,
+) -> refresh_tokens::ActiveModel {
+    refresh_tokens::ActiveModel {
+        token_hash: Set(sha256_hex(token)),
         grant_id: Set(grant_id),
         created_at: Set(now),
         expires_at: Set(now + lifetime),
         used_at: Set(None),
-    };
-    (token, row)
+    }
 }
 
 pub struct RefreshTokenRepo<'c> {
     conn: &'c DatabaseConnection,
-}
-
-/// What presenting a refresh token found.
-pub enum Rotation {
-    /// The token was live and is spent in the open transaction.
-    Open(Box<OpenRotation>),
-    /// The token was already spent: someone holds a copy (OAuth 2.0 Security BCP §4.14).
-    Reused {
-        grant_id: Uuid,
-    },
-    Expired,
-    Unknown,
+    writer: Option<&'c super::writer::Writer>,
 }
 
 impl<'c> RefreshTokenRepo<'c> {
-    pub(super) fn new(conn: &'c DatabaseConnection) -> Self {
-        Self { conn }
+    pub(super) fn new(
+        conn: &'c DatabaseConnection,
+        writer: Option<&'c super::writer::Writer>,
+    ) -> Self {
+        Self { conn, writer }
     }
 
     /// A new refresh token in `grant_id`; returns the token (stored only as its hash).
@@ -743,86 +744,216 @@ impl<'c> RefreshTokenRepo<'c> {
             }))
     }
 
-    /// Spends a refresh token, in a transaction that stays open for its successor: the
-    /// spend, the read of its grant (with session and member) and the successor's insert
-    /// are one commit, so a crash cannot leave the token spent without a successor, nor a
-    /// successor without the spend. Of two concurrent presentations exactly one opens a
-    /// rotation: the spend is a conditional update, not a read followed by a write.
-    pub async fn rotate(&self, token: &str, now: OffsetDateTime) -> Result<Rotation, StoreError> {
-        let hash = sha256_hex(token);
-        let txn = self.conn.begin().await?;
-        let spent = refresh_tokens::Entity::update_many()
-            .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
-            .filter(refresh_tokens::Column::TokenHash.eq(hash.clone()))
-            .filter(refresh_tokens::Column::UsedAt.is_null())
-            .filter(refresh_tokens::Column::ExpiresAt.gt(now))
-            .exec_with_returning(&txn)
-            .await?;
-        if let Some(spent) = spent.into_iter().next()
-            && let Some(grant) = find_full(&txn, spent.grant_id).await?
-        {
-            return Ok(Rotation::Open(Box::new(OpenRotation { txn, grant })));
-        }
-        txn.rollback().await?;
-        // Not spent now: why, read after the fact (the rare path).
-        Ok(
-            match refresh_tokens::Entity::find_by_id(hash)
-                .by_key(self.conn)
-                .await?
-            {
-                Some(row) if row.used_at.is_some() => Rotation::Reused {
-                    grant_id: row.grant_id,
-                },
-                Some(row) if row.expires_at <= now => Rotation::Expired,
-                _ => Rotation::Unknown,
-            },
-        )
-    }
-}
-
-/// A refresh token spent in an open transaction, with its grant: the caller decides
-/// (after its checks, before signing anything) whether a successor is issued
-/// (`succeed`), the token stays live (`refuse`, as if it had not been presented), or the
-/// grant ends (`revoke_grant`). Dropped undecided, it rolls back like `refuse`.
-pub struct OpenRotation {
-    txn: sea_orm::DatabaseTransaction,
-    pub grant: FullGrant,
-}
-
-impl OpenRotation {
-    /// Inserts the successor in the grant and commits; returns the new token and the
-    /// grant.
-    pub fn succeed(
-        self,
-        clock: &Clock,
+    /// Presents a refresh token: spends it, reads its grant (with session and member),
+    /// asks `decide` what becomes of it, and writes that, all in one transaction, so a
+    /// crash cannot leave the token spent without a successor, nor a successor without
+    /// the spend. Of two concurrent presentations exactly one spends the token: the spend
+    /// is a conditional update, not a read followed by a write. `decide` sees the grant
+    /// before anything is signed; nothing is signed while the transaction is open.
+    ///
+    /// On a SQLite file the transaction runs in the calling thread on a connection of its
+    /// own ([`super::writer`]), or on the pool when that one cannot begin at once.
+    pub fn rotate<E: Send + 'c>(
+        &self,
         rng: &mut impl CryptoRng,
-        lifetime: Duration,
-    ) -> impl Future<Output = Result<(String, FullGrant), StoreError>> + Send + 'static {
-        let (token, row) = new_refresh_token(clock, rng, self.grant.grant.id, lifetime);
+        token: &str,
+        now: OffsetDateTime,
+        decide: impl Fn(&FullGrant) -> Decision<E> + Send + 'c,
+    ) -> impl Future<Output = Result<Rotated<E>, StoreError>> + Send + 'c {
+        let hash = sha256_hex(token);
+        let successor = random_token(rng, 32);
+        let (conn, writer) = (self.conn, self.writer);
         async move {
-            refresh_tokens::Entity::insert(row)
-                .exec_without_returning(&self.txn)
-                .await?;
-            self.txn.commit().await?;
-            Ok((token, self.grant))
+            if let Some(writer) = writer {
+                match writer
+                    .transaction(|tx| rotate_here(tx, &hash, successor.clone(), now, &decide))
+                {
+                    Ok(done) => return done,
+                    Err(error) => writer.fell_back(&error),
+                }
+            }
+            rotate_on_pool(conn, hash, successor, now, decide).await
         }
     }
+}
 
-    /// Rolls back: the token stays live.
-    pub async fn refuse(self) -> Result<(), StoreError> {
-        Ok(self.txn.rollback().await?)
-    }
+/// What becomes of a live refresh token, decided on its grant.
+pub enum Decision<E> {
+    /// A successor in the same grant, live for this long; the token is spent.
+    Issue(Duration),
+    /// The spend rolls back: the token stays live, as if it had not been presented.
+    Keep(E),
+    /// The token is spent and the grant ends (the token leaked).
+    Revoke(E),
+}
 
-    /// Commits the spend and revokes the grant.
-    pub async fn revoke_grant(self, now: OffsetDateTime) -> Result<(), StoreError> {
-        grants::Entity::update_many()
-            .col_expr(grants::Column::RevokedAt, Expr::value(now))
-            .filter(grants::Column::Id.eq(self.grant.grant.id))
-            .filter(grants::Column::RevokedAt.is_null())
-            .exec(&self.txn)
-            .await?;
-        Ok(self.txn.commit().await?)
+/// What presenting a refresh token did.
+pub enum Rotated<E> {
+    /// Spent, with its successor (stored only as its hash) and its grant.
+    Issued {
+        token: String,
+        grant: Box<FullGrant>,
+    },
+    /// `Decision::Keep`: nothing written.
+    Kept(E),
+    /// `Decision::Revoke`: spent, and the grant revoked.
+    Revoked(E),
+    /// The token was already spent: someone holds a copy (OAuth 2.0 Security BCP §4.14).
+    /// Nothing written.
+    Reused {
+        grant_id: Uuid,
+    },
+    Expired,
+    Unknown,
+}
+
+/// Why a token that could not be spent was not: `row` is its row, if any.
+fn not_spent<E>(row: Option<(Uuid, OffsetDateTime, bool)>, now: OffsetDateTime) -> Rotated<E> {
+    match row {
+        Some((grant_id, _, true)) => Rotated::Reused { grant_id },
+        Some((_, expires_at, false)) if expires_at <= now => Rotated::Expired,
+        _ => Rotated::Unknown,
     }
+}
+
+/// [`RefreshTokenRepo::rotate`] on the pool (PostgreSQL, or SQLite when its writer could
+/// not begin): the same statements through sea-orm.
+async fn rotate_on_pool<E>(
+    conn: &DatabaseConnection,
+    hash: String,
+    successor: String,
+    now: OffsetDateTime,
+    decide: impl Fn(&FullGrant) -> Decision<E>,
+) -> Result<Rotated<E>, StoreError> {
+    let txn = conn.begin().await?;
+    let spent = refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::TokenHash.eq(hash.clone()))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .filter(refresh_tokens::Column::ExpiresAt.gt(now))
+        .exec_with_returning(&txn)
+        .await?;
+    if let Some(spent) = spent.into_iter().next()
+        && let Some(grant) = find_full(&txn, spent.grant_id).await?
+    {
+        return Ok(match decide(&grant) {
+            Decision::Keep(e) => {
+                txn.rollback().await?;
+                Rotated::Kept(e)
+            }
+            Decision::Revoke(e) => {
+                grants::Entity::update_many()
+                    .col_expr(grants::Column::RevokedAt, Expr::value(now))
+                    .filter(grants::Column::Id.eq(grant.grant.id))
+                    .filter(grants::Column::RevokedAt.is_null())
+                    .exec(&txn)
+                    .await?;
+                txn.commit().await?;
+                Rotated::Revoked(e)
+            }
+            Decision::Issue(lifetime) => {
+                refresh_tokens::Entity::insert(refresh_token_row(
+                    &successor,
+                    grant.grant.id,
+                    now,
+                    lifetime,
+                ))
+                .exec_without_returning(&txn)
+                .await?;
+                txn.commit().await?;
+                Rotated::Issued {
+                    token: successor,
+                    grant: Box::new(grant),
+                }
+            }
+        });
+    }
+    txn.rollback().await?;
+    // Not spent now: why, read after the fact (the rare path).
+    let row = refresh_tokens::Entity::find_by_id(hash)
+        .by_key(conn)
+        .await?;
+    Ok(not_spent(
+        row.map(|row| (row.grant_id, row.expires_at, row.used_at.is_some())),
+        now,
+    ))
+}
+
+/// [`RefreshTokenRepo::rotate`] in a transaction of SQLite's writer: the statements
+/// sea-orm makes on the pool, with values bound as sqlx binds them (a UUID as its 16
+/// bytes, a time as RFC 3339 text). Answers whether to commit.
+fn rotate_here<E>(
+    tx: &rusqlite::Transaction<'_>,
+    hash: &str,
+    successor: String,
+    now: OffsetDateTime,
+    decide: &impl Fn(&FullGrant) -> Decision<E>,
+) -> Result<(Rotated<E>, bool), StoreError> {
+    use rusqlite::{OptionalExtension, params};
+    let at = super::readers::sqlite_time(now)?;
+    let spent: Option<Uuid> = tx
+        .prepare_cached(
+            "UPDATE refresh_tokens SET used_at = ?1 \
+             WHERE token_hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING grant_id",
+        )?
+        .query_row(params![at, hash], |row| Columns::new(row).uuid("grant_id"))
+        .optional()?;
+    let Some(grant_id) = spent else {
+        let row = tx
+            .prepare_cached(
+                "SELECT grant_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?1",
+            )?
+            .query_row([hash], |row| {
+                let mut c = Columns::new(row);
+                Ok((
+                    c.uuid("grant_id")?,
+                    c.time("expires_at")?,
+                    c.opt_time("used_at")?.is_some(),
+                ))
+            })
+            .optional()?;
+        return Ok((not_spent(row, now), false));
+    };
+    let full = tx
+        .prepare_cached(full_grant_text())?
+        .query_row([grant_id.as_bytes()], |row| {
+            full_grant_row(&mut Columns::new(row))
+        })
+        .optional()?;
+    // The foreign key keeps a token's grant; rolled back, the token is what it was.
+    let Some(full) = full else {
+        return Ok((Rotated::Unknown, false));
+    };
+    let grant = to_full_grant(full)?;
+    Ok(match decide(&grant) {
+        Decision::Keep(e) => (Rotated::Kept(e), false),
+        Decision::Revoke(e) => {
+            tx.prepare_cached(
+                "UPDATE grants SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+            )?
+            .execute(params![at, grant_id.as_bytes()])?;
+            (Rotated::Revoked(e), true)
+        }
+        Decision::Issue(lifetime) => {
+            tx.prepare_cached(
+                "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, used_at) \
+                 VALUES (?1, ?2, ?3, ?4, NULL)",
+            )?
+            .execute(params![
+                sha256_hex(&successor),
+                grant_id.as_bytes(),
+                at,
+                super::readers::sqlite_time(now + lifetime)?,
+            ])?;
+            (
+                Rotated::Issued {
+                    token: successor,
+                    grant: Box::new(grant),
+                },
+                true,
+            )
+        }
+    })
 }
 
 #[cfg(test)]
