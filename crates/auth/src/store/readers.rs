@@ -18,7 +18,7 @@
 //! can take time is the disk, when a page is in neither SQLite's cache nor the kernel's;
 //! a grant is a few pages of a small file, and every token use keeps them warm.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -92,13 +92,7 @@ impl Readers {
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
-        // Not created: the pool made and migrated it.
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // rusqlite waits 5 s by default: never wait on a runtime thread.
-        conn.busy_timeout(Duration::ZERO)?;
+        let conn = open_unwaiting(&self.path)?;
         conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
     }
@@ -108,8 +102,7 @@ impl Readers {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
         // Busy is SQLite asking a reader to wait (see the module's doc); anything else
         // (a value this module cannot read, an I/O error) is worth a look.
-        let busy = matches!(error, ReadError::Sqlite(e)
-            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy));
+        let busy = matches!(error, ReadError::Sqlite(e) if is_busy(e));
         if busy || matches!(error, ReadError::Closed) {
             tracing::debug!(%error, "read on the pool instead");
         } else {
@@ -137,6 +130,23 @@ impl Readers {
     pub(crate) fn idle_count(&self) -> usize {
         self.lock().len()
     }
+}
+
+/// A connection to the SQLite file at `path` (not created: the pool made and migrated
+/// it) that never waits for a lock: SQLite answers busy at once (rusqlite's default is
+/// to wait 5 s, on the caller's thread).
+pub(crate) fn open_unwaiting(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::ZERO)?;
+    Ok(conn)
+}
+
+/// Whether SQLite asked to wait for a lock (see [`open_unwaiting`]).
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
 }
 
 /// A time as sqlx binds an `OffsetDateTime` on SQLite (RFC 3339 text): what the pool's

@@ -758,7 +758,7 @@ impl<'c> RefreshTokenRepo<'c> {
         rng: &mut impl CryptoRng,
         token: &str,
         now: OffsetDateTime,
-        decide: impl Fn(&FullGrant) -> Decision<E> + Send + 'c,
+        decide: impl Fn(&FullGrant) -> Decision<E> + Send + Sync + 'c,
     ) -> impl Future<Output = Result<Rotated<E>, StoreError>> + Send + 'c {
         let hash = sha256_hex(token);
         let successor = random_token(rng, 32);
@@ -766,7 +766,10 @@ impl<'c> RefreshTokenRepo<'c> {
         async move {
             if let Some(writer) = writer {
                 match writer
-                    .transaction(|tx| rotate_here(tx, &hash, successor.clone(), now, &decide))
+                    .transaction_waiting(|tx| {
+                        rotate_here(tx, &hash, successor.clone(), now, &decide)
+                    })
+                    .await
                 {
                     Ok(done) => return done,
                     Err(error) => writer.fell_back(&error),

@@ -17,9 +17,18 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::readers::{is_busy, open_unwaiting};
+
+/// How long a transaction waits for another connection's write before it goes to the
+/// pool (a pool's transaction lasts milliseconds; `tobira` on the command line may hold
+/// the file longer).
+pub(crate) const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The pause between two tries (tokio's timer counts in milliseconds).
+const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub(crate) struct Writer {
     path: PathBuf,
@@ -78,7 +87,7 @@ impl Writer {
             Ok(outcome) => outcome,
             Err(e) => {
                 // A busy file is no fault of the connection's: it is kept.
-                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+                if is_busy(&e) {
                     *slot = Some(conn);
                 }
                 return Err(BeginError::Sqlite(e));
@@ -91,14 +100,31 @@ impl Writer {
         Ok(outcome)
     }
 
+    /// [`Writer::transaction`], waiting while another connection writes: asleep between
+    /// tries (off the thread, never in SQLite's busy handler), for at most
+    /// [`BUSY_PATIENCE`]. Past it, or for any other reason it cannot begin, `Err`.
+    ///
+    /// Sending every rotation that meets a busy file to the pool instead would feed on
+    /// itself: a rotation there holds the write lock across its hand-offs, so the next
+    /// ones find the file busy and follow it, and the writer stays idle for as long as
+    /// rotations keep coming.
+    pub(crate) async fn transaction_waiting<T, E: From<rusqlite::Error>>(
+        &self,
+        mut work: impl FnMut(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
+    ) -> Result<Result<T, E>, BeginError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.transaction(&mut work) {
+                Err(BeginError::Sqlite(e)) if is_busy(&e) && started.elapsed() < BUSY_PATIENCE => {
+                    tokio::time::sleep(BUSY_PAUSE).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
     fn open(&self) -> rusqlite::Result<Connection> {
-        // Not created: the pool made and migrated it.
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // Never wait on a runtime thread (rusqlite's default is 5 s).
-        conn.busy_timeout(Duration::ZERO)?;
+        let conn = open_unwaiting(&self.path)?;
         // As the pool's connections (`Db::connect`; foreign keys are sqlx's default).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
@@ -108,8 +134,7 @@ impl Writer {
     /// Counts a transaction that ran on the pool instead.
     pub(crate) fn fell_back(&self, error: &BeginError) {
         self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let busy = matches!(error, BeginError::Sqlite(e)
-            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy));
+        let busy = matches!(error, BeginError::Sqlite(e) if is_busy(e));
         if busy || matches!(error, BeginError::Closed) {
             tracing::debug!(%error, "transaction on the pool instead");
         } else {
@@ -280,9 +305,9 @@ mod tests {
         assert_eq!(writer.fallbacks(), 0, "{writer:?}");
     }
 
-    /// While another connection writes (a transaction of the pool's held open), the
-    /// writer cannot begin: it does not wait on the caller's thread, the rotation runs on
-    /// the pool, which waits its turn, and answers.
+    /// While another connection writes for longer than the writer waits (a transaction
+    /// of the pool's held open), the rotation runs on the pool, which waits its turn off
+    /// the runtime's thread, and answers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn while_another_connection_writes_the_rotation_runs_on_the_pool() {
         use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -307,6 +332,35 @@ mod tests {
             started.elapsed() >= StdDuration::from_millis(250),
             "it did not wait"
         );
+        holder.await.unwrap();
+    }
+
+    /// A write of another connection's that ends within the writer's patience is waited
+    /// for (asleep, the runtime free meanwhile), and the rotation runs on the writer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_short_write_elsewhere_is_waited_for_and_the_writer_rotates() {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let dir = tempfile::tempdir().unwrap();
+        let (db, clock, grant) = seeded(&dir).await;
+        let token = issue(&db, &clock, grant).await;
+        let writer = db.writer().unwrap();
+
+        let txn = db.conn().begin().await.unwrap();
+        txn.execute_unprepared("UPDATE users SET locale = 'en'")
+            .await
+            .unwrap();
+        let holder = tokio::spawn(async move {
+            tokio::time::sleep(super::BUSY_PATIENCE / 4).await;
+            txn.commit().await.unwrap();
+        });
+        let started = std::time::Instant::now();
+        let rotated = present(&db, &clock, &token, issue_for_a_week).await;
+        assert!(matches!(rotated, Rotated::Issued { .. }));
+        assert!(
+            started.elapsed() >= super::BUSY_PATIENCE / 5,
+            "it did not wait"
+        );
+        assert_eq!(writer.fallbacks(), 0, "{writer:?}");
         holder.await.unwrap();
     }
 
