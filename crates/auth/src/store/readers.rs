@@ -32,7 +32,7 @@ pub(crate) struct Readers {
     keep: usize,
     closed: AtomicBool,
     /// Reads that failed here and were read on the pool instead (see the module's doc).
-    fallbacks: AtomicU64,
+    pub(crate) fallbacks: Fallbacks,
 }
 
 impl std::fmt::Debug for Readers {
@@ -40,18 +40,40 @@ impl std::fmt::Debug for Readers {
         f.debug_struct("Readers")
             .field("path", &self.path)
             .field("idle", &self.idle_count())
-            .field("fallbacks", &self.fallbacks())
+            .field("fallbacks", &self.fallbacks.get())
             .finish()
     }
 }
 
-/// Why a read did not answer here: the caller reads on the pool instead.
+/// Why a statement did not run on a connection of its own (a reader, the writer): the
+/// caller runs it on the pool instead.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ReadError {
+pub(crate) enum NotHere {
     #[error("the database is closed")]
     Closed,
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
+}
+
+/// How many statements ran on the pool instead (see [`NotHere`]), each logged.
+#[derive(Debug, Default)]
+pub(crate) struct Fallbacks(AtomicU64);
+
+impl Fallbacks {
+    pub(crate) fn count(&self, error: &NotHere) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        // Busy is SQLite asking to wait (see the module's doc); anything else (a value
+        // this module cannot read, an I/O error) is worth a look.
+        if matches!(error, NotHere::Closed) || matches!(error, NotHere::Sqlite(e) if is_busy(e)) {
+            tracing::debug!(%error, "run on the pool instead");
+        } else {
+            tracing::warn!(%error, "SQLite statement failed on its own connection, run on the pool instead");
+        }
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Readers {
@@ -63,7 +85,7 @@ impl Readers {
             idle: Mutex::new(Vec::new()),
             keep: keep.max(1),
             closed: AtomicBool::new(false),
-            fallbacks: AtomicU64::new(0),
+            fallbacks: Fallbacks::default(),
         }
     }
 
@@ -72,9 +94,9 @@ impl Readers {
     pub(crate) fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, ReadError> {
+    ) -> Result<T, NotHere> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(ReadError::Closed);
+            return Err(NotHere::Closed);
         }
         let idle = self.lock().pop();
         let conn = match idle {
@@ -95,23 +117,6 @@ impl Readers {
         let conn = open_unwaiting(&self.path)?;
         conn.pragma_update(None, "query_only", true)?;
         Ok(conn)
-    }
-
-    /// Counts a read that failed here and was read on the pool.
-    pub(crate) fn fell_back(&self, error: &ReadError) {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        // Busy is SQLite asking a reader to wait (see the module's doc); anything else
-        // (a value this module cannot read, an I/O error) is worth a look.
-        let busy = matches!(error, ReadError::Sqlite(e) if is_busy(e));
-        if busy || matches!(error, ReadError::Closed) {
-            tracing::debug!(%error, "read on the pool instead");
-        } else {
-            tracing::warn!(%error, "SQLite read failed, read on the pool instead");
-        }
-    }
-
-    pub(crate) fn fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
     }
 
     /// Closes every idle connection; one in use is closed when its read ends. A read
@@ -378,7 +383,7 @@ mod tests {
             read.user.frozen_reason.as_deref(),
             Some("調査中 / under review")
         );
-        assert_eq!(readers.fallbacks(), 0, "{readers:?}");
+        assert_eq!(readers.fallbacks.get(), 0, "{readers:?}");
     }
 
     /// A read SQLite would make wait (here another connection holds the file in exclusive
@@ -398,7 +403,7 @@ mod tests {
         let started = std::time::Instant::now();
         let read =
             readers.read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)));
-        let Err(super::ReadError::Sqlite(error)) = read else {
+        let Err(super::NotHere::Sqlite(error)) = read else {
             panic!("{read:?}");
         };
         assert_eq!(
@@ -424,10 +429,10 @@ mod tests {
         let (db, _, grants) = seeded(&dir, 1).await;
         let readers = db.readers().unwrap();
         readers.close();
-        assert_eq!(readers.fallbacks(), 0);
+        assert_eq!(readers.fallbacks.get(), 0);
         let read = same_as_the_pool(&db, grants[0]).await;
         assert_eq!(read.grant.id, grants[0]);
-        assert_eq!(readers.fallbacks(), 1, "{readers:?}");
+        assert_eq!(readers.fallbacks.get(), 1, "{readers:?}");
     }
 
     /// However many threads read at once, at most `keep` connections stay open after.

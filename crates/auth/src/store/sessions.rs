@@ -543,7 +543,7 @@ async fn find_full_reading(
     match read {
         Ok(row) => row.map(to_full_grant).transpose(),
         Err(error) => {
-            readers.fell_back(&error);
+            readers.fallbacks.count(&error);
             find_full(conn, id).await
         }
     }
@@ -772,7 +772,7 @@ impl<'c> RefreshTokenRepo<'c> {
                     .await
                 {
                     Ok(done) => return done,
-                    Err(error) => writer.fell_back(&error),
+                    Err(error) => writer.fallbacks.count(&error),
                 }
             }
             rotate_on_pool(conn, hash, successor, now, decide).await

@@ -15,12 +15,12 @@
 //! any failure rolls it back and is the caller's error.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::readers::{is_busy, open_unwaiting};
+use super::readers::{Fallbacks, NotHere, is_busy, open_unwaiting};
 
 /// How long a transaction waits for another connection's write before it goes to the
 /// pool (a pool's transaction lasts milliseconds; `tobira` on the command line may hold
@@ -35,25 +35,16 @@ pub(crate) struct Writer {
     conn: Mutex<Option<Connection>>,
     closed: AtomicBool,
     /// Transactions that could not begin here and ran on the pool instead.
-    fallbacks: AtomicU64,
+    pub(crate) fallbacks: Fallbacks,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
             .field("path", &self.path)
-            .field("fallbacks", &self.fallbacks())
+            .field("fallbacks", &self.fallbacks.get())
             .finish()
     }
-}
-
-/// Why a transaction did not begin here: the caller runs it on the pool instead.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BeginError {
-    #[error("the database is closed")]
-    Closed,
-    #[error(transparent)]
-    Sqlite(rusqlite::Error),
 }
 
 impl Writer {
@@ -64,24 +55,24 @@ impl Writer {
             path,
             conn: Mutex::new(None),
             closed: AtomicBool::new(false),
-            fallbacks: AtomicU64::new(0),
+            fallbacks: Fallbacks::default(),
         }
     }
 
     /// Runs `work` in an immediate transaction, committed if it answers `Ok((_, true))`,
-    /// rolled back otherwise. `Err(BeginError)` when the transaction could not begin
+    /// rolled back otherwise. `Err(NotHere)` when the transaction could not begin
     /// (nothing was done); the inner result is the work's.
     pub(crate) fn transaction<T, E: From<rusqlite::Error>>(
         &self,
         work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
-    ) -> Result<Result<T, E>, BeginError> {
+    ) -> Result<Result<T, E>, NotHere> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(BeginError::Closed);
+            return Err(NotHere::Closed);
         }
         let mut slot = self.lock();
         let mut conn = match slot.take() {
             Some(conn) => conn,
-            None => self.open().map_err(BeginError::Sqlite)?,
+            None => self.open().map_err(NotHere::Sqlite)?,
         };
         let outcome = match run(&mut conn, work) {
             Ok(outcome) => outcome,
@@ -90,7 +81,7 @@ impl Writer {
                 if is_busy(&e) {
                     *slot = Some(conn);
                 }
-                return Err(BeginError::Sqlite(e));
+                return Err(NotHere::Sqlite(e));
             }
         };
         // After a failure, whatever state it is in, it is not lent again; nor after close.
@@ -111,11 +102,11 @@ impl Writer {
     pub(crate) async fn transaction_waiting<T, E: From<rusqlite::Error>>(
         &self,
         mut work: impl FnMut(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
-    ) -> Result<Result<T, E>, BeginError> {
+    ) -> Result<Result<T, E>, NotHere> {
         let started = tokio::time::Instant::now();
         loop {
             match self.transaction(&mut work) {
-                Err(BeginError::Sqlite(e)) if is_busy(&e) && started.elapsed() < BUSY_PATIENCE => {
+                Err(NotHere::Sqlite(e)) if is_busy(&e) && started.elapsed() < BUSY_PATIENCE => {
                     tokio::time::sleep(BUSY_PAUSE).await;
                 }
                 done => return done,
@@ -129,21 +120,6 @@ impl Writer {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         Ok(conn)
-    }
-
-    /// Counts a transaction that ran on the pool instead.
-    pub(crate) fn fell_back(&self, error: &BeginError) {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed);
-        let busy = matches!(error, BeginError::Sqlite(e) if is_busy(e));
-        if busy || matches!(error, BeginError::Closed) {
-            tracing::debug!(%error, "transaction on the pool instead");
-        } else {
-            tracing::warn!(%error, "SQLite transaction could not begin, run on the pool instead");
-        }
-    }
-
-    pub(crate) fn fallbacks(&self) -> u64 {
-        self.fallbacks.load(Ordering::Relaxed)
     }
 
     /// Closes the connection (one in a transaction, when it ends).
@@ -225,6 +201,20 @@ mod tests {
         rotation.await.unwrap()
     }
 
+    /// A transaction of the pool's that has written (so holds the file's write lock),
+    /// committed after `for_how_long`.
+    async fn hold_a_write(db: &Db, for_how_long: StdDuration) -> tokio::task::JoinHandle<()> {
+        use sea_orm::{ConnectionTrait, TransactionTrait};
+        let txn = db.conn().begin().await.unwrap();
+        txn.execute_unprepared("UPDATE users SET locale = 'en'")
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            tokio::time::sleep(for_how_long).await;
+            txn.commit().await.unwrap();
+        })
+    }
+
     fn issue_for_a_week(_: &crate::store::FullGrant) -> Decision<&'static str> {
         Decision::Issue(Duration::days(7))
     }
@@ -302,7 +292,7 @@ mod tests {
         );
         let full = db.grants().find_full(grant).await.unwrap().unwrap();
         assert_eq!(full.grant.revoked_at, Some(clock.now()));
-        assert_eq!(writer.fallbacks(), 0, "{writer:?}");
+        assert_eq!(writer.fallbacks.get(), 0, "{writer:?}");
     }
 
     /// While another connection writes for longer than the writer waits (a transaction
@@ -310,24 +300,16 @@ mod tests {
     /// the runtime's thread, and answers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn while_another_connection_writes_the_rotation_runs_on_the_pool() {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
         let dir = tempfile::tempdir().unwrap();
         let (db, clock, grant) = seeded(&dir).await;
         let token = issue(&db, &clock, grant).await;
         let writer = db.writer().unwrap();
 
-        let txn = db.conn().begin().await.unwrap();
-        txn.execute_unprepared("UPDATE users SET locale = 'en'")
-            .await
-            .unwrap();
-        let holder = tokio::spawn(async move {
-            tokio::time::sleep(StdDuration::from_millis(300)).await;
-            txn.commit().await.unwrap();
-        });
+        let holder = hold_a_write(&db, StdDuration::from_millis(300)).await;
         let started = std::time::Instant::now();
         let rotated = present(&db, &clock, &token, issue_for_a_week).await;
         assert!(matches!(rotated, Rotated::Issued { .. }));
-        assert_eq!(writer.fallbacks(), 1, "{writer:?}");
+        assert_eq!(writer.fallbacks.get(), 1, "{writer:?}");
         assert!(
             started.elapsed() >= StdDuration::from_millis(250),
             "it did not wait"
@@ -339,20 +321,12 @@ mod tests {
     /// for (asleep, the runtime free meanwhile), and the rotation runs on the writer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_short_write_elsewhere_is_waited_for_and_the_writer_rotates() {
-        use sea_orm::{ConnectionTrait, TransactionTrait};
         let dir = tempfile::tempdir().unwrap();
         let (db, clock, grant) = seeded(&dir).await;
         let token = issue(&db, &clock, grant).await;
         let writer = db.writer().unwrap();
 
-        let txn = db.conn().begin().await.unwrap();
-        txn.execute_unprepared("UPDATE users SET locale = 'en'")
-            .await
-            .unwrap();
-        let holder = tokio::spawn(async move {
-            tokio::time::sleep(super::BUSY_PATIENCE / 4).await;
-            txn.commit().await.unwrap();
-        });
+        let holder = hold_a_write(&db, super::BUSY_PATIENCE / 4).await;
         let started = std::time::Instant::now();
         let rotated = present(&db, &clock, &token, issue_for_a_week).await;
         assert!(matches!(rotated, Rotated::Issued { .. }));
@@ -360,7 +334,7 @@ mod tests {
             started.elapsed() >= super::BUSY_PATIENCE / 5,
             "it did not wait"
         );
-        assert_eq!(writer.fallbacks(), 0, "{writer:?}");
+        assert_eq!(writer.fallbacks.get(), 0, "{writer:?}");
         holder.await.unwrap();
     }
 
