@@ -147,21 +147,24 @@ impl Db {
                 target: redact_url(url),
                 source,
             })?;
-        // A file (an in-memory database is the pool's alone): the file sqlx opened.
-        let (readers, writer) =
-            if conn.get_database_backend() == DbBackend::Sqlite && lock_path.is_some() {
-                let pool = conn.get_sqlite_connection_pool();
-                let file = pool.connect_options().get_filename().to_path_buf();
-                (
-                    Some(Arc::new(super::readers::Readers::new(
-                        file.clone(),
-                        pool.options().get_max_connections() as usize,
-                    ))),
-                    Some(Arc::new(super::writer::Writer::new(file))),
-                )
-            } else {
-                (None, None)
-            };
+        // A file (an in-memory database is the pool's alone): the file sqlx opened, unless
+        // the URL opens it read-only (the writer would write all the same).
+        let (readers, writer) = if conn.get_database_backend() == DbBackend::Sqlite
+            && lock_path.is_some()
+            && !url.contains("mode=ro")
+        {
+            let pool = conn.get_sqlite_connection_pool();
+            let file = pool.connect_options().get_filename().to_path_buf();
+            (
+                Some(Arc::new(super::readers::Readers::new(
+                    file.clone(),
+                    pool.options().get_max_connections() as usize,
+                ))),
+                Some(Arc::new(super::writer::Writer::new(file))),
+            )
+        } else {
+            (None, None)
+        };
         Ok(Self {
             conn,
             lock_path,

@@ -1,7 +1,7 @@
 //! SQLite connections of their own for the read every use of an access token makes (the
 //! grant with its session and member: each `/userinfo`, introspection, access-token check;
-//! a refresh reads it inside its rotation's transaction, on the pool), run on the calling
-//! thread.
+//! a refresh reads it inside its rotation's transaction, see [`super::writer`]), run on
+//! the calling thread.
 //!
 //! sqlx runs each SQLite connection on a thread of its own: a query is handed to that
 //! thread and its rows handed back, and its pool pings every connection it gets back
@@ -89,8 +89,9 @@ impl Readers {
         }
     }
 
-    /// Runs `read` on a reading connection of this thread's (kept idle between reads).
-    /// An error drops the connection: a new one is opened next time.
+    /// Runs `read` on an idle reading connection (one is opened if none is idle; at most
+    /// `keep` are kept). An error other than busy drops the connection: a new one is
+    /// opened next time.
     pub(crate) fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
@@ -103,14 +104,27 @@ impl Readers {
             Some(conn) => conn,
             None => self.open()?,
         };
-        let answer = read(&conn)?;
+        let answer = match read(&conn) {
+            Ok(answer) => answer,
+            Err(e) => {
+                // A busy file is no fault of the connection's: it is kept.
+                if is_busy(&e) {
+                    self.put_back(conn);
+                }
+                return Err(e.into());
+            }
+        };
+        self.put_back(conn);
+        Ok(answer)
+    }
+
+    fn put_back(&self, conn: Connection) {
         let mut idle = self.lock();
         // Closed meanwhile: checked under the lock `close` clears the list under, so no
         // connection is kept after it.
         if idle.len() < self.keep && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
-        Ok(answer)
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -379,6 +393,24 @@ mod tests {
             .unwrap();
         let read = same_as_the_pool(&db, grants[1]).await;
         assert!(read.session.is_none());
+        // Every column of the three rows, as sea-orm reads them (the domain types leave
+        // some out).
+        for &id in &grants[..2] {
+            let here = readers
+                .read(|c| {
+                    c.prepare_cached(crate::store::sessions::full_grant_text())?
+                        .query_row([id.as_bytes()], |row| {
+                            crate::store::sessions::full_grant_row(&mut super::Columns::new(row))
+                        })
+                })
+                .unwrap();
+            let pooled = crate::store::sessions::full_grant_select(id)
+                .one(db.conn())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(here, pooled);
+        }
         assert_eq!(
             read.user.frozen_reason.as_deref(),
             Some("調査中 / under review")

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::entity::{grants, refresh_tokens, sessions, users};
 use super::logouts;
-use super::readers::Columns;
+use super::readers::{Columns, NotHere};
 use super::users::to_user;
 use super::{AuditEvent, ByKey, StoreError};
 use crate::clock::Clock;
@@ -551,7 +551,7 @@ async fn find_full_reading(
 
 /// A row of [`full_grant_select`] as sea-orm reads it: the grant's columns (`A_`), then
 /// the session's (`B_`, all NULL without one), then the member's (`C_`).
-fn full_grant_row(
+pub(super) fn full_grant_row(
     c: &mut Columns<'_, '_>,
 ) -> rusqlite::Result<(grants::Model, Option<sessions::Model>, Option<users::Model>)> {
     let grant = grants::Model {
@@ -765,12 +765,12 @@ impl<'c> RefreshTokenRepo<'c> {
         let (conn, writer) = (self.conn, self.writer);
         async move {
             if let Some(writer) = writer {
-                match writer
-                    .transaction_waiting(|tx| {
-                        rotate_here(tx, &hash, successor.clone(), now, &decide)
-                    })
-                    .await
-                {
+                let here = writer
+                    .transaction(|tx| rotate_here(tx, &hash, successor.clone(), now, &decide))
+                    .await;
+                match here {
+                    // SQLite failed mid-way: rolled back, nothing written.
+                    Ok(Err(StoreError::Sqlite(e))) => writer.fallbacks.count(&NotHere::Sqlite(e)),
                     Ok(done) => return done,
                     Err(error) => writer.fallbacks.count(&error),
                 }

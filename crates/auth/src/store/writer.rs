@@ -5,18 +5,24 @@
 //! handed to the connection's thread and back, with the file's write lock held across
 //! every hand-off: concurrent rotations then wait for it in SQLite's busy handler, which
 //! sleeps between tries. Here the transaction holds the write lock only while its
-//! statements run, tens of microseconds, and rotations of this process queue on a mutex
-//! instead of sleeping.
+//! statements run, tens of microseconds, and rotations of this process queue for the
+//! connection on an async mutex (no runtime thread waits for it).
 //!
-//! It never waits for the file: the busy timeout is zero, so when another connection
-//! writes (a pool's transaction, `tobira` on the command line) beginning fails at once and
-//! the caller rotates on the pool instead, which waits off the runtime's thread. Once
-//! begun, a transaction cannot be made to wait (WAL: readers never block a writer), and
-//! any failure rolls it back and is the caller's error.
+//! Nor for the file: the busy timeout is zero, so while another connection writes (a
+//! pool's transaction, `tobira` on the command line) beginning fails at once, and the
+//! rotation sleeps and tries again, for at most [`BUSY_PATIENCE`], then runs on the pool,
+//! which waits off the runtime's thread. Once begun, a transaction cannot be made to wait
+//! (WAL: readers never block a writer). A failure of SQLite's rolls it back and the
+//! rotation runs on the pool; nothing was committed.
+//!
+//! The writer does not checkpoint the log itself (a checkpoint syncs the file, which could
+//! hold a runtime thread for milliseconds): every [`CHECKPOINT_EVERY`] commits a passive
+//! checkpoint runs on the blocking pool, beside the automatic ones of the pool's
+//! connections.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -25,17 +31,24 @@ use super::readers::{Fallbacks, NotHere, is_busy, open_unwaiting};
 /// How long a transaction waits for another connection's write before it goes to the
 /// pool (a pool's transaction lasts milliseconds; `tobira` on the command line may hold
 /// the file longer).
-pub(crate) const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+pub(crate) const BUSY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The pause between two tries (tokio's timer counts in milliseconds).
 const BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// Commits between two checkpoints: a rotation adds a few pages to the log, so about
+/// SQLite's own 1,000-page threshold.
+pub(crate) const CHECKPOINT_EVERY: u32 = 256;
+
 pub(crate) struct Writer {
     path: PathBuf,
-    conn: Mutex<Option<Connection>>,
+    conn: tokio::sync::Mutex<Option<Connection>>,
     closed: AtomicBool,
-    /// Transactions that could not begin here and ran on the pool instead.
+    /// Transactions that could not run here and ran on the pool instead.
     pub(crate) fallbacks: Fallbacks,
+    commits: AtomicU32,
+    /// Passive checkpoints run (tests read it).
+    checkpoints: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -53,59 +66,30 @@ impl Writer {
     pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             path,
-            conn: Mutex::new(None),
+            conn: tokio::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
             fallbacks: Fallbacks::default(),
+            commits: AtomicU32::new(0),
+            checkpoints: Arc::default(),
         }
     }
 
     /// Runs `work` in an immediate transaction, committed if it answers `Ok((_, true))`,
-    /// rolled back otherwise. `Err(NotHere)` when the transaction could not begin
-    /// (nothing was done); the inner result is the work's.
-    pub(crate) fn transaction<T, E: From<rusqlite::Error>>(
-        &self,
-        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
-    ) -> Result<Result<T, E>, NotHere> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(NotHere::Closed);
-        }
-        let mut slot = self.lock();
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.open().map_err(NotHere::Sqlite)?,
-        };
-        let outcome = match run(&mut conn, work) {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // A busy file is no fault of the connection's: it is kept.
-                if is_busy(&e) {
-                    *slot = Some(conn);
-                }
-                return Err(NotHere::Sqlite(e));
-            }
-        };
-        // After a failure, whatever state it is in, it is not lent again; nor after close.
-        if outcome.is_ok() && !self.closed.load(Ordering::Acquire) {
-            *slot = Some(conn);
-        }
-        Ok(outcome)
-    }
-
-    /// [`Writer::transaction`], waiting while another connection writes: asleep between
-    /// tries (off the thread, never in SQLite's busy handler), for at most
-    /// [`BUSY_PATIENCE`]. Past it, or for any other reason it cannot begin, `Err`.
+    /// rolled back otherwise, waiting while another connection writes: asleep between
+    /// tries (never in SQLite's busy handler), for at most [`BUSY_PATIENCE`]. `Err` when it
+    /// could not begin (nothing was done); the inner result is the work's.
     ///
-    /// Sending every rotation that meets a busy file to the pool instead would feed on
+    /// Sending every rotation that meets a busy file to the pool at once would feed on
     /// itself: a rotation there holds the write lock across its hand-offs, so the next
-    /// ones find the file busy and follow it, and the writer stays idle for as long as
-    /// rotations keep coming.
-    pub(crate) async fn transaction_waiting<T, E: From<rusqlite::Error>>(
+    /// ones find the file busy and follow it, and the writer stood idle for whole load
+    /// runs.
+    pub(crate) async fn transaction<T, E: From<rusqlite::Error>>(
         &self,
         mut work: impl FnMut(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
     ) -> Result<Result<T, E>, NotHere> {
         let started = tokio::time::Instant::now();
         loop {
-            match self.transaction(&mut work) {
+            match self.try_once(&mut work).await {
                 Err(NotHere::Sqlite(e)) if is_busy(&e) && started.elapsed() < BUSY_PATIENCE => {
                     tokio::time::sleep(BUSY_PAUSE).await;
                 }
@@ -114,15 +98,74 @@ impl Writer {
         }
     }
 
+    async fn try_once<T, E: From<rusqlite::Error>>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
+    ) -> Result<Result<T, E>, NotHere> {
+        let mut slot = self.conn.lock().await;
+        // Checked under the lock `close` takes: after it, nothing is opened or kept.
+        if self.closed.load(Ordering::Acquire) {
+            *slot = None;
+            return Err(NotHere::Closed);
+        }
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.open().map_err(NotHere::Sqlite)?,
+        };
+        let (outcome, committed) = match run(&mut conn, work) {
+            Ok(done) => done,
+            Err(e) => {
+                // A busy file is no fault of the connection's: it is kept.
+                if is_busy(&e) {
+                    *slot = Some(conn);
+                }
+                return Err(NotHere::Sqlite(e));
+            }
+        };
+        // Kept only after a transaction that ended cleanly (committed or rolled back).
+        if outcome.is_ok() && conn.is_autocommit() {
+            *slot = Some(conn);
+        }
+        drop(slot);
+        if committed {
+            self.after_commit();
+        }
+        Ok(outcome)
+    }
+
+    /// Every [`CHECKPOINT_EVERY`] commits, a passive checkpoint on the blocking pool (it
+    /// copies what no reader still needs from the log into the file, and syncs it).
+    fn after_commit(&self) {
+        let commits = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        if !commits.is_multiple_of(CHECKPOINT_EVERY) {
+            return;
+        }
+        let (path, done) = (self.path.clone(), self.checkpoints.clone());
+        tokio::task::spawn_blocking(move || {
+            let checkpoint = open_unwaiting(&path)
+                .and_then(|conn| conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())));
+            match checkpoint {
+                Ok(()) => {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                // The pool's connections still checkpoint on their own.
+                Err(error) => tracing::debug!(%error, "passive checkpoint failed"),
+            }
+        });
+    }
+
     fn open(&self) -> rusqlite::Result<Connection> {
         let conn = open_unwaiting(&self.path)?;
-        // As the pool's connections (`Db::connect`; foreign keys are sqlx's default).
+        // As the pool's connections (`Db::connect`; foreign keys are sqlx's default),
+        // except that its commits never checkpoint (see the module's doc).
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(conn)
     }
 
-    /// Closes the connection (one in a transaction, when it ends).
+    /// Closes the connection; one in a transaction is closed when it ends (the next
+    /// transaction finds `closed` under the lock).
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         if let Ok(mut slot) = self.conn.try_lock() {
@@ -130,23 +173,27 @@ impl Writer {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
-        // A panic in a transaction drops it (rolled back): the connection is usable.
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    #[cfg(test)]
+    pub(crate) fn checkpoints(&self) -> u32 {
+        self.checkpoints.load(Ordering::Relaxed)
     }
 }
 
-/// `work` in an immediate transaction on `conn`: `Err` when it could not begin.
+/// `work` in an immediate transaction on `conn`, and whether it committed: `Err` when it
+/// could not begin. A rollback that fails is the work's error.
 fn run<T, E: From<rusqlite::Error>>(
     conn: &mut Connection,
     work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), E>,
-) -> rusqlite::Result<Result<T, E>> {
+) -> rusqlite::Result<(Result<T, E>, bool)> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     Ok(match work(&tx) {
-        Ok((answer, true)) => tx.commit().map(|()| answer).map_err(E::from),
+        Ok((answer, true)) => match tx.commit() {
+            Ok(()) => (Ok(answer), true),
+            Err(e) => (Err(E::from(e)), false),
+        },
+        Ok((answer, false)) => (tx.rollback().map(|()| answer).map_err(E::from), false),
         // Dropped: rolled back.
-        Ok((answer, false)) => Ok(answer),
-        Err(e) => Err(e),
+        Err(e) => (Err(e), false),
     })
 }
 
@@ -245,6 +292,20 @@ mod tests {
         assert!(!new.spent);
         assert_eq!((new.grant_id, new.created_at), (grant, clock.now()));
         assert_eq!(new.expires_at, clock.now() + Duration::days(7));
+        // Stored as the pool stores the same instant, character for character (the
+        // spend compares `expires_at` as text).
+        let pooled = issue(&db, &clock, grant).await;
+        let stored = |token: &str| {
+            let conn = rusqlite::Connection::open(dir.path().join("tobira.db")).unwrap();
+            conn.query_row(
+                "SELECT created_at, typeof(grant_id) FROM refresh_tokens WHERE token_hash = ?1",
+                [crate::crypto::sha256_hex(token)],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(stored(&second), stored(&pooled));
+        assert_eq!(stored(&second).1, "blob");
 
         // Kept: nothing written.
         let kept = present(&db, &clock, &second, |_| Decision::Keep("no")).await;
@@ -305,13 +366,13 @@ mod tests {
         let token = issue(&db, &clock, grant).await;
         let writer = db.writer().unwrap();
 
-        let holder = hold_a_write(&db, StdDuration::from_millis(300)).await;
+        let holder = hold_a_write(&db, super::BUSY_PATIENCE * 3).await;
         let started = std::time::Instant::now();
         let rotated = present(&db, &clock, &token, issue_for_a_week).await;
         assert!(matches!(rotated, Rotated::Issued { .. }));
         assert_eq!(writer.fallbacks.get(), 1, "{writer:?}");
         assert!(
-            started.elapsed() >= StdDuration::from_millis(250),
+            started.elapsed() >= super::BUSY_PATIENCE * 2,
             "it did not wait"
         );
         holder.await.unwrap();
@@ -326,12 +387,12 @@ mod tests {
         let token = issue(&db, &clock, grant).await;
         let writer = db.writer().unwrap();
 
-        let holder = hold_a_write(&db, super::BUSY_PATIENCE / 4).await;
+        let holder = hold_a_write(&db, super::BUSY_PATIENCE / 10).await;
         let started = std::time::Instant::now();
         let rotated = present(&db, &clock, &token, issue_for_a_week).await;
         assert!(matches!(rotated, Rotated::Issued { .. }));
         assert!(
-            started.elapsed() >= super::BUSY_PATIENCE / 5,
+            started.elapsed() >= super::BUSY_PATIENCE / 20,
             "it did not wait"
         );
         assert_eq!(writer.fallbacks.get(), 0, "{writer:?}");
@@ -360,6 +421,32 @@ mod tests {
             }
         }
         assert_eq!(issued, 1);
+    }
+
+    /// The writer's commits do not checkpoint the log on the caller's thread: every
+    /// `CHECKPOINT_EVERY` commits one runs on the blocking pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_checkpointed_off_the_thread_every_so_many_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, clock, grant) = seeded(&dir).await;
+        let writer = db.writer().unwrap();
+        let mut token = issue(&db, &clock, grant).await;
+        for _ in 0..super::CHECKPOINT_EVERY {
+            let Rotated::Issued { token: next, .. } =
+                present(&db, &clock, &token, issue_for_a_week).await
+            else {
+                panic!("not issued");
+            };
+            token = next;
+        }
+        for _ in 0..100 {
+            if writer.checkpoints() > 0 {
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        assert_eq!(writer.checkpoints(), 1, "{writer:?}");
+        assert_eq!(writer.fallbacks.get(), 0, "{writer:?}");
     }
 
     /// Closed with the database: a rotation then fails as one on the closed pool does.
