@@ -397,12 +397,8 @@ mod tests {
         // some out).
         for &id in &grants[..2] {
             let here = readers
-                .read(|c| {
-                    c.prepare_cached(crate::store::sessions::full_grant_text())?
-                        .query_row([id.as_bytes()], |row| {
-                            crate::store::sessions::full_grant_row(&mut super::Columns::new(row))
-                        })
-                })
+                .read(|c| crate::store::sessions::read_full_grant(c, id))
+                .unwrap()
                 .unwrap();
             let pooled = crate::store::sessions::full_grant_select(id)
                 .one(db.conn())

@@ -531,16 +531,7 @@ async fn find_full_reading(
     readers: &super::readers::Readers,
     id: Uuid,
 ) -> Result<Option<FullGrant>, StoreError> {
-    let read = readers.read(|conn| {
-        use rusqlite::OptionalExtension;
-        let mut statement = conn.prepare_cached(full_grant_text())?;
-        statement
-            .query_row([id.as_bytes()], |row| {
-                full_grant_row(&mut Columns::new(row))
-            })
-            .optional()
-    });
-    match read {
+    match readers.read(|conn| read_full_grant(conn, id)) {
         Ok(row) => row.map(to_full_grant).transpose(),
         Err(error) => {
             readers.fallbacks.count(&error);
@@ -549,11 +540,26 @@ async fn find_full_reading(
     }
 }
 
+/// A grant's row with its session's and member's, as sea-orm reads [`full_grant_select`].
+type FullGrantRow = (grants::Model, Option<sessions::Model>, Option<users::Model>);
+
+/// The row of [`full_grant_select`] for grant `id`, if any, on one of SQLite's own
+/// connections (a reader's, or the writer's in its transaction).
+pub(super) fn read_full_grant(
+    conn: &rusqlite::Connection,
+    id: Uuid,
+) -> rusqlite::Result<Option<FullGrantRow>> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached(full_grant_text())?
+        .query_row([id.as_bytes()], |row| {
+            full_grant_row(&mut Columns::new(row))
+        })
+        .optional()
+}
+
 /// A row of [`full_grant_select`] as sea-orm reads it: the grant's columns (`A_`), then
 /// the session's (`B_`, all NULL without one), then the member's (`C_`).
-pub(super) fn full_grant_row(
-    c: &mut Columns<'_, '_>,
-) -> rusqlite::Result<(grants::Model, Option<sessions::Model>, Option<users::Model>)> {
+fn full_grant_row(c: &mut Columns<'_, '_>) -> rusqlite::Result<FullGrantRow> {
     let grant = grants::Model {
         id: c.uuid("A_id")?,
         user_id: c.uuid("A_user_id")?,
@@ -635,9 +641,7 @@ fn full_grant_of(row: sea_orm::QueryResult) -> Result<FullGrant, StoreError> {
     to_full_grant(row)
 }
 
-pub(super) fn to_full_grant(
-    (grant, session, user): (grants::Model, Option<sessions::Model>, Option<users::Model>),
-) -> Result<FullGrant, StoreError> {
+pub(super) fn to_full_grant((grant, session, user): FullGrantRow) -> Result<FullGrant, StoreError> {
     // The member's row outlives the grant (the foreign key cascades the other way).
     let user =
         user.ok_or_else(|| StoreError::Corrupt(format!("grant {} has no member", grant.id)))?;
@@ -766,7 +770,7 @@ impl<'c> RefreshTokenRepo<'c> {
         async move {
             if let Some(writer) = writer {
                 let here = writer
-                    .transaction(|tx| rotate_here(tx, &hash, successor.clone(), now, &decide))
+                    .transaction(|tx| rotate_here(tx, &hash, &successor, now, &decide))
                     .await;
                 match here {
                     // SQLite failed mid-way: rolled back, nothing written.
@@ -888,7 +892,7 @@ async fn rotate_on_pool<E>(
 fn rotate_here<E>(
     tx: &rusqlite::Transaction<'_>,
     hash: &str,
-    successor: String,
+    successor: &str,
     now: OffsetDateTime,
     decide: &impl Fn(&FullGrant) -> Decision<E>,
 ) -> Result<(Rotated<E>, bool), StoreError> {
@@ -917,12 +921,7 @@ fn rotate_here<E>(
             .optional()?;
         return Ok((not_spent(row, now), false));
     };
-    let full = tx
-        .prepare_cached(full_grant_text())?
-        .query_row([grant_id.as_bytes()], |row| {
-            full_grant_row(&mut Columns::new(row))
-        })
-        .optional()?;
+    let full = read_full_grant(tx, grant_id)?;
     // The foreign key keeps a token's grant; rolled back, the token is what it was.
     let Some(full) = full else {
         return Ok((Rotated::Unknown, false));
@@ -943,14 +942,14 @@ fn rotate_here<E>(
                  VALUES (?1, ?2, ?3, ?4, NULL)",
             )?
             .execute(params![
-                sha256_hex(&successor),
+                sha256_hex(successor),
                 grant_id.as_bytes(),
                 at,
                 super::readers::sqlite_time(now + lifetime)?,
             ])?;
             (
                 Rotated::Issued {
-                    token: successor,
+                    token: successor.to_owned(),
                     grant: Box::new(grant),
                 },
                 true,
