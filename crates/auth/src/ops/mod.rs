@@ -15,6 +15,7 @@
 //! | `tobira_jobs_*` | `queue` | the job runner, including `tobira_jobs_oldest_age_seconds` |
 //! | `tobira_password_hashes_waiting` | | hashes waiting for an argon2 thread, at scrape time |
 //! | `tobira_db_pool_connections` | `state` (`in_use`, `idle`, `max`) | the database pool, at scrape time |
+//! | `tobira_sqlite_fallbacks_total` | `path` (`read`, `rotation`) | a grant read or a refresh rotation that SQLite's own connections could not run, run on the pool instead (`store::readers`, `store::writer`) |
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,6 +199,7 @@ const MAILS_QUEUED: &str = "tobira_mails_queued_total";
 const MAIL_DELIVERIES: &str = "tobira_mail_deliveries_total";
 const HASHES_WAITING: &str = "tobira_password_hashes_waiting";
 const POOL_CONNECTIONS: &str = "tobira_db_pool_connections";
+const SQLITE_FALLBACKS: &str = "tobira_sqlite_fallbacks_total";
 
 fn describe() {
     metrics::describe_counter!(REQUESTS_TOTAL, "HTTP requests answered");
@@ -221,6 +223,10 @@ fn describe() {
     metrics::describe_gauge!(
         POOL_CONNECTIONS,
         "Database pool connections in use, idle, and the most it opens"
+    );
+    metrics::describe_counter!(
+        SQLITE_FALLBACKS,
+        "SQLite statements run on the pool because their own connection could not run them"
     );
 }
 
@@ -265,6 +271,13 @@ pub fn mail_queued() {
 pub fn mail_delivery(sent: bool) {
     let result = if sent { "sent" } else { "failed" };
     metrics::counter!(MAIL_DELIVERIES, "result" => result).increment(1);
+}
+
+/// A statement SQLite's own connections could not run (the file busy for longer than the
+/// writer waits, the database closing, an error) ran on the pool instead. A few are
+/// harmless; a steady rate means the fast paths stand idle (see `store::writer`).
+pub fn sqlite_fallback(path: &'static str) {
+    metrics::counter!(SQLITE_FALLBACKS, "path" => path).increment(1);
 }
 
 /// The method as a label: HTTP lets a client invent any method name, and each new one

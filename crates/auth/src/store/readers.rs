@@ -55,13 +55,25 @@ pub(crate) enum NotHere {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// How many statements ran on the pool instead (see [`NotHere`]), each logged.
-#[derive(Debug, Default)]
-pub(crate) struct Fallbacks(AtomicU64);
+/// How many statements ran on the pool instead (see [`NotHere`]), each logged and
+/// counted in `tobira_sqlite_fallbacks_total` under `path` (`read`, `rotation`).
+#[derive(Debug)]
+pub(crate) struct Fallbacks {
+    n: AtomicU64,
+    path: &'static str,
+}
 
 impl Fallbacks {
+    pub(crate) fn new(path: &'static str) -> Self {
+        Self {
+            n: AtomicU64::new(0),
+            path,
+        }
+    }
+
     pub(crate) fn count(&self, error: &NotHere) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.n.fetch_add(1, Ordering::Relaxed);
+        crate::ops::sqlite_fallback(self.path);
         // Busy is SQLite asking to wait (see the module's doc); anything else (a value
         // this module cannot read, an I/O error) is worth a look.
         if matches!(error, NotHere::Closed) || matches!(error, NotHere::Sqlite(e) if is_busy(e)) {
@@ -72,7 +84,7 @@ impl Fallbacks {
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.n.load(Ordering::Relaxed)
     }
 }
 
@@ -85,7 +97,7 @@ impl Readers {
             idle: Mutex::new(Vec::new()),
             keep: keep.max(1),
             closed: AtomicBool::new(false),
-            fallbacks: Fallbacks::default(),
+            fallbacks: Fallbacks::new("read"),
         }
     }
 
@@ -461,6 +473,32 @@ mod tests {
         let read = same_as_the_pool(&db, grants[0]).await;
         assert_eq!(read.grant.id, grants[0]);
         assert_eq!(readers.fallbacks.get(), 1, "{readers:?}");
+    }
+
+    /// Each fallback is counted for operators under its path, whatever the cause.
+    #[test]
+    fn each_fallback_is_counted_in_the_metric_under_its_path() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let (read, rotation) = (
+                super::Fallbacks::new("read"),
+                super::Fallbacks::new("rotation"),
+            );
+            read.count(&super::NotHere::Closed);
+            read.count(&super::NotHere::Sqlite(rusqlite::Error::InvalidQuery));
+            rotation.count(&super::NotHere::Closed);
+            assert_eq!((read.get(), rotation.get()), (2, 1));
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("tobira_sqlite_fallbacks_total{path=\"read\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tobira_sqlite_fallbacks_total{path=\"rotation\"} 1"),
+            "{text}"
+        );
     }
 
     /// However many threads read at once, at most `keep` connections stay open after.

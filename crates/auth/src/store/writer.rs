@@ -72,7 +72,7 @@ impl Writer {
             path,
             conn: std::sync::Mutex::new(None),
             closed: AtomicBool::new(false),
-            fallbacks: Fallbacks::default(),
+            fallbacks: Fallbacks::new("rotation"),
             commits: AtomicU32::new(0),
             checkpoints: Arc::default(),
         }

@@ -596,3 +596,64 @@ async fn migrate_names_each_migration_it_applies_and_status_lists_them_all() {
         assert!(again.contains("nothing to apply"), "{again}");
     }
 }
+
+/// On SQLite, a refresh rotation that the writer's own connection cannot run (another
+/// connection holds the file's write lock longer than the writer waits) is answered
+/// through the pool once the file is free, and counted in `tobira_sqlite_fallbacks_total`
+/// for operators; nothing else is counted. (A read's fallback is counted by the same
+/// code: `store::readers`' tests.)
+#[tokio::test]
+async fn a_sqlite_rotation_its_writer_cannot_run_is_run_on_the_pool_and_counted() {
+    use sqlx::Connection;
+    let s = setup_with(
+        ClientOpts {
+            refresh: true,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .await;
+    if s.app.state.db.backend() != sea_orm::DbBackend::Sqlite {
+        eprintln!("skipping: SQLite alone has connections of its own beside the pool");
+        return;
+    }
+    let url = s.app.state.config.database.url.expose().to_owned();
+    let pending = authorize(&s.rp, &[]);
+    let code = sign_in_for_code(&s, &pending).await;
+    let tokens = exchange(&s, code, pending.verifier).await.unwrap();
+    let rt = tokens.refresh_token().unwrap().clone();
+    let fallbacks = |text: &str, path: &str| {
+        metric(text, "tobira_sqlite_fallbacks_total", &[("path", path)]).unwrap_or(0.0)
+    };
+    let text = s.app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(fallbacks(&text, "rotation"), 0.0, "{text}");
+    assert_eq!(fallbacks(&text, "read"), 0.0, "{text}");
+
+    // A write held for 600 ms: the writer gives up after 200, the pool waits for it.
+    let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let refresh = s.rp.exchange_refresh_token(&rt).unwrap();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    };
+    let (refreshed, ()) = tokio::join!(refresh.request_async(&s.http), release);
+    let refreshed = refreshed.expect("the refresh is answered once the file is free");
+    assert_ne!(refreshed.refresh_token().unwrap().secret(), rt.secret());
+    let text = s.app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(fallbacks(&text, "rotation"), 1.0, "{text}");
+    assert_eq!(fallbacks(&text, "read"), 0.0, "{text}");
+
+    holder.close().await.unwrap();
+    // The new access token is read on SQLite's own connections again.
+    assert_eq!(
+        crate::oidc::userinfo_status(&s, refreshed.access_token()).await,
+        200
+    );
+    let text = s.app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(fallbacks(&text, "read"), 0.0, "{text}");
+    assert_eq!(fallbacks(&text, "rotation"), 1.0, "{text}");
+}
