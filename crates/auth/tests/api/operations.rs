@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openidconnect::OAuth2TokenResponse;
 
 use crate::helpers::{CapturedLogs, ClientOpts, TestApp, TestDb, metric};
-use crate::oidc::{EMAIL, PASSWORD, authorize, exchange, setup_with, sign_in_for_code};
+use crate::oidc::{EMAIL, PASSWORD, authorize, exchange, setup, setup_with, sign_in_for_code};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tobira");
 
@@ -598,20 +598,17 @@ async fn migrate_names_each_migration_it_applies_and_status_lists_them_all() {
 }
 
 /// On SQLite, a refresh rotation that the writer's own connection cannot run (another
-/// connection holds the file's write lock longer than the writer waits) is answered
+/// connection holds the file's write lock for longer than the writer waits) is answered
 /// through the pool once the file is free, and counted in `tobira_sqlite_fallbacks_total`
 /// for operators; nothing else is counted. (A read's fallback is counted by the same
 /// code: `store::readers`' tests.)
 #[tokio::test]
 async fn a_sqlite_rotation_its_writer_cannot_run_is_run_on_the_pool_and_counted() {
     use sqlx::Connection;
-    let s = setup_with(
-        ClientOpts {
-            refresh: true,
-            ..Default::default()
-        },
-        |_| {},
-    )
+    let s = setup(ClientOpts {
+        refresh: true,
+        ..Default::default()
+    })
     .await;
     if s.app.state.db.backend() != sea_orm::DbBackend::Sqlite {
         eprintln!("skipping: SQLite alone has connections of its own beside the pool");
@@ -629,7 +626,8 @@ async fn a_sqlite_rotation_its_writer_cannot_run_is_run_on_the_pool_and_counted(
     assert_eq!(fallbacks(&text, "rotation"), 0.0, "{text}");
     assert_eq!(fallbacks(&text, "read"), 0.0, "{text}");
 
-    // A write held for 600 ms: the writer gives up after 200, the pool waits for it.
+    // A write held until the writer has given up (after 200 ms) and the rotation went
+    // to the pool, which waits for it (its busy timeout is 5 s).
     let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::raw_sql("BEGIN IMMEDIATE")
         .execute(&mut holder)
@@ -637,7 +635,18 @@ async fn a_sqlite_rotation_its_writer_cannot_run_is_run_on_the_pool_and_counted(
         .unwrap();
     let refresh = s.rp.exchange_refresh_token(&rt).unwrap();
     let release = async {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        let started = Instant::now();
+        loop {
+            let text = s.app.get("/metrics").await.text().await.unwrap();
+            if fallbacks(&text, "rotation") >= 1.0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(4),
+                "the writer never gave the rotation to the pool"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     };
     let (refreshed, ()) = tokio::join!(refresh.request_async(&s.http), release);
