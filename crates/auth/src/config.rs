@@ -357,6 +357,11 @@ pub struct PasswordConfig {
     /// Hashes that may wait for their turn, per CPU core (default 8 × cores); beyond it
     /// a sign-in is answered 503 with `Retry-After` at once. 0: no bound.
     pub waiting_hashes_per_core: usize,
+    /// How many nice levels the hashing threads run below the process (Linux; 0–19, as
+    /// `nice -n`): above 0, a request's thread runs before a hash when both want a core,
+    /// so a storm of sign-ins slows the token endpoint and the pages less. 0: the
+    /// process's own priority.
+    pub hashing_nice: i32,
 }
 
 /// The member's account.
@@ -645,6 +650,7 @@ impl Default for PasswordConfig {
             argon2_parallelism: 1,
             max_concurrent_hashes: 0,
             waiting_hashes_per_core: 8,
+            hashing_nice: 10,
         }
     }
 }
@@ -907,6 +913,12 @@ impl Config {
             return Err(invalid(
                 "password",
                 "argon2 parameters out of range (memory ≥ 8 × parallelism KiB, iterations ≥ 1, parallelism ≥ 1)",
+            ));
+        }
+        if !(0..=19).contains(&p.hashing_nice) {
+            return Err(invalid(
+                "password.hashing_nice",
+                "must be between 0 and 19 (a hash never runs above the requests)",
             ));
         }
         if p.argon2_memory_kib < 7 * 1024 {
@@ -1266,6 +1278,14 @@ mod tests {
             (
                 &[("TOBIRA_PASSWORD__ARGON2_MEMORY_KIB", "64")],
                 "password.argon2_memory_kib",
+            ),
+            (
+                &[("TOBIRA_PASSWORD__HASHING_NICE", "-5")],
+                "password.hashing_nice",
+            ),
+            (
+                &[("TOBIRA_PASSWORD__HASHING_NICE", "20")],
+                "password.hashing_nice",
             ),
             (
                 &[("TOBIRA_THROTTLE__DISPLAY_UTC_OFFSET", "JST")],

@@ -1,18 +1,20 @@
 //! Passwords: the policy (in the `Password` type, so a weak one cannot reach the hasher)
-//! and argon2id hashing on a bounded blocking pool.
+//! and argon2id hashing on threads of its own, bounded in number and below the request
+//! threads in priority.
 //!
 //! Passwords are NFKC-normalised before anything else (NIST SP 800-63B §5.1.1.2), so a
 //! full-width password typed on a phone matches the half-width one typed on a PC. They
 //! are never trimmed: spaces are characters.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, RECOMMENDED_SALT_LEN, Version};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::authn::feedback::StrengthFeedback;
@@ -112,6 +114,11 @@ impl fmt::Debug for Password {
 /// argon2id with a bound on concurrent hashes: each hash holds `m` KiB of memory and
 /// a core for ~15 ms, so a burst of sign-ins queues here instead of exhausting memory or
 /// stalling the async runtime.
+///
+/// The hashes run on threads of their own (`tobira-hash`, one per permit), at a lower
+/// scheduling priority than the runtime's (`password.hashing_nice`): when a hash and a
+/// request both want a core, the request runs first, so a storm of sign-ins slows the
+/// token endpoint far less, while hashes still have every core nobody else wants.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
@@ -128,6 +135,91 @@ pub struct PasswordHasher {
     /// permits, where the reused blocks hold it at 45 MB). Not cleared between hashes,
     /// as argon2 does not clear its own: the next hash overwrites them.
     memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    threads: Arc<HashingThreads>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads. A job is sent only with a permit, and there is a thread per
+/// permit, so a job never waits here for a thread. The threads end when the last clone
+/// of the hasher is dropped (the channel closes).
+struct HashingThreads {
+    jobs: mpsc::Sender<Job>,
+    /// The threads' shared end of the channel: gone once every thread has ended.
+    #[cfg(test)]
+    queue: std::sync::Weak<Mutex<mpsc::Receiver<Job>>>,
+}
+
+impl HashingThreads {
+    fn start(count: usize, nice: i32) -> Result<Self, HashError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        #[cfg(test)]
+        let weak = Arc::downgrade(&queue);
+        for _ in 0..count {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("tobira-hash".into())
+                .spawn(move || {
+                    lower_priority(nice);
+                    loop {
+                        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(job) = job else { return };
+                        // A panic fails its own hash (its answer is dropped), not the
+                        // thread: the pool keeps its size.
+                        let _ = catch_unwind(AssertUnwindSafe(job));
+                    }
+                })
+                .map_err(|e| HashError::Thread(e.to_string()))?;
+        }
+        Ok(Self {
+            jobs,
+            #[cfg(test)]
+            queue: weak,
+        })
+    }
+
+    fn run(&self, job: Job) -> Result<(), HashError> {
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Thread("the hashing threads have stopped".into()))
+    }
+}
+
+/// Lowers the calling thread's scheduling priority by `nice` levels (at most to 19), as
+/// `nice -n` would: on Linux the nice value is the thread's own. Raising it back would
+/// need a privilege, which is why hashes have threads of their own rather than the
+/// runtime's shared blocking pool. Where it cannot be lowered, hashes run at the
+/// process's priority, as before, and the reason is logged.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid, getpriority and setpriority take and return plain integers;
+        // errno is the calling thread's.
+        let lowered = unsafe {
+            let tid = libc::gettid() as libc::id_t;
+            *libc::__errno_location() = 0;
+            let own = libc::getpriority(libc::PRIO_PROCESS, tid);
+            // -1 is a nice value too: only errno tells a failure.
+            if own == -1 && *libc::__errno_location() != 0 {
+                -1
+            } else {
+                libc::setpriority(libc::PRIO_PROCESS, tid, own.saturating_add(nice).min(19))
+            }
+        };
+        if lowered != 0 {
+            tracing::warn!(
+                nice,
+                error = %std::io::Error::last_os_error(),
+                "could not lower the hashing thread's priority"
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!(nice, "thread priorities are set on Linux only");
 }
 
 /// Counts a waiting hash for as long as it waits, including when its request is dropped.
@@ -152,8 +244,8 @@ pub enum Queue {
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Argon2(String),
-    #[error("password hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error("password hashing thread failed: {0}")]
+    Thread(String),
     #[error("too many password hashes are waiting")]
     Busy,
 }
@@ -178,6 +270,10 @@ impl PasswordHasher {
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
             memory: Arc::new(Mutex::new(Vec::new())),
+            threads: Arc::new(HashingThreads::start(
+                max_concurrent.max(1),
+                config.hashing_nice,
+            )?),
         })
     }
 
@@ -304,8 +400,8 @@ impl PasswordHasher {
             }
         };
         let pool = Arc::clone(&self.memory);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
+        let (answer, answered) = oneshot::channel();
+        self.threads.run(Box::new(move || {
             let mut memory = pool
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -315,9 +411,14 @@ impl PasswordHasher {
             pool.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(memory);
-            result
-        })
-        .await?
+            // Given back before the answer, so that whoever got the answer finds the
+            // thread free. The request may be gone: the hash held its permit anyway.
+            drop(permit);
+            let _ = answer.send(result);
+        }))?;
+        answered
+            .await
+            .map_err(|_| HashError::Thread("the hash panicked".into()))?
     }
 }
 
@@ -384,6 +485,121 @@ mod tests {
         drop(held);
         assert!(queued.await.unwrap().unwrap());
         assert_eq!(hasher.waiting(), 0);
+    }
+
+    /// What a hashing thread is: its name and its nice value, read on the thread itself.
+    #[cfg(target_os = "linux")]
+    async fn hashing_thread(hasher: &PasswordHasher) -> (Option<String>, i32) {
+        hasher
+            .blocking(Queue::Anyone, |_| {
+                let name = std::thread::current().name().map(str::to_owned);
+                Ok((name, this_threads_nice()))
+            })
+            .await
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    fn this_threads_nice() -> i32 {
+        // SAFETY: plain integers in and out.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
+    }
+
+    /// Hashes run on threads of their own, below the requests' priority by the
+    /// configured nice value; the thread that asked keeps its own.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashes_run_on_their_own_threads_below_the_requests_priority() {
+        let own = this_threads_nice();
+        let config = PasswordConfig {
+            hashing_nice: 7,
+            ..PasswordConfig::default()
+        };
+        let hasher = PasswordHasher::new(&config, 2, 0).unwrap();
+        // Both threads, each asked while the other is busy.
+        let (a, b) = tokio::join!(hashing_thread(&hasher), hashing_thread(&hasher));
+        for (name, nice) in [a, b] {
+            assert_eq!(name.as_deref(), Some("tobira-hash"));
+            assert_eq!(nice, (own + 7).min(19));
+        }
+        assert_eq!(this_threads_nice(), own);
+        let pw = Password::for_verification("x");
+        let phc = hasher.hash(&pw).await.unwrap();
+        assert!(hasher.verify(&pw, &phc).await.unwrap());
+
+        // 0: the process's own priority.
+        let config = PasswordConfig {
+            hashing_nice: 0,
+            ..PasswordConfig::default()
+        };
+        let hasher = PasswordHasher::new(&config, 1, 0).unwrap();
+        assert_eq!(
+            hashing_thread(&hasher).await,
+            (Some("tobira-hash".to_owned()), own)
+        );
+    }
+
+    /// A hash that panics fails alone: the thread lives on, and so does the next hash.
+    #[tokio::test]
+    async fn a_panicking_hash_fails_itself_and_not_the_thread() {
+        let hasher = PasswordHasher::new(&PasswordConfig::default(), 1, 0).unwrap();
+        let failed = hasher
+            .blocking::<()>(Queue::Anyone, |_| panic!("a hash that panics"))
+            .await;
+        assert!(matches!(failed, Err(HashError::Thread(_))), "{failed:?}");
+        let pw = Password::for_verification("x");
+        let phc = hasher.hash(&pw).await.unwrap();
+        assert!(hasher.verify(&pw, &phc).await.unwrap());
+    }
+
+    /// A request that gives up does not give the hash's thread back early: its permit is
+    /// held until the hash is done, so no more hashes run at once than the bound.
+    #[tokio::test]
+    async fn a_hash_whose_request_is_gone_still_holds_its_thread() {
+        let hasher = PasswordHasher::new(&PasswordConfig::default(), 1, 0).unwrap();
+        let (started, start) = std::sync::mpsc::channel();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let gone = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .blocking(Queue::Anyone, move |_| {
+                        started.send(()).unwrap();
+                        finished.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || start.recv().unwrap())
+            .await
+            .unwrap();
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        assert_eq!(hasher.permits.available_permits(), 0);
+        finish.send(()).unwrap();
+        let _ = hasher.permits.acquire().await.unwrap();
+    }
+
+    /// The threads end with the last clone of the hasher.
+    #[tokio::test]
+    async fn the_hashing_threads_end_with_the_hasher() {
+        let hasher = PasswordHasher::new(&PasswordConfig::default(), 3, 0).unwrap();
+        let clone = hasher.clone();
+        let pw = Password::for_verification("x");
+        clone.hash(&pw).await.unwrap();
+        let queue = hasher.threads.queue.clone();
+        drop(hasher);
+        assert!(queue.upgrade().is_some(), "a clone still holds them");
+        drop(clone);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while queue.upgrade().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the threads did not end"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     fn email() -> Email {
