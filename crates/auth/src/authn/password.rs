@@ -487,13 +487,19 @@ mod tests {
         assert_eq!(hasher.waiting(), 0);
     }
 
-    /// What a hashing thread is: its name and its nice value, read on the thread itself.
+    /// What a hashing thread is: its name, its id and its nice value, read on the thread
+    /// itself once `together` more jobs have reached a thread of their own.
     #[cfg(target_os = "linux")]
-    async fn hashing_thread(hasher: &PasswordHasher) -> (Option<String>, i32) {
+    async fn hashing_thread(
+        hasher: &PasswordHasher,
+        together: Arc<std::sync::Barrier>,
+    ) -> (Option<String>, i32, i32) {
         hasher
-            .blocking(Queue::Anyone, |_| {
+            .blocking(Queue::Anyone, move |_| {
+                together.wait();
                 let name = std::thread::current().name().map(str::to_owned);
-                Ok((name, this_threads_nice()))
+                // SAFETY: no arguments, an integer back.
+                Ok((name, unsafe { libc::gettid() }, this_threads_nice()))
             })
             .await
             .unwrap()
@@ -516,9 +522,14 @@ mod tests {
             ..PasswordConfig::default()
         };
         let hasher = PasswordHasher::new(&config, 2, 0).unwrap();
-        // Both threads, each asked while the other is busy.
-        let (a, b) = tokio::join!(hashing_thread(&hasher), hashing_thread(&hasher));
-        for (name, nice) in [a, b] {
+        // Both threads: two jobs that wait for each other run on two.
+        let together = Arc::new(std::sync::Barrier::new(2));
+        let (a, b) = tokio::join!(
+            hashing_thread(&hasher, Arc::clone(&together)),
+            hashing_thread(&hasher, together)
+        );
+        assert_ne!(a.1, b.1);
+        for (name, _, nice) in [a, b] {
             assert_eq!(name.as_deref(), Some("tobira-hash"));
             assert_eq!(nice, (own + 7).min(19));
         }
@@ -533,10 +544,8 @@ mod tests {
             ..PasswordConfig::default()
         };
         let hasher = PasswordHasher::new(&config, 1, 0).unwrap();
-        assert_eq!(
-            hashing_thread(&hasher).await,
-            (Some("tobira-hash".to_owned()), own)
-        );
+        let (name, _, nice) = hashing_thread(&hasher, Arc::new(std::sync::Barrier::new(1))).await;
+        assert_eq!((name.as_deref(), nice), (Some("tobira-hash"), own));
     }
 
     /// A hash that panics fails alone: the thread lives on, and so does the next hash.
