@@ -141,8 +141,9 @@ pub struct PasswordHasher {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The hashing threads. A job is sent only with a permit, and there is a thread per
-/// permit, so a job never waits here for a thread. The threads end when the last clone
-/// of the hasher is dropped (the channel closes).
+/// permit, so a job waits here at most for a thread to finish handing back its last
+/// answer. The threads end when the last clone of the hasher is dropped (the channel
+/// closes).
 struct HashingThreads {
     jobs: mpsc::Sender<Job>,
     /// The threads' shared end of the channel: gone once every thread has ended.
