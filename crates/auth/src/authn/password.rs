@@ -555,9 +555,18 @@ mod tests {
             .blocking::<()>(Queue::Anyone, |_| panic!("a hash that panics"))
             .await;
         assert!(matches!(failed, Err(HashError::Thread(_))), "{failed:?}");
+        // Had the panic ended the only thread, the channel would be closed and this
+        // hash would fail ("the hashing threads have stopped").
         let pw = Password::for_verification("x");
         let phc = hasher.hash(&pw).await.unwrap();
         assert!(hasher.verify(&pw, &phc).await.unwrap());
+    }
+
+    /// `work`'s answer, or a failure (not a hang) when it takes longer than 10 s.
+    async fn within_seconds<T>(work: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(10), work)
+            .await
+            .expect("no answer within 10 s: a hashing thread or permit is gone")
     }
 
     /// A request that gives up does not give the hash's thread back early: its permit is
@@ -586,7 +595,7 @@ mod tests {
         assert!(gone.await.unwrap_err().is_cancelled());
         assert_eq!(hasher.permits.available_permits(), 0);
         finish.send(()).unwrap();
-        let _ = hasher.permits.acquire().await.unwrap();
+        let _ = within_seconds(hasher.permits.acquire()).await.unwrap();
     }
 
     /// The threads end with the last clone of the hasher.
