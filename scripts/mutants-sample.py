@@ -1,24 +1,31 @@
 #!/usr/bin/env python3
-"""A measured sample of the mutants in `.cargo/mutants.toml`, affordable on two cores.
+"""Mutation testing affordable on two cores: a measured sample, or every mutant over many runs.
 
     scripts/mutants-sample.py 11/25          # every 25th mutant, from offset 11
     scripts/mutants-sample.py 3/50 OUT.tsv   # a smaller sample, results where you say
+    scripts/mutants-sample.py 0/1 scripts/mutants-ledger.tsv
+                                             # every mutant, carried on from the committed ledger
+    MUTANTS_BUDGET=7200 scripts/mutants-sample.py 0/1 scripts/mutants-ledger.tsv
+                                             # the same, stopping after two hours
 
 cargo-mutants lists the mutants of the selection (`--sharding round-robin --shard K/N`,
 with their diffs); each is applied to a clone of HEAD in MUTANTS_WORKDIR (default
 /tmp/tobira-mutants, its own target directory, kept between runs so that each mutant's
 build is incremental), built with the `mutants` profile, and tested on SQLite:
 
-1. first the tests that reach its file (unit tests, and the API test modules named for the
-   file below): a failure there is a catch, usually within a minute;
-2. only when those all pass, the OP's whole suite, as cargo-mutants would run it.
+1. the OP's unit tests, built alone (a catch there costs one build of the library);
+2. when those pass, the API test modules named for the mutant's file below;
+3. only when those all pass too, the OP's whole suite, as cargo-mutants would run it.
 
 So "missed" means what it means to cargo-mutants: no test of the OP noticed. A mutant that
-does not compile is "unviable"; one that runs past the time limit, "timeout" (a catch for
-cargo-mutants too). One line per mutant goes to the results file (default
-mutants-sample.tsv in the work directory): name, result, seconds, the failing tests; a run
-that is stopped goes on from there when started again with the same file. Needs
-cargo-mutants and cargo-nextest.
+does not compile is "unviable"; one whose tests run past the time limit, "timeout" (a catch
+for cargo-mutants too). One line per mutant goes to the results file (default
+mutants-sample.tsv in the work directory): name, result, seconds, the failing test, and
+the commit it was tested at. A run that is stopped goes on from there when started again
+with the same file, even at a later commit: a result still counts while the mutant's file
+is unchanged since its commit (a "missed" one, while nothing of the OP has changed, so that
+a new test gets its chance); the others are tested again. Needs cargo-mutants and
+cargo-nextest.
 """
 import json
 import os
@@ -52,17 +59,34 @@ REACHED_BY = [
     ("authn/", "password|throttle|oidc|sessions|signup|newdevice|history|second_step"),
 ]
 FAILED = re.compile(r"^\s+(?:FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGKILL) \[.*?\] \(.*?\) (.*)$", re.M)
+NEXTEST = "cargo nextest run -p tobira-auth --cargo-profile mutants --profile mutants"
+
+
+def git(*args, cwd=None):
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def still_valid(entry, head, repo, memo):
+    """Whether a recorded result still holds at HEAD (see the module's documentation)."""
+    name, result, commit, file = entry[0], entry[1], entry[4], entry[5]
+    if commit == head:
+        return True
+    paths = ("crates/auth",) if result == "missed" else (file,)
+    key = (commit, paths)
+    if key not in memo:
+        memo[key] = git("diff", "--quiet", commit, head, "--", *paths, cwd=repo).returncode == 0
+    return memo[key]
 
 
 def main():
     if len(sys.argv) < 2 or not re.fullmatch(r"\d+/\d+", sys.argv[1]):
         sys.exit(__doc__)
     shard = sys.argv[1]
-    repo = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    repo = git("rev-parse", "--show-toplevel").stdout.strip()
     work = os.environ.get("MUTANTS_WORKDIR", "/tmp/tobira-mutants")
     out = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else os.path.join(work, "mutants-sample.tsv")
+    budget = float(os.environ.get("MUTANTS_BUDGET", "inf"))
+    began = time.time()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
     env["CARGO_TARGET_DIR"] = os.path.join(work, "target")
 
@@ -73,13 +97,21 @@ def main():
     mutants = json.loads(listed)
     if not os.path.isdir(os.path.join(work, ".git")):
         subprocess.run(["git", "clone", "-q", repo, work], check=True)
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
     subprocess.run(["git", "fetch", "-q", repo, head], cwd=work, check=True)
     subprocess.run(["git", "checkout", "-q", "--force", head], cwd=work, check=True)
 
-    done = set()
+    # Results from earlier runs that still hold; the others are dropped from the file.
+    kept, memo = [], {}
     if os.path.exists(out):
-        done = {line.split("\t")[0] for line in open(out)}
+        for line in open(out):
+            entry = line.rstrip("\n").split("\t")
+            if len(entry) == 6 and still_valid(entry, head, repo, memo):
+                kept.append(entry)
+    with open(out, "w") as f:
+        f.writelines("\t".join(e) + "\n" for e in kept)
+    listed_names = {m["name"] for m in mutants}
+    done = {e[0] for e in kept} & listed_names
     print(f"{len(mutants)} mutants in shard {shard} of {head[:9]}; {len(done)} done already", flush=True)
 
     def run(cmd, limit):
@@ -90,48 +122,54 @@ def main():
         except subprocess.TimeoutExpired:
             return "timeout", "", time.time() - start
 
+    def test(m):
+        """The result of one mutant already applied to the work tree, its seconds and a note."""
+        secs = 0.0
+        part = m["file"].removeprefix("crates/auth/src/")
+        modules = next((v for k, v in REACHED_BY if part.startswith(k)), "oidc")
+        stages = [
+            ("unit tests", f"{NEXTEST} --lib"),
+            ("reaching tests", f"{NEXTEST} -E 'binary(api) & test(/^({modules})::/)'"),
+            ("whole suite", f"{NEXTEST} -E 'not kind(lib) & not (binary(api) & test(/^({modules})::/))'"),
+        ]
+        for stage, command in stages:
+            rc, log, t = run(f"{command} --no-run", 1800)
+            secs += t
+            if rc != 0:
+                return "unviable", secs, stage
+            rc, log, t = run(command, 1800)
+            secs += t
+            if rc == "timeout":
+                return "timeout", secs, stage
+            if rc != 0:
+                failed = sorted(set(FAILED.findall(log)))
+                return "caught", secs, f"{stage}: " + (failed[0] if failed else f"exit {rc}")
+        return "missed", secs, ""
+
     for m in mutants:
         if m["name"] in done:
             continue
+        if time.time() - began > budget:
+            print("the time budget is spent; run again to go on", flush=True)
+            break
         subprocess.run(["git", "checkout", "-q", "--", "."], cwd=work, check=True)
         patched = subprocess.run(["patch", m["file"]], cwd=work, input=m["diff"], text=True, capture_output=True)
-        note = ""
         if patched.returncode != 0:
-            result, secs, note = "patch-failed", 0.0, patched.stdout.strip()
+            result, secs, note = "patch-failed", 0.0, patched.stdout.strip().replace("\n", " ")
         else:
-            rc, _, secs = run("cargo nextest run -p tobira-auth --cargo-profile mutants --no-run", 1800)
-            if rc != 0:
-                result = "unviable"
-            else:
-                part = m["file"].removeprefix("crates/auth/src/")
-                modules = next((v for k, v in REACHED_BY if part.startswith(k)), "oidc")
-                reach = f"kind(lib) | (binary(api) & test(/^({modules})::/))"
-                rc, log, t = run(f"cargo nextest run -p tobira-auth --cargo-profile mutants -E '{reach}'", 900)
-                secs += t
-                stage = "reaching tests"
-                if rc == 0:
-                    rc, log, t = run("cargo nextest run -p tobira-auth --cargo-profile mutants", 1800)
-                    secs += t
-                    stage = "whole suite"
-                if rc == 0:
-                    result = "missed"
-                elif rc == "timeout":
-                    result, note = "timeout", stage
-                else:
-                    result = "caught"
-                    note = f"{stage}: " + "; ".join(sorted(set(FAILED.findall(log)))[:3])
+            result, secs, note = test(m)
         subprocess.run(["git", "checkout", "-q", "--", "."], cwd=work, check=True)
         with open(out, "a") as f:
-            f.write(f"{m['name']}\t{result}\t{secs:.0f}\t{note}\n")
+            f.write(f"{m['name']}\t{result}\t{secs:.0f}\t{note}\t{head}\t{m['file']}\n")
         print(f"{result:9} {secs:5.0f}s  {m['name']}", flush=True)
 
-    lines = [line.split("\t") for line in open(out)]
+    lines = [e for e in (line.rstrip("\n").split("\t") for line in open(out)) if e[0] in listed_names]
     counts = {}
     for line in lines:
         counts[line[1]] = counts.get(line[1], 0) + 1
     viable = len(lines) - counts.get("unviable", 0) - counts.get("patch-failed", 0)
     caught = counts.get("caught", 0) + counts.get("timeout", 0)
-    print(f"{caught} of {viable} viable mutants caught; {counts}")
+    print(f"{len(lines)} of {len(mutants)} mutants tested: {caught} of {viable} viable caught; {counts}")
     for line in lines:
         if line[1] == "missed":
             print("missed:", line[0])
