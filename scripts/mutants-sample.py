@@ -5,13 +5,15 @@
     scripts/mutants-sample.py 3/50 OUT.tsv   # a smaller sample, results where you say
     scripts/mutants-sample.py 0/1 scripts/mutants-ledger.tsv
                                              # every mutant, carried on from the committed ledger
-    MUTANTS_BUDGET=7200 scripts/mutants-sample.py 0/1 scripts/mutants-ledger.tsv
-                                             # the same, stopping after two hours
+    MUTANTS_BUDGET=7200 MUTANTS_JOBS=2 scripts/mutants-sample.py 0/1 scripts/mutants-ledger.tsv
+                                             # the same, two mutants at a time, for two hours
 
 cargo-mutants lists the mutants of the selection (`--sharding round-robin --shard K/N`,
 with their diffs); each is applied to a clone of HEAD in MUTANTS_WORKDIR (default
 /tmp/tobira-mutants, its own target directory, kept between runs so that each mutant's
-build is incremental), built with the `mutants` profile, and tested on SQLite:
+build is incremental; MUTANTS_JOBS of them, default 1, each testing its own mutant: a
+build of the OP keeps only one core busy most of the time), built with the `mutants`
+profile, and tested on SQLite:
 
 1. the OP's unit tests, built alone (a catch there costs one build of the library);
 2. when those pass, the API test modules named for the mutant's file below;
@@ -32,6 +34,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 
 # The API test modules that exercise each part of the selection (first match wins).
@@ -86,20 +89,23 @@ def main():
     work = os.environ.get("MUTANTS_WORKDIR", "/tmp/tobira-mutants")
     out = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else os.path.join(work, "mutants-sample.tsv")
     budget = float(os.environ.get("MUTANTS_BUDGET", "inf"))
+    jobs = int(os.environ.get("MUTANTS_JOBS", "1"))
     began = time.time()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEST_")}
-    env["CARGO_TARGET_DIR"] = os.path.join(work, "target")
 
     listed = subprocess.run(
         ["cargo", "mutants", "--list", "--json", "--diff", "--sharding", "round-robin", "--shard", shard],
         cwd=repo, capture_output=True, text=True, check=True,
     ).stdout
     mutants = json.loads(listed)
-    if not os.path.isdir(os.path.join(work, ".git")):
-        subprocess.run(["git", "clone", "-q", repo, work], check=True)
     head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
-    subprocess.run(["git", "fetch", "-q", repo, head], cwd=work, check=True)
-    subprocess.run(["git", "checkout", "-q", "--force", head], cwd=work, check=True)
+    # One clone per job, each with its own target directory.
+    trees = [work] + [f"{work}-{i}" for i in range(1, jobs)]
+    for tree in trees:
+        if not os.path.isdir(os.path.join(tree, ".git")):
+            subprocess.run(["git", "clone", "-q", repo, tree], check=True)
+        subprocess.run(["git", "fetch", "-q", repo, head], cwd=tree, check=True)
+        subprocess.run(["git", "checkout", "-q", "--force", head], cwd=tree, check=True)
 
     # Results from earlier runs that still hold; the others are dropped from the file.
     kept, memo = [], {}
@@ -114,16 +120,17 @@ def main():
     done = {e[0] for e in kept} & listed_names
     print(f"{len(mutants)} mutants in shard {shard} of {head[:9]}; {len(done)} done already", flush=True)
 
-    def run(cmd, limit):
+    def run(tree, cmd, limit):
         start = time.time()
+        tree_env = dict(env, CARGO_TARGET_DIR=os.path.join(tree, "target"))
         try:
-            p = subprocess.run(cmd, cwd=work, env=env, shell=True, capture_output=True, text=True, timeout=limit)
+            p = subprocess.run(cmd, cwd=tree, env=tree_env, shell=True, capture_output=True, text=True, timeout=limit)
             return p.returncode, p.stdout + p.stderr, time.time() - start
         except subprocess.TimeoutExpired:
             return "timeout", "", time.time() - start
 
-    def test(m):
-        """The result of one mutant already applied to the work tree, its seconds and a note."""
+    def test(tree, m):
+        """The result of one mutant already applied to the tree, its seconds and a note."""
         secs = 0.0
         part = m["file"].removeprefix("crates/auth/src/")
         modules = next((v for k, v in REACHED_BY if part.startswith(k)), "oidc")
@@ -133,11 +140,11 @@ def main():
             ("whole suite", f"{NEXTEST} -E 'not kind(lib) & not (binary(api) & test(/^({modules})::/))'"),
         ]
         for stage, command in stages:
-            rc, log, t = run(f"{command} --no-run", 1800)
+            rc, log, t = run(tree, f"{command} --no-run", 1800)
             secs += t
             if rc != 0:
                 return "unviable", secs, stage
-            rc, log, t = run(command, 1800)
+            rc, log, t = run(tree, command, 1800)
             secs += t
             if rc == "timeout":
                 return "timeout", secs, stage
@@ -146,22 +153,35 @@ def main():
                 return "caught", secs, f"{stage}: " + (failed[0] if failed else f"exit {rc}")
         return "missed", secs, ""
 
-    for m in mutants:
-        if m["name"] in done:
-            continue
-        if time.time() - began > budget:
-            print("the time budget is spent; run again to go on", flush=True)
-            break
-        subprocess.run(["git", "checkout", "-q", "--", "."], cwd=work, check=True)
-        patched = subprocess.run(["patch", m["file"]], cwd=work, input=m["diff"], text=True, capture_output=True)
-        if patched.returncode != 0:
-            result, secs, note = "patch-failed", 0.0, patched.stdout.strip().replace("\n", " ")
-        else:
-            result, secs, note = test(m)
-        subprocess.run(["git", "checkout", "-q", "--", "."], cwd=work, check=True)
-        with open(out, "a") as f:
-            f.write(f"{m['name']}\t{result}\t{secs:.0f}\t{note}\t{head}\t{m['file']}\n")
-        print(f"{result:9} {secs:5.0f}s  {m['name']}", flush=True)
+    pending = [m for m in mutants if m["name"] not in done]
+    lock = threading.Lock()
+
+    def worker(tree):
+        while True:
+            with lock:
+                if not pending:
+                    return
+                if time.time() - began > budget:
+                    print("the time budget is spent; run again to go on", flush=True)
+                    return
+                m = pending.pop(0)
+            subprocess.run(["git", "checkout", "-q", "--", "."], cwd=tree, check=True)
+            patched = subprocess.run(["patch", m["file"]], cwd=tree, input=m["diff"], text=True, capture_output=True)
+            if patched.returncode != 0:
+                result, secs, note = "patch-failed", 0.0, patched.stdout.strip().replace("\n", " ")
+            else:
+                result, secs, note = test(tree, m)
+            subprocess.run(["git", "checkout", "-q", "--", "."], cwd=tree, check=True)
+            with lock:
+                with open(out, "a") as f:
+                    f.write(f"{m['name']}\t{result}\t{secs:.0f}\t{note}\t{head}\t{m['file']}\n")
+                print(f"{result:9} {secs:5.0f}s  {m['name']}", flush=True)
+
+    threads = [threading.Thread(target=worker, args=(tree,)) for tree in trees]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
     lines = [e for e in (line.rstrip("\n").split("\t") for line in open(out)) if e[0] in listed_names]
     counts = {}
