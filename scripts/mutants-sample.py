@@ -61,7 +61,9 @@ REACHED_BY = [
     ("authn/session", "sessions|oidc|console"),
     ("authn/", "password|throttle|oidc|sessions|signup|newdevice|history|second_step"),
 ]
-FAILED = re.compile(r"^\s+(?:FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGKILL) \[.*?\] \(.*?\) (.*)$", re.M)
+# nextest's lines for a failed test: "FAIL [ 0.5s] (5/6) tobira-auth::api flow::name", or
+# with retries "TRY 2 FAIL [...]".
+FAILED = re.compile(r"^\s+(?:TRY \d+ )?(?:FAIL|TIMEOUT|SIGSEGV|SIGABRT|SIGKILL) \[.*?\] \(.*?\) (.*)$", re.M)
 NEXTEST = "cargo nextest run -p tobira-auth --cargo-profile mutants --profile mutants"
 
 
