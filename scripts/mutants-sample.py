@@ -26,8 +26,11 @@ mutants-sample.tsv in the work directory): name, result, seconds, the failing te
 the commit it was tested at. A run that is stopped goes on from there when started again
 with the same file, even at a later commit: a result still counts while the mutant's file
 is unchanged since its commit (a "missed" one, while nothing of the OP has changed, so that
-a new test gets its chance); the others are tested again. Needs cargo-mutants and
-cargo-nextest.
+a new test gets its chance); the others are tested again. A missed mutant that cannot be
+caught (an equivalent one) is explained in scripts/mutants-explained.tsv: file, mutation,
+the line it changes, why. The summary (MUTANTS_BUDGET=0 prints it alone) counts the
+results file by file and exits 1 when a missed mutant is not explained. Needs cargo-mutants
+and cargo-nextest.
 """
 import json
 import os
@@ -103,7 +106,7 @@ def main():
     head = git("rev-parse", "HEAD", cwd=repo).stdout.strip()
     # One clone per job, each with its own target directory.
     trees = [work] + [f"{work}-{i}" for i in range(1, jobs)]
-    for tree in trees:
+    for tree in trees if budget > 0 else []:
         if not os.path.isdir(os.path.join(tree, ".git")):
             subprocess.run(["git", "clone", "-q", repo, tree], check=True)
         subprocess.run(["git", "fetch", "-q", repo, head], cwd=tree, check=True)
@@ -185,17 +188,55 @@ def main():
     for t in threads:
         t.join()
 
-    lines = [e for e in (line.rstrip("\n").split("\t") for line in open(out)) if e[0] in listed_names]
-    counts = {}
+    by_name = {m["name"]: m for m in mutants}
+    lines = [e for e in (line.rstrip("\n").split("\t") for line in open(out)) if e[0] in by_name]
+    counts, files = {}, {}
+    for m in mutants:
+        files.setdefault(m["file"], {"listed": 0})["listed"] += 1
     for line in lines:
         counts[line[1]] = counts.get(line[1], 0) + 1
+        per_file = files[by_name[line[0]]["file"]]
+        per_file[line[1]] = per_file.get(line[1], 0) + 1
+    print("file: tested of listed, then the results")
+    for file, per_file in sorted(files.items()):
+        listed_here = per_file.pop("listed")
+        tested_here = sum(per_file.values())
+        if tested_here:
+            print(f"  {file}: {tested_here} of {listed_here}; {per_file}")
     viable = len(lines) - counts.get("unviable", 0) - counts.get("patch-failed", 0)
     caught = counts.get("caught", 0) + counts.get("timeout", 0)
     print(f"{len(lines)} of {len(mutants)} mutants tested: {caught} of {viable} viable caught; {counts}")
+    explained = read_explained(repo)
+    unexplained = 0
     for line in lines:
         if line[1] == "missed":
-            print("missed:", line[0])
-    sys.exit(1 if counts.get("missed") else 0)
+            reason = explained.get(explanation_key(by_name[line[0]]))
+            if reason:
+                print(f"missed, explained: {line[0]}\n    {reason}")
+            else:
+                unexplained += 1
+                print(f"missed: {line[0]}")
+    sys.exit(1 if unexplained else 0)
 
+
+def explanation_key(m):
+    """A missed mutant as `scripts/mutants-explained.tsv` names it: its file, the mutation
+    without its position, and the line it changes (so that an explanation survives edits
+    elsewhere in the file, and is lost when the line itself changes)."""
+    mutation = m["name"].split(": ", 1)[1]
+    removed = [l[1:].strip() for l in m["diff"].splitlines() if l.startswith("-") and not l.startswith("---")]
+    return (m["file"], mutation, removed[0] if removed else "")
+
+
+def read_explained(repo):
+    """The missed mutants explained as equivalent (or not worth a test), with the reason."""
+    path = os.path.join(repo, "scripts", "mutants-explained.tsv")
+    explained = {}
+    if os.path.exists(path):
+        for line in open(path):
+            if line.strip() and not line.startswith("#"):
+                file, mutation, changed, reason = line.rstrip("\n").split("\t")
+                explained[(file, mutation, changed)] = reason
+    return explained
 
 main()
