@@ -119,8 +119,9 @@ def main():
             entry = line.rstrip("\n").split("\t")
             if len(entry) == 6 and still_valid(entry, head, repo, memo):
                 kept.append(entry)
-    with open(out, "w") as f:
-        f.writelines("\t".join(e) + "\n" for e in kept)
+    if budget > 0:
+        with open(out, "w") as f:
+            f.writelines("\t".join(e) + "\n" for e in kept)
     listed_names = {m["name"] for m in mutants}
     done = {e[0] for e in kept} & listed_names
     print(f"{len(mutants)} mutants in shard {shard} of {head[:9]}; {len(done)} done already", flush=True)
