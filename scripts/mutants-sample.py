@@ -190,7 +190,10 @@ def main():
         t.join()
 
     by_name = {m["name"]: m for m in mutants}
-    lines = [e for e in (line.rstrip("\n").split("\t") for line in open(out)) if e[0] in by_name]
+    lines = [
+        e for e in (line.rstrip("\n").split("\t") for line in open(out))
+        if e[0] in by_name and len(e) == 6 and still_valid(e, head, repo, memo)
+    ]
     counts, files = {}, {}
     for m in mutants:
         files.setdefault(m["file"], {"listed": 0})["listed"] += 1
