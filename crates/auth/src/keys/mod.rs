@@ -185,12 +185,12 @@ pub enum VerifyError {
     Signature,
 }
 
-/// Wipes a private JWK before it is freed: its members (`d`, `p`, `q`…) are JSON
-/// strings, which `Zeroize` can reach. (The copies aws-lc makes inside a signer are its
-/// own to clear, which it does when it frees them.)
-fn wipe(jwk: Jwk) {
-    for (_, mut value) in jwk {
-        if let Value::String(text) = &mut value {
+/// Wipes a private JWK in place before it is freed: its members (`d`, `p`, `q`…) are
+/// JSON strings, which `Zeroize` overwrites and empties. (The copies aws-lc makes inside
+/// a signer are its own to clear, which it does when it frees them.)
+fn wipe(jwk: &mut Jwk) {
+    for value in jwk.values_mut() {
+        if let Value::String(text) = value {
             zeroize::Zeroize::zeroize(text);
         }
     }
@@ -210,7 +210,7 @@ pub(crate) fn generate(alg: Alg, master: &MasterKey, clock: &Clock) -> Result<St
     // private numbers unwiped), and wiped when dropped.
     let mut plaintext = zeroize::Zeroizing::new(Vec::with_capacity(16 * 1024));
     let written = serde_json::to_writer(&mut *plaintext, &private);
-    wipe(private);
+    wipe(&mut private);
     written.map_err(|e| KeyError::Corrupt {
         kid: kid.clone(),
         reason: e.to_string(),
@@ -249,6 +249,24 @@ mod tests {
     use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
 
     use super::*;
+
+    /// A private key's numbers are wiped before its map is freed: every member of every
+    /// kind of key is emptied in place.
+    #[test]
+    fn wiping_a_private_jwk_empties_every_member() {
+        for alg in Alg::ALL {
+            let (mut private, _) = jose::generate(alg).unwrap();
+            let secret = private.get("d").and_then(Value::as_str).unwrap_or_default();
+            assert!(!secret.is_empty(), "{alg:?} has a private member to wipe");
+            wipe(&mut private);
+            assert!(private.contains_key("d"));
+            for (name, value) in &private {
+                if let Value::String(text) = value {
+                    assert!(text.is_empty(), "{alg:?}: {name} was left");
+                }
+            }
+        }
+    }
 
     /// A retiring key stays published while anything it signed may still be checked: the
     /// longest token's lifetime plus one reload of every replica's ring.

@@ -353,7 +353,7 @@ fn open(key: &StoredKey, alg: Alg, master: &MasterKey) -> Result<Signer, KeyErro
     let signer = jose::with_public(&mut private, &public)
         .and_then(|()| Signer::from_jwk(alg, &private))
         .map_err(|e| corrupt(format!("its private half: {e}")));
-    wipe(private);
+    wipe(&mut private);
     signer
 }
 
