@@ -547,6 +547,40 @@ mod tests {
         assert_eq!((name.as_deref(), nice), (Some("tobira-hash"), own));
     }
 
+    /// Lowering a thread's priority says nothing when it works: the warning is for a
+    /// failure only, and would otherwise greet operators at every start.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn lowering_the_priority_logs_nothing_when_it_works() {
+        struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Logged {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logged = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = Arc::clone(&logged);
+        let (before, after) = std::thread::spawn(move || {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || Logged(Arc::clone(&writer)))
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                let before = this_threads_nice();
+                lower_priority(3);
+                (before, this_threads_nice())
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, (before + 3).min(19));
+        assert_eq!(String::from_utf8_lossy(&logged.lock().unwrap()), "");
+    }
+
     /// A hash that panics fails alone: the thread lives on, and so does the next hash.
     #[tokio::test]
     async fn a_panicking_hash_fails_itself_and_not_the_thread() {
