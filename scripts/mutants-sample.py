@@ -54,7 +54,7 @@ REACHED_BY = [
     ("oidc/second_step", "second_step|two_step_oidc|two_step|two_step_console|recovery"),
     ("oidc/tokens", "oidc|protocol|tokens|rp|hostile|grants|client_cache|logs"),
     ("oidc/", "oidc|protocol|rp"),
-    ("flow/", "flow|oidc|two_step_oidc|passkeys_signin|federation|protocol"),
+    ("flow/", "flow|oidc|two_step_oidc|passkeys_signin|federation|protocol|hostile"),
     ("keys/", "keys|key_rotation|keys_cli|master_rotation|tokens|oidc|linked_console|two_step"),
     ("authn/passkey", "passkeys_signin|passkey|passkeys_console"),
     ("authn/second_step", "second_step|two_step_oidc|two_step|two_step_console|recovery"),
