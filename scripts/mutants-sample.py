@@ -26,8 +26,8 @@ does not compile is "unviable"; one whose tests run past the time limit, "timeou
 for cargo-mutants too). One line per mutant goes to the results file (default
 mutants-sample.tsv in the work directory): name, result, seconds, the failing test, and
 the commit it was tested at. A run that is stopped goes on from there when started again
-with the same file, even at a later commit: a result still counts while the mutant's file
-is unchanged since its commit (a "missed" one, while nothing of the OP has changed, so that
+with the same file, even at a later commit: a result still counts while the mutant's file,
+apart from the unit tests at its end, is unchanged since its commit (a "missed" one, while nothing of the OP has changed, so that
 a new test gets its chance); the others are tested again. A missed mutant that cannot be
 caught (an equivalent one) is explained in scripts/mutants-explained.tsv: file, mutation,
 the line it changes, why. The summary (MUTANTS_BUDGET=0 prints it alone) counts the
@@ -81,11 +81,22 @@ def still_valid(entry, head, repo, memo):
     name, result, commit, file = entry[0], entry[1], entry[4], entry[5]
     if commit == head:
         return True
-    paths = ("crates/auth",) if result == "missed" else (file,)
-    key = (commit, paths)
-    if key not in memo:
-        memo[key] = git("diff", "--quiet", commit, head, "--", *paths, cwd=repo).returncode == 0
-    return memo[key]
+    if result == "missed":
+        key = (commit, "crates/auth")
+        if key not in memo:
+            memo[key] = git("diff", "--quiet", commit, head, "--", "crates/auth", cwd=repo).returncode == 0
+        return memo[key]
+    for at in (commit, head):
+        if (at, file) not in memo:
+            memo[(at, file)] = code_of(git("show", f"{at}:{file}", cwd=repo).stdout)
+    return memo[(commit, file)] == memo[(head, file)]
+
+
+def code_of(text):
+    """A file without its unit tests (the `#[cfg(test)] mod tests` at its end): a test added
+    there to kill one mutant leaves the others' results, and their line numbers, as they were."""
+    tests = re.search(r"^#\[cfg\(test\)\]\s*\nmod tests\b", text, re.M)
+    return text[: tests.start()] if tests else text
 
 
 def main():
