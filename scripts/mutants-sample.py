@@ -27,12 +27,12 @@ for cargo-mutants too). One line per mutant goes to the results file (default
 mutants-sample.tsv in the work directory): name, result, seconds, the failing test, and
 the commit it was tested at. A run that is stopped goes on from there when started again
 with the same file, even at a later commit: a result still counts while the mutant's file,
-apart from the unit tests at its end, is unchanged since its commit (a "missed" one, while nothing of the OP has changed, so that
-a new test gets its chance); the others are tested again. A missed mutant that cannot be
-caught (an equivalent one) is explained in scripts/mutants-explained.tsv: file, mutation,
-the line it changes, why. The summary (MUTANTS_BUDGET=0 prints it alone) counts the
-results file by file and exits 1 when a missed mutant is not explained. Needs cargo-mutants
-and cargo-nextest.
+apart from the unit tests at its end, is unchanged since its commit (a "missed" one, while
+nothing of the OP has changed, so that a new test gets its chance); the others are tested
+again. A missed mutant that cannot be caught (an equivalent one) is explained in
+scripts/mutants-explained.tsv: file, mutation, the line it changes, why. The summary
+(MUTANTS_BUDGET=0 prints it alone) counts the results file by file and exits 1 when a
+missed mutant is not explained. Needs cargo-mutants and cargo-nextest.
 """
 import json
 import os
@@ -95,7 +95,7 @@ def still_valid(entry, head, repo, memo):
 def code_of(text):
     """A file without its unit tests (the `#[cfg(test)] mod tests` at its end): a test added
     there to kill one mutant leaves the others' results, and their line numbers, as they were."""
-    tests = re.search(r"^#\[cfg\(test\)\]\s*\nmod tests\b", text, re.M)
+    tests = re.search(r"^#\[cfg\(test\)\]\s*\n(?:pub(?:\([^)]*\))? )?mod tests\b", text, re.M)
     return text[: tests.start()] if tests else text
 
 
@@ -160,8 +160,8 @@ def main():
         # A file without unit tests of its own is nearly always caught by the API tests:
         # there, building the unit tests first would only add their build to each catch.
         with open(os.path.join(tree, m["file"])) as f:
-            own_unit_tests = "#[cfg(test)]" in f.read()
-        if own_unit_tests:
+            text = f.read()
+        if code_of(text) != text:
             stages = [
                 ("unit tests", f"{NEXTEST} --lib"),
                 ("reaching tests", f"{NEXTEST} -E '{reaching}'"),
