@@ -11,6 +11,7 @@
 
 use tobira_auth::admin::clients::{AddClient, add_client};
 use tobira_auth::config::{Issuer, ProviderConfig, ProviderKind, Secret};
+use tobira_auth::store::ephemeral::EphemeralError;
 
 use crate::console::sent_to_sign_in;
 use crate::helpers::{Browser, Page, TestApp};
@@ -624,4 +625,64 @@ async fn one_address_cannot_start_flows_without_end() {
     assert_eq!(started, 60);
     let refused = refused.expect("the 61st start is refused");
     assert_eq!(refused.status, 429, "{}", refused.body);
+}
+
+/// The store fails when a start keeps its flow (under `federation:<state>`, after the
+/// provider's metadata was read): a store that is down gives the 503 page saying to try
+/// again, one that answers nonsense is a fault of ours, a 500 page with the request's id.
+/// Neither sends the browser to the provider, and the next press, with the store back,
+/// starts.
+#[tokio::test]
+async fn a_start_whose_flow_the_store_cannot_keep_is_a_503_when_down_and_a_500_when_broken() {
+    let up = upstream().await;
+    let issuer = up.issuer();
+    let (app, failing) = crate::outage::app_with_failing_store_and(|c| {
+        let mut first = provider("up", ProviderKind::Oidc, "上流ID");
+        first.issuer = issuer;
+        c.federation.providers.push(first);
+    })
+    .await;
+    register(&up, format!("{}/federation/up/callback", app.issuer())).await;
+    let browser = app.browser();
+    let page = sent_to_sign_in(&browser, "/account").await;
+
+    let down = failing
+        .during("federation:", press(&browser, &page, "up"))
+        .await;
+    crate::outage::unavailable_page(&down);
+    assert!(down.location.is_none());
+
+    let broken = failing
+        .during_failing_with(
+            "federation:",
+            || EphemeralError::Malformed,
+            press(&browser, &page, "up"),
+        )
+        .await;
+    assert_eq!(broken.status, 500, "{}", broken.body);
+    assert!(broken.location.is_none());
+    assert!(broken.headers.get("retry-after").is_none());
+    assert!(
+        broken.body.contains("問題が発生しました"),
+        "{}",
+        broken.body
+    );
+    let id = broken.headers["x-request-id"].to_str().unwrap();
+    assert!(
+        broken.body.contains("お問い合わせ番号") && broken.body.contains(id),
+        "{}",
+        broken.body
+    );
+
+    let sent = press(&browser, &page, "up").await;
+    let state = state_of(&sent);
+    assert!(
+        app.state
+            .ephemeral
+            .get(&format!("federation:{state}"))
+            .await
+            .unwrap()
+            .is_some(),
+        "the flow is kept once the store is back"
+    );
 }

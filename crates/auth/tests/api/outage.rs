@@ -328,14 +328,18 @@ async fn redis_killed_under_load_and_started_again() {
 }
 
 /// An ephemeral store that refuses every write to a key containing `armed` (while set),
-/// as a store that fails between two steps of one request; and that can hold one
-/// request at its `swap` of a key, so that a test acts while the request is in the middle.
+/// as a store that fails between two steps of one request (down, unless the test names
+/// another error); and that can hold one request at its `swap` of a key, so that a test
+/// acts while the request is in the middle.
 #[derive(Debug)]
 pub(crate) struct FailingWrites {
     inner: Ephemeral,
-    armed: std::sync::Mutex<Option<String>>,
+    armed: std::sync::Mutex<Option<(String, Failure)>>,
     held: std::sync::Mutex<Option<(String, std::sync::Arc<Hold>)>>,
 }
+
+/// The error a write fails with while armed.
+type Failure = fn() -> EphemeralError;
 
 /// A request held at a store call: `reached` when it arrives, going on at `release`.
 #[derive(Debug, Default)]
@@ -359,9 +363,21 @@ impl Hold {
 }
 
 impl FailingWrites {
-    /// Awaits `request` while writes to keys containing `part` fail, then lets them pass.
+    /// Awaits `request` while writes to keys containing `part` fail as a store that is
+    /// down, then lets them pass.
     pub(crate) async fn during<T>(&self, part: &str, request: impl Future<Output = T>) -> T {
-        *self.armed.lock().unwrap() = Some(part.to_owned());
+        let down = || EphemeralError::Unavailable("failing on cue".to_owned());
+        self.during_failing_with(part, down, request).await
+    }
+
+    /// `during`, the writes failing with `error`'s error.
+    pub(crate) async fn during_failing_with<T>(
+        &self,
+        part: &str,
+        error: Failure,
+        request: impl Future<Output = T>,
+    ) -> T {
+        *self.armed.lock().unwrap() = Some((part.to_owned(), error));
         let out = request.await;
         *self.armed.lock().unwrap() = None;
         out
@@ -376,9 +392,7 @@ impl FailingWrites {
 
     fn check(&self, key: &str) -> Result<(), EphemeralError> {
         match &*self.armed.lock().unwrap() {
-            Some(part) if key.contains(part.as_str()) => {
-                Err(EphemeralError::Unavailable("failing on cue".to_owned()))
-            }
+            Some((part, error)) if key.contains(part.as_str()) => Err(error()),
             _ => Ok(()),
         }
     }
